@@ -1,0 +1,19 @@
+"""Errors raised on bad input; each message names what is wrong and where."""
+
+from __future__ import annotations
+
+
+class IgrogError(Exception):
+    """Base class of all errors igrog-gadget raises on purpose."""
+
+
+class InputDataError(IgrogError, ValueError):
+    """Malformed or inconsistent input data (file, acquisition, field named in the message)."""
+
+
+class ConfigError(IgrogError, ValueError):
+    """An invalid configuration field or value (named in the message)."""
+
+
+class CalibrationError(InputDataError):
+    """No usable calibration data (no ACS and no densely sampled centre, wrong shapes, ...)."""

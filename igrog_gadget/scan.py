@@ -1,0 +1,170 @@
+"""Typed containers for scan data, converted once from ISMRMRD at the I/O boundary.
+
+Nothing here imports ``ismrmrd``: the I/O layer (``igrog_gadget.io``) fills these
+containers and turns results back into ISMRMRD objects.
+
+Axis order used across the package:
+- k-space samples of one readout: ``(coils, samples)``
+- trajectories: ``(samples, 2)`` as ``(kx, ky)`` in grid units (cycles/FOV),
+  k = 0 at grid index ``N // 2``
+- Cartesian grids: ``(coils, ny, nx)``
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# ISMRMRD acquisition flag bit numbers (1-based, as in the ISMRMRD standard).
+FLAG_FIRST_IN_SLICE = 7
+FLAG_LAST_IN_SLICE = 8
+FLAG_LAST_IN_REPETITION = 16
+FLAG_LAST_IN_MEASUREMENT = 25
+FLAG_IS_NOISE_MEASUREMENT = 19
+FLAG_IS_PARALLEL_CALIBRATION = 20
+FLAG_IS_PARALLEL_CALIBRATION_AND_IMAGING = 21
+FLAG_IS_NAVIGATION_DATA = 23
+FLAG_IS_PHASECORR_DATA = 24
+FLAG_IS_DUMMYSCAN_DATA = 27
+FLAG_IS_RTFEEDBACK_DATA = 28
+FLAG_IS_HPFEEDBACK_DATA = 29
+FLAG_IS_SURFACECOILCORRECTIONSCAN_DATA = 30
+
+#: Encoding counters kept on every readout (names as in ISMRMRD's EncodingCounters).
+IDX_FIELDS = (
+    "kspace_encode_step_1",
+    "kspace_encode_step_2",
+    "average",
+    "slice",
+    "contrast",
+    "phase",
+    "repetition",
+    "set",
+    "segment",
+)
+
+#: Counters that separate one gridded frame from another.
+FRAME_KEY_FIELDS = ("slice", "contrast", "phase", "set", "repetition", "average", "kspace_encode_step_2")
+
+
+def flag_mask(bit: int) -> int:
+    """Bit mask of a 1-based ISMRMRD flag number."""
+    return 1 << (bit - 1)
+
+
+def has_flag(flags: int, bit: int) -> bool:
+    """True when the 1-based ISMRMRD flag ``bit`` is set in ``flags``."""
+    return bool(int(flags) & flag_mask(bit))
+
+
+@dataclass
+class Readout:
+    """One ISMRMRD acquisition as plain arrays."""
+
+    data: np.ndarray
+    """Shape (coils, samples), complex64: the raw samples."""
+    traj: np.ndarray | None
+    """Shape (samples, dims), float32, in the file's units (not yet resolved); None if absent."""
+    flags: int
+    """ISMRMRD acquisition flags (bit field)."""
+    idx: dict[str, int]
+    """Encoding counters, keys from ``IDX_FIELDS``."""
+    center_sample: int = 0
+    """Index of the sample at k = 0 along the readout (Cartesian convention)."""
+    sample_time_us: float = 0.0
+    """Dwell time between samples, microseconds."""
+    discard_pre: int = 0
+    discard_post: int = 0
+    scan_counter: int = 0
+    """Position of the acquisition in the input stream (0-based), for error messages."""
+    source_header: Any = None
+    """The original ISMRMRD AcquisitionHeader; only the I/O layer reads it."""
+
+    @property
+    def num_coils(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.data.shape[1])
+
+    def frame_key(self) -> tuple[int, ...]:
+        """Counters that identify the frame this readout belongs to."""
+        return tuple(int(self.idx.get(name, 0)) for name in FRAME_KEY_FIELDS)
+
+    # --- routing predicates -------------------------------------------------
+    def is_noise(self) -> bool:
+        return has_flag(self.flags, FLAG_IS_NOISE_MEASUREMENT)
+
+    def is_calibration(self) -> bool:
+        return has_flag(self.flags, FLAG_IS_PARALLEL_CALIBRATION) or has_flag(
+            self.flags, FLAG_IS_PARALLEL_CALIBRATION_AND_IMAGING
+        )
+
+    def is_imaging(self) -> bool:
+        """Imaging readout to grid (calibration-only and auxiliary readouts are not)."""
+        if has_flag(self.flags, FLAG_IS_PARALLEL_CALIBRATION_AND_IMAGING):
+            return True
+        auxiliary = (
+            FLAG_IS_NOISE_MEASUREMENT,
+            FLAG_IS_PARALLEL_CALIBRATION,
+            FLAG_IS_NAVIGATION_DATA,
+            FLAG_IS_PHASECORR_DATA,
+            FLAG_IS_DUMMYSCAN_DATA,
+            FLAG_IS_RTFEEDBACK_DATA,
+            FLAG_IS_HPFEEDBACK_DATA,
+            FLAG_IS_SURFACECOILCORRECTIONSCAN_DATA,
+        )
+        return not any(has_flag(self.flags, bit) for bit in auxiliary)
+
+    def is_last_in_slice(self) -> bool:
+        return has_flag(self.flags, FLAG_LAST_IN_SLICE)
+
+
+@dataclass
+class ScanHeader:
+    """What the gridding needs from the ISMRMRD XML header (first encoding)."""
+
+    encoded_matrix: tuple[int, int, int]
+    """(nx, ny, nz) of encodedSpace: the gridding matrix."""
+    encoded_fov_mm: tuple[float, float, float]
+    recon_matrix: tuple[int, int, int]
+    recon_fov_mm: tuple[float, float, float]
+    trajectory: str
+    """ISMRMRD trajectory type of the input: cartesian, radial, spiral, goldenangle, other, ..."""
+    num_coils: int | None
+    """receiverChannels from acquisitionSystemInformation, when present."""
+    xml: str = ""
+    """The original XML header text."""
+    user_parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ImageItem:
+    """An image-domain input travelling in the dataset (e.g. b0map, coil_images)."""
+
+    series: str
+    """Name of the image series (HDF5 group name or header series name)."""
+    data: np.ndarray
+    """Shape (channels, nz, ny, nx) as stored by ISMRMRD images."""
+    meta: dict[str, Any] = field(default_factory=dict)
+    source: Any = None
+    """The original ISMRMRD Image; only the I/O layer reads it."""
+
+
+@dataclass
+class GriddedFrame:
+    """Gridded Cartesian k-space of one frame."""
+
+    kspace: np.ndarray
+    """Shape (coils, ny, nx), complex64; k = 0 at (ny // 2, nx // 2); zero where no sample landed."""
+    hits: np.ndarray
+    """Shape (ny, nx), int32: number of samples averaged into each grid point."""
+    frame_key: tuple[int, ...]
+    """Counters of the frame (see ``FRAME_KEY_FIELDS``)."""
+    template: Readout
+    """A readout of the frame whose header fields (geometry, counters) the output copies."""
+    mean_time_us: np.ndarray | None = None
+    """Shape (ny, nx), float32: mean acquisition time of the samples on each grid point (fieldcorr)."""
