@@ -1,0 +1,121 @@
+"""Datamodule of the basic variant: k-space calibration (ACS lines or self-calibration).
+
+References:
+    Abraham, Nishimura, Cao, Liao, Setsompop, "Implicit Representation of GRAPPA Kernels
+    for Fast MRI Reconstruction", arXiv:2310.10823.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from engine import DataModule
+from igrog_gadget.app.common.batches import TensorDictDataset, batch_loader
+from igrog_gadget.app.common.calibrate import calibration_block
+from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace
+from igrog_gadget.app.common.kernels import grid_with_kernels, mean_time_on_grid
+from igrog_gadget.app.common.pairs import TrainingPairs, synthesize_pairs
+from igrog_gadget.config import IgrogConfig
+from igrog_gadget.gridding.calibration import CalibrationBlock, OffGridInterpolator
+from igrog_gadget.gridding.geometry import SampleGeometry, build_geometry
+
+logger = logging.getLogger(__name__)
+
+
+class BasicDataModule(DataModule):
+    """Training pairs from a k-space calibration block; test set = every imaging sample.
+
+    After ``preprocess()``: ``geometry`` (targets/sources of all samples) and, when
+    ``with_training`` is true, ``pairs`` (synthesised training data). ``postprocess(kernels)``
+    grids the frame; ``data`` is then a ``GriddedKSpace`` and ``kernels`` (n, coils,
+    coils*sources) the kernels it used.
+    """
+
+    def __init__(self, frame: FrameInputs, config: IgrogConfig, with_training: bool = True) -> None:
+        self.frame = frame
+        self.config = config
+        self.with_training = with_training
+        self.geometry: SampleGeometry | None = None
+        self.block: CalibrationBlock | None = None
+        self.pairs: TrainingPairs | None = None
+        self.val_pairs: TrainingPairs | None = None
+        self.kernels: torch.Tensor | None = None
+        self.data: GriddedKSpace | None = None
+
+    # --- engine contract -------------------------------------------------------
+    def preprocess(self) -> "BasicDataModule":
+        cfg = self.config
+        self.geometry = build_geometry(self.frame.traj, self.frame.matrix, cfg.gridding.num_sources)
+        if self.geometry.num_dropped:
+            logger.info("%d samples lie outside the grid and are not gridded", self.geometry.num_dropped)
+        if self.with_training:
+            self.block = self.make_calibration_block()
+            pairs = self.make_training_pairs(self.block)
+            self.pairs, self.val_pairs = split_pairs(pairs, cfg.training.validation_fraction)
+        return self
+
+    def train_dataloader(self) -> DataLoader:
+        return batch_loader(self.pair_dataset(self.pairs), self.config.training.batch_size, True, self.config.training.seed)
+
+    def val_dataloader(self) -> DataLoader | None:
+        if self.val_pairs is None or self.val_pairs.offsets.shape[0] == 0:
+            return None
+        return batch_loader(self.pair_dataset(self.val_pairs), self.config.training.batch_size, False)
+
+    def test_dataloader(self) -> DataLoader:
+        dataset = TensorDictDataset(offsets=torch.from_numpy(self.geometry.offsets))
+        return batch_loader(dataset, self.config.gridding.inference_batch_size, False)
+
+    def postprocess(self, outputs: list[torch.Tensor]) -> "BasicDataModule":
+        kernels = torch.cat(outputs) if outputs else torch.zeros(0)
+        self.grid(kernels)
+        return self
+
+    # --- variant hooks (overridden by other variants) --------------------------
+    def make_calibration_block(self) -> CalibrationBlock:
+        """The k-space block the training pairs come from."""
+        return calibration_block(self.frame, self.config.calibration)
+
+    def make_training_pairs(self, block: CalibrationBlock) -> TrainingPairs:
+        """Pairs at the trajectory's own offsets, interpolated from ``block``."""
+        cal = self.config.calibration
+        rng = np.random.default_rng(self.config.training.seed)
+        interpolator = OffGridInterpolator(block, padding=cal.interpolation_padding)
+        return synthesize_pairs(
+            block, interpolator, self.geometry.offsets, cal.num_training_pairs, cal.edge_margin, cal.offset_jitter, rng
+        )
+
+    def pair_dataset(self, pairs: TrainingPairs) -> TensorDictDataset:
+        return TensorDictDataset(
+            offsets=torch.from_numpy(pairs.offsets),
+            sources=torch.from_numpy(pairs.sources),
+            targets=torch.from_numpy(pairs.targets),
+        )
+
+    # --- gridding ---------------------------------------------------------------
+    def grid(self, kernels: torch.Tensor) -> GriddedKSpace:
+        """Apply ``kernels`` (n, coils, coils*sources) to the frame and average on the grid."""
+        self.kernels = kernels
+        kspace, hits = grid_with_kernels(self.frame.flat_samples(), self.geometry, kernels, kernels.device)
+        mean_time = None
+        if self.frame.sample_times_us is not None:
+            mean_time = mean_time_on_grid(self.frame.sample_times_us.reshape(-1), self.geometry)
+        self.data = GriddedKSpace(kspace=kspace, hits=hits, mean_time_us=mean_time)
+        return self.data
+
+
+def split_pairs(pairs: TrainingPairs, fraction: float) -> tuple[TrainingPairs, TrainingPairs | None]:
+    """Hold out the last ``fraction`` of the (already random) pairs for validation."""
+    count = int(round(pairs.offsets.shape[0] * fraction))
+    if count == 0:
+        return pairs, None
+
+    def part(sl: slice) -> TrainingPairs:
+        extra = None if pairs.extra is None else {k: v[sl] for k, v in pairs.extra.items()}
+        return TrainingPairs(pairs.offsets[sl], pairs.sources[sl], pairs.targets[sl], pairs.scale, extra)
+
+    return part(slice(0, -count)), part(slice(-count, None))

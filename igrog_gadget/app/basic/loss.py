@@ -1,0 +1,20 @@
+"""Loss of the basic variant: error of the kernel-predicted grid value."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from igrog_gadget.app.common.kernels import apply_kernels
+
+
+class KernelPredictionLoss(nn.Module):
+    """Mean squared magnitude of ``kernel @ sources - target``.
+
+    ``kernels``: (batch, coils, coils * sources) complex; ``batch["sources"]``:
+    (batch, coils * sources) complex; ``batch["targets"]``: (batch, coils) complex.
+    """
+
+    def forward(self, kernels: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        predicted = apply_kernels(kernels, batch["sources"])
+        return (predicted - batch["targets"]).abs().square().mean()

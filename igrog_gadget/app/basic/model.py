@@ -1,0 +1,32 @@
+"""Model of the basic variant: source offsets → complex kernel."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from igrog_gadget.arch.mlp import ComplexKernelMLP
+from igrog_gadget.config import ModelConfig
+
+
+class BasicKernelModel(nn.Module):
+    """Wraps ``ComplexKernelMLP`` for the engine: ``model(batch)`` reads ``batch["offsets"]``.
+
+    Input: ``batch["offsets"]`` shape (batch, sources, 2), grid units.
+    Output: kernels shape (batch, coils, coils * sources), complex64.
+    """
+
+    def __init__(self, num_sources: int, num_coils: int, config: ModelConfig) -> None:
+        super().__init__()
+        self.net = ComplexKernelMLP(
+            num_sources=num_sources,
+            num_coils=num_coils,
+            hidden_width=config.hidden_width,
+            hidden_layers=config.hidden_layers,
+            activation=config.activation,
+            fourier_features=config.fourier_features,
+            fourier_scale=config.fourier_scale,
+        )
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.net(batch["offsets"])

@@ -1,0 +1,1 @@
+"""Pieces shared by the iGROG variants: frame inputs, training-pair synthesis, kernel application, training runs."""

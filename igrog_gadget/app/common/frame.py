@@ -1,0 +1,55 @@
+"""What a variant grids: the samples of one frame, positions resolved, plus its calibration inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class FrameInputs:
+    """One frame (slice/contrast/repetition/...) ready for gridding."""
+
+    samples: np.ndarray
+    """Shape (coils, readouts, samples), complex64."""
+    traj: np.ndarray
+    """Shape (readouts, samples, 2), float32: (kx, ky) in grid units, k = 0 at index n//2."""
+    matrix: tuple[int, int]
+    """(nx, ny) of the output grid."""
+    sample_times_us: np.ndarray | None = None
+    """Shape (readouts, samples), float32: time of each sample after the readout's first sample, microseconds."""
+    readout_times_us: np.ndarray | None = None
+    """Shape (readouts,), float32: time of each readout's first sample after its excitation (0 when unknown)."""
+    calibration_lines: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    """Cartesian calibration readouts: ``(data (coils, samples), positions (samples, 2) grid units)``."""
+    images: dict[str, np.ndarray] = field(default_factory=dict)
+    """Image-domain inputs by series name (e.g. "b0map": (ny, nx) Hz; "coil_images": (coils, ny, nx))."""
+    calibration_key: tuple = ()
+    """Identifies the calibration this frame shares with others (trained models are reused per key)."""
+
+    @property
+    def num_coils(self) -> int:
+        return int(self.samples.shape[0])
+
+    def flat_samples(self) -> np.ndarray:
+        """Shape (coils, readouts * samples)."""
+        return self.samples.reshape(self.samples.shape[0], -1)
+
+    def flat_coords(self) -> np.ndarray:
+        """Shape (readouts * samples, 2)."""
+        return self.traj.reshape(-1, 2)
+
+
+@dataclass
+class GriddedKSpace:
+    """Result of gridding one frame."""
+
+    kspace: np.ndarray
+    """Shape (coils, ny, nx), complex64: mean of the samples moved onto each point; zero where none landed."""
+    hits: np.ndarray
+    """Shape (ny, nx), int32: samples averaged into each point."""
+    mean_time_us: np.ndarray | None = None
+    """Shape (ny, nx), float32: mean sample time of the samples on each point (if times were given)."""
+    info: dict = field(default_factory=dict)
+    """Timings and facts of the run (training seconds, calibration source, ...)."""

@@ -1,0 +1,84 @@
+"""Applying per-sample kernels and averaging the results on the grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from igrog_gadget.gridding.geometry import SampleGeometry
+
+
+def gather_sources(samples: torch.Tensor, source_index: torch.Tensor) -> torch.Tensor:
+    """Source values of each sample, coil-major.
+
+    Args:
+        samples: shape (coils, total_samples), complex64.
+        source_index: shape (n, sources), int64.
+    Returns:
+        shape (n, coils * sources): ``out[i, c * S + j] = samples[c, source_index[i, j]]``.
+    """
+    coils = samples.shape[0]
+    n, num_sources = source_index.shape
+    gathered = samples[:, source_index.reshape(-1)].reshape(coils, n, num_sources)
+    return gathered.permute(1, 0, 2).reshape(n, coils * num_sources)
+
+
+def apply_kernels(kernels: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+    """Shifted values: (n, coils, coils*sources) x (n, coils*sources) → (n, coils)."""
+    return torch.bmm(kernels, sources.unsqueeze(-1)).squeeze(-1)
+
+
+def average_on_grid(
+    values: torch.Tensor, grid_index: torch.Tensor, matrix: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean of the values landing on each grid point.
+
+    Args:
+        values: shape (n, coils), complex.
+        grid_index: shape (n,), int64 flat index ``iy * nx + ix``.
+        matrix: (nx, ny).
+    Returns:
+        ``(kspace (coils, ny, nx) complex64, hits (ny, nx) int32)``; zero where nothing landed.
+    """
+    nx, ny = matrix
+    coils = values.shape[1]
+    sums = torch.zeros(nx * ny, coils, dtype=values.dtype, device=values.device)
+    sums.index_add_(0, grid_index, values)
+    hits = torch.bincount(grid_index, minlength=nx * ny)
+    mean = sums / hits.clamp(min=1).unsqueeze(1).to(sums.real.dtype)
+    return mean.T.reshape(coils, ny, nx), hits.reshape(ny, nx).to(torch.int32)
+
+
+def mean_time_on_grid(times: np.ndarray, geometry: SampleGeometry) -> np.ndarray:
+    """Mean sample time on each grid point: times (total_samples,) → (ny, nx) float32."""
+    nx, ny = geometry.matrix
+    sums = np.bincount(geometry.grid_index, weights=times[geometry.sample_index], minlength=nx * ny)
+    hits = np.bincount(geometry.grid_index, minlength=nx * ny)
+    return (sums / np.maximum(hits, 1)).reshape(ny, nx).astype(np.float32)
+
+
+def grid_with_kernels(
+    samples: np.ndarray,
+    geometry: SampleGeometry,
+    kernels: torch.Tensor,
+    device: torch.device,
+    chunk: int = 65536,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Grid a frame with already computed kernels.
+
+    Args:
+        samples: shape (coils, total_samples), complex64.
+        geometry: the frame's sample geometry (same trajectory the kernels were made for).
+        kernels: shape (n, coils, coils * sources), complex64, one per kept sample.
+    Returns:
+        ``(kspace (coils, ny, nx) complex64, hits (ny, nx) int32)`` as numpy arrays.
+    """
+    samples_t = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.complex64)).to(device)
+    source_index = torch.from_numpy(geometry.source_index).to(device)
+    kernels = kernels.to(device)
+    values = torch.empty(geometry.num_samples, samples.shape[0], dtype=torch.complex64, device=device)
+    for start in range(0, geometry.num_samples, chunk):
+        stop = start + chunk
+        values[start:stop] = apply_kernels(kernels[start:stop], gather_sources(samples_t, source_index[start:stop]))
+    kspace, hits = average_on_grid(values, torch.from_numpy(geometry.grid_index).to(device), geometry.matrix)
+    return kspace.cpu().numpy(), hits.cpu().numpy()

@@ -1,0 +1,91 @@
+"""Synthesising training pairs at off-grid positions from a calibration block."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from igrog_gadget.errors import CalibrationError
+from igrog_gadget.gridding.calibration import CalibrationBlock
+
+
+@dataclass
+class TrainingPairs:
+    """Inputs and targets of kernel training, data scaled by ``scale``."""
+
+    offsets: np.ndarray
+    """Shape (pairs, sources, 2), float32: source positions minus target grid point."""
+    sources: np.ndarray
+    """Shape (pairs, coils * sources), complex64, coil-major (index ``c * S + j``)."""
+    targets: np.ndarray
+    """Shape (pairs, coils), complex64: the value at the target grid point."""
+    scale: float
+    """The data were divided by this (RMS of the calibration block)."""
+    extra: dict[str, np.ndarray] | None = None
+    """Variant-specific inputs per pair (e.g. "times": (pairs,) for fieldcorr)."""
+
+
+def target_range(block: CalibrationBlock, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest admissible target (kx, ky) inside the block, ``margin`` from its edge.
+
+    Raises:
+        CalibrationError: the block is too small for that margin.
+    """
+    ay, ax = block.shape
+    low = np.array([np.ceil(block.kx0 + margin), np.ceil(block.ky0 + margin)], dtype=np.int64)
+    high = np.array(
+        [np.floor(block.kx0 + ax - 1 - margin), np.floor(block.ky0 + ay - 1 - margin)], dtype=np.int64
+    )
+    if np.any(high < low):
+        raise CalibrationError(
+            f"calibration block of {ay} x {ax} is too small: targets must stay {margin:.1f} grid units "
+            "from its edge (edge_margin + largest source offset); lower calibration.edge_margin or "
+            "gridding.num_sources, or provide a larger ACS"
+        )
+    return low, high
+
+
+def synthesize_pairs(
+    block: CalibrationBlock,
+    interpolate: Callable[[np.ndarray], np.ndarray],
+    offset_pool: np.ndarray,
+    num_pairs: int,
+    edge_margin: float,
+    jitter: float,
+    rng: np.random.Generator,
+) -> TrainingPairs:
+    """Pairs at random grid targets inside the block, offsets drawn from the trajectory's own.
+
+    Args:
+        block: the calibration block (targets are its on-grid values).
+        interpolate: off-grid values of the block, positions (m, 2) → (coils, m).
+        offset_pool: shape (n, sources, 2): the offsets the trajectory produces.
+        num_pairs: pairs to make.
+        edge_margin: grid units kept between targets (plus the source reach) and the block edge.
+        jitter: std of Gaussian noise added to drawn offsets (grid units).
+    """
+    if offset_pool.shape[0] == 0:
+        raise CalibrationError("no imaging samples inside the grid: nothing to train kernels for")
+    coils = block.kspace.shape[0]
+    num_sources = offset_pool.shape[1]
+    offsets = offset_pool[rng.integers(0, offset_pool.shape[0], num_pairs)].astype(np.float32)
+    if jitter > 0:
+        offsets = offsets + rng.normal(0.0, jitter, offsets.shape).astype(np.float32)
+    reach = float(np.max(np.abs(offsets)))
+    low, high = target_range(block, edge_margin + reach)
+    targets_k = rng.integers(low, high + 1, size=(num_pairs, 2))
+    positions = (targets_k[:, None, :] + offsets).reshape(-1, 2)
+    scale = float(np.sqrt(np.mean(np.abs(block.kspace) ** 2))) or 1.0
+    sources = interpolate(positions).reshape(coils, num_pairs, num_sources)
+    sources = sources.transpose(1, 0, 2).reshape(num_pairs, coils * num_sources) / scale
+    iy = targets_k[:, 1] - block.ky0
+    ix = targets_k[:, 0] - block.kx0
+    targets = block.kspace[:, iy, ix].T / scale
+    return TrainingPairs(
+        offsets=offsets,
+        sources=np.ascontiguousarray(sources, dtype=np.complex64),
+        targets=np.ascontiguousarray(targets, dtype=np.complex64),
+        scale=scale,
+    )

@@ -1,0 +1,91 @@
+"""MLP components: random Fourier features and a network from offsets to a complex kernel."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    """Activation module by name (relu, gelu, silu, tanh)."""
+    try:
+        return _ACTIVATIONS[name.lower()]()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; known: {sorted(_ACTIVATIONS)}") from None
+
+
+class FourierFeatures(nn.Module):
+    """Random Fourier features ``[x, sin(2 pi B x), cos(2 pi B x)]`` of the input.
+
+    References:
+        Tancik et al., "Fourier Features Let Networks Learn High Frequency Functions in
+        Low Dimensional Domains", NeurIPS 2020.
+    """
+
+    def __init__(self, in_features: int, num_features: int, scale: float, seed: int = 0) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.register_buffer("frequencies", scale * torch.randn(in_features, num_features, generator=generator))
+        self.out_features = in_features + 2 * num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, in_features) → (batch, in_features + 2 * num_features)."""
+        projected = 2 * math.pi * (x @ self.frequencies)
+        return torch.cat([x, torch.sin(projected), torch.cos(projected)], dim=-1)
+
+
+class ComplexKernelMLP(nn.Module):
+    """Maps source offsets to a complex GRAPPA-like kernel.
+
+    Input: offsets of shape (batch, sources, 2) in grid units. Output: kernels of shape
+    (batch, coils, coils * sources), complex64, ordered so that ``kernel @ s`` with
+    ``s = sources.reshape(batch, coils * sources)`` (coil-major: ``s[c * S + j]``) gives the
+    target value of every coil.
+    """
+
+    def __init__(
+        self,
+        num_sources: int,
+        num_coils: int,
+        hidden_width: int = 128,
+        hidden_layers: int = 3,
+        activation: str = "gelu",
+        fourier_features: int = 0,
+        fourier_scale: float = 1.0,
+        input_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.num_sources = num_sources
+        self.num_coils = num_coils
+        self.input_scale = float(input_scale)
+        in_features = 2 * num_sources
+        layers: list[nn.Module] = []
+        if fourier_features > 0:
+            features = FourierFeatures(in_features, fourier_features, fourier_scale)
+            layers.append(features)
+            width_in = features.out_features
+        else:
+            width_in = in_features
+        for _ in range(hidden_layers):
+            layers += [nn.Linear(width_in, hidden_width), make_activation(activation)]
+            width_in = hidden_width
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width_in, 2 * num_coils * num_coils * num_sources)
+        nn.init.zeros_(self.head.bias)
+        nn.init.normal_(self.head.weight, std=1e-3)
+
+    def forward(self, offsets: torch.Tensor) -> torch.Tensor:
+        """(batch, sources, 2) float → (batch, coils, coils * sources) complex64."""
+        batch = offsets.shape[0]
+        features = self.body(offsets.reshape(batch, -1) * self.input_scale)
+        out = self.head(features).view(batch, self.num_coils, self.num_coils * self.num_sources, 2)
+        return torch.view_as_complex(out.contiguous())

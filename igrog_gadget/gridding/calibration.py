@@ -1,0 +1,221 @@
+"""Calibration data: a Cartesian k-space block (ACS) and off-grid values taken from it.
+
+Two ways to get the block:
+- ``acs_from_cartesian_lines``: the Cartesian calibration lines of the scan
+  (``ACQ_IS_PARALLEL_CALIBRATION``), positions already resolved to grid units.
+- ``self_calibrate``: reconstruct the densely sampled centre of the non-Cartesian data
+  by a conjugate-gradient NUFFT solve and take the central block of its k-space.
+
+``OffGridInterpolator`` evaluates the block at arbitrary k positions by sinc
+(zero-padded Fourier) interpolation through finufft.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from igrog_gadget.errors import CalibrationError
+from igrog_gadget.gridding.nufft import centred_fft2, centred_ifft2, nufft_adjoint, nufft_forward
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CalibrationBlock:
+    """A fully sampled Cartesian k-space block."""
+
+    kspace: np.ndarray
+    """Shape (coils, ay, ax), complex64: ``kspace[:, iy, ix]`` lies at k = (kx0 + ix, ky0 + iy)."""
+    kx0: int
+    """kx (grid units) of column 0."""
+    ky0: int
+    """ky (grid units) of row 0."""
+    source: str
+    """How it was obtained: "acs" or "self-calibration"."""
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(ay, ax)."""
+        return int(self.kspace.shape[1]), int(self.kspace.shape[2])
+
+
+def acs_from_cartesian_lines(
+    lines: list[tuple[np.ndarray, np.ndarray]], min_size: int = 8
+) -> CalibrationBlock:
+    """Assemble the largest fully sampled block around k = 0 from Cartesian lines.
+
+    Args:
+        lines: per calibration readout, ``(data (coils, samples), positions (samples, 2))``
+            with positions in grid units; samples off integer positions are ignored.
+        min_size: smallest acceptable block side.
+    Raises:
+        CalibrationError: no block of at least ``min_size`` x ``min_size`` around k = 0.
+    """
+    if not lines:
+        raise CalibrationError("no calibration lines were given")
+    coils = lines[0][0].shape[0]
+    sums: dict[tuple[int, int], np.ndarray] = {}
+    counts: dict[tuple[int, int], int] = {}
+    for number, (data, positions) in enumerate(lines):
+        if data.shape[0] != coils:
+            raise CalibrationError(
+                f"calibration line {number} has {data.shape[0]} coils, the first has {coils}"
+            )
+        rounded = np.rint(positions)
+        on_grid = np.all(np.abs(positions - rounded) < 1e-3, axis=1)
+        for sample in np.flatnonzero(on_grid):
+            key = (int(rounded[sample, 1]), int(rounded[sample, 0]))  # (ky, kx)
+            if key in sums:
+                sums[key] = sums[key] + data[:, sample]
+                counts[key] += 1
+            else:
+                sums[key] = data[:, sample].astype(np.complex128)
+                counts[key] = 1
+    if (0, 0) not in sums:
+        raise CalibrationError("calibration lines do not sample k = 0 on the grid")
+
+    def covered(ky: int, kx_lo: int, kx_hi: int) -> bool:
+        return all((ky, kx) in sums for kx in range(kx_lo, kx_hi + 1))
+
+    # Grow a rectangle around the origin, one side at a time, while fully sampled.
+    ky_lo = ky_hi = kx_lo = kx_hi = 0
+    grown = True
+    while grown:
+        grown = False
+        if all((ky, kx_hi + 1) in sums for ky in range(ky_lo, ky_hi + 1)):
+            kx_hi += 1
+            grown = True
+        if all((ky, kx_lo - 1) in sums for ky in range(ky_lo, ky_hi + 1)):
+            kx_lo -= 1
+            grown = True
+        if covered(ky_hi + 1, kx_lo, kx_hi):
+            ky_hi += 1
+            grown = True
+        if covered(ky_lo - 1, kx_lo, kx_hi):
+            ky_lo -= 1
+            grown = True
+    ay, ax = ky_hi - ky_lo + 1, kx_hi - kx_lo + 1
+    if min(ay, ax) < min_size:
+        raise CalibrationError(
+            f"calibration lines give a fully sampled block of only {ay} x {ax} around k = 0 "
+            f"(need at least {min_size} x {min_size})"
+        )
+    block = np.zeros((coils, ay, ax), dtype=np.complex64)
+    for iy, ky in enumerate(range(ky_lo, ky_hi + 1)):
+        for ix, kx in enumerate(range(kx_lo, kx_hi + 1)):
+            block[:, iy, ix] = sums[(ky, kx)] / counts[(ky, kx)]
+    return CalibrationBlock(kspace=block, kx0=kx_lo, ky0=ky_lo, source="acs")
+
+
+def centre_coverage(coords: np.ndarray, radius: float) -> float:
+    """Fraction of the grid cells within ``radius`` of k = 0 that hold at least one sample.
+
+    Args:
+        coords: shape (n, 2), grid units.
+    """
+    r = int(np.ceil(radius))
+    ky, kx = np.mgrid[-r : r + 1, -r : r + 1]
+    in_disc = kx**2 + ky**2 <= radius**2
+    hit = np.zeros_like(in_disc)
+    cells = np.floor(coords + 0.5).astype(np.int64)
+    inside = np.all(np.abs(cells) <= r, axis=1)
+    hit[cells[inside, 1] + r, cells[inside, 0] + r] = True
+    return float(hit[in_disc].mean())
+
+
+def _density_weights(coords: np.ndarray, cell: float = 0.5) -> np.ndarray:
+    """Rough density compensation: 1 / (samples in the same ``cell``-sized bin). Shape (n,)."""
+    bins = np.floor(coords / cell).astype(np.int64)
+    _, inverse, counts = np.unique(bins, axis=0, return_inverse=True, return_counts=True)
+    return (1.0 / counts[inverse.reshape(-1)]).astype(np.float64)
+
+
+def self_calibrate(
+    samples: np.ndarray,
+    coords: np.ndarray,
+    size: int = 32,
+    grid: int = 64,
+    iterations: int = 15,
+    min_coverage: float = 0.9,
+    regularization: float = 1e-4,
+) -> CalibrationBlock:
+    """Cartesian calibration block from the densely sampled centre of non-Cartesian data.
+
+    Solves ``min_x ||W^1/2 (F x - y)||^2 + lambda ||x||^2`` by conjugate gradients, where
+    ``x`` is a ``grid`` x ``grid`` image over the full FOV (so its k-space spans
+    ``[-grid/2, grid/2)``), ``F`` the NUFFT to the samples within that band and ``W`` a
+    density compensation; returns the central ``size`` x ``size`` block of ``F x``.
+
+    Args:
+        samples: shape (coils, n), complex.
+        coords: shape (n, 2), (kx, ky) grid units.
+    Raises:
+        CalibrationError: the centre is not densely sampled (coverage below ``min_coverage``).
+    """
+    if size > grid:
+        raise CalibrationError(f"self-calibration size {size} exceeds its grid {grid}")
+    radius = size / np.sqrt(2.0) + 1.0
+    coverage = centre_coverage(coords, radius)
+    if coverage < min_coverage:
+        raise CalibrationError(
+            "no calibration data: no ACS lines and the centre of k-space is not densely sampled "
+            f"({coverage:.0%} of the grid cells within radius {radius:.1f} hold a sample, "
+            f"need {min_coverage:.0%}); acquire ACS lines or give image-domain calibration"
+        )
+    band = np.max(np.abs(coords), axis=1) < grid / 2 - 0.5
+    used_coords = coords[band]
+    used = samples[:, band].astype(np.complex64)
+    weights = _density_weights(used_coords)
+    shape = (grid, grid)
+
+    def normal(image: np.ndarray) -> np.ndarray:
+        return nufft_adjoint(weights * nufft_forward(image, used_coords), used_coords, shape) + regularization * image
+
+    rhs = nufft_adjoint(weights * used, used_coords, shape)
+    scale = float(np.max(np.abs(rhs))) or 1.0
+    x = np.zeros_like(rhs)
+    residual = rhs.copy()
+    direction = residual.copy()
+    rr = np.vdot(residual, residual).real
+    for _ in range(iterations):
+        a_dir = normal(direction)
+        alpha = rr / max(np.vdot(direction, a_dir).real, 1e-30)
+        x = x + alpha * direction
+        residual = residual - alpha * a_dir
+        rr_new = np.vdot(residual, residual).real
+        if np.sqrt(rr_new) < 1e-6 * scale:
+            break
+        direction = residual + (rr_new / rr) * direction
+        rr = rr_new
+    kspace = centred_fft2(x)
+    lo = grid // 2 - size // 2
+    block = kspace[:, lo : lo + size, lo : lo + size].astype(np.complex64)
+    logger.info("self-calibration: %d samples, %dx%d block, centre coverage %.0f%%", used.shape[1], size, size, 100 * coverage)
+    return CalibrationBlock(kspace=block, kx0=-(size // 2), ky0=-(size // 2), source="self-calibration")
+
+
+class OffGridInterpolator:
+    """Sinc interpolation of a calibration block at arbitrary k positions.
+
+    The block is zero-padded to ``padding`` times its size, taken to the image domain,
+    and evaluated at the requested positions with a type-2 NUFFT: a Dirichlet (periodic
+    sinc) interpolation that is exact for k-space band-limited to the FOV, up to the
+    truncation of the block (poor within a few grid units of its edge).
+    """
+
+    def __init__(self, block: CalibrationBlock, padding: int = 4) -> None:
+        coils, ay, ax = block.kspace.shape
+        self.block = block
+        self.grid = (int(padding * ay), int(padding * ax))
+        padded = np.zeros((coils, *self.grid), dtype=np.complex64)
+        oy = self.grid[0] // 2 + block.ky0
+        ox = self.grid[1] // 2 + block.kx0
+        padded[:, oy : oy + ay, ox : ox + ax] = block.kspace
+        self._image = centred_ifft2(padded)
+
+    def __call__(self, coords: np.ndarray) -> np.ndarray:
+        """Values at ``coords`` (n, 2) (kx, ky) grid units → shape (coils, n), complex64."""
+        return nufft_forward(self._image, coords)

@@ -1,0 +1,103 @@
+"""Where each non-Cartesian sample goes: its target grid point and its source window.
+
+A sample at k (grid units) is moved to the nearest grid point g = round(k). Its
+sources are ``num_sources`` consecutive samples of the same readout centred on it
+(the window is shifted inwards at the readout ends). The kernel input is the set of
+offsets ``k_source - g``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from igrog_gadget.errors import InputDataError
+
+
+@dataclass
+class SampleGeometry:
+    """Gridding geometry of all samples of one frame (readouts of equal length)."""
+
+    grid_index: np.ndarray
+    """Shape (n,), int64: flat index ``iy * nx + ix`` of each kept sample's target grid point."""
+    source_index: np.ndarray
+    """Shape (n, sources), int64: flat index ``readout * samples + i`` of each source sample."""
+    offsets: np.ndarray
+    """Shape (n, sources, 2), float32: source position minus target grid point, (kx, ky) grid units."""
+    sample_index: np.ndarray
+    """Shape (n,), int64: flat index of the sample being gridded (for sample times)."""
+    matrix: tuple[int, int]
+    """(nx, ny) of the grid."""
+    num_dropped: int
+    """Samples whose nearest grid point lies outside the matrix."""
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.grid_index.shape[0])
+
+
+def source_windows(samples_per_readout: int, num_sources: int) -> np.ndarray:
+    """Indices of the source samples of every sample along one readout.
+
+    Returns shape (samples_per_readout, num_sources), int64: window ``i - (S-1)//2 ...``
+    clipped so that it stays inside the readout.
+    """
+    if num_sources < 1:
+        raise InputDataError(f"num_sources must be >= 1, got {num_sources}")
+    if samples_per_readout < num_sources:
+        raise InputDataError(
+            f"readouts have {samples_per_readout} samples, fewer than num_sources={num_sources}"
+        )
+    centre = np.arange(samples_per_readout)
+    start = np.clip(centre - (num_sources - 1) // 2, 0, samples_per_readout - num_sources)
+    return start[:, None] + np.arange(num_sources)[None, :]
+
+
+def nearest_grid_points(coords: np.ndarray, matrix: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest grid point of each position.
+
+    Args:
+        coords: shape (..., 2), (kx, ky) in grid units.
+        matrix: (nx, ny).
+    Returns:
+        ``(grid (..., 2) int64 as (kx, ky), inside (...) bool)`` where ``inside`` marks grid
+        points within the matrix (index ``k + n//2`` in ``[0, n)``).
+    """
+    nx, ny = matrix
+    grid = np.floor(coords + 0.5).astype(np.int64)
+    ix = grid[..., 0] + nx // 2
+    iy = grid[..., 1] + ny // 2
+    inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+    return grid, inside
+
+
+def build_geometry(traj: np.ndarray, matrix: tuple[int, int], num_sources: int) -> SampleGeometry:
+    """Target grid points and source windows for every sample of a frame.
+
+    Args:
+        traj: shape (readouts, samples, 2), (kx, ky) in grid units.
+        matrix: (nx, ny) of the grid.
+        num_sources: consecutive readout samples feeding each kernel.
+    """
+    if traj.ndim != 3 or traj.shape[-1] != 2:
+        raise InputDataError(f"trajectory must have shape (readouts, samples, 2), got {traj.shape}")
+    num_readouts, samples, _ = traj.shape
+    windows = source_windows(samples, num_sources)  # (samples, S)
+    grid, inside = nearest_grid_points(traj, matrix)  # (R, L, 2), (R, L)
+    source_pos = traj[:, windows, :]  # (R, L, S, 2)
+    offsets = source_pos - grid[:, :, None, :].astype(traj.dtype)
+    readout_base = (np.arange(num_readouts, dtype=np.int64) * samples)[:, None, None]
+    source_index = readout_base + windows[None, :, :]  # (R, L, S)
+    nx, ny = matrix
+    flat_grid = (grid[..., 1] + ny // 2) * nx + (grid[..., 0] + nx // 2)
+    keep = inside.reshape(-1)
+    sample_index = np.arange(num_readouts * samples, dtype=np.int64)[keep]
+    return SampleGeometry(
+        grid_index=flat_grid.reshape(-1)[keep],
+        source_index=source_index.reshape(-1, num_sources)[keep],
+        offsets=offsets.reshape(-1, num_sources, 2)[keep].astype(np.float32),
+        sample_index=sample_index,
+        matrix=(nx, ny),
+        num_dropped=int((~keep).sum()),
+    )
