@@ -1,0 +1,44 @@
+"""ISMRMRD I/O layer: the only part of igrog-gadget that imports ``ismrmrd``.
+
+- :mod:`.convert`: pure conversions ISMRMRD objects <-> typed containers (file and stream)
+- :mod:`.reader`: :func:`read_dataset` for ISMRMRD HDF5 files
+- :mod:`.writer`: :func:`write_cartesian_file`, atomic Cartesian output
+- :mod:`.trajectory`: trajectory units and Cartesian readout positions
+"""
+
+from igrog_gadget.io.convert import (
+    DEFAULT_H1_RESONANCE_HZ,
+    acquisition_from_readout,
+    cartesian_acquisitions,
+    cartesian_output_header,
+    header_to_xml,
+    image_from_item,
+    image_item_from_image,
+    load_ismrmrd_header,
+    parse_header,
+    readout_from_acquisition,
+    readout_from_header_and_arrays,
+)
+from igrog_gadget.io.reader import RawDataset, read_dataset
+from igrog_gadget.io.trajectory import TRAJECTORY_UNIT_MODES, cartesian_positions, resolve_trajectory_units
+from igrog_gadget.io.writer import write_cartesian_file
+
+__all__ = [
+    "DEFAULT_H1_RESONANCE_HZ",
+    "RawDataset",
+    "TRAJECTORY_UNIT_MODES",
+    "acquisition_from_readout",
+    "cartesian_acquisitions",
+    "cartesian_output_header",
+    "cartesian_positions",
+    "header_to_xml",
+    "image_from_item",
+    "image_item_from_image",
+    "load_ismrmrd_header",
+    "parse_header",
+    "read_dataset",
+    "readout_from_acquisition",
+    "readout_from_header_and_arrays",
+    "resolve_trajectory_units",
+    "write_cartesian_file",
+]

@@ -1,0 +1,591 @@
+"""Pure conversions between ISMRMRD objects and the typed containers of :mod:`igrog_gadget.scan`.
+
+Nothing here touches files or sockets, so the same functions serve the HDF5 reader/writer
+and a network (Gadgetron) stream.
+
+Shapes used throughout:
+- ``Readout.data``: ``(coils, samples)`` complex64
+- ``Readout.traj``: ``(samples, dims)`` float32 (file units) or ``None``
+- ``GriddedFrame.kspace``: ``(coils, ny, nx)`` complex64, k = 0 at ``(ny // 2, nx // 2)``
+- ``ImageItem.data``: ``(channels, nz, ny, nx)``
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import re
+import xml.etree.ElementTree as ET
+from typing import Any, Mapping
+
+import ismrmrd
+import ismrmrd.xsd
+import numpy as np
+
+from igrog_gadget.errors import InputDataError
+from igrog_gadget.scan import (
+    IDX_FIELDS,
+    GriddedFrame,
+    ImageItem,
+    Readout,
+    ScanHeader,
+    flag_mask,
+)
+
+logger = logging.getLogger(__name__)
+
+#: XML namespace of the ISMRMRD header.
+ISMRMRD_NAMESPACE = "http://www.ismrm.org/ISMRMRD"
+
+#: H1 resonance frequency (1.5 T) put into headers that lack ``experimentalConditions``.
+DEFAULT_H1_RESONANCE_HZ = 63_870_000
+
+# Flag bits of the output lines, taken from ismrmrd itself: igrog_gadget.scan has
+# FLAG_LAST_IN_REPETITION = 16, which in the ISMRMRD standard is ACQ_LAST_IN_SET (14 is right).
+_FIRST_LINE_FLAGS = flag_mask(ismrmrd.ACQ_FIRST_IN_SLICE) | flag_mask(ismrmrd.ACQ_FIRST_IN_ENCODE_STEP1)
+_LAST_LINE_FLAGS = (
+    flag_mask(ismrmrd.ACQ_LAST_IN_SLICE)
+    | flag_mask(ismrmrd.ACQ_LAST_IN_REPETITION)
+    | flag_mask(ismrmrd.ACQ_LAST_IN_ENCODE_STEP1)
+)
+
+#: Counters a Cartesian output line copies from its frame's template readout.
+_COPIED_IDX_FIELDS = (
+    "kspace_encode_step_2",
+    "average",
+    "slice",
+    "contrast",
+    "phase",
+    "repetition",
+    "set",
+)
+
+#: Geometry / timing header fields a Cartesian output line copies from the template header.
+_COPIED_HEADER_FIELDS = (
+    "version",
+    "measurement_uid",
+    "acquisition_time_stamp",
+    "physiology_time_stamp",
+    "position",
+    "read_dir",
+    "phase_dir",
+    "slice_dir",
+    "patient_table_position",
+    "channel_mask",
+)
+
+_LIMIT_NAMES = tuple(f.name for f in dataclasses.fields(ismrmrd.xsd.encodingLimitsType))
+
+#: Aliases from EncodingCounters names (as in ``FRAME_KEY_FIELDS``) to encodingLimits names.
+_LIMIT_ALIASES = {
+    "kspace_encode_step_0": "kspace_encoding_step_0",
+    "kspace_encode_step_1": "kspace_encoding_step_1",
+    "kspace_encode_step_2": "kspace_encoding_step_2",
+}
+
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>", re.DOTALL)
+_MISSING_ARGUMENT = re.compile(r"(\w+)\.__init__\(\) missing \d+ required (?:keyword-only |positional )?arguments?: (.+)")
+
+
+# --------------------------------------------------------------------------------------------
+# Acquisitions -> Readout
+# --------------------------------------------------------------------------------------------
+def _where(source: str, index: int) -> str:
+    """Location text for error messages: ``'file.h5': acquisition 12``."""
+    return f"{source!r}: acquisition {index}" if source else f"acquisition {index}"
+
+
+def readout_from_header_and_arrays(
+    head: ismrmrd.AcquisitionHeader,
+    data: np.ndarray,
+    traj: np.ndarray | None,
+    scan_counter: int,
+    source: str = "",
+) -> Readout:
+    """Build and validate a :class:`Readout` from an acquisition header and its payload.
+
+    Shared by :func:`readout_from_acquisition` and the fast HDF5 reader, which hands over the
+    flat arrays of the file.
+
+    Args:
+        head: the acquisition header; stored as is in ``Readout.source_header`` (pass a copy).
+        data: ``active_channels * number_of_samples`` complex samples, complex64, any shape
+            with that many elements (flat or ``(coils, samples)``).
+        traj: ``number_of_samples * trajectory_dimensions`` float32 values, any shape, or None /
+            empty when ``trajectory_dimensions == 0``.
+        scan_counter: position of the acquisition in the input (0-based), for messages.
+        source: file name or stream name, for messages.
+
+    Returns:
+        The readout, ``data`` of shape (coils, samples), ``traj`` of shape (samples, dims).
+
+    Raises:
+        InputDataError: sizes inconsistent with the header or non-finite values, naming the
+            source, the acquisition index and the field (``data`` / ``traj``).
+    """
+    coils = int(head.active_channels)
+    samples = int(head.number_of_samples)
+    dims = int(head.trajectory_dimensions)
+    where = _where(source, scan_counter)
+
+    data = np.asarray(data)
+    if data.dtype != np.complex64:
+        data = data.astype(np.complex64)
+    if data.size != coils * samples:
+        raise InputDataError(
+            f"{where}: field 'data' holds {data.size} complex samples, but the header says "
+            f"active_channels={coils} x number_of_samples={samples} = {coils * samples}"
+        )
+    data = data.reshape(coils, samples)
+    if not np.isfinite(data.view(np.float32)).all():
+        bad = int(np.count_nonzero(~np.isfinite(data)))
+        raise InputDataError(f"{where}: field 'data' contains {bad} non-finite (NaN/Inf) samples")
+
+    traj_out: np.ndarray | None = None
+    traj_size = 0 if traj is None else int(np.size(traj))
+    if dims == 0:
+        if traj_size:
+            raise InputDataError(
+                f"{where}: field 'traj' holds {traj_size} values but trajectory_dimensions is 0"
+            )
+    else:
+        if traj_size != samples * dims:
+            raise InputDataError(
+                f"{where}: field 'traj' holds {traj_size} values, but the header says "
+                f"number_of_samples={samples} x trajectory_dimensions={dims} = {samples * dims}"
+            )
+        traj_out = np.asarray(traj, dtype=np.float32).reshape(samples, dims)
+        if not np.isfinite(traj_out).all():
+            bad = int(np.count_nonzero(~np.isfinite(traj_out)))
+            raise InputDataError(f"{where}: field 'traj' contains {bad} non-finite (NaN/Inf) values")
+
+    idx = head.idx
+    return Readout(
+        data=data,
+        traj=traj_out,
+        flags=int(head.flags),
+        idx={name: int(getattr(idx, name)) for name in IDX_FIELDS},
+        center_sample=int(head.center_sample),
+        sample_time_us=float(head.sample_time_us),
+        discard_pre=int(head.discard_pre),
+        discard_post=int(head.discard_post),
+        scan_counter=int(scan_counter),
+        source_header=head,
+    )
+
+
+def readout_from_acquisition(acq: ismrmrd.Acquisition, scan_counter: int, source: str = "") -> Readout:
+    """Convert one ISMRMRD acquisition to a :class:`Readout` (arrays are copied).
+
+    Args:
+        acq: the acquisition; data (coils, samples) complex64, traj (samples, dims) float32.
+        scan_counter: position of the acquisition in the input (0-based), for messages.
+        source: file or stream name, for messages.
+
+    Returns:
+        Readout with ``data`` (coils, samples) complex64, ``traj`` (samples, dims) float32 or
+        None when ``trajectory_dimensions == 0``, and ``source_header`` a copy of acq's header.
+
+    Raises:
+        InputDataError: non-finite or inconsistent ``data`` / ``traj`` (field named).
+    """
+    head = acq.getHead()  # a deep copy
+    traj = np.array(acq.traj, dtype=np.float32) if head.trajectory_dimensions else None
+    return readout_from_header_and_arrays(
+        head, np.array(acq.data, dtype=np.complex64), traj, scan_counter, source
+    )
+
+
+def acquisition_from_readout(readout: Readout) -> ismrmrd.Acquisition:
+    """Turn a :class:`Readout` back into an ISMRMRD acquisition (for pass-through output).
+
+    The header starts from ``readout.source_header`` (when present); the fields the readout
+    carries (flags, counters, centre sample, dwell time, discards, sizes) override it.
+
+    Args:
+        readout: data (coils, samples), traj (samples, dims) or None.
+
+    Returns:
+        A new acquisition with copies of the arrays.
+    """
+    if isinstance(readout.source_header, ismrmrd.AcquisitionHeader):
+        head = ismrmrd.AcquisitionHeader.from_buffer_copy(readout.source_header)
+    else:
+        head = ismrmrd.AcquisitionHeader()
+        head.version = 1
+    data = np.ascontiguousarray(readout.data, dtype=np.complex64)
+    coils, samples = data.shape
+    traj = (
+        np.zeros((samples, 0), dtype=np.float32)
+        if readout.traj is None
+        else np.ascontiguousarray(readout.traj, dtype=np.float32).reshape(samples, -1)
+    )
+    head.number_of_samples = samples
+    head.active_channels = coils
+    if head.available_channels < coils:
+        head.available_channels = coils
+    head.trajectory_dimensions = traj.shape[1]
+    head.flags = int(readout.flags)
+    for name in IDX_FIELDS:
+        if name in readout.idx:
+            setattr(head.idx, name, int(readout.idx[name]))
+    head.center_sample = int(readout.center_sample)
+    head.sample_time_us = float(readout.sample_time_us)
+    head.discard_pre = int(readout.discard_pre)
+    head.discard_post = int(readout.discard_post)
+    acq = ismrmrd.Acquisition(head)
+    acq.data[:] = data
+    acq.traj[:] = traj
+    return acq
+
+
+# --------------------------------------------------------------------------------------------
+# XML header
+# --------------------------------------------------------------------------------------------
+def _header_location(source: str) -> str:
+    return f"XML header of {source!r}" if source else "XML header"
+
+
+def _with_experimental_conditions(xml: str, source: str) -> str:
+    """Return ``xml`` (declaration removed) with an ``experimentalConditions`` element.
+
+    ismrmrd 1.15's generated header class requires ``experimentalConditions``; a header
+    without it fails to parse. Such headers get one with ``DEFAULT_H1_RESONANCE_HZ`` and a
+    warning is logged.
+    """
+    text = _XML_DECLARATION.sub("", xml, count=1).strip()
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise InputDataError(f"{_header_location(source)} is not well-formed XML: {exc}") from exc
+    namespace = root.tag[1:].split("}", 1)[0] if root.tag.startswith("{") else ""
+    local = root.tag.rsplit("}", 1)[-1]
+    if local != "ismrmrdHeader":
+        raise InputDataError(f"{_header_location(source)}: root element is <{local}>, expected <ismrmrdHeader>")
+    prefix = f"{{{namespace}}}" if namespace else ""
+    if root.find(f"{prefix}experimentalConditions") is not None:
+        return text
+    logger.warning(
+        "%s has no <experimentalConditions> (required by ismrmrd's header classes); "
+        "adding one with H1resonanceFrequency_Hz=%d",
+        _header_location(source),
+        DEFAULT_H1_RESONANCE_HZ,
+    )
+    conditions = ET.Element(f"{prefix}experimentalConditions")
+    ET.SubElement(conditions, f"{prefix}H1resonanceFrequency_Hz").text = str(DEFAULT_H1_RESONANCE_HZ)
+    # Schema order: after acquisitionSystemInformation, before the first encoding.
+    position = len(root)
+    for i, child in enumerate(root):
+        if child.tag.rsplit("}", 1)[-1] in ("encoding", "sequenceParameters", "userParameters", "waveformInformation"):
+            position = i
+            break
+    root.insert(position, conditions)
+    return ET.tostring(root, encoding="unicode")
+
+
+def load_ismrmrd_header(xml: str | bytes, source: str = "") -> ismrmrd.xsd.ismrmrdHeader:
+    """Parse an ISMRMRD XML header into ismrmrd's header object.
+
+    Args:
+        xml: header text (str, or UTF-8 bytes).
+        source: file or stream name, for messages.
+
+    Raises:
+        InputDataError: not XML, not an ISMRMRD header, or a required element missing (named).
+    """
+    if isinstance(xml, (bytes, bytearray)):
+        try:
+            xml = bytes(xml).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputDataError(f"{_header_location(source)} is not valid UTF-8: {exc}") from exc
+    xml = xml.rstrip("\x00")
+    if not xml.strip():
+        raise InputDataError(f"{_header_location(source)} is empty")
+    text = _with_experimental_conditions(xml, source)
+    try:
+        return ismrmrd.xsd.CreateFromDocument(text)
+    except TypeError as exc:
+        match = _MISSING_ARGUMENT.search(str(exc))
+        if match:
+            raise InputDataError(
+                f"{_header_location(source)}: required element {match.group(2)} missing in <{match.group(1)}>"
+            ) from exc
+        raise InputDataError(f"{_header_location(source)} is not a valid ISMRMRD header: {exc}") from exc
+    except ValueError as exc:  # xsdata's ParserError is a ValueError
+        raise InputDataError(f"{_header_location(source)} is not a valid ISMRMRD header: {exc}") from exc
+
+
+def header_to_xml(header: ismrmrd.xsd.ismrmrdHeader) -> str:
+    """Serialize a header object to XML text (UTF-8 declaration; ismrmrd's default 'ascii'
+    declaration would be wrong for non-ASCII names)."""
+    return ismrmrd.xsd.ToXML(header, encoding="utf-8")
+
+
+def _first_encoding(header: ismrmrd.xsd.ismrmrdHeader, source: str) -> Any:
+    if not header.encoding:
+        raise InputDataError(f"{_header_location(source)} has no <encoding> element")
+    if len(header.encoding) > 1:
+        logger.info("%s has %d encodings; using the first", _header_location(source), len(header.encoding))
+    return header.encoding[0]
+
+
+def _matrix(space: Any, element: str, source: str) -> tuple[int, int, int]:
+    m = space.matrixSize
+    matrix = (int(m.x), int(m.y), int(m.z))
+    if min(matrix) < 1:
+        raise InputDataError(f"{_header_location(source)}: <{element}><matrixSize> must be >= 1, got {matrix}")
+    return matrix
+
+
+def _fov(space: Any) -> tuple[float, float, float]:
+    f = space.fieldOfView_mm
+    return (float(f.x), float(f.y), float(f.z))
+
+
+def _user_parameters(header: ismrmrd.xsd.ismrmrdHeader) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    up = header.userParameters
+    if up is None:
+        return params
+    for p in up.userParameterLong:
+        params[p.name] = int(p.value)
+    for p in up.userParameterDouble:
+        params[p.name] = float(p.value)
+    for p in up.userParameterString:
+        params[p.name] = str(p.value)
+    for p in up.userParameterBase64:
+        params[p.name] = p.value
+    return params
+
+
+def parse_header(xml: str, source: str = "") -> ScanHeader:
+    """Extract what the gridding needs from an ISMRMRD XML header (first encoding).
+
+    Args:
+        xml: the XML header text.
+        source: file or stream name, for messages.
+
+    Returns:
+        ScanHeader with encoded/recon matrix (nx, ny, nz) and FOV (mm), the trajectory type as
+        a lower-case string, receiverChannels (None when absent), user parameters (name ->
+        int / float / str / bytes) and the original XML.
+
+    Raises:
+        InputDataError: invalid header or a missing element (named).
+    """
+    header = load_ismrmrd_header(xml, source)
+    enc = _first_encoding(header, source)
+    trajectory = enc.trajectory
+    trajectory_name = str(getattr(trajectory, "value", trajectory)).lower()
+    asi = header.acquisitionSystemInformation
+    num_coils = None
+    if asi is not None and asi.receiverChannels is not None:
+        num_coils = int(asi.receiverChannels)
+    return ScanHeader(
+        encoded_matrix=_matrix(enc.encodedSpace, "encodedSpace", source),
+        encoded_fov_mm=_fov(enc.encodedSpace),
+        recon_matrix=_matrix(enc.reconSpace, "reconSpace", source),
+        recon_fov_mm=_fov(enc.reconSpace),
+        trajectory=trajectory_name,
+        num_coils=num_coils,
+        xml=xml if isinstance(xml, str) else bytes(xml).decode("utf-8", errors="replace"),
+        user_parameters=_user_parameters(header),
+    )
+
+
+def cartesian_output_header(
+    xml: str,
+    matrix: tuple[int, int, int],
+    fov_mm: tuple[float, float, float],
+    limits: Mapping[str, tuple[int, int, int]],
+    user_parameters: Mapping[str, str],
+) -> str:
+    """XML header of the Cartesian output, derived from the input header.
+
+    Changes to the first encoding: trajectory = cartesian; trajectoryDescription removed;
+    encodedSpace matrix/FOV = ``matrix`` / ``fov_mm``; reconSpace matrix = ``matrix`` (its FOV
+    is kept); encodingLimits kspace_encoding_step_0 = 0..nx-1 (centre nx//2),
+    kspace_encoding_step_1 = 0..ny-1 (centre ny//2), kspace_encoding_step_2 = 0..nz-1
+    (centre nz//2) when nz > 1 (when nz == 1 the input's step-2 limits are kept, 0..0 if
+    absent), then every entry of ``limits`` (applied last, so it may override).
+    userParameters gain (or overwrite) userParameterString entries. Everything else (other
+    encodings, sequence parameters, ...) is kept.
+
+    Args:
+        xml: input XML header.
+        matrix: output grid (nx, ny, nz).
+        fov_mm: encoded FOV of the output grid (x, y, z) in mm.
+        limits: encodingLimits name -> (minimum, maximum, center), e.g.
+            ``{"slice": (0, 2, 1)}``; EncodingCounters spellings
+            (``kspace_encode_step_2``) are accepted too.
+        user_parameters: name -> value, written as userParameterString (value via ``str``).
+
+    Returns:
+        The output XML text.
+
+    Raises:
+        InputDataError: invalid input header.
+        ValueError: bad ``matrix`` or an unknown / inconsistent limit.
+    """
+    nx, ny, nz = (int(v) for v in matrix)
+    if min(nx, ny, nz) < 1:
+        raise ValueError(f"output matrix must be >= 1 in every dimension, got {tuple(matrix)}")
+    fx, fy, fz = (float(v) for v in fov_mm)
+    xsd = ismrmrd.xsd
+
+    header = load_ismrmrd_header(xml, "input header")
+    enc = _first_encoding(header, "input header")
+    enc.trajectory = xsd.trajectoryType.CARTESIAN
+    enc.trajectoryDescription = None
+    enc.encodedSpace = xsd.encodingSpaceType(
+        matrixSize=xsd.matrixSizeType(x=nx, y=ny, z=nz),
+        fieldOfView_mm=xsd.fieldOfViewMm(x=fx, y=fy, z=fz),
+    )
+    enc.reconSpace.matrixSize = xsd.matrixSizeType(x=nx, y=ny, z=nz)
+
+    enc_limits = enc.encodingLimits if enc.encodingLimits is not None else xsd.encodingLimitsType()
+    enc.encodingLimits = enc_limits
+    enc_limits.kspace_encoding_step_0 = xsd.limitType(minimum=0, maximum=nx - 1, center=nx // 2)
+    enc_limits.kspace_encoding_step_1 = xsd.limitType(minimum=0, maximum=ny - 1, center=ny // 2)
+    if nz > 1:
+        enc_limits.kspace_encoding_step_2 = xsd.limitType(minimum=0, maximum=nz - 1, center=nz // 2)
+    elif enc_limits.kspace_encoding_step_2 is None:
+        # 2D output keeps the input's step-2 limits (stack-of-stars frames keep their kz
+        # counter); only a missing one is filled in.
+        enc_limits.kspace_encoding_step_2 = xsd.limitType(minimum=0, maximum=0, center=0)
+    for name, value in limits.items():
+        field_name = _LIMIT_ALIASES.get(name, name)
+        if field_name not in _LIMIT_NAMES:
+            raise ValueError(f"unknown encoding limit {name!r}; valid names: {', '.join(_LIMIT_NAMES)}")
+        minimum, maximum, center = (int(v) for v in value)
+        if not (0 <= minimum <= maximum) or not (minimum <= center <= maximum):
+            raise ValueError(f"encoding limit {name!r}: need 0 <= min <= center <= max, got {tuple(value)}")
+        setattr(enc_limits, field_name, xsd.limitType(minimum=minimum, maximum=maximum, center=center))
+
+    if user_parameters:
+        if header.userParameters is None:
+            header.userParameters = xsd.userParametersType()
+        strings = header.userParameters.userParameterString
+        for name, value in user_parameters.items():
+            for existing in strings:
+                if existing.name == name:
+                    existing.value = str(value)
+                    break
+            else:
+                strings.append(xsd.userParameterStringType(name=str(name), value=str(value)))
+    return header_to_xml(header)
+
+
+# --------------------------------------------------------------------------------------------
+# GriddedFrame -> Cartesian acquisitions
+# --------------------------------------------------------------------------------------------
+def _line_template(frame: GriddedFrame, coils: int, nx: int) -> ismrmrd.AcquisitionHeader:
+    """Header shared by all output lines of ``frame`` (step-1 counter, flags, scan counter unset)."""
+    head = ismrmrd.AcquisitionHeader()
+    source = frame.template.source_header
+    if isinstance(source, ismrmrd.AcquisitionHeader):
+        for name in _COPIED_HEADER_FIELDS:
+            value = getattr(source, name)
+            if hasattr(value, "_length_"):
+                getattr(head, name)[:] = value[:]
+            else:
+                setattr(head, name, value)
+    else:
+        head.version = 1
+    head.number_of_samples = nx
+    head.available_channels = coils
+    head.active_channels = coils
+    head.center_sample = nx // 2
+    head.trajectory_dimensions = 0
+    head.encoding_space_ref = 0
+    head.sample_time_us = float(frame.template.sample_time_us)
+    head.discard_pre = 0
+    head.discard_post = 0
+    for name in _COPIED_IDX_FIELDS:
+        setattr(head.idx, name, int(frame.template.idx.get(name, 0)))
+    return head
+
+
+def cartesian_acquisitions(frame: GriddedFrame, first_scan_counter: int = 0) -> list[ismrmrd.Acquisition]:
+    """One ISMRMRD acquisition per ky line of a gridded frame: a full Cartesian raster.
+
+    Every line ky = 0..ny-1 is emitted, also lines where no sample landed (they are zero).
+    Line ``ky``: data ``frame.kspace[:, ky, :]`` (coils, nx), number_of_samples = nx,
+    center_sample = nx // 2, idx.kspace_encode_step_1 = ky, other counters (slice, contrast,
+    repetition, average, set, phase, kspace_encode_step_2) from ``frame.template.idx``,
+    geometry/time stamps/measurement_uid/version/channel_mask from the template's source
+    header, trajectory_dimensions = 0, sample_time_us from the template, discards 0,
+    scan_counter = ``first_scan_counter + ky``.
+    Flags: FIRST_IN_SLICE + FIRST_IN_ENCODE_STEP1 on line 0; LAST_IN_SLICE +
+    LAST_IN_REPETITION + LAST_IN_ENCODE_STEP1 on line ny - 1 (as ismrmrd's Cartesian examples).
+
+    Args:
+        frame: kspace (coils, ny, nx) complex.
+        first_scan_counter: scan counter of line 0.
+
+    Returns:
+        ny acquisitions, in ky order.
+    """
+    kspace = np.asarray(frame.kspace)
+    if kspace.ndim != 3:
+        raise ValueError(f"frame.kspace must have shape (coils, ny, nx), got {kspace.shape}")
+    kspace = np.ascontiguousarray(kspace, dtype=np.complex64)
+    coils, ny, nx = kspace.shape
+    template = _line_template(frame, coils, nx)
+    acquisitions = []
+    for ky in range(ny):
+        head = ismrmrd.AcquisitionHeader.from_buffer_copy(template)
+        head.idx.kspace_encode_step_1 = ky
+        head.scan_counter = int(first_scan_counter) + ky
+        flags = 0
+        if ky == 0:
+            flags |= _FIRST_LINE_FLAGS
+        if ky == ny - 1:
+            flags |= _LAST_LINE_FLAGS
+        head.flags = flags
+        acq = ismrmrd.Acquisition(head)
+        acq.data[:] = kspace[:, ky, :]
+        acquisitions.append(acq)
+    return acquisitions
+
+
+# --------------------------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------------------------
+def image_item_from_image(img: ismrmrd.Image, series: str) -> ImageItem:
+    """Convert an ISMRMRD image to an :class:`ImageItem`.
+
+    Args:
+        img: the image; data (channels, nz, ny, nx).
+        series: series name (HDF5 group name).
+
+    Returns:
+        ImageItem with a copy of the data (channels, nz, ny, nx), meta as a plain dict
+        (values str or list of str, as ismrmrd's Meta stores them) and ``source`` = img.
+    """
+    data = np.array(img.data, copy=True)
+    if data.ndim != 4:
+        data = data.reshape((1,) * (4 - data.ndim) + data.shape)
+    meta = {str(k): (list(v) if isinstance(v, list) else v) for k, v in dict(img.meta).items()}
+    return ImageItem(series=series, data=data, meta=meta, source=img)
+
+
+def image_from_item(item: ImageItem) -> ismrmrd.Image:
+    """Turn an :class:`ImageItem` back into an ISMRMRD image.
+
+    The header comes from ``item.source`` when it is an ``ismrmrd.Image`` (sizes and data type
+    follow ``item.data``); the data is ``item.data`` (channels, nz, ny, nx) and the meta
+    attributes ``item.meta``.
+    """
+    data = np.asarray(item.data)
+    if data.ndim > 4:
+        raise ValueError(f"image data must have at most 4 dimensions (channels, nz, ny, nx), got {data.shape}")
+    data = np.ascontiguousarray(data.reshape((1,) * (4 - data.ndim) + data.shape))
+    meta = ismrmrd.Meta()
+    meta.update(copy.deepcopy(dict(item.meta)))
+    if isinstance(item.source, ismrmrd.Image):
+        return ismrmrd.Image(head=item.source.getHead(), meta=meta, data=data)
+    image = ismrmrd.Image.from_array(data)
+    image.meta = meta
+    return image

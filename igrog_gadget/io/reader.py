@@ -1,0 +1,241 @@
+"""Read an ISMRMRD HDF5 dataset into typed containers.
+
+Acquisitions are read in one go from the ``/<group>/data`` compound dataset with h5py
+(``ismrmrd.Dataset.read_acquisition`` in a loop reads the record several times and is about
+15x slower: ~4 ms vs ~0.25 ms per 16-coil x 256-sample acquisition); images and waveforms go
+through ``ismrmrd.Dataset``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import Any
+
+import h5py
+import ismrmrd
+import ismrmrd.hdf5
+import numpy as np
+
+from igrog_gadget.errors import InputDataError
+from igrog_gadget.io.convert import (
+    image_item_from_image,
+    parse_header,
+    readout_from_acquisition,
+    readout_from_header_and_arrays,
+)
+from igrog_gadget.scan import ImageItem, Readout, ScanHeader
+
+logger = logging.getLogger(__name__)
+
+#: Datasets of an HDF5 group that make it an ISMRMRD image series.
+_IMAGE_SERIES_MEMBERS = frozenset({"header", "data", "attributes"})
+
+_HEADER_SIZE = ismrmrd.hdf5.acquisition_header_dtype.itemsize
+
+
+@dataclass
+class RawDataset:
+    """Everything read from one ISMRMRD dataset."""
+
+    path: str
+    header: ScanHeader
+    readouts: list[Readout]
+    """All acquisitions in file order; ``scan_counter`` = index in the file."""
+    images: list[ImageItem] = field(default_factory=list)
+    """Images of every image series, data (channels, nz, ny, nx); series = HDF5 group name."""
+    waveforms: list[Any] = field(default_factory=list)
+    """``ismrmrd.Waveform`` objects, passed through unchanged."""
+    header_xml: str = ""
+
+
+def _open_ismrmrd_readonly(path: str, group: str) -> ismrmrd.Dataset:
+    """ismrmrd.Dataset opened read-only when this ismrmrd version supports ``mode``."""
+    if "mode" in inspect.signature(ismrmrd.Dataset.__init__).parameters:
+        return ismrmrd.Dataset(path, group, create_if_needed=False, mode="r")
+    return ismrmrd.Dataset(path, group, create_if_needed=False)
+
+
+def _read_xml(group: h5py.Group, path: str, group_name: str) -> str:
+    if "xml" not in group:
+        raise InputDataError(f"{path!r}: group {group_name!r} has no XML header (dataset 'xml' missing)")
+    raw = group["xml"][()]
+    if isinstance(raw, np.ndarray):
+        if raw.size == 0:
+            raise InputDataError(f"{path!r}: the XML header dataset '{group_name}/xml' is empty")
+        raw = raw.reshape(-1)[0]
+    if isinstance(raw, (bytes, bytearray, np.bytes_)):
+        try:
+            raw = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputDataError(f"{path!r}: the XML header is not valid UTF-8: {exc}") from exc
+    text = str(raw).rstrip("\x00")
+    if not text.strip():
+        raise InputDataError(f"{path!r}: the XML header is empty")
+    return text
+
+
+def _read_acquisitions_fast(data: h5py.Dataset, path: str) -> list[Readout]:
+    """All acquisitions of ``data`` with one HDF5 read (members matched by name)."""
+    records = np.empty(data.shape, dtype=ismrmrd.hdf5.acquisition_dtype)
+    data.read_direct(records)
+    heads = np.ascontiguousarray(records["head"])
+    payload = records["data"]
+    trajectories = records["traj"]
+    readouts = []
+    for i in range(records.shape[0]):
+        head = ismrmrd.AcquisitionHeader.from_buffer_copy(heads, i * _HEADER_SIZE)
+        samples = np.asarray(payload[i], dtype=np.float32)
+        if samples.size % 2:
+            raise InputDataError(
+                f"{path!r}: acquisition {i}: field 'data' holds an odd number ({samples.size}) of floats; "
+                "expected interleaved real/imaginary pairs"
+            )
+        readouts.append(
+            readout_from_header_and_arrays(head, samples.view(np.complex64), trajectories[i], i, path)
+        )
+    return readouts
+
+
+def _read_acquisitions_ismrmrd(path: str, group: str, count: int) -> list[Readout]:
+    """All acquisitions via ``ismrmrd.Dataset.read_acquisition`` (slow reference path)."""
+    dataset = _open_ismrmrd_readonly(path, group)
+    try:
+        readouts = []
+        for i in range(count):
+            try:
+                acq = dataset.read_acquisition(i)
+            except (ValueError, TypeError, LookupError, OSError) as exc:
+                raise InputDataError(f"{path!r}: acquisition {i} cannot be read: {exc}") from exc
+            readouts.append(readout_from_acquisition(acq, i, path))
+        return readouts
+    finally:
+        dataset.close()
+
+
+def _check_coils(readouts: list[Readout], header: ScanHeader, path: str) -> None:
+    """All acquisitions must have the coil count of the first imaging one (and receiverChannels)."""
+    reference = next((r for r in readouts if r.is_imaging()), readouts[0])
+    kind = "first imaging acquisition" if reference.is_imaging() else "first acquisition"
+    coils = reference.num_coils
+    if header.num_coils is not None and header.num_coils != coils:
+        raise InputDataError(
+            f"{path!r}: acquisition {reference.scan_counter} ({kind}) has {coils} coils, but the XML header "
+            f"declares receiverChannels = {header.num_coils}"
+        )
+    for readout in readouts:
+        if readout.num_coils != coils:
+            raise InputDataError(
+                f"{path!r}: acquisition {readout.scan_counter} has {readout.num_coils} coils, but the {kind} "
+                f"(acquisition {reference.scan_counter}) has {coils}"
+            )
+
+
+def _image_series(group: h5py.Group) -> list[str]:
+    return [
+        name
+        for name, obj in group.items()
+        if isinstance(obj, h5py.Group) and _IMAGE_SERIES_MEMBERS <= set(obj.keys())
+    ]
+
+
+def _read_images_and_waveforms(
+    path: str, group: str, series_names: list[str], has_waveforms: bool
+) -> tuple[list[ImageItem], list[Any]]:
+    images: list[ImageItem] = []
+    waveforms: list[Any] = []
+    if not series_names and not has_waveforms:
+        return images, waveforms
+    dataset = _open_ismrmrd_readonly(path, group)
+    try:
+        for series in series_names:
+            try:
+                count = dataset.number_of_images(series)
+                for i in range(count):
+                    images.append(image_item_from_image(dataset.read_image(series, i), series))
+            except (ValueError, TypeError, LookupError, OSError, AssertionError, ET.ParseError) as exc:
+                raise InputDataError(f"{path!r}: image series {series!r} cannot be read: {exc!r}") from exc
+        if has_waveforms:
+            try:
+                for i in range(dataset.number_of_waveforms()):
+                    waveforms.append(dataset.read_waveform(i))
+            except (ValueError, TypeError, LookupError, OSError) as exc:
+                raise InputDataError(f"{path!r}: waveforms cannot be read: {exc!r}") from exc
+    finally:
+        dataset.close()
+    return images, waveforms
+
+
+def read_dataset(path: str | os.PathLike[str], group: str = "dataset", *, fast: bool = True) -> RawDataset:
+    """Read an ISMRMRD HDF5 dataset: header, acquisitions, image series and waveforms.
+
+    Args:
+        path: the ``.h5`` file.
+        group: name of the ISMRMRD dataset group.
+        fast: read the acquisitions in one h5py call (default); False uses ismrmrd's
+            per-acquisition reader (slow, kept as the reference).
+
+    Returns:
+        RawDataset; readouts in file order with ``scan_counter`` = index in the file.
+
+    Raises:
+        InputDataError: file missing / not HDF5, no such group (groups present listed), no XML
+            header or invalid header, no acquisitions, inconsistent or non-finite acquisition
+            (index and field named), coil count differing from the first imaging acquisition or
+            from receiverChannels (both counts named), unreadable image series or waveforms.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InputDataError(f"input file {path!r} does not exist")
+    if not os.path.isfile(path):
+        raise InputDataError(f"input path {path!r} is not a file")
+    if not h5py.is_hdf5(path):
+        raise InputDataError(f"input file {path!r} is not an HDF5 file (ISMRMRD datasets are HDF5)")
+
+    try:
+        with h5py.File(path, "r") as h5:
+            node = h5.get(group)
+            if not isinstance(node, h5py.Group):
+                present = sorted(name for name, obj in h5.items() if isinstance(obj, h5py.Group))
+                raise InputDataError(
+                    f"{path!r} has no group {group!r}; groups present: {present if present else 'none'}"
+                )
+            xml = _read_xml(node, path, group)
+            header = parse_header(xml, source=path)
+            data = node.get("data")
+            if not isinstance(data, h5py.Dataset) or data.shape is None or data.size == 0:
+                raise InputDataError(f"{path!r}: group {group!r} has no acquisitions (dataset 'data' missing or empty)")
+            count = int(data.size)
+            readouts: list[Readout] | None = None
+            if fast:
+                try:
+                    readouts = _read_acquisitions_fast(data, path)
+                except (TypeError, ValueError, OSError) as exc:
+                    if isinstance(exc, InputDataError):
+                        raise
+                    logger.warning(
+                        "%s: fast acquisition read failed (%s); falling back to ismrmrd's reader", path, exc
+                    )
+            series_names = _image_series(node)
+            has_waveforms = isinstance(node.get("waveforms"), h5py.Dataset)
+    except OSError as exc:
+        raise InputDataError(f"{path!r} cannot be read as HDF5: {exc}") from exc
+
+    if readouts is None:
+        readouts = _read_acquisitions_ismrmrd(path, group, count)
+    _check_coils(readouts, header, path)
+    images, waveforms = _read_images_and_waveforms(path, group, series_names, has_waveforms)
+    logger.info(
+        "%s: %d acquisitions, %d images in %d series, %d waveforms",
+        path,
+        len(readouts),
+        len(images),
+        len(series_names),
+        len(waveforms),
+    )
+    return RawDataset(
+        path=path, header=header, readouts=readouts, images=images, waveforms=waveforms, header_xml=xml
+    )

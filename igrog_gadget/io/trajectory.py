@@ -1,0 +1,134 @@
+"""Trajectory units of the input and k-space positions of Cartesian readouts.
+
+Grid units: cycles per FOV, so a matrix of N points spans k in [-N/2, N/2), with k = 0 at
+grid index ``N // 2``. ISMRMRD files store trajectories either in grid units or normalized
+to [-0.5, 0.5].
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+from igrog_gadget.errors import ConfigError, InputDataError
+from igrog_gadget.scan import Readout
+
+logger = logging.getLogger(__name__)
+
+#: Accepted values of the ``trajectory_units`` setting.
+TRAJECTORY_UNIT_MODES = ("auto", "grid", "normalized")
+
+#: Slack above 0.5 still taken as a normalized trajectory.
+NORMALIZED_TOLERANCE = 1e-3
+#: Relative slack above matrix/2 still taken as grid units (over-reaching spiral/radial ends).
+GRID_RELATIVE_TOLERANCE = 0.05
+#: Absolute slack added to the grid range.
+GRID_ABSOLUTE_TOLERANCE = 1e-3
+#: Relative tolerance of the readout oversampling factor.
+OVERSAMPLING_TOLERANCE = 0.02
+
+
+def resolve_trajectory_units(traj_max_abs: float, matrix: int, mode: str = "auto") -> float:
+    """Factor converting stored trajectory values to grid units (multiply the trajectory by it).
+
+    Args:
+        traj_max_abs: maximum |k| over the trajectory components used for gridding, file units.
+        matrix: grid size N along that axis (grid units span [-N/2, N/2)).
+        mode: ``"grid"`` (factor 1), ``"normalized"`` (factor N, stored range [-0.5, 0.5]) or
+            ``"auto"``: normalized when max|k| <= 0.5 + 1e-3; grid when
+            0.5 + 1e-3 < max|k| <= N/2 * 1.05 + 1e-3; otherwise an error.
+
+    Returns:
+        The scale factor (1.0 or float(N)).
+
+    Raises:
+        ConfigError: unknown ``mode``.
+        InputDataError: ``traj_max_abs`` not finite, or (auto) outside both accepted ranges;
+            the message states the maximum, the matrix and the ranges.
+    """
+    matrix = int(matrix)
+    if matrix < 1:
+        raise ValueError(f"matrix must be >= 1, got {matrix}")
+    if mode not in TRAJECTORY_UNIT_MODES:
+        raise ConfigError(f"trajectory_units must be one of {', '.join(TRAJECTORY_UNIT_MODES)}; got {mode!r}")
+    value = float(traj_max_abs)
+    if not math.isfinite(value) or value < 0:
+        raise InputDataError(f"trajectory maximum |k| must be finite and >= 0, got {traj_max_abs!r}")
+
+    normalized_max = 0.5 + NORMALIZED_TOLERANCE
+    grid_max = matrix / 2 * (1 + GRID_RELATIVE_TOLERANCE) + GRID_ABSOLUTE_TOLERANCE
+    if mode == "grid":
+        if value > grid_max:
+            logger.warning(
+                "trajectory_units=grid but max |k| = %.6g exceeds the grid range %.6g of matrix %d; "
+                "samples outside the grid are lost",
+                value,
+                grid_max,
+                matrix,
+            )
+        return 1.0
+    if mode == "normalized":
+        if value > normalized_max:
+            logger.warning(
+                "trajectory_units=normalized but max |k| = %.6g exceeds 0.5; samples outside the grid are lost",
+                value,
+            )
+        return float(matrix)
+    if value <= normalized_max:
+        logger.info("trajectory units: normalized (max |k| = %.6g <= 0.5), scaling by %d", value, matrix)
+        return float(matrix)
+    if value <= grid_max:
+        logger.info("trajectory units: grid (max |k| = %.6g, matrix %d)", value, matrix)
+        return 1.0
+    raise InputDataError(
+        f"cannot tell the trajectory units: max |k| = {value:.6g} with matrix {matrix}; accepted ranges are "
+        f"normalized (max |k| <= {normalized_max:g}) or grid units ({normalized_max:g} < max |k| <= "
+        f"{grid_max:g} = matrix/2 * {1 + GRID_RELATIVE_TOLERANCE:g}); set trajectory_units explicitly"
+    )
+
+
+def cartesian_positions(readout: Readout, nx: int, ny: int) -> np.ndarray:
+    """k-space positions, grid units, of a Cartesian readout that carries no trajectory.
+
+    Readout oversampling ``os = round(n_samples / nx)`` when ``n_samples >= nx`` (else 1); the
+    ratio must be within 2 % of that integer. ``kx = (i - center_sample) / os``,
+    ``ky = kspace_encode_step_1 - ny // 2``.
+
+    Args:
+        readout: data (coils, samples); uses center_sample and idx["kspace_encode_step_1"].
+        nx: grid size along the readout.
+        ny: grid size along phase encoding.
+
+    Returns:
+        Shape (samples, 2), float32, columns (kx, ky).
+
+    Raises:
+        InputDataError: non-integer oversampling or a phase-encoding index outside 0..ny-1
+            (message names the acquisition and the field).
+    """
+    nx, ny = int(nx), int(ny)
+    if nx < 1 or ny < 1:
+        raise ValueError(f"nx and ny must be >= 1, got nx={nx}, ny={ny}")
+    n = readout.num_samples
+    where = f"acquisition {readout.scan_counter}"
+    if n >= nx:
+        ratio = n / nx
+        oversampling = max(1, round(ratio))
+        if abs(ratio - oversampling) > OVERSAMPLING_TOLERANCE * oversampling:
+            raise InputDataError(
+                f"{where}: field 'number_of_samples' = {n} is not an integer multiple of the grid size "
+                f"nx = {nx} (ratio {ratio:.4g}); cannot place the Cartesian readout"
+            )
+    else:
+        oversampling = 1
+    step1 = int(readout.idx.get("kspace_encode_step_1", 0))
+    if not 0 <= step1 < ny:
+        raise InputDataError(
+            f"{where}: field 'idx.kspace_encode_step_1' = {step1} is outside the grid 0..{ny - 1}"
+        )
+    positions = np.empty((n, 2), dtype=np.float32)
+    positions[:, 0] = (np.arange(n, dtype=np.float64) - readout.center_sample) / oversampling
+    positions[:, 1] = step1 - ny // 2
+    return positions
