@@ -20,7 +20,7 @@ import numpy as np
 # ISMRMRD acquisition flag bit numbers (1-based, as in the ISMRMRD standard).
 FLAG_FIRST_IN_SLICE = 7
 FLAG_LAST_IN_SLICE = 8
-FLAG_LAST_IN_REPETITION = 16
+FLAG_LAST_IN_REPETITION = 14
 FLAG_LAST_IN_MEASUREMENT = 25
 FLAG_IS_NOISE_MEASUREMENT = 19
 FLAG_IS_PARALLEL_CALIBRATION = 20
@@ -29,8 +29,10 @@ FLAG_IS_NAVIGATION_DATA = 23
 FLAG_IS_PHASECORR_DATA = 24
 FLAG_IS_DUMMYSCAN_DATA = 27
 FLAG_IS_RTFEEDBACK_DATA = 28
-FLAG_IS_HPFEEDBACK_DATA = 29
-FLAG_IS_SURFACECOILCORRECTIONSCAN_DATA = 30
+FLAG_IS_HPFEEDBACK_DATA = 26
+FLAG_IS_SURFACECOILCORRECTIONSCAN_DATA = 29
+FLAG_IS_PHASE_STABILIZATION_REFERENCE = 30
+FLAG_IS_PHASE_STABILIZATION = 31
 
 #: Encoding counters kept on every readout (names as in ISMRMRD's EncodingCounters).
 IDX_FIELDS = (
@@ -116,6 +118,8 @@ class Readout:
             FLAG_IS_RTFEEDBACK_DATA,
             FLAG_IS_HPFEEDBACK_DATA,
             FLAG_IS_SURFACECOILCORRECTIONSCAN_DATA,
+            FLAG_IS_PHASE_STABILIZATION_REFERENCE,
+            FLAG_IS_PHASE_STABILIZATION,
         )
         return not any(has_flag(self.flags, bit) for bit in auxiliary)
 
@@ -168,3 +172,5 @@ class GriddedFrame:
     """A readout of the frame whose header fields (geometry, counters) the output copies."""
     mean_time_us: np.ndarray | None = None
     """Shape (ny, nx), float32: mean acquisition time of the samples on each grid point (fieldcorr)."""
+    info: dict[str, Any] = field(default_factory=dict)
+    """Facts of the run that produced it (variant, training/gridding seconds, calibration source)."""

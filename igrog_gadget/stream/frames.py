@@ -1,0 +1,121 @@
+"""Turning buffered readouts into ``FrameInputs``: positions in grid units, arrays stacked."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from igrog_gadget.app.common.frame import FrameInputs
+from igrog_gadget.config import IgrogConfig
+from igrog_gadget.errors import InputDataError
+from igrog_gadget.io.trajectory import cartesian_positions, resolve_trajectory_units
+from igrog_gadget.scan import Readout, ScanHeader
+from igrog_gadget.stream.buffer import CompletedFrame
+
+logger = logging.getLogger(__name__)
+
+
+def grid_matrix(header: ScanHeader, config: IgrogConfig) -> tuple[int, int]:
+    """(nx, ny) of the output grid: encodedSpace matrix x grid_oversampling."""
+    nx, ny, _ = header.encoded_matrix
+    factor = config.gridding.grid_oversampling
+    return int(round(nx * factor)), int(round(ny * factor))
+
+
+def _trajectory_2d(readout: Readout, source: str) -> np.ndarray:
+    traj = readout.traj
+    if traj is None or traj.size == 0:
+        raise InputDataError(
+            f"{source}acquisition {readout.scan_counter} has no trajectory (trajectory_dimensions = 0) "
+            "but the encoding is non-Cartesian; every imaging acquisition needs acq.traj"
+        )
+    if traj.ndim != 2 or traj.shape[0] != readout.num_samples:
+        raise InputDataError(
+            f"{source}acquisition {readout.scan_counter}: traj has shape {traj.shape}, "
+            f"expected ({readout.num_samples}, dims)"
+        )
+    if traj.shape[1] < 2:
+        raise InputDataError(
+            f"{source}acquisition {readout.scan_counter}: trajectory_dimensions = {traj.shape[1]}; "
+            "need 2 (kx, ky) for 2D gridding"
+        )
+    if traj.shape[1] > 2 and np.any(np.abs(traj[:, 2]) > 1e-6):
+        raise InputDataError(
+            f"{source}acquisition {readout.scan_counter}: 3D trajectory (kz != 0) is not supported; "
+            "stack-of-2D data must use kspace_encode_step_2 for the partition"
+        )
+    return traj[:, :2]
+
+
+def unit_factor(readouts: list[Readout], header: ScanHeader, config: IgrogConfig, source: str = "") -> float:
+    """Factor from stored trajectory units to grid units of the encoded matrix (detected or configured)."""
+    nx, ny, _ = header.encoded_matrix
+    max_abs = max(float(np.max(np.abs(_trajectory_2d(r, source)))) for r in readouts)
+    try:
+        factor = resolve_trajectory_units(max_abs, max(nx, ny), config.gridding.trajectory_units)
+    except InputDataError as error:
+        raise InputDataError(f"{source}{error}") from None
+    return factor
+
+
+def frame_inputs(
+    completed: CompletedFrame,
+    header: ScanHeader,
+    config: IgrogConfig,
+    images: dict[str, np.ndarray] | None = None,
+    source: str = "",
+) -> FrameInputs:
+    """Stack a completed frame's readouts into arrays with positions in grid units.
+
+    Raises:
+        InputDataError: readouts of unequal length, missing or 3D trajectories, units
+            out of range (messages name the acquisition).
+    """
+    readouts = completed.readouts
+    lengths = {r.num_samples for r in readouts}
+    if len(lengths) != 1:
+        first = readouts[0]
+        odd = next(r for r in readouts if r.num_samples != first.num_samples)
+        raise InputDataError(
+            f"{source}frame {completed.frame_key}: acquisition {odd.scan_counter} has {odd.num_samples} samples, "
+            f"acquisition {first.scan_counter} has {first.num_samples}; readouts of one frame must be equally long"
+        )
+    nx_enc, ny_enc, _ = header.encoded_matrix
+    matrix = grid_matrix(header, config)
+    oversampling = config.gridding.grid_oversampling
+    cartesian_input = header.trajectory == "cartesian" and all(r.traj is None or r.traj.size == 0 for r in readouts)
+    factor = 1.0
+    if cartesian_input:
+        traj = np.stack([cartesian_positions(r, nx_enc, ny_enc) for r in readouts])
+    else:
+        factor = unit_factor(readouts, header, config, source)
+        traj = np.stack([_trajectory_2d(r, source) for r in readouts]).astype(np.float32)
+        if factor != 1.0:  # normalized units: scale each axis by its own matrix size
+            traj = traj * np.array([nx_enc, ny_enc], dtype=np.float32)
+    traj = (traj * oversampling).astype(np.float32)
+    samples = np.stack([r.data for r in readouts], axis=1).astype(np.complex64)  # (coils, readouts, samples)
+    dwell = np.array([r.sample_time_us for r in readouts], dtype=np.float32)
+    sample_times = dwell[:, None] * np.arange(samples.shape[2], dtype=np.float32)[None, :]
+    calibration_lines = [(r.data, _calibration_positions(r, header, factor, source) * oversampling) for r in completed.calibration]
+    return FrameInputs(
+        samples=samples,
+        traj=traj,
+        matrix=matrix,
+        sample_times_us=sample_times,
+        calibration_lines=calibration_lines,
+        images=dict(images or {}),
+        calibration_key=completed.calibration_key,
+    )
+
+
+def _calibration_positions(readout: Readout, header: ScanHeader, factor: float, source: str) -> np.ndarray:
+    """Positions (samples, 2) in grid units of a calibration readout (its traj, in the imaging
+    data's units, or its Cartesian layout)."""
+    nx, ny, _ = header.encoded_matrix
+    if readout.traj is None or readout.traj.size == 0:
+        return cartesian_positions(readout, nx, ny).astype(np.float32)
+    traj = _trajectory_2d(readout, source).astype(np.float32)
+    if factor != 1.0:
+        traj = traj * np.array([nx, ny], dtype=np.float32)
+    return traj

@@ -1,0 +1,94 @@
+"""One pipeline for replay and streaming: items in, gridded frames and pass-through items out.
+
+``GriddingPipeline.process(item)`` takes one ISMRMRD item in typed form (``Readout``,
+``ImageItem`` or anything else) and returns, in order, what leaves the pipeline:
+``GriddedFrame`` objects for completed frames and the untouched items it does not handle
+(noise scans, navigators, images, waveforms...). ``close()`` completes the open frames.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import numpy as np
+
+from igrog_gadget.app.runner import VariantGridder
+from igrog_gadget.config import IgrogConfig
+from igrog_gadget.errors import InputDataError
+from igrog_gadget.scan import GriddedFrame, ImageItem, Readout, ScanHeader
+from igrog_gadget.stream.buffer import CompletedFrame, ReadoutBuffer
+from igrog_gadget.stream.frames import frame_inputs
+
+logger = logging.getLogger(__name__)
+
+#: Image series the variants read as inputs (they are passed on too).
+INPUT_IMAGE_SERIES = ("b0map", "coil_images", "sensitivity_maps", "reference_image")
+
+
+class GriddingPipeline:
+    """Routes items, buffers readouts per frame, grids completed frames with the variant."""
+
+    def __init__(
+        self,
+        header: ScanHeader,
+        config: IgrogConfig,
+        source: str = "",
+        gridder: VariantGridder | None = None,
+        on_frame: Callable[[GriddedFrame], None] | None = None,
+    ) -> None:
+        self.header = header
+        self.config = config
+        self.source = f"{source}: " if source else ""
+        self.gridder = gridder or VariantGridder(config)
+        self.buffer = ReadoutBuffer(expected_coils=header.num_coils)
+        self.image_inputs: dict[str, list[ImageItem]] = {}
+        self.on_frame = on_frame
+        self.frames_done = 0
+
+    def process(self, item: Any) -> list[Any]:
+        """Outputs caused by one input item, in order."""
+        if isinstance(item, Readout):
+            if not (item.is_calibration() or item.is_imaging()):
+                return [item]
+            try:
+                completed = self.buffer.add(item)
+            except InputDataError as error:
+                raise InputDataError(f"{self.source}{error}") from None
+            return [self._grid(frame) for frame in completed]
+        if isinstance(item, ImageItem) and item.series in INPUT_IMAGE_SERIES:
+            self.image_inputs.setdefault(item.series, []).append(item)
+        return [item]
+
+    def close(self) -> list[GriddedFrame]:
+        """Grid every frame still buffered (end of stream)."""
+        return [self._grid(frame) for frame in self.buffer.close()]
+
+    def images_for(self, completed: CompletedFrame) -> dict[str, np.ndarray]:
+        """Image inputs for a frame: per series, (channels, ny, nx) of the frame's slice if tagged, else all."""
+        slice_index = completed.calibration_key[0]
+        arrays: dict[str, np.ndarray] = {}
+        for series, items in self.image_inputs.items():
+            chosen = [i for i in items if int(i.meta.get("slice", slice_index)) == slice_index] or items
+            stacked = np.concatenate([np.asarray(i.data).reshape(-1, *np.asarray(i.data).shape[-2:]) for i in chosen])
+            arrays[series] = stacked
+        return arrays
+
+    def _grid(self, completed: CompletedFrame) -> GriddedFrame:
+        inputs = frame_inputs(completed, self.header, self.config, self.images_for(completed), self.source)
+        try:
+            result = self.gridder.grid(inputs)
+        except InputDataError as error:
+            raise InputDataError(f"{self.source}frame {dict(zip(('slice', 'contrast', 'phase', 'set', 'repetition', 'average', 'e2'), completed.frame_key))}: {error}") from None
+        frame = GriddedFrame(
+            kspace=result.kspace,
+            hits=result.hits,
+            frame_key=completed.frame_key,
+            template=completed.readouts[0],
+            mean_time_us=result.mean_time_us,
+            info=dict(result.info),
+        )
+        self.frames_done += 1
+        if self.on_frame is not None:
+            self.on_frame(frame)
+        return frame
