@@ -1,0 +1,712 @@
+"""Write simulated radial/spiral scans as ISMRMRD HDF5 files with a ground-truth npz.
+
+See the package docstring (:mod:`igrog_gadget.simulate`) for the file layout,
+flags and ground-truth conventions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ismrmrd
+import ismrmrd.xsd as xsd
+import numpy as np
+
+from .acquire import (
+    FINE_FACTOR,
+    cartesian_kspace,
+    complex_noise,
+    forward_b0,
+    ifft2c,
+    noise_covariance,
+    nufft_forward,
+    smooth_b0_map,
+)
+from .coils import coil_sensitivities
+from .phantom import CONTRAST_ECHO_SPACING_S, object_support, phantom
+from .trajectories import (
+    GOLDEN_ANGLE_DEG,
+    cartesian_lines,
+    radial_golden_angle,
+    spiral,
+    spiral_turns,
+)
+
+logger = logging.getLogger(__name__)
+
+TRAJECTORIES = ("radial", "spiral")
+TRAJECTORY_UNITS = ("grid", "normalized")
+
+#: Proton resonance frequency written to the header (1.5 T).
+H1_RESONANCE_HZ = 63_870_000
+#: ISMRMRD acquisition/image header version.
+ISMRMRD_HEADER_VERSION = 1
+#: Readout oversampling of the Cartesian ACS and noise readouts.
+ACS_READOUT_OVERSAMPLING = 2
+#: Image series indices of the optional image series.
+IMAGE_SERIES_INDEX = {"b0map": 1, "coil_images": 2, "sensitivity_maps": 3}
+#: First acquisition time stamp (10:00:00 in 2.5 ms ticks) and the tick length.
+_TIME_STAMP_START = 14_400_000
+_TICK_MS = 2.5
+
+
+@dataclass
+class SimulationSpec:
+    """Everything that defines one simulated scan (all fields JSON-serialisable)."""
+
+    trajectory: str = "radial"
+    """"radial" (golden-angle spokes) or "spiral" (Archimedean interleaves)."""
+    matrix: int = 128
+    """Gridding matrix N (encodedSpace N x N x 1); the object is simulated on 2N x 2N."""
+    coils: int = 8
+    spokes: int = 200
+    """Radial: number of golden-angle spokes."""
+    samples_per_spoke: int | None = None
+    """Radial: samples per spoke at 2x readout oversampling (None -> 2 * matrix)."""
+    interleaves: int = 16
+    """Spiral: number of interleaves (each with N / (2 * interleaves) turns, Nyquist-dense)."""
+    acs: int | None = 32
+    """Number of central Cartesian ACS lines (None = no ACS)."""
+    snr: float | None = 50.0
+    """Image SNR: noise std = mean |image| over the object / snr (None or inf = noiseless)."""
+    slices: int = 1
+    repetitions: int = 1
+    contrasts: int = 1
+    trajectory_units: str = "grid"
+    """"grid": traj in grid units (cycles/FOV); "normalized": k / N in [-0.5, 0.5)."""
+    b0_max_hz: float = 0.0
+    """Largest |off-resonance| of the smooth B0 map over the FOV (0 = none)."""
+    readout_ms: float = 10.0
+    """Spiral readout duration."""
+    spiral_sample_time_us: float | None = None
+    """Spiral dwell time (None = longest 0.1 us step keeping samples <= 0.45 grid units apart)."""
+    radial_sample_time_us: float = 2.0
+    """Dwell time of radial spokes, ACS and (radial) noise readouts."""
+    noise_scans: int = 1
+    """Noise-only readouts flagged ACQ_IS_NOISE_MEASUREMENT at the start of the file."""
+    noise_correlation: float = 0.0
+    """Coil noise correlation rho: cov[i, j] = std^2 * rho^(ring distance of i and j)."""
+    write_b0map: bool = False
+    write_coil_images: bool = False
+    write_sensitivity_maps: bool = False
+    fov_mm: float = 256.0
+    slice_thickness_mm: float = 5.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.samples_per_spoke is None and isinstance(self.matrix, int) and not isinstance(self.matrix, bool):
+            self.samples_per_spoke = 2 * self.matrix
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first invalid field and its value."""
+
+        def positive_int(name: str, lo: int = 1, hi: int | None = None) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+                raise ValueError(f"SimulationSpec.{name} must be an integer >= {lo}, got {value!r}")
+            if hi is not None and value > hi:
+                raise ValueError(f"SimulationSpec.{name} must be <= {hi}, got {value!r}")
+
+        def positive_float(name: str, allow_zero: bool = False) -> None:
+            value = getattr(self, name)
+            ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and np.isfinite(value)
+            ok = ok and (value >= 0 if allow_zero else value > 0)
+            if not ok:
+                bound = ">= 0" if allow_zero else "> 0"
+                raise ValueError(f"SimulationSpec.{name} must be a finite number {bound}, got {value!r}")
+
+        if self.trajectory not in TRAJECTORIES:
+            raise ValueError(f"SimulationSpec.trajectory must be one of {TRAJECTORIES}, got {self.trajectory!r}")
+        if self.trajectory_units not in TRAJECTORY_UNITS:
+            raise ValueError(
+                f"SimulationSpec.trajectory_units must be one of {TRAJECTORY_UNITS}, got {self.trajectory_units!r}"
+            )
+        positive_int("matrix", 8, 1024)
+        if self.matrix % 2:
+            raise ValueError(f"SimulationSpec.matrix must be even, got {self.matrix!r}")
+        positive_int("coils", 1, 1024)
+        positive_int("spokes", 1, 65535)
+        positive_int("samples_per_spoke", 2, 4 * self.matrix - 1)
+        positive_int("interleaves", 1, 65535)
+        if self.acs is not None:
+            positive_int("acs", 1, self.matrix)
+        if self.snr is not None and not (
+            isinstance(self.snr, (int, float, np.floating)) and not isinstance(self.snr, bool) and self.snr > 0
+        ):
+            raise ValueError(f"SimulationSpec.snr must be > 0 (or None/inf for noiseless), got {self.snr!r}")
+        positive_int("slices", 1, 1024)
+        positive_int("repetitions", 1, 65535)
+        positive_int("contrasts", 1, 64)
+        positive_float("b0_max_hz", allow_zero=True)
+        positive_float("readout_ms")
+        if self.spiral_sample_time_us is not None:
+            positive_float("spiral_sample_time_us")
+        positive_float("radial_sample_time_us")
+        positive_int("noise_scans", 0, 1024)
+        if not (
+            isinstance(self.noise_correlation, (int, float, np.floating)) and 0.0 <= self.noise_correlation < 1.0
+        ):
+            raise ValueError(f"SimulationSpec.noise_correlation must be in [0, 1), got {self.noise_correlation!r}")
+        positive_float("fov_mm")
+        positive_float("slice_thickness_mm")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ValueError(f"SimulationSpec.seed must be an integer >= 0, got {self.seed!r}")
+        for name in ("write_b0map", "write_coil_images", "write_sensitivity_maps"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"SimulationSpec.{name} must be a bool, got {getattr(self, name)!r}")
+
+    @property
+    def noiseless(self) -> bool:
+        """True when no noise is added (``snr`` None or infinite)."""
+        return self.snr is None or not np.isfinite(self.snr)
+
+    def to_json(self) -> str:
+        """The spec as a JSON object string (keys sorted)."""
+        d = dataclasses.asdict(self)
+        if d["snr"] is not None and not np.isfinite(d["snr"]):
+            d["snr"] = None
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> SimulationSpec:
+        """Inverse of :meth:`to_json` (unknown keys raise ``ValueError``)."""
+        data = json.loads(text)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"SimulationSpec JSON has unknown field(s) {unknown}")
+        return cls(**data)
+
+
+def truth_path_for(path: str | os.PathLike[str]) -> Path:
+    """Ground-truth path beside an output file: ``<dir>/<stem>.truth.npz``."""
+    p = Path(path)
+    return p.with_name(p.stem + ".truth.npz")
+
+
+@dataclass
+class _Design:
+    """Trajectory design of one spec (all arrays in grid units)."""
+
+    traj: np.ndarray
+    """(readouts, samples, 2) imaging trajectory, (kx, ky)."""
+    sample_time_us: float
+    center_sample: int
+    acs_ky: np.ndarray
+    """(acs,) integer ky of the ACS lines (empty without ACS)."""
+    acs_traj: np.ndarray
+    """(acs, 2N, 2) Cartesian ACS sample positions."""
+    tr_ms: float
+    te_ms: float
+
+
+def _design(spec: SimulationSpec) -> _Design:
+    N = spec.matrix
+    if spec.trajectory == "radial":
+        assert spec.samples_per_spoke is not None
+        traj = radial_golden_angle(spec.spokes, spec.samples_per_spoke, N, readout_oversampling=2)
+        dwell = float(spec.radial_sample_time_us)
+        center = spec.samples_per_spoke // 2
+        tr_ms = max(5.0, spec.samples_per_spoke * dwell / 1000.0 + 2.0)
+        te_ms = center * dwell / 1000.0 + 1.0
+    else:
+        traj, dwell = spiral(spec.interleaves, N, spec.readout_ms, spec.spiral_sample_time_us)
+        if traj.shape[1] > 65535:
+            raise ValueError(
+                f"SimulationSpec.readout_ms={spec.readout_ms} gives {traj.shape[1]} samples per readout "
+                "(ISMRMRD allows at most 65535)"
+            )
+        center = 0
+        tr_ms = spec.readout_ms + 4.0
+        te_ms = 1.0
+    if spec.acs:
+        acs_ky = np.arange(spec.acs) - spec.acs // 2
+    else:
+        acs_ky = np.zeros(0, dtype=np.int64)
+    acs_traj = cartesian_lines(acs_ky, N, ACS_READOUT_OVERSAMPLING)
+    return _Design(traj, dwell, center, acs_ky.astype(np.int64), acs_traj, tr_ms, te_ms)
+
+
+def _limit(maximum: int, center: int = 0) -> Any:
+    return xsd.limitType(minimum=0, maximum=int(maximum), center=int(center))
+
+
+def build_header(spec: SimulationSpec, design: _Design) -> str:
+    """The ISMRMRD XML header of a simulated scan."""
+    N = spec.matrix
+    n_readouts, n_samples = design.traj.shape[:2]
+    fov = xsd.fieldOfViewMm(x=float(spec.fov_mm), y=float(spec.fov_mm), z=float(spec.slice_thickness_mm))
+    space = xsd.encodingSpaceType(matrixSize=xsd.matrixSizeType(x=N, y=N, z=1), fieldOfView_mm=fov)
+    recon = xsd.encodingSpaceType(
+        matrixSize=xsd.matrixSizeType(x=N, y=N, z=1),
+        fieldOfView_mm=xsd.fieldOfViewMm(x=fov.x, y=fov.y, z=fov.z),
+    )
+    limits = xsd.encodingLimitsType(
+        kspace_encoding_step_0=_limit(n_samples - 1, design.center_sample),
+        kspace_encoding_step_1=_limit(n_readouts - 1, n_readouts // 2),
+        kspace_encoding_step_2=_limit(0),
+        average=_limit(0),
+        slice=_limit(spec.slices - 1),
+        contrast=_limit(spec.contrasts - 1),
+        phase=_limit(0),
+        repetition=_limit(spec.repetitions - 1),
+        set=_limit(0),
+        segment=_limit(0),
+    )
+    longs: list[tuple[str, int]] = [
+        ("matrix", N),
+        ("fine_matrix", FINE_FACTOR * N),
+        ("samples_per_readout", n_samples),
+        ("acs_lines", int(spec.acs or 0)),
+        ("acs_center_line", N // 2),
+        ("acs_readout_samples", ACS_READOUT_OVERSAMPLING * N),
+        ("acs_center_sample", N),
+        ("noise_scans", spec.noise_scans),
+    ]
+    doubles: list[tuple[str, float]] = [
+        ("sample_time_us", design.sample_time_us),
+        ("acs_sample_time_us", float(spec.radial_sample_time_us)),
+        ("kmax_grid", N / 2.0),
+        ("trajectory_to_grid_scale", 1.0 if spec.trajectory_units == "grid" else float(N)),
+        ("b0_max_hz", float(spec.b0_max_hz)),
+    ]
+    if spec.trajectory == "radial":
+        identifier = "golden_angle_radial"
+        longs += [("num_spokes", spec.spokes), ("readout_oversampling", 2)]
+        doubles += [("golden_angle_deg", GOLDEN_ANGLE_DEG)]
+        traj_type = xsd.trajectoryType.RADIAL
+    else:
+        identifier = "archimedean_spiral"
+        longs += [("num_interleaves", spec.interleaves)]
+        doubles += [
+            ("spiral_turns", spiral_turns(spec.interleaves, N)),
+            ("readout_ms", float(spec.readout_ms)),
+        ]
+        traj_type = xsd.trajectoryType.SPIRAL
+    strings = [
+        ("trajectory", spec.trajectory),
+        ("trajectory_units", spec.trajectory_units),
+        ("simulator", "igrog_gadget.simulate"),
+    ]
+    desc = xsd.trajectoryDescriptionType(
+        identifier=identifier,
+        userParameterLong=[xsd.userParameterLongType(name=n, value=int(v)) for n, v in longs],
+        userParameterDouble=[xsd.userParameterDoubleType(name=n, value=float(v)) for n, v in doubles],
+        comment=(
+            f"traj (kx, ky) in {spec.trajectory_units} units "
+            + ("(cycles/FOV, k=0 at grid index N//2)" if spec.trajectory_units == "grid" else "(k/N)")
+        ),
+    )
+    encoding = xsd.encodingType(
+        encodedSpace=space,
+        reconSpace=recon,
+        encodingLimits=limits,
+        trajectory=traj_type,
+        trajectoryDescription=desc,
+    )
+    if spec.acs:
+        encoding.parallelImaging = xsd.parallelImagingType(
+            accelerationFactor=xsd.accelerationFactorType(kspace_encoding_step_1=1, kspace_encoding_step_2=1),
+            calibrationMode=xsd.calibrationModeType.SEPARATE,
+        )
+    header = xsd.ismrmrdHeader(
+        measurementInformation=xsd.measurementInformationType(
+            measurementID=f"igrog_sim_{spec.seed}",
+            patientPosition=xsd.patientPositionType.HFS,
+            protocolName=f"igrog_simulated_{spec.trajectory}",
+            sequenceName=identifier,
+        ),
+        acquisitionSystemInformation=xsd.acquisitionSystemInformationType(
+            systemVendor="igrog-gadget",
+            systemModel="simulator",
+            systemFieldStrength_T=1.5,
+            relativeReceiverNoiseBandwidth=1.0,
+            receiverChannels=spec.coils,
+        ),
+        experimentalConditions=xsd.experimentalConditionsType(H1resonanceFrequency_Hz=H1_RESONANCE_HZ),
+        encoding=[encoding],
+        sequenceParameters=xsd.sequenceParametersType(
+            TR=[float(design.tr_ms)],
+            TE=[float(design.te_ms + 1000.0 * CONTRAST_ECHO_SPACING_S * c) for c in range(spec.contrasts)],
+            flipAngle_deg=[15.0],
+            sequence_type="GRE",
+        ),
+        userParameters=xsd.userParametersType(
+            userParameterLong=[xsd.userParameterLongType(name=n, value=int(v)) for n, v in longs],
+            userParameterDouble=[xsd.userParameterDoubleType(name=n, value=float(v)) for n, v in doubles],
+            userParameterString=[xsd.userParameterStringType(name=n, value=v) for n, v in strings],
+        ),
+    )
+    return xsd.ToXML(header)
+
+
+@dataclass
+class _Truth:
+    kspace: np.ndarray  # (slices, contrasts, coils, N, N) complex64
+    image: np.ndarray  # (slices, contrasts, N, N) complex64
+    maps: np.ndarray  # (coils, N, N) complex64
+    b0map: np.ndarray | None  # (N, N) float32
+    mask: np.ndarray  # (N, N) bool
+    imaging: np.ndarray  # (slices, contrasts, coils, readouts, samples) complex128, noiseless
+    acs: np.ndarray  # (slices, contrasts, coils, acs, 2N) complex128, noiseless
+
+
+def _simulate_clean(spec: SimulationSpec, design: _Design) -> _Truth:
+    """Noiseless samples and Cartesian truth for every slice and contrast."""
+    N = spec.matrix
+    M = FINE_FACTOR * N
+    maps_fine = coil_sensitivities(spec.coils, M)
+    maps = coil_sensitivities(spec.coils, N)
+    b0_fine = smooth_b0_map(M, spec.b0_max_hz) if spec.b0_max_hz > 0 else None
+    b0 = smooth_b0_map(N, spec.b0_max_hz).astype(np.float32) if spec.b0_max_hz > 0 else None
+
+    n_img = design.traj.shape[0] * design.traj.shape[1]
+    k_all = np.concatenate([design.traj.reshape(-1, 2), design.acs_traj.reshape(-1, 2)], axis=0)
+    if b0_fine is not None:
+        t_img = np.tile(np.arange(design.traj.shape[1]) * design.sample_time_us, design.traj.shape[0])
+        t_acs = np.tile(
+            np.arange(design.acs_traj.shape[1]) * float(spec.radial_sample_time_us), design.acs_traj.shape[0]
+        )
+        t_all = np.concatenate([t_img, t_acs]) * 1e-6
+
+    S, C = spec.slices, spec.contrasts
+    kspace = np.empty((S, C, spec.coils, N, N), dtype=np.complex64)
+    image = np.empty((S, C, N, N), dtype=np.complex64)
+    imaging = np.empty((S, C, spec.coils) + design.traj.shape[:2], dtype=np.complex128)
+    acs = np.empty((S, C, spec.coils) + design.acs_traj.shape[:2], dtype=np.complex128)
+    for s in range(S):
+        for c in range(C):
+            obj = phantom(M, s, c)
+            coil_obj = maps_fine * obj[None]
+            kspace[s, c] = cartesian_kspace(coil_obj, N)
+            image[s, c] = ifft2c(cartesian_kspace(obj, N))
+            if b0_fine is None:
+                samples = nufft_forward(coil_obj, k_all, N)
+            else:
+                samples = forward_b0(coil_obj, k_all, t_all, b0_fine, N)
+            imaging[s, c] = samples[:, :n_img].reshape((spec.coils,) + design.traj.shape[:2])
+            acs[s, c] = samples[:, n_img:].reshape((spec.coils,) + design.acs_traj.shape[:2])
+    mask = object_support(N, 0)
+    return _Truth(kspace, image, maps.astype(np.complex64), b0, mask, imaging, acs)
+
+
+class _AcquisitionWriter:
+    """Builds acquisition headers with running scan counter and time stamps."""
+
+    def __init__(self, dataset: ismrmrd.Dataset, spec: SimulationSpec) -> None:
+        self.dataset = dataset
+        self.spec = spec
+        self.scan_counter = 0
+        self.time_stamp = _TIME_STAMP_START
+        self.uid = 1000 + int(spec.seed) % 100000
+
+    def slice_position(self, slice_index: int) -> tuple[float, float, float]:
+        offset = (slice_index - (self.spec.slices - 1) / 2.0) * float(self.spec.slice_thickness_mm)
+        return (0.0, 0.0, float(offset))
+
+    def header(
+        self,
+        *,
+        flags: int,
+        num_samples: int,
+        traj_dims: int,
+        center_sample: int,
+        sample_time_us: float,
+        slice_index: int = 0,
+        contrast: int = 0,
+        repetition: int = 0,
+        step1: int = 0,
+        tr_ms: float = 5.0,
+    ) -> ismrmrd.AcquisitionHeader:
+        spec = self.spec
+        head = ismrmrd.AcquisitionHeader()
+        head.version = ISMRMRD_HEADER_VERSION
+        head.flags = int(flags)
+        head.measurement_uid = self.uid
+        head.scan_counter = self.scan_counter
+        head.acquisition_time_stamp = int(self.time_stamp)
+        head.number_of_samples = int(num_samples)
+        head.available_channels = spec.coils
+        head.active_channels = spec.coils
+        for ch in range(spec.coils):
+            word, bit = divmod(ch, 64)
+            head.channel_mask[word] |= 1 << bit
+        head.center_sample = int(center_sample)
+        head.encoding_space_ref = 0
+        head.trajectory_dimensions = int(traj_dims)
+        head.sample_time_us = float(sample_time_us)
+        head.position[:] = self.slice_position(slice_index)
+        head.read_dir[:] = (1.0, 0.0, 0.0)
+        head.phase_dir[:] = (0.0, 1.0, 0.0)
+        head.slice_dir[:] = (0.0, 0.0, 1.0)
+        head.patient_table_position[:] = (0.0, 0.0, 0.0)
+        head.idx.kspace_encode_step_1 = int(step1)
+        head.idx.slice = int(slice_index)
+        head.idx.contrast = int(contrast)
+        head.idx.repetition = int(repetition)
+        self.scan_counter += 1
+        self.time_stamp += max(1, int(round(tr_ms / _TICK_MS)))
+        return head
+
+    def append(self, head: ismrmrd.AcquisitionHeader, data: np.ndarray, traj: np.ndarray | None) -> None:
+        acq = ismrmrd.Acquisition(head)
+        acq.data[:] = data
+        if traj is not None:
+            acq.traj[:] = traj
+        self.dataset.append_acquisition(acq)
+
+
+def _flag(*bits: int) -> int:
+    out = 0
+    for b in bits:
+        out |= 1 << (b - 1)
+    return out
+
+
+def _write_images(
+    dataset: ismrmrd.Dataset, spec: SimulationSpec, truth: _Truth, writer: _AcquisitionWriter
+) -> None:
+    fov = (float(spec.fov_mm), float(spec.fov_mm), float(spec.slice_thickness_mm))
+
+    def append(series: str, data: np.ndarray, image_type: int, index: int, slice_index: int, contrast: int) -> None:
+        img = ismrmrd.Image.from_array(np.ascontiguousarray(data), transpose=False)
+        img.image_type = image_type
+        img.image_series_index = IMAGE_SERIES_INDEX[series]
+        img.image_index = index
+        img.field_of_view[:] = fov
+        img.version = ISMRMRD_HEADER_VERSION
+        img.measurement_uid = writer.uid
+        img.position[:] = writer.slice_position(slice_index)
+        img.read_dir[:] = (1.0, 0.0, 0.0)
+        img.phase_dir[:] = (0.0, 1.0, 0.0)
+        img.slice_dir[:] = (0.0, 0.0, 1.0)
+        img.slice = slice_index
+        img.contrast = contrast
+        img.acquisition_time_stamp = _TIME_STAMP_START
+        meta = {"SeriesName": series, "ImageDomain": "image", "PixelOrder": "[channel, z, y, x], r=0 at N//2"}
+        if series == "b0map":
+            meta["Units"] = "Hz"
+        img.meta = meta
+        dataset.append_image(series, img)
+
+    N = spec.matrix
+    index = {name: 1 for name in IMAGE_SERIES_INDEX}
+    for s in range(spec.slices):
+        if spec.write_b0map:
+            b0 = truth.b0map if truth.b0map is not None else np.zeros((N, N), np.float32)
+            append("b0map", b0.astype(np.float32).reshape(1, 1, N, N), ismrmrd.IMTYPE_REAL, index["b0map"], s, 0)
+            index["b0map"] += 1
+        if spec.write_coil_images:
+            for c in range(spec.contrasts):
+                coil_img = ifft2c(truth.kspace[s, c].astype(np.complex128)).astype(np.complex64)
+                append(
+                    "coil_images",
+                    coil_img.reshape(spec.coils, 1, N, N),
+                    ismrmrd.IMTYPE_COMPLEX,
+                    index["coil_images"],
+                    s,
+                    c,
+                )
+                index["coil_images"] += 1
+        if spec.write_sensitivity_maps:
+            append(
+                "sensitivity_maps",
+                truth.maps.reshape(spec.coils, 1, N, N),
+                ismrmrd.IMTYPE_COMPLEX,
+                index["sensitivity_maps"],
+                s,
+                0,
+            )
+            index["sensitivity_maps"] += 1
+
+
+def simulate_to_file(
+    path: str | os.PathLike[str],
+    spec: SimulationSpec | None = None,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Simulate a scan and write it as ISMRMRD HDF5 plus ``<stem>.truth.npz``.
+
+    Args:
+        path: output ``.h5`` path (group "dataset").
+        spec: what to simulate (default ``SimulationSpec()``).
+        overwrite: replace existing output/truth files (otherwise ``FileExistsError``).
+
+    Returns:
+        Path of the ground-truth npz written beside ``path``.
+    """
+    spec = SimulationSpec() if spec is None else spec
+    spec.validate()
+    out = Path(path)
+    truth_path = truth_path_for(out)
+    if not overwrite:
+        for p in (out, truth_path):
+            if p.exists():
+                raise FileExistsError(f"output file {str(p)!r} exists (pass overwrite=True / --force to replace it)")
+    if not out.parent.is_dir():
+        raise ValueError(f"output directory {str(out.parent)!r} does not exist")
+    t0 = time.perf_counter()
+    design = _design(spec)
+    truth = _simulate_clean(spec, design)
+    t1 = time.perf_counter()
+
+    N = spec.matrix
+    if spec.noiseless:
+        noise_std = 0.0
+    else:
+        assert spec.snr is not None
+        noise_std = float(np.abs(truth.image[0, 0][truth.mask]).mean() / spec.snr)
+    rng = np.random.default_rng(spec.seed)
+    rho = float(spec.noise_correlation)
+
+    def noisy(clean: np.ndarray) -> np.ndarray:
+        if noise_std == 0.0:
+            return clean.astype(np.complex64)
+        return (clean + complex_noise(clean.shape, noise_std, rng, rho)).astype(np.complex64)
+
+    units_scale = 1.0 if spec.trajectory_units == "grid" else 1.0 / N
+    traj_out = (design.traj * units_scale).astype(np.float32)
+    n_readouts, n_samples = design.traj.shape[:2]
+    acs_samples = design.acs_traj.shape[1]
+    noise_samples = 2 * N
+
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        tmp.unlink()
+    try:
+        dataset = ismrmrd.Dataset(str(tmp), "dataset", create_if_needed=True)
+        try:
+            dataset.write_xml_header(build_header(spec, design))
+            w = _AcquisitionWriter(dataset, spec)
+            for _ in range(spec.noise_scans):
+                head = w.header(
+                    flags=_flag(ismrmrd.ACQ_IS_NOISE_MEASUREMENT),
+                    num_samples=noise_samples,
+                    traj_dims=0,
+                    center_sample=0,
+                    sample_time_us=design.sample_time_us,
+                    tr_ms=_TICK_MS,
+                )
+                w.append(head, noisy(np.zeros((spec.coils, noise_samples))), None)
+            last_rep = spec.repetitions - 1
+            for rep in range(spec.repetitions):
+                for s in range(spec.slices):
+                    for c in range(spec.contrasts):
+                        if rep == 0 and spec.acs:
+                            acs_data = noisy(truth.acs[s, c])  # (coils, lines, 2N)
+                            for line, ky in enumerate(design.acs_ky):
+                                flags = _flag(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION)
+                                if line == 0:
+                                    flags |= _flag(ismrmrd.ACQ_FIRST_IN_ENCODE_STEP1)
+                                if line == len(design.acs_ky) - 1:
+                                    flags |= _flag(ismrmrd.ACQ_LAST_IN_ENCODE_STEP1)
+                                head = w.header(
+                                    flags=flags,
+                                    num_samples=acs_samples,
+                                    traj_dims=0,
+                                    center_sample=N,
+                                    sample_time_us=float(spec.radial_sample_time_us),
+                                    slice_index=s,
+                                    contrast=c,
+                                    repetition=rep,
+                                    step1=int(ky) + N // 2,
+                                    tr_ms=5.0,
+                                )
+                                w.append(head, acs_data[:, line, :], None)
+                        data = noisy(truth.imaging[s, c])  # (coils, readouts, samples)
+                        for r in range(n_readouts):
+                            flags = 0
+                            if r == 0:
+                                flags |= _flag(
+                                    ismrmrd.ACQ_FIRST_IN_SLICE,
+                                    ismrmrd.ACQ_FIRST_IN_ENCODE_STEP1,
+                                    ismrmrd.ACQ_FIRST_IN_CONTRAST,
+                                )
+                                if s == 0 and c == 0:
+                                    flags |= _flag(ismrmrd.ACQ_FIRST_IN_REPETITION)
+                            if r == n_readouts - 1:
+                                flags |= _flag(
+                                    ismrmrd.ACQ_LAST_IN_SLICE,
+                                    ismrmrd.ACQ_LAST_IN_ENCODE_STEP1,
+                                    ismrmrd.ACQ_LAST_IN_CONTRAST,
+                                )
+                                if s == spec.slices - 1 and c == spec.contrasts - 1:
+                                    flags |= _flag(ismrmrd.ACQ_LAST_IN_REPETITION)
+                                    if rep == last_rep:
+                                        flags |= _flag(ismrmrd.ACQ_LAST_IN_MEASUREMENT)
+                            head = w.header(
+                                flags=flags,
+                                num_samples=n_samples,
+                                traj_dims=2,
+                                center_sample=design.center_sample,
+                                sample_time_us=design.sample_time_us,
+                                slice_index=s,
+                                contrast=c,
+                                repetition=rep,
+                                step1=r,
+                                tr_ms=design.tr_ms,
+                            )
+                            w.append(head, data[:, r, :], traj_out[r])
+            _write_images(dataset, spec, truth, w)
+        finally:
+            dataset.close()
+        os.replace(tmp, out)
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise
+
+    arrays: dict[str, Any] = {
+        "kspace": truth.kspace,
+        "image": truth.image,
+        "sensitivity_maps": truth.maps,
+        "object_mask": truth.mask,
+        "noise_std": np.float64(noise_std),
+        "noise_covariance": noise_covariance(spec.coils, noise_std, rho).astype(np.float64),
+        "spec": np.array(spec.to_json()),
+    }
+    if truth.b0map is not None:
+        arrays["b0map_hz"] = truth.b0map
+    tmp_truth = truth_path.with_name(truth_path.name + ".tmp")
+    try:
+        with open(tmp_truth, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        os.replace(tmp_truth, truth_path)
+    except BaseException:
+        if tmp_truth.exists():
+            tmp_truth.unlink()
+        raise
+    logger.info(
+        "simulated %s (%s, N=%d, %d coils, %d x %d samples, noise std %.3g) in %.2f s (+%.2f s writing)",
+        out,
+        spec.trajectory,
+        N,
+        spec.coils,
+        n_readouts,
+        n_samples,
+        noise_std,
+        t1 - t0,
+        time.perf_counter() - t1,
+    )
+    return truth_path
+
+
+def load_truth(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a ``.truth.npz`` (or the truth beside an ``.h5``) into a dict; ``spec`` as a SimulationSpec."""
+    p = Path(path)
+    if p.suffix == ".h5":
+        p = truth_path_for(p)
+    with np.load(p) as z:
+        out: dict[str, Any] = {k: z[k] for k in z.files}
+    out["noise_std"] = float(out["noise_std"])
+    out["spec"] = SimulationSpec.from_json(str(out["spec"]))
+    return out
