@@ -1,0 +1,482 @@
+"""The Gadgetron / MRD streaming wire protocol, implemented here (not borrowed from ``gadgetron``).
+
+Every message is a little-endian ``uint16`` message id followed by its payload:
+
+=====================  ====  ==========================================================
+message                id    payload
+=====================  ====  ==========================================================
+CONFIG_FILE            1     1024 bytes, NUL-padded config name
+CONFIG_TEXT            2     uint32 length + text (MRD clients add a terminating NUL)
+HEADER                 3     uint32 length + ISMRMRD XML header (MRD: NUL-terminated)
+CLOSE                  4     none
+TEXT                   5     uint32 length + text
+ERROR                  8     uint64 length + text (Gadgetron: an external peer's error)
+ACQUISITION            1008  340-byte AcquisitionHeader, traj float32 (samples, dims),
+                             data complex64 (channels, samples)
+IMAGE                  1022  198-byte ImageHeader, uint64 attribute length, attributes,
+                             data (channels, z, y, x) of the header's data type
+RECONDATA              1023  IsmrmrdReconData (see :mod:`igrog_gadget.gadget.recondata`)
+WAVEFORM               1026  40-byte WaveformHeader, data uint32 (channels, samples)
+=====================  ====  ==========================================================
+
+What this module guarantees, unlike ``gadgetron`` 1.4.1's Python package:
+
+- a message is serialised completely in memory, in exactly the dtype the wire needs,
+  before its id is written (:meth:`MessageChannel.send` takes whole messages), so a
+  serialisation error can never leave half a message on the wire;
+- a peer that vanishes (EOF / reset), stalls in the middle of a message (timeout),
+  sends a truncated message or announces an absurd length ends only its own
+  connection, with a :class:`ProtocolError` naming what happened; reading blocks in
+  ``recv`` with a timeout and never spins.
+
+Sizes are checked against :class:`ProtocolLimits` *before* any buffer is allocated.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import socket
+import struct
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import ismrmrd
+import numpy as np
+from ismrmrd.image import get_dtype_from_data_type
+
+from igrog_gadget.errors import IgrogError
+
+logger = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------------------------
+# Message ids (Gadgetron's MessageID.h; MRD's constants.py uses the same numbers)
+# --------------------------------------------------------------------------------------------
+CONFIG_FILE = 1
+CONFIG_TEXT = 2
+HEADER = 3
+CLOSE = 4
+TEXT = 5
+QUERY = 6
+RESPONSE = 7
+ERROR = 8
+ACQUISITION = 1008
+IMAGE = 1022
+RECONDATA = 1023
+IMAGE_ARRAY = 1024
+WAVEFORM = 1026
+BUCKET = 1050
+
+MESSAGE_NAMES = {
+    CONFIG_FILE: "CONFIG_FILE",
+    CONFIG_TEXT: "CONFIG_TEXT",
+    HEADER: "HEADER",
+    CLOSE: "CLOSE",
+    TEXT: "TEXT",
+    QUERY: "QUERY",
+    RESPONSE: "RESPONSE",
+    ERROR: "ERROR",
+    ACQUISITION: "ACQUISITION",
+    IMAGE: "IMAGE",
+    RECONDATA: "RECONDATA",
+    IMAGE_ARRAY: "IMAGE_ARRAY",
+    WAVEFORM: "WAVEFORM",
+    BUCKET: "BUCKET",
+}
+
+CONFIG_FILE_SIZE = 1024
+ACQUISITION_HEADER_SIZE = ctypes.sizeof(ismrmrd.AcquisitionHeader)  # 340
+IMAGE_HEADER_SIZE = ctypes.sizeof(ismrmrd.ImageHeader)  # 198
+WAVEFORM_HEADER_SIZE = ctypes.sizeof(ismrmrd.WaveformHeader)  # 40
+
+_ID = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+
+def message_name(mid: int) -> str:
+    """Readable name of a message id, e.g. ``'ACQUISITION (1008)'``."""
+    return f"{MESSAGE_NAMES.get(mid, 'unknown')} ({mid})"
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+class ProtocolError(IgrogError):
+    """The peer broke the protocol or went away; ends this connection only."""
+
+
+class PeerClosedError(ProtocolError):
+    """The peer closed the connection (EOF or reset) without a CLOSE message."""
+
+
+class TruncatedMessageError(PeerClosedError):
+    """The connection ended in the middle of a message."""
+
+
+class PeerTimeoutError(ProtocolError):
+    """The peer sent nothing for longer than the configured timeout."""
+
+
+class MessageTooLargeError(ProtocolError):
+    """A message announced a size beyond :class:`ProtocolLimits`."""
+
+
+class MalformedMessageError(ProtocolError):
+    """A message's content is inconsistent (unknown data type, bad dimensions...)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Limits
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ProtocolLimits:
+    """Bounds that protect a connection (and the server) from broken or hostile peers."""
+
+    max_message_bytes: int = 1 << 30
+    """Largest acquisition / image / waveform / recon-data payload accepted (1 GiB)."""
+    max_text_bytes: int = 64 << 20
+    """Largest config / header / text payload accepted (64 MiB)."""
+    idle_timeout_s: float | None = 600.0
+    """Longest wait for the next message to start (None: wait forever; EOF still ends it)."""
+    read_timeout_s: float = 60.0
+    """Longest silence in the middle of a message before the peer counts as stalled."""
+    send_timeout_s: float = 120.0
+    """Longest a blocked send may wait for the peer to read."""
+    max_array_dimensions: int = 16
+    """Most dimensions an array in a recon-data message may declare."""
+
+
+# --------------------------------------------------------------------------------------------
+# Decoded payloads
+# --------------------------------------------------------------------------------------------
+@dataclass
+class WireAcquisition:
+    """An acquisition as read from the wire (arrays are views of the message bytes)."""
+
+    head: ismrmrd.AcquisitionHeader
+    traj: np.ndarray
+    """Shape (samples, dims), float32 (dims may be 0)."""
+    data: np.ndarray
+    """Shape (channels, samples), complex64."""
+
+
+@dataclass
+class Message:
+    """One complete message: its id, its decoded value and its exact bytes (id included)."""
+
+    mid: int
+    value: Any
+    """str for config/header/text/error, WireAcquisition, ismrmrd.Image, ismrmrd.Waveform,
+    bytes (recon data payload), None for CLOSE."""
+    raw: bytes
+    """The whole message as received, 2-byte id first (pass-through sends exactly this)."""
+
+    @property
+    def name(self) -> str:
+        return message_name(self.mid)
+
+
+# --------------------------------------------------------------------------------------------
+# Encoding: whole messages as bytes
+# --------------------------------------------------------------------------------------------
+def _text_bytes(text: str | bytes) -> bytes:
+    return text.encode("utf-8") if isinstance(text, str) else bytes(text)
+
+
+def encode_close() -> bytes:
+    """A CLOSE message."""
+    return _ID.pack(CLOSE)
+
+
+def encode_text_message(mid: int, text: str | bytes, nul_terminate: bool = False) -> bytes:
+    """A CONFIG_TEXT / HEADER / TEXT message: id, uint32 length, text (UTF-8)."""
+    payload = _text_bytes(text)
+    if nul_terminate and not payload.endswith(b"\x00"):
+        payload += b"\x00"
+    return _ID.pack(mid) + _U32.pack(len(payload)) + payload
+
+
+def encode_config_file(name: str) -> bytes:
+    """A CONFIG_FILE message: id and the NUL-padded 1024-byte name."""
+    payload = _text_bytes(name)
+    if len(payload) >= CONFIG_FILE_SIZE:
+        raise ValueError(f"config file name is {len(payload)} bytes; at most {CONFIG_FILE_SIZE - 1} fit")
+    return _ID.pack(CONFIG_FILE) + payload.ljust(CONFIG_FILE_SIZE, b"\x00")
+
+
+def encode_error(text: str) -> bytes:
+    """A Gadgetron ERROR message (id 8, uint64 length, text): how an external peer reports failure."""
+    payload = _text_bytes(text)
+    return _ID.pack(ERROR) + _U64.pack(len(payload)) + payload
+
+
+def encode_acquisition(acq: ismrmrd.Acquisition) -> bytes:
+    """An ACQUISITION message: header, traj float32 (samples, dims), data complex64 (channels, samples)."""
+    head = acq.getHead()
+    data = np.ascontiguousarray(acq.data, dtype=np.complex64)
+    traj = np.ascontiguousarray(acq.traj, dtype=np.float32)
+    samples, channels, dims = int(head.number_of_samples), int(head.active_channels), int(head.trajectory_dimensions)
+    if data.size != samples * channels or traj.size != samples * dims:
+        raise ValueError(
+            f"acquisition {head.scan_counter}: data {data.shape} / traj {traj.shape} do not match the header "
+            f"(samples={samples}, active_channels={channels}, trajectory_dimensions={dims})"
+        )
+    return b"".join((_ID.pack(ACQUISITION), bytes(head), traj.tobytes(), data.tobytes()))
+
+
+def encode_image(image: ismrmrd.Image) -> bytes:
+    """An IMAGE message: header, uint64 attribute length, attributes, data (channels, z, y, x)."""
+    head = image.getHead()
+    attributes = _text_bytes(image.attribute_string or "")
+    head.attribute_string_len = len(attributes)
+    dtype = np.dtype(get_dtype_from_data_type(head.data_type))
+    data = np.ascontiguousarray(image.data, dtype=dtype)
+    expected = int(head.channels) * int(np.prod([int(v) for v in head.matrix_size]))
+    if data.size != expected:
+        raise ValueError(f"image data has {data.size} values, header says {expected} (channels x matrix_size)")
+    return b"".join((_ID.pack(IMAGE), bytes(head), _U64.pack(len(attributes)), attributes, data.tobytes()))
+
+
+def encode_waveform(waveform: ismrmrd.Waveform) -> bytes:
+    """A WAVEFORM message: header and uint32 data (channels, samples)."""
+    head = waveform.getHead()
+    data = np.ascontiguousarray(waveform.data, dtype=np.uint32)
+    if data.size != int(head.channels) * int(head.number_of_samples):
+        raise ValueError(f"waveform data has {data.size} values, header says channels x samples")
+    return b"".join((_ID.pack(WAVEFORM), bytes(head), data.tobytes()))
+
+
+# --------------------------------------------------------------------------------------------
+# The channel: a socket with exact reads, limits and timeouts
+# --------------------------------------------------------------------------------------------
+class MessageChannel:
+    """Reads and writes whole protocol messages on one connected socket.
+
+    Reads block in ``recv_into`` with a timeout (idle timeout before a message starts,
+    read timeout inside one); EOF, reset, timeouts, truncation and oversized lengths raise
+    :class:`ProtocolError` subclasses. Writes send complete, pre-serialised messages.
+    """
+
+    def __init__(self, sock: socket.socket, limits: ProtocolLimits | None = None, peer: str = "") -> None:
+        self.sock = sock
+        self.limits = limits or ProtocolLimits()
+        self.peer = peer or _peer_name(sock)
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self.closed = False
+        _enable_keepalive(sock)
+
+    # --- low level ------------------------------------------------------------------------
+    def _recv_exact(self, n: int, what: str, first: bool = False) -> bytes:
+        """Exactly ``n`` bytes; ``first`` marks the start of a message (idle timeout applies)."""
+        if n == 0:
+            return b""
+        buffer = bytearray(n)
+        view = memoryview(buffer)
+        got = 0
+        while got < n:
+            timeout = self.limits.idle_timeout_s if (first and got == 0) else self.limits.read_timeout_s
+            self.sock.settimeout(timeout)
+            try:
+                count = self.sock.recv_into(view[got:], n - got)
+            except socket.timeout:
+                if first and got == 0:
+                    raise PeerTimeoutError(
+                        f"{self.peer}: no message for {self.limits.idle_timeout_s:g} s (idle timeout); closing"
+                    ) from None
+                raise PeerTimeoutError(
+                    f"{self.peer}: peer stalled for {self.limits.read_timeout_s:g} s in the middle of {what} "
+                    f"({got} of {n} bytes received)"
+                ) from None
+            except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as error:
+                raise TruncatedMessageError(
+                    f"{self.peer}: connection reset by the peer while reading {what} ({got} of {n} bytes): {error}"
+                ) from None
+            except OSError as error:
+                if self.closed:
+                    raise PeerClosedError(f"{self.peer}: connection closed locally") from None
+                raise ProtocolError(f"{self.peer}: socket error while reading {what}: {error}") from None
+            if count == 0:
+                if first and got == 0:
+                    raise PeerClosedError(f"{self.peer}: the peer closed the connection without a CLOSE message")
+                raise TruncatedMessageError(
+                    f"{self.peer}: connection ended in the middle of {what}: {got} of {n} bytes received"
+                )
+            got += count
+        self.bytes_received += n
+        return bytes(buffer)
+
+    def _check_size(self, size: int, limit: int, what: str) -> None:
+        if size > limit:
+            raise MessageTooLargeError(
+                f"{self.peer}: {what} announces {size} bytes, more than the limit of {limit} bytes; "
+                "the stream is corrupt or the message is too large"
+            )
+
+    # --- messages -------------------------------------------------------------------------
+    def read_message(self) -> Message:
+        """The next complete message (blocks; raises ProtocolError subclasses)."""
+        id_bytes = self._recv_exact(2, "a message id", first=True)
+        mid = _ID.unpack(id_bytes)[0]
+        reader = self._READERS.get(mid)
+        if reader is None:
+            raise MalformedMessageError(
+                f"{self.peer}: unsupported message id {mid}"
+                + (f" ({MESSAGE_NAMES[mid]})" if mid in MESSAGE_NAMES else "")
+                + "; the gadget reads CONFIG_FILE, CONFIG_TEXT, HEADER, CLOSE, TEXT, ACQUISITION, IMAGE, "
+                "WAVEFORM and RECONDATA"
+            )
+        value, body = reader(self)
+        return Message(mid, value, id_bytes + body)
+
+    def _read_close(self) -> tuple[None, bytes]:
+        return None, b""
+
+    def _read_sized_text(self, length_struct: struct.Struct, what: str) -> tuple[str, bytes]:
+        length_bytes = self._recv_exact(length_struct.size, f"the length of {what}")
+        length = length_struct.unpack(length_bytes)[0]
+        self._check_size(length, self.limits.max_text_bytes, what)
+        payload = self._recv_exact(length, what)
+        text = payload.split(b"\x00", 1)[0]
+        try:
+            decoded = text.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise MalformedMessageError(f"{self.peer}: {what} is not valid UTF-8: {error}") from None
+        return decoded, length_bytes + payload
+
+    def _read_config_text(self) -> tuple[str, bytes]:
+        return self._read_sized_text(_U32, "the CONFIG_TEXT message")
+
+    def _read_header(self) -> tuple[str, bytes]:
+        return self._read_sized_text(_U32, "the HEADER message")
+
+    def _read_text(self) -> tuple[str, bytes]:
+        return self._read_sized_text(_U32, "a TEXT message")
+
+    def _read_error(self) -> tuple[str, bytes]:
+        return self._read_sized_text(_U64, "an ERROR message")
+
+    def _read_config_file(self) -> tuple[str, bytes]:
+        payload = self._recv_exact(CONFIG_FILE_SIZE, "the CONFIG_FILE message")
+        try:
+            name = payload.split(b"\x00", 1)[0].decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise MalformedMessageError(f"{self.peer}: the CONFIG_FILE name is not valid UTF-8: {error}") from None
+        return name, payload
+
+    def _read_acquisition(self) -> tuple[WireAcquisition, bytes]:
+        head_bytes = self._recv_exact(ACQUISITION_HEADER_SIZE, "an acquisition header")
+        head = ismrmrd.AcquisitionHeader.from_buffer_copy(head_bytes)
+        samples, channels, dims = int(head.number_of_samples), int(head.active_channels), int(head.trajectory_dimensions)
+        traj_size = samples * dims * 4
+        data_size = samples * channels * 8
+        self._check_size(traj_size + data_size, self.limits.max_message_bytes, f"acquisition {head.scan_counter}")
+        body = self._recv_exact(traj_size + data_size, f"acquisition {head.scan_counter}")
+        traj = np.frombuffer(body, dtype=np.float32, count=samples * dims).reshape(samples, dims)
+        data = np.frombuffer(body, dtype=np.complex64, offset=traj_size).reshape(channels, samples)
+        return WireAcquisition(head, traj, data), head_bytes + body
+
+    def _read_image(self) -> tuple[ismrmrd.Image, bytes]:
+        head_bytes = self._recv_exact(IMAGE_HEADER_SIZE, "an image header")
+        head = ismrmrd.ImageHeader.from_buffer_copy(head_bytes)
+        length_bytes = self._recv_exact(8, "an image attribute length")
+        attribute_length = _U64.unpack(length_bytes)[0]
+        self._check_size(attribute_length, self.limits.max_text_bytes, f"image {head.image_index}'s attributes")
+        try:
+            itemsize = np.dtype(get_dtype_from_data_type(head.data_type)).itemsize
+        except TypeError:
+            raise MalformedMessageError(f"{self.peer}: image {head.image_index} has unknown data_type {head.data_type}") from None
+        values = int(head.channels) * int(np.prod([int(v) for v in head.matrix_size], dtype=np.int64))
+        data_size = values * itemsize
+        self._check_size(data_size, self.limits.max_message_bytes, f"image {head.image_index}")
+        attributes = self._recv_exact(attribute_length, f"image {head.image_index}'s attributes")
+        data = self._recv_exact(data_size, f"image {head.image_index}'s data")
+        body = head_bytes + length_bytes + attributes + data
+        try:
+            image = ismrmrd.Image.from_bytes(body)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise MalformedMessageError(f"{self.peer}: image {head.image_index} cannot be decoded: {error}") from None
+        return image, body
+
+    def _read_waveform(self) -> tuple[ismrmrd.Waveform, bytes]:
+        head_bytes = self._recv_exact(WAVEFORM_HEADER_SIZE, "a waveform header")
+        head = ismrmrd.WaveformHeader.from_buffer_copy(head_bytes)
+        data_size = int(head.channels) * int(head.number_of_samples) * 4
+        self._check_size(data_size, self.limits.max_message_bytes, f"waveform {head.scan_counter}")
+        data = self._recv_exact(data_size, f"waveform {head.scan_counter}'s data")
+        body = head_bytes + data
+        return ismrmrd.Waveform.from_bytes(body), body
+
+    def _read_recon_data(self) -> tuple[bytes, bytes]:
+        from igrog_gadget.gadget.recondata import read_recon_data_bytes
+
+        body = read_recon_data_bytes(self._recv_exact, self.limits, self.peer)
+        return body, body
+
+    _READERS: dict[int, Callable[["MessageChannel"], tuple[Any, bytes]]] = {
+        CONFIG_FILE: _read_config_file,
+        CONFIG_TEXT: _read_config_text,
+        HEADER: _read_header,
+        CLOSE: _read_close,
+        TEXT: _read_text,
+        ERROR: _read_error,
+        ACQUISITION: _read_acquisition,
+        IMAGE: _read_image,
+        RECONDATA: _read_recon_data,
+        WAVEFORM: _read_waveform,
+    }
+
+    # --- writing --------------------------------------------------------------------------
+    def send(self, *messages: bytes) -> None:
+        """Send complete messages (each already serialised, id first) in one go."""
+        payload = b"".join(messages)
+        if not payload:
+            return
+        self.sock.settimeout(self.limits.send_timeout_s)
+        try:
+            self.sock.sendall(payload)
+        except socket.timeout:
+            raise PeerTimeoutError(
+                f"{self.peer}: the peer did not read for {self.limits.send_timeout_s:g} s; closing"
+            ) from None
+        except OSError as error:
+            raise PeerClosedError(f"{self.peer}: cannot send, the peer has gone: {error}") from None
+        self.bytes_sent += len(payload)
+
+    def close(self) -> None:
+        """Shut the socket down and close it (idempotent; never raises)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _peer_name(sock: socket.socket) -> str:
+    try:
+        address = sock.getpeername()
+    except OSError:
+        return "peer"
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = address[0]
+        return f"[{host}]:{address[1]}" if ":" in str(host) else f"{host}:{address[1]}"
+    return str(address)
+
+
+def _enable_keepalive(sock: socket.socket) -> None:
+    """TCP keepalive so that a peer that vanished without FIN/RST is noticed within minutes."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 15), ("TCP_KEEPCNT", 4)):
+            option = getattr(socket, name, None)
+            if option is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+    except OSError as error:  # not a TCP socket (e.g. a socketpair in tests)
+        logger.debug("keepalive not enabled: %s", error)

@@ -1,0 +1,354 @@
+"""``IsmrmrdReconData`` (message 1023): the gridded buffer handed to Gadgetron's Cartesian recon gadgets.
+
+Byte layout, as Gadgetron 4 writes and reads it (``BufferWriter`` / ``BufferReader`` with
+``core/io/primitives.hpp``; all little-endian)::
+
+    uint16  1023                                   message id
+    uint64  number of recon bits
+    per bit:
+        buffer  data                               (IsmrmrdDataBuffered, below)
+        bool    has reference  (1 byte)
+        [buffer reference]
+    buffer:
+        array<complex64> data      [E0, E1, E2, CHA, N, S, LOC]
+        bool  has trajectory;  [array<float32> trajectory  [TRAJ, E0, E1, E2, N, S, LOC]]
+        bool  has density;     [array<float32> density     [E0, E1, E2, N, S, LOC]]
+        array<AcquisitionHeader> headers [E1, E2, N, S, LOC]   (340 bytes each)
+        SamplingDescription  (56 bytes: float encoded_FOV[3], float recon_FOV[3],
+            uint16 encoded_matrix[3], uint16 recon_matrix[3],
+            {uint16 min, center, max} sampling_limits[3], 2 padding bytes)
+    array<T>:
+        uint64 number of dimensions, uint64 each dimension,
+        the elements in hoNDArray order (first dimension fastest: Fortran order)
+
+What the receiving gadgets rely on (``SimpleReconGadget``, the Generic Cartesian gadgets):
+k = 0 at ``E0 // 2`` and ``E1 // 2``; the image is E0 x E1 (no readout oversampling left);
+``headers(sampling_limits[1].center, sampling_limits[2].center, n, s, loc)`` exists (read
+without a bounds check) and supplies the image's geometry, slice and repetition;
+``recon_FOV`` becomes the image's field of view.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from dataclasses import dataclass, field
+from typing import Callable
+
+import ismrmrd
+import numpy as np
+
+from igrog_gadget.gadget.protocol import (
+    ACQUISITION_HEADER_SIZE,
+    RECONDATA,
+    MalformedMessageError,
+    MessageTooLargeError,
+    ProtocolLimits,
+)
+from igrog_gadget.io import cartesian_acquisitions
+from igrog_gadget.scan import GriddedFrame
+
+logger = logging.getLogger(__name__)
+
+_ID = struct.Struct("<H")
+_U64 = struct.Struct("<Q")
+_BOOL = struct.Struct("<?")
+#: encoded_FOV[3], recon_FOV[3] (float32), encoded_matrix[3], recon_matrix[3],
+#: sampling_limits[3] x (min, center, max) (uint16), then 2 padding bytes (sizeof 56, alignment 4).
+_SAMPLING = struct.Struct("<3f3f3H3H9H2x")
+SAMPLING_DESCRIPTION_SIZE = _SAMPLING.size  # 56
+
+#: Dimension names of the arrays of a buffer (Gadgetron's fixed orders).
+DATA_AXES = ("E0", "E1", "E2", "CHA", "N", "S", "LOC")
+HEADER_AXES = ("E1", "E2", "N", "S", "LOC")
+
+
+@dataclass
+class SamplingDescription:
+    """Gadgetron's SamplingDescription: matrix, FOV and sampled range per encoding axis."""
+
+    encoded_fov_mm: tuple[float, float, float]
+    recon_fov_mm: tuple[float, float, float]
+    encoded_matrix: tuple[int, int, int]
+    recon_matrix: tuple[int, int, int]
+    limits: tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]
+    """(min, center, max) along E0, E1, E2."""
+
+    def to_bytes(self) -> bytes:
+        flat_limits = [int(v) for limit in self.limits for v in limit]
+        return _SAMPLING.pack(
+            *(float(v) for v in self.encoded_fov_mm),
+            *(float(v) for v in self.recon_fov_mm),
+            *(int(v) for v in self.encoded_matrix),
+            *(int(v) for v in self.recon_matrix),
+            *flat_limits,
+        )
+
+    @classmethod
+    def from_bytes(cls, payload: bytes) -> "SamplingDescription":
+        values = _SAMPLING.unpack(payload)
+        limits = values[12:21]
+        return cls(
+            encoded_fov_mm=tuple(values[0:3]),
+            recon_fov_mm=tuple(values[3:6]),
+            encoded_matrix=tuple(values[6:9]),
+            recon_matrix=tuple(values[9:12]),
+            limits=(tuple(limits[0:3]), tuple(limits[3:6]), tuple(limits[6:9])),
+        )
+
+
+@dataclass
+class ReconBuffer:
+    """IsmrmrdDataBuffered with numpy arrays in Gadgetron's logical axis order."""
+
+    data: np.ndarray
+    """Shape [E0, E1, E2, CHA, N, S, LOC], complex64 (logical order; serialised Fortran-order)."""
+    headers: np.ndarray
+    """Shape [E1, E2, N, S, LOC], object array of ismrmrd.AcquisitionHeader."""
+    sampling: SamplingDescription
+    trajectory: np.ndarray | None = None
+    """Shape [TRAJ, E0, E1, E2, N, S, LOC], float32, or None."""
+    density: np.ndarray | None = None
+    """Shape [E0, E1, E2, N, S, LOC], float32, or None."""
+
+
+@dataclass
+class ReconBit:
+    """One recon bit: the data buffer and an optional reference buffer."""
+
+    data: ReconBuffer
+    reference: ReconBuffer | None = None
+
+
+@dataclass
+class ReconData:
+    """A whole IsmrmrdReconData message."""
+
+    bits: list[ReconBit] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------
+# Encoding
+# --------------------------------------------------------------------------------------------
+def _encode_array(array: np.ndarray, dtype: np.dtype) -> bytes:
+    """uint64 ndim, uint64 dims, elements of exactly ``dtype`` in Fortran order."""
+    typed = np.asarray(array).astype(dtype, copy=False)
+    if typed.dtype != dtype:  # pragma: no cover - astype guarantees it
+        raise TypeError(f"array must be {dtype}, got {typed.dtype}")
+    dims = b"".join(_U64.pack(int(d)) for d in typed.shape)
+    return _U64.pack(typed.ndim) + dims + typed.tobytes(order="F")
+
+
+def _encode_optional_array(array: np.ndarray | None, dtype: np.dtype) -> bytes:
+    if array is None:
+        return _BOOL.pack(False)
+    return _BOOL.pack(True) + _encode_array(array, dtype)
+
+
+def _encode_headers(headers: np.ndarray) -> bytes:
+    headers = np.asarray(headers, dtype=object)
+    dims = b"".join(_U64.pack(int(d)) for d in headers.shape)
+    parts = [_U64.pack(headers.ndim), dims]
+    for head in headers.reshape(-1, order="F"):
+        if not isinstance(head, ismrmrd.AcquisitionHeader):
+            raise TypeError(f"recon buffer headers must be ismrmrd.AcquisitionHeader, got {type(head).__name__}")
+        parts.append(bytes(head))
+    return b"".join(parts)
+
+
+def encode_buffer(buffer: ReconBuffer) -> bytes:
+    """Bytes of one IsmrmrdDataBuffered."""
+    if buffer.data.ndim != 7:
+        raise ValueError(f"recon buffer data must be 7D {list(DATA_AXES)}, got shape {buffer.data.shape}")
+    if buffer.headers.ndim != 5:
+        raise ValueError(f"recon buffer headers must be 5D {list(HEADER_AXES)}, got shape {buffer.headers.shape}")
+    return b"".join(
+        (
+            _encode_array(buffer.data, np.dtype(np.complex64)),
+            _encode_optional_array(buffer.trajectory, np.dtype(np.float32)),
+            _encode_optional_array(buffer.density, np.dtype(np.float32)),
+            _encode_headers(buffer.headers),
+            buffer.sampling.to_bytes(),
+        )
+    )
+
+
+def encode_recon_data(recon: ReconData) -> bytes:
+    """The complete RECONDATA message (id first), serialised in memory."""
+    parts = [_ID.pack(RECONDATA), _U64.pack(len(recon.bits))]
+    for bit in recon.bits:
+        parts.append(encode_buffer(bit.data))
+        if bit.reference is None:
+            parts.append(_BOOL.pack(False))
+        else:
+            parts.append(_BOOL.pack(True) + encode_buffer(bit.reference))
+    return b"".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# From a gridded frame
+# --------------------------------------------------------------------------------------------
+def grid_fov_mm(encoded_fov_mm: tuple[float, float, float], oversampling: float) -> tuple[float, float, float]:
+    """Field of view (mm) of the gridded image: the encoded FOV x grid oversampling in x and y."""
+    fx, fy, fz = (float(v) for v in encoded_fov_mm)
+    return (fx * oversampling, fy * oversampling, fz)
+
+
+def recon_buffer_from_frame(
+    frame: GriddedFrame, fov_mm: tuple[float, float, float], first_scan_counter: int = 0
+) -> ReconBuffer:
+    """The recon buffer of one gridded frame.
+
+    Args:
+        frame: kspace (coils, ny, nx), k = 0 at (ny // 2, nx // 2).
+        fov_mm: field of view of the gridded image (x, y, z), see :func:`grid_fov_mm`.
+        first_scan_counter: scan counter of the first line header.
+
+    Returns:
+        data [E0=nx, E1=ny, E2=1, CHA=coils, 1, 1, 1] complex64; headers [ny, 1, 1, 1, 1]: the
+        headers of the frame's Cartesian lines (``cartesian_acquisitions``: geometry, counters
+        and time stamps of the frame's template readout, ``kspace_encode_step_1`` = line), so
+        the centre header (E1 = ny // 2) is a real acquisition header; sampling: encoded =
+        recon matrix (nx, ny, 1) and FOV ``fov_mm``, limits (0, n // 2, n - 1) along E0 and E1,
+        (0, 0, 0) along E2.
+    """
+    kspace = np.ascontiguousarray(frame.kspace, dtype=np.complex64)
+    if kspace.ndim != 3:
+        raise ValueError(f"frame.kspace must have shape (coils, ny, nx), got {kspace.shape}")
+    coils, ny, nx = kspace.shape
+    # (coils, ny, nx) in C order is [nx, ny, coils] in Fortran order: no copy needed.
+    data = kspace.transpose(2, 1, 0).reshape(nx, ny, 1, coils, 1, 1, 1, order="F")
+    lines = cartesian_acquisitions(frame, first_scan_counter)
+    headers = np.empty((ny, 1, 1, 1, 1), dtype=object)
+    for ky, line in enumerate(lines):
+        headers[ky, 0, 0, 0, 0] = line.getHead()
+    sampling = SamplingDescription(
+        encoded_fov_mm=tuple(fov_mm),
+        recon_fov_mm=tuple(fov_mm),
+        encoded_matrix=(nx, ny, 1),
+        recon_matrix=(nx, ny, 1),
+        limits=((0, nx // 2, nx - 1), (0, ny // 2, ny - 1), (0, 0, 0)),
+    )
+    return ReconBuffer(data=data, headers=headers, sampling=sampling)
+
+
+def encode_frame(frame: GriddedFrame, fov_mm: tuple[float, float, float], first_scan_counter: int = 0) -> bytes:
+    """One RECONDATA message (a single recon bit, no reference) for a gridded frame."""
+    return encode_recon_data(ReconData([ReconBit(recon_buffer_from_frame(frame, fov_mm, first_scan_counter))]))
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding (pass-through sizing and tests)
+# --------------------------------------------------------------------------------------------
+ReadExactly = Callable[[int, str], bytes]
+
+
+class _Reader:
+    """Reads a recon-data payload through ``read_exactly(n, what)``, checking sizes first."""
+
+    def __init__(self, read_exactly: ReadExactly, limits: ProtocolLimits, peer: str) -> None:
+        self.read_exactly = read_exactly
+        self.limits = limits
+        self.peer = peer
+        self.total = 0
+        self.parts: list[bytes] = []
+
+    def take(self, n: int, what: str) -> bytes:
+        if self.total + n > self.limits.max_message_bytes:
+            raise MessageTooLargeError(
+                f"{self.peer}: recon data message grows beyond the limit of {self.limits.max_message_bytes} bytes "
+                f"at {what} ({n} more bytes); the stream is corrupt or the message is too large"
+            )
+        chunk = self.read_exactly(n, what)
+        self.total += n
+        self.parts.append(chunk)
+        return chunk
+
+    def u64(self, what: str) -> int:
+        return _U64.unpack(self.take(8, what))[0]
+
+    def flag(self, what: str) -> bool:
+        value = self.take(1, what)[0]
+        if value not in (0, 1):
+            raise MalformedMessageError(f"{self.peer}: recon data: {what} is {value}, expected a bool (0 or 1)")
+        return bool(value)
+
+    def dims(self, what: str) -> tuple[int, ...]:
+        ndim = self.u64(f"the dimension count of {what}")
+        if ndim > self.limits.max_array_dimensions:
+            raise MalformedMessageError(
+                f"{self.peer}: recon data: {what} declares {ndim} dimensions (limit {self.limits.max_array_dimensions})"
+            )
+        return tuple(self.u64(f"a dimension of {what}") for _ in range(ndim))
+
+    def array(self, dtype: np.dtype, what: str) -> np.ndarray:
+        shape = self.dims(what)
+        count = 1
+        for d in shape:
+            count *= d
+            if count * dtype.itemsize > self.limits.max_message_bytes:
+                raise MessageTooLargeError(
+                    f"{self.peer}: recon data: {what} of shape {shape} exceeds the limit of "
+                    f"{self.limits.max_message_bytes} bytes"
+                )
+        payload = self.take(count * dtype.itemsize, what)
+        return np.frombuffer(payload, dtype=dtype).reshape(shape, order="F")
+
+    def headers(self, what: str) -> np.ndarray:
+        shape = self.dims(what)
+        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        if count * ACQUISITION_HEADER_SIZE > self.limits.max_message_bytes:
+            raise MessageTooLargeError(f"{self.peer}: recon data: {what} of shape {shape} exceeds the size limit")
+        payload = self.take(count * ACQUISITION_HEADER_SIZE, what)
+        flat = np.empty(count, dtype=object)
+        for i in range(count):
+            flat[i] = ismrmrd.AcquisitionHeader.from_buffer_copy(
+                payload[i * ACQUISITION_HEADER_SIZE : (i + 1) * ACQUISITION_HEADER_SIZE]
+            )
+        return flat.reshape(shape, order="F")
+
+    def buffer(self, what: str) -> ReconBuffer:
+        data = self.array(np.dtype(np.complex64), f"{what} data")
+        trajectory = self.array(np.dtype(np.float32), f"{what} trajectory") if self.flag(f"{what} has-trajectory") else None
+        density = self.array(np.dtype(np.float32), f"{what} density") if self.flag(f"{what} has-density") else None
+        headers = self.headers(f"{what} headers")
+        sampling = SamplingDescription.from_bytes(self.take(SAMPLING_DESCRIPTION_SIZE, f"{what} sampling description"))
+        return ReconBuffer(data=data, headers=headers, sampling=sampling, trajectory=trajectory, density=density)
+
+    def recon_data(self) -> ReconData:
+        count = self.u64("the recon bit count")
+        if count > 65535:
+            raise MalformedMessageError(f"{self.peer}: recon data declares {count} recon bits")
+        bits = []
+        for i in range(count):
+            data = self.buffer(f"recon bit {i}")
+            reference = self.buffer(f"recon bit {i} reference") if self.flag(f"recon bit {i} has-reference") else None
+            bits.append(ReconBit(data, reference))
+        return ReconData(bits)
+
+
+def read_recon_data_bytes(read_exactly: ReadExactly, limits: ProtocolLimits, peer: str = "peer") -> bytes:
+    """Read one recon-data payload (after its id) and return its exact bytes."""
+    reader = _Reader(read_exactly, limits, peer)
+    reader.recon_data()
+    return b"".join(reader.parts)
+
+
+def decode_recon_data(payload: bytes, limits: ProtocolLimits | None = None) -> ReconData:
+    """Decode a recon-data payload (the bytes after the message id)."""
+    position = 0
+
+    def read_exactly(n: int, what: str) -> bytes:
+        nonlocal position
+        if position + n > len(payload):
+            raise MalformedMessageError(f"recon data ends in the middle of {what}")
+        chunk = payload[position : position + n]
+        position += n
+        return chunk
+
+    reader = _Reader(read_exactly, limits or ProtocolLimits(), "recon data")
+    recon = reader.recon_data()
+    if position != len(payload):
+        raise MalformedMessageError(f"recon data has {len(payload) - position} bytes after its last recon bit")
+    return recon
+

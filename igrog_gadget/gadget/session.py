@@ -1,0 +1,527 @@
+"""One connection of the gadget: handshake, the shared gridding pipeline, outputs, errors.
+
+A session runs two threads over one :class:`~igrog_gadget.gadget.protocol.MessageChannel`:
+
+- the *reader* reads whole messages as they arrive and queues them (bounded by
+  ``max_buffered_bytes``), so readouts that arrive while a model trains are buffered, not
+  dropped, and a peer that vanishes, stalls or sends garbage is noticed at once;
+- the *worker* (the thread that calls :meth:`GadgetSession.run`) feeds the queued items in
+  arrival order through :class:`~igrog_gadget.stream.pipeline.GriddingPipeline` -- the same
+  pipeline ``igrog replay`` uses -- and sends what comes out, in order: gridded frames in the
+  chosen output form, everything else exactly as it arrived.
+
+Handshake: CONFIG_FILE (1) or CONFIG_TEXT (2), then HEADER (3), then optionally a TEXT (5)
+JSON object (the MRD ``configAdditional``), then data. Failures end the session with a clear
+message to the peer (Gadgetron: ERROR (8) + CLOSE; MRD: TEXT "ERROR ..." + CLOSE) and in the
+log; a peer that is gone is only logged. Nothing here ever stops the server.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from igrog_gadget.errors import ConfigError, IgrogError
+from igrog_gadget.gadget import protocol
+from igrog_gadget.gadget.images import frame_image
+from igrog_gadget.gadget.protocol import Message, MessageChannel, PeerClosedError, ProtocolError
+from igrog_gadget.gadget.recondata import encode_frame, grid_fov_mm
+from igrog_gadget.gadget.settings import (
+    GadgetSettings,
+    parse_json_text,
+    properties_from_json,
+    properties_from_xml,
+)
+from igrog_gadget.io import (
+    acquisition_from_readout,
+    cartesian_acquisitions,
+    image_from_item,
+    image_item_from_image,
+    parse_header,
+    readout_from_header_and_arrays,
+)
+from igrog_gadget.scan import GriddedFrame, ImageItem, Readout, ScanHeader
+from igrog_gadget.stream.pipeline import GriddingPipeline
+
+logger = logging.getLogger(__name__)
+
+#: Meta attributes that name an incoming image's series (first found wins).
+SERIES_META_KEYS = ("SeriesName", "igrog.series", "GADGETRON_SeriesName")
+
+#: CONFIG_FILE names the gadget understands (besides these, ``igrog_<variant>`` and ``<variant>``).
+GENERIC_CONFIG_NAMES = ("", "igrog", "igrog_gadget", "default")
+
+
+class Dialect(str, Enum):
+    """Who is on the other side."""
+
+    GADGETRON = "gadgetron"
+    """A Gadgetron 4 external-language peer: results go to Cartesian gadgets; errors as ERROR (8)."""
+    MRD = "mrd"
+    """An MRD / python-ismrmrd-server client (OpenRecon): images back; errors as TEXT (5)."""
+
+    @property
+    def default_output(self) -> str:
+        return "recondata" if self is Dialect.GADGETRON else "images"
+
+
+class SessionError(IgrogError):
+    """A session-level failure to report to the peer (bad handshake, unexpected message...)."""
+
+
+@dataclass
+class SessionReport:
+    """What one connection did (kept by the server for tests and logs)."""
+
+    peer: str
+    dialect: str
+    variant: str = ""
+    output: str = ""
+    messages_in: int = 0
+    acquisitions_in: int = 0
+    frames_out: int = 0
+    messages_out: int = 0
+    passthrough_out: int = 0
+    trainings: int = 0
+    frame_paths: list[str] = field(default_factory=list)
+    """``info["path"]`` of every frame: trained / reused model / cached kernels."""
+    error: str | None = None
+    """Why the session failed; None when it ended with CLOSE."""
+    closed_by_peer: bool = False
+    started: float = 0.0
+    ended: float = 0.0
+    last_calibration_arrival: float | None = None
+    """perf_counter() when the last calibration readout before the first frame arrived."""
+    first_frame_sent: float | None = None
+    """perf_counter() when the first gridded frame was sent."""
+
+    @property
+    def seconds(self) -> float:
+        return max(0.0, self.ended - self.started)
+
+    @property
+    def calibration_to_first_output_s(self) -> float | None:
+        if self.last_calibration_arrival is None or self.first_frame_sent is None:
+            return None
+        return self.first_frame_sent - self.last_calibration_arrival
+
+
+@dataclass
+class Handshake:
+    """What the peer sent before its data."""
+
+    config_name: str | None = None
+    config_text: str | None = None
+    header_xml: str = ""
+
+
+@dataclass
+class _PassThrough:
+    """A message the pipeline hands back untouched (waveforms, text, recon data...)."""
+
+    message: Message
+
+
+class _Inbox:
+    """Messages read ahead by the reader thread; bounded in bytes (the reader waits when full)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.items: collections.deque[tuple[Message, float]] = collections.deque()
+        self.bytes = 0
+        self.error: ProtocolError | None = None
+        self.finished = False
+        self.stopped = False
+        self.condition = threading.Condition()
+
+    def put(self, message: Message, arrival: float) -> bool:
+        with self.condition:
+            while self.bytes > 0 and self.bytes + len(message.raw) > self.max_bytes and not self.stopped:
+                self.condition.wait()
+            if self.stopped:
+                return False
+            self.items.append((message, arrival))
+            self.bytes += len(message.raw)
+            self.condition.notify_all()
+            return True
+
+    def fail(self, error: ProtocolError) -> None:
+        with self.condition:
+            self.error = error
+            self.finished = True
+            self.condition.notify_all()
+
+    def finish(self) -> None:
+        with self.condition:
+            self.finished = True
+            self.condition.notify_all()
+
+    def stop(self) -> None:
+        with self.condition:
+            self.stopped = True
+            self.condition.notify_all()
+
+    def get(self) -> tuple[Message, float]:
+        """The next message; raises the reader's ProtocolError once the queue is drained...
+
+        ...or immediately: a broken stream is not processed further.
+        """
+        with self.condition:
+            while True:
+                if self.error is not None:
+                    raise self.error
+                if self.items:
+                    message, arrival = self.items.popleft()
+                    self.bytes -= len(message.raw)
+                    self.condition.notify_all()
+                    return message, arrival
+                if self.finished:
+                    raise PeerClosedError("the reader stopped before a CLOSE message")
+                self.condition.wait()
+
+
+class GadgetSession:
+    """Serves one connection from handshake to CLOSE (or to the first error)."""
+
+    def __init__(
+        self,
+        channel: MessageChannel,
+        dialect: Dialect = Dialect.GADGETRON,
+        defaults: GadgetSettings | None = None,
+        max_buffered_bytes: int = 2 << 30,
+    ) -> None:
+        self.channel = channel
+        self.dialect = Dialect(dialect)
+        self.defaults = defaults or GadgetSettings()
+        self.max_buffered_bytes = max_buffered_bytes
+        self.report = SessionReport(peer=channel.peer, dialect=self.dialect.value)
+        self.pipeline: GriddingPipeline | None = None
+        self.header: ScanHeader | None = None
+        self.settings: GadgetSettings | None = None
+        self.output = ""
+        self.fov_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        self._inbox = _Inbox(max_buffered_bytes)
+        self._reader: threading.Thread | None = None
+        self._acquisitions_sent = 0
+        self._images_sent = 0
+        self._last_calibration: float | None = None
+
+    # --- entry point ----------------------------------------------------------------------
+    def run(self, handshake: Handshake | None = None) -> SessionReport:
+        """Serve the connection until CLOSE or an error; never raises for peer or data errors.
+
+        Args:
+            handshake: config and header already read by someone else (Gadgetron's own
+                ``Connection`` in active mode); None reads them from the channel.
+        """
+        self.report.started = time.perf_counter()
+        try:
+            self._serve(handshake)
+        except ProtocolError as error:
+            self._fail(str(error), peer_gone=isinstance(error, PeerClosedError))
+        except (IgrogError, ValueError) as error:
+            self._fail(str(error))
+        except Exception as error:  # noqa: BLE001 - the connection boundary: log, report, carry on serving
+            logger.exception("%s: internal error", self.channel.peer)
+            self._fail(f"internal error in the iGROG gadget: {type(error).__name__}: {error}")
+        finally:
+            self._inbox.stop()
+            self.channel.close()
+            if self._reader is not None:
+                self._reader.join(timeout=5.0)
+            self.report.ended = time.perf_counter()
+            if self.pipeline is not None:
+                self.report.trainings = int(getattr(self.pipeline.gridder, "trainings", 0))
+        if self.report.error is None:
+            logger.info(
+                "%s: done in %.2f s: %d message(s) in (%d acquisitions), %d frame(s) out as %s, "
+                "%d pass-through, %d training(s)",
+                self.channel.peer, self.report.seconds, self.report.messages_in, self.report.acquisitions_in,
+                self.report.frames_out, self.output, self.report.passthrough_out, self.report.trainings,
+            )
+        return self.report
+
+    # --- handshake ------------------------------------------------------------------------
+    def _serve(self, handshake: Handshake | None) -> None:
+        if handshake is None:
+            handshake = self._read_handshake()
+            if handshake is None:
+                return
+        logger.info(
+            "%s: %s peer, config %s, header %d bytes",
+            self.channel.peer, self.dialect.value,
+            repr(handshake.config_name) if handshake.config_name is not None else f"text of {len(handshake.config_text or '')} chars",
+            len(handshake.header_xml),
+        )
+        properties = self._handshake_properties(handshake)
+        self.header = parse_header(handshake.header_xml, source=self.channel.peer)
+        self._start_reader()
+        message, arrival = self._next()
+        if message.mid == protocol.TEXT:
+            data = parse_json_text(message.value)
+            if data is not None:
+                properties.extend(properties_from_json(data, f"{self.channel.peer}: JSON config (TEXT message)"))
+                message, arrival = self._next()
+        self._start_pipeline(properties)
+        while True:
+            if self._handle(message, arrival):
+                return
+            message, arrival = self._next()
+
+    def _read_handshake(self) -> Handshake | None:
+        first = self.channel.read_message()
+        self.report.messages_in += 1
+        if first.mid == protocol.CLOSE:
+            logger.info("%s: closed before sending a configuration", self.channel.peer)
+            self._send_close()
+            return None
+        handshake = Handshake()
+        if first.mid == protocol.CONFIG_FILE:
+            handshake.config_name = first.value
+        elif first.mid == protocol.CONFIG_TEXT:
+            handshake.config_text = first.value
+        else:
+            raise SessionError(
+                f"{self.channel.peer}: expected CONFIG_FILE (1) or CONFIG_TEXT (2) first, got {first.name}"
+            )
+        second = self.channel.read_message()
+        self.report.messages_in += 1
+        if second.mid == protocol.CLOSE:
+            logger.info("%s: closed before sending an ISMRMRD header", self.channel.peer)
+            self._send_close()
+            return None
+        if second.mid != protocol.HEADER:
+            raise SessionError(f"{self.channel.peer}: expected the ISMRMRD HEADER (3) after the configuration, got {second.name}")
+        handshake.header_xml = second.value
+        return handshake
+
+    def _handshake_properties(self, handshake: Handshake) -> list[tuple[str, str]]:
+        origin = f"{self.channel.peer}: configuration"
+        if handshake.config_name is not None:
+            return self._properties_from_config_name(handshake.config_name)
+        text = (handshake.config_text or "").strip()
+        if text.startswith("<"):
+            return properties_from_xml(text, origin)
+        data = parse_json_text(text)
+        if data is not None:
+            return properties_from_json(data, origin)
+        if text and len(text.split()) == 1:
+            return self._properties_from_config_name(text)
+        if not text:
+            return []
+        raise ConfigError(f"{origin}: neither a <configuration> XML, a JSON object nor a config name: {text[:80]!r}")
+
+    def _properties_from_config_name(self, name: str) -> list[tuple[str, str]]:
+        from igrog_gadget.config import VARIANTS
+
+        stem = name.strip()
+        for suffix in (".xml", ".toml", ".json"):
+            if stem.endswith(suffix):
+                stem = stem[: -len(suffix)]
+        if stem in GENERIC_CONFIG_NAMES:
+            return []
+        variant = stem[len("igrog_"):] if stem.startswith("igrog_") else stem
+        if variant in VARIANTS:
+            return [("variant", variant)]
+        logger.warning(
+            "%s: unknown config name %r; using the server's settings (names the gadget knows: igrog, igrog_<variant>, "
+            "<variant> with variant one of %s)", self.channel.peer, name, ", ".join(VARIANTS),
+        )
+        if self.dialect is Dialect.MRD:
+            self._send_quietly(
+                protocol.encode_text_message(
+                    protocol.TEXT, f"WARNING  iGROG gadget: unknown config {name!r}; using the server's settings", True
+                )
+            )
+        return []
+
+    def _start_pipeline(self, properties: list[tuple[str, str]]) -> None:
+        settings = self.defaults.merged(properties, f"{self.channel.peer}: configuration")
+        config = settings.igrog_config()
+        output = settings.output or self.dialect.default_output
+        if self.dialect is Dialect.MRD and output == "recondata":
+            raise ConfigError(
+                f"{self.channel.peer}: output=recondata is for Gadgetron chains; MRD clients read images, "
+                "acquisitions and waveforms only (use output=images or output=acquisitions)"
+            )
+        self.settings = settings
+        self.output = output
+        self.report.variant = config.variant
+        self.report.output = output
+        assert self.header is not None
+        self.fov_mm = grid_fov_mm(self.header.encoded_fov_mm, config.gridding.grid_oversampling)
+        try:
+            self.pipeline = GriddingPipeline(self.header, config, source=self.channel.peer)
+        except ValueError as error:  # e.g. device=cuda without CUDA
+            raise ConfigError(f"{self.channel.peer}: {error}") from None
+        logger.info(
+            "%s: gridding %s %s data (matrix %s) with variant %s on %s; output %s",
+            self.channel.peer, self.header.trajectory, "x".join(map(str, self.header.encoded_matrix[:2])),
+            self.header.encoded_matrix, config.variant, self.pipeline.gridder.device, output,
+        )
+
+    # --- reader thread --------------------------------------------------------------------
+    def _start_reader(self) -> None:
+        self._reader = threading.Thread(target=self._read_loop, name=f"igrog-reader {self.channel.peer}", daemon=True)
+        self._reader.start()
+
+    def _read_loop(self) -> None:
+        try:
+            while True:
+                message = self.channel.read_message()
+                if not self._inbox.put(message, time.perf_counter()):
+                    return
+                if message.mid == protocol.CLOSE:
+                    self._inbox.finish()
+                    return
+        except ProtocolError as error:
+            if not self._inbox.stopped:
+                logger.error("%s: %s", self.channel.peer, error)
+            self._inbox.fail(error)
+
+    def _next(self) -> tuple[Message, float]:
+        message, arrival = self._inbox.get()
+        self.report.messages_in += 1
+        return message, arrival
+
+    # --- processing -----------------------------------------------------------------------
+    def _handle(self, message: Message, arrival: float) -> bool:
+        """Process one message; True when the session is complete."""
+        pipeline = self.pipeline
+        assert pipeline is not None
+        mid = message.mid
+        if mid == protocol.ACQUISITION:
+            wire = message.value
+            dims = int(wire.head.trajectory_dimensions)
+            readout = readout_from_header_and_arrays(
+                wire.head,
+                np.array(wire.data),
+                np.array(wire.traj) if dims else None,
+                self.report.acquisitions_in,
+                self.channel.peer,
+            )
+            self.report.acquisitions_in += 1
+            if readout.is_calibration() and self.report.first_frame_sent is None:
+                self._last_calibration = arrival
+            self._emit(pipeline.process(readout), readout, message)
+            return False
+        if mid == protocol.IMAGE:
+            image = message.value
+            item = image_item_from_image(image, _series_name(image))
+            self._emit(pipeline.process(item), item, message)
+            return False
+        if mid in (protocol.WAVEFORM, protocol.TEXT, protocol.RECONDATA):
+            token = _PassThrough(message)
+            self._emit(pipeline.process(token), token, message)
+            return False
+        if mid == protocol.CLOSE:
+            self.report.closed_by_peer = True
+            self._emit(pipeline.close(), None, None)
+            self._send_close()
+            return True
+        raise SessionError(f"{self.channel.peer}: unexpected {message.name} message in the data stream")
+
+    def _emit(self, outputs: list[Any], item: Any, message: Message | None) -> None:
+        """Serialise every output completely, then send them in order."""
+        for out in outputs:
+            if item is not None and out is item:
+                payloads = [message.raw]  # exactly as it arrived
+                self.report.passthrough_out += 1
+                if isinstance(out, Readout):
+                    self._acquisitions_sent += 1
+            elif isinstance(out, _PassThrough):
+                payloads = [out.message.raw]
+                self.report.passthrough_out += 1
+            elif isinstance(out, GriddedFrame):
+                payloads = self._encode_frame(out)
+            elif isinstance(out, Readout):
+                payloads = [protocol.encode_acquisition(acquisition_from_readout(out))]
+                self._acquisitions_sent += 1
+                self.report.passthrough_out += 1
+            elif isinstance(out, ImageItem):
+                payloads = [protocol.encode_image(image_from_item(out))]
+                self.report.passthrough_out += 1
+            else:
+                raise SessionError(f"the pipeline returned an item the gadget cannot send: {type(out).__name__}")
+            self.channel.send(*payloads)
+            self.report.messages_out += len(payloads)
+            if isinstance(out, GriddedFrame):
+                self._frame_sent(out)
+
+    def _encode_frame(self, frame: GriddedFrame) -> list[bytes]:
+        if self.output == "recondata":
+            payload = encode_frame(frame, self.fov_mm, self._acquisitions_sent)
+            return [payload]
+        if self.output == "acquisitions":
+            lines = cartesian_acquisitions(frame, first_scan_counter=self._acquisitions_sent)
+            self._acquisitions_sent += len(lines)
+            return [protocol.encode_acquisition(line) for line in lines]
+        assert self.settings is not None
+        self._images_sent += 1
+        image = frame_image(
+            frame, self.fov_mm, self._images_sent, self.settings.image_series_index, self.settings.image_dtype
+        )
+        return [protocol.encode_image(image)]
+
+    def _frame_sent(self, frame: GriddedFrame) -> None:
+        self.report.frames_out += 1
+        self.report.frame_paths.append(str(frame.info.get("path", "")))
+        if self.report.first_frame_sent is None:
+            self.report.first_frame_sent = time.perf_counter()
+            self.report.last_calibration_arrival = self._last_calibration
+        logger.info(
+            "%s: sent frame %s (%s, %.2f s)",
+            self.channel.peer, _frame_label(frame), frame.info.get("path", "?"), float(frame.info.get("total_s", 0.0)),
+        )
+
+    # --- ending ---------------------------------------------------------------------------
+    def _send_close(self) -> None:
+        self.channel.send(protocol.encode_close())
+        self.report.messages_out += 1
+
+    def _send_quietly(self, *payloads: bytes) -> None:
+        try:
+            self.channel.send(*payloads)
+        except ProtocolError as error:
+            logger.debug("%s: could not send: %s", self.channel.peer, error)
+
+    def _fail(self, text: str, peer_gone: bool = False) -> None:
+        """Record, log and (unless the peer is gone) report an error, then CLOSE."""
+        if self.report.error is not None:
+            return
+        self.report.error = text
+        if peer_gone:
+            logger.error("%s: stream ended without CLOSE; dropping what was buffered: %s", self.channel.peer, text)
+            return
+        logger.error("%s: closing the connection: %s", self.channel.peer, text)
+        if self.dialect is Dialect.GADGETRON:
+            report = protocol.encode_error(f"iGROG gadget: {text}")
+        else:
+            report = protocol.encode_text_message(protocol.TEXT, f"ERROR    iGROG gadget: {text}", nul_terminate=True)
+        self._send_quietly(report, protocol.encode_close())
+
+
+def _series_name(image: Any) -> str:
+    meta = image.meta
+    for key in SERIES_META_KEYS:
+        value = meta.get(key) if hasattr(meta, "get") else None
+        if value:
+            return str(value[0] if isinstance(value, list) else value)
+    return f"image_{int(image.image_series_index)}"
+
+
+def _frame_label(frame: GriddedFrame) -> str:
+    from igrog_gadget.scan import FRAME_KEY_FIELDS
+
+    values = dict(zip(FRAME_KEY_FIELDS, frame.frame_key))
+    return ", ".join(f"{k}={v}" for k, v in values.items() if k in ("slice", "repetition", "contrast") or v)
+
+
+__all__ = ["Dialect", "GadgetSession", "Handshake", "SessionError", "SessionReport"]
