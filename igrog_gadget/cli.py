@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     from igrog_gadget.simulate import add_simulate_arguments
 
     add_simulate_arguments(simulate)
+
+    serve = commands.add_parser("serve", help="serve Gadgetron <connect> peers (or MRD clients with --mrd) over TCP")
+    from igrog_gadget.gadget.cli import add_serve_arguments
+
+    add_serve_arguments(serve)
     return parser
 
 
@@ -87,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
             from igrog_gadget.simulate import run_simulate
 
             return run_simulate(args)
+        if args.command == "serve":
+            from igrog_gadget.gadget.cli import run_serve
+
+            return run_serve(args)
         parser.error(f"unknown command {args.command}")
     except IgrogError as error:
         logger.error("%s", error)
