@@ -1,0 +1,248 @@
+"""Passive mode over loopback TCP with the recorded files: outputs, replay equality, order, reuse, concurrency."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import h5py
+import ismrmrd
+import numpy as np
+import pytest
+
+from conftest import DETERMINISTIC_OVERRIDES, data_file, stream_dataset
+from igrog_gadget.config import load_config
+from igrog_gadget.gadget import protocol
+from igrog_gadget.gadget.client import StreamClient, configuration_xml, dataset_messages
+from igrog_gadget.gadget.recondata import decode_recon_data
+from igrog_gadget.gadget.server import GadgetServer
+from igrog_gadget.gadget.session import SessionReport
+from igrog_gadget.io import acquisition_from_readout, image_from_item
+from igrog_gadget.replay import replay_file
+
+
+def report_for(server: GadgetServer, received_peer: str) -> SessionReport:
+    server.wait_idle(30)
+    matches = [r for r in server.reports if r.peer == received_peer]
+    assert matches, f"no report for {received_peer}; have {[r.peer for r in server.reports]}"
+    return matches[-1]
+
+
+def stream_with_report(server: GadgetServer, dataset, properties, messages=None):
+    """Stream and return (received, the server's report of that connection)."""
+    with StreamClient.connect("127.0.0.1", server.port) as client:
+        host, port = client.channel.sock.getsockname()[:2]
+        client.send_handshake(configuration_xml(properties), dataset.header_xml)
+        for message in messages if messages is not None else dataset_messages(dataset):
+            client.send(message)
+        client.send_close()
+        received = client.wait_closed(120)
+    assert received.closed, received.error
+    return received, report_for(server, f"{host}:{port}")
+
+
+def rss(recon_buffer_data: np.ndarray) -> np.ndarray:
+    """SimpleReconGadget's image: centred inverse FFT over E0, E1 and root-sum-of-squares over CHA."""
+    kspace = recon_buffer_data[:, :, 0, :, 0, 0, 0]  # [E0, E1, CHA]
+    image = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(kspace, axes=(0, 1)), axes=(0, 1)), axes=(0, 1))
+    return np.sqrt((np.abs(image) ** 2).sum(axis=-1))
+
+
+# --------------------------------------------------------------------------------------------
+# Output modes, 4 concurrent streams
+# --------------------------------------------------------------------------------------------
+def test_four_concurrent_streams_in_all_output_modes(server, radial_acs, spiral_acs):
+    jobs = {
+        "recondata": (radial_acs, {"output": "recondata"}),
+        "acquisitions": (radial_acs, {"output": "acquisitions"}),
+        "images": (radial_acs, {"output": "images", "image_series_index": "5"}),
+        "spiral-recondata": (spiral_acs, {}),  # default output for a Gadgetron peer: recondata
+    }
+    results: dict[str, object] = {}
+
+    def run(name: str) -> None:
+        dataset, properties = jobs[name]
+        try:
+            results[name] = stream_with_report(server, dataset, properties)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the main thread below
+            results[name] = error
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=240)
+    for name, result in results.items():
+        if isinstance(result, BaseException):
+            raise AssertionError(f"stream {name} failed") from result
+    assert set(results) == set(jobs)
+
+    reports = {name: results[name][1] for name in jobs}
+    for name, report in reports.items():
+        assert report.error is None, (name, report.error)
+        assert report.trainings == 1 and report.frames_out == 1, name
+    # the four connections were served at the same time, each by its own session
+    latest_start = max(r.started for r in reports.values())
+    earliest_end = min(r.ended for r in reports.values())
+    assert latest_start < earliest_end
+    assert len({r.peer for r in reports.values()}) == 4
+
+    noise = protocol.encode_acquisition(acquisition_from_readout(radial_acs.readouts[0]))
+    assert radial_acs.readouts[0].is_noise()
+
+    received = results["recondata"][0]
+    assert [m.mid for m in received.messages] == [protocol.ACQUISITION, protocol.RECONDATA, protocol.CLOSE]
+    assert received.messages[0].raw == noise  # pass-through, byte for byte
+    buffer = decode_recon_data(received.messages[1].value).bits[0].data
+    assert buffer.data.shape == (64, 64, 1, 4, 1, 1, 1) and buffer.data.dtype == np.complex64
+    assert buffer.headers.shape == (64, 1, 1, 1, 1)
+    centre = buffer.headers[buffer.sampling.limits[1][1], 0, 0, 0, 0]
+    assert isinstance(centre, ismrmrd.AcquisitionHeader)
+    assert tuple(centre.slice_dir) == tuple(radial_acs.readouts[-1].source_header.slice_dir)
+    assert buffer.sampling.encoded_matrix == (64, 64, 1)
+    image = rss(buffer.data)
+    assert image[16:48, 16:48].mean() > 3 * image[:4, :4].mean()  # an object in the middle, not noise
+
+    received = results["acquisitions"][0]
+    mids = [m.mid for m in received.messages]
+    assert mids == [protocol.ACQUISITION] * 65 + [protocol.CLOSE]
+    lines = [m.value for m in received.messages[1:-1]]
+    assert [int(line.head.idx.kspace_encode_step_1) for line in lines] == list(range(64))
+    assert all(line.data.shape == (4, 64) and int(line.head.center_sample) == 32 for line in lines)
+
+    received = results["images"][0]
+    assert [m.mid for m in received.messages] == [protocol.ACQUISITION, protocol.IMAGE, protocol.CLOSE]
+    picture = received.messages[1].value
+    head = picture.getHead()
+    assert tuple(head.matrix_size) == (64, 64, 1) and head.image_type == ismrmrd.IMTYPE_MAGNITUDE
+    assert head.image_series_index == 5 and head.image_index == 1 and head.channels == 1
+    assert picture.data.dtype == np.float32
+    correlation = np.corrcoef(picture.data[0, 0].ravel(), image.T.ravel())[0, 1]
+    assert correlation > 0.9  # the same scene as the recon-data stream (image [y, x] vs buffer [E0, E1])
+
+    received = results["spiral-recondata"][0]
+    assert [m.mid for m in received.messages] == [protocol.ACQUISITION, protocol.RECONDATA, protocol.CLOSE]
+
+
+# --------------------------------------------------------------------------------------------
+# The stream equals replay
+# --------------------------------------------------------------------------------------------
+def test_streamed_acquisitions_equal_replay(server, radial_acs, tmp_path: Path):
+    output = tmp_path / "replay.h5"
+    replay_file(data_file("radial_acs.h5"), output, load_config("basic", None, DETERMINISTIC_OVERRIDES))
+    properties = [("output", "acquisitions")] + [("set", o) for o in DETERMINISTIC_OVERRIDES]
+    received, report = stream_with_report(server, radial_acs, properties)
+    assert report.error is None
+    streamed = [m.value for m in received.messages if m.mid == protocol.ACQUISITION]
+    with h5py.File(output, "r") as h5:
+        records = h5["dataset/data"][()]
+    assert len(streamed) == len(records) == 1 + 64
+    for i, (wire, record) in enumerate(zip(streamed, records)):
+        assert bytes(wire.head) == record["head"].tobytes(), f"header of acquisition {i} differs"
+        np.testing.assert_array_equal(
+            wire.data.reshape(-1), record["data"].view(np.complex64), err_msg=f"data of acquisition {i}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Pass-through order and byte-exactness
+# --------------------------------------------------------------------------------------------
+def test_items_the_gadget_does_not_grid_pass_through_unchanged_and_in_order(server, radial_acs):
+    readouts = radial_acs.readouts
+    waveform = ismrmrd.Waveform.from_array(np.arange(20, dtype=np.uint32).reshape(2, 10))
+    wave = [protocol.encode_waveform(waveform) for _ in range(3)]
+    text = protocol.encode_text_message(protocol.TEXT, "a note from upstream")
+    picture = ismrmrd.Image.from_array(np.ones((1, 1, 4, 4), np.float32))
+    picture.meta = {"SeriesName": "scout"}
+    image = protocol.encode_image(picture)
+    acquisitions = [protocol.encode_acquisition(acquisition_from_readout(r)) for r in readouts]
+    imaging_start = next(i for i, r in enumerate(readouts) if r.is_imaging() and not r.is_noise())
+    messages = (
+        [acquisitions[0], wave[0]]  # noise, waveform
+        + acquisitions[1:imaging_start + 10]  # ACS + first imaging readouts
+        + [wave[1], text, image]  # in the middle of the frame
+        + acquisitions[imaging_start + 10 :]  # the rest; the last one completes the frame
+        + [wave[2]]
+    )
+    received, report = stream_with_report(server, radial_acs, {"output": "recondata"}, messages)
+    assert report.error is None
+    got = [m.raw if m.mid != protocol.RECONDATA else "FRAME" for m in received.messages]
+    assert got == [acquisitions[0], wave[0], wave[1], text, image, "FRAME", wave[2], protocol.encode_close()]
+
+
+# --------------------------------------------------------------------------------------------
+# Repetitions reuse the trained model
+# --------------------------------------------------------------------------------------------
+def test_repetitions_train_once_per_calibration(server, radial_multi):
+    received, report = stream_with_report(server, radial_multi, {"output": "recondata"})
+    assert report.error is None
+    frames = [decode_recon_data(m.value).bits[0].data for m in received.of(protocol.RECONDATA)]
+    keys = [(int(b.headers[32, 0, 0, 0, 0].idx.slice), int(b.headers[32, 0, 0, 0, 0].idx.repetition)) for b in frames]
+    assert sorted(keys) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert report.trainings == 2  # once per slice (calibration key), not once per repetition
+    assert sorted(report.frame_paths) == ["cached kernels", "cached kernels", "trained", "trained"]
+    # each frame is sent as soon as it is complete: repetition 0 before repetition 1
+    assert [k[1] for k in keys] == sorted(k[1] for k in keys)
+
+
+# --------------------------------------------------------------------------------------------
+# Errors go back to the peer; the server keeps serving
+# --------------------------------------------------------------------------------------------
+def test_unknown_property_is_reported_back_and_the_server_keeps_serving(server, radial_acs):
+    received = stream_dataset(server.port, radial_acs, {"outptu": "images"})
+    assert [m.mid for m in received.messages] == [protocol.ERROR, protocol.CLOSE]
+    assert "unknown property 'outptu'" in received.messages[0].value
+    received = stream_dataset(server.port, radial_acs, {"output": "images"})
+    assert [m.mid for m in received.messages] == [protocol.ACQUISITION, protocol.IMAGE, protocol.CLOSE]
+
+
+def test_bad_data_is_reported_with_the_acquisition_named(server, radial_acs):
+    messages = list(dataset_messages(radial_acs))
+    bad = ismrmrd.Acquisition.from_array(np.full((4, 128), np.nan, np.complex64))
+    messages.insert(5, protocol.encode_acquisition(bad))
+    received = stream_dataset(server.port, radial_acs, {}, messages)
+    assert received.messages[-2].mid == protocol.ERROR
+    assert "acquisition 5: field 'data' contains 512 non-finite" in received.messages[-2].value
+
+
+def test_wrong_first_message_and_bad_header(server, radial_acs):
+    with StreamClient.connect("127.0.0.1", server.port) as client:
+        client.send(protocol.encode_text_message(protocol.HEADER, radial_acs.header_xml))
+        received = client.wait_closed(30)
+    assert received.messages[0].mid == protocol.ERROR
+    assert "expected CONFIG_FILE (1) or CONFIG_TEXT (2) first, got HEADER (3)" in received.messages[0].value
+    with StreamClient.connect("127.0.0.1", server.port) as client:
+        client.send_handshake(configuration_xml({}), "<ismrmrdHeader><encoding>")
+        received = client.wait_closed(30)
+    assert received.messages[0].mid == protocol.ERROR and "not well-formed XML" in received.messages[0].value
+
+
+# --------------------------------------------------------------------------------------------
+# MRD dialect
+# --------------------------------------------------------------------------------------------
+def test_mrd_dialect_config_name_json_text_and_images(mrd_server, radial_acs):
+    with StreamClient.connect("127.0.0.1", mrd_server.port) as client:
+        client.send_handshake("igrog_basic", radial_acs.header_xml, config_is_name=True, nul_terminate=True)
+        client.send(
+            protocol.encode_text_message(
+                protocol.TEXT, '{"parameters": {"config": "igrog", "igrog.image_dtype": "ushort"}}', nul_terminate=True
+            )
+        )
+        for message in dataset_messages(radial_acs):
+            client.send(message)
+        client.send_close()
+        received = client.wait_closed(120)
+    assert [m.mid for m in received.messages] == [protocol.ACQUISITION, protocol.IMAGE, protocol.CLOSE]
+    picture = received.messages[1].value
+    assert picture.data.dtype == np.uint16 and int(picture.data.max()) == 4095
+
+
+def test_mrd_dialect_errors_come_back_as_text(mrd_server, radial_acs):
+    with StreamClient.connect("127.0.0.1", mrd_server.port) as client:
+        client.send_handshake("igrog", radial_acs.header_xml, config_is_name=True)
+        client.send(protocol.encode_text_message(protocol.TEXT, '{"parameters": {"igrog.output": "recondata"}}'))
+        client.send_close()
+        received = client.wait_closed(30)
+    assert [m.mid for m in received.messages] == [protocol.TEXT, protocol.CLOSE]
+    assert received.messages[0].value.startswith("ERROR")
+    assert "output=recondata is for Gadgetron chains" in received.messages[0].value
