@@ -225,7 +225,8 @@ class GadgetSession:
         try:
             self._serve(handshake)
         except ProtocolError as error:
-            self._fail(str(error), peer_gone=isinstance(error, PeerClosedError))
+            # the reader thread has logged its own errors the moment it met them
+            self._fail(str(error), peer_gone=isinstance(error, PeerClosedError), logged=error is self._inbox.error)
         except (IgrogError, ValueError) as error:
             self._fail(str(error))
         except Exception as error:  # noqa: BLE001 - the connection boundary: log, report, carry on serving
@@ -261,13 +262,15 @@ class GadgetSession:
             len(handshake.header_xml),
         )
         properties = self._handshake_properties(handshake)
-        self.header = parse_header(handshake.header_xml, source=self.channel.peer)
+        # report bad settings now, not when the first data arrive (a JSON TEXT may add more later)
+        self.defaults.merged(properties, "configuration").igrog_config()
+        self.header = parse_header(handshake.header_xml)
         self._start_reader()
         message, arrival = self._next()
         if message.mid == protocol.TEXT:
             data = parse_json_text(message.value)
             if data is not None:
-                properties.extend(properties_from_json(data, f"{self.channel.peer}: JSON config (TEXT message)"))
+                properties.extend(properties_from_json(data, "JSON config (TEXT message)"))
                 message, arrival = self._next()
         self._start_pipeline(properties)
         while True:
@@ -289,7 +292,7 @@ class GadgetSession:
             handshake.config_text = first.value
         else:
             raise SessionError(
-                f"{self.channel.peer}: expected CONFIG_FILE (1) or CONFIG_TEXT (2) first, got {first.name}"
+                f"expected CONFIG_FILE (1) or CONFIG_TEXT (2) first, got {first.name}"
             )
         second = self.channel.read_message()
         self.report.messages_in += 1
@@ -298,12 +301,12 @@ class GadgetSession:
             self._send_close()
             return None
         if second.mid != protocol.HEADER:
-            raise SessionError(f"{self.channel.peer}: expected the ISMRMRD HEADER (3) after the configuration, got {second.name}")
+            raise SessionError(f"expected the ISMRMRD HEADER (3) after the configuration, got {second.name}")
         handshake.header_xml = second.value
         return handshake
 
     def _handshake_properties(self, handshake: Handshake) -> list[tuple[str, str]]:
-        origin = f"{self.channel.peer}: configuration"
+        origin = "configuration"
         if handshake.config_name is not None:
             return self._properties_from_config_name(handshake.config_name)
         text = (handshake.config_text or "").strip()
@@ -343,12 +346,12 @@ class GadgetSession:
         return []
 
     def _start_pipeline(self, properties: list[tuple[str, str]]) -> None:
-        settings = self.defaults.merged(properties, f"{self.channel.peer}: configuration")
+        settings = self.defaults.merged(properties, "configuration")
         config = settings.igrog_config()
         output = settings.output or self.dialect.default_output
         if self.dialect is Dialect.MRD and output == "recondata":
             raise ConfigError(
-                f"{self.channel.peer}: output=recondata is for Gadgetron chains; MRD clients read images, "
+                "output=recondata is for Gadgetron chains; MRD clients read images, "
                 "acquisitions and waveforms only (use output=images or output=acquisitions)"
             )
         self.settings = settings
@@ -358,9 +361,9 @@ class GadgetSession:
         assert self.header is not None
         self.fov_mm = grid_fov_mm(self.header.encoded_fov_mm, config.gridding.grid_oversampling)
         try:
-            self.pipeline = GriddingPipeline(self.header, config, source=self.channel.peer)
+            self.pipeline = GriddingPipeline(self.header, config)
         except ValueError as error:  # e.g. device=cuda without CUDA
-            raise ConfigError(f"{self.channel.peer}: {error}") from None
+            raise ConfigError(str(error)) from None
         logger.info(
             "%s: gridding %s %s data (matrix %s) with variant %s on %s; output %s",
             self.channel.peer, self.header.trajectory, "x".join(map(str, self.header.encoded_matrix[:2])),
@@ -383,7 +386,8 @@ class GadgetSession:
                     return
         except ProtocolError as error:
             if not self._inbox.stopped:
-                logger.error("%s: %s", self.channel.peer, error)
+                detail = "; nothing buffered is gridded or sent" if isinstance(error, PeerClosedError) else ""
+                logger.error("%s: %s; ending this connection%s", self.channel.peer, error, detail)
             self._inbox.fail(error)
 
     def _next(self) -> tuple[Message, float]:
@@ -405,7 +409,6 @@ class GadgetSession:
                 np.array(wire.data),
                 np.array(wire.traj) if dims else None,
                 self.report.acquisitions_in,
-                self.channel.peer,
             )
             self.report.acquisitions_in += 1
             if readout.is_calibration() and self.report.first_frame_sent is None:
@@ -426,7 +429,7 @@ class GadgetSession:
             self._emit(pipeline.close(), None, None)
             self._send_close()
             return True
-        raise SessionError(f"{self.channel.peer}: unexpected {message.name} message in the data stream")
+        raise SessionError(f"unexpected {message.name} message in the data stream")
 
     def _emit(self, outputs: list[Any], item: Any, message: Message | None) -> None:
         """Serialise every output completely, then send them in order."""
@@ -492,15 +495,19 @@ class GadgetSession:
         except ProtocolError as error:
             logger.debug("%s: could not send: %s", self.channel.peer, error)
 
-    def _fail(self, text: str, peer_gone: bool = False) -> None:
+    def _fail(self, text: str, peer_gone: bool = False, logged: bool = False) -> None:
         """Record, log and (unless the peer is gone) report an error, then CLOSE."""
         if self.report.error is not None:
             return
+        prefix = f"{self.channel.peer}: "
+        text = text[len(prefix):] if text.startswith(prefix) else text
         self.report.error = text
         if peer_gone:
-            logger.error("%s: stream ended without CLOSE; dropping what was buffered: %s", self.channel.peer, text)
+            if not logged:
+                logger.error("%s: %s", self.channel.peer, text)
             return
-        logger.error("%s: closing the connection: %s", self.channel.peer, text)
+        if not logged:
+            logger.error("%s: closing the connection: %s", self.channel.peer, text)
         if self.dialect is Dialect.GADGETRON:
             report = protocol.encode_error(f"iGROG gadget: {text}")
         else:

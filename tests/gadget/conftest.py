@@ -12,7 +12,7 @@ from typing import Iterable, Mapping
 import pytest
 
 from igrog_gadget.gadget.client import Received, StreamClient, configuration_xml, dataset_messages
-from igrog_gadget.gadget.protocol import ProtocolLimits
+from igrog_gadget.gadget.protocol import PeerClosedError, ProtocolLimits
 from igrog_gadget.gadget.server import GadgetServer, ServerOptions
 from igrog_gadget.gadget.session import Dialect
 from igrog_gadget.gadget.settings import GadgetSettings
@@ -76,13 +76,21 @@ def stream_dataset(
 ) -> Received:
     """Play Gadgetron's side: configuration, header, the dataset's messages, CLOSE; collect replies."""
     with StreamClient.connect("127.0.0.1", port) as client:
-        client.send_handshake(configuration_xml(properties), dataset.header_xml)
-        for message in messages if messages is not None else dataset_messages(dataset):
-            client.send(message)
-        client.send_close()
+        send_all(client, configuration_xml(properties), dataset, messages)
         received = client.wait_closed(timeout_s)
     assert received.closed, f"the gadget did not send CLOSE (error: {received.error})"
     return received
+
+
+def send_all(client: StreamClient, config: str, dataset: RawDataset, messages: Iterable[bytes] | None = None) -> None:
+    """Handshake, messages (default: the dataset's), CLOSE; stops early when the gadget hung up (after an error)."""
+    try:
+        client.send_handshake(config, dataset.header_xml)
+        for message in messages if messages is not None else dataset_messages(dataset):
+            client.send(message)
+        client.send_close()
+    except PeerClosedError:
+        pass
 
 
 def start_server_process(args: list[str], log_path: Path, env: dict | None = None) -> tuple[subprocess.Popen, int]:

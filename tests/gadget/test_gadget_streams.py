@@ -10,9 +10,10 @@ import ismrmrd
 import numpy as np
 import pytest
 
-from conftest import DETERMINISTIC_OVERRIDES, data_file, stream_dataset
+from conftest import DETERMINISTIC_OVERRIDES, data_file, send_all, stream_dataset
 from igrog_gadget.config import load_config
 from igrog_gadget.gadget import protocol
+from igrog_gadget.gadget.images import rss_image
 from igrog_gadget.gadget.client import StreamClient, configuration_xml, dataset_messages
 from igrog_gadget.gadget.recondata import decode_recon_data
 from igrog_gadget.gadget.server import GadgetServer
@@ -32,13 +33,16 @@ def stream_with_report(server: GadgetServer, dataset, properties, messages=None)
     """Stream and return (received, the server's report of that connection)."""
     with StreamClient.connect("127.0.0.1", server.port) as client:
         host, port = client.channel.sock.getsockname()[:2]
-        client.send_handshake(configuration_xml(properties), dataset.header_xml)
-        for message in messages if messages is not None else dataset_messages(dataset):
-            client.send(message)
-        client.send_close()
+        send_all(client, configuration_xml(properties), dataset, messages)
         received = client.wait_closed(120)
     assert received.closed, received.error
     return received, report_for(server, f"{host}:{port}")
+
+
+def truth_rss(name: str) -> np.ndarray:
+    """RSS image (ny, nx) of a recorded file's Cartesian ground-truth k-space."""
+    truth = np.load(data_file(f"{name}.truth.npz"))
+    return rss_image(truth["kspace"][0, 0])
 
 
 def rss(recon_buffer_data: np.ndarray) -> np.ndarray:
@@ -100,8 +104,11 @@ def test_four_concurrent_streams_in_all_output_modes(server, radial_acs, spiral_
     assert isinstance(centre, ismrmrd.AcquisitionHeader)
     assert tuple(centre.slice_dir) == tuple(radial_acs.readouts[-1].source_header.slice_dir)
     assert buffer.sampling.encoded_matrix == (64, 64, 1)
-    image = rss(buffer.data)
-    assert image[16:48, 16:48].mean() > 3 * image[:4, :4].mean()  # an object in the middle, not noise
+    image = rss(buffer.data)  # [E0 = x, E1 = y]
+    truth = truth_rss("radial_acs")  # [y, x]
+    # the scene, in the right orientation (the training budget is tiny under 4 concurrent streams:
+    # a 1-step model still correlates > 0.8, a converged one > 0.99)
+    assert np.corrcoef(image.T.ravel(), truth.ravel())[0, 1] > 0.7
 
     received = results["acquisitions"][0]
     mids = [m.mid for m in received.messages]
@@ -117,8 +124,7 @@ def test_four_concurrent_streams_in_all_output_modes(server, radial_acs, spiral_
     assert tuple(head.matrix_size) == (64, 64, 1) and head.image_type == ismrmrd.IMTYPE_MAGNITUDE
     assert head.image_series_index == 5 and head.image_index == 1 and head.channels == 1
     assert picture.data.dtype == np.float32
-    correlation = np.corrcoef(picture.data[0, 0].ravel(), image.T.ravel())[0, 1]
-    assert correlation > 0.9  # the same scene as the recon-data stream (image [y, x] vs buffer [E0, E1])
+    assert np.corrcoef(picture.data[0, 0].ravel(), truth.ravel())[0, 1] > 0.7  # pixel [y, x]
 
     received = results["spiral-recondata"][0]
     assert [m.mid for m in received.messages] == [protocol.ACQUISITION, protocol.RECONDATA, protocol.CLOSE]
