@@ -283,25 +283,25 @@ class MessageChannel:
             except socket.timeout:
                 if first and got == 0:
                     raise PeerTimeoutError(
-                        f"{self.peer}: no message for {self.limits.idle_timeout_s:g} s (idle timeout); closing"
+                        f"no message for {self.limits.idle_timeout_s:g} s (idle timeout); closing"
                     ) from None
                 raise PeerTimeoutError(
-                    f"{self.peer}: peer stalled for {self.limits.read_timeout_s:g} s in the middle of {what} "
+                    f"peer stalled for {self.limits.read_timeout_s:g} s in the middle of {what} "
                     f"({got} of {n} bytes received)"
                 ) from None
             except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as error:
                 raise TruncatedMessageError(
-                    f"{self.peer}: connection reset by the peer while reading {what} ({got} of {n} bytes): {error}"
+                    f"connection reset by the peer while reading {what} ({got} of {n} bytes): {error}"
                 ) from None
             except OSError as error:
                 if self.closed:
-                    raise PeerClosedError(f"{self.peer}: connection closed locally") from None
-                raise ProtocolError(f"{self.peer}: socket error while reading {what}: {error}") from None
+                    raise PeerClosedError(f"connection closed locally") from None
+                raise ProtocolError(f"socket error while reading {what}: {error}") from None
             if count == 0:
                 if first and got == 0:
-                    raise PeerClosedError(f"{self.peer}: the peer closed the connection without a CLOSE message")
+                    raise PeerClosedError(f"the peer closed the connection without a CLOSE message")
                 raise TruncatedMessageError(
-                    f"{self.peer}: connection ended in the middle of {what}: {got} of {n} bytes received"
+                    f"connection ended in the middle of {what}: {got} of {n} bytes received"
                 )
             got += count
         self.bytes_received += n
@@ -310,7 +310,7 @@ class MessageChannel:
     def _check_size(self, size: int, limit: int, what: str) -> None:
         if size > limit:
             raise MessageTooLargeError(
-                f"{self.peer}: {what} announces {size} bytes, more than the limit of {limit} bytes; "
+                f"{what} announces {size} bytes, more than the limit of {limit} bytes; "
                 "the stream is corrupt or the message is too large"
             )
 
@@ -322,7 +322,7 @@ class MessageChannel:
         reader = self._READERS.get(mid)
         if reader is None:
             raise MalformedMessageError(
-                f"{self.peer}: unsupported message id {mid}"
+                f"unsupported message id {mid}"
                 + (f" ({MESSAGE_NAMES[mid]})" if mid in MESSAGE_NAMES else "")
                 + "; the gadget reads CONFIG_FILE, CONFIG_TEXT, HEADER, CLOSE, TEXT, ACQUISITION, IMAGE, "
                 "WAVEFORM and RECONDATA"
@@ -342,7 +342,7 @@ class MessageChannel:
         try:
             decoded = text.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise MalformedMessageError(f"{self.peer}: {what} is not valid UTF-8: {error}") from None
+            raise MalformedMessageError(f"{what} is not valid UTF-8: {error}") from None
         return decoded, length_bytes + payload
 
     def _read_config_text(self) -> tuple[str, bytes]:
@@ -362,7 +362,7 @@ class MessageChannel:
         try:
             name = payload.split(b"\x00", 1)[0].decode("utf-8")
         except UnicodeDecodeError as error:
-            raise MalformedMessageError(f"{self.peer}: the CONFIG_FILE name is not valid UTF-8: {error}") from None
+            raise MalformedMessageError(f"the CONFIG_FILE name is not valid UTF-8: {error}") from None
         return name, payload
 
     def _read_acquisition(self) -> tuple[WireAcquisition, bytes]:
@@ -386,7 +386,7 @@ class MessageChannel:
         try:
             itemsize = np.dtype(get_dtype_from_data_type(head.data_type)).itemsize
         except TypeError:
-            raise MalformedMessageError(f"{self.peer}: image {head.image_index} has unknown data_type {head.data_type}") from None
+            raise MalformedMessageError(f"image {head.image_index} has unknown data_type {head.data_type}") from None
         values = int(head.channels) * int(np.prod([int(v) for v in head.matrix_size], dtype=np.int64))
         data_size = values * itemsize
         self._check_size(data_size, self.limits.max_message_bytes, f"image {head.image_index}")
@@ -396,7 +396,7 @@ class MessageChannel:
         try:
             image = ismrmrd.Image.from_bytes(body)
         except (ValueError, UnicodeDecodeError) as error:
-            raise MalformedMessageError(f"{self.peer}: image {head.image_index} cannot be decoded: {error}") from None
+            raise MalformedMessageError(f"image {head.image_index} cannot be decoded: {error}") from None
         return image, body
 
     def _read_waveform(self) -> tuple[ismrmrd.Waveform, bytes]:
@@ -438,10 +438,10 @@ class MessageChannel:
             self.sock.sendall(payload)
         except socket.timeout:
             raise PeerTimeoutError(
-                f"{self.peer}: the peer did not read for {self.limits.send_timeout_s:g} s; closing"
+                f"the peer did not read for {self.limits.send_timeout_s:g} s; closing"
             ) from None
         except OSError as error:
-            raise PeerClosedError(f"{self.peer}: cannot send, the peer has gone: {error}") from None
+            raise PeerClosedError(f"cannot send, the peer has gone: {error}") from None
         self.bytes_sent += len(payload)
 
     def close(self) -> None:

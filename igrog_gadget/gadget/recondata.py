@@ -256,7 +256,7 @@ class _Reader:
     def take(self, n: int, what: str) -> bytes:
         if self.total + n > self.limits.max_message_bytes:
             raise MessageTooLargeError(
-                f"{self.peer}: recon data message grows beyond the limit of {self.limits.max_message_bytes} bytes "
+                f"recon data message grows beyond the limit of {self.limits.max_message_bytes} bytes "
                 f"at {what} ({n} more bytes); the stream is corrupt or the message is too large"
             )
         chunk = self.read_exactly(n, what)
@@ -270,14 +270,14 @@ class _Reader:
     def flag(self, what: str) -> bool:
         value = self.take(1, what)[0]
         if value not in (0, 1):
-            raise MalformedMessageError(f"{self.peer}: recon data: {what} is {value}, expected a bool (0 or 1)")
+            raise MalformedMessageError(f"recon data: {what} is {value}, expected a bool (0 or 1)")
         return bool(value)
 
     def dims(self, what: str) -> tuple[int, ...]:
         ndim = self.u64(f"the dimension count of {what}")
         if ndim > self.limits.max_array_dimensions:
             raise MalformedMessageError(
-                f"{self.peer}: recon data: {what} declares {ndim} dimensions (limit {self.limits.max_array_dimensions})"
+                f"recon data: {what} declares {ndim} dimensions (limit {self.limits.max_array_dimensions})"
             )
         return tuple(self.u64(f"a dimension of {what}") for _ in range(ndim))
 
@@ -288,7 +288,7 @@ class _Reader:
             count *= d
             if count * dtype.itemsize > self.limits.max_message_bytes:
                 raise MessageTooLargeError(
-                    f"{self.peer}: recon data: {what} of shape {shape} exceeds the limit of "
+                    f"recon data: {what} of shape {shape} exceeds the limit of "
                     f"{self.limits.max_message_bytes} bytes"
                 )
         payload = self.take(count * dtype.itemsize, what)
@@ -298,7 +298,7 @@ class _Reader:
         shape = self.dims(what)
         count = int(np.prod(shape, dtype=np.int64)) if shape else 1
         if count * ACQUISITION_HEADER_SIZE > self.limits.max_message_bytes:
-            raise MessageTooLargeError(f"{self.peer}: recon data: {what} of shape {shape} exceeds the size limit")
+            raise MessageTooLargeError(f"recon data: {what} of shape {shape} exceeds the size limit")
         payload = self.take(count * ACQUISITION_HEADER_SIZE, what)
         flat = np.empty(count, dtype=object)
         for i in range(count):
@@ -318,7 +318,7 @@ class _Reader:
     def recon_data(self) -> ReconData:
         count = self.u64("the recon bit count")
         if count > 65535:
-            raise MalformedMessageError(f"{self.peer}: recon data declares {count} recon bits")
+            raise MalformedMessageError(f"recon data declares {count} recon bits")
         bits = []
         for i in range(count):
             data = self.buffer(f"recon bit {i}")

@@ -433,6 +433,8 @@ class GadgetSession:
 
     def _emit(self, outputs: list[Any], item: Any, message: Message | None) -> None:
         """Serialise every output completely, then send them in order."""
+        if self._inbox.error is not None:  # the peer went away while this item was processed
+            raise self._inbox.error
         for out in outputs:
             if item is not None and out is item:
                 payloads = [message.raw]  # exactly as it arrived
@@ -499,8 +501,6 @@ class GadgetSession:
         """Record, log and (unless the peer is gone) report an error, then CLOSE."""
         if self.report.error is not None:
             return
-        prefix = f"{self.channel.peer}: "
-        text = text[len(prefix):] if text.startswith(prefix) else text
         self.report.error = text
         if peer_gone:
             if not logged:
