@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
 from torch import nn
 
 from igrog_gadget.config import IgrogConfig
@@ -49,7 +50,9 @@ def _load_builtin_variants() -> None:
         VariantSpec(
             name="basic",
             datamodule=BasicDataModule,
-            model=lambda dm, cfg: BasicKernelModel(cfg.gridding.num_sources, dm.frame.num_coils, cfg.model),
+            model=lambda dm, cfg: BasicKernelModel(
+                cfg.gridding.num_sources, dm.frame.num_coils, cfg.model, torch.from_numpy(dm.whitening)
+            ),
             loss=lambda cfg: KernelPredictionLoss(),
         )
     )

@@ -55,6 +55,8 @@ class CalibrationConfig:
     """Synthesised (sources, target) pairs per training."""
     offset_jitter: float = 0.02
     """Gaussian jitter (grid units) added to the trajectory's offsets when synthesising pairs."""
+    normalize_pairs: bool = True
+    """Scale each training pair to unit source power (equal weight for centre and edge of the block)."""
     interpolation_padding: int = 4
     """Zero-padding factor of the block for the sinc (NUFFT) interpolation of off-grid values."""
     selfcal_size: int = 32
@@ -99,6 +101,10 @@ class TrainingConfig:
     """Gradient-norm clipping (0 = off)."""
     early_stopping_patience: int = 0
     """Epochs without improvement before stopping (0 = off)."""
+    whiten_sources: bool = True
+    """Train the kernel for whitened sources (a reparameterisation that speeds up convergence)."""
+    whitening_regularization: float = 1e-2
+    """Diagonal loading of the source covariance before whitening, relative to its mean eigenvalue."""
     validation_fraction: float = 0.05
     """Share of the pairs held out to report a validation loss."""
     seed: int = 0
@@ -177,6 +183,8 @@ class IgrogConfig:
         _choice("training.scheduler", t.scheduler, ("time_cosine", "cosine", "step", "none"))
         _at_least("training.grad_clip", t.grad_clip, 0.0)
         _at_least("training.early_stopping_patience", t.early_stopping_patience, 0)
+        if t.whitening_regularization <= 0:
+            raise ConfigError(f"training.whitening_regularization must be > 0, got {t.whitening_regularization}")
         if not 0.0 <= t.validation_fraction < 0.5:
             raise ConfigError(f"training.validation_fraction must be in [0, 0.5), got {t.validation_fraction}")
         _choice("fieldcorr.mode", self.fieldcorr.mode, ("hybrid", "kernel"))

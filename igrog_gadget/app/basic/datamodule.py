@@ -18,7 +18,7 @@ from igrog_gadget.app.common.batches import TensorDictDataset, batch_loader
 from igrog_gadget.app.common.calibrate import calibration_block
 from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace
 from igrog_gadget.app.common.kernels import grid_with_kernels, mean_time_on_grid
-from igrog_gadget.app.common.pairs import TrainingPairs, synthesize_pairs
+from igrog_gadget.app.common.pairs import TrainingPairs, source_whitening, synthesize_pairs
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.gridding.calibration import CalibrationBlock, OffGridInterpolator
 from igrog_gadget.gridding.geometry import SampleGeometry, build_geometry
@@ -30,7 +30,8 @@ class BasicDataModule(DataModule):
     """Training pairs from a k-space calibration block; test set = every imaging sample.
 
     After ``preprocess()``: ``geometry`` (targets/sources of all samples) and, when
-    ``with_training`` is true, ``pairs`` (synthesised training data). ``postprocess(kernels)``
+    ``with_training`` is true, ``pairs`` (synthesised training data) and ``whitening``
+    (the source whitening matrix the model is built with). ``postprocess(kernels)``
     grids the frame; ``data`` is then a ``GriddedKSpace`` and ``kernels`` (n, coils,
     coils*sources) the kernels it used.
     """
@@ -43,6 +44,7 @@ class BasicDataModule(DataModule):
         self.block: CalibrationBlock | None = None
         self.pairs: TrainingPairs | None = None
         self.val_pairs: TrainingPairs | None = None
+        self.whitening: np.ndarray | None = None
         self.kernels: torch.Tensor | None = None
         self.data: GriddedKSpace | None = None
 
@@ -56,6 +58,12 @@ class BasicDataModule(DataModule):
             self.block = self.make_calibration_block()
             pairs = self.make_training_pairs(self.block)
             self.pairs, self.val_pairs = split_pairs(pairs, cfg.training.validation_fraction)
+            size = self.pairs.sources.shape[1]
+            self.whitening = (
+                source_whitening(self.pairs.sources, cfg.training.whitening_regularization)
+                if cfg.training.whiten_sources
+                else np.eye(size, dtype=np.complex64)
+            )
         return self
 
     def train_dataloader(self) -> DataLoader:
@@ -86,7 +94,14 @@ class BasicDataModule(DataModule):
         rng = np.random.default_rng(self.config.training.seed)
         interpolator = OffGridInterpolator(block, padding=cal.interpolation_padding)
         return synthesize_pairs(
-            block, interpolator, self.geometry.offsets, cal.num_training_pairs, cal.edge_margin, cal.offset_jitter, rng
+            block,
+            interpolator,
+            self.geometry.offsets,
+            cal.num_training_pairs,
+            cal.edge_margin,
+            cal.offset_jitter,
+            rng,
+            normalize=cal.normalize_pairs,
         )
 
     def pair_dataset(self, pairs: TrainingPairs) -> TensorDictDataset:

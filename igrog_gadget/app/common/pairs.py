@@ -55,6 +55,7 @@ def synthesize_pairs(
     edge_margin: float,
     jitter: float,
     rng: np.random.Generator,
+    normalize: bool = True,
 ) -> TrainingPairs:
     """Pairs at random grid targets inside the block, offsets drawn from the trajectory's own.
 
@@ -65,6 +66,7 @@ def synthesize_pairs(
         num_pairs: pairs to make.
         edge_margin: grid units kept between targets (plus the source reach) and the block edge.
         jitter: std of Gaussian noise added to drawn offsets (grid units).
+        normalize: scale each pair to unit mean source power.
     """
     if offset_pool.shape[0] == 0:
         raise CalibrationError("no imaging samples inside the grid: nothing to train kernels for")
@@ -83,9 +85,28 @@ def synthesize_pairs(
     iy = targets_k[:, 1] - block.ky0
     ix = targets_k[:, 0] - block.kx0
     targets = block.kspace[:, iy, ix].T / scale
+    if normalize:
+        # Kernels are linear: scaling a pair leaves its optimal kernel unchanged but keeps the
+        # high-energy centre of k-space from dominating the loss.
+        norms = np.sqrt(np.mean(np.abs(sources) ** 2, axis=1, keepdims=True)) + 1e-12
+        sources = sources / norms
+        targets = targets / norms
     return TrainingPairs(
         offsets=offsets,
         sources=np.ascontiguousarray(sources, dtype=np.complex64),
         targets=np.ascontiguousarray(targets, dtype=np.complex64),
         scale=scale,
     )
+
+
+def source_whitening(sources: np.ndarray, regularization: float = 1e-3) -> np.ndarray:
+    """Inverse Cholesky factor of the source covariance: shape (m, m) complex64 for sources (pairs, m).
+
+    ``W = L^-1`` with ``L L^H = S^H S / pairs + regularization * mean eigenvalue * I``, so the
+    whitened sources ``W s`` have (almost) identity covariance.
+    """
+    covariance = sources.conj().T @ sources / max(sources.shape[0], 1)
+    covariance = covariance.T  # E[s s^H] with s as column vectors
+    load = regularization * float(np.real(np.trace(covariance))) / covariance.shape[0]
+    factor = np.linalg.cholesky(covariance + load * np.eye(covariance.shape[0]))
+    return np.linalg.inv(factor).astype(np.complex64)

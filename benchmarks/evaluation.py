@@ -1,0 +1,56 @@
+"""Shared helpers of the benchmarks: load a simulated file as frames, score against its truth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from igrog_gadget.app.common.calibrate import calibration_block
+from igrog_gadget.app.common.frame import FrameInputs
+from igrog_gadget.config import IgrogConfig
+from igrog_gadget.io import read_dataset
+from igrog_gadget.stream.buffer import ReadoutBuffer
+from igrog_gadget.stream.frames import frame_inputs
+
+
+@dataclass
+class Case:
+    """A simulated file loaded as its first frame, with the Cartesian truth."""
+
+    name: str
+    frame: FrameInputs
+    truth: np.ndarray
+    """Shape (coils, ny, nx), complex64: noiseless field-free k-space of the frame's slice."""
+    noise_std: float
+
+
+def load_case(name: str, path: str | Path, config: IgrogConfig) -> Case:
+    """First frame of an ISMRMRD file written by ``igrog simulate`` and its truth."""
+    dataset = read_dataset(path)
+    buffer = ReadoutBuffer(expected_coils=dataset.header.num_coils)
+    completed = []
+    for readout in dataset.readouts:
+        if readout.is_calibration() or readout.is_imaging():
+            completed += buffer.add(readout)
+    completed += buffer.close()
+    images = {}
+    for item in dataset.images:
+        images.setdefault(item.series, []).append(np.asarray(item.data).reshape(-1, *item.data.shape[-2:]))
+    images = {k: np.concatenate(v) for k, v in images.items()}
+    frame = frame_inputs(completed[0], dataset.header, config, images)
+    truth_file = np.load(Path(path).with_name(Path(path).stem + ".truth.npz"))
+    truth = truth_file["kspace"][0, 0]
+    return Case(name, frame, truth, float(truth_file["noise_std"]))
+
+
+def nrmse_on_sampled(kspace: np.ndarray, hits: np.ndarray, truth: np.ndarray) -> float:
+    """||kspace - truth|| / ||truth|| over the grid points where at least one sample landed."""
+    mask = hits > 0
+    return float(np.linalg.norm((kspace - truth)[:, mask]) / np.linalg.norm(truth[:, mask]))
+
+
+def grog_block(case: Case, config: IgrogConfig):
+    """The calibration block iGROG uses (ACS or self-calibration), for the GROG baseline."""
+    return calibration_block(case.frame, config.calibration)
