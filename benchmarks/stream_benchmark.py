@@ -1,0 +1,232 @@
+"""Streaming benchmark: ``igrog serve`` fed over TCP next to ``igrog replay`` of the same file.
+
+Measures, for a simulated multi-repetition radial scan (ACS block, then repetitions of the same
+spokes, as a scanner sends it):
+
+- latency from the last calibration acquisition (sent) to the first gridded output (received);
+- steady-state throughput (imaging acquisitions / s) once the model is trained: repetitions
+  2..N, which reuse the cached kernels; the client sends as fast as it can, so the server is
+  the bottleneck;
+- the same file through :func:`igrog_gadget.replay.replay_file` (what ``igrog replay`` runs).
+
+Usage::
+
+    python benchmarks/stream_benchmark.py                       # 128x128, 8 coils, 10 repetitions
+    python benchmarks/stream_benchmark.py --repetitions 20 --set training.max_seconds=4
+    python benchmarks/stream_benchmark.py --output images --device cuda
+
+The server runs in its own process (``python -m igrog_gadget serve``), as in production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from igrog_gadget.config import load_config  # noqa: E402
+from igrog_gadget.gadget import protocol  # noqa: E402
+from igrog_gadget.gadget.client import StreamClient, configuration_xml, readout_messages  # noqa: E402
+from igrog_gadget.io import read_dataset  # noqa: E402
+from igrog_gadget.replay import replay_file  # noqa: E402
+from igrog_gadget.simulate import SimulationSpec, simulate_to_file  # noqa: E402
+
+logger = logging.getLogger("stream_benchmark")
+
+_FRAME_MESSAGES = {"recondata": protocol.RECONDATA, "images": protocol.IMAGE}
+
+
+@dataclass
+class Measurement:
+    """One way of gridding the file."""
+
+    total_s: float
+    training_s: float | None
+    first_output_s: float | None
+    """Last calibration acquisition -> first gridded output (stream); the first frame's own time (replay)."""
+    steady_acq_per_s: float | None
+    frames: int
+
+
+def start_server(args: argparse.Namespace, log_path: Path) -> tuple[subprocess.Popen, int]:
+    """``igrog serve`` in a subprocess on a free port."""
+    command = [sys.executable, "-m", "igrog_gadget", "serve", "--host", "127.0.0.1", "--port", "0"]
+    for override in args.overrides:
+        command += ["--set", override]
+    if args.device:
+        command += ["--device", args.device]
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = str(ROOT) + os.pathsep + environment.get("PYTHONPATH", "")
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True, env=environment)
+    line = process.stdout.readline()
+    if not line.startswith("listening on port"):
+        process.kill()
+        raise RuntimeError(f"igrog serve did not start: {line!r}; see {log_path}")
+    return process, int(line.split()[-1])
+
+
+def stream(port: int, dataset, output: str) -> Measurement:
+    """Send the whole file as fast as possible; time what comes back."""
+    readouts = dataset.readouts
+    messages = list(readout_messages(readouts))  # serialised up front: the client is never the bottleneck
+    last_calibration = max(i for i, r in enumerate(readouts) if r.is_calibration())
+    sent_last_calibration = 0.0
+    with StreamClient.connect("127.0.0.1", port) as client:
+        started = time.perf_counter()
+        client.send_handshake(configuration_xml({"output": output}), dataset.header_xml)
+        for i, message in enumerate(messages):
+            client.send(message)
+            if i == last_calibration:
+                sent_last_calibration = time.perf_counter()
+        client.send_close()
+        received = client.wait_closed(3600)
+        ended = time.perf_counter()
+    if not received.closed:
+        raise RuntimeError(f"stream failed: {received.error}")
+    errors = [m.value for m in received.messages if m.mid in (protocol.ERROR, protocol.TEXT)]
+    if errors:
+        raise RuntimeError(f"the gadget reported: {errors[0]}")
+    frame_arrivals = _frame_arrivals(received, output, dataset)
+    imaging_per_frame = sum(1 for r in readouts if r.is_imaging() and not r.is_noise()) / max(1, len(frame_arrivals))
+    steady = None
+    if len(frame_arrivals) >= 3:
+        steady = imaging_per_frame * (len(frame_arrivals) - 1) / (frame_arrivals[-1] - frame_arrivals[0])
+    return Measurement(
+        total_s=ended - started,
+        training_s=None,
+        first_output_s=frame_arrivals[0] - sent_last_calibration if frame_arrivals else None,
+        steady_acq_per_s=steady,
+        frames=len(frame_arrivals),
+    )
+
+
+def _frame_arrivals(received, output: str, dataset) -> list[float]:
+    if output in _FRAME_MESSAGES:
+        return [t for m, t in zip(received.messages, received.arrivals) if m.mid == _FRAME_MESSAGES[output]]
+    # acquisitions: a frame is complete with its line that carries ACQ_LAST_IN_SLICE
+    last_in_slice = 1 << 7
+    return [
+        t for m, t in zip(received.messages, received.arrivals)
+        if m.mid == protocol.ACQUISITION and int(m.value.head.flags) & last_in_slice
+    ]
+
+
+def replay(path: Path, output: Path, overrides: list[str], device: str | None) -> Measurement:
+    overrides = list(overrides) + ([f"gridding.device={device}"] if device else [])
+    config = load_config("basic", None, overrides)
+    report = replay_file(path, output, config)
+    frames = report.frames
+    imaging = sum(1 for r in read_dataset(str(path)).readouts if r.is_imaging() and not r.is_noise())
+    steady = None
+    if len(frames) >= 3:
+        later = sum(f.info.get("total_s", 0.0) for f in frames[1:])
+        steady = imaging / len(frames) * (len(frames) - 1) / later if later > 0 else None
+    return Measurement(
+        total_s=report.seconds,
+        training_s=report.training_seconds,
+        first_output_s=frames[0].info.get("total_s") if frames else None,
+        steady_acq_per_s=steady,
+        frames=len(frames),
+    )
+
+
+def _cell(value: float | int | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def print_table(title: str, streamed: Measurement, replayed: Measurement, server_training: float | None) -> None:
+    rows = [
+        ("total wall time [s]", _cell(streamed.total_s, ".2f"), _cell(replayed.total_s, ".2f")),
+        ("training [s]", _cell(server_training, ".2f"), _cell(replayed.training_s, ".2f")),
+        (
+            "last calibration acq -> first gridded output [s]",
+            _cell(streamed.first_output_s, ".2f"),
+            _cell(replayed.first_output_s, ".2f") + " (frame 1, from calibration)",
+        ),
+        (
+            "steady-state throughput, repetitions 2..N [acq/s]",
+            _cell(streamed.steady_acq_per_s, ".0f"),
+            _cell(replayed.steady_acq_per_s, ".0f"),
+        ),
+        ("frames", str(streamed.frames), str(replayed.frames)),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(title)
+    print(f"{'':{width}}  {'igrog serve (TCP stream)':>26}  {'igrog replay (file)':>30}")
+    for name, a, b in rows:
+        print(f"{name:{width}}  {a:>26}  {b:>30}")
+
+
+def _server_training_seconds(log_path: Path) -> float | None:
+    total = 0.0
+    found = False
+    for line in log_path.read_text().splitlines():
+        if "trained basic kernels in" in line:
+            total += float(line.split("trained basic kernels in", 1)[1].split("s", 1)[0])
+            found = True
+    return total if found else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--matrix", type=int, default=128)
+    parser.add_argument("--coils", type=int, default=8)
+    parser.add_argument("--spokes", type=int, default=128, help="spokes per repetition")
+    parser.add_argument("--repetitions", type=int, default=10)
+    parser.add_argument("--acs", type=int, default=32)
+    parser.add_argument("--output", default="recondata", choices=("recondata", "acquisitions", "images"))
+    parser.add_argument("--device", default=None, help="auto | cpu | cuda (default: the configuration's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+    parser.add_argument("--input", default=None, help="use this ISMRMRD file instead of simulating one")
+    parser.add_argument("--workdir", default=None, help="keep the simulated file, outputs and server log here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    with tempfile.TemporaryDirectory() as scratch:
+        workdir = Path(args.workdir or scratch)
+        workdir.mkdir(parents=True, exist_ok=True)
+        if args.input:
+            path = Path(args.input)
+        else:
+            path = workdir / "stream_benchmark_radial.h5"
+            spec = SimulationSpec(
+                trajectory="radial", matrix=args.matrix, coils=args.coils, spokes=args.spokes,
+                acs=args.acs, repetitions=args.repetitions, seed=11,
+            )
+            simulate_to_file(path, spec, overwrite=True)
+        dataset = read_dataset(str(path))
+        log_path = workdir / "serve.log"
+        process, port = start_server(args, log_path)
+        try:
+            streamed = stream(port, dataset, args.output)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+            process.stdout.close()
+        server_training = _server_training_seconds(log_path)
+        replayed = replay(path, workdir / "replay_out.h5", args.overrides, args.device)
+        header = dataset.header
+        imaging = sum(1 for r in dataset.readouts if r.is_imaging() and not r.is_noise())
+        title = (
+            f"stream benchmark: {header.trajectory} {header.encoded_matrix[0]}x{header.encoded_matrix[1]}, "
+            f"{dataset.readouts[-1].num_coils} coils, {imaging} imaging + "
+            f"{sum(1 for r in dataset.readouts if r.is_calibration())} calibration acquisitions, "
+            f"output {args.output}, overrides {args.overrides or 'none'}"
+        )
+        print_table(title, streamed, replayed, server_training)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
