@@ -101,3 +101,45 @@ def frame_image(
     image.setHead(head)
     image.meta = meta
     return image
+
+
+def crop_to_fov(
+    kspace: np.ndarray, grid_fov_mm: tuple[float, float, float], target_fov_mm: tuple[float, float, float]
+) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Remove oversampling: keep the central part of the image that covers ``target_fov_mm``.
+
+    The gridded k-space covers ``grid_fov_mm`` (encoded FOV x grid oversampling); when the
+    header's reconSpace FOV is smaller along x or y (e.g. 2x readout oversampling), the image
+    is cropped there (``round(n * target / grid)`` pixels around index ``n // 2``) and
+    transformed back, so that the Cartesian gadgets' E0 x E1 image is the recon FOV.
+    Axes where the target is not smaller are left alone. Pixel values are unchanged
+    (orthonormal transforms both ways).
+
+    Args:
+        kspace: shape (coils, ny, nx), k = 0 at (ny // 2, nx // 2).
+        grid_fov_mm: FOV (x, y, z) the grid covers.
+        target_fov_mm: wanted FOV (x, y, z), e.g. the reconSpace FOV.
+
+    Returns:
+        k-space (coils, ny', nx') complex64 with k = 0 at (ny' // 2, nx' // 2), and its FOV.
+    """
+    kspace = np.asarray(kspace)
+    coils, ny, nx = kspace.shape
+    keep = []
+    fov = list(float(v) for v in grid_fov_mm)
+    for axis, n in ((0, nx), (1, ny)):
+        grid, target = float(grid_fov_mm[axis]), float(target_fov_mm[axis])
+        if target <= 0 or grid <= 0 or target >= grid * (1 - 1e-6):
+            keep.append(n)
+            continue
+        kept = max(1, min(n, int(round(n * target / grid))))
+        keep.append(kept)
+        fov[axis] = grid * kept / n
+    keep_x, keep_y = keep
+    if (keep_x, keep_y) == (nx, ny):
+        return kspace.astype(np.complex64, copy=False), tuple(fov)  # type: ignore[return-value]
+    images = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(kspace, axes=(-2, -1)), axes=(-2, -1), norm="ortho"), axes=(-2, -1))
+    y0, x0 = ny // 2 - keep_y // 2, nx // 2 - keep_x // 2
+    cropped = images[:, y0 : y0 + keep_y, x0 : x0 + keep_x]
+    result = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(cropped, axes=(-2, -1)), axes=(-2, -1), norm="ortho"), axes=(-2, -1))
+    return result.astype(np.complex64), tuple(fov)  # type: ignore[return-value]

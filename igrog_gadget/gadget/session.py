@@ -19,6 +19,7 @@ log; a peer that is gone is only logged. Nothing here ever stops the server.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import threading
 import time
@@ -30,7 +31,7 @@ import numpy as np
 
 from igrog_gadget.errors import ConfigError, IgrogError
 from igrog_gadget.gadget import protocol
-from igrog_gadget.gadget.images import frame_image
+from igrog_gadget.gadget.images import crop_to_fov, frame_image
 from igrog_gadget.gadget.protocol import Message, MessageChannel, PeerClosedError, ProtocolError
 from igrog_gadget.gadget.recondata import encode_frame, grid_fov_mm
 from igrog_gadget.gadget.settings import (
@@ -461,18 +462,19 @@ class GadgetSession:
                 self._frame_sent(out)
 
     def _encode_frame(self, frame: GriddedFrame) -> list[bytes]:
-        if self.output == "recondata":
-            payload = encode_frame(frame, self.fov_mm, self._acquisitions_sent)
-            return [payload]
-        if self.output == "acquisitions":
+        if self.output == "acquisitions":  # the full grid, exactly as replay writes it
             lines = cartesian_acquisitions(frame, first_scan_counter=self._acquisitions_sent)
             self._acquisitions_sent += len(lines)
             return [protocol.encode_acquisition(line) for line in lines]
-        assert self.settings is not None
+        # recon data and images: oversampling beyond the reconSpace FOV removed
+        assert self.header is not None and self.settings is not None
+        kspace, fov = crop_to_fov(frame.kspace, self.fov_mm, self.header.recon_fov_mm)
+        if kspace.shape != frame.kspace.shape:
+            frame = dataclasses.replace(frame, kspace=kspace, hits=np.zeros(kspace.shape[1:], np.int32))
+        if self.output == "recondata":
+            return [encode_frame(frame, fov, self._acquisitions_sent)]
         self._images_sent += 1
-        image = frame_image(
-            frame, self.fov_mm, self._images_sent, self.settings.image_series_index, self.settings.image_dtype
-        )
+        image = frame_image(frame, fov, self._images_sent, self.settings.image_series_index, self.settings.image_dtype)
         return [protocol.encode_image(image)]
 
     def _frame_sent(self, frame: GriddedFrame) -> None:

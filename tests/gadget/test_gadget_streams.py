@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def truth_rss(name: str) -> np.ndarray:
 def rss(recon_buffer_data: np.ndarray) -> np.ndarray:
     """SimpleReconGadget's image: centred inverse FFT over E0, E1 and root-sum-of-squares over CHA."""
     kspace = recon_buffer_data[:, :, 0, :, 0, 0, 0]  # [E0, E1, CHA]
-    image = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(kspace, axes=(0, 1)), axes=(0, 1)), axes=(0, 1))
+    image = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(kspace, axes=(0, 1)), axes=(0, 1), norm="ortho"), axes=(0, 1))
     return np.sqrt((np.abs(image) ** 2).sum(axis=-1))
 
 
@@ -252,3 +253,29 @@ def test_mrd_dialect_errors_come_back_as_text(mrd_server, radial_acs):
     assert [m.mid for m in received.messages] == [protocol.TEXT, protocol.CLOSE]
     assert received.messages[0].value.startswith("ERROR")
     assert "output=recondata is for Gadgetron chains" in received.messages[0].value
+
+
+# --------------------------------------------------------------------------------------------
+# Readout oversampling is removed from recon data (the image is the recon FOV)
+# --------------------------------------------------------------------------------------------
+def test_recondata_covers_the_recon_fov(server, radial_acs):
+    header = ismrmrd.xsd.CreateFromDocument(radial_acs.header_xml)
+    recon_space = header.encoding[0].reconSpace
+    recon_space.fieldOfView_mm.x = recon_space.fieldOfView_mm.x / 2  # as with 2x readout oversampling
+    recon_space.matrixSize.x = recon_space.matrixSize.x // 2
+    oversampled = dataclasses.replace(radial_acs, header_xml=ismrmrd.xsd.ToXML(header))
+    deterministic = [("set", o) for o in DETERMINISTIC_OVERRIDES]
+
+    full, _ = stream_with_report(server, radial_acs, [("output", "acquisitions")] + deterministic)
+    lines = [m.value for m in full.messages if m.mid == protocol.ACQUISITION][1:]
+    kspace = np.stack([line.data for line in lines], axis=1)  # (coils, ny, nx)
+    expected = rss_image(kspace)[:, 16:48]  # [y, x]: the central half along x
+
+    cropped, report = stream_with_report(server, oversampled, [("output", "recondata")] + deterministic)
+    assert report.error is None
+    buffer = decode_recon_data(cropped.of(protocol.RECONDATA)[0].value).bits[0].data
+    assert buffer.data.shape == (32, 64, 1, 4, 1, 1, 1)
+    assert buffer.headers.shape == (64, 1, 1, 1, 1) and int(buffer.headers[0, 0, 0, 0, 0].number_of_samples) == 32
+    assert buffer.sampling.recon_fov_mm == pytest.approx((128.0, 256.0, 5.0))
+    assert buffer.sampling.limits[0] == (0, 16, 31)
+    np.testing.assert_allclose(rss(buffer.data).T, expected, rtol=1e-4, atol=1e-4 * float(expected.max()))
