@@ -77,3 +77,11 @@ def test_mrd_json_parameters():
 def test_every_property_is_documented():
     for name, (default, description) in PROPERTIES.items():
         assert description.strip(), name
+
+
+def test_readme_documents_every_property():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "igrog_gadget" / "gadget" / "README_gadget.md").read_text()
+    for name in PROPERTIES:
+        assert f"| `{name}` |" in readme, name

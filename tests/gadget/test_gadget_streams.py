@@ -17,7 +17,7 @@ from igrog_gadget.gadget import protocol
 from igrog_gadget.gadget.images import rss_image
 from igrog_gadget.gadget.client import StreamClient, configuration_xml, dataset_messages
 from igrog_gadget.gadget.recondata import decode_recon_data
-from igrog_gadget.gadget.server import GadgetServer
+from igrog_gadget.gadget.server import GadgetServer, ServerOptions
 from igrog_gadget.gadget.session import SessionReport
 from igrog_gadget.io import acquisition_from_readout, image_from_item
 from igrog_gadget.replay import replay_file
@@ -279,3 +279,20 @@ def test_recondata_covers_the_recon_fov(server, radial_acs):
     assert buffer.sampling.recon_fov_mm == pytest.approx((128.0, 256.0, 5.0))
     assert buffer.sampling.limits[0] == (0, 16, 31)
     np.testing.assert_allclose(rss(buffer.data).T, expected, rtol=1e-4, atol=1e-4 * float(expected.max()))
+
+
+def test_connections_beyond_the_limit_are_told_the_server_is_busy(radial_acs):
+    options = ServerOptions(host="127.0.0.1", port=0, max_connections=1)
+    with GadgetServer(options) as busy_server:
+        busy_server.serve_in_background()
+        with StreamClient.connect("127.0.0.1", busy_server.port) as first:
+            first.send(protocol.encode_text_message(protocol.CONFIG_TEXT, configuration_xml({})))
+            deadline = 50
+            while busy_server.active_connections < 1 and deadline:
+                deadline -= 1
+                threading.Event().wait(0.05)
+            with StreamClient.connect("127.0.0.1", busy_server.port) as second:
+                received = second.wait_closed(10)
+            assert [m.mid for m in received.messages] == [protocol.ERROR, protocol.CLOSE]
+            assert "server busy (1 connections, limit 1)" in received.messages[0].value
+            first.send_close()
