@@ -163,9 +163,9 @@ def print_table(title: str, streamed: Measurement, replayed: Measurement, server
     ]
     width = max(len(r[0]) for r in rows)
     print(title)
-    print(f"{'':{width}}  {'igrog serve (TCP stream)':>26}  {'igrog replay (file)':>30}")
+    print(f"{'':{width}}  {'igrog serve (TCP stream)':>26}  {'igrog replay (file)':>36}")
     for name, a, b in rows:
-        print(f"{name:{width}}  {a:>26}  {b:>30}")
+        print(f"{name:{width}}  {a:>26}  {b:>36}")
 
 
 def _server_training_seconds(log_path: Path) -> float | None:

@@ -2,7 +2,7 @@
 
 Each accepted connection gets its own thread, its own :class:`GadgetSession` and so its own
 pipeline and models; a connection that fails never affects the others or the server. The
-accept loop waits in ``select`` on the listening socket and a wake-up pipe (no polling), so
+accept loop waits in a selector on the listening socket and a wake-up pipe (no polling), so
 :meth:`GadgetServer.shutdown` stops it at once.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-import select
+import selectors
 import socket
 import threading
 import time
@@ -86,10 +86,13 @@ class GadgetServer:
             "iGROG gadget listening on %s (%s dialect, up to %d concurrent connections)",
             self.address, self.options.dialect.value, self.options.max_connections,
         )
+        selector = selectors.DefaultSelector()  # epoll on Linux: no FD_SETSIZE limit, no polling
+        selector.register(self._listener, selectors.EVENT_READ)
+        selector.register(self._wake_read, selectors.EVENT_READ)
         try:
             while not self._stopping.is_set():
-                readable, _, _ = select.select([self._listener, self._wake_read], [], [])
-                if self._wake_read in readable or self._stopping.is_set():
+                ready = [key.fileobj for key, _ in selector.select()]
+                if self._wake_read in ready or self._stopping.is_set():
                     break
                 try:
                     sock, _ = self._listener.accept()
@@ -101,6 +104,7 @@ class GadgetServer:
                     continue
                 self._start_connection(sock)
         finally:
+            selector.close()
             self._close_listener()
 
     def serve_in_background(self) -> threading.Thread:
