@@ -67,8 +67,16 @@ def run_serve(args: argparse.Namespace) -> int:
         from igrog_gadget.errors import ConfigError
 
         raise ConfigError("--output recondata is for Gadgetron peers; MRD clients read images or acquisitions")
-    defaults.igrog_config()  # validate the defaults (and warm the imports) before listening
+    config = defaults.igrog_config()  # validate the defaults before listening
     import igrog_gadget.stream.pipeline  # noqa: F401  (torch and the variants load now, not on the first scan)
+    from engine import resolve_device
+    from igrog_gadget.errors import ConfigError
+
+    try:
+        device = resolve_device(config.gridding.device)
+    except ValueError as error:
+        raise ConfigError(f"--device / gridding.device: {error}") from None
+    logger.info("default device: %s", device)
 
     port = args.port if args.port is not None else (DEFAULT_MRD_PORT if args.mrd else DEFAULT_GADGETRON_PORT)
     limits = ProtocolLimits(
