@@ -61,19 +61,16 @@ def resolve_trajectory_units(traj_max_abs: float, matrix: int, mode: str = "auto
     grid_max = matrix / 2 * (1 + GRID_RELATIVE_TOLERANCE) + GRID_ABSOLUTE_TOLERANCE
     if mode == "grid":
         if value > grid_max:
-            logger.warning(
-                "trajectory_units=grid but max |k| = %.6g exceeds the grid range %.6g of matrix %d; "
-                "samples outside the grid are lost",
-                value,
-                grid_max,
-                matrix,
+            raise InputDataError(
+                f"trajectory_units = grid but max |k| = {value:.6g} exceeds the grid range {grid_max:.6g} of "
+                f"matrix {matrix}; the trajectory is in other units or the header matrix is wrong"
             )
         return 1.0
     if mode == "normalized":
         if value > normalized_max:
-            logger.warning(
-                "trajectory_units=normalized but max |k| = %.6g exceeds 0.5; samples outside the grid are lost",
-                value,
+            raise InputDataError(
+                f"trajectory_units = normalized but max |k| = {value:.6g} exceeds 0.5; "
+                "the trajectory looks like grid units (set trajectory_units = grid or auto)"
             )
         return float(matrix)
     if value <= normalized_max:

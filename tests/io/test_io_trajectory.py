@@ -41,11 +41,17 @@ def test_auto_units_ambiguous_small_matrix():
         resolve_trajectory_units(0.6, 1)
 
 
-def test_explicit_units_ignore_range():
+def test_explicit_units_in_range():
     assert resolve_trajectory_units(0.3, 128, mode="grid") == 1.0
-    assert resolve_trajectory_units(500.0, 128, mode="grid") == 1.0
-    assert resolve_trajectory_units(40.0, 128, mode="normalized") == 128.0
+    assert resolve_trajectory_units(64.0, 128, mode="grid") == 1.0
     assert resolve_trajectory_units(0.5, 96, mode="normalized") == 96.0
+
+
+def test_explicit_units_out_of_range_are_errors():
+    with pytest.raises(InputDataError, match="trajectory_units = grid but max"):
+        resolve_trajectory_units(500.0, 128, mode="grid")
+    with pytest.raises(InputDataError, match="looks like grid units"):
+        resolve_trajectory_units(40.0, 128, mode="normalized")
 
 
 def test_bad_arguments():
