@@ -38,6 +38,7 @@ import ctypes
 import logging
 import socket
 import struct
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -443,6 +444,31 @@ class MessageChannel:
         except OSError as error:
             raise PeerClosedError(f"cannot send, the peer has gone: {error}") from None
         self.bytes_sent += len(payload)
+
+    def linger(self, timeout_s: float = 2.0, max_bytes: int = 64 << 20) -> None:
+        """After a final message: stop sending and discard what the peer still sends until it
+        closes (or ``timeout_s`` / ``max_bytes``), so that its last write (Gadgetron answers an
+        ERROR with a CLOSE) does not hit a closed socket and hide the error it reads. Never raises."""
+        if self.closed:
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return
+        deadline = time.monotonic() + timeout_s
+        discarded = 0
+        while discarded < max_bytes:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                self.sock.settimeout(remaining)
+                chunk = self.sock.recv(1 << 16)
+            except (socket.timeout, OSError):
+                return
+            if not chunk:
+                return
+            discarded += len(chunk)
 
     def close(self) -> None:
         """Shut the socket down and close it (idempotent; never raises)."""

@@ -213,6 +213,7 @@ class GadgetSession:
         self._acquisitions_sent = 0
         self._images_sent = 0
         self._last_calibration: float | None = None
+        self._error_reported = False
 
     # --- entry point ----------------------------------------------------------------------
     def run(self, handshake: Handshake | None = None) -> SessionReport:
@@ -235,6 +236,8 @@ class GadgetSession:
             self._fail(f"internal error in the iGROG gadget: {type(error).__name__}: {error}")
         finally:
             self._inbox.stop()
+            if self._error_reported:
+                self.channel.linger()
             self.channel.close()
             if self._reader is not None:
                 self._reader.join(timeout=5.0)
@@ -515,6 +518,7 @@ class GadgetSession:
         else:
             report = protocol.encode_text_message(protocol.TEXT, f"ERROR    iGROG gadget: {text}", nul_terminate=True)
         self._send_quietly(report, protocol.encode_close())
+        self._error_reported = True
 
 
 def _series_name(image: Any) -> str:

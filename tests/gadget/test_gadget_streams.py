@@ -296,3 +296,14 @@ def test_connections_beyond_the_limit_are_told_the_server_is_busy(radial_acs):
             assert [m.mid for m in received.messages] == [protocol.ERROR, protocol.CLOSE]
             assert "server busy (1 connections, limit 1)" in received.messages[0].value
             first.send_close()
+
+
+def test_after_an_error_the_gadget_waits_for_gadgetrons_answering_close(server, radial_acs):
+    """Gadgetron answers an ERROR by writing CLOSE; that write must not hit a closed socket."""
+    with StreamClient.connect("127.0.0.1", server.port) as client:
+        client.send_handshake(configuration_xml({"no_such_property": "1"}), radial_acs.header_xml)
+        received = client.wait_closed(10)
+        assert [m.mid for m in received.messages] == [protocol.ERROR, protocol.CLOSE]
+        client.send_close()  # what Gadgetron's on_error does; raises if the gadget had gone
+        client.channel.sock.settimeout(5)
+        assert client.channel.sock.recv(1) == b""  # then the gadget closes
