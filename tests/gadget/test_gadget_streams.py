@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from pathlib import Path
 
 import h5py
@@ -304,6 +305,7 @@ def test_after_an_error_the_gadget_waits_for_gadgetrons_answering_close(server, 
         client.send_handshake(configuration_xml({"no_such_property": "1"}), radial_acs.header_xml)
         received = client.wait_closed(10)
         assert [m.mid for m in received.messages] == [protocol.ERROR, protocol.CLOSE]
-        client.send_close()  # what Gadgetron's on_error does; raises if the gadget had gone
-        client.channel.sock.settimeout(5)
-        assert client.channel.sock.recv(1) == b""  # then the gadget closes
+        time.sleep(0.3)
+        client.send_close()  # what Gadgetron's on_error does
+        time.sleep(0.3)
+        client.send_close()  # would fail (reset by peer) had the gadget closed its socket already
