@@ -1,0 +1,89 @@
+"""igrog replay on recorded files: the Cartesian ISMRMRD output, its header and layout."""
+
+from __future__ import annotations
+
+import ismrmrd
+import numpy as np
+import pytest
+from conftest import FAST
+
+from igrog_gadget.config import load_config
+from igrog_gadget.replay import replay_file
+
+
+def read_output(path):
+    dataset = ismrmrd.Dataset(str(path), "dataset", create_if_needed=False)
+    header = ismrmrd.xsd.CreateFromDocument(dataset.read_xml_header())
+    acquisitions = [dataset.read_acquisition(i) for i in range(dataset.number_of_acquisitions())]
+    dataset.close()
+    return header, acquisitions
+
+
+def test_output_is_a_cartesian_ismrmrd_file(tmp_path, data_file):
+    output = tmp_path / "out.h5"
+    report = replay_file(data_file("radial_acs"), output, load_config("basic", overrides=FAST))
+    header, acquisitions = read_output(output)
+
+    encoding = header.encoding[0]
+    assert encoding.trajectory.value == "cartesian"
+    assert (encoding.encodedSpace.matrixSize.x, encoding.encodedSpace.matrixSize.y) == (64, 64)
+    limits = encoding.encodingLimits.kspace_encoding_step_1
+    assert (limits.minimum, limits.maximum, limits.center) == (0, 63, 32)
+    parameters = {p.name: p.value for p in header.userParameters.userParameterString}
+    assert parameters["igrog.variant"] == "basic"
+    assert "[training]" in parameters["igrog.config"]
+
+    noise = [a for a in acquisitions if a.isFlagSet(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)]
+    lines = [a for a in acquisitions if not a.isFlagSet(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)]
+    assert len(noise) == 1, "the noise scan passes through"
+    assert len(lines) == 64
+    assert [a.idx.kspace_encode_step_1 for a in lines] == list(range(64))
+    assert all(a.number_of_samples == 64 and a.center_sample == 32 and a.active_channels == 4 for a in lines)
+    assert all(a.trajectory_dimensions == 0 for a in lines)
+    assert lines[0].isFlagSet(ismrmrd.ACQ_FIRST_IN_SLICE) and lines[-1].isFlagSet(ismrmrd.ACQ_LAST_IN_SLICE)
+    assert not any(a.isFlagSet(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION) for a in lines)
+
+    stacked = np.stack([a.data for a in lines], axis=1)  # (coils, ky, kx)
+    np.testing.assert_allclose(stacked, report.frames[0].kspace, rtol=1e-6, atol=1e-6)
+    # k = 0 at index N//2: the centre holds the largest value
+    energy = np.sum(np.abs(stacked) ** 2, axis=0)
+    assert np.unravel_index(np.argmax(energy), energy.shape) == (32, 32)
+
+
+def test_points_no_sample_reached_are_zero(tmp_path, data_file):
+    report = replay_file(data_file("radial_acs"), tmp_path / "out.h5", load_config("basic", overrides=FAST))
+    frame = report.frames[0]
+    assert np.all(frame.kspace[:, frame.hits == 0] == 0)
+    assert np.all(frame.hits[32, 16:48] > 0), "the central disc is sampled"
+    assert frame.hits[0, 0] == 0, "the corners lie outside the radial disc"
+
+
+def test_several_slices_and_repetitions_train_once_per_slice(tmp_path, data_file):
+    output = tmp_path / "multi.h5"
+    report = replay_file(data_file("radial_multi"), output, load_config("basic", overrides=FAST))
+    keys = [f.frame_key for f in report.frames]
+    slices = sorted({k[0] for k in keys})
+    repetitions = sorted({k[4] for k in keys})
+    assert (slices, repetitions, len(keys)) == ([0, 1], [0, 1], 4)
+    paths = [f.info["path"] for f in report.frames]
+    assert paths.count("trained") == 2, f"one training per slice, got {paths}"
+    assert paths.count("cached kernels") == 2
+
+    header, acquisitions = read_output(output)
+    lines = [a for a in acquisitions if not a.isFlagSet(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)]
+    assert len(lines) == 4 * 64
+    assert {(a.idx.slice, a.idx.repetition) for a in lines} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    limits = header.encoding[0].encodingLimits
+    assert (limits.slice.minimum, limits.slice.maximum) == (0, 1)
+    assert (limits.repetition.minimum, limits.repetition.maximum) == (0, 1)
+    # slices differ in position: geometry is copied from the input readouts
+    z = {a.idx.slice: a.position[2] for a in lines}
+    assert z[0] != z[1]
+
+
+@pytest.mark.parametrize("bad", ["training.optimizer=lbfgs", "gridding.num_sources=0", "nosuch.field=1"])
+def test_bad_configuration_is_named(bad):
+    from igrog_gadget.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=bad.split("=")[0].split(".")[-1]):
+        load_config("basic", overrides=[bad])
