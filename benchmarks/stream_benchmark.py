@@ -117,7 +117,8 @@ def _frame_arrivals(received, output: str, dataset) -> list[float]:
     # acquisitions: a frame is complete with its line that carries ACQ_LAST_IN_SLICE
     last_in_slice = 1 << 7
     return [
-        t for m, t in zip(received.messages, received.arrivals)
+        t
+        for m, t in zip(received.messages, received.arrivals)
         if m.mid == protocol.ACQUISITION and int(m.value.head.flags) & last_in_slice
     ]
 
@@ -201,8 +202,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             path = workdir / "stream_benchmark_radial.h5"
             spec = SimulationSpec(
-                trajectory="radial", matrix=args.matrix, coils=args.coils, spokes=args.spokes,
-                acs=args.acs, repetitions=args.repetitions, seed=11,
+                trajectory="radial",
+                matrix=args.matrix,
+                coils=args.coils,
+                spokes=args.spokes,
+                acs=args.acs,
+                repetitions=args.repetitions,
+                seed=11,
             )
             simulate_to_file(path, spec, overwrite=True)
         dataset = read_dataset(str(path))

@@ -16,28 +16,39 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     from igrog_gadget.gadget.settings import OUTPUT_MODES
 
     parser.add_argument(
-        "--port", type=int, default=None,
+        "--port",
+        type=int,
+        default=None,
         help=f"TCP port (default {DEFAULT_GADGETRON_PORT}, or {DEFAULT_MRD_PORT} with --mrd; 0 = any free port)",
     )
     parser.add_argument("--host", default="", help="address to bind (default: all interfaces)")
     parser.add_argument(
-        "--mrd", action="store_true",
+        "--mrd",
+        action="store_true",
         help="serve MRD clients (python-ismrmrd-server client, OpenRecon): images back, errors as TEXT",
     )
     parser.add_argument("--variant", default="basic", help="default variant: basic | image_based | fieldcorr")
     parser.add_argument("--config", default=None, help="default TOML configuration file")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
         help="default configuration override (repeatable); a connection's properties come after these",
     )
     parser.add_argument("--device", default=None, help="default device: auto | cpu | cuda | cuda:N")
     parser.add_argument(
-        "--output", default=None, choices=OUTPUT_MODES,
+        "--output",
+        default=None,
+        choices=OUTPUT_MODES,
         help="default output (default: recondata for Gadgetron peers, images with --mrd)",
     )
     parser.add_argument("--max-connections", type=int, default=16, help="concurrent connections (default 16)")
     parser.add_argument(
-        "--idle-timeout", type=float, default=600.0,
+        "--idle-timeout",
+        type=float,
+        default=600.0,
         help="seconds a connection may stay silent between messages (0 = no limit; default 600)",
     )
     parser.add_argument(

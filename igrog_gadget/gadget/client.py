@@ -88,7 +88,9 @@ class StreamClient:
         self._receiver.start()
 
     @classmethod
-    def connect(cls, host: str, port: int, timeout_s: float = 10.0, limits: ProtocolLimits | None = None) -> "StreamClient":
+    def connect(
+        cls, host: str, port: int, timeout_s: float = 10.0, limits: ProtocolLimits | None = None
+    ) -> "StreamClient":
         """Connect to a listening gadget (passive mode / ``igrog serve``)."""
         return cls(socket.create_connection((host, port), timeout=timeout_s), limits)
 
@@ -110,7 +112,9 @@ class StreamClient:
     def send(self, *messages: bytes) -> None:
         self.channel.send(*messages)
 
-    def send_handshake(self, config: str, header_xml: str, config_is_name: bool = False, nul_terminate: bool = False) -> None:
+    def send_handshake(
+        self, config: str, header_xml: str, config_is_name: bool = False, nul_terminate: bool = False
+    ) -> None:
         """CONFIG_TEXT (or CONFIG_FILE when ``config_is_name``) followed by the HEADER."""
         first = (
             protocol.encode_config_file(config)

@@ -62,10 +62,7 @@ def _as_text(raw: Any) -> str:
 
 def _is_gadgetron_connection(connection: Any) -> bool:
     wrapper = getattr(connection, "socket", None)
-    return (
-        hasattr(connection, "raw_bytes")
-        and isinstance(getattr(wrapper, "socket", None), socket.socket)
-    )
+    return hasattr(connection, "raw_bytes") and isinstance(getattr(wrapper, "socket", None), socket.socket)
 
 
 def igrog_gadget(

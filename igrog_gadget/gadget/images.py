@@ -138,8 +138,12 @@ def crop_to_fov(
     keep_x, keep_y = keep
     if (keep_x, keep_y) == (nx, ny):
         return kspace.astype(np.complex64, copy=False), tuple(fov)  # type: ignore[return-value]
-    images = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(kspace, axes=(-2, -1)), axes=(-2, -1), norm="ortho"), axes=(-2, -1))
+    images = np.fft.fftshift(
+        np.fft.ifft2(np.fft.ifftshift(kspace, axes=(-2, -1)), axes=(-2, -1), norm="ortho"), axes=(-2, -1)
+    )
     y0, x0 = ny // 2 - keep_y // 2, nx // 2 - keep_x // 2
     cropped = images[:, y0 : y0 + keep_y, x0 : x0 + keep_x]
-    result = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(cropped, axes=(-2, -1)), axes=(-2, -1), norm="ortho"), axes=(-2, -1))
+    result = np.fft.fftshift(
+        np.fft.fft2(np.fft.ifftshift(cropped, axes=(-2, -1)), axes=(-2, -1), norm="ortho"), axes=(-2, -1)
+    )
     return result.astype(np.complex64), tuple(fov)  # type: ignore[return-value]

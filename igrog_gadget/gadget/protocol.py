@@ -296,14 +296,12 @@ class MessageChannel:
                 ) from None
             except OSError as error:
                 if self.closed:
-                    raise PeerClosedError(f"connection closed locally") from None
+                    raise PeerClosedError("connection closed locally") from None
                 raise ProtocolError(f"socket error while reading {what}: {error}") from None
             if count == 0:
                 if first and got == 0:
-                    raise PeerClosedError(f"the peer closed the connection without a CLOSE message")
-                raise TruncatedMessageError(
-                    f"connection ended in the middle of {what}: {got} of {n} bytes received"
-                )
+                    raise PeerClosedError("the peer closed the connection without a CLOSE message")
+                raise TruncatedMessageError(f"connection ended in the middle of {what}: {got} of {n} bytes received")
             got += count
         self.bytes_received += n
         return bytes(buffer)
@@ -369,7 +367,11 @@ class MessageChannel:
     def _read_acquisition(self) -> tuple[WireAcquisition, bytes]:
         head_bytes = self._recv_exact(ACQUISITION_HEADER_SIZE, "an acquisition header")
         head = ismrmrd.AcquisitionHeader.from_buffer_copy(head_bytes)
-        samples, channels, dims = int(head.number_of_samples), int(head.active_channels), int(head.trajectory_dimensions)
+        samples, channels, dims = (
+            int(head.number_of_samples),
+            int(head.active_channels),
+            int(head.trajectory_dimensions),
+        )
         traj_size = samples * dims * 4
         data_size = samples * channels * 8
         self._check_size(traj_size + data_size, self.limits.max_message_bytes, f"acquisition {head.scan_counter}")
@@ -438,9 +440,7 @@ class MessageChannel:
         try:
             self.sock.sendall(payload)
         except socket.timeout:
-            raise PeerTimeoutError(
-                f"the peer did not read for {self.limits.send_timeout_s:g} s; closing"
-            ) from None
+            raise PeerTimeoutError(f"the peer did not read for {self.limits.send_timeout_s:g} s; closing") from None
         except OSError as error:
             raise PeerClosedError(f"cannot send, the peer has gone: {error}") from None
         self.bytes_sent += len(payload)

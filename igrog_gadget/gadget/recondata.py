@@ -288,8 +288,7 @@ class _Reader:
             count *= d
             if count * dtype.itemsize > self.limits.max_message_bytes:
                 raise MessageTooLargeError(
-                    f"recon data: {what} of shape {shape} exceeds the limit of "
-                    f"{self.limits.max_message_bytes} bytes"
+                    f"recon data: {what} of shape {shape} exceeds the limit of {self.limits.max_message_bytes} bytes"
                 )
         payload = self.take(count * dtype.itemsize, what)
         return np.frombuffer(payload, dtype=dtype).reshape(shape, order="F")
@@ -309,7 +308,9 @@ class _Reader:
 
     def buffer(self, what: str) -> ReconBuffer:
         data = self.array(np.dtype(np.complex64), f"{what} data")
-        trajectory = self.array(np.dtype(np.float32), f"{what} trajectory") if self.flag(f"{what} has-trajectory") else None
+        trajectory = (
+            self.array(np.dtype(np.float32), f"{what} trajectory") if self.flag(f"{what} has-trajectory") else None
+        )
         density = self.array(np.dtype(np.float32), f"{what} density") if self.flag(f"{what} has-density") else None
         headers = self.headers(f"{what} headers")
         sampling = SamplingDescription.from_bytes(self.take(SAMPLING_DESCRIPTION_SIZE, f"{what} sampling description"))
@@ -351,4 +352,3 @@ def decode_recon_data(payload: bytes, limits: ProtocolLimits | None = None) -> R
     if position != len(payload):
         raise MalformedMessageError(f"recon data has {len(payload) - position} bytes after its last recon bit")
     return recon
-

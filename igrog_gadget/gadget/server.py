@@ -84,7 +84,9 @@ class GadgetServer:
         """Accept connections until :meth:`shutdown` (blocks the calling thread)."""
         logger.info(
             "iGROG gadget listening on %s (%s dialect, up to %d concurrent connections)",
-            self.address, self.options.dialect.value, self.options.max_connections,
+            self.address,
+            self.options.dialect.value,
+            self.options.max_connections,
         )
         selector = selectors.DefaultSelector()  # epoll on Linux: no FD_SETSIZE limit, no polling
         selector.register(self._listener, selectors.EVENT_READ)
@@ -150,7 +152,10 @@ class GadgetServer:
             return
         session = GadgetSession(channel, self.options.dialect, self.defaults, self.options.max_buffered_bytes)
         thread = threading.Thread(
-            target=self._run_session, args=(number, session), name=f"igrog-connection-{number} {channel.peer}", daemon=True
+            target=self._run_session,
+            args=(number, session),
+            name=f"igrog-connection-{number} {channel.peer}",
+            daemon=True,
         )
         with self._lock:
             self._sessions[number] = session

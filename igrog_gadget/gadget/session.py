@@ -248,8 +248,14 @@ class GadgetSession:
             logger.info(
                 "%s: done in %.2f s: %d message(s) in (%d acquisitions), %d frame(s) out as %s, "
                 "%d pass-through, %d training(s)",
-                self.channel.peer, self.report.seconds, self.report.messages_in, self.report.acquisitions_in,
-                self.report.frames_out, self.output, self.report.passthrough_out, self.report.trainings,
+                self.channel.peer,
+                self.report.seconds,
+                self.report.messages_in,
+                self.report.acquisitions_in,
+                self.report.frames_out,
+                self.output,
+                self.report.passthrough_out,
+                self.report.trainings,
             )
         return self.report
 
@@ -261,8 +267,11 @@ class GadgetSession:
                 return
         logger.info(
             "%s: %s peer, config %s, header %d bytes",
-            self.channel.peer, self.dialect.value,
-            repr(handshake.config_name) if handshake.config_name is not None else f"text of {len(handshake.config_text or '')} chars",
+            self.channel.peer,
+            self.dialect.value,
+            repr(handshake.config_name)
+            if handshake.config_name is not None
+            else f"text of {len(handshake.config_text or '')} chars",
             len(handshake.header_xml),
         )
         properties = self._handshake_properties(handshake)
@@ -295,9 +304,7 @@ class GadgetSession:
         elif first.mid == protocol.CONFIG_TEXT:
             handshake.config_text = first.value
         else:
-            raise SessionError(
-                f"expected CONFIG_FILE (1) or CONFIG_TEXT (2) first, got {first.name}"
-            )
+            raise SessionError(f"expected CONFIG_FILE (1) or CONFIG_TEXT (2) first, got {first.name}")
         second = self.channel.read_message()
         self.report.messages_in += 1
         if second.mid == protocol.CLOSE:
@@ -334,12 +341,15 @@ class GadgetSession:
                 stem = stem[: -len(suffix)]
         if stem in GENERIC_CONFIG_NAMES:
             return []
-        variant = stem[len("igrog_"):] if stem.startswith("igrog_") else stem
+        variant = stem[len("igrog_") :] if stem.startswith("igrog_") else stem
         if variant in VARIANTS:
             return [("variant", variant)]
         logger.warning(
             "%s: unknown config name %r; using the server's settings (names the gadget knows: igrog, igrog_<variant>, "
-            "<variant> with variant one of %s)", self.channel.peer, name, ", ".join(VARIANTS),
+            "<variant> with variant one of %s)",
+            self.channel.peer,
+            name,
+            ", ".join(VARIANTS),
         )
         if self.dialect is Dialect.MRD:
             self._send_quietly(
@@ -370,8 +380,13 @@ class GadgetSession:
             raise ConfigError(str(error)) from None
         logger.info(
             "%s: gridding %s %s data (matrix %s) with variant %s on %s; output %s",
-            self.channel.peer, self.header.trajectory, "x".join(map(str, self.header.encoded_matrix[:2])),
-            self.header.encoded_matrix, config.variant, self.pipeline.gridder.device, output,
+            self.channel.peer,
+            self.header.trajectory,
+            "x".join(map(str, self.header.encoded_matrix[:2])),
+            self.header.encoded_matrix,
+            config.variant,
+            self.pipeline.gridder.device,
+            output,
         )
 
     # --- reader thread --------------------------------------------------------------------
@@ -488,7 +503,10 @@ class GadgetSession:
             self.report.last_calibration_arrival = self._last_calibration
         logger.info(
             "%s: sent frame %s (%s, %.2f s)",
-            self.channel.peer, _frame_label(frame), frame.info.get("path", "?"), float(frame.info.get("total_s", 0.0)),
+            self.channel.peer,
+            _frame_label(frame),
+            frame.info.get("path", "?"),
+            float(frame.info.get("total_s", 0.0)),
         )
 
     # --- ending ---------------------------------------------------------------------------

@@ -92,7 +92,9 @@ class GadgetSettings:
                 result.device = value
             elif name == "output":
                 if value not in OUTPUT_MODES:
-                    raise ConfigError(f"{origin}: property output must be one of {', '.join(OUTPUT_MODES)}; got {value!r}")
+                    raise ConfigError(
+                        f"{origin}: property output must be one of {', '.join(OUTPUT_MODES)}; got {value!r}"
+                    )
                 result.output = value
             elif name == "image_dtype":
                 if value not in IMAGE_DTYPES:
@@ -104,7 +106,9 @@ class GadgetSettings:
                 try:
                     index = int(value)
                 except ValueError:
-                    raise ConfigError(f"{origin}: property image_series_index must be an integer; got {value!r}") from None
+                    raise ConfigError(
+                        f"{origin}: property image_series_index must be an integer; got {value!r}"
+                    ) from None
                 if index < 0:
                     raise ConfigError(f"{origin}: property image_series_index must be >= 0; got {index}")
                 result.image_series_index = index

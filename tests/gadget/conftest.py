@@ -53,7 +53,9 @@ def spiral_acs() -> RawDataset:
 def server():
     """An in-process ``igrog serve`` (Gadgetron dialect) with fast training defaults."""
     options = ServerOptions(host="127.0.0.1", port=0, dialect=Dialect.GADGETRON)
-    with GadgetServer(options, GadgetSettings(overrides=list(FAST_OVERRIDES)), ProtocolLimits(read_timeout_s=10)) as srv:
+    with GadgetServer(
+        options, GadgetSettings(overrides=list(FAST_OVERRIDES)), ProtocolLimits(read_timeout_s=10)
+    ) as srv:
         srv.serve_in_background()
         yield srv
 
@@ -62,7 +64,9 @@ def server():
 def mrd_server():
     """An in-process ``igrog serve --mrd`` with fast training defaults."""
     options = ServerOptions(host="127.0.0.1", port=0, dialect=Dialect.MRD)
-    with GadgetServer(options, GadgetSettings(overrides=list(FAST_OVERRIDES)), ProtocolLimits(read_timeout_s=10)) as srv:
+    with GadgetServer(
+        options, GadgetSettings(overrides=list(FAST_OVERRIDES)), ProtocolLimits(read_timeout_s=10)
+    ) as srv:
         srv.serve_in_background()
         yield srv
 

@@ -32,7 +32,10 @@ def run_active(properties, dataset, tmp_path: Path, messages=None, timeout_s: fl
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "gadgetron", str(port), MODULE, TARGET],
-            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=environment,
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
         )
         try:
             listener.settimeout(60)

@@ -67,5 +67,7 @@ def test_chain(path: Path):
     settings = GadgetSettings().merged(properties, path.name)  # raises on any unknown property
     assert settings.output in (None, "recondata")  # Cartesian recon gadgets downstream need recon data
     apply_overrides(IgrogConfig(variant=settings.variant), settings.overrides)  # every override names a real field
-    expected_variant = {"igrog_image_based.xml": "image_based", "igrog_fieldcorr.xml": "fieldcorr"}.get(path.name, "basic")
+    expected_variant = {"igrog_image_based.xml": "image_based", "igrog_fieldcorr.xml": "fieldcorr"}.get(
+        path.name, "basic"
+    )
     assert settings.variant == expected_variant

@@ -21,14 +21,32 @@ from conftest import data_file
 CLIENT_DIR = Path(os.environ.get("IGROG_MRD_SERVER_DIR", "/work/ext/python-ismrmrd-server"))
 
 
-@pytest.mark.skipif(not (CLIENT_DIR / "client.py").exists(), reason=f"no python-ismrmrd-server checkout at {CLIENT_DIR}")
+@pytest.mark.skipif(
+    not (CLIENT_DIR / "client.py").exists(), reason=f"no python-ismrmrd-server checkout at {CLIENT_DIR}"
+)
 def test_reference_mrd_client_gets_images(mrd_server, tmp_path: Path):
     source = data_file("radial_multi.h5")  # 2 slices x 2 repetitions
     output = tmp_path / "client_out.h5"
     result = subprocess.run(
-        [sys.executable, "client.py", "-a", "127.0.0.1", "-p", str(mrd_server.port), "-o", str(output),
-         "-G", "igrog", "-c", "igrog", str(source)],
-        cwd=CLIENT_DIR, capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            "client.py",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(mrd_server.port),
+            "-o",
+            str(output),
+            "-G",
+            "igrog",
+            "-c",
+            "igrog",
+            str(source),
+        ],
+        cwd=CLIENT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     log = result.stdout + result.stderr
     # the client exits 0 whatever happens: judge by what came back

@@ -44,12 +44,16 @@ def make_frame(coils: int = 3, ny: int = 8, nx: int = 10, slice_: int = 2, repet
     head.idx.slice = slice_
     head.idx.repetition = repetition
     template = Readout(
-        data=np.zeros((coils, 4), np.complex64), traj=None, flags=0,
-        idx={"slice": slice_, "repetition": repetition}, source_header=head,
+        data=np.zeros((coils, 4), np.complex64),
+        traj=None,
+        flags=0,
+        idx={"slice": slice_, "repetition": repetition},
+        source_header=head,
     )
     key = (slice_, 0, 0, 0, repetition, 0, 0)
-    return GriddedFrame(kspace=kspace, hits=np.ones((ny, nx), np.int32), frame_key=key, template=template,
-                        info={"variant": "basic"})
+    return GriddedFrame(
+        kspace=kspace, hits=np.ones((ny, nx), np.int32), frame_key=key, template=template, info={"variant": "basic"}
+    )
 
 
 def channel_pair(limits: ProtocolLimits | None = None) -> tuple[MessageChannel, socket.socket]:

@@ -23,11 +23,19 @@ def test_both_property_spellings_and_repeated_set():
         <property name="output" value="acquisitions"/>
     </configuration>"""
     settings = GadgetSettings(overrides=["training.epochs=2"]).merged(properties_from_xml(xml))
-    assert settings.overrides == ["training.epochs=2", "training.max_seconds=2", "training.seed=3", "gridding.num_sources=4"]
+    assert settings.overrides == [
+        "training.epochs=2",
+        "training.max_seconds=2",
+        "training.seed=3",
+        "gridding.num_sources=4",
+    ]
     assert settings.output == "acquisitions"
     config = settings.igrog_config()
     assert (config.training.max_seconds, config.training.seed, config.gridding.num_sources, config.training.epochs) == (
-        2.0, 3, 4, 2,
+        2.0,
+        3,
+        4,
+        2,
     )
 
 
@@ -70,12 +78,19 @@ def test_unexpected_elements_and_bad_xml():
 
 
 def test_mrd_json_parameters():
-    data = {"parameters": {"config": "igrog", "igrog.variant": "basic", "igrog_set": ["a.b=1", "c.d=2"], "sendoriginal": True}}
+    data = {
+        "parameters": {
+            "config": "igrog",
+            "igrog.variant": "basic",
+            "igrog_set": ["a.b=1", "c.d=2"],
+            "sendoriginal": True,
+        }
+    }
     assert properties_from_json(data, "json") == [("variant", "basic"), ("set", "a.b=1"), ("set", "c.d=2")]
 
 
 def test_every_property_is_documented():
-    for name, (default, description) in PROPERTIES.items():
+    for name, (_default, description) in PROPERTIES.items():
         assert description.strip(), name
 
 

@@ -20,7 +20,7 @@ from igrog_gadget.gadget.client import StreamClient, configuration_xml, dataset_
 from igrog_gadget.gadget.recondata import decode_recon_data
 from igrog_gadget.gadget.server import GadgetServer, ServerOptions
 from igrog_gadget.gadget.session import SessionReport
-from igrog_gadget.io import acquisition_from_readout, image_from_item
+from igrog_gadget.io import acquisition_from_readout
 from igrog_gadget.replay import replay_file
 
 
@@ -167,7 +167,7 @@ def test_items_the_gadget_does_not_grid_pass_through_unchanged_and_in_order(serv
     imaging_start = next(i for i, r in enumerate(readouts) if r.is_imaging() and not r.is_noise())
     messages = (
         [acquisitions[0], wave[0]]  # noise, waveform
-        + acquisitions[1:imaging_start + 10]  # ACS + first imaging readouts
+        + acquisitions[1 : imaging_start + 10]  # ACS + first imaging readouts
         + [wave[1], text, image]  # in the middle of the frame
         + acquisitions[imaging_start + 10 :]  # the rest; the last one completes the frame
         + [wave[2]]
