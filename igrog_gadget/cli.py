@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # per-epoch loss lines only with -v; the progress bar shows the loss
+        logging.getLogger("engine").setLevel(logging.WARNING)
     try:
         if args.command == "replay":
             return _run_replay(args)
