@@ -84,6 +84,15 @@ class VariantGridder:
         """Variants whose gridding needs more than kernels (e.g. field maps) may say no."""
         return True
 
+    def _refit_pairs(self, datamodule) -> dict[str, torch.Tensor] | None:
+        """The first ``training.refit_pairs`` training pairs (they are in random order)."""
+        dataset = datamodule.train_dataloader().dataset
+        tensors = getattr(dataset, "tensors", None)
+        if not self.config.training.refit_head or not isinstance(tensors, dict):
+            return None
+        count = self.config.training.refit_pairs
+        return {name: tensor[:count] for name, tensor in tensors.items()}
+
     def _train(self, datamodule, info: dict) -> torch.nn.Module:
         torch.manual_seed(self.config.training.seed)
         model = self.spec.model(datamodule, self.config)
@@ -96,6 +105,7 @@ class VariantGridder:
             str(self.device),
             val_loader=datamodule.val_dataloader(),
             steps_per_epoch=len(train_loader),
+            refit_pairs=self._refit_pairs(datamodule),
         )
         started = time.perf_counter()
         state = trainer.fit(train_loader)
@@ -104,6 +114,8 @@ class VariantGridder:
         info["training_steps"] = state.step
         info["training_loss"] = state.loss
         info["calibration"] = getattr(datamodule.block, "source", "")
+        if "refit_loss" in state.metrics:
+            info["refit_loss"] = state.metrics["refit_loss"]
         if "val_loss" in state.metrics:
             info["validation_loss"] = state.metrics["val_loss"]
         logger.info(

@@ -62,6 +62,7 @@ class ComplexKernelMLP(nn.Module):
         fourier_features: int = 0,
         fourier_scale: float = 1.0,
         input_scale: float = 1.0,
+        bottleneck: int = 0,
     ) -> None:
         super().__init__()
         self.num_sources = num_sources
@@ -78,14 +79,21 @@ class ComplexKernelMLP(nn.Module):
         for _ in range(hidden_layers):
             layers += [nn.Linear(width_in, hidden_width), make_activation(activation)]
             width_in = hidden_width
+        if bottleneck > 0:  # linear feature layer whose output the head combines (see refit_head)
+            layers.append(nn.Linear(width_in, bottleneck))
+            width_in = bottleneck
         self.body = nn.Sequential(*layers)
+        self.feature_size = width_in
         self.head = nn.Linear(width_in, 2 * num_coils * num_coils * num_sources)
         nn.init.zeros_(self.head.bias)
         nn.init.normal_(self.head.weight, std=1e-3)
 
+    def features(self, offsets: torch.Tensor) -> torch.Tensor:
+        """(batch, sources, 2) float → (batch, feature_size) float: the head's input."""
+        return self.body(offsets.reshape(offsets.shape[0], -1) * self.input_scale)
+
     def forward(self, offsets: torch.Tensor) -> torch.Tensor:
         """(batch, sources, 2) float → (batch, coils, coils * sources) complex64."""
         batch = offsets.shape[0]
-        features = self.body(offsets.reshape(batch, -1) * self.input_scale)
-        out = self.head(features).view(batch, self.num_coils, self.num_coils * self.num_sources, 2)
+        out = self.head(self.features(offsets)).view(batch, self.num_coils, self.num_coils * self.num_sources, 2)
         return torch.view_as_complex(out.contiguous())

@@ -46,7 +46,7 @@ class CalibrationConfig:
     """Where the training pairs come from."""
 
     source: str = "auto"
-    """"auto" (ACS lines when present, else self-calibration), "acs" or "self"."""
+    """"auto" (joint when ACS lines exist, else self), "acs", "self" or "joint" (ACS + non-Cartesian centre)."""
     acs_min_size: int = 12
     """Smallest usable fully sampled ACS block side (grid points)."""
     edge_margin: float = 4.0
@@ -55,6 +55,9 @@ class CalibrationConfig:
     """Synthesised (sources, target) pairs per training."""
     offset_jitter: float = 0.02
     """Gaussian jitter (grid units) added to the trajectory's offsets when synthesising pairs."""
+    noise_augmentation: float = 3.0
+    """Noise added to the training sources, in multiples of the noise std estimated by the
+    self/joint calibration fit (0 = none); it teaches the kernels to keep their noise gain low."""
     normalize_pairs: bool = True
     """Scale each training pair to unit source power (equal weight for centre and edge of the block)."""
     interpolation_padding: int = 4
@@ -80,6 +83,8 @@ class ModelConfig:
     """Random Fourier features of the offsets (0 = off)."""
     fourier_scale: float = 0.5
     """Standard deviation of the Fourier feature frequencies (cycles per grid unit)."""
+    bottleneck: int = 0
+    """Width of the linear feature layer before the head (0 = none); needed by the head refit."""
 
 
 @dataclass
@@ -101,6 +106,12 @@ class TrainingConfig:
     """Gradient-norm clipping (0 = off)."""
     early_stopping_patience: int = 0
     """Epochs without improvement before stopping (0 = off)."""
+    refit_head: bool = False
+    """After gradient training, solve the head exactly by regularised least squares (needs model.bottleneck)."""
+    refit_pairs: int = 20000
+    """Training pairs used by the head refit."""
+    refit_regularization: float = 1e-4
+    """Tikhonov loading of the refit, relative to the mean diagonal of its normal matrix."""
     whiten_sources: bool = True
     """Train the kernel for whitened sources (a reparameterisation that speeds up convergence)."""
     whitening_regularization: float = 1e-2
@@ -128,12 +139,18 @@ class FieldCorrectionConfig:
 
 @dataclass
 class ImageCalibrationConfig:
-    """image_based variant only."""
+    """Coil images the image_based variant (and fieldcorr) synthesise training pairs from."""
 
+    source: str = "auto"
+    """"auto" (image series in the input, else image_file, else made from the data), "series", "file" or "data"."""
     image_file: str = ""
-    """File with coil images or sensitivity maps when the input carries no image series."""
+    """File with coil images or sensitivity maps (.npy, .npz, .h5/.mrd) used when the input carries no image series."""
     lowres_size: int = 48
-    """Side of the k-space centre used when the variant makes its own coil images."""
+    """Side of the k-space centre (and of the image grid) used when the variant makes its own coil images."""
+    cg_iterations: int = 15
+    """Conjugate-gradient iterations when the variant makes its own coil images."""
+    min_coverage: float = 0.9
+    """Share of the central grid cells that must hold a sample to make coil images from the data."""
 
 
 @dataclass
@@ -158,11 +175,12 @@ class IgrogConfig:
         if not (g.device in ("auto", "cpu", "cuda") or g.device.startswith("cuda:")):
             raise ConfigError(f"gridding.device must be auto, cpu, cuda or cuda:N, got {g.device!r}")
         _at_least("gridding.inference_batch_size", g.inference_batch_size, 1)
-        _choice("calibration.source", c.source, ("auto", "acs", "self"))
+        _choice("calibration.source", c.source, ("auto", "acs", "self", "joint"))
         _at_least("calibration.acs_min_size", c.acs_min_size, 4)
         _at_least("calibration.edge_margin", c.edge_margin, 0.0)
         _at_least("calibration.num_training_pairs", c.num_training_pairs, 100)
         _at_least("calibration.offset_jitter", c.offset_jitter, 0.0)
+        _at_least("calibration.noise_augmentation", c.noise_augmentation, 0.0)
         _at_least("calibration.interpolation_padding", c.interpolation_padding, 2)
         _at_least("calibration.selfcal_size", c.selfcal_size, 8)
         _at_least("calibration.selfcal_grid", c.selfcal_grid, c.selfcal_size)
@@ -173,6 +191,12 @@ class IgrogConfig:
         _at_least("model.hidden_layers", m.hidden_layers, 1)
         _choice("model.activation", m.activation, ("relu", "gelu", "silu", "tanh"))
         _at_least("model.fourier_features", m.fourier_features, 0)
+        _at_least("model.bottleneck", m.bottleneck, 0)
+        if t.refit_head and m.bottleneck == 0:
+            raise ConfigError("training.refit_head = true needs model.bottleneck > 0 (the refit solves the head on its features)")
+        _at_least("training.refit_pairs", t.refit_pairs, 100)
+        if t.refit_regularization <= 0:
+            raise ConfigError(f"training.refit_regularization must be > 0, got {t.refit_regularization}")
         _at_least("training.epochs", t.epochs, 1)
         _at_least("training.batch_size", t.batch_size, 1)
         if t.max_seconds <= 0:
@@ -190,7 +214,14 @@ class IgrogConfig:
         _choice("fieldcorr.mode", self.fieldcorr.mode, ("hybrid", "kernel"))
         _at_least("fieldcorr.time_segments", self.fieldcorr.time_segments, 1)
         _at_least("fieldcorr.cg_iterations", self.fieldcorr.cg_iterations, 0)
-        _at_least("image_calibration.lowres_size", self.image_calibration.lowres_size, 8)
+        ic = self.image_calibration
+        _choice("image_calibration.source", ic.source, ("auto", "series", "file", "data"))
+        _at_least("image_calibration.lowres_size", ic.lowres_size, 8)
+        _at_least("image_calibration.cg_iterations", ic.cg_iterations, 1)
+        if not 0.0 < ic.min_coverage <= 1.0:
+            raise ConfigError(f"image_calibration.min_coverage must be in (0, 1], got {ic.min_coverage}")
+        if ic.source == "file" and not ic.image_file:
+            raise ConfigError("image_calibration.source = file needs image_calibration.image_file")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -34,7 +34,9 @@ class CalibrationBlock:
     ky0: int
     """ky (grid units) of row 0."""
     source: str
-    """How it was obtained: "acs" or "self-calibration"."""
+    """How it was obtained: "acs", "self-calibration" or "joint"."""
+    noise_std: float | None = None
+    """Estimated complex noise std of one k-space sample (from the CG fit residual), if known."""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -190,11 +192,17 @@ def self_calibrate(
             break
         direction = residual + (rr_new / rr) * direction
         rr = rr_new
+    residual_samples = used - nufft_forward(x, used_coords)
+    unknowns = grid * grid  # per coil
+    dof = max(used.shape[1] - unknowns, 1)
+    noise_std = float(np.sqrt(np.sum(np.abs(residual_samples) ** 2) / (used.shape[0] * dof)))
     kspace = centred_fft2(x)
     lo = grid // 2 - size // 2
     block = kspace[:, lo : lo + size, lo : lo + size].astype(np.complex64)
     logger.info("self-calibration: %d samples, %dx%d block, centre coverage %.0f%%", used.shape[1], size, size, 100 * coverage)
-    return CalibrationBlock(kspace=block, kx0=-(size // 2), ky0=-(size // 2), source="self-calibration")
+    return CalibrationBlock(
+        kspace=block, kx0=-(size // 2), ky0=-(size // 2), source="self-calibration", noise_std=noise_std
+    )
 
 
 class OffGridInterpolator:

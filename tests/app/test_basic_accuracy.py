@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ACCURATE, FAST, nrmse_on_sampled
+from app_helpers import ACCURATE, FAST, nrmse_on_sampled
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 

@@ -7,7 +7,7 @@ import logging
 import h5py
 import numpy as np
 import pytest
-from conftest import FAST, drop_coils, strip_trajectory
+from app_helpers import FAST, drop_coils, strip_trajectory
 
 from igrog_gadget.cli import main
 
@@ -106,7 +106,7 @@ def test_nan_samples(tmp_path, data_file, rewrite, caplog):
 
 
 def test_output_equal_to_input_is_refused(tmp_path, data_file, caplog):
-    from conftest import copy_to
+    from app_helpers import copy_to
 
     source = copy_to(tmp_path, data_file("radial_acs"))
     before = source.read_bytes()

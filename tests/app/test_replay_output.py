@@ -5,7 +5,7 @@ from __future__ import annotations
 import ismrmrd
 import numpy as np
 import pytest
-from conftest import FAST
+from app_helpers import FAST
 
 from igrog_gadget.config import load_config
 from igrog_gadget.replay import replay_file

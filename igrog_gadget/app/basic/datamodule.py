@@ -102,6 +102,7 @@ class BasicDataModule(DataModule):
             cal.offset_jitter,
             rng,
             normalize=cal.normalize_pairs,
+            source_noise_std=cal.noise_augmentation * (block.noise_std or 0.0),
         )
 
     def pair_dataset(self, pairs: TrainingPairs) -> TensorDictDataset:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from igrog_gadget.app.common.refit import refit_head
 from igrog_gadget.arch.mlp import ComplexKernelMLP
 from igrog_gadget.config import ModelConfig
 
@@ -39,7 +40,13 @@ class BasicKernelModel(nn.Module):
             activation=config.activation,
             fourier_features=config.fourier_features,
             fourier_scale=config.fourier_scale,
+            bottleneck=config.bottleneck,
         )
+
+    def refit_head(self, batch: dict[str, torch.Tensor], regularization: float) -> float:
+        """Solve the head exactly on ``batch`` (offsets, sources, targets); returns the residual."""
+        whitened = batch["sources"] @ self.whitening.T
+        return refit_head(self.net, batch["offsets"], whitened, batch["targets"], regularization)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.net(batch["offsets"]) @ self.whitening

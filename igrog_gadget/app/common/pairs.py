@@ -56,6 +56,7 @@ def synthesize_pairs(
     jitter: float,
     rng: np.random.Generator,
     normalize: bool = True,
+    source_noise_std: float = 0.0,
 ) -> TrainingPairs:
     """Pairs at random grid targets inside the block, offsets drawn from the trajectory's own.
 
@@ -67,6 +68,8 @@ def synthesize_pairs(
         edge_margin: grid units kept between targets (plus the source reach) and the block edge.
         jitter: std of Gaussian noise added to drawn offsets (grid units).
         normalize: scale each pair to unit mean source power.
+        source_noise_std: complex Gaussian noise (data units) added to the sources, so that the
+            kernels learn the noise of real samples (a ridge penalty on their noise gain).
     """
     if offset_pool.shape[0] == 0:
         raise CalibrationError("no imaging samples inside the grid: nothing to train kernels for")
@@ -82,6 +85,9 @@ def synthesize_pairs(
     scale = float(np.sqrt(np.mean(np.abs(block.kspace) ** 2))) or 1.0
     sources = interpolate(positions).reshape(coils, num_pairs, num_sources)
     sources = sources.transpose(1, 0, 2).reshape(num_pairs, coils * num_sources) / scale
+    if source_noise_std > 0:
+        noise = rng.standard_normal((*sources.shape, 2)).astype(np.float32) @ np.array([1, 1j], np.complex64)
+        sources = sources + (source_noise_std / scale / np.sqrt(2)) * noise
     iy = targets_k[:, 1] - block.ky0
     ix = targets_k[:, 0] - block.kx0
     targets = block.kspace[:, iy, ix].T / scale

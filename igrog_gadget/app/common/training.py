@@ -54,6 +54,30 @@ class TimeCosineLR(AbstractTrainingCallback):
             group["lr"] = base * factor
 
 
+class HeadRefit(AbstractTrainingCallback):
+    """At the end of training, solve the model's head exactly on a set of pairs.
+
+    The model must offer ``refit_head(batch, regularization) -> residual``; models without it
+    are left alone. The residual goes to ``state.metrics["refit_loss"]``.
+    """
+
+    dependencies = ("StepCounter",)
+
+    def __init__(self, pairs: dict[str, torch.Tensor], regularization: float) -> None:
+        self.pairs = pairs
+        self.regularization = regularization
+
+    def train_ended(self, state: TrainingState) -> None:
+        refit = getattr(state.model, "refit_head", None)
+        if refit is None:
+            logger.debug("%s has no refit_head; skipping", type(state.model).__name__)
+            return
+        batch = {name: tensor.to(state.device) for name, tensor in self.pairs.items()}
+        started = time.monotonic()
+        state.metrics["refit_loss"] = refit(batch, self.regularization)
+        logger.info("head refit: loss %.4g in %.2f s", state.metrics["refit_loss"], time.monotonic() - started)
+
+
 def build_trainer(
     model: torch.nn.Module,
     loss_fn: torch.nn.Module,
@@ -61,6 +85,7 @@ def build_trainer(
     device: str,
     val_loader=None,
     steps_per_epoch: int | None = None,
+    refit_pairs: dict[str, torch.Tensor] | None = None,
 ) -> Trainer:
     """A Trainer with the standard callbacks configured by ``config``."""
     params: dict = {"lr": config.learning_rate}
@@ -83,6 +108,8 @@ def build_trainer(
         callbacks.append(GradientClipping(config.grad_clip))
     if val_loader is not None:
         callbacks.append(Validation(val_loader, every_n_epochs=1, max_batches=4))
+    if config.refit_head and refit_pairs is not None:
+        callbacks.append(HeadRefit(refit_pairs, config.refit_regularization))
     if config.early_stopping_patience > 0:
         callbacks.append(EarlyStopping(config.early_stopping_patience, min_delta=0.0, monitor="train_loss"))
     trainer_config = TrainerConfig(

@@ -1,0 +1,77 @@
+"""Helpers of the basic variant, replay and CLI tests: recorded files, fast deterministic settings, file rewriting."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import ismrmrd
+import numpy as np
+import pytest
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+#: Step-limited (deterministic) training that is quick on 2 CPU cores.
+FAST = ["training.max_seconds=120", "training.epochs=4", "calibration.num_training_pairs=20000"]
+#: Enough steps to show the accuracy margin on the recorded files.
+ACCURATE = ["training.max_seconds=120", "training.epochs=20"]
+
+
+@pytest.fixture
+def data_file() -> Callable[[str], Path]:
+    def path(name: str) -> Path:
+        return DATA / f"{name}.h5"
+
+    return path
+
+
+@pytest.fixture
+def rewrite(tmp_path: Path) -> Callable:
+    """Copy a recorded file, passing every acquisition through ``change(index, acq) -> acq | None``."""
+
+    def _rewrite(source: Path, change: Callable[[int, ismrmrd.Acquisition], ismrmrd.Acquisition | None]) -> Path:
+        target = tmp_path / f"modified_{source.name}"
+        src = ismrmrd.Dataset(str(source), "dataset", create_if_needed=False)
+        dst = ismrmrd.Dataset(str(target), "dataset", create_if_needed=True)
+        dst.write_xml_header(src.read_xml_header())
+        for index in range(src.number_of_acquisitions()):
+            acq = change(index, src.read_acquisition(index))
+            if acq is not None:
+                dst.append_acquisition(acq)
+        src.close()
+        dst.close()
+        return target
+
+    return _rewrite
+
+
+def strip_trajectory(acq: ismrmrd.Acquisition) -> ismrmrd.Acquisition:
+    """The same acquisition without trajectory (trajectory_dimensions = 0)."""
+    head = acq.getHead()
+    head.trajectory_dimensions = 0
+    out = ismrmrd.Acquisition(head)
+    out.data[:] = acq.data
+    return out
+
+
+def drop_coils(acq: ismrmrd.Acquisition, keep: int) -> ismrmrd.Acquisition:
+    """The same acquisition with only its first ``keep`` coils."""
+    head = acq.getHead()
+    head.active_channels = keep
+    head.available_channels = keep
+    out = ismrmrd.Acquisition(head)
+    out.data[:] = acq.data[:keep]
+    out.traj[:] = acq.traj
+    return out
+
+
+def nrmse_on_sampled(kspace: np.ndarray, hits: np.ndarray, truth: np.ndarray) -> float:
+    mask = hits > 0
+    return float(np.linalg.norm((kspace - truth)[:, mask]) / np.linalg.norm(truth[:, mask]))
+
+
+def copy_to(tmp_path: Path, source: Path) -> Path:
+    target = tmp_path / source.name
+    shutil.copy(source, target)
+    return target
