@@ -20,7 +20,7 @@ from igrog_gadget.simulate import SimulationSpec, simulate_to_file  # noqa: E402
 
 @pytest.mark.parametrize(
     "name, calibration",
-    [("radial_acs", "acs"), ("radial_selfcal", "self-calibration"), ("spiral_acs", "acs")],
+    [("radial_acs", "joint"), ("radial_selfcal", "self-calibration"), ("spiral_acs", "joint")],
 )
 def test_igrog_beats_nearest_neighbour_and_classic_grog(data_file, name, calibration):
     config = load_config("basic", overrides=ACCURATE)
@@ -52,6 +52,18 @@ def test_grid_and_normalized_units_give_the_same_result(tmp_path):
         results.append(VariantGridder(config).grid(case.frame).kspace)
     np.testing.assert_allclose(results[1], results[0], rtol=1e-3, atol=1e-4 * np.abs(results[0]).max())
     np.testing.assert_array_equal(results[2], results[1])
+
+
+def test_acs_only_calibration_also_beats_grog(data_file):
+    config = load_config("basic", overrides=ACCURATE + ["calibration.source=acs"])
+    case = load_case("radial_acs", data_file("radial_acs"), config)
+    result = VariantGridder(config).grid(case.frame)
+    assert result.info["calibration"] == "acs"
+    block = grog_block(case, config)
+    assert block.shape == (24, 64), "24 ACS lines of the full readout"
+    frame = case.frame
+    grog = ClassicGrog.from_acs(block.kspace).grid(frame.flat_samples(), frame.flat_coords(), frame.matrix)
+    assert nrmse_on_sampled(result.kspace, result.hits, case.truth) < 0.8 * nrmse_on_sampled(grog.kspace, grog.hits, case.truth)
 
 
 def test_wrong_explicit_units_are_an_error(data_file):

@@ -33,7 +33,7 @@ def calibration_block(frame: FrameInputs, config: CalibrationConfig) -> Calibrat
         return acs_from_cartesian_lines(frame.calibration_lines, min_size=config.acs_min_size)
     if config.source in ("auto", "joint") and frame.calibration_lines:
         acs = acs_from_cartesian_lines(frame.calibration_lines, min_size=config.acs_min_size)
-        size = max(config.selfcal_size, min(acs.shape))
+        size = min(acs.shape)  # the ACS guarantees full coverage of a block this big
         samples = np.concatenate([frame.flat_samples()] + [data for data, _ in frame.calibration_lines], axis=1)
         coords = np.concatenate([frame.flat_coords()] + [pos for _, pos in frame.calibration_lines], axis=0)
         block = self_calibrate(
