@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import torch
 
 from igrog_gadget.errors import CalibrationError
 from igrog_gadget.gridding.calibration import CalibrationBlock
@@ -105,14 +106,16 @@ def synthesize_pairs(
     )
 
 
-def source_whitening(sources: np.ndarray, regularization: float = 1e-3) -> np.ndarray:
+def source_whitening(sources: np.ndarray, regularization: float = 1e-2) -> np.ndarray:
     """Inverse Cholesky factor of the source covariance: shape (m, m) complex64 for sources (pairs, m).
 
-    ``W = L^-1`` with ``L L^H = S^H S / pairs + regularization * mean eigenvalue * I``, so the
-    whitened sources ``W s`` have (almost) identity covariance.
+    ``W = L^-1`` with ``L L^H = E[s s^H] + regularization * mean eigenvalue * I``, so the
+    whitened sources ``W s`` have (almost) identity covariance. Computed with torch: numpy's
+    BLAS can be very slow for this product on a loaded two-core machine.
     """
-    covariance = sources.conj().T @ sources / max(sources.shape[0], 1)
-    covariance = covariance.T  # E[s s^H] with s as column vectors
-    load = regularization * float(np.real(np.trace(covariance))) / covariance.shape[0]
-    factor = np.linalg.cholesky(covariance + load * np.eye(covariance.shape[0]))
-    return np.linalg.inv(factor).astype(np.complex64)
+    s = torch.from_numpy(np.ascontiguousarray(sources, dtype=np.complex64)).to(torch.complex128)
+    covariance = (s.T @ s.conj()) / max(s.shape[0], 1)  # E[s s^H], s as column vectors
+    load = regularization * float(torch.diagonal(covariance).real.mean())
+    eye = torch.eye(covariance.shape[0], dtype=covariance.dtype)
+    factor = torch.linalg.cholesky(covariance + load * eye)
+    return torch.linalg.inv(factor).to(torch.complex64).numpy()
