@@ -8,7 +8,7 @@
 - :mod:`.server`: ``igrog serve`` (many concurrent connections)
 - :mod:`.external`: the ``<execute>`` target for Gadgetron's active mode
 
-See ``README_gadget.md`` in this folder for chains, properties and behaviour.
+See ``docs/gadget.md`` for chains, properties and behaviour.
 """
 
 from igrog_gadget.gadget.settings import OUTPUT_MODES, PROPERTIES, GadgetSettings

@@ -97,6 +97,6 @@ def test_every_property_is_documented():
 def test_readme_documents_every_property():
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[2] / "igrog_gadget" / "gadget" / "README_gadget.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "gadget.md").read_text()
     for name in PROPERTIES:
         assert f"| `{name}` |" in readme, name
