@@ -31,5 +31,5 @@ def write_rss_png(path: str | Path, kspaces: Sequence[np.ndarray]) -> Path:
     padded = [np.pad(t, ((0, height - t.shape[0]), (0, 2))) for t in tiles]
     mosaic = np.concatenate(padded, axis=1)[:, :-2]
     path = Path(path)
-    Image.fromarray((mosaic[::-1] * 255).astype(np.uint8)).save(path)  # ky up
+    Image.fromarray((mosaic * 255).astype(np.uint8)).save(path)  # row 0 on top, as Gadgetron shows images
     return path

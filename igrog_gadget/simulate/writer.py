@@ -318,8 +318,12 @@ def build_header(spec: SimulationSpec, design: _Design) -> str:
             calibrationMode=xsd.calibrationModeType.SEPARATE,
         )
     header = xsd.ismrmrdHeader(
+        # Gadgetron's NoiseAdjustGadget stores noise per subject: it needs a patientID and a
+        # measurementID of the form DEVICE_SUBJECT_SESSION_MEASUREMENT.
+        subjectInformation=xsd.subjectInformationType(patientID="igrogphantom"),
+        studyInformation=xsd.studyInformationType(studyID="igrogstudy"),
         measurementInformation=xsd.measurementInformationType(
-            measurementID=f"igrog_sim_{spec.seed}",
+            measurementID=f"igrogsim_igrogphantom_igrogstudy_{spec.seed}",
             patientPosition=xsd.patientPositionType.HFS,
             protocolName=f"igrog_simulated_{spec.trajectory}",
             sequenceName=identifier,
