@@ -196,7 +196,7 @@ def read_dataset(path: str | os.PathLike[str], group: str = "dataset", *, fast: 
         raise InputDataError(f"input file {path!r} is not an HDF5 file (ISMRMRD datasets are HDF5)")
 
     try:
-        with h5py.File(path, "r") as h5:
+        with h5py.File(path, "r", locking=False) as h5:  # reading must not fail on another process's lock
             node = h5.get(group)
             if not isinstance(node, h5py.Group):
                 present = sorted(name for name, obj in h5.items() if isinstance(obj, h5py.Group))
