@@ -206,9 +206,19 @@ def encode_config_file(name: str) -> bytes:
     return _ID.pack(CONFIG_FILE) + payload.ljust(CONFIG_FILE_SIZE, b"\x00")
 
 
+def printf_safe(text: str) -> str:
+    """``text`` without ``%``: Gadgetron 4 logs an external peer's error with the text as a
+    printf *format* (``connection/Core.cpp`` ``ErrorSender`` -> ``GERROR_STREAM`` ->
+    ``GERROR(text)``), so ``84% of`` is logged as garbage and ``%s`` crashes the connection's
+    process before the error reaches the client. ``%`` becomes `` percent``."""
+    return text.replace("%", " percent")
+
+
 def encode_error(text: str) -> bytes:
-    """A Gadgetron ERROR message (id 8, uint64 length, text): how an external peer reports failure."""
-    payload = _text_bytes(text)
+    """A Gadgetron ERROR message (id 8, uint64 length, text): how an external peer reports failure.
+
+    ``%`` is spelt out (:func:`printf_safe`): Gadgetron uses the text as a printf format."""
+    payload = _text_bytes(printf_safe(text))
     return _ID.pack(ERROR) + _U64.pack(len(payload)) + payload
 
 

@@ -207,6 +207,18 @@ def test_text_messages_strip_nul_and_config_file_is_1024_bytes():
     peer.close()
 
 
+def test_error_text_has_no_printf_conversions():
+    # Gadgetron 4 logs an external peer's ERROR text as a printf format (Core.cpp ErrorSender):
+    # "84% of" was logged as "8432000002220f", and "%s" crashed the connection's process.
+    channel, peer = channel_pair()
+    peer.sendall(protocol.encode_error("84% of the cells, need 90%; value '%s%n'"))
+    message = channel.read_message()
+    assert message.mid == protocol.ERROR and "%" not in message.value
+    assert message.value == "84 percent of the cells, need 90 percent; value ' percents percentn'"
+    channel.close()
+    peer.close()
+
+
 # --------------------------------------------------------------------------------------------
 # Broken peers: each ends promptly with a named error, never a busy loop
 # --------------------------------------------------------------------------------------------
