@@ -52,7 +52,7 @@ class VariantGridder:
         key = (frame.calibration_key, trajectory_fingerprint(frame))
         info: dict = {"variant": self.config.variant, "device": str(self.device)}
         cached = self._kernels.get(key)
-        if cached is not None and self._datamodule_reusable(frame):
+        if cached is not None and self._datamodule_reusable(cached[0], frame):
             self._kernels.move_to_end(key)
             datamodule, kernels = cached
             datamodule.frame = frame
@@ -80,9 +80,11 @@ class VariantGridder:
         result.info.update(info)
         return result
 
-    def _datamodule_reusable(self, frame: FrameInputs) -> bool:
-        """Variants whose gridding needs more than kernels (e.g. field maps) may say no."""
-        return True
+    def _datamodule_reusable(self, datamodule, frame: FrameInputs) -> bool:
+        """Whether cached kernels fit ``frame``: a datamodule may say no with ``reusable_for(frame)``
+        (e.g. fieldcorr's time-dependent kernels when the sample times differ)."""
+        check = getattr(datamodule, "reusable_for", None)
+        return True if check is None else bool(check(frame))
 
     def _refit_pairs(self, datamodule) -> dict[str, torch.Tensor] | None:
         """The first ``training.refit_pairs`` training pairs (they are in random order)."""

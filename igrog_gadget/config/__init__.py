@@ -132,9 +132,11 @@ class FieldCorrectionConfig:
     b0map_file: str = ""
     """File with the B0 map (Hz) when the input carries no "b0map" image series."""
     time_segments: int = 12
-    """Time segments of the field correction."""
+    """hybrid: time segments of the Cartesian-side correction."""
     cg_iterations: int = 0
-    """CG refinement iterations of the hybrid correction (0 = conjugate phase only)."""
+    """hybrid: CG refinement iterations of the correction (0 = conjugate phase only)."""
+    kernel_phase_tolerance: float = 1e-3
+    """kernel: largest error of the time-segmented field phase in the training pairs."""
 
 
 @dataclass
@@ -149,6 +151,15 @@ class ImageCalibrationConfig:
     """Side of the k-space centre (and of the image grid) used when the variant makes its own coil images."""
     cg_iterations: int = 15
     """Conjugate-gradient iterations when the variant makes its own coil images."""
+    pair_positions: str = "auto"
+    """"trajectory" (pairs at the frame's own samples), "random" (random targets in the central
+    target_size) or "auto" (trajectory for images from a series or file, random for images made from the data)."""
+    trajectory_region: float = 0.5
+    """trajectory pairs: samples whose grid point lies in this central fraction of the matrix (per axis)."""
+    trajectory_noise: float = 1.5
+    """trajectory pairs: source noise in multiples of the data's noise std (divided by sqrt(hits))."""
+    target_size: int = 32
+    """random pairs: targets lie in the central target_size x target_size of the images' k-space (0 = all of it)."""
     min_coverage: float = 0.9
     """Share of the central grid cells that must hold a sample to make coil images from the data."""
 
@@ -214,10 +225,18 @@ class IgrogConfig:
         _choice("fieldcorr.mode", self.fieldcorr.mode, ("hybrid", "kernel"))
         _at_least("fieldcorr.time_segments", self.fieldcorr.time_segments, 1)
         _at_least("fieldcorr.cg_iterations", self.fieldcorr.cg_iterations, 0)
+        if not 0.0 < self.fieldcorr.kernel_phase_tolerance < 1.0:
+            raise ConfigError(f"fieldcorr.kernel_phase_tolerance must be in (0, 1), got {self.fieldcorr.kernel_phase_tolerance}")
         ic = self.image_calibration
         _choice("image_calibration.source", ic.source, ("auto", "series", "file", "data"))
         _at_least("image_calibration.lowres_size", ic.lowres_size, 8)
         _at_least("image_calibration.cg_iterations", ic.cg_iterations, 1)
+        _choice("image_calibration.pair_positions", ic.pair_positions, ("auto", "trajectory", "random"))
+        if not 0.0 < ic.trajectory_region <= 1.0:
+            raise ConfigError(f"image_calibration.trajectory_region must be in (0, 1], got {ic.trajectory_region}")
+        _at_least("image_calibration.trajectory_noise", ic.trajectory_noise, 0.0)
+        if ic.target_size != 0:
+            _at_least("image_calibration.target_size", ic.target_size, 8)
         if not 0.0 < ic.min_coverage <= 1.0:
             raise ConfigError(f"image_calibration.min_coverage must be in (0, 1], got {ic.min_coverage}")
         if ic.source == "file" and not ic.image_file:

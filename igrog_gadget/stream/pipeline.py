@@ -65,11 +65,18 @@ class GriddingPipeline:
         return [self._grid(frame) for frame in self.buffer.close()]
 
     def images_for(self, completed: CompletedFrame) -> dict[str, np.ndarray]:
-        """Image inputs for a frame: per series, (channels, ny, nx) of the frame's slice if tagged, else all."""
-        slice_index = completed.calibration_key[0]
+        """Image inputs for a frame: per series, (channels, ny, nx).
+
+        The series' images of the frame's slice are chosen (slice from the ISMRMRD image
+        header, else the meta attribute ``slice``; untagged images fit every slice; when none
+        fits, all of them), then among those the ones of the frame's contrast likewise; the
+        chosen images are stacked along channels in arrival order (e.g. one image per coil).
+        """
+        slice_index, contrast = completed.calibration_key[0], completed.calibration_key[1]
         arrays: dict[str, np.ndarray] = {}
         for series, items in self.image_inputs.items():
-            chosen = [i for i in items if int(i.meta.get("slice", slice_index)) == slice_index] or items
+            chosen = [i for i in items if _image_counter(i, "slice") in (None, slice_index)] or items
+            chosen = [i for i in chosen if _image_counter(i, "contrast") in (None, contrast)] or chosen
             stacked = np.concatenate([np.asarray(i.data).reshape(-1, *np.asarray(i.data).shape[-2:]) for i in chosen])
             arrays[series] = stacked
         return arrays
@@ -92,3 +99,16 @@ class GriddingPipeline:
         if self.on_frame is not None:
             self.on_frame(frame)
         return frame
+
+
+def _image_counter(item: ImageItem, name: str) -> int | None:
+    """An image's ``slice`` / ``contrast``: from its ISMRMRD header, else its meta attributes."""
+    value = getattr(item.source, name, None)
+    if value is None:
+        value = item.meta.get(name)
+        if isinstance(value, list):
+            value = value[0] if value else None
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None

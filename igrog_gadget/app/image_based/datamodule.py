@@ -20,6 +20,7 @@ import numpy as np
 from igrog_gadget.app.basic.datamodule import BasicDataModule
 from igrog_gadget.app.common.frame import FrameInputs
 from igrog_gadget.app.common.pairs import TrainingPairs, synthesize_pairs
+from igrog_gadget.app.image_based.pairs import trajectory_pairs
 from igrog_gadget.app.image_based.sources import CalibrationImages, calibration_images
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.gridding.calibration import CalibrationBlock
@@ -44,14 +45,53 @@ class ImageBasedDataModule(BasicDataModule):
         self.images = calibration_images(self.frame, self.config.image_calibration)
         kspace = centred_fft2(self.images.images).astype(np.complex64)
         mx, my = self.images.matrix
-        logger.info("image calibration from %s: %d coils, %d x %d", self.images.source, kspace.shape[0], my, mx)
-        return CalibrationBlock(kspace=kspace, kx0=-(mx // 2), ky0=-(my // 2), source=f"images ({self.images.source})")
+        size = self.config.image_calibration.target_size
+        ay, ax = (min(size, my), min(size, mx)) if size > 0 else (my, mx)
+        oy, ox = my // 2 - ay // 2, mx // 2 - ax // 2
+        logger.info(
+            "image calibration from %s: %d coils, %d x %d, targets in the central %d x %d",
+            self.images.source, kspace.shape[0], my, mx, ay, ax,
+        )
+        return CalibrationBlock(
+            kspace=np.ascontiguousarray(kspace[:, oy : oy + ay, ox : ox + ax]),
+            kx0=-(ax // 2),
+            ky0=-(ay // 2),
+            source=f"images ({self.images.source})",
+        )
+
+    def pair_positions(self) -> str:
+        """"trajectory" or "random" (``image_calibration.pair_positions``; auto: trajectory for
+        images given in a series or file, random for images made from the data, whose noise
+        is shared by sources and targets)."""
+        choice = self.config.image_calibration.pair_positions
+        if choice == "auto":
+            return "random" if self.images.source == "data" else "trajectory"
+        return choice
 
     def make_training_pairs(self, block: CalibrationBlock) -> TrainingPairs:
-        """Pairs at the trajectory's own offsets; sources by NUFFT of the coil images."""
-        cal = self.config.calibration
+        """Pairs from the coil images, at the trajectory's own samples or at random targets.
+
+        ``trajectory``: ``trajectory_pairs`` with noise ``trajectory_noise`` x the data's noise.
+        ``random``: random targets in the central ``target_size`` (the block), offsets drawn from
+        the trajectory's, sources by NUFFT of the images plus ``calibration.noise_augmentation``
+        x the data's noise (as ``basic``).
+        """
+        cal, ic = self.config.calibration, self.config.image_calibration
         rng = np.random.default_rng(self.config.training.seed)
         images = self.images.images
+        noise = self.images.noise_std or 0.0
+        if self.pair_positions() == "trajectory":
+            return trajectory_pairs(
+                images,
+                self.geometry,
+                cal.num_training_pairs,
+                ic.trajectory_region,
+                cal.edge_margin,
+                cal.offset_jitter,
+                ic.trajectory_noise * noise,
+                rng,
+                normalize=cal.normalize_pairs,
+            )
         return synthesize_pairs(
             block,
             lambda positions: nufft_forward(images, positions),
@@ -61,4 +101,5 @@ class ImageBasedDataModule(BasicDataModule):
             cal.offset_jitter,
             rng,
             normalize=cal.normalize_pairs,
+            source_noise_std=cal.noise_augmentation * noise,
         )

@@ -5,9 +5,10 @@
    - ``coil_images``: complex, one channel per receive coil (one multi-channel image or
      one single-channel image per coil, in coil order), shape (coils, my, mx);
    - ``sensitivity_maps`` (complex, one channel per coil) times ``reference_image``
-     (one channel, complex or real magnitude, same matrix as the maps). Without a
-     ``reference_image`` the maps are multiplied by a reference the variant makes from
-     the data (see 3.), or by a uniform image when the data cannot give one.
+     (one channel, complex or real magnitude, same matrix as the maps). To give every
+     spatial frequency energy, 10 % (of its RMS) of white noise is added to the reference;
+     without a ``reference_image`` the maps are multiplied by white noise alone (see
+     ``broadband_reference``).
 
    ISMRMRD image type: any (complex images are read as they are; real images as real).
 2. **A file named in the configuration** (``image_calibration.image_file``):
@@ -42,7 +43,8 @@ import numpy as np
 from igrog_gadget.app.common.frame import FrameInputs
 from igrog_gadget.config import ImageCalibrationConfig
 from igrog_gadget.errors import CalibrationError, ConfigError
-from igrog_gadget.gridding.nufft import centred_fft2, centred_ifft2, nufft_adjoint, nufft_forward
+from igrog_gadget.gridding.calibration import centre_coverage, self_calibrate
+from igrog_gadget.gridding.nufft import centred_ifft2, nufft_forward
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +61,10 @@ class CalibrationImages:
     images: np.ndarray
     """Shape (coils, my, mx), complex64, field of view of the recon grid."""
     source: str
-    """Where they came from: "series:coil_images", "series:sensitivity_maps", "file:<path>", "data"."""
+    """Where they came from: "series:coil_images", "series:sensitivity_maps+...", "file:<path>", "data"."""
+    noise_std: float | None = None
+    """The data's complex noise std per k-space sample in the units of the images' k-space
+    (estimated; None when unknown). Training adds noise of this level to the sources."""
 
     @property
     def matrix(self) -> tuple[int, int]:
@@ -75,41 +80,44 @@ def calibration_images(frame: FrameInputs, config: ImageCalibrationConfig) -> Ca
         ConfigError: ``image_file`` unreadable or of an unknown format.
     """
     source = config.source
+    found: CalibrationImages | None = None
     if source in ("auto", "series"):
-        found = _from_series(frame, config)
-        if found is not None:
-            return found
-        if source == "series":
+        found = _from_series(frame)
+        if found is None and source == "series":
             raise CalibrationError(
                 "image_calibration.source = series but the input has no "
                 f"{COIL_IMAGES!r} or {SENSITIVITY_MAPS!r} image series "
-                f"(series present: {sorted(frame.images) or 'none'})"
+                f"(series present: {', '.join(sorted(frame.images)) or 'none'})"
             )
-    if source in ("auto", "file") and config.image_file:
+    if found is None and source in ("auto", "file") and config.image_file:
         arrays = read_image_file(config.image_file)
-        return _from_arrays(arrays, frame, config, f"file:{config.image_file}", f"image_calibration.image_file {config.image_file}")
-    if source == "file":
+        found = _from_arrays(arrays, frame, f"file:{config.image_file}", f"image_calibration.image_file {config.image_file}")
+    if found is None and source == "file":
         raise ConfigError("image_calibration.source = file but image_calibration.image_file is empty")
-    images = coil_images_from_data(
+    if found is not None:
+        found.noise_std = data_noise_in_image_units(frame, found.images, config)
+        return found
+    images, noise_std = coil_images_from_data(
         frame.flat_samples(),
         frame.flat_coords(),
         size=min(config.lowres_size, *frame.matrix),
         iterations=config.cg_iterations,
         min_coverage=config.min_coverage,
+        dense_size=config.target_size or None,
     )
-    return CalibrationImages(images=images, source="data")
+    return CalibrationImages(images=images, source="data", noise_std=noise_std)
 
 
-def _from_series(frame: FrameInputs, config: ImageCalibrationConfig) -> CalibrationImages | None:
+def _from_series(frame: FrameInputs) -> CalibrationImages | None:
     arrays = {name: frame.images[name] for name in (COIL_IMAGES, SENSITIVITY_MAPS, REFERENCE_IMAGE) if name in frame.images}
     if COIL_IMAGES not in arrays and SENSITIVITY_MAPS not in arrays:
         return None
     what = COIL_IMAGES if COIL_IMAGES in arrays else SENSITIVITY_MAPS
-    return _from_arrays(arrays, frame, config, f"series:{what}", "image series")
+    return _from_arrays(arrays, frame, f"series:{what}", "image series")
 
 
 def _from_arrays(
-    arrays: dict[str, np.ndarray], frame: FrameInputs, config: ImageCalibrationConfig, source: str, origin: str
+    arrays: dict[str, np.ndarray], frame: FrameInputs, source: str, origin: str
 ) -> CalibrationImages:
     """Coil images from ``coil_images`` or ``sensitivity_maps`` (+ ``reference_image``)."""
     if COIL_IMAGES in arrays:
@@ -118,25 +126,42 @@ def _from_arrays(
     if SENSITIVITY_MAPS not in arrays:
         raise CalibrationError(f"{origin}: holds neither {COIL_IMAGES!r} nor {SENSITIVITY_MAPS!r}")
     maps = _check_channels(arrays[SENSITIVITY_MAPS], f"{origin} {SENSITIVITY_MAPS!r}", frame)
+    reference = None
     if REFERENCE_IMAGE in arrays:
-        reference = np.asarray(arrays[REFERENCE_IMAGE])
         name = f"{origin} {REFERENCE_IMAGE!r}"
-        reference = reference.reshape(-1, *reference.shape[-2:]) if reference.ndim >= 2 else reference
+        given = np.asarray(arrays[REFERENCE_IMAGE])
+        reference = given.reshape(-1, *given.shape[-2:]) if given.ndim >= 2 else given
         if reference.ndim != 3 or reference.shape[0] != 1 or reference.shape[1:] != maps.shape[1:]:
             raise CalibrationError(
-                f"{name} has shape {tuple(np.shape(arrays[REFERENCE_IMAGE]))}; expected one channel of "
+                f"{name} has shape {given.shape}; expected one channel of "
                 f"{maps.shape[1]} x {maps.shape[2]} (the matrix of the sensitivity maps)"
             )
         _check_finite(reference, name)
         reference = reference[0]
-        how = "given reference image"
-    else:
-        reference = reference_from_data(maps, frame, config)
-        how = "reference image made from the data" if reference is not None else "uniform reference"
-        if reference is None:
-            reference = np.ones(maps.shape[1:], dtype=np.complex64)
+    images = maps * broadband_reference(reference, maps.shape[1:])[None]
+    how = "reference image" if reference is not None else "white reference"
     logger.info("coil images = sensitivity maps x %s", how)
-    return CalibrationImages(images=(maps * reference[None]).astype(np.complex64), source=f"{source}+{how}")
+    return CalibrationImages(images=images.astype(np.complex64), source=f"{source}+{how}")
+
+
+def broadband_reference(reference: np.ndarray | None, shape: tuple[int, int], floor: float = 0.1) -> np.ndarray:
+    """The image sensitivity maps are multiplied by: ``reference`` plus white noise.
+
+    Training pairs are normalised to unit power, so k-space regions where the coil images have
+    (almost) no energy would train on round-off. Multiplying the maps by an image with energy at
+    every spatial frequency keeps every pair consistent with the coil model ``S_c * rho``:
+    ``reference + floor * rms(reference) * w`` with ``w`` white complex Gaussian (fixed seed),
+    or ``w`` alone without a reference.
+
+    Returns:
+        shape ``shape`` (my, mx), complex64.
+    """
+    rng = np.random.default_rng(12345)
+    white = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) / np.sqrt(2.0)
+    if reference is None:
+        return white.astype(np.complex64)
+    rms = float(np.sqrt(np.mean(np.abs(reference) ** 2))) or 1.0
+    return (reference + floor * rms * white).astype(np.complex64)
 
 
 def _check_finite(array: np.ndarray, name: str) -> None:
@@ -169,131 +194,82 @@ def _check_channels(array: np.ndarray, name: str, frame: FrameInputs) -> np.ndar
     return array.astype(np.complex64)
 
 
-def reference_from_data(maps: np.ndarray, frame: FrameInputs, config: ImageCalibrationConfig) -> np.ndarray | None:
-    """A reference image for ``maps`` from the data: the SENSE combination of the variant's own
-    low-resolution coil images, zero-padded in k-space to the maps' matrix.
-
-    Args:
-        maps: shape (coils, my, mx) complex.
-    Returns:
-        shape (my, mx) complex64, or None when the data's centre is not densely sampled.
-    """
-    my, mx = maps.shape[1:]
-    try:
-        lowres = coil_images_from_data(
-            frame.flat_samples(),
-            frame.flat_coords(),
-            size=min(config.lowres_size, mx, my),
-            iterations=config.cg_iterations,
-            min_coverage=config.min_coverage,
-        )
-    except CalibrationError as error:
-        logger.info("no reference image from the data (%s)", error)
-        return None
-    upsampled = centred_ifft2(_zero_pad(centred_fft2(lowres), (my, mx)))
-    power = np.sum(np.abs(maps) ** 2, axis=0)
-    combined = np.sum(np.conj(maps) * upsampled, axis=0) / np.maximum(power, 1e-6 * power.max())
-    return combined.astype(np.complex64)
-
-
-def _zero_pad(kspace: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Centred zero padding of (..., ay, ax) k-space to (..., ny, nx) (k = 0 stays at n//2)."""
-    ay, ax = kspace.shape[-2:]
-    ny, nx = shape
-    out = np.zeros((*kspace.shape[:-2], ny, nx), dtype=kspace.dtype)
-    oy, ox = ny // 2 - ay // 2, nx // 2 - ax // 2
-    out[..., oy : oy + ay, ox : ox + ax] = kspace
-    return out
-
-
-def _density_weights(coords: np.ndarray, cell: float = 0.5) -> np.ndarray:
-    """Density compensation 1 / (samples in the same ``cell``-sized bin); shape (n,)."""
-    bins = np.floor(coords / cell).astype(np.int64)
-    _, inverse, counts = np.unique(bins, axis=0, return_inverse=True, return_counts=True)
-    return 1.0 / counts[inverse.reshape(-1)]
-
-
-def centre_coverage(coords: np.ndarray, size: int) -> float:
-    """Share of the grid cells with ``max(|kx|, |ky|) < size / 2`` (less one) that hold a sample.
-
-    Args:
-        coords: shape (n, 2), grid units.
-    """
-    half = size // 2 - 1
-    cells = np.floor(coords + 0.5).astype(np.int64)
-    inside = np.all(np.abs(cells) <= half, axis=1)
-    hit = np.zeros((2 * half + 1, 2 * half + 1), dtype=bool)
-    hit[cells[inside, 1] + half, cells[inside, 0] + half] = True
-    return float(hit.mean())
-
-
 def coil_images_from_data(
     samples: np.ndarray,
     coords: np.ndarray,
     size: int = 48,
     iterations: int = 15,
     min_coverage: float = 0.9,
-    regularization: float = 1e-4,
-) -> np.ndarray:
+    dense_size: int | None = None,
+) -> tuple[np.ndarray, float]:
     """Low-resolution coil images from the central region of non-Cartesian data.
 
-    Solves ``(F^H W F + lambda I) x = F^H W y`` by conjugate gradients, ``x`` a
-    ``size`` x ``size`` image per coil over the full field of view, ``F`` the NUFFT to the
-    samples with ``max(|kx|, |ky|) < size/2 - 0.5``, ``W`` a density compensation and
-    ``lambda = regularization`` times the largest eigenvalue estimate (1 for the weights used).
+    The CG-NUFFT solve of ``igrog_gadget.gridding.calibration.self_calibrate`` with an image
+    grid of ``size`` x ``size`` (the whole k-space of the solution, ``[-size/2, size/2)``, is
+    kept): ``(F^H W F + lambda I) x = F^H W y`` over the samples with
+    ``max(|kx|, |ky|) < size/2 - 0.5``, ``W`` a density compensation.
 
     Args:
         samples: shape (coils, n), complex.
         coords: shape (n, 2), (kx, ky) grid units.
-        size: image matrix (even, >= 8).
+        size: image matrix (made even, >= 8).
+        dense_size: the central square that must be densely sampled (default ``size``):
+            ``min_coverage`` of the grid cells within radius ``dense_size / sqrt(2) + 1`` must
+            hold a sample (beyond it the solution is regularised, not aliased, but less exact).
     Returns:
-        shape (coils, size, size), complex64.
+        ``(images (coils, size, size) complex64, noise_std)``: the images and the complex noise
+        std of one k-space sample estimated from the fit residual (data units).
     Raises:
-        CalibrationError: the central region is not densely sampled (cell coverage below
-            ``min_coverage``), so the reconstruction would be aliased.
+        CalibrationError: the centre is not densely sampled.
     """
     size = int(size) - int(size) % 2
     if size < 8:
         raise CalibrationError(f"image_calibration.lowres_size gives a {size} x {size} grid; need at least 8")
-    coverage = centre_coverage(coords, size)
+    dense = min(size, dense_size or size)
+    radius = dense / np.sqrt(2.0) + 1.0
+    coverage = centre_coverage(coords, radius)
     if coverage < min_coverage:
         raise CalibrationError(
-            "cannot make coil images from the data: the central "
-            f"{size} x {size} region of k-space is not densely sampled ({coverage:.0%} of its grid cells hold a "
-            f"sample, need {min_coverage:.0%}); give a coil_images or sensitivity_maps image series, "
-            "image_calibration.image_file, or lower image_calibration.lowres_size"
+            "cannot make coil images from the data: the centre of k-space is not densely sampled "
+            f"({coverage:.0%} of the grid cells within radius {radius:.1f} hold a sample, need {min_coverage:.0%}); "
+            f"give a {COIL_IMAGES!r} or {SENSITIVITY_MAPS!r} image series or image_calibration.image_file"
         )
-    band = np.max(np.abs(coords), axis=1) < size / 2 - 0.5
-    used_coords = coords[band]
-    used = samples[:, band].astype(np.complex64)
-    weights = _density_weights(used_coords)
-    weights = weights / weights.max()
-    shape = (size, size)
-
-    def normal(image: np.ndarray) -> np.ndarray:
-        return nufft_adjoint(weights * nufft_forward(image, used_coords), used_coords, shape) + regularization * image
-
-    rhs = nufft_adjoint(weights * used, used_coords, shape)
-    x = np.zeros_like(rhs)
-    residual = rhs.copy()
-    direction = residual.copy()
-    rr = float(np.vdot(residual, residual).real)
-    stop = 1e-12 * rr
-    for _ in range(iterations):
-        if rr <= stop:
-            break
-        a_dir = normal(direction)
-        alpha = rr / max(float(np.vdot(direction, a_dir).real), 1e-30)
-        x = x + alpha * direction
-        residual = residual - alpha * a_dir
-        rr_new = float(np.vdot(residual, residual).real)
-        direction = residual + (rr_new / rr) * direction
-        rr = rr_new
+    block = self_calibrate(samples, coords, size=size, grid=size, iterations=iterations, min_coverage=0.0)
+    images = centred_ifft2(block.kspace).astype(np.complex64)
     logger.info(
-        "coil images from the data: %d samples in the central %d x %d, coverage %.0f%%, %d CG iterations",
-        used.shape[1], size, size, 100 * coverage, iterations,
+        "coil images from the data: %d x %d, centre coverage %.0f%%, noise std %.3g",
+        size, size, 100 * coverage, block.noise_std or 0.0,
     )
-    return x.astype(np.complex64)
+    return images, float(block.noise_std or 0.0)
+
+
+def data_noise_in_image_units(frame: FrameInputs, images: np.ndarray, config: ImageCalibrationConfig) -> float | None:
+    """The data's noise level expressed in the k-space units of ``images`` (for given images).
+
+    A central CG fit of the data (``coil_images_from_data``) gives the noise std and the RMS of
+    the samples it used; their ratio times the RMS of the images' k-space at the same positions
+    is the noise std the images would have at the data's SNR. None when the centre is not dense.
+    """
+    coords = frame.flat_coords()
+    size = min(config.lowres_size, *frame.matrix, *images.shape[1:])
+    try:
+        _, noise_std = coil_images_from_data(
+            frame.flat_samples(),
+            coords,
+            size=size,
+            iterations=config.cg_iterations,
+            min_coverage=config.min_coverage,
+            dense_size=config.target_size or None,
+        )
+    except CalibrationError as error:
+        logger.info("no noise estimate for the calibration images: %s", error)
+        return None
+    band = np.max(np.abs(coords), axis=1) < size / 2 - 0.5
+    data_rms = float(np.sqrt(np.mean(np.abs(frame.flat_samples()[:, band]) ** 2)))
+    image_rms = float(np.sqrt(np.mean(np.abs(nufft_forward(images, coords[band])) ** 2)))
+    if data_rms <= 0:
+        return None
+    return noise_std / data_rms * image_rms
 
 
 def read_image_file(path: str) -> dict[str, np.ndarray]:

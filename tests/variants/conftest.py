@@ -1,0 +1,1 @@
+"""The image_based and fieldcorr tests share ``variants_helpers``."""

@@ -1,0 +1,99 @@
+"""Helpers of the image_based / fieldcorr tests: recorded files, quick settings, file surgery."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Callable
+
+import ismrmrd
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "data"
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.evaluation import Case, load_case, nrmse_on_sampled  # noqa: E402,F401
+from igrog_gadget.app.runner import VariantGridder  # noqa: E402
+from igrog_gadget.config import load_config  # noqa: E402
+from igrog_gadget.io.reader import _open_ismrmrd_readonly  # noqa: E402
+from igrog_gadget.simulate import ifft2c  # noqa: E402
+
+#: Step-limited (deterministic) training that is quick on 2 busy CPU cores.
+FAST = ["training.max_seconds=120", "training.epochs=4", "calibration.num_training_pairs=20000"]
+#: Enough steps for accuracy comparisons on the 64 x 64 recorded files.
+ACCURATE = ["training.max_seconds=120", "training.epochs=10", "calibration.num_training_pairs=30000"]
+
+
+def recorded(name: str) -> Path:
+    return DATA / f"{name}.h5"
+
+
+def truth(name: str) -> dict[str, np.ndarray]:
+    with np.load(DATA / f"{name}.truth.npz") as archive:
+        return {key: archive[key] for key in archive.files}
+
+
+def coil_images_of(name: str) -> np.ndarray:
+    """Field-free coil images of a recorded file's first slice: (coils, N, N) complex64."""
+    return ifft2c(truth(name)["kspace"][0, 0].astype(np.complex128)).astype(np.complex64)
+
+
+def copy_with(
+    tmp_path: Path,
+    name: str,
+    images: dict[str, np.ndarray] | None = None,
+    change: Callable[[int, ismrmrd.Acquisition], ismrmrd.Acquisition | None] | None = None,
+    drop_series: tuple[str, ...] = (),
+    suffix: str = "",
+) -> Path:
+    """A copy of a recorded file (and its truth) with acquisitions passed through ``change(index, acq)``
+    (None drops one), the image series in ``drop_series`` left out and ``images``
+    ({series: (channels, ny, nx) array}) appended as ISMRMRD image series."""
+    source = recorded(name)
+    target = tmp_path / f"{name}{suffix}.h5"
+    shutil.copy(DATA / f"{name}.truth.npz", tmp_path / f"{name}{suffix}.truth.npz")
+    if change is None and not drop_series:
+        shutil.copy(source, target)
+        dst = ismrmrd.Dataset(str(target), "dataset", create_if_needed=False)
+    else:
+        src = _open_ismrmrd_readonly(str(source), "dataset")
+        dst = ismrmrd.Dataset(str(target), "dataset", create_if_needed=True)
+        dst.write_xml_header(src.read_xml_header())
+        for index in range(src.number_of_acquisitions()):
+            acq = src.read_acquisition(index)
+            acq = change(index, acq) if change is not None else acq
+            if acq is not None:
+                dst.append_acquisition(acq)
+        for series in src.list():
+            if series in ("data", "xml") or series in drop_series:
+                continue
+            try:
+                count = src.number_of_images(series)
+            except Exception:  # not an image series
+                continue
+            for i in range(count):
+                dst.append_image(series, src.read_image(series, i))
+        src.close()
+    for series, array in (images or {}).items():
+        data = np.asarray(array)
+        data = data.reshape(data.shape[0], 1, *data.shape[-2:])
+        image = ismrmrd.Image.from_array(np.ascontiguousarray(data), transpose=False)
+        image.image_type = ismrmrd.IMTYPE_COMPLEX if np.iscomplexobj(data) else ismrmrd.IMTYPE_REAL
+        dst.append_image(series, image)
+    dst.close()
+    return target
+
+
+def grid(variant: str, path: Path, overrides: list[str], frame_hook: Callable | None = None):
+    """(result, case) of gridding the first frame of ``path`` with ``variant``."""
+    config = load_config(variant, overrides=overrides)
+    case = load_case(path.stem, path, config)
+    if frame_hook is not None:
+        frame_hook(case.frame)
+    return VariantGridder(config).grid(case.frame), case
+
+
+def error(result, case: Case) -> float:
+    return nrmse_on_sampled(result.kspace, result.hits, case.truth)
