@@ -182,3 +182,37 @@ def test_no_images_and_undersampled_centre_is_a_calibration_error(tmp_path):
     path = copy_with(tmp_path, "radial_selfcal", change=lambda i, acq: acq if i % 4 == 1 else None, suffix="_sparse")
     with pytest.raises(CalibrationError, match="cannot make coil images from the data"):
         grid("image_based", path, FAST)
+
+
+def test_image_series_are_chosen_by_slice_and_contrast():
+    from types import SimpleNamespace
+
+    from igrog_gadget.scan import ImageItem
+    from igrog_gadget.stream.pipeline import GriddingPipeline
+
+    def item(series, value, slice_index=None, contrast=None, channels=1):
+        source = None
+        if slice_index is not None:
+            source = ismrmrd.Image.from_array(np.zeros((channels, 1, 4, 4), np.complex64), transpose=False)
+            source.slice, source.contrast = slice_index, contrast or 0
+        return ImageItem(series=series, data=np.full((channels, 1, 4, 4), value, np.complex64), source=source)
+
+    inputs = {
+        "coil_images": [item("coil_images", s * 10 + c, s, c, channels=2) for s in (0, 1) for c in (0, 1)],
+        "b0map": [item("b0map", 7.0)],  # untagged: fits every frame
+        "sensitivity_maps": [item("sensitivity_maps", 1.0, 0), item("sensitivity_maps", 2.0, 0)],  # one per coil
+    }
+    pipeline = SimpleNamespace(image_inputs=inputs)
+    chosen = GriddingPipeline.images_for(pipeline, SimpleNamespace(calibration_key=(1, 1, 0)))
+    assert chosen["coil_images"].shape == (2, 4, 4) and np.all(chosen["coil_images"] == 11)
+    assert chosen["b0map"].shape == (1, 4, 4) and np.all(chosen["b0map"] == 7)
+    # No map tagged with slice 1: all of them, stacked along channels in arrival order.
+    assert chosen["sensitivity_maps"].shape == (2, 4, 4)
+    assert chosen["sensitivity_maps"][1, 0, 0] == 2
+
+
+def test_variants_are_registered():
+    from igrog_gadget.app.registry import get_variant
+
+    assert get_variant("image_based").name == "image_based"
+    assert get_variant("fieldcorr").name == "fieldcorr"

@@ -1,0 +1,208 @@
+"""Datamodule of the fieldcorr variant: gridding to the field-free value at each grid point.
+
+Calibration: coil images, exactly as ``image_based`` (image series, configured file, or made
+from the data). Two modes (``fieldcorr.mode``):
+
+- ``hybrid`` (default): field-free kernels trained as in ``image_based``; after gridding, the
+  field is removed on the Cartesian side (``correction.correct_field``): time-segmented
+  conjugate phase with ``time_segments`` segments and optionally ``cg_iterations`` of CG,
+  using the times of the samples that landed on each grid point (each sample's time is the
+  mean time of its kernel's sources).
+- ``kernel`` (as in the iGROG paper): the kernel also takes the sample time (mean source
+  time, seconds); training sources are the coil images with the phase the B0 map predicts at
+  each source's own time, ``exp(-2 pi i f(r) t_s)`` (time-segmented to a phase error below
+  ``kernel_phase_tolerance``, i.e. exact for practical purposes), targets the field-free values.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from igrog_gadget.app.common.batches import TensorDictDataset, batch_loader
+from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace
+from igrog_gadget.app.common.kernels import grid_with_kernels, mean_time_on_grid
+from igrog_gadget.app.common.pairs import TrainingPairs, target_range
+from igrog_gadget.app.fieldcorr.correction import correct_field
+from igrog_gadget.app.fieldcorr.fieldmap import field_map, sample_times_s
+from igrog_gadget.app.fieldcorr.segmentation import frequency_histogram, segments_for_tolerance, time_segmentation
+from igrog_gadget.app.image_based.datamodule import ImageBasedDataModule
+from igrog_gadget.config import IgrogConfig
+from igrog_gadget.errors import CalibrationError
+from igrog_gadget.gridding.calibration import CalibrationBlock
+from igrog_gadget.gridding.geometry import SampleGeometry
+from igrog_gadget.gridding.nufft import centred_fft2, centred_ifft2, nufft_forward
+
+logger = logging.getLogger(__name__)
+
+
+def effective_times(times_s: np.ndarray, geometry: SampleGeometry) -> np.ndarray:
+    """Time of each kept sample as its kernel sees it: the mean time of its sources.
+
+    Args:
+        times_s: shape (readouts, samples), seconds.
+    Returns:
+        shape (n,), float64, one per kept sample of ``geometry``.
+    """
+    return times_s.reshape(-1)[geometry.source_index].mean(axis=1)
+
+
+class FieldCorrDataModule(ImageBasedDataModule):
+    """``ImageBasedDataModule`` plus the B0 map and sample times of the frame.
+
+    After ``preprocess()``: ``field_hz`` (ny, nx) and ``times_s`` (readouts, samples) of the
+    frame; in ``kernel`` mode the pairs carry ``extra["times"]`` (pairs,) seconds and the test
+    batches ``times`` (n,). ``time_scale_s`` (largest sample time) normalises the model input.
+    """
+
+    def __init__(self, frame: FrameInputs, config: IgrogConfig, with_training: bool = True) -> None:
+        super().__init__(frame, config, with_training)
+        self.field_hz: np.ndarray | None = None
+        self.field_source = ""
+        self.times_s: np.ndarray | None = None
+        self.time_scale_s = 1.0
+
+    @property
+    def mode(self) -> str:
+        return self.config.fieldcorr.mode
+
+    def load_field_inputs(self) -> None:
+        """Read and check the frame's B0 map and sample times (InputDataError when unusable)."""
+        self.field_hz, self.field_source = field_map(self.frame, self.config.fieldcorr)
+        self.times_s = sample_times_s(self.frame)
+        self.time_scale_s = max(float(self.times_s.max()), 1e-6)
+
+    def reusable_for(self, frame: FrameInputs) -> bool:
+        """Cached kernels fit ``frame`` when its sample times are ours (kernel mode depends on them)."""
+        if self.mode != "kernel":
+            return True
+        theirs, ours = frame.sample_times_us, self.frame.sample_times_us
+        return theirs is not None and ours is not None and np.array_equal(theirs, ours)
+
+    # --- engine contract -------------------------------------------------------
+    def preprocess(self) -> "FieldCorrDataModule":
+        self.load_field_inputs()  # fail on a bad map or missing times before training
+        super().preprocess()
+        logger.info(
+            "B0 map from %s: %.1f .. %.1f Hz; readouts up to %.2f ms; mode %s",
+            self.field_source, float(self.field_hz.min()), float(self.field_hz.max()), 1e3 * self.time_scale_s, self.mode,
+        )
+        return self
+
+    def test_dataloader(self) -> DataLoader:
+        if self.mode != "kernel":
+            return super().test_dataloader()
+        times = effective_times(self.times_s, self.geometry).astype(np.float32)
+        dataset = TensorDictDataset(offsets=torch.from_numpy(self.geometry.offsets), times=torch.from_numpy(times))
+        return batch_loader(dataset, self.config.gridding.inference_batch_size, False)
+
+    def pair_dataset(self, pairs: TrainingPairs) -> TensorDictDataset:
+        dataset = super().pair_dataset(pairs)
+        if self.mode == "kernel":
+            dataset = TensorDictDataset(**dataset.tensors, times=torch.from_numpy(pairs.extra["times"]))
+        return dataset
+
+    # --- training pairs ----------------------------------------------------------
+    def make_training_pairs(self, block: CalibrationBlock) -> TrainingPairs:
+        """hybrid: field-free pairs (as image_based); kernel: B0-aware sources, field-free targets."""
+        if self.mode != "kernel":
+            return super().make_training_pairs(block)
+        return self._time_pairs(block)
+
+    def _time_pairs(self, block: CalibrationBlock) -> TrainingPairs:
+        cal = self.config.calibration
+        rng = np.random.default_rng(self.config.training.seed)
+        geometry = self.geometry
+        if geometry.num_samples == 0:
+            raise CalibrationError("no imaging samples inside the grid: nothing to train kernels for")
+        count = cal.num_training_pairs
+        pick = rng.integers(0, geometry.num_samples, count)
+        offsets = geometry.offsets[pick].astype(np.float32)
+        if cal.offset_jitter > 0:
+            offsets = offsets + rng.normal(0.0, cal.offset_jitter, offsets.shape).astype(np.float32)
+        source_times = self.times_s.reshape(-1)[geometry.source_index[pick]]  # (P, S)
+        reach = float(np.max(np.abs(offsets)))
+        low, high = target_range(block, cal.edge_margin + reach)
+        targets_k = rng.integers(low, high + 1, size=(count, 2))
+        positions = (targets_k[:, None, :] + offsets).reshape(-1, 2)
+        sources = self._b0_aware_values(positions, source_times.reshape(-1))  # (coils, P*S)
+        coils, num_sources = block.kspace.shape[0], offsets.shape[1]
+        sources = sources.reshape(coils, count, num_sources).transpose(1, 0, 2).reshape(count, coils * num_sources)
+        targets = block.kspace[:, targets_k[:, 1] - block.ky0, targets_k[:, 0] - block.kx0].T
+        scale = float(np.sqrt(np.mean(np.abs(block.kspace) ** 2))) or 1.0
+        sources, targets = sources / scale, targets / scale
+        if cal.normalize_pairs:
+            norms = np.sqrt(np.mean(np.abs(sources) ** 2, axis=1, keepdims=True)) + 1e-12
+            sources, targets = sources / norms, targets / norms
+        return TrainingPairs(
+            offsets=offsets,
+            sources=np.ascontiguousarray(sources, dtype=np.complex64),
+            targets=np.ascontiguousarray(targets, dtype=np.complex64),
+            scale=scale,
+            extra={"times": source_times.mean(axis=1).astype(np.float32)},
+        )
+
+    def _b0_aware_values(self, positions: np.ndarray, times_s: np.ndarray) -> np.ndarray:
+        """k-space of the coil images with the field's phase at each time: (coils, m).
+
+        ``sum_l b_l(t) NUFFT[x * exp(-2 pi i f tau_l)](k)``, segments chosen so that the
+        phase error stays below ``fieldcorr.kernel_phase_tolerance``. Images smaller than the
+        recon grid are zero-padded (in k-space) to it, where the field map lives.
+        """
+        images = self.images.images
+        nx, ny = self.frame.matrix
+        if images.shape[1:] != (ny, nx):
+            padded = np.zeros((images.shape[0], ny, nx), dtype=np.complex64)
+            my, mx = images.shape[1:]
+            oy, ox = ny // 2 - my // 2, nx // 2 - mx // 2
+            padded[:, oy : oy + my, ox : ox + mx] = centred_fft2(images)
+            images = centred_ifft2(padded) * np.sqrt(ny * nx / (my * mx))
+        frequencies, weights = frequency_histogram(self.field_hz)
+        segmentation = segments_for_tolerance(times_s, frequencies, weights, self.config.fieldcorr.kernel_phase_tolerance)
+        phases = np.exp(-2j * np.pi * self.field_hz[None].astype(np.float64) * segmentation.tau_s[:, None, None])
+        modulated = (phases[:, None] * images[None]).reshape(-1, ny, nx)  # (L * coils, ny, nx)
+        values = nufft_forward(modulated, positions).reshape(segmentation.num_segments, images.shape[0], -1)
+        logger.info("B0-aware pairs: %d time segments (phase error %.1g)", segmentation.num_segments, segmentation.max_error)
+        return np.einsum("lm,lcm->cm", segmentation.coefficients.astype(np.complex64), values)
+
+    # --- gridding ---------------------------------------------------------------
+    def grid(self, kernels: torch.Tensor) -> GriddedKSpace:
+        """Grid with ``kernels``; in hybrid mode remove the field on the Cartesian side."""
+        self.kernels = kernels
+        self.load_field_inputs()  # the frame may be new (cached kernels)
+        kspace, hits = grid_with_kernels(self.frame.flat_samples(), self.geometry, kernels, kernels.device)
+        times = effective_times(self.times_s, self.geometry)
+        mean_time = mean_time_on_grid(self.times_s.reshape(-1) * 1e6, self.geometry)
+        info: dict = {"b0map": self.field_source, "fieldcorr_mode": self.mode}
+        if self.mode == "hybrid":
+            segmentation, weights = self.segment_weights(times)
+            kspace = correct_field(
+                kspace, hits, self.field_hz, segmentation.tau_s, weights, self.config.fieldcorr.cg_iterations, kernels.device
+            )
+            info["time_segments"] = segmentation.num_segments
+            info["segmentation_error"] = segmentation.max_error
+        self.data = GriddedKSpace(kspace=kspace, hits=hits, mean_time_us=mean_time, info=info)
+        return self.data
+
+    def segment_weights(self, times: np.ndarray):
+        """Time segmentation of the frame and its mean coefficients per grid point.
+
+        Args:
+            times: shape (n,), seconds, per kept sample.
+        Returns:
+            ``(TimeSegmentation, weights (L, ny, nx) complex64)``.
+        """
+        frequencies, freq_weights = frequency_histogram(self.field_hz)
+        segmentation = time_segmentation(times, frequencies, freq_weights, self.config.fieldcorr.time_segments)
+        nx, ny = self.geometry.matrix
+        index = self.geometry.grid_index
+        hits = np.maximum(np.bincount(index, minlength=nx * ny), 1)
+        weights = np.empty((segmentation.num_segments, ny, nx), dtype=np.complex64)
+        for number, coefficients in enumerate(segmentation.coefficients):
+            real = np.bincount(index, weights=coefficients.real, minlength=nx * ny)
+            imag = np.bincount(index, weights=coefficients.imag, minlength=nx * ny)
+            weights[number] = ((real + 1j * imag) / hits).reshape(ny, nx)
+        return segmentation, weights
