@@ -8,10 +8,12 @@ Kernels are recomputed only when the trajectory (or grid) differs from a cached 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -23,6 +25,20 @@ from igrog_gadget.app.registry import get_variant
 from igrog_gadget.config import IgrogConfig
 
 logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def cpu_threads(count: int | None) -> Iterator[None]:
+    """Run the block with ``count`` torch CPU threads (None: unchanged), then restore."""
+    if count is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def trajectory_fingerprint(frame: FrameInputs) -> str:
@@ -42,6 +58,8 @@ class VariantGridder:
         self.device = resolve_device(config.gridding.device)
         self.inferencer = Inferencer(self.device)
         self._models: dict[tuple, torch.nn.Module] = {}
+        self._threads: dict[tuple, int] = {}
+        """CPU thread count the training found fastest, per calibration key (used for inference)."""
         self._kernels: OrderedDict[tuple, tuple] = OrderedDict()
         self.max_cached_kernels = 4
         self.trainings = 0
@@ -65,12 +83,15 @@ class VariantGridder:
             if model is None:
                 model = self._train(datamodule, info)
                 self._models[frame.calibration_key] = model
+                if "cpu_threads" in info:
+                    self._threads[frame.calibration_key] = int(info["cpu_threads"])
                 info["path"] = "trained"
             else:
                 info["path"] = "reused model"
             infer_start = time.perf_counter()
-            outputs = self.inferencer.run(model, datamodule.test_dataloader())
-            datamodule.postprocess(outputs)
+            with cpu_threads(self._threads.get(frame.calibration_key)):
+                outputs = self.inferencer.run(model, datamodule.test_dataloader())
+                datamodule.postprocess(outputs)
             info["gridding_s"] = time.perf_counter() - infer_start
             self._kernels[key] = (datamodule, datamodule.kernels)
             while len(self._kernels) > self.max_cached_kernels:
@@ -96,8 +117,9 @@ class VariantGridder:
         return {name: tensor[:count] for name, tensor in tensors.items()}
 
     def _train(self, datamodule, info: dict) -> torch.nn.Module:
-        torch.manual_seed(self.config.training.seed)
-        model = self.spec.model(datamodule, self.config)
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG of other threads
+            torch.manual_seed(self.config.training.seed)
+            model = self.spec.model(datamodule, self.config)
         loss = self.spec.loss(self.config)
         train_loader = datamodule.train_dataloader()
         trainer = build_trainer(
@@ -116,6 +138,8 @@ class VariantGridder:
         info["training_steps"] = state.step
         info["training_loss"] = state.loss
         info["calibration"] = getattr(datamodule.block, "source", "")
+        if "cpu_threads" in state.metrics:
+            info["cpu_threads"] = state.metrics["cpu_threads"]
         if "refit_loss" in state.metrics:
             info["refit_loss"] = state.metrics["refit_loss"]
         if "val_loss" in state.metrics:

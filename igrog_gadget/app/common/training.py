@@ -54,6 +54,58 @@ class TimeCosineLR(AbstractTrainingCallback):
             group["lr"] = base * factor
 
 
+class CpuThreadTuning(AbstractTrainingCallback):
+    """On the CPU, time a few steps with torch's threads and with one thread; keep the faster.
+
+    Small training steps scale poorly: on a loaded machine, torch's OpenMP threads can make a
+    step ten times slower than a single thread, while an idle machine gains from them. The
+    choice is made once per training (steps ``warmup`` .. ``warmup + 2 * probe``, which still
+    train the model) and the previous thread count is restored when training ends. torch's
+    thread count is process-wide: concurrent trainings in one process share it.
+    """
+
+    dependencies = ("StepCounter",)
+
+    def __init__(self, warmup: int = 3, probe: int = 6) -> None:
+        self.warmup = warmup
+        self.probe = probe
+
+    def train_started(self, state: TrainingState) -> None:
+        threads = torch.get_num_threads()
+        state.extras["threads"] = {"original": threads, "times": {}, "active": state.device.type == "cpu" and threads > 1}
+
+    def train_step_started(self, state: TrainingState) -> None:
+        tuning = state.extras["threads"]
+        if not tuning["active"]:
+            return
+        index = state.step - self.warmup
+        if index == 0:
+            torch.set_num_threads(tuning["original"])
+        elif index == self.probe:
+            torch.set_num_threads(1)
+        tuning["started"] = time.perf_counter()
+
+    def train_step_ended(self, state: TrainingState) -> None:
+        tuning = state.extras["threads"]
+        if not tuning["active"]:
+            return
+        index = state.step - self.warmup  # StepCounter has already counted this step
+        if 0 <= index - 1 < 2 * self.probe:
+            threads = tuning["original"] if index - 1 < self.probe else 1
+            tuning["times"].setdefault(threads, []).append(time.perf_counter() - tuning["started"])
+        if index == 2 * self.probe:
+            median = {n: sorted(t)[len(t) // 2] for n, t in tuning["times"].items()}
+            best = min(median, key=median.get)
+            torch.set_num_threads(best)
+            tuning["active"] = False
+            state.metrics["cpu_threads"] = float(best)
+            logger.info("training on %d CPU thread(s) (median step: %s)", best,
+                        ", ".join(f"{n} thread(s) {1000 * t:.1f} ms" for n, t in sorted(median.items())))
+
+    def train_ended(self, state: TrainingState) -> None:
+        torch.set_num_threads(state.extras["threads"]["original"])
+
+
 class HeadRefit(AbstractTrainingCallback):
     """At the end of training, solve the model's head exactly on a set of pairs.
 
@@ -99,6 +151,7 @@ def build_trainer(
         scheduler = SchedulerConfig("none", {})
     callbacks: list[AbstractTrainingCallback] = [
         StepCounter(),
+        CpuThreadTuning(),
         LossLogger(every_n_steps=steps_per_epoch or 100, progress=config.progress),
         TimeBudget(config.max_seconds),
     ]
