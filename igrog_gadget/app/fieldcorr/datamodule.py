@@ -113,26 +113,55 @@ class FieldCorrDataModule(ImageBasedDataModule):
         return self._time_pairs(block)
 
     def _time_pairs(self, block: CalibrationBlock) -> TrainingPairs:
-        cal = self.config.calibration
+        """Kernel-mode pairs: sources with the field's phase at their own times, field-free targets.
+
+        Targets anywhere in the images' k-space (less the margin): a kernel that undoes the field
+        must see the whole spectrum. ``trajectory`` positions (see ``pair_positions``): the
+        sampled grid points of random imaging samples with their own offsets and times, sources
+        plus noise ``trajectory_noise`` x the data's noise / sqrt(hits); ``random``: random
+        targets, offsets and times of random samples, sources plus ``noise_augmentation`` x noise.
+        """
+        cal, ic = self.config.calibration, self.config.image_calibration
         rng = np.random.default_rng(self.config.training.seed)
         geometry = self.geometry
         if geometry.num_samples == 0:
             raise CalibrationError("no imaging samples inside the grid: nothing to train kernels for")
+        kspace = centred_fft2(self.images.images)
+        coils, my, mx = kspace.shape
+        nx, ny = geometry.matrix
         count = cal.num_training_pairs
-        pick = rng.integers(0, geometry.num_samples, count)
+        reach = float(np.max(np.abs(geometry.offsets))) + 4 * cal.offset_jitter
+        noise = self.images.noise_std or 0.0
+        gx = geometry.grid_index % nx - nx // 2
+        gy = geometry.grid_index // nx - ny // 2
+        if self.pair_positions() == "trajectory":
+            limit_x, limit_y = mx / 2 - cal.edge_margin - reach, my / 2 - cal.edge_margin - reach
+            allowed = np.flatnonzero((np.abs(gx) < limit_x) & (np.abs(gy) < limit_y))
+            if allowed.size == 0:
+                raise CalibrationError("no imaging sample lies inside the k-space the calibration images cover")
+            pick = allowed[rng.integers(0, allowed.size, count)]
+            targets_k = np.stack([gx[pick], gy[pick]], axis=1)
+            hits = np.bincount(geometry.grid_index, minlength=nx * ny)[geometry.grid_index[pick]]
+            noise_std = ic.trajectory_noise * noise / np.sqrt(np.maximum(hits, 1))
+        else:
+            pick = rng.integers(0, geometry.num_samples, count)
+            full = CalibrationBlock(kspace=kspace, kx0=-(mx // 2), ky0=-(my // 2), source=block.source)
+            low, high = target_range(full, cal.edge_margin + reach)
+            targets_k = rng.integers(low, high + 1, size=(count, 2))
+            noise_std = np.full(count, cal.noise_augmentation * noise)
         offsets = geometry.offsets[pick].astype(np.float32)
         if cal.offset_jitter > 0:
             offsets = offsets + rng.normal(0.0, cal.offset_jitter, offsets.shape).astype(np.float32)
         source_times = self.times_s.reshape(-1)[geometry.source_index[pick]]  # (P, S)
-        reach = float(np.max(np.abs(offsets)))
-        low, high = target_range(block, cal.edge_margin + reach)
-        targets_k = rng.integers(low, high + 1, size=(count, 2))
         positions = (targets_k[:, None, :] + offsets).reshape(-1, 2)
         sources = self._b0_aware_values(positions, source_times.reshape(-1))  # (coils, P*S)
-        coils, num_sources = block.kspace.shape[0], offsets.shape[1]
+        num_sources = offsets.shape[1]
         sources = sources.reshape(coils, count, num_sources).transpose(1, 0, 2).reshape(count, coils * num_sources)
-        targets = block.kspace[:, targets_k[:, 1] - block.ky0, targets_k[:, 0] - block.kx0].T
-        scale = float(np.sqrt(np.mean(np.abs(block.kspace) ** 2))) or 1.0
+        if noise > 0:
+            std = (noise_std / np.sqrt(2.0))[:, None]
+            sources = sources + std * (rng.standard_normal(sources.shape) + 1j * rng.standard_normal(sources.shape))
+        targets = kspace[:, targets_k[:, 1] + my // 2, targets_k[:, 0] + mx // 2].T
+        scale = float(np.sqrt(np.mean(np.abs(kspace) ** 2))) or 1.0
         sources, targets = sources / scale, targets / scale
         if cal.normalize_pairs:
             norms = np.sqrt(np.mean(np.abs(sources) ** 2, axis=1, keepdims=True)) + 1e-12
@@ -159,7 +188,7 @@ class FieldCorrDataModule(ImageBasedDataModule):
             my, mx = images.shape[1:]
             oy, ox = ny // 2 - my // 2, nx // 2 - mx // 2
             padded[:, oy : oy + my, ox : ox + mx] = centred_fft2(images)
-            images = centred_ifft2(padded) * np.sqrt(ny * nx / (my * mx))
+            images = centred_ifft2(padded)  # same k-space values on the finer grid (orthonormal FFTs)
         frequencies, weights = frequency_histogram(self.field_hz)
         segmentation = segments_for_tolerance(times_s, frequencies, weights, self.config.fieldcorr.kernel_phase_tolerance)
         phases = np.exp(-2j * np.pi * self.field_hz[None].astype(np.float64) * segmentation.tau_s[:, None, None])
@@ -197,6 +226,12 @@ class FieldCorrDataModule(ImageBasedDataModule):
         """
         frequencies, freq_weights = frequency_histogram(self.field_hz)
         segmentation = time_segmentation(times, frequencies, freq_weights, self.config.fieldcorr.time_segments)
+        if segmentation.max_error > 0.01:
+            logger.warning(
+                "fieldcorr: %d time segments model the field phase only to %.1g (field range %.0f Hz over %.1f ms); "
+                "raise fieldcorr.time_segments",
+                segmentation.num_segments, segmentation.max_error, float(np.ptp(self.field_hz)), 1e3 * float(np.ptp(times)),
+            )
         nx, ny = self.geometry.matrix
         index = self.geometry.grid_index
         hits = np.maximum(np.bincount(index, minlength=nx * ny), 1)

@@ -23,8 +23,16 @@
    reconstructed per coil on a ``lowres_size`` x ``lowres_size`` image grid with the same
    field of view, by ``cg_iterations`` of conjugate gradients on the density-compensated
    normal equations ``(F^H W F + lambda I) x = F^H W y`` (``F`` the NUFFT to those samples,
-   ``W`` a 1/(samples per half-grid-unit cell) density compensation). Its k-space then spans
-   ``[-lowres_size/2, lowres_size/2)``.
+   ``W`` a 1/(samples per half-grid-unit cell) density compensation; the solver of
+   ``gridding.calibration.self_calibrate``). Its k-space then spans
+   ``[-lowres_size/2, lowres_size/2)``. The central ``target_size`` square (where the training
+   targets lie) must be densely sampled: ``min_coverage`` of the grid cells within radius
+   ``target_size / sqrt(2) + 1`` hold a sample, else ``CalibrationError``.
+
+Noise level: training adds noise to the sources (see ``ImageBasedDataModule``). Its level is
+the data's noise std estimated from the residual of that CG fit (degrees of freedom
+corrected); for images given in a series or file it is converted to the images' units by
+the ratio of the images' and the data's k-space RMS over the fitted region.
 
 Every image has the field of view of the recon grid: an image of matrix (my, mx) covers
 k in ``[-m/2, m/2)`` grid units of the recon grid, pixel r = 0 at index m//2 (the package's
