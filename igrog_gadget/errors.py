@@ -17,3 +17,7 @@ class ConfigError(IgrogError, ValueError):
 
 class CalibrationError(InputDataError):
     """No usable calibration data (no ACS and no densely sampled centre, wrong shapes, ...)."""
+
+
+class GriddingCancelled(IgrogError):
+    """The work was cancelled (e.g. the stream it served is gone)."""

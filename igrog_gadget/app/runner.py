@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace
 from igrog_gadget.app.common.training import build_trainer
 from igrog_gadget.app.registry import get_variant
 from igrog_gadget.config import IgrogConfig
+from igrog_gadget.errors import GriddingCancelled
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +65,24 @@ class VariantGridder:
         self._kernels: OrderedDict[tuple, tuple] = OrderedDict()
         self.max_cached_kernels = 4
         self.trainings = 0
+        self.cancelled = threading.Event()
+        """Set by ``cancel()``: training stops at its next step and ``grid`` refuses new work."""
+
+    def cancel(self) -> None:
+        """Abandon the work (thread-safe): e.g. the stream being served is gone."""
+        self.cancelled.set()
+
+    def _check_cancelled(self) -> None:
+        if self.cancelled.is_set():
+            raise GriddingCancelled("gridding was cancelled")
 
     def grid(self, frame: FrameInputs) -> GriddedKSpace:
-        """Gridded k-space of one frame (trains on first use of its calibration)."""
+        """Gridded k-space of one frame (trains on first use of its calibration).
+
+        Raises:
+            GriddingCancelled: ``cancel()`` was called (before or during the work).
+        """
+        self._check_cancelled()
         started = time.perf_counter()
         key = (frame.calibration_key, trajectory_fingerprint(frame))
         info: dict = {"variant": self.config.variant, "device": str(self.device)}
@@ -81,7 +98,9 @@ class VariantGridder:
             datamodule = self.spec.datamodule(frame, self.config, with_training=model is None)
             datamodule.preprocess()
             if model is None:
+                self._check_cancelled()
                 model = self._train(datamodule, info)
+                self._check_cancelled()
                 self._models[frame.calibration_key] = model
                 if "cpu_threads" in info:
                     self._threads[frame.calibration_key] = int(info["cpu_threads"])
@@ -130,6 +149,7 @@ class VariantGridder:
             val_loader=datamodule.val_dataloader(),
             steps_per_epoch=len(train_loader),
             refit_pairs=self._refit_pairs(datamodule),
+            cancel=self.cancelled,
         )
         started = time.perf_counter()
         state = trainer.fit(train_loader)

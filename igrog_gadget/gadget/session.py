@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from igrog_gadget.errors import ConfigError, IgrogError
+from igrog_gadget.errors import ConfigError, GriddingCancelled, IgrogError
 from igrog_gadget.gadget import protocol
 from igrog_gadget.gadget.images import crop_to_fov, frame_image
 from igrog_gadget.gadget.protocol import Message, MessageChannel, PeerClosedError, ProtocolError
@@ -229,6 +229,9 @@ class GadgetSession:
         except ProtocolError as error:
             # the reader thread has logged its own errors the moment it met them
             self._fail(str(error), peer_gone=isinstance(error, PeerClosedError), logged=error is self._inbox.error)
+        except GriddingCancelled as error:  # the reader met a broken stream and cancelled the work
+            cause = self._inbox.error
+            self._fail(str(cause or error), peer_gone=isinstance(cause, PeerClosedError), logged=cause is not None)
         except (IgrogError, ValueError) as error:
             self._fail(str(error))
         except Exception as error:  # noqa: BLE001 - the connection boundary: log, report, carry on serving
@@ -408,6 +411,8 @@ class GadgetSession:
                 detail = "; nothing buffered is gridded or sent" if isinstance(error, PeerClosedError) else ""
                 logger.error("%s: %s; ending this connection%s", self.channel.peer, error, detail)
             self._inbox.fail(error)
+            if self.pipeline is not None:  # a broken stream: stop training/gridding for it at once
+                self.pipeline.gridder.cancel()
 
     def _next(self) -> tuple[Message, float]:
         message, arrival = self._inbox.get()

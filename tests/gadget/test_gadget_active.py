@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FAST_OVERRIDES, ROOT, send_all
+from gadget_helpers import FAST_OVERRIDES, ROOT, send_all
 from igrog_gadget.gadget import protocol
 from igrog_gadget.gadget.client import StreamClient, configuration_xml
 from igrog_gadget.gadget.recondata import decode_recon_data

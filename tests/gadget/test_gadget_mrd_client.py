@@ -16,7 +16,7 @@ import ismrmrd
 import numpy as np
 import pytest
 
-from conftest import data_file
+from gadget_helpers import data_file
 
 CLIENT_DIR = Path(os.environ.get("IGROG_MRD_SERVER_DIR", "/work/ext/python-ismrmrd-server"))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import ismrmrd
 import pytest
 
-from conftest import FAST_OVERRIDES, process_cpu_seconds, send_all, start_server_process
+from gadget_helpers import FAST_OVERRIDES, process_cpu_seconds, send_all, start_server_process
 from igrog_gadget.gadget import protocol
 from igrog_gadget.gadget.client import StreamClient, configuration_xml, dataset_messages
 

@@ -12,7 +12,7 @@ import ismrmrd
 import numpy as np
 import pytest
 
-from conftest import DETERMINISTIC_OVERRIDES, data_file, send_all, stream_dataset
+from gadget_helpers import DETERMINISTIC_OVERRIDES, data_file, send_all, stream_dataset
 from igrog_gadget.config import load_config
 from igrog_gadget.gadget import protocol
 from igrog_gadget.gadget.images import rss_image

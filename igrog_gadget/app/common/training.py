@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 
 import torch
@@ -106,6 +107,19 @@ class CpuThreadTuning(AbstractTrainingCallback):
         torch.set_num_threads(state.extras["threads"]["original"])
 
 
+class Cancellation(AbstractTrainingCallback):
+    """Stops training at the next step once ``event`` is set (e.g. the stream it serves is gone)."""
+
+    dependencies = ("StepCounter",)
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def train_step_ended(self, state: TrainingState) -> None:
+        if self.event.is_set():
+            state.request_stop("cancelled")
+
+
 class HeadRefit(AbstractTrainingCallback):
     """At the end of training, solve the model's head exactly on a set of pairs.
 
@@ -138,6 +152,7 @@ def build_trainer(
     val_loader=None,
     steps_per_epoch: int | None = None,
     refit_pairs: dict[str, torch.Tensor] | None = None,
+    cancel: threading.Event | None = None,
 ) -> Trainer:
     """A Trainer with the standard callbacks configured by ``config``."""
     params: dict = {"lr": config.learning_rate}
@@ -161,6 +176,8 @@ def build_trainer(
         callbacks.append(GradientClipping(config.grad_clip))
     if val_loader is not None:
         callbacks.append(Validation(val_loader, every_n_epochs=1, max_batches=4))
+    if cancel is not None:
+        callbacks.append(Cancellation(cancel))
     if config.refit_head and refit_pairs is not None:
         callbacks.append(HeadRefit(refit_pairs, config.refit_regularization))
     if config.early_stopping_patience > 0:
