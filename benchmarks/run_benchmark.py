@@ -69,6 +69,7 @@ def run_case(name: str, path: Path, overrides: list[str], variant: str = "basic"
     gridded = gridder.grid(frame)
     row["igrog"] = nrmse_on_sampled(gridded.kspace, gridded.hits, case.truth)
     row["train_s"] = gridded.info.get("training_s", float("nan"))
+    row["steps"] = gridded.info.get("training_steps", 0)
     row["grid_s"] = gridded.info.get("gridding_s", float("nan"))
     row["cached_s"] = best_time(lambda: gridder.grid(frame))
     row["adjoint_s"] = best_time(lambda: nufft_adjoint(samples, coords, (frame.matrix[1], frame.matrix[0])))
@@ -101,14 +102,14 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(run_case(name, path, args.overrides, args.variant))
     header = (
         f"{'case':<12} {'NN':>6} {'GROG':>6} {'iGROG':>6} {'iG/GROG':>7} {'floor':>6} "
-        f"{'train s':>7} {'grid s':>6} {'cached s':>8} {'adjoint s':>9} {'GROG s':>6}"
+        f"{'train s':>7} {'steps':>5} {'grid s':>6} {'cached s':>8} {'adjoint s':>9} {'GROG s':>6}"
     )
     print(header)
     print("-" * len(header))
     for r in rows:
         print(
             f"{r['case']:<12} {r['nn']:6.3f} {r['grog']:6.3f} {r['igrog']:6.3f} {r['igrog'] / r['grog']:7.2f} "
-            f"{r['noise_floor']:6.3f} {r['train_s']:7.2f} {r['grid_s']:6.3f} {r['cached_s']:8.3f} "
+            f"{r['noise_floor']:6.3f} {r['train_s']:7.2f} {r['steps']:5d} {r['grid_s']:6.3f} {r['cached_s']:8.3f} "
             f"{r['adjoint_s']:9.3f} {r['grog_s']:6.3f}"
         )
     return 0
