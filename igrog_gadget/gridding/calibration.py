@@ -199,7 +199,10 @@ def self_calibrate(
     kspace = centred_fft2(x)
     lo = grid // 2 - size // 2
     block = kspace[:, lo : lo + size, lo : lo + size].astype(np.complex64)
-    logger.info("self-calibration: %d samples, %dx%d block, centre coverage %.0f%%", used.shape[1], size, size, 100 * coverage)
+    logger.info(
+        "calibration solve: %d samples, %dx%d block, centre coverage %.0f%%, noise std %.3g",
+        used.shape[1], size, size, 100 * coverage, noise_std,
+    )
     return CalibrationBlock(
         kspace=block, kx0=-(size // 2), ky0=-(size // 2), source="self-calibration", noise_std=noise_std
     )
