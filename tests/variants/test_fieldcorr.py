@@ -9,7 +9,6 @@ import h5py
 import ismrmrd
 import numpy as np
 import pytest
-import torch
 from variants_helpers import ACCURATE, FAST, copy_with, error, grid, recorded, truth
 
 from igrog_gadget.app.common.frame import FrameInputs
@@ -20,7 +19,7 @@ from igrog_gadget.app.runner import VariantGridder
 from igrog_gadget.cli import main
 from igrog_gadget.config import FieldCorrectionConfig, load_config
 from igrog_gadget.errors import ConfigError, InputDataError
-from igrog_gadget.gridding.nufft import centred_fft2, centred_ifft2
+from igrog_gadget.gridding.nufft import centred_fft2
 
 
 @pytest.fixture(scope="module")
