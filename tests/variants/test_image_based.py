@@ -216,3 +216,17 @@ def test_variants_are_registered():
 
     assert get_variant("image_based").name == "image_based"
     assert get_variant("fieldcorr").name == "fieldcorr"
+
+
+def test_sensitivity_maps_without_reference_are_a_last_resort(monkeypatch):
+    from benchmarks.evaluation import load_case
+
+    maps = truth("radial_acs")["sensitivity_maps"]
+    case = load_case("radial_acs", recorded("radial_acs"), load_config("image_based"))
+    case.frame.images = {"sensitivity_maps": maps}
+    assert calibration_images(case.frame, ImageCalibrationConfig()).source == "data"
+    no_noise_estimate(monkeypatch)
+    # The data cannot give images (no samples): maps x white noise.
+    found = calibration_images(frame_with({"sensitivity_maps": maps}), ImageCalibrationConfig())
+    assert found.source == "series:sensitivity_maps+white reference"
+    assert calibration_images(frame_with({"sensitivity_maps": maps}), ImageCalibrationConfig(source="series")).weak
