@@ -33,17 +33,21 @@ def calibration_block(frame: FrameInputs, config: CalibrationConfig) -> Calibrat
         return acs_from_cartesian_lines(frame.calibration_lines, min_size=config.acs_min_size)
     if config.source in ("auto", "joint") and frame.calibration_lines:
         acs = acs_from_cartesian_lines(frame.calibration_lines, min_size=config.acs_min_size)
-        size = min(acs.shape)  # the ACS guarantees full coverage of a block this big
+        size = max(config.selfcal_size, min(acs.shape))
         samples = np.concatenate([frame.flat_samples()] + [data for data, _ in frame.calibration_lines], axis=1)
         coords = np.concatenate([frame.flat_coords()] + [pos for _, pos in frame.calibration_lines], axis=0)
-        block = self_calibrate(
-            samples,
-            coords,
-            size=size,
-            grid=max(config.selfcal_grid, 2 * size),
-            iterations=config.selfcal_iterations,
-            min_coverage=config.selfcal_min_coverage,
-        )
+        try:
+            block = self_calibrate(
+                samples,
+                coords,
+                size=size,
+                grid=max(config.selfcal_grid, 2 * size),
+                iterations=config.selfcal_iterations,
+                min_coverage=config.selfcal_min_coverage,
+            )
+        except CalibrationError as error:  # centre too sparse around the ACS: the ACS block alone
+            logger.info("joint calibration not possible (%s); using the ACS block %s", error, acs.shape)
+            return acs
         block.source = "joint"
         return block
     if config.source in ("acs", "joint"):
