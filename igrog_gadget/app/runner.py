@@ -1,7 +1,8 @@
 """Grids frames with a variant: trains once per calibration, reuses kernels per trajectory.
 
 Retraining rule: a model is trained the first time a ``calibration_key`` is seen (by
-default the frame's slice, contrast and encode-step-2; see ``igrog_gadget.pipeline``) and
+default the frame's slice, contrast and encode-step-2; see
+``igrog_gadget.stream.buffer.CALIBRATION_KEY_FIELDS``) and
 reused for every later frame with that key (repetitions, averages, sets, phases).
 Kernels are recomputed only when the trajectory (or grid) differs from a cached one.
 """
@@ -24,7 +25,7 @@ from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace
 from igrog_gadget.app.common.training import build_trainer
 from igrog_gadget.app.registry import get_variant
 from igrog_gadget.config import IgrogConfig
-from igrog_gadget.errors import GriddingCancelled
+from igrog_gadget.errors import ConfigError, GriddingCancelled
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,10 @@ class VariantGridder:
     def __init__(self, config: IgrogConfig) -> None:
         self.config = config
         self.spec = get_variant(config.variant)
-        self.device = resolve_device(config.gridding.device)
+        try:
+            self.device = resolve_device(config.gridding.device)
+        except ValueError as error:  # e.g. cuda on a machine without CUDA
+            raise ConfigError(f"gridding.device: {error}") from None
         self.inferencer = Inferencer(self.device)
         self._models: dict[tuple, torch.nn.Module] = {}
         self._threads: dict[tuple, int] = {}

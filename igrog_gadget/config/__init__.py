@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,7 +184,7 @@ class IgrogConfig:
         _at_least("gridding.num_sources", g.num_sources, 1)
         _choice("gridding.trajectory_units", g.trajectory_units, ("auto", "grid", "normalized"))
         _at_least("gridding.grid_oversampling", g.grid_oversampling, 1.0)
-        if not (g.device in ("auto", "cpu", "cuda") or g.device.startswith("cuda:")):
+        if not (g.device in ("auto", "cpu", "cuda") or (g.device.startswith("cuda:") and g.device[5:].isdigit())):
             raise ConfigError(f"gridding.device must be auto, cpu, cuda or cuda:N, got {g.device!r}")
         _at_least("gridding.inference_batch_size", g.inference_batch_size, 1)
         _choice("calibration.source", c.source, ("auto", "acs", "self", "joint"))
@@ -273,7 +274,7 @@ def _choice(name: str, value: Any, allowed: Iterable[str]) -> None:
 
 
 def _at_least(name: str, value: float, minimum: float) -> None:
-    if value < minimum:
+    if not value >= minimum:  # also refuses NaN
         raise ConfigError(f"{name} must be >= {minimum}, got {value!r}")
 
 
@@ -290,7 +291,10 @@ def _coerce(name: str, text: str, current: Any) -> Any:
         if isinstance(current, int):
             return int(text)
         if isinstance(current, float):
-            return float(text)
+            number = float(text)
+            if not math.isfinite(number):
+                raise ValueError(text)
+            return number
     except ValueError:
         raise ConfigError(f"{name}: cannot read {text!r} as {type(current).__name__}") from None
     return text

@@ -23,7 +23,8 @@ def grid_matrix(header: ScanHeader, config: IgrogConfig) -> tuple[int, int]:
     return int(round(nx * factor)), int(round(ny * factor))
 
 
-def _trajectory_2d(readout: Readout, source: str) -> np.ndarray:
+def _trajectory_2d(readout: Readout, source: str, planar: bool = True) -> np.ndarray:
+    """(kx, ky) of a readout, shape (samples, 2); ``planar``: the encoded matrix is 2D (nz = 1)."""
     traj = readout.traj
     if traj is None or traj.size == 0:
         raise InputDataError(
@@ -40,18 +41,18 @@ def _trajectory_2d(readout: Readout, source: str) -> np.ndarray:
             f"{source}acquisition {readout.scan_counter}: trajectory_dimensions = {traj.shape[1]}; "
             "need 2 (kx, ky) for 2D gridding"
         )
-    if traj.shape[1] > 2 and np.any(np.abs(traj[:, 2]) > 1e-6):
+    if traj.shape[1] > 2 and np.any(np.abs(traj[:, 2]) > 1e-6) and not planar:
         raise InputDataError(
-            f"{source}acquisition {readout.scan_counter}: 3D trajectory (kz != 0) is not supported; "
-            "stack-of-2D data must use kspace_encode_step_2 for the partition"
+            f"{source}acquisition {readout.scan_counter}: 3D trajectory (kz != 0) with a 3D encoded matrix "
+            "is not supported; stack-of-2D data must use kspace_encode_step_2 for the partition"
         )
-    return traj[:, :2]
+    return traj[:, :2]  # with a 2D matrix a third column is not a position (e.g. Gadgetron's density weights)
 
 
 def unit_factor(readouts: list[Readout], header: ScanHeader, config: IgrogConfig, source: str = "") -> float:
     """Factor from stored trajectory units to grid units of the encoded matrix (detected or configured)."""
     nx, ny, _ = header.encoded_matrix
-    max_abs = max(float(np.max(np.abs(_trajectory_2d(r, source)))) for r in readouts)
+    max_abs = max(float(np.max(np.abs(_trajectory_2d(r, source, header.encoded_matrix[2] == 1)))) for r in readouts)
     try:
         factor = resolve_trajectory_units(max_abs, max(nx, ny), config.gridding.trajectory_units)
     except InputDataError as error:
@@ -90,7 +91,7 @@ def frame_inputs(
         traj = np.stack([cartesian_positions(r, nx_enc, ny_enc) for r in readouts])
     else:
         factor = unit_factor(readouts, header, config, source)
-        traj = np.stack([_trajectory_2d(r, source) for r in readouts]).astype(np.float32)
+        traj = np.stack([_trajectory_2d(r, source, header.encoded_matrix[2] == 1) for r in readouts]).astype(np.float32)
         if factor != 1.0:  # normalized units: scale each axis by its own matrix size
             traj = traj * np.array([nx_enc, ny_enc], dtype=np.float32)
     traj = (traj * oversampling).astype(np.float32)
@@ -115,7 +116,7 @@ def _calibration_positions(readout: Readout, header: ScanHeader, factor: float, 
     nx, ny, _ = header.encoded_matrix
     if readout.traj is None or readout.traj.size == 0:
         return cartesian_positions(readout, nx, ny).astype(np.float32)
-    traj = _trajectory_2d(readout, source).astype(np.float32)
+    traj = _trajectory_2d(readout, source, header.encoded_matrix[2] == 1).astype(np.float32)
     if factor != 1.0:
         traj = traj * np.array([nx, ny], dtype=np.float32)
     return traj

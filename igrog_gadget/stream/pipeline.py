@@ -77,8 +77,14 @@ class GriddingPipeline:
         for series, items in self.image_inputs.items():
             chosen = [i for i in items if _image_counter(i, "slice") in (None, slice_index)] or items
             chosen = [i for i in chosen if _image_counter(i, "contrast") in (None, contrast)] or chosen
-            stacked = np.concatenate([np.asarray(i.data).reshape(-1, *np.asarray(i.data).shape[-2:]) for i in chosen])
-            arrays[series] = stacked
+            parts = [np.asarray(i.data).reshape(-1, *np.asarray(i.data).shape[-2:]) for i in chosen]
+            shapes = sorted({part.shape[-2:] for part in parts})
+            if len(shapes) > 1:
+                raise InputDataError(
+                    f"{self.source}image series {series!r}: images of different matrices {shapes} "
+                    f"for slice {slice_index}, contrast {contrast}"
+                )
+            arrays[series] = np.concatenate(parts)
         return arrays
 
     def _grid(self, completed: CompletedFrame) -> GriddedFrame:

@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 def calibration_block(frame: FrameInputs, config: CalibrationConfig) -> CalibrationBlock:
-    """The k-space calibration block of ``frame`` per ``config.source`` (auto | acs | self).
+    """The k-space calibration block of ``frame`` per ``config.source`` (auto | acs | self | joint).
 
     Raises:
         CalibrationError: no ACS when ``acs`` is asked for, or neither ACS nor a dense centre.
@@ -32,8 +32,12 @@ def calibration_block(frame: FrameInputs, config: CalibrationConfig) -> Calibrat
     if config.source == "acs" and frame.calibration_lines:
         return acs_from_cartesian_lines(frame.calibration_lines, min_size=config.acs_min_size)
     if config.source in ("auto", "joint") and frame.calibration_lines:
-        acs = acs_from_cartesian_lines(frame.calibration_lines, min_size=config.acs_min_size)
-        size = max(config.selfcal_size, min(acs.shape))
+        try:
+            acs: CalibrationBlock | None = acs_from_cartesian_lines(frame.calibration_lines, min_size=config.acs_min_size)
+        except CalibrationError as error:  # e.g. lines on every other row of an oversampled grid
+            logger.info("the ACS lines alone give no block (%s); joint solve only", error)
+            acs = None
+        size = max(config.selfcal_size, min(acs.shape) if acs is not None else 0)
         samples = np.concatenate([frame.flat_samples()] + [data for data, _ in frame.calibration_lines], axis=1)
         coords = np.concatenate([frame.flat_coords()] + [pos for _, pos in frame.calibration_lines], axis=0)
         try:
@@ -46,6 +50,8 @@ def calibration_block(frame: FrameInputs, config: CalibrationConfig) -> Calibrat
                 min_coverage=config.selfcal_min_coverage,
             )
         except CalibrationError as error:  # centre too sparse around the ACS: the ACS block alone
+            if acs is None:
+                raise
             logger.info("joint calibration not possible (%s); using the ACS block %s", error, acs.shape)
             return acs
         block.source = "joint"
