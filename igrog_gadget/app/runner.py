@@ -116,6 +116,9 @@ class VariantGridder:
                 outputs = self.inferencer.run(model, datamodule.test_dataloader())
                 datamodule.postprocess(outputs)
             info["gridding_s"] = time.perf_counter() - infer_start
+            for name in ("pairs", "val_pairs"):  # the cache keeps kernels and geometry, not training data
+                if hasattr(datamodule, name):
+                    setattr(datamodule, name, None)
             self._kernels[key] = (datamodule, datamodule.kernels)
             while len(self._kernels) > self.max_cached_kernels:
                 self._kernels.popitem(last=False)
