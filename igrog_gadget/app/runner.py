@@ -22,18 +22,21 @@ import torch
 
 from engine import Inferencer, resolve_device
 from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace
-from igrog_gadget.app.common.training import build_trainer
+from igrog_gadget.app.common.training import TORCH_THREADS_LOCK, build_trainer
 from igrog_gadget.app.registry import get_variant
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import ConfigError, GriddingCancelled
 
 logger = logging.getLogger(__name__)
 
+#: Serialises the seeded model initialisation (torch's CPU generator is process-wide).
+_MODEL_INIT_LOCK = threading.Lock()
+
 
 @contextlib.contextmanager
 def cpu_threads(count: int | None) -> Iterator[None]:
     """Run the block with ``count`` torch CPU threads (None: unchanged), then restore."""
-    if count is None:
+    if count is None or not TORCH_THREADS_LOCK.acquire(blocking=False):  # busy elsewhere: leave it
         yield
         return
     previous = torch.get_num_threads()
@@ -42,6 +45,7 @@ def cpu_threads(count: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+        TORCH_THREADS_LOCK.release()
 
 
 def trajectory_fingerprint(frame: FrameInputs) -> str:
@@ -143,7 +147,7 @@ class VariantGridder:
         return {name: tensor[:count] for name, tensor in tensors.items()}
 
     def _train(self, datamodule, info: dict) -> torch.nn.Module:
-        with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG of other threads
+        with _MODEL_INIT_LOCK, torch.random.fork_rng(devices=[]):  # seeded init; other sessions wait, RNG restored
             torch.manual_seed(self.config.training.seed)
             model = self.spec.model(datamodule, self.config)
         loss = self.spec.loss(self.config)

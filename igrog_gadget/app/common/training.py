@@ -55,6 +55,11 @@ class TimeCosineLR(AbstractTrainingCallback):
             group["lr"] = base * factor
 
 
+#: Held while a training or an inference changes torch's process-wide CPU thread count, so that
+#: concurrent sessions of a server never undo each other's setting; others leave it alone.
+TORCH_THREADS_LOCK = threading.Lock()
+
+
 class CpuThreadTuning(AbstractTrainingCallback):
     """On the CPU, time a few steps with torch's threads and with one thread; keep the faster.
 
@@ -72,8 +77,10 @@ class CpuThreadTuning(AbstractTrainingCallback):
         self.probe = probe
 
     def train_started(self, state: TrainingState) -> None:
+        wanted = state.device.type == "cpu" and torch.get_num_threads() > 1
+        owner = wanted and TORCH_THREADS_LOCK.acquire(blocking=False)  # another training is tuning: skip
         threads = torch.get_num_threads()
-        state.extras["threads"] = {"original": threads, "times": {}, "active": state.device.type == "cpu" and threads > 1}
+        state.extras["threads"] = {"original": threads, "times": {}, "active": owner, "owner": owner}
 
     def train_step_started(self, state: TrainingState) -> None:
         tuning = state.extras["threads"]
@@ -104,7 +111,10 @@ class CpuThreadTuning(AbstractTrainingCallback):
                         ", ".join(f"{n} thread(s) {1000 * t:.1f} ms" for n, t in sorted(median.items())))
 
     def train_ended(self, state: TrainingState) -> None:
-        torch.set_num_threads(state.extras["threads"]["original"])
+        tuning = state.extras.get("threads")
+        if tuning is not None and tuning["owner"]:
+            torch.set_num_threads(tuning["original"])
+            TORCH_THREADS_LOCK.release()
 
 
 class Cancellation(AbstractTrainingCallback):
