@@ -118,7 +118,9 @@ class VariantGridder:
             infer_start = time.perf_counter()
             with cpu_threads(self._threads.get(frame.calibration_key)):
                 outputs = self.inferencer.run(model, datamodule.test_dataloader())
-                datamodule.postprocess(outputs)
+                # the Inferencer returns CPU tensors; kernels go back to the gridding device so that
+                # kernel application (and fieldcorr's correction) run there too, and stay cached there
+                datamodule.postprocess([output.to(self.device) for output in outputs])
             info["gridding_s"] = time.perf_counter() - infer_start
             for name in ("pairs", "val_pairs"):  # the cache keeps kernels and geometry, not training data
                 if hasattr(datamodule, name):
