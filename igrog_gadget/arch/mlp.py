@@ -46,7 +46,8 @@ class FourierFeatures(nn.Module):
 class ComplexKernelMLP(nn.Module):
     """Maps source offsets to a complex GRAPPA-like kernel.
 
-    Input: offsets of shape (batch, sources, 2) in grid units. Output: kernels of shape
+    Input: offsets of shape (batch, sources, 2) in grid units, plus ``extra_inputs`` further
+    features per sample when configured (e.g. the sample time). Output: kernels of shape
     (batch, coils, coils * sources), complex64, ordered so that ``kernel @ s`` with
     ``s = sources.reshape(batch, coils * sources)`` (coil-major: ``s[c * S + j]``) gives the
     target value of every coil.
@@ -63,12 +64,14 @@ class ComplexKernelMLP(nn.Module):
         fourier_scale: float = 1.0,
         input_scale: float = 1.0,
         bottleneck: int = 0,
+        extra_inputs: int = 0,
     ) -> None:
         super().__init__()
         self.num_sources = num_sources
         self.num_coils = num_coils
         self.input_scale = float(input_scale)
-        in_features = 2 * num_sources
+        self.extra_inputs = extra_inputs
+        in_features = 2 * num_sources + extra_inputs
         layers: list[nn.Module] = []
         if fourier_features > 0:
             features = FourierFeatures(in_features, fourier_features, fourier_scale)
@@ -88,12 +91,15 @@ class ComplexKernelMLP(nn.Module):
         nn.init.zeros_(self.head.bias)
         nn.init.normal_(self.head.weight, std=1e-3)
 
-    def features(self, offsets: torch.Tensor) -> torch.Tensor:
-        """(batch, sources, 2) float → (batch, feature_size) float: the head's input."""
-        return self.body(offsets.reshape(offsets.shape[0], -1) * self.input_scale)
+    def features(self, offsets: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, sources, 2) float [+ extra (batch, extra_inputs)] → (batch, feature_size): the head's input."""
+        inputs = offsets.reshape(offsets.shape[0], -1) * self.input_scale
+        if self.extra_inputs:
+            inputs = torch.cat([inputs, extra.reshape(offsets.shape[0], self.extra_inputs).to(inputs.dtype)], dim=1)
+        return self.body(inputs)
 
-    def forward(self, offsets: torch.Tensor) -> torch.Tensor:
-        """(batch, sources, 2) float → (batch, coils, coils * sources) complex64."""
+    def forward(self, offsets: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, sources, 2) float [+ extra (batch, extra_inputs)] → (batch, coils, coils * sources) complex64."""
         batch = offsets.shape[0]
-        out = self.head(self.features(offsets)).view(batch, self.num_coils, self.num_coils * self.num_sources, 2)
+        out = self.head(self.features(offsets, extra)).view(batch, self.num_coils, self.num_coils * self.num_sources, 2)
         return torch.view_as_complex(out.contiguous())

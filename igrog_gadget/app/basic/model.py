@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from igrog_gadget.app.common.pairs import whitening_or_identity
 from igrog_gadget.app.common.refit import refit_head
 from igrog_gadget.arch.mlp import ComplexKernelMLP
 from igrog_gadget.config import ModelConfig
@@ -26,12 +27,7 @@ class BasicKernelModel(nn.Module):
         self, num_sources: int, num_coils: int, config: ModelConfig, whitening: torch.Tensor | None = None
     ) -> None:
         super().__init__()
-        size = num_coils * num_sources
-        if whitening is None:
-            whitening = torch.eye(size, dtype=torch.complex64)
-        if tuple(whitening.shape) != (size, size):
-            raise ValueError(f"whitening must have shape ({size}, {size}), got {tuple(whitening.shape)}")
-        self.register_buffer("whitening", whitening.to(torch.complex64))
+        self.register_buffer("whitening", whitening_or_identity(whitening, num_coils * num_sources))
         self.net = ComplexKernelMLP(
             num_sources=num_sources,
             num_coils=num_coils,

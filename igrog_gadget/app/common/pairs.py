@@ -119,3 +119,12 @@ def source_whitening(sources: np.ndarray, regularization: float = 1e-2) -> np.nd
     eye = torch.eye(covariance.shape[0], dtype=covariance.dtype)
     factor = torch.linalg.cholesky(covariance + load * eye)
     return torch.linalg.inv(factor).to(torch.complex64).numpy()
+
+
+def whitening_or_identity(whitening: torch.Tensor | None, size: int) -> torch.Tensor:
+    """The (size, size) complex64 whitening matrix a kernel model is built with (identity if None)."""
+    if whitening is None:
+        return torch.eye(size, dtype=torch.complex64)
+    if tuple(whitening.shape) != (size, size):
+        raise ValueError(f"whitening must have shape ({size}, {size}), got {tuple(whitening.shape)}")
+    return whitening.to(torch.complex64)
