@@ -25,6 +25,7 @@ import numpy as np
 
 from igrog_gadget.errors import InputDataError
 from igrog_gadget.scan import (
+    FRAME_KEY_FIELDS,
     IDX_FIELDS,
     GriddedFrame,
     ImageItem,
@@ -50,16 +51,6 @@ _LAST_LINE_FLAGS = (
     | flag_mask(ismrmrd.ACQ_LAST_IN_ENCODE_STEP1)
 )
 
-#: Counters a Cartesian output line copies from its frame's template readout.
-_COPIED_IDX_FIELDS = (
-    "kspace_encode_step_2",
-    "average",
-    "slice",
-    "contrast",
-    "phase",
-    "repetition",
-    "set",
-)
 
 #: Geometry / timing header fields a Cartesian output line copies from the template header.
 _COPIED_HEADER_FIELDS = (
@@ -502,7 +493,7 @@ def _line_template(frame: GriddedFrame, coils: int, nx: int) -> ismrmrd.Acquisit
     head.sample_time_us = float(frame.template.sample_time_us)
     head.discard_pre = 0
     head.discard_post = 0
-    for name in _COPIED_IDX_FIELDS:
+    for name in FRAME_KEY_FIELDS:  # the counters of the frame; kspace_encode_step_1 is the line
         setattr(head.idx, name, int(frame.template.idx.get(name, 0)))
     return head
 
