@@ -49,15 +49,14 @@ def _trajectory_2d(readout: Readout, source: str, planar: bool = True) -> np.nda
     return traj[:, :2]  # with a 2D matrix a third column is not a position (e.g. Gadgetron's density weights)
 
 
-def unit_factor(readouts: list[Readout], header: ScanHeader, config: IgrogConfig, source: str = "") -> float:
-    """Factor from stored trajectory units to grid units of the encoded matrix (detected or configured)."""
+def unit_factor(traj: np.ndarray, header: ScanHeader, config: IgrogConfig, source: str = "") -> float:
+    """Factor from stored trajectory units (traj (readouts, samples, 2)) to grid units of the
+    encoded matrix, detected or configured."""
     nx, ny, _ = header.encoded_matrix
-    max_abs = max(float(np.max(np.abs(_trajectory_2d(r, source, header.encoded_matrix[2] == 1)))) for r in readouts)
     try:
-        factor = resolve_trajectory_units(max_abs, max(nx, ny), config.gridding.trajectory_units)
+        return resolve_trajectory_units(float(np.max(np.abs(traj))), max(nx, ny), config.gridding.trajectory_units)
     except InputDataError as error:
         raise InputDataError(f"{source}{error}") from None
-    return factor
 
 
 def frame_inputs(
@@ -90,8 +89,8 @@ def frame_inputs(
     if cartesian_input:
         traj = np.stack([cartesian_positions(r, nx_enc, ny_enc) for r in readouts])
     else:
-        factor = unit_factor(readouts, header, config, source)
         traj = np.stack([_trajectory_2d(r, source, header.encoded_matrix[2] == 1) for r in readouts]).astype(np.float32)
+        factor = unit_factor(traj, header, config, source)
         if factor != 1.0:  # normalized units: scale each axis by its own matrix size
             traj = traj * np.array([nx_enc, ny_enc], dtype=np.float32)
     traj = (traj * oversampling).astype(np.float32)
