@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -82,9 +81,6 @@ def _run_replay(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``igrog`` console script; returns the exit code."""
-    # Input files are only read: another program holding them open (ismrmrd opens read-write
-    # by default) must not make HDF5's file locking refuse the read.
-    os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
