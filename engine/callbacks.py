@@ -291,7 +291,8 @@ class Validation(AbstractTrainingCallback):
 class EarlyStopping(AbstractTrainingCallback):
     """Stops when the monitored per-epoch loss has not improved for ``patience`` values.
 
-    An improvement is a value below the best so far minus ``min_delta``.
+    An improvement is a value below the best so far minus ``min_delta`` and minus
+    ``min_rel_delta`` times the best (a relative plateau tolerance).
     ``monitor="val_loss"`` needs a ``Validation`` callback ordered *before* this one (list
     it first: only ``LossLogger`` is a declared dependency); otherwise ``train_started``
     raises ``ValueError``. With ``Validation(every_n_epochs>1)`` patience counts validations.
@@ -300,9 +301,12 @@ class EarlyStopping(AbstractTrainingCallback):
     dependencies = ("LossLogger",)
     MONITORS = ("train_loss", "val_loss")
 
-    def __init__(self, patience: int, min_delta: float = 0.0, monitor: str = "train_loss") -> None:
+    def __init__(
+        self, patience: int, min_delta: float = 0.0, monitor: str = "train_loss", min_rel_delta: float = 0.0
+    ) -> None:
         self.patience = _positive_int(patience, "patience")
         self.min_delta = _positive_float(min_delta, "min_delta", allow_zero=True)
+        self.min_rel_delta = _positive_float(min_rel_delta, "min_rel_delta", allow_zero=True)
         if monitor not in self.MONITORS:
             raise ValueError(f"monitor must be one of {self.MONITORS}, got {monitor!r}")
         self.monitor = monitor
@@ -328,14 +332,14 @@ class EarlyStopping(AbstractTrainingCallback):
         best = values[0]
         since_best = 0
         for value in values[1:]:
-            if (math.isnan(best) and not math.isnan(value)) or value < best - self.min_delta:
+            if (math.isnan(best) and not math.isnan(value)) or value < best - self.min_delta - self.min_rel_delta * abs(best):
                 best, since_best = value, 0
             else:
                 since_best += 1
         if since_best >= self.patience:
             state.request_stop(
                 f"EarlyStopping: {self.monitor} did not improve by more than {self.min_delta:g} "
-                f"for {since_best} epoch(s) (best {best:.6g})"
+                f"(+{self.min_rel_delta:g} x best) for {since_best} epoch(s) (best {best:.6g})"
             )
 
 

@@ -72,6 +72,19 @@ class Inferencer:
         logger.debug("inference over %d batch(es)", len(outputs))
         return outputs
 
+    def iterate(self, model: torch.nn.Module, loader: Iterable[Any]) -> Iterator[Any]:
+        """Outputs of ``model`` batch by batch, left on the inference device (streaming: the
+        caller consumes each before the next is computed, so memory holds one batch).
+
+        Each batch runs under ``torch.inference_mode()`` in eval mode; the model's modes are
+        restored when the iteration ends or is abandoned.
+        """
+        with eval_mode(model):
+            for batch in loader:
+                with torch.inference_mode():
+                    output = model(self.prepare_batch(batch))
+                yield output
+
     def validate(
         self,
         model: torch.nn.Module,

@@ -34,18 +34,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only, no progress bars")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    replay = commands.add_parser("replay", help="grid an ISMRMRD file into a Cartesian ISMRMRD file")
+    verbosity = argparse.ArgumentParser(add_help=False)  # -v / -q also after the command name
+    verbosity.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug messages")
+    verbosity.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                           help="log warnings and errors only, no progress bars")
+    replay = commands.add_parser("replay", parents=[verbosity], help="grid an ISMRMRD file into a Cartesian ISMRMRD file")
     replay.add_argument("input", nargs="?", default=None, help=f"input ISMRMRD HDF5 file (default: the embedded sample {SAMPLE_FILE.name})")
     replay.add_argument("output", nargs="?", default=None, help="output file (default: <input stem>_cartesian.h5 in the current directory)")
     _add_variant_arguments(replay)
     replay.add_argument("--png", default=None, help="also write the root-sum-of-squares image of the gridded k-space")
 
-    simulate = commands.add_parser("simulate", help="write a simulated ISMRMRD test file with its Cartesian ground truth")
+    simulate = commands.add_parser("simulate", parents=[verbosity], help="write a simulated ISMRMRD test file with its Cartesian ground truth")
     from igrog_gadget.simulate import add_simulate_arguments
 
     add_simulate_arguments(simulate)
 
-    serve = commands.add_parser("serve", help="serve Gadgetron <connect> peers (or MRD clients with --mrd) over TCP")
+    serve = commands.add_parser("serve", parents=[verbosity], help="serve Gadgetron <connect> peers (or MRD clients with --mrd) over TCP")
     from igrog_gadget.gadget.cli import add_serve_arguments
 
     add_serve_arguments(serve)
@@ -63,10 +67,20 @@ def _run_replay(args: argparse.Namespace) -> int:
     if not args.quiet:
         overrides.insert(0, "training.progress=true")
     config = load_config(args.variant, args.config, overrides)
+    if config.gridding.cpu_threads > 0:  # once per process, before any work: results never depend on load
+        import torch
+
+        torch.set_num_threads(config.gridding.cpu_threads)
     input_path = Path(args.input) if args.input else SAMPLE_FILE
     output_path = Path(args.output) if args.output else Path.cwd() / f"{input_path.stem}_cartesian.h5"
     report = replay_file(input_path, output_path, config, show_progress=not args.quiet)
     first = report.frames[0].info
+    for frame in report.frames:
+        if frame.info.get("path") == "trained":
+            logger.info(
+                "frame %s: training %s, estimated gridding NRMSE %.3g",
+                frame.frame_key, frame.info.get("training_stop", "?"), frame.info.get("estimated_nrmse", float("nan")),
+            )
     logger.info(
         "wrote %s: %d frame(s), %d pass-through acquisition(s); training %.2f s, gridding %.2f s, total %.2f s (%s, %s)",
         output_path, len(report.frames), report.passthrough, report.training_seconds, report.gridding_seconds,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from igrog_gadget import __version__
 from igrog_gadget.config import IgrogConfig
@@ -89,12 +92,61 @@ def replay_file(
         (nx, ny, 1),
         fov,
         output_limits(report.frames),
-        {"igrog.variant": config.variant, "igrog.version": __version__, "igrog.config": config.to_toml()},
+        {
+            "igrog.variant": config.variant,
+            "igrog.version": __version__,
+            "igrog.config": config.to_toml(),
+            "igrog.frames": frames_summary(report.frames),
+            **coil_compression_parameters(report.frames),
+        },
     )
     write_cartesian_file(output_path, xml, report.frames, passthrough, images, dataset.waveforms)
     report.passthrough = len(passthrough)
     report.seconds = time.perf_counter() - started
     return report
+
+
+#: Facts of each frame's run written to the output header (``igrog.frames``, JSON list).
+FRAME_FACTS = (
+    "path", "training_steps", "training_stop", "warm_start", "estimated_nrmse", "calibration",
+    "coils", "virtual_coils", "prewhitened", "compression_energy",
+)
+
+
+def frames_summary(frames: list[GriddedFrame]) -> str:
+    """JSON list, one entry per output frame: its counters and how it was gridded (``FRAME_FACTS``)."""
+    entries = []
+    for frame in frames:
+        entry: dict = dict(zip(FRAME_KEY_FIELDS, (int(v) for v in frame.frame_key)))
+        for name in FRAME_FACTS:
+            value = frame.info.get(name)
+            if isinstance(value, (float, np.floating)):
+                value = None if not np.isfinite(value) else round(float(value), 6)
+            elif isinstance(value, (bool, np.bool_)):
+                value = bool(value)
+            elif isinstance(value, (int, np.integer)):
+                value = int(value)
+            if value is not None:
+                entry[name] = value
+        entries.append(entry)
+    return json.dumps(entries)
+
+
+def coil_compression_parameters(frames: list[GriddedFrame]) -> dict[str, str]:
+    """``igrog.coil_compression.<slice>.<contrast>.<e2>`` per calibration key of frames written in
+    virtual coils: JSON ``{"real": [[...]], "imag": [[...]]}`` of the (virtual, physical) matrix
+    with ``virtual = matrix @ physical``."""
+    parameters: dict[str, str] = {}
+    for frame in frames:
+        matrix = frame.info.get("coil_compression")
+        if matrix is None:
+            continue
+        counters = dict(zip(FRAME_KEY_FIELDS, frame.frame_key))
+        name = "igrog.coil_compression.{}.{}.{}".format(
+            counters["slice"], counters["contrast"], counters["kspace_encode_step_2"]
+        )
+        parameters[name] = json.dumps({"real": np.real(matrix).tolist(), "imag": np.imag(matrix).tolist()})
+    return parameters
 
 
 def _collect(out, report: ReplayReport, passthrough: list[Readout]) -> None:

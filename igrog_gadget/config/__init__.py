@@ -39,7 +39,24 @@ class GriddingConfig:
     device: str = "auto"
     """"auto" (CUDA when available), "cpu", "cuda" or "cuda:N"."""
     inference_batch_size: int = 16384
-    """Samples per batch when computing kernels."""
+    """Samples per batch when computing kernels (each batch is applied at once: memory is bounded by it)."""
+    cache_mb: float = 1024.0
+    """Bytes (MiB) the per-trajectory kernel cache may hold; kernels that do not fit are recomputed per frame."""
+    cpu_threads: int = 0
+    """torch CPU threads of a replay (0 = torch's default, all cores); fixed, so results never depend on load."""
+    coil_compression: str = "auto"
+    """"auto" (compress when the data have more than compression_threshold coils), "on" or "off"."""
+    compression_threshold: int = 12
+    """auto: compress data with more coils than this."""
+    virtual_coils: int = 0
+    """Virtual coils to keep (0 = the fewest that keep compression_energy of the calibration energy)."""
+    compression_energy: float = 0.999
+    """Share of the (prewhitened) calibration energy the virtual coils keep when virtual_coils = 0."""
+    prewhiten: bool = True
+    """Prewhiten with the noise scans' coil covariance before compressing (when noise scans are present)."""
+    output_coils: str = "physical"
+    """"physical" (compression undone: the projection onto the virtual subspace, in the input's coils)
+    or "virtual" (the virtual coils; the compression matrix goes into the output header)."""
 
 
 @dataclass
@@ -92,21 +109,29 @@ class ModelConfig:
 class TrainingConfig:
     """The training run (engine.Trainer)."""
 
-    epochs: int = 40
-    """Passes over the training pairs (a time budget may stop earlier)."""
+    epochs: int = 100
+    """Upper bound on passes over the training pairs (max_steps normally ends training first)."""
     batch_size: int = 1024
-    max_seconds: float = 8.0
-    """Wall-clock budget of training; the learning rate anneals over it."""
+    max_steps: int = 1200
+    """Optimizer steps of a first training; the cosine learning-rate schedule anneals over them."""
+    warm_start: bool = True
+    """A new calibration key (slice, partition, contrast) starts from the last trained model of the same shape."""
+    warm_start_steps: int = 400
+    """Optimizer steps of a warm-started training."""
+    plateau_patience: int = 3
+    """Stop when the validation loss has not improved by plateau_tolerance for this many epochs (0 = off)."""
+    plateau_tolerance: float = 0.01
+    """Relative improvement of the validation loss that counts as progress."""
+    max_seconds: float = 120.0
+    """Safety cap on training wall time (reported when it stops training: the result then depends on load)."""
     optimizer: str = "adam"
     """"adam", "adamw" or "sgd"."""
     learning_rate: float = 3e-3
     weight_decay: float = 0.0
-    scheduler: str = "time_cosine"
-    """"time_cosine" (cosine over the time budget or the epochs, whichever ends first), "cosine", "step" or "none"."""
+    scheduler: str = "cosine"
+    """"cosine" (over the training's step count), "step" or "none"."""
     grad_clip: float = 1.0
     """Gradient-norm clipping (0 = off)."""
-    early_stopping_patience: int = 0
-    """Epochs without improvement before stopping (0 = off)."""
     refit_head: bool = False
     """After gradient training, solve the head exactly by regularised least squares (needs model.bottleneck)."""
     refit_pairs: int = 20000
@@ -187,6 +212,14 @@ class IgrogConfig:
         if not (g.device in ("auto", "cpu", "cuda") or (g.device.startswith("cuda:") and g.device[5:].isdigit())):
             raise ConfigError(f"gridding.device must be auto, cpu, cuda or cuda:N, got {g.device!r}")
         _at_least("gridding.inference_batch_size", g.inference_batch_size, 1)
+        _at_least("gridding.cache_mb", g.cache_mb, 0.0)
+        _at_least("gridding.cpu_threads", g.cpu_threads, 0)
+        _choice("gridding.coil_compression", g.coil_compression, ("auto", "on", "off"))
+        _at_least("gridding.compression_threshold", g.compression_threshold, 1)
+        _at_least("gridding.virtual_coils", g.virtual_coils, 0)
+        if not 0.0 < g.compression_energy <= 1.0:
+            raise ConfigError(f"gridding.compression_energy must be in (0, 1], got {g.compression_energy}")
+        _choice("gridding.output_coils", g.output_coils, ("physical", "virtual"))
         _choice("calibration.source", c.source, ("auto", "acs", "self", "joint"))
         _at_least("calibration.acs_min_size", c.acs_min_size, 4)
         _at_least("calibration.edge_margin", c.edge_margin, 0.0)
@@ -216,9 +249,12 @@ class IgrogConfig:
         _choice("training.optimizer", t.optimizer, ("adam", "adamw", "sgd"))
         if t.learning_rate <= 0:
             raise ConfigError(f"training.learning_rate must be > 0, got {t.learning_rate}")
-        _choice("training.scheduler", t.scheduler, ("time_cosine", "cosine", "step", "none"))
+        _choice("training.scheduler", t.scheduler, ("cosine", "step", "none"))
         _at_least("training.grad_clip", t.grad_clip, 0.0)
-        _at_least("training.early_stopping_patience", t.early_stopping_patience, 0)
+        _at_least("training.max_steps", t.max_steps, 1)
+        _at_least("training.warm_start_steps", t.warm_start_steps, 1)
+        _at_least("training.plateau_patience", t.plateau_patience, 0)
+        _at_least("training.plateau_tolerance", t.plateau_tolerance, 0.0)
         if t.whitening_regularization <= 0:
             raise ConfigError(f"training.whitening_regularization must be > 0, got {t.whitening_regularization}")
         if not 0.0 <= t.validation_fraction < 0.5:

@@ -122,16 +122,21 @@ def _read_acquisitions_ismrmrd(path: str, group: str, count: int) -> list[Readou
 
 
 def _check_coils(readouts: list[Readout], header: ScanHeader, path: str) -> None:
-    """All acquisitions must have the coil count of the first imaging one (and receiverChannels)."""
-    reference = next((r for r in readouts if r.is_imaging()), readouts[0])
-    kind = "first imaging acquisition" if reference.is_imaging() else "first acquisition"
+    """Calibration and imaging acquisitions must share the coil count of the first imaging one,
+    at most receiverChannels (fewer when coils were reduced upstream, e.g. by Gadgetron's
+    PCACoilGadget + CoilReductionGadget). Noise and other auxiliary readouts are passed through."""
+    gridded = [r for r in readouts if r.is_imaging() or r.is_calibration()]
+    if not gridded:
+        return
+    reference = next((r for r in gridded if r.is_imaging()), gridded[0])
+    kind = "first imaging acquisition" if reference.is_imaging() else "first calibration acquisition"
     coils = reference.num_coils
-    if header.num_coils is not None and header.num_coils != coils:
+    if header.num_coils is not None and coils > header.num_coils:
         raise InputDataError(
             f"{path!r}: acquisition {reference.scan_counter} ({kind}) has {coils} coils, but the XML header "
             f"declares receiverChannels = {header.num_coils}"
         )
-    for readout in readouts:
+    for readout in gridded:
         if readout.num_coils != coils:
             raise InputDataError(
                 f"{path!r}: acquisition {readout.scan_counter} has {readout.num_coils} coils, but the {kind} "

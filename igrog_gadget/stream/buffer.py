@@ -56,6 +56,9 @@ class CompletedFrame:
 class ReadoutBuffer:
     """Collects readouts; ``add`` returns frames completed by the readout, ``close`` the rest."""
 
+    max_coils: int | None = None
+    """receiverChannels of the header: acquisitions may carry fewer (coils reduced upstream,
+    e.g. Gadgetron's PCACoilGadget + CoilReductionGadget), never more."""
     expected_coils: int | None = None
     frames: dict[tuple[int, ...], list[Readout]] = field(default_factory=dict)
     calibration: dict[tuple[int, ...], list[Readout]] = field(default_factory=dict)
@@ -84,8 +87,18 @@ class ReadoutBuffer:
         return CompletedFrame(key, readouts, list(self.calibration.get(cal_key, [])), cal_key)
 
     def _check_coils(self, readout: Readout) -> None:
+        if self.max_coils is not None and readout.num_coils > self.max_coils:
+            raise InputDataError(
+                f"acquisition {readout.scan_counter}: {readout.num_coils} coils, more than the header's "
+                f"receiverChannels = {self.max_coils} (field: active_channels)"
+            )
         if self.expected_coils is None:
             self.expected_coils = readout.num_coils
+            if self.max_coils is not None and readout.num_coils < self.max_coils:
+                logger.info(
+                    "acquisitions carry %d of the header's %d receiver channels (coils reduced upstream)",
+                    readout.num_coils, self.max_coils,
+                )
         elif readout.num_coils != self.expected_coils:
             raise InputDataError(
                 f"acquisition {readout.scan_counter}: {readout.num_coils} coils, but earlier acquisitions "

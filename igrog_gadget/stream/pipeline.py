@@ -16,6 +16,7 @@ import numpy as np
 from igrog_gadget.app.runner import VariantGridder
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import InputDataError
+from igrog_gadget.gridding.coils import NoiseCovariance
 from igrog_gadget.scan import GriddedFrame, ImageItem, Readout, ScanHeader
 from igrog_gadget.stream.buffer import CompletedFrame, ReadoutBuffer
 from igrog_gadget.stream.frames import frame_inputs
@@ -41,7 +42,9 @@ class GriddingPipeline:
         self.config = config
         self.source = f"{source}: " if source else ""
         self.gridder = gridder or VariantGridder(config)
-        self.buffer = ReadoutBuffer(expected_coils=header.num_coils)
+        self.buffer = ReadoutBuffer(max_coils=header.num_coils)
+        self.noise = NoiseCovariance()
+        """Coil noise covariance of the noise scans seen so far (prewhitening before compression)."""
         self.image_inputs: dict[str, list[ImageItem]] = {}
         self.on_frame = on_frame
         self.frames_done = 0
@@ -49,6 +52,8 @@ class GriddingPipeline:
     def process(self, item: Any) -> list[Any]:
         """Outputs caused by one input item, in order."""
         if isinstance(item, Readout):
+            if item.is_noise():
+                self.noise.add(item.data)
             if not (item.is_calibration() or item.is_imaging()):
                 return [item]
             try:
@@ -89,6 +94,7 @@ class GriddingPipeline:
 
     def _grid(self, completed: CompletedFrame) -> GriddedFrame:
         inputs = frame_inputs(completed, self.header, self.config, self.images_for(completed), self.source)
+        inputs.noise_covariance = self.noise.covariance(inputs.num_coils)
         try:
             result = self.gridder.grid(inputs)
         except InputDataError as error:

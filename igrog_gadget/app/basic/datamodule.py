@@ -8,12 +8,13 @@ References:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from engine import DataModule
+from engine import DataModule, resolve_device
 from igrog_gadget.app.common.batches import TensorDictDataset, batch_loader
 from igrog_gadget.app.common.calibrate import calibration_block
 from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace
@@ -46,6 +47,9 @@ class BasicDataModule(DataModule):
         self.val_pairs: TrainingPairs | None = None
         self.whitening: np.ndarray | None = None
         self.kernels: torch.Tensor | None = None
+        self.keep_kernels = True
+        """Whether ``grid`` keeps the kernels it applies in ``kernels`` (for the kernel cache)."""
+        self.device = resolve_device(config.gridding.device)
         self.data: GriddedKSpace | None = None
 
     # --- engine contract -------------------------------------------------------
@@ -78,9 +82,9 @@ class BasicDataModule(DataModule):
         dataset = TensorDictDataset(offsets=torch.from_numpy(self.geometry.offsets))
         return batch_loader(dataset, self.config.gridding.inference_batch_size, False)
 
-    def postprocess(self, outputs: list[torch.Tensor]) -> "BasicDataModule":
-        kernels = torch.cat(outputs) if outputs else torch.zeros(0)
-        self.grid(kernels)
+    def postprocess(self, outputs: Iterable[torch.Tensor]) -> "BasicDataModule":
+        """Grid the frame with the kernel batches of the inferencer, consumed one at a time."""
+        self.grid(outputs)
         return self
 
     # --- variant hooks (overridden by other variants) --------------------------
@@ -113,10 +117,20 @@ class BasicDataModule(DataModule):
         )
 
     # --- gridding ---------------------------------------------------------------
-    def grid(self, kernels: torch.Tensor) -> GriddedKSpace:
-        """Apply ``kernels`` (n, coils, coils*sources) to the frame and average on the grid."""
-        self.kernels = kernels
-        kspace, hits = grid_with_kernels(self.frame.flat_samples(), self.geometry, kernels, kernels.device)
+    def apply_kernels(self, kernels: torch.Tensor | Iterable[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+        """``(kspace (coils, ny, nx), hits (ny, nx))`` of the frame gridded with ``kernels``
+        ((n, coils, coils*sources) or consecutive chunks of it); keeps them if ``keep_kernels``."""
+        kept: list[torch.Tensor] | None = [] if self.keep_kernels and not isinstance(kernels, torch.Tensor) else None
+        kspace, hits = grid_with_kernels(self.frame.flat_samples(), self.geometry, kernels, self.device, kept)
+        if isinstance(kernels, torch.Tensor):
+            self.kernels = kernels
+        else:
+            self.kernels = torch.cat(kept) if kept else None
+        return kspace, hits
+
+    def grid(self, kernels: torch.Tensor | Iterable[torch.Tensor]) -> GriddedKSpace:
+        """Apply ``kernels`` (n, coils, coils*sources), or chunks of it, to the frame and average on the grid."""
+        kspace, hits = self.apply_kernels(kernels)
         mean_time = None
         if self.frame.sample_times_us is not None:
             mean_time = mean_time_on_grid(self.frame.sample_times_us.reshape(-1), self.geometry)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from igrog_gadget.gridding.coils import CoilTransform
+
 
 @dataclass
 class FrameInputs:
@@ -27,6 +29,11 @@ class FrameInputs:
     """Image-domain inputs by series name (e.g. "b0map": (ny, nx) Hz; "coil_images": (coils, ny, nx))."""
     calibration_key: tuple = ()
     """Identifies the calibration this frame shares with others (trained models are reused per key)."""
+    noise_covariance: np.ndarray | None = None
+    """Shape (coils, coils), complex128: coil noise covariance from the noise scans, when present."""
+    coil_transform: "CoilTransform | None" = None
+    """Set when the frame was compressed to virtual coils: maps physical-coil inputs (e.g. coil
+    images of a file) to the frame's coils."""
 
     @property
     def num_coils(self) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import torch
 
@@ -41,12 +43,19 @@ def average_on_grid(
         ``(kspace (coils, ny, nx) complex64, hits (ny, nx) int32)``; zero where nothing landed.
     """
     nx, ny = matrix
-    coils = values.shape[1]
-    sums = torch.zeros(nx * ny, coils, dtype=values.dtype, device=values.device)
+    sums = torch.zeros(nx * ny, values.shape[1], dtype=values.dtype, device=values.device)
     sums.index_add_(0, grid_index, values)
+    return sums_to_mean(sums, grid_index, matrix)
+
+
+def sums_to_mean(
+    sums: torch.Tensor, grid_index: torch.Tensor, matrix: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-point sums (nx*ny, coils) → ``(mean (coils, ny, nx), hits (ny, nx) int32)``."""
+    nx, ny = matrix
     hits = torch.bincount(grid_index, minlength=nx * ny)
     mean = sums / hits.clamp(min=1).unsqueeze(1).to(sums.real.dtype)
-    return mean.T.reshape(coils, ny, nx), hits.reshape(ny, nx).to(torch.int32)
+    return mean.T.reshape(sums.shape[1], ny, nx), hits.reshape(ny, nx).to(torch.int32)
 
 
 def mean_time_on_grid(times: np.ndarray, geometry: SampleGeometry) -> np.ndarray:
@@ -60,25 +69,39 @@ def mean_time_on_grid(times: np.ndarray, geometry: SampleGeometry) -> np.ndarray
 def grid_with_kernels(
     samples: np.ndarray,
     geometry: SampleGeometry,
-    kernels: torch.Tensor,
+    kernels: torch.Tensor | Iterable[torch.Tensor],
     device: torch.device,
-    chunk: int = 65536,
+    keep: list[torch.Tensor] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Grid a frame with already computed kernels.
+    """Grid a frame with kernels, chunk by chunk (memory: one chunk of kernels at a time).
 
     Args:
         samples: shape (coils, total_samples), complex64.
         geometry: the frame's sample geometry (same trajectory the kernels were made for).
-        kernels: shape (n, coils, coils * sources), complex64, one per kept sample.
+        kernels: shape (n, coils, coils * sources), complex64, one per kept sample, or an
+            iterable of consecutive chunks of it (e.g. straight from the inferencer).
+        keep: when given, every chunk is appended to it (to cache the kernels).
     Returns:
         ``(kspace (coils, ny, nx) complex64, hits (ny, nx) int32)`` as numpy arrays.
     """
+    chunks = kernels.split(65536) if isinstance(kernels, torch.Tensor) else kernels
     samples_t = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.complex64)).to(device)
     source_index = torch.from_numpy(geometry.source_index).to(device)
-    kernels = kernels.to(device)
-    values = torch.empty(geometry.num_samples, samples.shape[0], dtype=torch.complex64, device=device)
-    for start in range(0, geometry.num_samples, chunk):
-        stop = start + chunk
-        values[start:stop] = apply_kernels(kernels[start:stop], gather_sources(samples_t, source_index[start:stop]))
-    kspace, hits = average_on_grid(values, torch.from_numpy(geometry.grid_index).to(device), geometry.matrix)
+    grid_index = torch.from_numpy(geometry.grid_index).to(device)
+    nx, ny = geometry.matrix
+    sums = torch.zeros(nx * ny, samples.shape[0], dtype=torch.complex64, device=device)
+    start = 0
+    for chunk in chunks:
+        chunk = chunk.to(device)
+        stop = start + chunk.shape[0]
+        if stop > geometry.num_samples:
+            raise ValueError(f"{stop} kernels for {geometry.num_samples} samples")
+        values = apply_kernels(chunk, gather_sources(samples_t, source_index[start:stop]))
+        sums.index_add_(0, grid_index[start:stop], values)
+        if keep is not None:
+            keep.append(chunk)
+        start = stop
+    if start != geometry.num_samples:
+        raise ValueError(f"{start} kernels for {geometry.num_samples} samples")
+    kspace, hits = sums_to_mean(sums, grid_index, geometry.matrix)
     return kspace.cpu().numpy(), hits.cpu().numpy()

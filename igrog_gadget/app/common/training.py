@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 
@@ -28,93 +27,20 @@ from igrog_gadget.config import TrainingConfig
 logger = logging.getLogger(__name__)
 
 
-class TimeCosineLR(AbstractTrainingCallback):
-    """Cosine learning-rate decay over the training budget: time or steps, whichever runs out first.
-
-    Progress is ``max(elapsed / max_seconds, step / total_steps)``, so a run cut short by the
-    time budget still ends with an annealed learning rate.
-    """
-
-    dependencies = ("StepCounter",)
-
-    def __init__(self, max_seconds: float, min_factor: float = 0.02) -> None:
-        self.max_seconds = max_seconds
-        self.min_factor = min_factor
-
-    def train_started(self, state: TrainingState) -> None:
-        state.extras["base_lrs"] = [group["lr"] for group in state.optimizer.param_groups]
-        state.extras["lr_clock_start"] = time.monotonic()
+class SafetyTimeCap(TimeBudget):
+    """``TimeBudget`` used as a safety cap: when it stops training, the result depends on the
+    machine's speed, so it says so in the log (deterministic training ends on its step count
+    or a plateau of the validation loss long before)."""
 
     def train_step_ended(self, state: TrainingState) -> None:
-        elapsed = time.monotonic() - state.extras["lr_clock_start"]
-        progress = elapsed / self.max_seconds
-        if state.total_steps:
-            progress = max(progress, (state.step + 1) / state.total_steps)
-        factor = self.min_factor + (1 - self.min_factor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-        for group, base in zip(state.optimizer.param_groups, state.extras["base_lrs"]):
-            group["lr"] = base * factor
-
-
-#: Held while a training or an inference changes torch's process-wide CPU thread count, so that
-#: concurrent sessions of a server never undo each other's setting; others leave it alone.
-TORCH_THREADS_LOCK = threading.Lock()
-
-
-class CpuThreadTuning(AbstractTrainingCallback):
-    """On the CPU, time a few steps with torch's threads and with one thread; keep the faster.
-
-    Small training steps scale poorly: on a loaded machine, torch's OpenMP threads can make a
-    step ten times slower than a single thread, while an idle machine gains from them. The
-    choice is made once per training (steps ``warmup`` .. ``warmup + 2 * probe``, which still
-    train the model) and the previous thread count is restored when training ends. torch's
-    thread count is process-wide: concurrent trainings in one process share it.
-    """
-
-    dependencies = ("StepCounter",)
-
-    def __init__(self, warmup: int = 3, probe: int = 6) -> None:
-        self.warmup = warmup
-        self.probe = probe
-
-    def train_started(self, state: TrainingState) -> None:
-        wanted = state.device.type == "cpu" and torch.get_num_threads() > 1
-        owner = wanted and TORCH_THREADS_LOCK.acquire(blocking=False)  # another training is tuning: skip
-        threads = torch.get_num_threads()
-        state.extras["threads"] = {"original": threads, "times": {}, "active": owner, "owner": owner}
-
-    def train_step_started(self, state: TrainingState) -> None:
-        tuning = state.extras["threads"]
-        if not tuning["active"]:
-            return
-        index = state.step - self.warmup
-        if index == 0:
-            torch.set_num_threads(tuning["original"])
-        elif index == self.probe:
-            torch.set_num_threads(1)
-        tuning["started"] = time.perf_counter()
-
-    def train_step_ended(self, state: TrainingState) -> None:
-        tuning = state.extras["threads"]
-        if not tuning["active"]:
-            return
-        index = state.step - self.warmup  # StepCounter has already counted this step
-        if 0 <= index - 1 < 2 * self.probe:
-            threads = tuning["original"] if index - 1 < self.probe else 1
-            tuning["times"].setdefault(threads, []).append(time.perf_counter() - tuning["started"])
-        if index == 2 * self.probe:
-            median = {n: sorted(t)[len(t) // 2] for n, t in tuning["times"].items()}
-            best = min(median, key=median.get)
-            torch.set_num_threads(best)
-            tuning["active"] = False
-            state.metrics["cpu_threads"] = float(best)
-            logger.info("training on %d CPU thread(s) (median step: %s)", best,
-                        ", ".join(f"{n} thread(s) {1000 * t:.1f} ms" for n, t in sorted(median.items())))
-
-    def train_ended(self, state: TrainingState) -> None:
-        tuning = state.extras.get("threads")
-        if tuning is not None and tuning["owner"]:
-            torch.set_num_threads(tuning["original"])
-            TORCH_THREADS_LOCK.release()
+        super().train_step_ended(state)
+        if state.stop_requested and (state.stop_reason or "").startswith("TimeBudget"):
+            state.metrics["time_cap_hit"] = 1.0
+            logger.warning(
+                "training stopped by the safety time cap training.max_seconds = %g s after %d steps: "
+                "the result now depends on the machine's speed; raise the cap or lower training.max_steps",
+                self.max_seconds, state.step,
+            )
 
 
 class Cancellation(AbstractTrainingCallback):
@@ -163,39 +89,63 @@ def build_trainer(
     steps_per_epoch: int | None = None,
     refit_pairs: dict[str, torch.Tensor] | None = None,
     cancel: threading.Event | None = None,
+    max_steps: int | None = None,
 ) -> Trainer:
-    """A Trainer with the standard callbacks configured by ``config``."""
+    """A Trainer with the standard callbacks configured by ``config``.
+
+    Training is deterministic: it runs ``max_steps`` optimizer steps (default
+    ``config.max_steps``; the cosine schedule anneals over them) or stops earlier when the
+    validation loss has not improved by ``plateau_tolerance`` (relative) for
+    ``plateau_patience`` epochs. ``config.max_seconds`` is only a safety cap.
+    """
+    steps = max_steps or config.max_steps
     params: dict = {"lr": config.learning_rate}
     if config.weight_decay:
         params["weight_decay"] = config.weight_decay
     if config.scheduler == "cosine":
-        scheduler = SchedulerConfig("cosine", {})
+        scheduler = SchedulerConfig("cosine", {"eta_min": config.learning_rate * 0.02})
     elif config.scheduler == "step":
         scheduler = SchedulerConfig("step", {"step_size": max(1, config.epochs // 3), "gamma": 0.3})
     else:
         scheduler = SchedulerConfig("none", {})
     callbacks: list[AbstractTrainingCallback] = [
         StepCounter(),
-        CpuThreadTuning(),
         LossLogger(every_n_steps=steps_per_epoch or 100, progress=config.progress),
-        TimeBudget(config.max_seconds),
+        SafetyTimeCap(config.max_seconds),
     ]
-    if config.scheduler == "time_cosine":
-        callbacks.append(TimeCosineLR(config.max_seconds))
     if config.grad_clip > 0:
         callbacks.append(GradientClipping(config.grad_clip))
     if val_loader is not None:
         callbacks.append(Validation(val_loader, every_n_epochs=1, max_batches=4))
+        if config.plateau_patience > 0:
+            callbacks.append(
+                EarlyStopping(config.plateau_patience, monitor="val_loss", min_rel_delta=config.plateau_tolerance)
+            )
     if cancel is not None:
         callbacks.append(Cancellation(cancel))
     if config.refit_head and refit_pairs is not None:
         callbacks.append(HeadRefit(refit_pairs, config.refit_regularization))
-    if config.early_stopping_patience > 0:
-        callbacks.append(EarlyStopping(config.early_stopping_patience, min_delta=0.0, monitor="train_loss"))
     trainer_config = TrainerConfig(
         epochs=config.epochs,
         device=device,
         optimizer=OptimizerConfig(config.optimizer, params),
         scheduler=scheduler,
+        max_steps=steps,
     )
     return Trainer(model, loss_fn, trainer_config, callbacks)
+
+
+def held_out_nrmse(model: torch.nn.Module, loader, loss_fn: torch.nn.Module, inferencer) -> float:
+    """Estimated gridding error: ``sqrt(mean loss / mean |target|^2)`` over held-out pairs.
+
+    ``loss_fn(kernels, batch)`` is the variant's mean squared prediction error; the pairs'
+    ``batch["targets"]`` (pairs, coils) give the signal power. A relative k-space error of the
+    kernels on pairs the training never saw (noise augmentation included).
+    """
+    error = inferencer.validate(model, loader, loss_fn)
+    power, count = 0.0, 0
+    for batch in loader:
+        targets = batch["targets"]
+        power += float(targets.abs().square().mean()) * targets.shape[0]
+        count += targets.shape[0]
+    return float((error / max(power / max(count, 1), 1e-30)) ** 0.5)

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 
 from igrog_gadget.app.common.batches import TensorDictDataset, batch_loader
 from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace
-from igrog_gadget.app.common.kernels import grid_with_kernels, mean_time_on_grid
+from igrog_gadget.app.common.kernels import mean_time_on_grid
 from igrog_gadget.app.common.pairs import TrainingPairs, target_range
 from igrog_gadget.app.fieldcorr.correction import correct_field
 from igrog_gadget.app.fieldcorr.fieldmap import field_map, sample_times_s
@@ -198,18 +198,17 @@ class FieldCorrDataModule(ImageBasedDataModule):
         return np.einsum("lm,lcm->cm", segmentation.coefficients.astype(np.complex64), values)
 
     # --- gridding ---------------------------------------------------------------
-    def grid(self, kernels: torch.Tensor) -> GriddedKSpace:
-        """Grid with ``kernels``; in hybrid mode remove the field on the Cartesian side."""
-        self.kernels = kernels
+    def grid(self, kernels) -> GriddedKSpace:
+        """Grid with ``kernels`` (a tensor or chunks); in hybrid mode remove the field on the Cartesian side."""
         self.load_field_inputs()  # the frame may be new (cached kernels)
-        kspace, hits = grid_with_kernels(self.frame.flat_samples(), self.geometry, kernels, kernels.device)
+        kspace, hits = self.apply_kernels(kernels)
         times = effective_times(self.times_s, self.geometry)
         mean_time = mean_time_on_grid(self.times_s.reshape(-1) * 1e6, self.geometry)
         info: dict = {"b0map": self.field_source, "fieldcorr_mode": self.mode}
         if self.mode == "hybrid":
             segmentation, weights = self.segment_weights(times)
             kspace = correct_field(
-                kspace, hits, self.field_hz, segmentation.tau_s, weights, self.config.fieldcorr.cg_iterations, kernels.device
+                kspace, hits, self.field_hz, segmentation.tau_s, weights, self.config.fieldcorr.cg_iterations, self.device
             )
             info["time_segments"] = segmentation.num_segments
             info["segmentation_error"] = segmentation.max_error

@@ -200,6 +200,9 @@ def _check_channels(array: np.ndarray, name: str, frame: FrameInputs) -> np.ndar
     array = np.asarray(array)
     if array.ndim == 4 and array.shape[1] == 1:
         array = array[:, 0]
+    transform = frame.coil_transform
+    if array.ndim == 3 and transform is not None and array.shape[0] == transform.num_physical != frame.num_coils:
+        array = transform.to_virtual(array)  # physical-coil images of a file, data in virtual coils
     nx, ny = frame.matrix
     if array.ndim != 3:
         raise CalibrationError(f"{name} has shape {array.shape}; expected (coils, ny, nx) = ({frame.num_coils}, {ny}, {nx})")

@@ -1,0 +1,55 @@
+"""Kernels per trajectory, kept for later frames: least recently used out, bounded in bytes."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import torch
+
+
+class KernelCache:
+    """Computed kernels with what applies them, keyed by (calibration key, trajectory fingerprint).
+
+    ``max_bytes`` bounds the kernels held (a kernel set larger than that is never kept: its
+    frames recompute kernels chunk by chunk instead).
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = int(max_bytes)
+        self._entries: OrderedDict[tuple, tuple[Any, torch.Tensor, int]] = OrderedDict()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of kernels held now."""
+        return sum(size for _, _, size in self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def admits(self, nbytes: int) -> bool:
+        """Whether a kernel set of ``nbytes`` may be kept at all."""
+        return 0 < nbytes <= self.max_bytes
+
+    def get(self, key: tuple) -> tuple[Any, torch.Tensor] | None:
+        """``(applier, kernels)`` for ``key`` (marked as recently used), or None."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        self._entries.move_to_end(key)
+        return entry[0], entry[1]
+
+    def put(self, key: tuple, applier: Any, kernels: torch.Tensor) -> None:
+        """Keep ``kernels`` (with the object that applies them), evicting the oldest entries to fit."""
+        size = kernels.element_size() * kernels.numel()
+        if not self.admits(size):
+            return
+        self._entries.pop(key, None)
+        while self._entries and self.nbytes + size > self.max_bytes:
+            self._entries.popitem(last=False)
+        self._entries[key] = (applier, kernels, size)
+
+
+def kernel_bytes(num_samples: int, coils: int, num_sources: int) -> int:
+    """Bytes of complex64 kernels (num_samples, coils, coils * num_sources)."""
+    return int(num_samples) * coils * coils * num_sources * 8
