@@ -87,9 +87,11 @@ def replay_file(
     nx, ny = report.frames[0].kspace.shape[-1], report.frames[0].kspace.shape[-2]
     factor = config.gridding.grid_oversampling
     fov = (header.encoded_fov_mm[0] * factor, header.encoded_fov_mm[1] * factor, header.encoded_fov_mm[2])
+    partitions = {dict(zip(FRAME_KEY_FIELDS, f.frame_key))["kspace_encode_step_2"] for f in report.frames}
+    nz = header.encoded_matrix[2] if partitions != {0} else 1  # stack-of-stars: the partitions' kz grid
     xml = cartesian_output_header(
         dataset.header_xml,
-        (nx, ny, 1),
+        (nx, ny, nz),
         fov,
         output_limits(report.frames),
         {
@@ -108,7 +110,7 @@ def replay_file(
 
 #: Facts of each frame's run written to the output header (``igrog.frames``, JSON list).
 FRAME_FACTS = (
-    "path", "training_steps", "training_stop", "warm_start", "estimated_nrmse", "calibration",
+    "path", "training_s", "gridding_s", "training_steps", "training_stop", "warm_start", "estimated_nrmse", "calibration",
     "coils", "virtual_coils", "prewhitened", "compression_energy",
 )
 

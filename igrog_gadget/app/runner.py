@@ -212,7 +212,7 @@ class VariantGridder:
             steps_per_epoch=len(train_loader),
             refit_pairs=self._refit_pairs(datamodule),
             cancel=self.cancelled,
-            max_steps=training.warm_start_steps if warm else training.max_steps,
+            max_steps=min(training.warm_start_steps, training.max_steps) if warm else training.max_steps,
         )
         started = time.perf_counter()
         state = trainer.fit(train_loader)

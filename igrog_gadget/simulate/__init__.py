@@ -50,7 +50,14 @@ ISMRMRD file layout (``simulate_to_file``)
    noiseless field-free truth), "sensitivity_maps" (complex64, series 3); data
    ``[channel, 1, N, N]``, pixel ``[y, x]`` with r = 0 at ``N // 2``.
 
-Ground truth ``<stem>.truth.npz``: ``kspace`` (slices, contrasts, coils, N, N)
+Stack-of-stars (``partitions > 1``, one slice): the object is a stack of ``partitions``
+phantom slices; partition ``p`` is its kz plane (centred unitary FFT along z) with the
+same 2D coil maps, written with ``kspace_encode_step_2 = p``; the header's encoded and
+recon matrix z = partitions, ``kspace_encoding_step_2`` limits 0..P-1 (centre P // 2).
+The noise level is set from the kz = 0 partition's image.
+
+Ground truth ``<stem>.truth.npz``: ``kspace`` (planes, contrasts, coils, N, N) (planes =
+slices or partitions)
 complex64 noiseless field-free Cartesian truth; ``image`` (slices, contrasts, N, N)
 complex64 = ortho centred IFFT of the coil-free object's k-space on the N grid
 (the k-truncated object); ``sensitivity_maps`` (coils, N, N) complex64

@@ -49,6 +49,10 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--snr", type=_snr_value, default=d.snr, help="image SNR, or 'inf' for noiseless")
     parser.add_argument("--slices", type=int, default=d.slices)
+    parser.add_argument(
+        "--partitions", type=int, default=d.partitions,
+        help="stack-of-stars kz partitions (kspace_encode_step_2; needs --slices 1)",
+    )
     parser.add_argument("--repetitions", type=int, default=d.repetitions)
     parser.add_argument("--contrasts", type=int, default=d.contrasts)
     parser.add_argument(
@@ -85,6 +89,7 @@ def spec_from_args(args: argparse.Namespace) -> SimulationSpec:
         acs=args.acs,
         snr=args.snr,
         slices=args.slices,
+        partitions=args.partitions,
         repetitions=args.repetitions,
         contrasts=args.contrasts,
         trajectory_units=args.trajectory_units,

@@ -77,6 +77,10 @@ class SimulationSpec:
     snr: float | None = 50.0
     """Image SNR: noise std = mean |image| over the object / snr (None or inf = noiseless)."""
     slices: int = 1
+    partitions: int = 1
+    """Stack-of-stars / stack-of-spirals kz partitions (kspace_encode_step_2; needs slices = 1):
+    the object is a stack of ``partitions`` phantom slices, Fourier transformed along z, with
+    z-independent coil maps, so every partition is a 2D non-Cartesian frame of one kz plane."""
     repetitions: int = 1
     contrasts: int = 1
     trajectory_units: str = "grid"
@@ -143,6 +147,11 @@ class SimulationSpec:
         ):
             raise ValueError(f"SimulationSpec.snr must be > 0 (or None/inf for noiseless), got {self.snr!r}")
         positive_int("slices", 1, 1024)
+        positive_int("partitions", 1, 1024)
+        if self.partitions > 1 and self.slices > 1:
+            raise ValueError(
+                f"SimulationSpec: partitions = {self.partitions} (stack-of-stars) needs slices = 1, got {self.slices}"
+            )
         positive_int("repetitions", 1, 65535)
         positive_int("contrasts", 1, 64)
         positive_float("b0_max_hz", allow_zero=True)
@@ -162,6 +171,16 @@ class SimulationSpec:
         for name in ("write_b0map", "write_coil_images", "write_sensitivity_maps"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"SimulationSpec.{name} must be a bool, got {getattr(self, name)!r}")
+
+    @property
+    def planes(self) -> int:
+        """2D k-space planes: slices, or kz partitions of a stack-of-stars."""
+        return max(self.slices, self.partitions)
+
+    @property
+    def reference_plane(self) -> int:
+        """The plane whose image sets the noise level (the kz = 0 partition of a stack)."""
+        return self.partitions // 2 if self.partitions > 1 else 0
 
     @property
     def noiseless(self) -> bool:
@@ -243,16 +262,17 @@ def build_header(spec: SimulationSpec, design: _Design) -> str:
     """The ISMRMRD XML header of a simulated scan."""
     N = spec.matrix
     n_readouts, n_samples = design.traj.shape[:2]
-    fov = xsd.fieldOfViewMm(x=float(spec.fov_mm), y=float(spec.fov_mm), z=float(spec.slice_thickness_mm))
-    space = xsd.encodingSpaceType(matrixSize=xsd.matrixSizeType(x=N, y=N, z=1), fieldOfView_mm=fov)
+    P = spec.partitions
+    fov = xsd.fieldOfViewMm(x=float(spec.fov_mm), y=float(spec.fov_mm), z=float(spec.slice_thickness_mm) * P)
+    space = xsd.encodingSpaceType(matrixSize=xsd.matrixSizeType(x=N, y=N, z=P), fieldOfView_mm=fov)
     recon = xsd.encodingSpaceType(
-        matrixSize=xsd.matrixSizeType(x=N, y=N, z=1),
+        matrixSize=xsd.matrixSizeType(x=N, y=N, z=P),
         fieldOfView_mm=xsd.fieldOfViewMm(x=fov.x, y=fov.y, z=fov.z),
     )
     limits = xsd.encodingLimitsType(
         kspace_encoding_step_0=_limit(n_samples - 1, design.center_sample),
         kspace_encoding_step_1=_limit(n_readouts - 1, n_readouts // 2),
-        kspace_encoding_step_2=_limit(0),
+        kspace_encoding_step_2=_limit(P - 1, P // 2),
         average=_limit(0),
         slice=_limit(spec.slices - 1),
         contrast=_limit(spec.contrasts - 1),
@@ -381,14 +401,14 @@ def _simulate_clean(spec: SimulationSpec, design: _Design) -> _Truth:
         )
         t_all = np.concatenate([t_img, t_acs]) * 1e-6
 
-    S, C = spec.slices, spec.contrasts
+    S, C = spec.planes, spec.contrasts
     kspace = np.empty((S, C, spec.coils, N, N), dtype=np.complex64)
     image = np.empty((S, C, N, N), dtype=np.complex64)
     imaging = np.empty((S, C, spec.coils) + design.traj.shape[:2], dtype=np.complex128)
     acs = np.empty((S, C, spec.coils) + design.acs_traj.shape[:2], dtype=np.complex128)
     for s in range(S):
         for c in range(C):
-            obj = phantom(M, s, c)
+            obj = phantom(M, s, c) if spec.partitions == 1 else _partition_image(M, s, c, spec.partitions)
             coil_obj = maps_fine * obj[None]
             kspace[s, c] = cartesian_kspace(coil_obj, N)
             image[s, c] = ifft2c(cartesian_kspace(obj, N))
@@ -400,6 +420,13 @@ def _simulate_clean(spec: SimulationSpec, design: _Design) -> _Truth:
             acs[s, c] = samples[:, n_img:].reshape((spec.coils,) + design.acs_traj.shape[:2])
     mask = object_support(N, 0)
     return _Truth(kspace, image, maps.astype(np.complex64), b0, mask, imaging, acs)
+
+
+def _partition_image(size: int, partition: int, contrast: int, partitions: int) -> np.ndarray:
+    """The kz plane ``partition`` of a stack of ``partitions`` phantom slices (centred, unitary FFT along z)."""
+    stack = np.stack([phantom(size, z, contrast) for z in range(partitions)])
+    planes = np.fft.fftshift(np.fft.fft(np.fft.ifftshift(stack, axes=0), axis=0, norm="ortho"), axes=0)
+    return planes[partition]
 
 
 class _AcquisitionWriter:
@@ -428,6 +455,7 @@ class _AcquisitionWriter:
         contrast: int = 0,
         repetition: int = 0,
         step1: int = 0,
+        partition: int = 0,
         tr_ms: float = 5.0,
     ) -> ismrmrd.AcquisitionHeader:
         spec = self.spec
@@ -453,6 +481,7 @@ class _AcquisitionWriter:
         head.slice_dir[:] = (0.0, 0.0, 1.0)
         head.patient_table_position[:] = (0.0, 0.0, 0.0)
         head.idx.kspace_encode_step_1 = int(step1)
+        head.idx.kspace_encode_step_2 = int(partition)
         head.idx.slice = int(slice_index)
         head.idx.contrast = int(contrast)
         head.idx.repetition = int(repetition)
@@ -568,7 +597,7 @@ def simulate_to_file(
         noise_std = 0.0
     else:
         assert spec.snr is not None
-        noise_std = float(np.abs(truth.image[0, 0][truth.mask]).mean() / spec.snr)
+        noise_std = float(np.abs(truth.image[spec.reference_plane, 0][truth.mask]).mean() / spec.snr)
     rng = np.random.default_rng(spec.seed)
     rho = float(spec.noise_correlation)
 
@@ -603,7 +632,8 @@ def simulate_to_file(
                 w.append(head, noisy(np.zeros((spec.coils, noise_samples))), None)
             last_rep = spec.repetitions - 1
             for rep in range(spec.repetitions):
-                for s in range(spec.slices):
+                for s in range(spec.planes):
+                    plane = {"slice_index": s, "partition": 0} if spec.partitions == 1 else {"slice_index": 0, "partition": s}
                     for c in range(spec.contrasts):
                         if rep == 0 and spec.acs:
                             acs_data = noisy(truth.acs[s, c])  # (coils, lines, 2N)
@@ -619,7 +649,7 @@ def simulate_to_file(
                                     traj_dims=0,
                                     center_sample=N,
                                     sample_time_us=float(spec.radial_sample_time_us),
-                                    slice_index=s,
+                                    **plane,
                                     contrast=c,
                                     repetition=rep,
                                     step1=int(ky) + N // 2,
@@ -643,7 +673,7 @@ def simulate_to_file(
                                     ismrmrd.ACQ_LAST_IN_ENCODE_STEP1,
                                     ismrmrd.ACQ_LAST_IN_CONTRAST,
                                 )
-                                if s == spec.slices - 1 and c == spec.contrasts - 1:
+                                if s == spec.planes - 1 and c == spec.contrasts - 1:
                                     flags |= _flag(ismrmrd.ACQ_LAST_IN_REPETITION)
                                     if rep == last_rep:
                                         flags |= _flag(ismrmrd.ACQ_LAST_IN_MEASUREMENT)
@@ -653,7 +683,7 @@ def simulate_to_file(
                                 traj_dims=2,
                                 center_sample=design.center_sample,
                                 sample_time_us=design.sample_time_us,
-                                slice_index=s,
+                                **plane,
                                 contrast=c,
                                 repetition=rep,
                                 step1=r,
