@@ -29,7 +29,7 @@ class Case:
 def load_case(name: str, path: str | Path, config: IgrogConfig) -> Case:
     """First frame of an ISMRMRD file written by ``igrog simulate`` and its truth."""
     dataset = read_dataset(path)
-    buffer = ReadoutBuffer(expected_coils=dataset.header.num_coils)
+    buffer = ReadoutBuffer(max_coils=dataset.header.num_coils)
     completed = []
     for readout in dataset.readouts:
         if readout.is_calibration() or readout.is_imaging():

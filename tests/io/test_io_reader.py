@@ -147,12 +147,20 @@ def test_coil_count_differs_from_first_imaging(tmp_path, file_writer, acquisitio
         read_dataset(path)
 
 
-def test_coil_count_differs_from_receiver_channels(tmp_path, file_writer, xml_builder):
-    path = file_writer(tmp_path / "rx.h5", xml=xml_builder(receiver_channels=8)).path
+def test_coil_count_above_receiver_channels(tmp_path, file_writer, xml_builder):
+    path = file_writer(tmp_path / "rx.h5", xml=xml_builder(receiver_channels=2)).path
     with pytest.raises(
-        InputDataError, match=r"acquisition 3 \(first imaging acquisition\) has 4 coils.*receiverChannels = 8"
+        InputDataError, match=r"acquisition 3 \(first imaging acquisition\) has 4 coils.*receiverChannels = 2"
     ):
         read_dataset(path)
+
+
+def test_fewer_coils_than_receiver_channels_are_read(tmp_path, file_writer, xml_builder):
+    """Coils reduced upstream (PCACoilGadget + CoilReductionGadget): active_channels < receiverChannels."""
+    path = file_writer(tmp_path / "rx.h5", xml=xml_builder(receiver_channels=8)).path
+    dataset = read_dataset(path)
+    assert dataset.header.num_coils == 8
+    assert {r.num_coils for r in dataset.readouts if r.is_imaging()} == {4}
 
 
 @pytest.mark.parametrize("fast", [True, False])

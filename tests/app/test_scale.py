@@ -1,0 +1,170 @@
+"""Clinical-scale behaviour on simulated ISMRMRD files with ground truth: coil compression,
+deterministic training, error estimate, bounded kernel cache, warm start, upstream-reduced coils."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.baselines import grid_nearest_neighbour
+from benchmarks.evaluation import load_case, nrmse_on_sampled
+from benchmarks.scale_benchmark import read_output
+from igrog_gadget.config import load_config
+from igrog_gadget.replay import replay_file
+from igrog_gadget.scan import FRAME_KEY_FIELDS
+from igrog_gadget.simulate import SimulationSpec, simulate_to_file
+
+#: Step-limited training that is quick on 2 CPU cores.
+QUICK = ["training.max_steps=150", "calibration.num_training_pairs=8000", "training.plateau_patience=0"]
+
+
+@pytest.fixture(scope="session")
+def many_coils(tmp_path_factory) -> Path:
+    """64 matrix, 16 coils with correlated noise, noise scans, 2 repetitions (same trajectory)."""
+    path = tmp_path_factory.mktemp("scale") / "coils16.h5"
+    simulate_to_file(
+        path,
+        SimulationSpec(matrix=64, coils=16, spokes=100, acs=24, repetitions=2, noise_scans=4, noise_correlation=0.3, seed=5),
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def many_coils_replay(many_coils, tmp_path_factory):
+    out = tmp_path_factory.mktemp("scale_out") / "coils16_cart.h5"
+    report = replay_file(many_coils, out, load_config("basic", overrides=QUICK))
+    return out, report
+
+
+def frame_errors(path: Path, source: Path) -> tuple[list[float], float]:
+    """(iGROG NRMSE of every output frame, NN NRMSE of the first frame) against the truth."""
+    config = load_config("basic")
+    case = load_case("case", source, config)
+    nn = grid_nearest_neighbour(case.frame.flat_samples(), case.frame.flat_coords(), case.frame.matrix)
+    truth = np.load(source.with_name(source.stem + ".truth.npz"))["kspace"]
+    frames, _ = read_output(path)
+    errors = []
+    for key, kspace in frames.items():
+        counters = dict(zip(FRAME_KEY_FIELDS, key))
+        plane = max(counters["slice"], counters["kspace_encode_step_2"])
+        errors.append(nrmse_on_sampled(kspace, nn.hits, truth[plane, counters["contrast"]]))
+    return errors, nrmse_on_sampled(nn.kspace, nn.hits, case.truth)
+
+
+def test_many_coils_are_gridded_in_prewhitened_virtual_coils_and_written_in_physical_coils(many_coils, many_coils_replay):
+    out, report = many_coils_replay
+    info = report.frames[0].info
+    assert info["coils"] == 16 and 1 < info["virtual_coils"] < 16
+    assert info["prewhitened"] is True
+    frames, facts = read_output(out)
+    assert all(kspace.shape[0] == 16 for kspace in frames.values())
+    assert facts[0]["virtual_coils"] == info["virtual_coils"] and facts[0]["prewhitened"] is True
+    errors, nn_error = frame_errors(out, many_coils)
+    assert max(errors) < 0.6 * nn_error, (errors, nn_error)
+
+
+def test_error_estimate_and_training_end_are_reported(many_coils_replay):
+    out, report = many_coils_replay
+    _, facts = read_output(out)
+    trained = [f for f in facts if f["path"] == "trained"]
+    assert len(trained) == 1 and trained[0]["training_steps"] == 150
+    assert trained[0]["training_stop"].startswith("step count reached")
+    assert all(0 < f["estimated_nrmse"] < 1 for f in facts)
+    assert facts[1]["path"] == "cached kernels"
+
+
+def test_virtual_coil_output_carries_the_compression_matrix(many_coils, many_coils_replay, tmp_path):
+    physical_out, report = many_coils_replay
+    out = tmp_path / "virtual.h5"
+    replay_file(many_coils, out, load_config("basic", overrides=QUICK + ["gridding.output_coils=virtual"]))
+    virtual, _ = read_output(out)
+    physical, _ = read_output(physical_out)
+    text = Path(out).read_bytes()  # header parameter: igrog.coil_compression.<slice>.<contrast>.<e2>
+    from igrog_gadget.io import read_dataset
+
+    xml = read_dataset(out).header_xml
+    start = xml.index("igrog.coil_compression.0.0.0")
+    value = xml[xml.index("<value>", start) + 7: xml.index("</value>", start)]
+    matrix = json.loads(value.replace("&quot;", '"'))
+    compress = np.array(matrix["real"]) + 1j * np.array(matrix["imag"])
+    key = min(virtual)
+    assert compress.shape == (virtual[key].shape[0], 16) and text
+    # the virtual output is the compressed physical output (the physical one is its expansion)
+    projected = np.einsum("vc,cyx->vyx", compress, physical[key])
+    assert np.linalg.norm(projected - virtual[key]) < 1e-3 * np.linalg.norm(virtual[key])
+
+
+def test_same_input_same_output_under_load(many_coils, many_coils_replay, tmp_path):
+    """Bit-identical k-space next to two busy CPU loops (training ends on its step count)."""
+    out_first, _ = many_coils_replay
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        out = tmp_path / "loaded.h5"
+        replay_file(many_coils, out, load_config("basic", overrides=QUICK))
+    finally:
+        for process in busy:
+            process.kill()
+    first, _ = read_output(out_first)
+    second, _ = read_output(out)
+    assert first.keys() == second.keys()
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key])
+
+
+def test_kernels_recomputed_when_the_cache_is_too_small_give_the_same_output(many_coils, many_coils_replay, tmp_path):
+    out_cached, report = many_coils_replay
+    out = tmp_path / "nocache.h5"
+    uncached = replay_file(many_coils, out, load_config("basic", overrides=QUICK + ["gridding.cache_mb=0"]))
+    assert [f.info["path"] for f in uncached.frames] == ["trained", "reused model"]
+    assert [f.info["path"] for f in report.frames] == ["trained", "cached kernels"]
+    first, _ = read_output(out_cached)
+    second, _ = read_output(out)
+    for key in first:
+        np.testing.assert_allclose(first[key], second[key], atol=1e-5 * np.abs(first[key]).max())
+
+
+def test_safety_time_cap_is_reported(many_coils, tmp_path):
+    out = tmp_path / "capped.h5"
+    report = replay_file(many_coils, out, load_config("basic", overrides=QUICK + ["training.max_seconds=0.05"]))
+    info = report.frames[0].info
+    assert info["training_stop"].startswith("safety time cap")
+    assert info["training_steps"] < 150
+
+
+def test_stack_of_stars_partitions_warm_start_and_state_their_partitions(tmp_path):
+    source = tmp_path / "sos.h5"
+    simulate_to_file(source, SimulationSpec(matrix=64, coils=4, spokes=100, acs=24, partitions=3, seed=2))
+    out = tmp_path / "sos_cart.h5"
+    overrides = QUICK + ["training.warm_start_steps=60"]
+    report = replay_file(source, out, load_config("basic", overrides=overrides))
+    infos = [f.info for f in report.frames]
+    assert [i["warm_start"] for i in infos] == [False, True, True]
+    assert [i["training_steps"] for i in infos] == [150, 60, 60]
+    from igrog_gadget.io import read_dataset
+
+    header = read_dataset(out).header
+    assert header.encoded_matrix[2] == 3
+    errors, nn_error = frame_errors(out, source)
+    assert max(errors) < 0.8 * nn_error, (errors, nn_error)
+
+
+def test_upstream_reduced_coils_are_gridded(tmp_path):
+    """receiverChannels = 8 but every acquisition carries 6 channels (PCACoilGadget + CoilReductionGadget)."""
+    import ismrmrd
+
+    source = tmp_path / "six.h5"
+    simulate_to_file(source, SimulationSpec(matrix=64, coils=6, spokes=100, acs=24, seed=3))
+    dataset = ismrmrd.Dataset(str(source), "dataset", create_if_needed=False)
+    xml = dataset.read_xml_header().decode()
+    dataset.write_xml_header(xml.replace("<receiverChannels>6</receiverChannels>", "<receiverChannels>8</receiverChannels>"))
+    dataset.close()
+    out = tmp_path / "six_cart.h5"
+    report = replay_file(source, out, load_config("basic", overrides=QUICK))
+    assert report.frames[0].kspace.shape[0] == 6
+    errors, nn_error = frame_errors(out, source)
+    assert errors[0] < 0.6 * nn_error

@@ -1,0 +1,75 @@
+"""Noise prewhitening and PCA coil compression."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from igrog_gadget.errors import InputDataError
+from igrog_gadget.gridding.coils import CoilTransform, NoiseCovariance, compression_transform, noise_prewhitener
+
+
+def correlated_noise(coils: int, samples: int, rho: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(noise (coils, samples), its covariance) with cov[i, j] = rho^|i-j|."""
+    index = np.arange(coils)
+    covariance = rho ** np.abs(index[:, None] - index[None, :]).astype(float)
+    white = (rng.standard_normal((coils, samples)) + 1j * rng.standard_normal((coils, samples))) / np.sqrt(2)
+    return np.linalg.cholesky(covariance) @ white, covariance
+
+
+def test_noise_covariance_accumulates_readouts_exactly():
+    rng = np.random.default_rng(1)
+    noise, _ = correlated_noise(6, 3000, 0.4, rng)
+    running = NoiseCovariance()
+    for part in np.split(noise, 3, axis=1):
+        running.add(part)
+    np.testing.assert_allclose(running.covariance(6), noise @ noise.conj().T / 3000, rtol=1e-10)
+    assert running.covariance(5) is None  # another coil count: no prewhitening
+
+
+def test_prewhitener_decorrelates_noise_and_keeps_its_level():
+    rng = np.random.default_rng(2)
+    noise, covariance = correlated_noise(8, 200000, 0.6, rng)
+    whitened = noise_prewhitener(covariance) @ noise
+    empirical = whitened @ whitened.conj().T / noise.shape[1]
+    np.testing.assert_allclose(empirical, np.eye(8), atol=0.02)
+
+
+def test_singular_noise_covariance_is_a_clear_error():
+    covariance = np.ones((4, 4), dtype=complex)  # four copies of one channel
+    with pytest.raises(InputDataError, match="not positive definite.*gridding.prewhiten = false"):
+        noise_prewhitener(covariance)
+
+
+def test_pca_keeps_the_signal_subspace():
+    """16 channels mixing 4 sources: the energy rule keeps 4 virtual coils and loses nothing."""
+    rng = np.random.default_rng(3)
+    mixing = rng.standard_normal((16, 4)) + 1j * rng.standard_normal((16, 4))
+    sources = rng.standard_normal((4, 5000)) + 1j * rng.standard_normal((4, 5000))
+    data = mixing @ sources + 1e-4 * rng.standard_normal((16, 5000))
+    transform = compression_transform(data, 0, 0.9999)
+    assert transform.num_virtual == 4
+    assert transform.kept_energy > 0.9999
+    restored = transform.to_physical(transform.to_virtual(data))
+    assert np.linalg.norm(restored - data) / np.linalg.norm(data) < 1e-3
+    fixed = compression_transform(data, 6, 0.5)
+    assert fixed.num_virtual == 6
+
+
+def test_compression_after_prewhitening_is_an_oblique_projection_in_physical_coils():
+    rng = np.random.default_rng(4)
+    noise, covariance = correlated_noise(6, 20000, 0.5, rng)
+    mixing = rng.standard_normal((6, 2)) + 1j * rng.standard_normal((6, 2))
+    signal = mixing @ (rng.standard_normal((2, 4000)) + 1j * rng.standard_normal((2, 4000)))
+    transform = compression_transform(signal, 2, 1.0, noise_prewhitener(covariance))
+    assert transform.prewhitened and transform.num_virtual == 2
+    np.testing.assert_allclose(transform.to_physical(transform.to_virtual(signal)), signal, atol=1e-3 * np.abs(signal).max())
+    projector = transform.expand @ transform.compress
+    np.testing.assert_allclose(projector @ projector, projector, atol=1e-4)
+
+
+def test_identity_transform():
+    transform = CoilTransform.identity(3)
+    assert transform.is_identity and transform.num_virtual == 3
+    data = np.arange(6, dtype=np.complex64).reshape(3, 2)
+    np.testing.assert_array_equal(transform.to_virtual(data), data)
