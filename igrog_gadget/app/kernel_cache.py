@@ -17,7 +17,7 @@ class KernelCache:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = int(max_bytes)
-        self._entries: OrderedDict[tuple, tuple[Any, torch.Tensor, int]] = OrderedDict()
+        self._entries: OrderedDict[tuple, tuple[Any, tuple[torch.Tensor, ...], int]] = OrderedDict()
 
     @property
     def nbytes(self) -> int:
@@ -31,7 +31,7 @@ class KernelCache:
         """Whether a kernel set of ``nbytes`` may be kept at all."""
         return 0 < nbytes <= self.max_bytes
 
-    def get(self, key: tuple) -> tuple[Any, torch.Tensor] | None:
+    def get(self, key: tuple) -> tuple[Any, tuple[torch.Tensor, ...]] | None:
         """``(applier, kernels)`` for ``key`` (marked as recently used), or None."""
         entry = self._entries.get(key)
         if entry is None:
@@ -39,9 +39,10 @@ class KernelCache:
         self._entries.move_to_end(key)
         return entry[0], entry[1]
 
-    def put(self, key: tuple, applier: Any, kernels: torch.Tensor) -> None:
-        """Keep ``kernels`` (with the object that applies them), evicting the oldest entries to fit."""
-        size = kernels.element_size() * kernels.numel()
+    def put(self, key: tuple, applier: Any, kernels: tuple[torch.Tensor, ...]) -> None:
+        """Keep ``kernels`` (consecutive chunks, with the object that applies them), evicting the
+        oldest entries to fit."""
+        size = sum(chunk.element_size() * chunk.numel() for chunk in kernels)
         if not self.admits(size):
             return
         self._entries.pop(key, None)

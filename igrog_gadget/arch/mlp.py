@@ -98,6 +98,29 @@ class ComplexKernelMLP(nn.Module):
             inputs = torch.cat([inputs, extra.reshape(offsets.shape[0], self.extra_inputs).to(inputs.dtype)], dim=1)
         return self.body(inputs)
 
+    def folded_head(self, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head's real weight and bias with the complex ``right`` (coils*sources, coils*sources)
+        folded in, so that one linear layer gives ``forward(x) @ right`` (the head is linear)."""
+        coils, size = self.num_coils, self.num_coils * self.num_sources
+        weight = self.head.weight.view(coils, size, 2, self.feature_size)
+        bias = self.head.bias.view(coils, size, 2)
+        complex_weight = torch.complex(weight[:, :, 0], weight[:, :, 1])  # (coils, size, features)
+        complex_bias = torch.complex(bias[..., 0], bias[..., 1])  # (coils, size)
+        folded_weight = torch.einsum("ckf,kj->cjf", complex_weight, right)
+        folded_bias = complex_bias @ right
+        real_weight = torch.stack([folded_weight.real, folded_weight.imag], dim=2).reshape(-1, self.feature_size)
+        real_bias = torch.stack([folded_bias.real, folded_bias.imag], dim=-1).reshape(-1)
+        return real_weight, real_bias
+
+    def forward_folded(
+        self, offsets: torch.Tensor, right: torch.Tensor, extra: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``forward(offsets, extra) @ right`` without the per-sample matrix product (inference)."""
+        batch = offsets.shape[0]
+        weight, bias = self.folded_head(right)
+        out = nn.functional.linear(self.features(offsets, extra), weight, bias)
+        return torch.view_as_complex(out.view(batch, self.num_coils, self.num_coils * self.num_sources, 2).contiguous())
+
     def forward(self, offsets: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         """(batch, sources, 2) float [+ extra (batch, extra_inputs)] → (batch, coils, coils * sources) complex64."""
         batch = offsets.shape[0]

@@ -69,6 +69,13 @@ def frame_image(
     meta["ImageProcessingHistory"] = ["IGROG", "RSS"]
     meta["SeriesName"] = "igrog_rss"
     meta["IgrogVariant"] = str(frame.info.get("variant", ""))
+    estimate = frame.info.get("estimated_nrmse")
+    if estimate is not None and np.isfinite(estimate):
+        meta["IgrogEstimatedNRMSE"] = repr(round(float(estimate), 6))  # held-out-pair error estimate
+    if "training_stop" in frame.info:
+        meta["IgrogTraining"] = str(frame.info["training_stop"])
+    if frame.info.get("virtual_coils") not in (None, frame.info.get("coils")):
+        meta["IgrogVirtualCoils"] = str(int(frame.info["virtual_coils"]))
     if dtype == "ushort":
         peak = float(magnitude.max())
         scale = USHORT_MAX / peak if peak > 0 else 1.0

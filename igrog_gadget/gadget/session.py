@@ -507,11 +507,13 @@ class GadgetSession:
             self.report.first_frame_sent = time.perf_counter()
             self.report.last_calibration_arrival = self._last_calibration
         logger.info(
-            "%s: sent frame %s (%s, %.2f s)",
+            "%s: sent frame %s (%s, %.2f s, estimated gridding NRMSE %.3g%s)",
             self.channel.peer,
             _frame_label(frame),
             frame.info.get("path", "?"),
             float(frame.info.get("total_s", 0.0)),
+            float(frame.info.get("estimated_nrmse", float("nan"))),
+            f"; training {frame.info['training_stop']}" if "training_stop" in frame.info else "",
         )
 
     # --- ending ---------------------------------------------------------------------------

@@ -46,7 +46,7 @@ class BasicDataModule(DataModule):
         self.pairs: TrainingPairs | None = None
         self.val_pairs: TrainingPairs | None = None
         self.whitening: np.ndarray | None = None
-        self.kernels: torch.Tensor | None = None
+        self.kernels: torch.Tensor | tuple[torch.Tensor, ...] | None = None
         self.keep_kernels = True
         """Whether ``grid`` keeps the kernels it applies in ``kernels`` (for the kernel cache)."""
         self.device = resolve_device(config.gridding.device)
@@ -119,13 +119,16 @@ class BasicDataModule(DataModule):
     # --- gridding ---------------------------------------------------------------
     def apply_kernels(self, kernels: torch.Tensor | Iterable[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
         """``(kspace (coils, ny, nx), hits (ny, nx))`` of the frame gridded with ``kernels``
-        ((n, coils, coils*sources) or consecutive chunks of it); keeps them if ``keep_kernels``."""
-        kept: list[torch.Tensor] | None = [] if self.keep_kernels and not isinstance(kernels, torch.Tensor) else None
+        ((n, coils, coils*sources), or consecutive chunks of it: a tuple of cached chunks or an
+        iterator from the inferencer). Kernels from an iterator are kept in ``kernels`` (a tuple
+        of chunks) when ``keep_kernels``."""
+        reused = isinstance(kernels, (torch.Tensor, tuple))  # already computed (cached)
+        kept: list[torch.Tensor] | None = [] if self.keep_kernels and not reused else None
         kspace, hits = grid_with_kernels(self.frame.flat_samples(), self.geometry, kernels, self.device, kept)
-        if isinstance(kernels, torch.Tensor):
+        if reused:
             self.kernels = kernels
         else:
-            self.kernels = torch.cat(kept) if kept else None
+            self.kernels = tuple(kept) if kept else None
         return kspace, hits
 
     def grid(self, kernels: torch.Tensor | Iterable[torch.Tensor]) -> GriddedKSpace:

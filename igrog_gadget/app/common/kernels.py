@@ -26,8 +26,11 @@ def gather_sources(samples: torch.Tensor, source_index: torch.Tensor) -> torch.T
 
 
 def apply_kernels(kernels: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
-    """Shifted values: (n, coils, coils*sources) x (n, coils*sources) → (n, coils)."""
-    return torch.bmm(kernels, sources.unsqueeze(-1)).squeeze(-1)
+    """Shifted values: (n, coils, coils*sources) x (n, coils*sources) → (n, coils).
+
+    A broadcast product and a sum: for these small per-sample matrices several times faster
+    than ``bmm`` on the CPU (forward and backward)."""
+    return (kernels * sources.unsqueeze(1)).sum(-1)
 
 
 def average_on_grid(
@@ -84,7 +87,7 @@ def grid_with_kernels(
     Returns:
         ``(kspace (coils, ny, nx) complex64, hits (ny, nx) int32)`` as numpy arrays.
     """
-    chunks = kernels.split(65536) if isinstance(kernels, torch.Tensor) else kernels
+    chunks = kernels.split(65536) if isinstance(kernels, torch.Tensor) else kernels  # else chunks in order
     samples_t = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.complex64)).to(device)
     source_index = torch.from_numpy(geometry.source_index).to(device)
     grid_index = torch.from_numpy(geometry.grid_index).to(device)
