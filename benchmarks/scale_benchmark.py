@@ -12,6 +12,7 @@ process). In the same run, on the first frame: nearest-neighbour and classic GRO
 - ``NN``, ``GROG``, ``iGROG``: k-space NRMSE against the truth on the sampled grid points
   (iGROG: first frame; ``iG mean``: mean over all frames), ``floor``: NRMSE of perfect
   averaging of the noise, ``iG/floor``: mean over frames of iGROG / floor;
+- ``vcoils``: virtual coils iGROG gridded in (the output is in the physical coils);
 - ``estimate``: iGROG's own error estimate (held-out pairs, mean over frames; no truth used);
 - ``steps``/``train s``: optimizer steps and seconds of all trainings; ``grid s``: kernel
   inference + application of the first frame; ``cached s``: a new frame with cached kernels
@@ -152,6 +153,7 @@ def run_case(name: str, workdir: Path, overrides: list[str]) -> dict:
     row["grid_s"] = float(facts[0].get("gridding_s", np.nan)) if facts else float("nan")
     row["cached_s"] = float(np.median(cached)) if cached else float("nan")
     row["frames"] = len(frames)
+    row["vcoils"] = int(facts[0].get("virtual_coils", 0)) if facts else 0
     row["stops"] = sorted({f.get("training_stop", "").split(" (")[0].split(" after")[0] for f in trained})
     return row
 
@@ -172,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(run_case(name, workdir, overrides))
         print(f"done {name}", file=sys.stderr, flush=True)
     header = (
-        f"{'case':<18} {'frames':>6} {'NN':>6} {'GROG':>6} {'iGROG':>6} {'iG mean':>7} {'floor':>6} {'iG/floor':>8} "
+        f"{'case':<18} {'frames':>6} {'vcoils':>6} {'NN':>6} {'GROG':>6} {'iGROG':>6} {'iG mean':>7} {'floor':>6} {'iG/floor':>8} "
         f"{'estimate':>8} {'steps':>6} {'train s':>7} {'grid s':>6} {'cached s':>8} {'adjoint s':>9} "
         f"{'replay s':>8} {'RSS MB':>7}"
     )
@@ -180,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * len(header))
     for r in rows:
         print(
-            f"{r['case']:<18} {r['frames']:6d} {r['nn']:6.3f} {r['grog']:6.3f} {r['igrog']:6.3f} {r['igrog_mean']:7.3f} "
+            f"{r['case']:<18} {r['frames']:6d} {r['vcoils']:6d} {r['nn']:6.3f} {r['grog']:6.3f} {r['igrog']:6.3f} {r['igrog_mean']:7.3f} "
             f"{r['floor']:6.3f} {r['ratio']:8.2f} {r['estimate']:8.3f} {r['steps']:6d} {r['train_s']:7.2f} "
             f"{r['grid_s']:6.3f} {r['cached_s']:8.3f} {r['adjoint_s']:9.3f} {r['replay_s']:8.2f} {r['rss_mb']:7.0f}"
         )

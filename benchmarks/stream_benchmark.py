@@ -12,7 +12,7 @@ spokes, as a scanner sends it):
 Usage::
 
     python benchmarks/stream_benchmark.py                       # 128x128, 8 coils, 10 repetitions
-    python benchmarks/stream_benchmark.py --repetitions 20 --set training.max_seconds=4
+    python benchmarks/stream_benchmark.py --repetitions 20 --set training.max_steps=600
     python benchmarks/stream_benchmark.py --output images --device cuda
 
 The server runs in its own process (``python -m igrog_gadget serve``), as in production.

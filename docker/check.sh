@@ -16,7 +16,7 @@
 #      in a temporary build context whose docker/buildenv/ holds the host's CA
 #      bundle, pip and apt configuration and, when the host has one, a CPU
 #      torch wheel (host-only wheel folders are not visible inside a build);
-#   4. runs `igrog replay --set training.max_seconds=3 --png ...` of the
+#   4. runs `igrog replay --set training.max_steps=400 --png ...` of the
 #      embedded sample in the image and checks the Cartesian ISMRMRD file and
 #      the PNG it wrote; if the image's `igrog serve` exists, it also starts the
 #      server container and runs its health check.
@@ -291,13 +291,13 @@ print(f"OUT acquisitions={n} trajectory={traj} matrix={enc.encodedSpace.matrixSi
       f"first={a.data.shape} {a.data.dtype} all_finite={ok}")
 assert n > 0 and ok
 PY
-log "podman run: igrog replay --set training.max_seconds=3 --png /out/sample.png (embedded sample)"
+log "podman run: igrog replay --set training.max_steps=400 --png /out/sample.png (embedded sample)"
 t_run=$(date +%s)
 if ! "${podman[@]}" run --rm --network none --no-healthcheck "${ulimits[@]}" -v "$out:/out" -w /out \
         --entrypoint sh "$IMAGE_TAG" -c '
             set -e
             id
-            igrog replay --set training.max_seconds=3 --png /out/sample.png
+            igrog replay --set training.max_steps=400 --png /out/sample.png
             ls -l /out
             python3 /out/verify.py /out/sample_radial_cartesian.h5
         ' > "$work/run.log" 2>&1; then
@@ -347,7 +347,7 @@ except (ImportError, AttributeError) as error:
 dataset = load_dataset(str(SAMPLE_FILE))
 t0 = time.perf_counter()
 with StreamClient.connect("127.0.0.1", 9002) as client:
-    client.send_handshake(configuration_xml({"output": "images", "set": "training.max_seconds=3"}), dataset.header_xml)
+    client.send_handshake(configuration_xml({"output": "images", "set": "training.max_steps=400"}), dataset.header_xml)
     for message in dataset_messages(dataset):
         client.send(message)
     client.send_close()

@@ -23,7 +23,7 @@ def _add_variant_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="TOML file overriding the variant's standard configuration")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-        help="override one configuration field, e.g. --set training.max_seconds=5 (repeatable)",
+        help="override one configuration field, e.g. --set training.max_steps=600 (repeatable)",
     )
     parser.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: the configuration's)")
 

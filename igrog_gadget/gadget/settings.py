@@ -4,7 +4,7 @@ Gadgetron hands the external gadget only its ``<configuration>`` element, e.g.::
 
     <configuration>
         <property name="variant" value="basic"/>
-        <property name="set" value="training.max_seconds=4; gridding.num_sources=5"/>
+        <property name="set" value="training.max_steps=600; gridding.num_sources=5"/>
         <property name="output" value="recondata"/>
     </configuration>
 
@@ -43,7 +43,7 @@ PROPERTIES: dict[str, tuple[str, str]] = {
     "set": (
         "",
         "Configuration overrides 'section.field=value'; repeat the property or separate several "
-        "with ';' (e.g. 'training.max_seconds=4; calibration.source=acs').",
+        "with ';' (e.g. 'training.max_steps=600; calibration.source=acs').",
     ),
     "device": ("auto", "Compute device: auto (CUDA when available) | cpu | cuda | cuda:N."),
     "output": (

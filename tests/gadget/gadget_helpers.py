@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
 
 #: Small training budgets: every test stream trains in about a second.
-FAST_OVERRIDES = ["training.max_seconds=1", "calibration.num_training_pairs=5000"]
+FAST_OVERRIDES = ["training.max_steps=150", "calibration.num_training_pairs=5000"]
 #: Training ended by the step count, not the clock: identical models in replay and stream.
 DETERMINISTIC_OVERRIDES = ["training.max_seconds=1000", "training.epochs=1", "calibration.num_training_pairs=5000"]
 

@@ -28,9 +28,12 @@ def gather_sources(samples: torch.Tensor, source_index: torch.Tensor) -> torch.T
 def apply_kernels(kernels: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
     """Shifted values: (n, coils, coils*sources) x (n, coils*sources) → (n, coils).
 
-    A broadcast product and a sum: for these small per-sample matrices several times faster
-    than ``bmm`` on the CPU (forward and backward)."""
-    return (kernels * sources.unsqueeze(1)).sum(-1)
+    With autograd (training) a broadcast product and a sum, whose backward is far cheaper than
+    ``bmm``'s for these small per-sample matrices; without it ``bmm`` (ten times faster forward).
+    """
+    if torch.is_grad_enabled() and (kernels.requires_grad or sources.requires_grad):
+        return (kernels * sources.unsqueeze(1)).sum(-1)
+    return torch.bmm(kernels, sources.unsqueeze(-1)).squeeze(-1)
 
 
 def average_on_grid(
