@@ -44,6 +44,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         choices=OUTPUT_MODES,
         help="default output (default: recondata for Gadgetron peers, images with --mrd)",
     )
+    parser.add_argument(
+        "--cpu-threads", type=int, default=0,
+        help="torch CPU threads of the whole server, set once at start (default 0: torch's default, all cores); "
+        "sessions never change it, so a stream's result does not depend on the others",
+    )
     parser.add_argument("--max-connections", type=int, default=16, help="concurrent connections (default 16)")
     parser.add_argument(
         "--idle-timeout",
@@ -73,6 +78,14 @@ def run_serve(args: argparse.Namespace) -> int:
         device=args.device,
         output=args.output,
     )
+    if args.cpu_threads < 0:
+        from igrog_gadget.errors import ConfigError
+
+        raise ConfigError(f"--cpu-threads must be >= 0, got {args.cpu_threads}")
+    if args.cpu_threads > 0:
+        import torch
+
+        torch.set_num_threads(args.cpu_threads)
     dialect = Dialect.MRD if args.mrd else Dialect.GADGETRON
     if dialect is Dialect.MRD and defaults.output == "recondata":
         from igrog_gadget.errors import ConfigError

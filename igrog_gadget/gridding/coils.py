@@ -117,14 +117,16 @@ def compression_transform(
     num_virtual: int,
     energy: float,
     prewhitener: np.ndarray | None = None,
+    min_virtual: int = 1,
 ) -> CoilTransform:
     """PCA coil compression from calibration data.
 
     Args:
         calibration: shape (coils, m), complex: samples whose coil covariance defines the
             subspace (e.g. every sample of the first frame of a calibration key).
-        num_virtual: virtual coils to keep (0: the fewest that keep ``energy``).
+        num_virtual: virtual coils to keep (0: the fewest that keep ``energy``, at least ``min_virtual``).
         energy: share of the calibration energy to keep when ``num_virtual`` is 0.
+        min_virtual: fewest virtual coils the energy rule may choose.
         prewhitener: (coils, coils) noise prewhitening applied first, or None.
     """
     coils = calibration.shape[0]
@@ -136,7 +138,7 @@ def compression_transform(
     eigenvalues, eigenvectors = np.clip(eigenvalues[::-1], 0, None), eigenvectors[:, ::-1]
     total = float(eigenvalues.sum()) or 1.0
     cumulative = np.cumsum(eigenvalues) / total
-    keep = num_virtual if num_virtual > 0 else int(np.searchsorted(cumulative, energy) + 1)
+    keep = num_virtual if num_virtual > 0 else max(int(np.searchsorted(cumulative, energy) + 1), min_virtual)
     keep = max(1, min(keep, coils))
     basis = eigenvectors[:, :keep]  # (coils, keep), orthonormal columns
     basis = basis * np.exp(-1j * np.angle(basis[0:1, :]))  # deterministic phase: first entry real

@@ -121,10 +121,12 @@ class BasicDataModule(DataModule):
         """``(kspace (coils, ny, nx), hits (ny, nx))`` of the frame gridded with ``kernels``
         ((n, coils, coils*sources), or consecutive chunks of it: a tuple of cached chunks or an
         iterator from the inferencer). Kernels from an iterator are kept in ``kernels`` (a tuple
-        of chunks) when ``keep_kernels``."""
-        reused = isinstance(kernels, (torch.Tensor, tuple))  # already computed (cached)
+        of transposed chunks, (m, coils*sources, coils): the cache's layout) when ``keep_kernels``."""
+        reused = isinstance(kernels, (torch.Tensor, tuple))  # already computed (a tuple: cached, transposed)
         kept: list[torch.Tensor] | None = [] if self.keep_kernels and not reused else None
-        kspace, hits = grid_with_kernels(self.frame.flat_samples(), self.geometry, kernels, self.device, kept)
+        kspace, hits = grid_with_kernels(
+            self.frame.flat_samples(), self.geometry, kernels, self.device, kept, transposed=isinstance(kernels, tuple)
+        )
         if reused:
             self.kernels = kernels
         else:

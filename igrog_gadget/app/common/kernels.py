@@ -72,12 +72,20 @@ def mean_time_on_grid(times: np.ndarray, geometry: SampleGeometry) -> np.ndarray
     return (sums / np.maximum(hits, 1)).reshape(ny, nx).astype(np.float32)
 
 
+def apply_transposed_kernels(kernels_t: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+    """``apply_kernels`` with kernels stored transposed: (n, coils*sources, coils) x (n, coils*sources)
+    → (n, coils). A (1 x m) @ (m x coils) product per sample: on the CPU several times faster than
+    (coils x m) @ (m x 1) for coil counts above 8, so cached kernels are kept in this layout."""
+    return torch.bmm(sources.unsqueeze(1), kernels_t).squeeze(1)
+
+
 def grid_with_kernels(
     samples: np.ndarray,
     geometry: SampleGeometry,
     kernels: torch.Tensor | Iterable[torch.Tensor],
     device: torch.device,
     keep: list[torch.Tensor] | None = None,
+    transposed: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Grid a frame with kernels, chunk by chunk (memory: one chunk of kernels at a time).
 
@@ -85,8 +93,9 @@ def grid_with_kernels(
         samples: shape (coils, total_samples), complex64.
         geometry: the frame's sample geometry (same trajectory the kernels were made for).
         kernels: shape (n, coils, coils * sources), complex64, one per kept sample, or an
-            iterable of consecutive chunks of it (e.g. straight from the inferencer).
-        keep: when given, every chunk is appended to it (to cache the kernels).
+            iterable of consecutive chunks of it (e.g. straight from the inferencer); with
+            ``transposed``, chunks of shape (m, coils * sources, coils) (a cache's layout).
+        keep: when given, every chunk is appended to it, transposed (to cache the kernels).
     Returns:
         ``(kspace (coils, ny, nx) complex64, hits (ny, nx) int32)`` as numpy arrays.
     """
@@ -98,14 +107,14 @@ def grid_with_kernels(
     sums = torch.zeros(nx * ny, samples.shape[0], dtype=torch.complex64, device=device)
     start = 0
     for chunk in chunks:
-        chunk = chunk.to(device)
-        stop = start + chunk.shape[0]
+        chunk_t = chunk.to(device) if transposed else chunk.to(device).transpose(1, 2).contiguous()
+        stop = start + chunk_t.shape[0]
         if stop > geometry.num_samples:
             raise ValueError(f"{stop} kernels for {geometry.num_samples} samples")
-        values = apply_kernels(chunk, gather_sources(samples_t, source_index[start:stop]))
+        values = apply_transposed_kernels(chunk_t, gather_sources(samples_t, source_index[start:stop]))
         sums.index_add_(0, grid_index[start:stop], values)
         if keep is not None:
-            keep.append(chunk)
+            keep.append(chunk_t)
         start = stop
     if start != geometry.num_samples:
         raise ValueError(f"{start} kernels for {geometry.num_samples} samples")

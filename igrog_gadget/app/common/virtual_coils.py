@@ -39,7 +39,9 @@ def frame_coil_transform(frame: FrameInputs, config: GriddingConfig) -> CoilTran
     if config.prewhiten and frame.noise_covariance is not None:
         prewhitener = noise_prewhitener(frame.noise_covariance)
     parts = [frame.flat_samples()] + [data for data, _ in frame.calibration_lines]
-    transform = compression_transform(np.concatenate(parts, axis=1), config.virtual_coils, config.compression_energy, prewhitener)
+    transform = compression_transform(
+        np.concatenate(parts, axis=1), config.virtual_coils, config.compression_energy, prewhitener, config.min_virtual_coils
+    )
     if transform.prewhitened:
         whitening = "prewhitened with the noise scans' coil covariance"
     elif frame.noise_covariance is None:
