@@ -135,7 +135,7 @@ class VariantGridder:
                 info["path"] = "reused model"
             geometry = datamodule.geometry
             size = kernel_bytes(geometry.num_samples, frame.num_coils, geometry.source_index.shape[1])
-            datamodule.keep_kernels = self.kernel_cache.admits(size)
+            datamodule.keep_kernels = self.kernel_cache.admits(size, key)
             infer_start = time.perf_counter()
             datamodule.postprocess(self.inferencer.iterate(model, datamodule.test_dataloader()))
             info["gridding_s"] = time.perf_counter() - infer_start

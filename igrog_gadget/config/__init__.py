@@ -120,7 +120,7 @@ class TrainingConfig:
     """Optimizer steps of a first training; the cosine learning-rate schedule anneals over them."""
     warm_start: bool = True
     """A new calibration key (slice, partition, contrast) starts from the last trained model of the same shape."""
-    warm_start_steps: int = 200
+    warm_start_steps: int = 100
     """Optimizer steps of a warm-started training."""
     plateau_patience: int = 3
     """Stop when the validation loss has not improved by plateau_tolerance for this many epochs (0 = off)."""

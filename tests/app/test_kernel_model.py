@@ -29,3 +29,19 @@ def test_apply_kernels_is_the_per_sample_matrix_product():
     sources = torch.randn(5, 6, dtype=torch.complex64)
     expected = torch.stack([kernels[i] @ sources[i] for i in range(5)])
     torch.testing.assert_close(apply_kernels(kernels, sources), expected)
+
+
+def test_kernel_cache_is_bounded_and_keeps_what_a_cyclic_series_reuses():
+    from igrog_gadget.app.kernel_cache import KernelCache
+
+    chunk = (torch.zeros(10, 4, 2, dtype=torch.complex64),)  # 640 bytes
+    cache = KernelCache(max_bytes=1500)
+    cache.put(((0,), "a"), "slice0", chunk)
+    cache.put(((1,), "a"), "slice1", chunk)
+    assert not cache.admits(640, ((2,), "a"))  # a third slice does not fit beside the two
+    cache.put(((2,), "a"), "slice2", chunk)
+    assert cache.get(((2,), "a")) is None and cache.get(((0,), "a"))[0] == "slice0"
+    cache.put(((1,), "b"), "slice1 new trajectory", chunk)  # replaces its own key's older set
+    assert cache.get(((1,), "a")) is None and cache.get(((1,), "b"))[0] == "slice1 new trajectory"
+    assert cache.nbytes <= 1500 and len(cache) == 2
+    assert not cache.admits(2000)
