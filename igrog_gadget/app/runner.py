@@ -3,13 +3,15 @@
 Retraining rule: a model is trained the first time a ``calibration_key`` is seen (by
 default the frame's slice, contrast and encode-step-2; see
 ``igrog_gadget.stream.buffer.CALIBRATION_KEY_FIELDS``) and
-reused for every later frame with that key (repetitions, averages, sets, phases).
-Kernels are recomputed only when the trajectory (or grid) differs from a cached one.
+reused for every later frame with that key (repetitions, averages, sets, phases); a new
+key's model is warm-started from the last trained one of the same shape. Data with many
+coils are gridded in virtual coils (one compression per key, from its first frame; see
+``igrog_gadget.app.common.virtual_coils``). Kernels are recomputed only when the trajectory
+(or grid) differs from a cached one (``KernelCache``, bounded by ``gridding.cache_mb``).
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import logging
 import math

@@ -6,7 +6,6 @@ import logging
 
 import h5py
 import numpy as np
-import pytest
 from app_helpers import FAST, drop_coils, strip_trajectory
 
 from igrog_gadget.cli import main

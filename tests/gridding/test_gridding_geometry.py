@@ -9,7 +9,6 @@ import torch
 from igrog_gadget.app.common.kernels import average_on_grid, gather_sources, grid_with_kernels
 from igrog_gadget.errors import CalibrationError, InputDataError
 from igrog_gadget.gridding.calibration import (
-    CalibrationBlock,
     OffGridInterpolator,
     acs_from_cartesian_lines,
     centre_coverage,
