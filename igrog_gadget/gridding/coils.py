@@ -101,7 +101,12 @@ def noise_prewhitener(covariance: np.ndarray) -> np.ndarray:
     Raises:
         InputDataError: the covariance is not positive definite (dead or duplicated channels).
     """
-    scale = float(np.sqrt(np.real(np.trace(covariance)) / covariance.shape[0]))
+    scale = float(np.sqrt(max(np.real(np.trace(covariance)), 0.0) / covariance.shape[0]))
+    if not np.isfinite(scale) or scale <= 0 or not np.all(np.isfinite(covariance)):
+        raise InputDataError(
+            "the noise scans hold no usable noise (zero or non-finite); "
+            "set gridding.prewhiten = false to grid without prewhitening"
+        )
     try:
         factor = np.linalg.cholesky(covariance / scale**2)
     except np.linalg.LinAlgError:

@@ -168,3 +168,15 @@ def test_upstream_reduced_coils_are_gridded(tmp_path):
     assert report.frames[0].kspace.shape[0] == 6
     errors, nn_error = frame_errors(out, source)
     assert errors[0] < 0.6 * nn_error
+
+
+def test_image_based_compresses_its_coil_image_series_with_the_data(tmp_path):
+    """16-coil coil_images series + data in 10 virtual coils: the images are compressed alike."""
+    source = tmp_path / "images16.h5"
+    simulate_to_file(source, SimulationSpec(matrix=64, coils=16, spokes=100, acs=24, write_coil_images=True, seed=4))
+    out = tmp_path / "images16_cart.h5"
+    report = replay_file(source, out, load_config("image_based", overrides=QUICK))
+    info = report.frames[0].info
+    assert info["virtual_coils"] < 16 and info["calibration"].startswith("images (series")
+    errors, nn_error = frame_errors(out, source)
+    assert errors[0] < 0.4 * nn_error, (errors, nn_error)

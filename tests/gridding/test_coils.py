@@ -41,6 +41,11 @@ def test_singular_noise_covariance_is_a_clear_error():
         noise_prewhitener(covariance)
 
 
+def test_zero_noise_scans_are_a_clear_error():
+    with pytest.raises(InputDataError, match="no usable noise"):
+        noise_prewhitener(np.zeros((3, 3), dtype=complex))
+
+
 def test_pca_keeps_the_signal_subspace():
     """16 channels mixing 4 sources: the energy rule keeps 4 virtual coils and loses nothing."""
     rng = np.random.default_rng(3)
