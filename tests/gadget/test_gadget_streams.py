@@ -324,3 +324,23 @@ def test_coils_reduced_upstream_are_gridded_in_the_coils_they_carry(server, radi
     truth = np.load(data_file("radial_acs.truth.npz"))["kspace"][0, 0][:3]
     error = np.linalg.norm(kspace - truth) / np.linalg.norm(truth)
     assert error < 0.2  # 0.10 measured (unsampled corners included); zeros would give 1
+
+
+def test_concurrent_sessions_give_the_output_of_a_lone_one(server, radial_acs):
+    """Training ends on its step count and no session changes the thread count: bit-identical."""
+    properties = [("output", "acquisitions")]
+    alone = stream_dataset(server.port, radial_acs, properties)
+    results: list = [None, None]
+
+    def run(index: int) -> None:
+        results[index] = stream_dataset(server.port, radial_acs, properties)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    expected = np.stack([m.value.data for m in alone.messages if m.mid == protocol.ACQUISITION][1:])
+    for received in results:
+        got = np.stack([m.value.data for m in received.messages if m.mid == protocol.ACQUISITION][1:])
+        np.testing.assert_array_equal(got, expected)
