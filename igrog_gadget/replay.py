@@ -15,6 +15,7 @@ from igrog_gadget import __version__
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import InputDataError
 from igrog_gadget.io import cartesian_output_header, read_dataset, write_cartesian_file
+from igrog_gadget.io.reader import array_coil_count
 from igrog_gadget.scan import FRAME_KEY_FIELDS, GriddedFrame, ImageItem, Readout
 from igrog_gadget.stream.pipeline import GriddingPipeline
 
@@ -69,7 +70,9 @@ def replay_file(
     if Path(output_path).resolve() == Path(input_path).resolve():
         raise InputDataError(f"output {output_path} is the input file; choose another output path")
     dataset = read_dataset(input_path)
-    pipeline = GriddingPipeline(dataset.header, config, source=input_path)
+    pipeline = GriddingPipeline(
+        dataset.header, config, source=input_path, array_coils=array_coil_count(dataset.readouts, dataset.header)
+    )
     report = ReplayReport(input_path, output_path)
     passthrough: list[Readout] = []
     images: list[ImageItem] = []

@@ -121,26 +121,30 @@ def _read_acquisitions_ismrmrd(path: str, group: str, count: int) -> list[Readou
         dataset.close()
 
 
+def array_coil_count(readouts: list[Readout], header: ScanHeader) -> int | None:
+    """Coil count of the receive array: receiverChannels when imaging acquisitions carry it, else
+    the most common count of the imaging acquisitions (fewer than receiverChannels: coils reduced
+    upstream). Acquisitions with another count (e.g. body-coil references interleaved with the
+    array data) are not gridded but passed through."""
+    counts = [r.num_coils for r in readouts if r.is_imaging()] or [r.num_coils for r in readouts if r.is_calibration()]
+    if not counts:
+        return None
+    if header.num_coils is not None and header.num_coils in counts:
+        return header.num_coils
+    values, frequency = np.unique(counts, return_counts=True)
+    return int(values[np.argmax(frequency)])
+
+
 def _check_coils(readouts: list[Readout], header: ScanHeader, path: str) -> None:
-    """Calibration and imaging acquisitions must share the coil count of the first imaging one,
-    at most receiverChannels (fewer when coils were reduced upstream, e.g. by Gadgetron's
-    PCACoilGadget + CoilReductionGadget). Noise and other auxiliary readouts are passed through."""
-    gridded = [r for r in readouts if r.is_imaging() or r.is_calibration()]
-    if not gridded:
+    """No calibration or imaging acquisition may carry more coils than receiverChannels."""
+    if header.num_coils is None:
         return
-    reference = next((r for r in gridded if r.is_imaging()), gridded[0])
-    kind = "first imaging acquisition" if reference.is_imaging() else "first calibration acquisition"
-    coils = reference.num_coils
-    if header.num_coils is not None and coils > header.num_coils:
-        raise InputDataError(
-            f"{path!r}: acquisition {reference.scan_counter} ({kind}) has {coils} coils, but the XML header "
-            f"declares receiverChannels = {header.num_coils}"
-        )
-    for readout in gridded:
-        if readout.num_coils != coils:
+    for readout in readouts:
+        if (readout.is_imaging() or readout.is_calibration()) and readout.num_coils > header.num_coils:
+            kind = "imaging" if readout.is_imaging() else "calibration"
             raise InputDataError(
-                f"{path!r}: acquisition {readout.scan_counter} has {readout.num_coils} coils, but the {kind} "
-                f"(acquisition {reference.scan_counter}) has {coils}"
+                f"{path!r}: acquisition {readout.scan_counter} ({kind}) has {readout.num_coils} coils, but the XML "
+                f"header declares receiverChannels = {header.num_coils}"
             )
 
 

@@ -86,7 +86,14 @@ class ReadoutBuffer:
         cal_key = calibration_key_of_frame(key)
         return CompletedFrame(key, readouts, list(self.calibration.get(cal_key, [])), cal_key)
 
-    def _check_coils(self, readout: Readout) -> None:
+    def is_array_readout(self, readout: Readout) -> bool:
+        """Whether ``readout`` carries the receive array's coils (the first count seen, unless
+        ``expected_coils`` was given); another count (a body-coil reference interleaved with the
+        array data, say) is not gridded.
+
+        Raises:
+            InputDataError: more coils than the header's receiverChannels.
+        """
         if self.max_coils is not None and readout.num_coils > self.max_coils:
             raise InputDataError(
                 f"acquisition {readout.scan_counter}: {readout.num_coils} coils, more than the header's "
@@ -99,7 +106,10 @@ class ReadoutBuffer:
                     "acquisitions carry %d of the header's %d receiver channels (coils reduced upstream)",
                     readout.num_coils, self.max_coils,
                 )
-        elif readout.num_coils != self.expected_coils:
+        return readout.num_coils == self.expected_coils
+
+    def _check_coils(self, readout: Readout) -> None:
+        if not self.is_array_readout(readout):
             raise InputDataError(
                 f"acquisition {readout.scan_counter}: {readout.num_coils} coils, but earlier acquisitions "
                 f"have {self.expected_coils} (field: active_channels)"

@@ -37,12 +37,16 @@ class GriddingPipeline:
         source: str = "",
         gridder: VariantGridder | None = None,
         on_frame: Callable[[GriddedFrame], None] | None = None,
+        array_coils: int | None = None,
     ) -> None:
         self.header = header
         self.config = config
         self.source = f"{source}: " if source else ""
         self.gridder = gridder or VariantGridder(config)
-        self.buffer = ReadoutBuffer(max_coils=header.num_coils)
+        self.buffer = ReadoutBuffer(max_coils=header.num_coils, expected_coils=array_coils)
+        """``array_coils``: the receive array's coil count when known in advance (a file's
+        ``array_coil_count``); a stream takes the first count it sees."""
+        self._other_coils_seen: set[int] = set()
         self.noise = NoiseCovariance()
         """Coil noise covariance of the noise scans seen so far (prewhitening before compression)."""
         self.image_inputs: dict[str, list[ImageItem]] = {}
@@ -57,6 +61,15 @@ class GriddingPipeline:
             if not (item.is_calibration() or item.is_imaging()):
                 return [item]
             try:
+                if not self.buffer.is_array_readout(item):
+                    if item.num_coils not in self._other_coils_seen:
+                        self._other_coils_seen.add(item.num_coils)
+                        logger.warning(
+                            "%sacquisition %d has %d coils, the receive array %d: acquisitions of %d coils "
+                            "(e.g. a body-coil reference) are passed through, not gridded",
+                            self.source, item.scan_counter, item.num_coils, self.buffer.expected_coils, item.num_coils,
+                        )
+                    return [item]
                 completed = self.buffer.add(item)
             except InputDataError as error:
                 raise InputDataError(f"{self.source}{error}") from None

@@ -87,10 +87,16 @@ def test_no_calibration_and_no_dense_centre(tmp_path, caplog):
     assert_rejected(*replay([source, output], caplog), output, "no calibration data", "not densely sampled")
 
 
-def test_coil_count_mismatch(tmp_path, data_file, rewrite, caplog):
+def test_acquisition_of_another_coil_count_is_passed_through(tmp_path, data_file, rewrite, caplog):
+    """One 3-coil acquisition among the 4-coil array data (a body-coil reference, say)."""
     source = rewrite(data_file("radial_acs"), lambda i, acq: drop_coils(acq, 3) if i == 40 else acq)
     output = tmp_path / "out.h5"
-    assert_rejected(*replay([source, output], caplog), output, "acquisition 40", "3")
+    code, text = replay([source, output], caplog)
+    assert code == 0, text
+    assert "acquisition 40 has 3 coils, the receive array 4" in text and "passed through" in text
+    with h5py.File(output, "r") as h5:
+        channels = {int(head["active_channels"]) for head in h5["dataset/data"]["head"]}
+    assert channels == {3, 4}  # the 4-coil Cartesian frame and the untouched 3-coil acquisition
 
 
 def test_nan_samples(tmp_path, data_file, rewrite, caplog):

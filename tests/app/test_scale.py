@@ -180,3 +180,35 @@ def test_image_based_compresses_its_coil_image_series_with_the_data(tmp_path):
     assert info["virtual_coils"] < 16 and info["calibration"].startswith("images (series")
     errors, nn_error = frame_errors(out, source)
     assert errors[0] < 0.4 * nn_error, (errors, nn_error)
+
+
+def test_acquisitions_of_another_coil_count_are_passed_through(tmp_path):
+    """Body-coil references (2 coils) interleaved with 6-coil array data, as mrpro's writer makes
+    them: the array is gridded as without them, the others come out unchanged."""
+    import ismrmrd
+
+    source = tmp_path / "array.h5"
+    simulate_to_file(source, SimulationSpec(matrix=64, coils=6, spokes=100, acs=24, seed=6))
+    mixed = tmp_path / "mixed.h5"
+    src = ismrmrd.Dataset(str(source), "dataset", create_if_needed=False)
+    dst = ismrmrd.Dataset(str(mixed), "dataset", create_if_needed=True)
+    dst.write_xml_header(src.read_xml_header())
+    inserted = 0
+    for index in range(src.number_of_acquisitions()):
+        acq = src.read_acquisition(index)
+        dst.append_acquisition(acq)
+        if index % 10 == 5 and acq.traj.size:
+            head = acq.getHead()
+            head.active_channels = 2
+            head.flags = int(head.flags) & ~(1 << (ismrmrd.ACQ_LAST_IN_SLICE - 1))
+            body = ismrmrd.Acquisition(head)
+            body.data[:] = acq.data[:2]
+            body.traj[:] = acq.traj
+            dst.append_acquisition(body)
+            inserted += 1
+    src.close()
+    dst.close()
+    reference = replay_file(source, tmp_path / "ref.h5", load_config("basic", overrides=QUICK))
+    report = replay_file(mixed, tmp_path / "mixed_cart.h5", load_config("basic", overrides=QUICK))
+    assert report.passthrough == reference.passthrough + inserted
+    np.testing.assert_array_equal(report.frames[0].kspace, reference.frames[0].kspace)

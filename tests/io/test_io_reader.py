@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from igrog_gadget.errors import InputDataError
+from igrog_gadget.io.reader import array_coil_count
 from igrog_gadget.io import RawDataset, read_dataset
 from igrog_gadget.scan import IDX_FIELDS
 
@@ -136,21 +137,20 @@ def test_invalid_header_names_file(tmp_path, file_writer, xml_builder):
         read_dataset(path)
 
 
-def test_coil_count_differs_from_first_imaging(tmp_path, file_writer, acquisition_builder):
+def test_acquisitions_of_another_coil_count_are_read_and_the_array_is_named(tmp_path, file_writer, acquisition_builder):
+    """A 2-coil (body-coil) acquisition among the 4-coil array data: read; the array has 4 coils."""
     acquisitions = acquisition_builder(np.random.default_rng(0))
     acquisitions[5] = ismrmrd.Acquisition.from_array(np.ones((2, 64), np.complex64), np.zeros((64, 2), np.float32))
     path = file_writer(tmp_path / "coils.h5", acquisitions=acquisitions).path
-    with pytest.raises(
-        InputDataError,
-        match=r"acquisition 5 has 2 coils, but the first imaging acquisition \(acquisition 3\) has 4",
-    ):
-        read_dataset(path)
+    dataset = read_dataset(path)
+    assert dataset.readouts[5].num_coils == 2
+    assert array_coil_count(dataset.readouts, dataset.header) == 4
 
 
 def test_coil_count_above_receiver_channels(tmp_path, file_writer, xml_builder):
     path = file_writer(tmp_path / "rx.h5", xml=xml_builder(receiver_channels=2)).path
     with pytest.raises(
-        InputDataError, match=r"acquisition 3 \(first imaging acquisition\) has 4 coils.*receiverChannels = 2"
+        InputDataError, match=r"acquisition \d \((imaging|calibration)\) has 4 coils.*receiverChannels = 2"
     ):
         read_dataset(path)
 
