@@ -143,6 +143,9 @@ class ScanHeader:
     xml: str = ""
     """The original XML header text."""
     user_parameters: dict[str, Any] = field(default_factory=dict)
+    step1_limits: tuple[int, int] | None = None
+    """(minimum, maximum) of encodingLimits.kspace_encoding_step_1, when the header states them:
+    for non-Cartesian data the readouts (spokes, interleaves) of one frame."""
 
 
 @dataclass

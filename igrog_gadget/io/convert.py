@@ -373,6 +373,12 @@ def parse_header(xml: str, source: str = "") -> ScanHeader:
     num_coils = None
     if asi is not None and asi.receiverChannels is not None:
         num_coils = int(asi.receiverChannels)
+    step1 = getattr(enc.encodingLimits, "kspace_encoding_step_1", None) if enc.encodingLimits is not None else None
+    step1_limits = None
+    if step1 is not None and step1.minimum is not None and step1.maximum is not None:
+        low, high = int(step1.minimum), int(step1.maximum)
+        if 0 <= low <= high:
+            step1_limits = (low, high)
     return ScanHeader(
         encoded_matrix=_matrix(enc.encodedSpace, "encodedSpace", source),
         encoded_fov_mm=_fov(enc.encodedSpace),
@@ -382,6 +388,7 @@ def parse_header(xml: str, source: str = "") -> ScanHeader:
         num_coils=num_coils,
         xml=xml if isinstance(xml, str) else bytes(xml).decode("utf-8", errors="replace"),
         user_parameters=_user_parameters(header),
+        step1_limits=step1_limits,
     )
 
 

@@ -4,9 +4,15 @@ Routing (flag predicates of ``Readout``): noise and other auxiliary readouts pas
 calibration readouts (``ACQ_IS_PARALLEL_CALIBRATION``, ``..._AND_IMAGING``) are kept per
 calibration key; imaging readouts are kept per frame key until the frame is complete.
 
-A frame is complete when a readout of it carries ``ACQ_LAST_IN_SLICE`` (or
-``ACQ_LAST_IN_REPETITION`` / ``ACQ_LAST_IN_MEASUREMENT``); frames still open when the
-stream closes are completed then. Calibration lines must arrive before the readout that
+Frame boundaries come from the counters: readouts of one frame share the frame key
+(``FRAME_KEY_FIELDS``), and when the header states the readouts per frame
+(``encodingLimits.kspace_encoding_step_1``, non-Cartesian data: spokes or interleaves) a frame
+is complete once it holds that many distinct ``kspace_encode_step_1`` values; a readout whose
+counters repeat an earlier one is a duplicate and dropped. ``ACQ_LAST_IN_SLICE`` (or
+``..._REPETITION`` / ``..._MEASUREMENT``) is only a hint then: it completes a frame that holds
+at least ``LAST_FLAG_MIN_SHARE`` of its readouts (writers put it on the largest e1, which in an
+interleaved order comes mid-scan), and alone decides without such limits. Frames still open
+when the stream closes are completed then, with a warning when readouts are missing. Calibration lines must arrive before the readout that
 completes the frame they calibrate (the ISMRMRD/scanner order).
 """
 
@@ -26,6 +32,9 @@ from igrog_gadget.scan import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: Share of a frame's readouts (from the header's e1 limits) a LAST flag needs to complete it.
+LAST_FLAG_MIN_SHARE = 0.9
 
 #: Counters that select the calibration a frame uses (repetitions, averages... share it).
 CALIBRATION_KEY_FIELDS = ("slice", "contrast", "kspace_encode_step_2")
@@ -60,8 +69,15 @@ class ReadoutBuffer:
     """receiverChannels of the header: acquisitions may carry fewer (coils reduced upstream,
     e.g. Gadgetron's PCACoilGadget + CoilReductionGadget), never more."""
     expected_coils: int | None = None
+    readouts_per_frame: int | None = None
+    """Distinct kspace_encode_step_1 values of a complete frame (from the header), if known."""
     frames: dict[tuple[int, ...], list[Readout]] = field(default_factory=dict)
     calibration: dict[tuple[int, ...], list[Readout]] = field(default_factory=dict)
+    duplicates: int = 0
+    """Imaging readouts dropped because their counters repeated an earlier readout's."""
+    _steps: dict[tuple[int, ...], set[int]] = field(default_factory=dict)
+    _completed: set[tuple[int, ...]] = field(default_factory=set)
+    """Frame keys already completed (a later fragment with the same counters repeats them)."""
 
     def add(self, readout: Readout) -> list[CompletedFrame]:
         """Route one readout (must be calibration or imaging); completed frames, in order."""
@@ -71,18 +87,68 @@ class ReadoutBuffer:
         if not readout.is_imaging():
             return []
         key = readout.frame_key()
+        step = int(readout.idx.get("kspace_encode_step_1", 0))
+        steps = self._steps.setdefault(key, set())
+        if self.readouts_per_frame is not None and step in steps:
+            self.duplicates += 1
+            if self.duplicates == 1:
+                logger.warning(
+                    "acquisition %d repeats the counters of an earlier readout (frame %s, e1 %d): duplicate dropped",
+                    readout.scan_counter, key, step,
+                )
+            return []
+        steps.add(step)
         self.frames.setdefault(key, []).append(readout)
-        ends_frame = any(
+        flagged = any(
             has_flag(readout.flags, bit) for bit in (FLAG_LAST_IN_SLICE, FLAG_LAST_IN_REPETITION, FLAG_LAST_IN_MEASUREMENT)
         )
-        return [self._complete(key)] if ends_frame else []
+        if self.readouts_per_frame is None:
+            return [self._complete(key)] if flagged else []
+        if len(steps) >= self.readouts_per_frame:
+            return [self._complete(key)]
+        if flagged and len(steps) >= LAST_FLAG_MIN_SHARE * self.readouts_per_frame:
+            return [self._complete(key)]
+        if flagged:
+            logger.info(
+                "acquisition %d flags the end of frame %s after %d of its %d readouts: waiting for the rest",
+                readout.scan_counter, key, len(steps), self.readouts_per_frame,
+            )
+        return []
 
     def close(self) -> list[CompletedFrame]:
-        """Complete every frame still open (end of stream), in arrival order."""
-        return [self._complete(key) for key in list(self.frames)]
+        """Complete every frame still open (end of stream), in arrival order.
+
+        With known readouts per frame, a fragment whose frame key was already completed and that
+        holds fewer than ``LAST_FLAG_MIN_SHARE`` of a frame's readouts repeats earlier counters:
+        it is dropped with a warning, not gridded as a frame of its own.
+        """
+        completed = []
+        for key in list(self.frames):
+            count = len(self.frames[key])
+            if (
+                self.readouts_per_frame is not None
+                and key in self._completed
+                and count < LAST_FLAG_MIN_SHARE * self.readouts_per_frame
+            ):
+                self.frames.pop(key)
+                self._steps.pop(key, None)
+                self.duplicates += count
+                logger.warning(
+                    "%d readout(s) repeat the counters of the completed frame %s: dropped as duplicates", count, key
+                )
+                continue
+            completed.append(self._complete(key))
+        return completed
 
     def _complete(self, key: tuple[int, ...]) -> CompletedFrame:
         readouts = self.frames.pop(key)
+        self._steps.pop(key, None)
+        self._completed.add(key)
+        if self.readouts_per_frame is not None and len(readouts) < self.readouts_per_frame:
+            logger.warning(
+                "frame %s is gridded from %d of the %d readouts the header's kspace_encoding_step_1 limits announce",
+                key, len(readouts), self.readouts_per_frame,
+            )
         cal_key = calibration_key_of_frame(key)
         return CompletedFrame(key, readouts, list(self.calibration.get(cal_key, [])), cal_key)
 

@@ -43,7 +43,9 @@ class GriddingPipeline:
         self.config = config
         self.source = f"{source}: " if source else ""
         self.gridder = gridder or VariantGridder(config)
-        self.buffer = ReadoutBuffer(max_coils=header.num_coils, expected_coils=array_coils)
+        self.buffer = ReadoutBuffer(
+            max_coils=header.num_coils, expected_coils=array_coils, readouts_per_frame=readouts_per_frame(header)
+        )
         """``array_coils``: the receive array's coil count when known in advance (a file's
         ``array_coil_count``); a stream takes the first count it sees."""
         self._other_coils_seen: set[int] = set()
@@ -124,6 +126,15 @@ class GriddingPipeline:
         if self.on_frame is not None:
             self.on_frame(frame)
         return frame
+
+
+def readouts_per_frame(header: ScanHeader) -> int | None:
+    """Readouts of one complete non-Cartesian frame, from encodingLimits.kspace_encoding_step_1
+    (None for Cartesian input or when the header does not state them)."""
+    if header.trajectory == "cartesian" or header.step1_limits is None:
+        return None
+    low, high = header.step1_limits
+    return high - low + 1 if high > low else None
 
 
 def _image_counter(item: ImageItem, name: str) -> int | None:

@@ -1,0 +1,80 @@
+"""Frame boundaries from the counters and the header's e1 limits, with flags only as a hint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ismrmrd
+import numpy as np
+import pytest
+
+from benchmarks.baselines import grid_nearest_neighbour
+from benchmarks.evaluation import load_case, nrmse_on_sampled
+from igrog_gadget.config import load_config
+from igrog_gadget.replay import replay_file
+from igrog_gadget.simulate import SimulationSpec, simulate_to_file
+
+QUICK = ["training.max_steps=150", "calibration.num_training_pairs=8000", "training.plateau_patience=0"]
+LAST_IN_SLICE = 1 << (ismrmrd.ACQ_LAST_IN_SLICE - 1)
+
+
+@pytest.fixture(scope="module")
+def radial64(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("frames") / "radial64.h5"
+    simulate_to_file(path, SimulationSpec(matrix=64, coils=4, spokes=64, acs=24, seed=7))
+    return path
+
+
+def rewrite_imaging(source: Path, target: Path, reorder) -> None:
+    """Copy ``source`` with its imaging acquisitions replaced by ``reorder(list of acquisitions)``."""
+    src = ismrmrd.Dataset(str(source), "dataset", create_if_needed=False)
+    acquisitions = [src.read_acquisition(i) for i in range(src.number_of_acquisitions())]
+    header = src.read_xml_header()
+    src.close()
+    imaging = [a for a in acquisitions if a.traj.size]
+    others = [a for a in acquisitions if not a.traj.size]
+    dst = ismrmrd.Dataset(str(target), "dataset", create_if_needed=True)
+    dst.write_xml_header(header)
+    for acq in others + reorder(imaging):
+        dst.append_acquisition(acq)
+    dst.close()
+
+
+def test_last_flag_mid_scan_does_not_split_the_frame(radial64, tmp_path):
+    """mrpro's writer: interleaved order, ACQ_LAST_IN_SLICE on the largest e1 (spoke 31 of 64)."""
+
+    def interleave(imaging):
+        order = [a for a in imaging if a.idx.kspace_encode_step_1 % 2 == 1] + [
+            a for a in imaging if a.idx.kspace_encode_step_1 % 2 == 0
+        ]
+        for acq in order:
+            acq.clear_all_flags()
+        assert order[31].idx.kspace_encode_step_1 == 63  # the largest e1 sits mid-scan
+        head = order[31].getHead()
+        head.flags = LAST_IN_SLICE
+        order[31].setHead(head)
+        return order
+
+    mixed = tmp_path / "interleaved.h5"
+    rewrite_imaging(radial64, mixed, interleave)
+    report = replay_file(mixed, tmp_path / "out.h5", load_config("basic", overrides=QUICK))
+    assert len(report.frames) == 1
+    assert int(report.frames[0].hits.sum()) >= 64 * 128 - 200  # every spoke gridded
+    config = load_config("basic")
+    case = load_case("c", radial64, config)
+    nn = grid_nearest_neighbour(case.frame.flat_samples(), case.frame.flat_coords(), case.frame.matrix)
+    error = nrmse_on_sampled(report.frames[0].kspace, nn.hits, case.truth)
+    assert error < 0.6 * nrmse_on_sampled(nn.kspace, nn.hits, case.truth)
+
+
+def test_duplicated_readouts_do_not_make_a_second_frame(radial64, tmp_path):
+    def duplicate(imaging):
+        return imaging[:11] + [imaging[10]] + imaging[11:] + [imaging[-1]]  # spoke 10 twice, last twice
+
+    duplicated = tmp_path / "duplicated.h5"
+    rewrite_imaging(radial64, duplicated, duplicate)
+    config = load_config("basic", overrides=QUICK)
+    report = replay_file(duplicated, tmp_path / "dup_out.h5", config)
+    reference = replay_file(radial64, tmp_path / "ref_out.h5", config)
+    assert len(report.frames) == 1
+    np.testing.assert_array_equal(report.frames[0].kspace, reference.frames[0].kspace)
