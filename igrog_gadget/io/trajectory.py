@@ -22,6 +22,11 @@ TRAJECTORY_UNIT_MODES = ("auto", "grid", "normalized")
 
 #: Slack above 0.5 still taken as a normalized trajectory.
 NORMALIZED_TOLERANCE = 1e-3
+#: Largest |k| of a trajectory whose bulk is normalized (real gradient waveforms overshoot 0.5 a
+#: little; the samples beyond +-0.5 fall outside the grid and are dropped and counted).
+NORMALIZED_OVERSHOOT_MAX = 0.6
+#: Share of |k| values below the "bulk" statistic the automatic unit decision uses.
+BULK_QUANTILE = 0.99
 #: Relative slack above matrix/2 still taken as grid units (over-reaching spiral/radial ends).
 GRID_RELATIVE_TOLERANCE = 0.05
 #: Absolute slack added to the grid range.
@@ -30,7 +35,9 @@ GRID_ABSOLUTE_TOLERANCE = 1e-3
 OVERSAMPLING_TOLERANCE = 0.02
 
 
-def resolve_trajectory_units(traj_max_abs: float, matrix: int, mode: str = "auto") -> float:
+def resolve_trajectory_units(
+    traj_max_abs: float, matrix: int, mode: str = "auto", bulk_abs: float | None = None
+) -> float:
     """Factor converting stored trajectory values to grid units (multiply the trajectory by it).
 
     Args:
@@ -39,6 +46,10 @@ def resolve_trajectory_units(traj_max_abs: float, matrix: int, mode: str = "auto
         mode: ``"grid"`` (factor 1), ``"normalized"`` (factor N, stored range [-0.5, 0.5]) or
             ``"auto"``: normalized when max|k| <= 0.5 + 1e-3; grid when
             0.5 + 1e-3 < max|k| <= N/2 * 1.05 + 1e-3; otherwise an error.
+        bulk_abs: the ``BULK_QUANTILE`` quantile of |k| (auto only): when it is within +-0.5 (and
+            N >= 8) the trajectory is normalized even if a few samples overshoot to
+            ``NORMALIZED_OVERSHOOT_MAX`` (those samples fall outside the grid); a larger
+            overshoot with a normalized bulk is inconsistent and an error.
 
     Returns:
         The scale factor (1.0 or float(N)).
@@ -73,6 +84,18 @@ def resolve_trajectory_units(traj_max_abs: float, matrix: int, mode: str = "auto
                 "the trajectory looks like grid units (set trajectory_units = grid or auto)"
             )
         return float(matrix)
+    if bulk_abs is not None and matrix >= 8 and float(bulk_abs) <= normalized_max < value:
+        if value <= NORMALIZED_OVERSHOOT_MAX:
+            logger.warning(
+                "trajectory units: normalized (%g%% of |k| <= %.4g); the samples beyond |k| = 0.5 (up to %.4g) "
+                "lie outside the grid and are dropped", 100 * BULK_QUANTILE, float(bulk_abs), value,
+            )
+            return float(matrix)
+        raise InputDataError(
+            f"inconsistent trajectory units: {100 * BULK_QUANTILE:g}% of |k| are <= {float(bulk_abs):.4g} "
+            f"(normalized) but max |k| = {value:.6g} (beyond {NORMALIZED_OVERSHOOT_MAX:g}); set trajectory_units "
+            "explicitly or check the trajectory"
+        )
     if value <= normalized_max:
         logger.info("trajectory units: normalized (max |k| = %.6g <= 0.5), scaling by %d", value, matrix)
         return float(matrix)

@@ -9,7 +9,7 @@ import numpy as np
 from igrog_gadget.app.common.frame import FrameInputs
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import InputDataError
-from igrog_gadget.io.trajectory import cartesian_positions, resolve_trajectory_units
+from igrog_gadget.io.trajectory import BULK_QUANTILE, cartesian_positions, resolve_trajectory_units
 from igrog_gadget.scan import Readout, ScanHeader
 from igrog_gadget.stream.buffer import CompletedFrame
 
@@ -53,8 +53,12 @@ def unit_factor(traj: np.ndarray, header: ScanHeader, config: IgrogConfig, sourc
     """Factor from stored trajectory units (traj (readouts, samples, 2)) to grid units of the
     encoded matrix, detected or configured."""
     nx, ny, _ = header.encoded_matrix
+    magnitude = np.abs(traj).reshape(-1)
+    bulk = float(np.quantile(magnitude, BULK_QUANTILE)) if magnitude.size else 0.0
     try:
-        return resolve_trajectory_units(float(np.max(np.abs(traj))), max(nx, ny), config.gridding.trajectory_units)
+        return resolve_trajectory_units(
+            float(np.max(magnitude, initial=0.0)), max(nx, ny), config.gridding.trajectory_units, bulk_abs=bulk
+        )
     except InputDataError as error:
         raise InputDataError(f"{source}{error}") from None
 

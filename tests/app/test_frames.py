@@ -78,3 +78,26 @@ def test_duplicated_readouts_do_not_make_a_second_frame(radial64, tmp_path):
     reference = replay_file(radial64, tmp_path / "ref_out.h5", config)
     assert len(report.frames) == 1
     np.testing.assert_array_equal(report.frames[0].kspace, reference.frames[0].kspace)
+
+
+def test_normalized_trajectory_overshooting_half_is_read_as_normalized(tmp_path):
+    """A few samples per spoke reach |k| = 0.52 (gradient overshoot): normalized, those dropped."""
+    source = tmp_path / "norm.h5"
+    simulate_to_file(source, SimulationSpec(matrix=64, coils=4, spokes=64, acs=24, trajectory_units="normalized", seed=8))
+
+    def overshoot(imaging):
+        for acq in imaging:
+            traj = acq.traj
+            traj[:2] *= 1.04  # the spoke's first samples: |k| up to 0.52
+            acq.traj[:] = traj
+        return imaging
+
+    edited = tmp_path / "overshoot.h5"
+    rewrite_imaging(source, edited, overshoot)
+    report = replay_file(edited, tmp_path / "out.h5", load_config("basic", overrides=QUICK))
+    hits = report.frames[0].hits
+    assert int((hits > 0).sum()) > 0.5 * hits.size  # gridded on the 64 x 64 grid, not 5 points
+    config = load_config("basic")
+    case = load_case("c", source, config)
+    nn = grid_nearest_neighbour(case.frame.flat_samples(), case.frame.flat_coords(), case.frame.matrix)
+    assert nrmse_on_sampled(report.frames[0].kspace, nn.hits, case.truth) < 0.6 * nrmse_on_sampled(nn.kspace, nn.hits, case.truth)

@@ -106,3 +106,15 @@ def test_cartesian_positions_errors():
         cartesian_positions(_readout(96, 48, ky=0), nx=64, ny=64)
     with pytest.raises(InputDataError, match=r"acquisition 9: field 'idx\.kspace_encode_step_1' = 64.*0\.\.63"):
         cartesian_positions(_readout(64, 32, ky=64), nx=64, ny=64)
+
+
+def test_normalized_bulk_with_a_small_overshoot_is_normalized():
+    """Real gradient waveforms reach 0.52 in a normalized trajectory: not grid units."""
+    assert resolve_trajectory_units(0.52, 128, bulk_abs=0.499) == 128.0
+    assert resolve_trajectory_units(0.52, 128, bulk_abs=0.51) == 1.0  # the bulk itself is beyond 0.5
+    assert resolve_trajectory_units(40.0, 128, bulk_abs=39.0) == 1.0
+
+
+def test_normalized_bulk_with_a_large_overshoot_is_inconsistent():
+    with pytest.raises(InputDataError, match=r"inconsistent trajectory units: 99% of \|k\| are <= 0\.49.*max \|k\| = 3"):
+        resolve_trajectory_units(3.0, 128, bulk_abs=0.49)
