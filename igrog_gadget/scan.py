@@ -12,6 +12,7 @@ Axis order used across the package:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +92,32 @@ class Readout:
     @property
     def num_samples(self) -> int:
         return int(self.data.shape[1])
+
+    def without_discards(self) -> "Readout":
+        """The readout with its ``discard_pre`` / ``discard_post`` samples removed (data, traj,
+        centre sample); itself when there are none.
+
+        Raises:
+            ValueError: the discards leave no sample.
+        """
+        pre, post = max(int(self.discard_pre), 0), max(int(self.discard_post), 0)
+        if pre == 0 and post == 0:
+            return self
+        stop = self.num_samples - post
+        if stop <= pre:
+            raise ValueError(
+                f"acquisition {self.scan_counter}: discard_pre {pre} + discard_post {post} leave none of its "
+                f"{self.num_samples} samples"
+            )
+        traj = None if self.traj is None or self.traj.size == 0 else self.traj[pre:stop]
+        return dataclasses.replace(
+            self,
+            data=self.data[:, pre:stop],
+            traj=traj if traj is not None else self.traj,
+            center_sample=int(self.center_sample) - pre,
+            discard_pre=0,
+            discard_post=0,
+        )
 
     def frame_key(self) -> tuple[int, ...]:
         """Counters that identify the frame this readout belongs to."""

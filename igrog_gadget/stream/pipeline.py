@@ -72,8 +72,8 @@ class GriddingPipeline:
                             self.source, item.scan_counter, item.num_coils, self.buffer.expected_coils, item.num_coils,
                         )
                     return [item]
-                completed = self.buffer.add(item)
-            except InputDataError as error:
+                completed = self.buffer.add(item.without_discards())
+            except (InputDataError, ValueError) as error:
                 raise InputDataError(f"{self.source}{error}") from None
             return [self._grid(frame) for frame in completed]
         if isinstance(item, ImageItem) and item.series in INPUT_IMAGE_SERIES:

@@ -12,7 +12,8 @@ A missing map, a map of another matrix, several channels, an imaginary part or n
 values are errors (``InputDataError``), never a silent fallback to field-free gridding.
 
 Sample times: sample i of an acquisition is acquired ``i * sample_time_us`` after its first
-sample (ISMRMRD; discard_pre/post samples are kept and counted), plus the readout's start
+kept sample (discard_pre/post samples are removed before gridding, so with discard_pre = d the
+times count from the ADC's sample d, an offset of d dwell times), plus the readout's start
 time when ``FrameInputs.readout_times_us`` gives one. The phase is taken to accrue from the
 first sample (t = 0), the convention of ``igrog simulate``.
 """
