@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, Callable
 
@@ -17,7 +18,16 @@ from igrog_gadget.app.runner import VariantGridder
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import InputDataError
 from igrog_gadget.gridding.coils import NoiseCovariance
-from igrog_gadget.scan import GriddedFrame, ImageItem, Readout, ScanHeader
+from igrog_gadget.scan import (
+    FLAG_IS_PARALLEL_CALIBRATION,
+    FLAG_IS_PARALLEL_CALIBRATION_AND_IMAGING,
+    GriddedFrame,
+    ImageItem,
+    Readout,
+    ScanHeader,
+    flag_mask,
+    has_flag,
+)
 from igrog_gadget.stream.buffer import CompletedFrame, ReadoutBuffer
 from igrog_gadget.stream.frames import frame_inputs
 
@@ -72,13 +82,28 @@ class GriddingPipeline:
                             self.source, item.scan_counter, item.num_coils, self.buffer.expected_coils, item.num_coils,
                         )
                     return [item]
-                completed = self.buffer.add(item.without_discards())
+                completed = self.buffer.add(self._as_gridded(item.without_discards()))
             except (InputDataError, ValueError) as error:
                 raise InputDataError(f"{self.source}{error}") from None
             return [self._grid(frame) for frame in completed]
         if isinstance(item, ImageItem) and item.series in INPUT_IMAGE_SERIES:
             self.image_inputs.setdefault(item.series, []).append(item)
         return [item]
+
+    def _as_gridded(self, readout: Readout) -> Readout:
+        """``ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING`` lines without a trajectory in a non-Cartesian
+        scan are Cartesian ACS lines: calibration only (they are not part of the non-Cartesian
+        frame and do not count among its readouts)."""
+        if (
+            self.header.trajectory != "cartesian"
+            and has_flag(readout.flags, FLAG_IS_PARALLEL_CALIBRATION_AND_IMAGING)
+            and (readout.traj is None or readout.traj.size == 0)
+        ):
+            flags = (int(readout.flags) & ~flag_mask(FLAG_IS_PARALLEL_CALIBRATION_AND_IMAGING)) | flag_mask(
+                FLAG_IS_PARALLEL_CALIBRATION
+            )
+            return dataclasses.replace(readout, flags=flags)
+        return readout
 
     def close(self) -> list[GriddedFrame]:
         """Grid every frame still buffered (end of stream)."""

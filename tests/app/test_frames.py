@@ -129,3 +129,28 @@ def test_discard_pre_and_post_are_honoured(radial64, tmp_path):
     report = replay_file(edited, tmp_path / "out.h5", config)
     reference = replay_file(radial64, tmp_path / "ref.h5", config)
     np.testing.assert_array_equal(report.frames[0].kspace, reference.frames[0].kspace)
+
+
+def test_calibration_and_imaging_acs_lines_calibrate(radial64, tmp_path):
+    """Cartesian ACS lines flagged ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING (no trajectory) in a
+    radial scan: used as calibration, exactly like ACQ_IS_PARALLEL_CALIBRATION lines."""
+    src = ismrmrd.Dataset(str(radial64), "dataset", create_if_needed=False)
+    edited = tmp_path / "cal_and_imaging.h5"
+    dst = ismrmrd.Dataset(str(edited), "dataset", create_if_needed=True)
+    dst.write_xml_header(src.read_xml_header())
+    changed = 0
+    for index in range(src.number_of_acquisitions()):
+        acq = src.read_acquisition(index)
+        if acq.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION):
+            acq.clear_flag(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION)
+            acq.set_flag(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING)
+            changed += 1
+        dst.append_acquisition(acq)
+    src.close()
+    dst.close()
+    assert changed == 24
+    config = load_config("basic", overrides=QUICK)
+    report = replay_file(edited, tmp_path / "out.h5", config)
+    reference = replay_file(radial64, tmp_path / "ref.h5", config)
+    assert report.frames[0].info["calibration"] == reference.frames[0].info["calibration"] == "joint"
+    np.testing.assert_array_equal(report.frames[0].kspace, reference.frames[0].kspace)
