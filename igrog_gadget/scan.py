@@ -109,11 +109,11 @@ class Readout:
                 f"acquisition {self.scan_counter}: discard_pre {pre} + discard_post {post} leave none of its "
                 f"{self.num_samples} samples"
             )
-        traj = None if self.traj is None or self.traj.size == 0 else self.traj[pre:stop]
+        traj = self.traj if self.traj is None or self.traj.size == 0 else self.traj[pre:stop]
         return dataclasses.replace(
             self,
             data=self.data[:, pre:stop],
-            traj=traj if traj is not None else self.traj,
+            traj=traj,
             center_sample=int(self.center_sample) - pre,
             discard_pre=0,
             discard_post=0,

@@ -1,4 +1,4 @@
-"""Kernels per trajectory, kept for later frames: least recently used out, bounded in bytes."""
+"""Kernels per trajectory, kept for later frames, bounded in bytes (see ``KernelCache`` for what is evicted)."""
 
 from __future__ import annotations
 

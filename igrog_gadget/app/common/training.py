@@ -35,7 +35,6 @@ class SafetyTimeCap(TimeBudget):
     def train_step_ended(self, state: TrainingState) -> None:
         super().train_step_ended(state)
         if state.stop_requested and (state.stop_reason or "").startswith("TimeBudget"):
-            state.metrics["time_cap_hit"] = 1.0
             logger.warning(
                 "training stopped by the safety time cap training.max_seconds = %g s after %d steps: "
                 "the result now depends on the machine's speed; raise the cap or lower training.max_steps",

@@ -17,6 +17,7 @@ from the data). Two modes (``fieldcorr.mode``):
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -198,7 +199,7 @@ class FieldCorrDataModule(ImageBasedDataModule):
         return np.einsum("lm,lcm->cm", segmentation.coefficients.astype(np.complex64), values)
 
     # --- gridding ---------------------------------------------------------------
-    def grid(self, kernels) -> GriddedKSpace:
+    def grid(self, kernels: torch.Tensor | Iterable[torch.Tensor]) -> GriddedKSpace:
         """Grid with ``kernels`` (a tensor or chunks); in hybrid mode remove the field on the Cartesian side."""
         self.load_field_inputs()  # the frame may be new (cached kernels)
         kspace, hits = self.apply_kernels(kernels)
