@@ -80,6 +80,8 @@ class Readout:
     """Dwell time between samples, microseconds."""
     discard_pre: int = 0
     discard_post: int = 0
+    encoding_space_ref: int = 0
+    """Index of the header ``<encoding>`` this readout belongs to (0: the imaging encoding)."""
     scan_counter: int = 0
     """Position of the acquisition in the input stream (0-based), for error messages."""
     source_header: Any = None
@@ -154,6 +156,20 @@ class Readout:
         return has_flag(self.flags, FLAG_LAST_IN_SLICE)
 
 
+@dataclass(frozen=True)
+class EncodingGeometry:
+    """Geometry of one ``<encoding>`` of the XML header (what placing its readouts needs)."""
+
+    matrix: tuple[int, int, int]
+    """(nx, ny, nz) of its encodedSpace."""
+    fov_mm: tuple[float, float, float]
+    """Field of view of its encodedSpace, mm (0 where the header leaves it out)."""
+    trajectory: str
+    """Its trajectory type, lower case (cartesian, radial, spiral, ...)."""
+    step1_center: int | None = None
+    """encodingLimits.kspace_encoding_step_1.center when it lies inside its limits and above 0."""
+
+
 @dataclass
 class ScanHeader:
     """What the gridding needs from the ISMRMRD XML header (first encoding)."""
@@ -173,6 +189,17 @@ class ScanHeader:
     step1_limits: tuple[int, int] | None = None
     """(minimum, maximum) of encodingLimits.kspace_encoding_step_1, when the header states them:
     for non-Cartesian data the readouts (spokes, interleaves) of one frame."""
+    encodings: tuple[EncodingGeometry, ...] = ()
+    """Every ``<encoding>`` of the header, in order; 0 is the imaging encoding gridded here,
+    others are e.g. a separate calibration scan (``encoding_space_ref`` of its readouts)."""
+
+    def encoding(self, index: int) -> EncodingGeometry:
+        """Geometry of encoding ``index`` (the first when the header lists none)."""
+        if not self.encodings and index == 0:
+            return EncodingGeometry(self.encoded_matrix, self.encoded_fov_mm, self.trajectory)
+        if not 0 <= index < len(self.encodings):
+            raise IndexError(f"encoding {index} of a header with {len(self.encodings)} encoding(s)")
+        return self.encodings[index]
 
 
 @dataclass

@@ -92,6 +92,12 @@ class CalibrationConfig:
     """Conjugate-gradient iterations of the self-calibration solve."""
     selfcal_min_coverage: float = 0.9
     """Fraction of grid cells around the centre that must hold a sample to self-calibrate."""
+    selfcal_min_size: int = 16
+    """Smallest self-calibration block: when the centre is densely sampled only within a smaller
+    radius than selfcal_size needs (undersampled radial), the block shrinks down to this."""
+    acs_noise_ratio_max: float = 3.0
+    """Calibration lines are not used when fitting them with the non-Cartesian samples makes the
+    calibration fit's noise estimate this many times worse than the samples alone (0 = no check)."""
 
 
 @dataclass
@@ -235,6 +241,13 @@ class IgrogConfig:
         _at_least("calibration.selfcal_size", c.selfcal_size, 8)
         _at_least("calibration.selfcal_grid", c.selfcal_grid, c.selfcal_size)
         _at_least("calibration.selfcal_iterations", c.selfcal_iterations, 1)
+        _at_least("calibration.selfcal_min_size", c.selfcal_min_size, 8)
+        if c.selfcal_min_size > c.selfcal_size:
+            raise ConfigError(
+                f"calibration.selfcal_min_size = {c.selfcal_min_size} exceeds calibration.selfcal_size = {c.selfcal_size}"
+            )
+        if not (c.acs_noise_ratio_max == 0 or c.acs_noise_ratio_max >= 1):
+            raise ConfigError(f"calibration.acs_noise_ratio_max must be 0 (no check) or >= 1, got {c.acs_noise_ratio_max}")
         if not 0.0 < c.selfcal_min_coverage <= 1.0:
             raise ConfigError(f"calibration.selfcal_min_coverage must be in (0, 1], got {c.selfcal_min_coverage}")
         _at_least("model.hidden_width", m.hidden_width, 1)

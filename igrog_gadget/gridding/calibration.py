@@ -4,7 +4,8 @@ Two ways to get the block:
 - ``acs_from_cartesian_lines``: the Cartesian calibration lines of the scan
   (``ACQ_IS_PARALLEL_CALIBRATION``), positions already resolved to grid units.
 - ``self_calibrate``: reconstruct the densely sampled centre of the non-Cartesian data
-  by a conjugate-gradient NUFFT solve and take the central block of its k-space.
+  by a conjugate-gradient NUFFT solve (``fit_centre``) and take the central block of its
+  k-space (a smaller, low-resolution block when only a small centre is densely sampled).
 
 ``OffGridInterpolator`` evaluates the block at arbitrary k positions by sinc
 (zero-padded Fourier) interpolation through finufft.
@@ -135,39 +136,49 @@ def _density_weights(coords: np.ndarray, cell: float = 0.5) -> np.ndarray:
     return (1.0 / counts[inverse.reshape(-1)]).astype(np.float64)
 
 
-def self_calibrate(
-    samples: np.ndarray,
-    coords: np.ndarray,
-    size: int = 32,
-    grid: int = 64,
-    iterations: int = 15,
-    min_coverage: float = 0.9,
-    regularization: float = 1e-4,
-) -> CalibrationBlock:
-    """Cartesian calibration block from the densely sampled centre of non-Cartesian data.
+def calibration_radius(size: int) -> float:
+    """Radius (grid units) around k = 0 whose cells must hold samples to reconstruct a ``size`` block."""
+    return size / np.sqrt(2.0) + 1.0
 
-    Solves ``min_x ||W^1/2 (F x - y)||^2 + lambda ||x||^2`` by conjugate gradients, where
-    ``x`` is a ``grid`` x ``grid`` image over the full FOV (so its k-space spans
-    ``[-grid/2, grid/2)``), ``F`` the NUFFT to the samples within that band and ``W`` a
-    density compensation; returns the central ``size`` x ``size`` block of ``F x``.
+
+@dataclass
+class CentreFit:
+    """A regularised CG-NUFFT reconstruction of the k-space centre (see ``fit_centre``)."""
+
+    image: np.ndarray
+    """Shape (coils, grid, grid), complex: the image whose k-space fits the samples in the band."""
+    noise_std: float
+    """Complex noise std of one sample estimated from the fit residual."""
+    num_samples: int
+    """Samples within the band ``|k| < grid / 2`` that were fitted."""
+
+    def block(self, size: int, source: str) -> CalibrationBlock:
+        """The central ``size`` x ``size`` block of the fit's k-space."""
+        grid = self.image.shape[-1]
+        lo = grid // 2 - size // 2
+        kspace = centred_fft2(self.image)[:, lo : lo + size, lo : lo + size].astype(np.complex64)
+        return CalibrationBlock(kspace=kspace, kx0=-(size // 2), ky0=-(size // 2), source=source, noise_std=self.noise_std)
+
+
+def fit_centre(
+    samples: np.ndarray, coords: np.ndarray, grid: int = 64, iterations: int = 15, regularization: float = 1e-4
+) -> CentreFit:
+    """Solve ``min_x ||W^1/2 (F x - y)||^2 + lambda ||x||^2`` by conjugate gradients.
+
+    ``x`` is a ``grid`` x ``grid`` image over the full FOV (its k-space spans
+    ``[-grid/2, grid/2)``), ``F`` the NUFFT to the samples within that band, ``W`` a density
+    compensation. The noise estimate is the residual power per degree of freedom (samples
+    minus the k-space cells they hit).
 
     Args:
         samples: shape (coils, n), complex.
         coords: shape (n, 2), (kx, ky) grid units.
     Raises:
-        CalibrationError: the centre is not densely sampled (coverage below ``min_coverage``).
+        CalibrationError: no sample within the band.
     """
-    if size > grid:
-        raise CalibrationError(f"self-calibration size {size} exceeds its grid {grid}")
-    radius = size / np.sqrt(2.0) + 1.0
-    coverage = centre_coverage(coords, radius)
-    if coverage < min_coverage:
-        raise CalibrationError(
-            "no calibration data: no ACS lines and the centre of k-space is not densely sampled "
-            f"({coverage:.0%} of the grid cells within radius {radius:.1f} hold a sample, "
-            f"need {min_coverage:.0%}); acquire ACS lines or give image-domain calibration"
-        )
     band = np.max(np.abs(coords), axis=1) < grid / 2 - 0.5
+    if not band.any():
+        raise CalibrationError(f"no sample lies within the central {grid} x {grid} band of k-space")
     used_coords = coords[band]
     used = samples[:, band].astype(np.complex64)
     weights = _density_weights(used_coords)
@@ -193,19 +204,76 @@ def self_calibrate(
         direction = residual + (rr_new / rr) * direction
         rr = rr_new
     residual_samples = used - nufft_forward(x, used_coords)
-    unknowns = grid * grid  # per coil
-    dof = max(used.shape[1] - unknowns, 1)
+    # Unknowns per coil: the k-space cells the samples constrain (grid * grid when the band is
+    # densely sampled; fewer for undersampled data, whose residual would else count as noise).
+    cells = np.unique(np.floor(used_coords + 0.5).astype(np.int64), axis=0).shape[0]
+    dof = max(used.shape[1] - min(cells, grid * grid), 1)
     noise_std = float(np.sqrt(np.sum(np.abs(residual_samples) ** 2) / (used.shape[0] * dof)))
-    kspace = centred_fft2(x)
-    lo = grid // 2 - size // 2
-    block = kspace[:, lo : lo + size, lo : lo + size].astype(np.complex64)
+    return CentreFit(image=x, noise_std=noise_std, num_samples=int(used.shape[1]))
+
+
+def largest_calibration_size(coords: np.ndarray, size: int, min_size: int, min_coverage: float) -> tuple[int, float]:
+    """Largest even block side in ``[min_size, size]`` whose centre disc is densely sampled, and
+    that disc's coverage; ``(0, coverage at min_size)`` when none is.
+
+    Args:
+        coords: shape (n, 2), grid units.
+    """
+    coverage = 0.0
+    for side in range(size, min_size - 1, -2):
+        coverage = centre_coverage(coords, calibration_radius(side))
+        if coverage >= min_coverage:
+            return side, coverage
+    return 0, coverage
+
+
+def self_calibrate(
+    samples: np.ndarray,
+    coords: np.ndarray,
+    size: int = 32,
+    grid: int = 64,
+    iterations: int = 15,
+    min_coverage: float = 0.9,
+    regularization: float = 1e-4,
+    min_size: int | None = None,
+) -> CalibrationBlock:
+    """Cartesian calibration block from the densely sampled centre of non-Cartesian data.
+
+    The central ``size`` x ``size`` block of a ``fit_centre`` reconstruction. When the centre is
+    not densely sampled that far (undersampled radial) and ``min_size`` is given, the block
+    shrinks to the largest side >= ``min_size`` that is (a low-resolution calibration, logged
+    as a warning).
+
+    Args:
+        samples: shape (coils, n), complex.
+        coords: shape (n, 2), (kx, ky) grid units.
+    Raises:
+        CalibrationError: the centre is not densely sampled (coverage below ``min_coverage``
+            even for the smallest block allowed).
+    """
+    if size > grid:
+        raise CalibrationError(f"self-calibration size {size} exceeds its grid {grid}")
+    side, coverage = largest_calibration_size(coords, size, min_size or size, min_coverage)
+    if side == 0:
+        smallest = min_size or size
+        raise CalibrationError(
+            "no calibration data: no ACS lines and the centre of k-space is not densely sampled "
+            f"({coverage:.0%} of the grid cells within radius {calibration_radius(smallest):.1f} hold a sample, "
+            f"need {min_coverage:.0%} for the smallest calibration block {smallest} x {smallest}); "
+            "acquire ACS lines or give image-domain calibration"
+        )
+    if side < size:
+        logger.warning(
+            "the centre of k-space is densely sampled only within radius %.1f: low-resolution "
+            "self-calibration block %d x %d instead of %d x %d (the estimated error says how well it serves)",
+            calibration_radius(side), side, side, size, size,
+        )
+    fit = fit_centre(samples, coords, grid, iterations, regularization)
     logger.info(
         "calibration solve: %d samples, %dx%d block, centre coverage %.0f%%, noise std %.3g",
-        used.shape[1], size, size, 100 * coverage, noise_std,
+        fit.num_samples, side, side, 100 * coverage, fit.noise_std,
     )
-    return CalibrationBlock(
-        kspace=block, kx0=-(size // 2), ky0=-(size // 2), source="self-calibration", noise_std=noise_std
-    )
+    return fit.block(side, "self-calibration")
 
 
 class OffGridInterpolator:

@@ -27,6 +27,7 @@ from igrog_gadget.errors import InputDataError
 from igrog_gadget.scan import (
     FRAME_KEY_FIELDS,
     IDX_FIELDS,
+    EncodingGeometry,
     GriddedFrame,
     ImageItem,
     Readout,
@@ -161,6 +162,7 @@ def readout_from_header_and_arrays(
         sample_time_us=float(head.sample_time_us),
         discard_pre=int(head.discard_pre),
         discard_post=int(head.discard_post),
+        encoding_space_ref=int(head.encoding_space_ref),
         scan_counter=int(scan_counter),
         source_header=head,
     )
@@ -334,6 +336,31 @@ def _fov(space: Any) -> tuple[float, float, float]:
     return (float(f.x), float(f.y), float(f.z))
 
 
+def _trajectory_name(enc: Any) -> str:
+    return str(getattr(enc.trajectory, "value", enc.trajectory)).lower()
+
+
+def _step1_center(enc: Any) -> int | None:
+    """encodingLimits.kspace_encoding_step_1.center when it is inside (minimum, maximum] (a centre
+    of 0 on a multi-line encoding is a writer's default, not a position)."""
+    limits = enc.encodingLimits
+    step1 = getattr(limits, "kspace_encoding_step_1", None) if limits is not None else None
+    if step1 is None or step1.center is None or step1.maximum is None:
+        return None
+    low = int(step1.minimum or 0)
+    center, high = int(step1.center), int(step1.maximum)
+    return center if low <= center <= high and center > 0 else None
+
+
+def _encoding_geometry(enc: Any, index: int, source: str) -> EncodingGeometry:
+    return EncodingGeometry(
+        matrix=_matrix(enc.encodedSpace, f"encoding {index}: encodedSpace", source),
+        fov_mm=_fov(enc.encodedSpace),
+        trajectory=_trajectory_name(enc),
+        step1_center=_step1_center(enc),
+    )
+
+
 def _user_parameters(header: ismrmrd.xsd.ismrmrdHeader) -> dict[str, Any]:
     params: dict[str, Any] = {}
     up = header.userParameters
@@ -367,8 +394,7 @@ def parse_header(xml: str, source: str = "") -> ScanHeader:
     """
     header = load_ismrmrd_header(xml, source)
     enc = _first_encoding(header, source)
-    trajectory = enc.trajectory
-    trajectory_name = str(getattr(trajectory, "value", trajectory)).lower()
+    trajectory_name = _trajectory_name(enc)
     asi = header.acquisitionSystemInformation
     num_coils = None
     if asi is not None and asi.receiverChannels is not None:
@@ -389,6 +415,7 @@ def parse_header(xml: str, source: str = "") -> ScanHeader:
         xml=xml if isinstance(xml, str) else bytes(xml).decode("utf-8", errors="replace"),
         user_parameters=_user_parameters(header),
         step1_limits=step1_limits,
+        encodings=tuple(_encoding_geometry(e, i, source) for i, e in enumerate(header.encoding)),
     )
 
 

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from igrog_gadget.errors import ConfigError, InputDataError
-from igrog_gadget.scan import Readout
+from igrog_gadget.scan import EncodingGeometry, Readout
 
 logger = logging.getLogger(__name__)
 
@@ -109,17 +109,32 @@ def resolve_trajectory_units(
     )
 
 
-def cartesian_positions(readout: Readout, nx: int, ny: int) -> np.ndarray:
-    """k-space positions, grid units, of a Cartesian readout that carries no trajectory.
+def fov_scale(encoding: EncodingGeometry, grid: EncodingGeometry) -> np.ndarray:
+    """Factor (x, y) from the k units of ``encoding`` (cycles per its FOV) to those of ``grid``:
+    grid FOV / encoding FOV per axis, 1 where either FOV is not stated."""
+    scale = np.ones(2, dtype=np.float64)
+    for axis in range(2):
+        if encoding.fov_mm[axis] > 0 and grid.fov_mm[axis] > 0:
+            scale[axis] = grid.fov_mm[axis] / encoding.fov_mm[axis]
+    return scale
 
-    Readout oversampling ``os = round(n_samples / nx)`` when ``n_samples >= nx`` (else 1); the
-    ratio must be within 2 % of that integer. ``kx = (i - center_sample) / os``,
-    ``ky = kspace_encode_step_1 - ny // 2``.
+
+def cartesian_positions(readout: Readout, encoding: EncodingGeometry, grid: EncodingGeometry | None = None) -> np.ndarray:
+    """k-space positions of a Cartesian readout of ``encoding`` that carries no trajectory, in the
+    grid units of ``grid`` (default: ``encoding`` itself).
+
+    Readout oversampling ``os = round(n_samples / nx)`` (``nx`` of ``encoding``) when
+    ``n_samples >= nx`` (else 1); the ratio must be within 2 % of that integer. In ``encoding``'s
+    units ``kx = (i - center_sample) / os`` and ``ky = kspace_encode_step_1 - c``, where ``c`` is
+    the encoding's ``kspace_encoding_step_1.center`` when the encoding is Cartesian and states one
+    (a non-Cartesian encoding's step 1 counts interleaves, so there ``c = ny // 2``). Both are then
+    scaled by ``grid``'s FOV over ``encoding``'s (a calibration scan of another FOV or with its
+    readout oversampling in encodedSpace).
 
     Args:
         readout: data (coils, samples); uses center_sample and idx["kspace_encode_step_1"].
-        nx: grid size along the readout.
-        ny: grid size along phase encoding.
+        encoding: geometry of the encoding the readout references (``encoding_space_ref``).
+        grid: geometry whose grid units the positions are given in.
 
     Returns:
         Shape (samples, 2), float32, columns (kx, ky).
@@ -128,7 +143,7 @@ def cartesian_positions(readout: Readout, nx: int, ny: int) -> np.ndarray:
         InputDataError: non-integer oversampling or a phase-encoding index outside 0..ny-1
             (message names the acquisition and the field).
     """
-    nx, ny = int(nx), int(ny)
+    nx, ny = int(encoding.matrix[0]), int(encoding.matrix[1])
     if nx < 1 or ny < 1:
         raise ValueError(f"nx and ny must be >= 1, got nx={nx}, ny={ny}")
     n = readout.num_samples
@@ -138,7 +153,7 @@ def cartesian_positions(readout: Readout, nx: int, ny: int) -> np.ndarray:
         oversampling = max(1, round(ratio))
         if abs(ratio - oversampling) > OVERSAMPLING_TOLERANCE * oversampling:
             raise InputDataError(
-                f"{where}: field 'number_of_samples' = {n} is not an integer multiple of the grid size "
+                f"{where}: field 'number_of_samples' = {n} is not an integer multiple of the encoding's "
                 f"nx = {nx} (ratio {ratio:.4g}); cannot place the Cartesian readout"
             )
     else:
@@ -146,9 +161,11 @@ def cartesian_positions(readout: Readout, nx: int, ny: int) -> np.ndarray:
     step1 = int(readout.idx.get("kspace_encode_step_1", 0))
     if not 0 <= step1 < ny:
         raise InputDataError(
-            f"{where}: field 'idx.kspace_encode_step_1' = {step1} is outside the grid 0..{ny - 1}"
+            f"{where}: field 'idx.kspace_encode_step_1' = {step1} is outside its encoding's lines 0..{ny - 1}"
         )
+    centre = encoding.step1_center if encoding.trajectory == "cartesian" and encoding.step1_center is not None else ny // 2
+    scale = fov_scale(encoding, grid or encoding)
     positions = np.empty((n, 2), dtype=np.float32)
-    positions[:, 0] = (np.arange(n, dtype=np.float64) - readout.center_sample) / oversampling
-    positions[:, 1] = step1 - ny // 2
+    positions[:, 0] = (np.arange(n, dtype=np.float64) - readout.center_sample) / oversampling * scale[0]
+    positions[:, 1] = (step1 - centre) * scale[1]
     return positions

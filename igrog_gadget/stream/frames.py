@@ -9,7 +9,7 @@ import numpy as np
 from igrog_gadget.app.common.frame import FrameInputs
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import InputDataError
-from igrog_gadget.io.trajectory import BULK_QUANTILE, cartesian_positions, resolve_trajectory_units
+from igrog_gadget.io.trajectory import BULK_QUANTILE, cartesian_positions, fov_scale, resolve_trajectory_units
 from igrog_gadget.scan import Readout, ScanHeader
 from igrog_gadget.stream.buffer import CompletedFrame
 
@@ -91,7 +91,8 @@ def frame_inputs(
     cartesian_input = header.trajectory == "cartesian" and all(r.traj is None or r.traj.size == 0 for r in readouts)
     factor = 1.0
     if cartesian_input:
-        traj = np.stack([cartesian_positions(r, nx_enc, ny_enc) for r in readouts])
+        imaging = header.encoding(0)
+        traj = np.stack([cartesian_positions(r, imaging) for r in readouts])
     else:
         traj = np.stack([_trajectory_2d(r, source, header.encoded_matrix[2] == 1) for r in readouts]).astype(np.float32)
         factor = unit_factor(traj, header, config, source)
@@ -101,7 +102,7 @@ def frame_inputs(
     samples = np.stack([r.data for r in readouts], axis=1).astype(np.complex64)  # (coils, readouts, samples)
     dwell = np.array([r.sample_time_us for r in readouts], dtype=np.float32)
     sample_times = dwell[:, None] * np.arange(samples.shape[2], dtype=np.float32)[None, :]
-    calibration_lines = [(r.data, _calibration_positions(r, header, factor, source) * oversampling) for r in completed.calibration]
+    calibration_lines = _placed_calibration_lines(completed, header, factor, source, oversampling)
     return FrameInputs(
         samples=samples,
         traj=traj,
@@ -113,13 +114,41 @@ def frame_inputs(
     )
 
 
+def _placed_calibration_lines(
+    completed: CompletedFrame, header: ScanHeader, factor: float, source: str, oversampling: float
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(data (coils, samples), positions (samples, 2) grid units)`` of the frame's calibration
+    lines; lines that cannot be placed (outside their encoding, an unknown encoding) are left out
+    with a warning: bad calibration lines never stop or worsen the gridding."""
+    lines, unplaced = [], []
+    for readout in completed.calibration:
+        try:
+            lines.append((readout.data, _calibration_positions(readout, header, factor, source) * oversampling))
+        except InputDataError as error:
+            unplaced.append(str(error))
+    if unplaced:
+        logger.warning(
+            "%s%d of the %d calibration lines of frame %s cannot be placed and are not used (first: %s)",
+            source, len(unplaced), len(completed.calibration), completed.frame_key, unplaced[0],
+        )
+    return lines
+
+
 def _calibration_positions(readout: Readout, header: ScanHeader, factor: float, source: str) -> np.ndarray:
-    """Positions (samples, 2) in grid units of a calibration readout (its traj, in the imaging
-    data's units, or its Cartesian layout)."""
-    nx, ny, _ = header.encoded_matrix
+    """Positions (samples, 2) in grid units of the imaging encoding of a calibration readout: its
+    Cartesian layout in the encoding it references (``encoding_space_ref``: centre line, matrix,
+    FOV, readout oversampling), or its traj (in the imaging data's units for encoding 0, else
+    scaled from its own encoding's FOV)."""
+    ref = readout.encoding_space_ref
+    if not 0 <= ref < max(len(header.encodings), 1):
+        raise InputDataError(
+            f"{source}acquisition {readout.scan_counter}: encoding_space_ref = {ref}, but the header has "
+            f"{len(header.encodings)} encoding(s)"
+        )
+    encoding, imaging = header.encoding(ref), header.encoding(0)
     if readout.traj is None or readout.traj.size == 0:
-        return cartesian_positions(readout, nx, ny).astype(np.float32)
+        return cartesian_positions(readout, encoding, imaging).astype(np.float32)
     traj = _trajectory_2d(readout, source, header.encoded_matrix[2] == 1).astype(np.float32)
     if factor != 1.0:
-        traj = traj * np.array([nx, ny], dtype=np.float32)
-    return traj
+        traj = traj * np.array(encoding.matrix[:2], dtype=np.float32)
+    return (traj * fov_scale(encoding, imaging)).astype(np.float32)

@@ -82,7 +82,14 @@ class GriddingPipeline:
                             self.source, item.scan_counter, item.num_coils, self.buffer.expected_coils, item.num_coils,
                         )
                     return [item]
-                completed = self.buffer.add(self._as_gridded(item.without_discards()))
+                readout = self._as_gridded(item.without_discards())
+                if not readout.is_calibration() and readout.encoding_space_ref != 0:
+                    raise InputDataError(
+                        f"acquisition {readout.scan_counter} is imaging data of encoding {readout.encoding_space_ref} "
+                        "(encoding_space_ref); igrog grids the first encoding of the header (encoding_space_ref = 0) "
+                        "and uses the others only for calibration lines"
+                    )
+                completed = self.buffer.add(readout)
             except (InputDataError, ValueError) as error:
                 raise InputDataError(f"{self.source}{error}") from None
             return [self._grid(frame) for frame in completed]

@@ -7,7 +7,7 @@ import pytest
 
 from igrog_gadget.errors import ConfigError, InputDataError
 from igrog_gadget.io import cartesian_positions, resolve_trajectory_units
-from igrog_gadget.scan import IDX_FIELDS, Readout
+from igrog_gadget.scan import IDX_FIELDS, EncodingGeometry, Readout
 
 
 @pytest.mark.parametrize(
@@ -76,8 +76,12 @@ def _readout(samples, center, ky, scan_counter=9):
     )
 
 
+def _enc(nx: int, ny: int, fov: float = 0.0, trajectory: str = "radial", center: int | None = None) -> EncodingGeometry:
+    return EncodingGeometry((nx, ny, 1), (fov, fov, 5.0), trajectory, center)
+
+
 def test_cartesian_positions_no_oversampling():
-    positions = cartesian_positions(_readout(64, 32, ky=20), nx=64, ny=48)
+    positions = cartesian_positions(_readout(64, 32, ky=20), _enc(64, 48))
     assert positions.shape == (64, 2) and positions.dtype == np.float32
     np.testing.assert_array_equal(positions[:, 0], np.arange(64) - 32)
     assert np.all(positions[:, 1] == 20 - 24)
@@ -85,7 +89,7 @@ def test_cartesian_positions_no_oversampling():
 
 
 def test_cartesian_positions_oversampling_2():
-    positions = cartesian_positions(_readout(128, 64, ky=0), nx=64, ny=64)
+    positions = cartesian_positions(_readout(128, 64, ky=0), _enc(64, 64))
     np.testing.assert_allclose(positions[:, 0], (np.arange(128) - 64) / 2)
     assert positions[0, 0] == -32.0 and positions[-1, 0] == 31.5
     assert np.all(positions[:, 1] == -32)
@@ -93,19 +97,19 @@ def test_cartesian_positions_oversampling_2():
 
 def test_cartesian_positions_partial_echo_and_tolerance():
     # fewer samples than nx (asymmetric echo): no oversampling
-    positions = cartesian_positions(_readout(40, 8, ky=31), nx=64, ny=64)
+    positions = cartesian_positions(_readout(40, 8, ky=31), _enc(64, 64))
     np.testing.assert_array_equal(positions[:, 0], np.arange(40) - 8)
     assert np.all(positions[:, 1] == -1)
     # 130 / 64 = 2.03: within 2 % of 2
-    positions = cartesian_positions(_readout(130, 65, ky=1), nx=64, ny=64)
+    positions = cartesian_positions(_readout(130, 65, ky=1), _enc(64, 64))
     assert positions[65, 0] == 0.0 and positions[67, 0] == 1.0
 
 
 def test_cartesian_positions_errors():
     with pytest.raises(InputDataError, match=r"acquisition 9: field 'number_of_samples' = 96.*nx = 64 \(ratio 1\.5\)"):
-        cartesian_positions(_readout(96, 48, ky=0), nx=64, ny=64)
+        cartesian_positions(_readout(96, 48, ky=0), _enc(64, 64))
     with pytest.raises(InputDataError, match=r"acquisition 9: field 'idx\.kspace_encode_step_1' = 64.*0\.\.63"):
-        cartesian_positions(_readout(64, 32, ky=64), nx=64, ny=64)
+        cartesian_positions(_readout(64, 32, ky=64), _enc(64, 64))
 
 
 def test_normalized_bulk_with_a_small_overshoot_is_normalized():
@@ -118,3 +122,19 @@ def test_normalized_bulk_with_a_small_overshoot_is_normalized():
 def test_normalized_bulk_with_a_large_overshoot_is_inconsistent():
     with pytest.raises(InputDataError, match=r"inconsistent trajectory units: 99% of \|k\| are <= 0\.49.*max \|k\| = 3"):
         resolve_trajectory_units(3.0, 128, bulk_abs=0.49)
+
+
+def test_cartesian_positions_of_a_separate_calibration_encoding():
+    """A 32 x 32 calibration encoding (own e1 numbering, centre 16, 2x readout oversampling) with
+    the imaging FOV, placed on a 128 grid; the same scan with encodedSpace x = 64 over twice the FOV."""
+    calibration = _enc(32, 32, fov=256.0, trajectory="cartesian", center=16)
+    imaging = _enc(128, 128, fov=256.0)
+    positions = cartesian_positions(_readout(64, 32, ky=20), calibration, imaging)
+    np.testing.assert_allclose(positions[:, 0], (np.arange(64) - 32) / 2)
+    assert np.all(positions[:, 1] == 4)
+    oversampled = EncodingGeometry((64, 32, 1), (512.0, 256.0, 5.0), "cartesian", 16)
+    np.testing.assert_allclose(cartesian_positions(_readout(64, 32, ky=20), oversampled, imaging), positions)
+    # the centre is only read from a Cartesian encoding (a radial one's e1 counts spokes)
+    assert np.all(cartesian_positions(_readout(64, 32, ky=20), _enc(64, 48, center=3))[:, 1] == 20 - 24)
+    # a partial-Fourier Cartesian encoding: lines 0..39 of 64, centre 32
+    assert np.all(cartesian_positions(_readout(64, 32, ky=20), _enc(64, 64, trajectory="cartesian", center=32))[:, 1] == -12)

@@ -1,12 +1,18 @@
 """Choosing the calibration block of a frame.
 
 - ``acs``: the Cartesian calibration lines alone.
-- ``self``: the densely sampled centre of the non-Cartesian data (CG-NUFFT solve).
+- ``self``: the densely sampled centre of the non-Cartesian data (CG-NUFFT solve); a smaller,
+  low-resolution block when only a small centre is densely sampled (undersampled radial).
 - ``joint``: one CG-NUFFT solve over the ACS lines *and* the non-Cartesian samples of the
   centre. Its block has the ACS's full coverage but far less noise, which matters: the training
   pairs take their targets and (interpolated) sources from the same block, so its noise would
   correlate sources with targets and bias the kernels towards the nearest sample.
 - ``auto`` (default): ``joint`` when there are ACS lines, else ``self``.
+
+Before a joint solve the lines are checked against the non-Cartesian data: when fitting them
+with the samples makes the fit's noise estimate ``acs_noise_ratio_max`` times worse than the
+samples alone give (lines misplaced: another encoding's numbering, FOV or oversampling; or
+another coil set), they are not used and the frame calibrates as if it had none.
 """
 
 from __future__ import annotations
@@ -18,7 +24,14 @@ import numpy as np
 from igrog_gadget.app.common.frame import FrameInputs
 from igrog_gadget.config import CalibrationConfig
 from igrog_gadget.errors import CalibrationError
-from igrog_gadget.gridding.calibration import CalibrationBlock, acs_from_cartesian_lines, self_calibrate
+from igrog_gadget.gridding.calibration import (
+    CalibrationBlock,
+    acs_from_cartesian_lines,
+    calibration_radius,
+    centre_coverage,
+    fit_centre,
+    self_calibrate,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -29,38 +42,18 @@ def calibration_block(frame: FrameInputs, config: CalibrationConfig) -> Calibrat
     Raises:
         CalibrationError: no ACS when ``acs`` is asked for, or neither ACS nor a dense centre.
     """
-    if config.source == "acs" and frame.calibration_lines:
-        return acs_from_cartesian_lines(frame.calibration_lines, min_size=config.acs_min_size)
-    if config.source in ("auto", "joint") and frame.calibration_lines:
-        try:
-            acs: CalibrationBlock | None = acs_from_cartesian_lines(frame.calibration_lines, min_size=config.acs_min_size)
-        except CalibrationError as error:  # e.g. lines on every other row of an oversampled grid
-            logger.info("the ACS lines alone give no block (%s); joint solve only", error)
-            acs = None
-        size = max(config.selfcal_size, min(acs.shape) if acs is not None else 0)
-        samples = np.concatenate([frame.flat_samples()] + [data for data, _ in frame.calibration_lines], axis=1)
-        coords = np.concatenate([frame.flat_coords()] + [pos for _, pos in frame.calibration_lines], axis=0)
-        try:
-            block = self_calibrate(
-                samples,
-                coords,
-                size=size,
-                grid=max(config.selfcal_grid, 2 * size),
-                iterations=config.selfcal_iterations,
-                min_coverage=config.selfcal_min_coverage,
-            )
-        except CalibrationError as error:  # centre too sparse around the ACS: the ACS block alone
-            if acs is None:
-                raise
-            logger.info("joint calibration not possible (%s); using the ACS block %s", error, acs.shape)
-            return acs
-        block.source = "joint"
-        return block
-    if config.source in ("acs", "joint"):
+    lines = frame.calibration_lines
+    if config.source in ("acs", "joint") and not lines:
         raise CalibrationError(
             f"calibration.source = {config.source} but the data hold no calibration lines "
             "(ACQ_IS_PARALLEL_CALIBRATION); use source = auto or self"
         )
+    if config.source == "acs":
+        return acs_from_cartesian_lines(lines, min_size=config.acs_min_size)
+    if config.source in ("auto", "joint") and lines:
+        block = _joint_block(frame, config)
+        if block is not None:
+            return block
     return self_calibrate(
         frame.flat_samples(),
         frame.flat_coords(),
@@ -68,4 +61,49 @@ def calibration_block(frame: FrameInputs, config: CalibrationConfig) -> Calibrat
         grid=config.selfcal_grid,
         iterations=config.selfcal_iterations,
         min_coverage=config.selfcal_min_coverage,
+        min_size=config.selfcal_min_size,
     )
+
+
+def _joint_block(frame: FrameInputs, config: CalibrationConfig) -> CalibrationBlock | None:
+    """The joint (ACS + non-Cartesian) block, the ACS block alone when the centre around the ACS is
+    too sparse for the joint solve, or None when the lines disagree with the data (not used)."""
+    lines = frame.calibration_lines
+    try:
+        acs: CalibrationBlock | None = acs_from_cartesian_lines(lines, min_size=config.acs_min_size)
+    except CalibrationError as error:  # e.g. lines on every other row of an oversampled grid
+        logger.info("the ACS lines alone give no block (%s); joint solve only", error)
+        acs = None
+    size = max(config.selfcal_size, min(acs.shape) if acs is not None else 0)
+    grid = max(config.selfcal_grid, 2 * size)
+    samples = np.concatenate([frame.flat_samples()] + [data for data, _ in lines], axis=1)
+    coords = np.concatenate([frame.flat_coords()] + [pos for _, pos in lines], axis=0)
+    joint = fit_centre(samples, coords, grid, config.selfcal_iterations)
+    if config.acs_noise_ratio_max > 0:
+        alone = fit_centre(frame.flat_samples(), frame.flat_coords(), grid, config.selfcal_iterations)
+        ratio = joint.noise_std / max(alone.noise_std, 1e-30)
+        if ratio > config.acs_noise_ratio_max:
+            logger.warning(
+                "the %d calibration lines disagree with the non-Cartesian samples: fitted with them the "
+                "calibration's noise estimate is %.3g, without them %.3g (%.1fx, limit %.3gx); the lines are "
+                "not used (check their encoding_space_ref, kspace_encode_step_1 numbering, FOV and readout "
+                "oversampling against the header)",
+                len(lines), joint.noise_std, alone.noise_std, ratio, config.acs_noise_ratio_max,
+            )
+            return None
+        logger.info("calibration lines agree with the samples (noise estimate %.2fx of the samples' alone)", ratio)
+    coverage = centre_coverage(coords, calibration_radius(size))
+    if coverage < config.selfcal_min_coverage:
+        if acs is None:
+            logger.warning(
+                "the calibration lines form no block and, with the samples, cover only %.0f%% of the centre "
+                "(need %.0f%%); calibrating without them", 100 * coverage, 100 * config.selfcal_min_coverage,
+            )
+            return None
+        logger.info("joint calibration not possible (centre coverage %.0f%%); using the ACS block %s", 100 * coverage, acs.shape)
+        return acs
+    logger.info(
+        "calibration solve: %d samples, %dx%d block, centre coverage %.0f%%, noise std %.3g",
+        joint.num_samples, size, size, 100 * coverage, joint.noise_std,
+    )
+    return joint.block(size, "joint")
