@@ -2,7 +2,8 @@
 
 A sample at k (grid units) is moved to the nearest grid point g = round(k). Its
 sources are ``num_sources`` consecutive samples of the same readout centred on it
-(the window is shifted inwards at the readout ends). The kernel input is the set of
+(the window is shifted inwards at the readout ends; readouts of different lengths each
+have their own ends). The kernel input is the set of
 offsets ``k_source - g``.
 """
 
@@ -17,7 +18,7 @@ from igrog_gadget.errors import InputDataError
 
 @dataclass
 class SampleGeometry:
-    """Gridding geometry of all samples of one frame (readouts of equal length)."""
+    """Gridding geometry of all samples of one frame."""
 
     grid_index: np.ndarray
     """Shape (n,), int64: flat index ``iy * nx + ix`` of each kept sample's target grid point."""
@@ -72,26 +73,44 @@ def nearest_grid_points(coords: np.ndarray, matrix: tuple[int, int]) -> tuple[np
     return grid, inside
 
 
-def build_geometry(traj: np.ndarray, matrix: tuple[int, int], num_sources: int) -> SampleGeometry:
+def build_geometry(
+    traj: np.ndarray, matrix: tuple[int, int], num_sources: int, lengths: np.ndarray | None = None
+) -> SampleGeometry:
     """Target grid points and source windows for every sample of a frame.
 
     Args:
         traj: shape (readouts, samples, 2), (kx, ky) in grid units.
         matrix: (nx, ny) of the grid.
         num_sources: consecutive readout samples feeding each kernel.
+        lengths: shape (readouts,), int: samples of each readout when readouts differ in length
+            (the rest of its row is padding: never a target, never a source); None = all.
     """
     if traj.ndim != 3 or traj.shape[-1] != 2:
         raise InputDataError(f"trajectory must have shape (readouts, samples, 2), got {traj.shape}")
     num_readouts, samples, _ = traj.shape
-    windows = source_windows(samples, num_sources)  # (samples, S)
+    if lengths is None:
+        windows = np.broadcast_to(source_windows(samples, num_sources), (num_readouts, samples, num_sources))
+        valid = np.ones((num_readouts, samples), dtype=bool)
+    else:
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if lengths.shape != (num_readouts,) or lengths.max(initial=0) > samples:
+            raise InputDataError(f"readout lengths of shape {lengths.shape} do not fit a trajectory of shape {traj.shape}")
+        if lengths.min(initial=num_sources) < num_sources:
+            raise InputDataError(
+                f"a readout has {int(lengths.min())} samples, fewer than num_sources={num_sources}"
+            )
+        centre = np.arange(samples)
+        start = np.clip(centre[None, :] - (num_sources - 1) // 2, 0, (lengths - num_sources)[:, None])
+        windows = start[:, :, None] + np.arange(num_sources)[None, None, :]  # (R, L, S)
+        valid = centre[None, :] < lengths[:, None]
     grid, inside = nearest_grid_points(traj, matrix)  # (R, L, 2), (R, L)
-    source_pos = traj[:, windows, :]  # (R, L, S, 2)
+    source_pos = traj[np.arange(num_readouts)[:, None, None], windows, :]  # (R, L, S, 2)
     offsets = source_pos - grid[:, :, None, :].astype(traj.dtype)
     readout_base = (np.arange(num_readouts, dtype=np.int64) * samples)[:, None, None]
-    source_index = readout_base + windows[None, :, :]  # (R, L, S)
+    source_index = readout_base + windows  # (R, L, S)
     nx, ny = matrix
     flat_grid = (grid[..., 1] + ny // 2) * nx + (grid[..., 0] + nx // 2)
-    keep = inside.reshape(-1)
+    keep = (inside & valid).reshape(-1)
     sample_index = np.arange(num_readouts * samples, dtype=np.int64)[keep]
     return SampleGeometry(
         grid_index=flat_grid.reshape(-1)[keep],
@@ -99,5 +118,5 @@ def build_geometry(traj: np.ndarray, matrix: tuple[int, int], num_sources: int) 
         offsets=offsets.reshape(-1, num_sources, 2)[keep].astype(np.float32),
         sample_index=sample_index,
         matrix=(nx, ny),
-        num_dropped=int((~keep).sum()),
+        num_dropped=int((valid & ~inside).sum()),
     )

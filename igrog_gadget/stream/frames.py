@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from igrog_gadget.app.common.frame import FrameInputs
+from igrog_gadget.app.common.frame import PADDING_POSITION, FrameInputs
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import InputDataError
 from igrog_gadget.io.trajectory import BULK_QUANTILE, cartesian_positions, fov_scale, resolve_trajectory_units
@@ -73,18 +73,10 @@ def frame_inputs(
     """Stack a completed frame's readouts into arrays with positions in grid units.
 
     Raises:
-        InputDataError: readouts of unequal length, missing or 3D trajectories, units
-            out of range (messages name the acquisition).
+        InputDataError: missing or 3D trajectories, units out of range (messages name the
+            acquisition). Readouts of different lengths are padded (``FrameInputs.lengths``).
     """
     readouts = completed.readouts
-    lengths = {r.num_samples for r in readouts}
-    if len(lengths) != 1:
-        first = readouts[0]
-        odd = next(r for r in readouts if r.num_samples != first.num_samples)
-        raise InputDataError(
-            f"{source}frame {completed.frame_key}: acquisition {odd.scan_counter} has {odd.num_samples} samples, "
-            f"acquisition {first.scan_counter} has {first.num_samples}; readouts of one frame must be equally long"
-        )
     nx_enc, ny_enc, _ = header.encoded_matrix
     matrix = grid_matrix(header, config)
     oversampling = config.gridding.grid_oversampling
@@ -92,21 +84,32 @@ def frame_inputs(
     factor = 1.0
     if cartesian_input:
         imaging = header.encoding(0)
-        traj = np.stack([cartesian_positions(r, imaging) for r in readouts])
+        positions = [cartesian_positions(r, imaging) for r in readouts]
     else:
-        traj = np.stack([_trajectory_2d(r, source, header.encoded_matrix[2] == 1) for r in readouts]).astype(np.float32)
-        factor = unit_factor(traj, header, config, source)
+        positions = [_trajectory_2d(r, source, header.encoded_matrix[2] == 1).astype(np.float32) for r in readouts]
+        factor = unit_factor(np.concatenate(positions)[None], header, config, source)
         if factor != 1.0:  # normalized units: scale each axis by its own matrix size
-            traj = traj * np.array([nx_enc, ny_enc], dtype=np.float32)
-    traj = (traj * oversampling).astype(np.float32)
-    samples = np.stack([r.data for r in readouts], axis=1).astype(np.complex64)  # (coils, readouts, samples)
+            positions = [p * np.array([nx_enc, ny_enc], dtype=np.float32) for p in positions]
+    lengths = np.array([r.num_samples for r in readouts], dtype=np.int64)
+    longest = int(lengths.max())
+    traj = np.full((len(readouts), longest, 2), PADDING_POSITION, dtype=np.float32)
+    samples = np.zeros((readouts[0].num_coils, len(readouts), longest), dtype=np.complex64)  # (coils, readouts, samples)
+    for row, (readout, position) in enumerate(zip(readouts, positions)):
+        traj[row, : readout.num_samples] = position * oversampling
+        samples[:, row, : readout.num_samples] = readout.data
+    if lengths.min() != longest:
+        logger.info(
+            "%sframe %s: readouts of %d to %d samples (each gridded over its own length)",
+            source, completed.frame_key, int(lengths.min()), longest,
+        )
     dwell = np.array([r.sample_time_us for r in readouts], dtype=np.float32)
-    sample_times = dwell[:, None] * np.arange(samples.shape[2], dtype=np.float32)[None, :]
+    sample_times = dwell[:, None] * np.arange(longest, dtype=np.float32)[None, :]
     calibration_lines = _placed_calibration_lines(completed, header, factor, source, oversampling)
     return FrameInputs(
         samples=samples,
         traj=traj,
         matrix=matrix,
+        lengths=None if lengths.min() == longest else lengths,
         sample_times_us=sample_times,
         calibration_lines=calibration_lines,
         images=dict(images or {}),

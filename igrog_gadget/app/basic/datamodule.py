@@ -55,7 +55,7 @@ class BasicDataModule(DataModule):
     # --- engine contract -------------------------------------------------------
     def preprocess(self) -> "BasicDataModule":
         cfg = self.config
-        self.geometry = build_geometry(self.frame.traj, self.frame.matrix, cfg.gridding.num_sources)
+        self.geometry = build_geometry(self.frame.traj, self.frame.matrix, cfg.gridding.num_sources, self.frame.lengths)
         if self.geometry.num_dropped:
             logger.info("%d samples lie outside the grid and are not gridded", self.geometry.num_dropped)
         if self.with_training:

@@ -9,6 +9,10 @@ import numpy as np
 from igrog_gadget.gridding.coils import CoilTransform
 
 
+#: k (grid units) of the padding samples of readouts shorter than the frame's longest.
+PADDING_POSITION = 1.0e5
+
+
 @dataclass
 class FrameInputs:
     """One frame (slice/contrast/repetition/...) ready for gridding."""
@@ -19,6 +23,10 @@ class FrameInputs:
     """Shape (readouts, samples, 2), float32: (kx, ky) in grid units, k = 0 at index n//2."""
     matrix: tuple[int, int]
     """(nx, ny) of the output grid."""
+    lengths: np.ndarray | None = None
+    """Shape (readouts,), int64: samples of each readout when the readouts differ in length
+    (None: all ``samples``). A shorter readout's row is padded with zero data at
+    ``PADDING_POSITION``, outside every grid and every calibration band."""
     sample_times_us: np.ndarray | None = None
     """Shape (readouts, samples), float32: time of each sample after the readout's first sample, microseconds."""
     readout_times_us: np.ndarray | None = None
