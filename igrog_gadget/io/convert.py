@@ -419,6 +419,31 @@ def parse_header(xml: str, source: str = "") -> ScanHeader:
     )
 
 
+def output_recon_space(
+    matrix: tuple[int, int, int], fov_mm: tuple[float, float, float], recon_fov_mm: tuple[float, float, float]
+) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """reconSpace (matrix, FOV mm) of a Cartesian output grid ``matrix`` over ``fov_mm``.
+
+    Downstream readers (mrpro, Gadgetron) take voxel size = recon FOV / recon matrix and crop the
+    encoded image to the recon FOV. Per axis: the input's recon FOV in whole output voxels
+    (``round(recon_fov / voxel)``, at most the output matrix; the whole output where the input
+    states no recon FOV), and that many voxels' FOV. A 2D output's z (one partition) keeps the
+    input's recon z FOV (the slice thickness).
+    """
+    sizes, fovs = [], []
+    for axis in range(3):
+        n, fov, recon = int(matrix[axis]), float(fov_mm[axis]), float(recon_fov_mm[axis])
+        if axis == 2 and n == 1:
+            sizes.append(1)
+            fovs.append(recon if recon > 0 else fov)
+            continue
+        voxel = fov / n if fov > 0 else 0.0
+        size = n if voxel <= 0 or recon <= 0 else int(min(max(round(recon / voxel), 1), n))
+        sizes.append(size)
+        fovs.append(size * voxel if voxel > 0 else recon)
+    return (sizes[0], sizes[1], sizes[2]), (fovs[0], fovs[1], fovs[2])
+
+
 def cartesian_output_header(
     xml: str,
     matrix: tuple[int, int, int],
@@ -429,8 +454,8 @@ def cartesian_output_header(
     """XML header of the Cartesian output, derived from the input header.
 
     Changes to the first encoding: trajectory = cartesian; trajectoryDescription removed;
-    encodedSpace matrix/FOV = ``matrix`` / ``fov_mm``; reconSpace matrix = ``matrix`` (its FOV
-    is kept); encodingLimits kspace_encoding_step_0 = 0..nx-1 (centre nx//2),
+    encodedSpace matrix/FOV = ``matrix`` / ``fov_mm``; reconSpace = ``output_recon_space`` (the
+    input's recon FOV on the output's voxels); encodingLimits kspace_encoding_step_0 = 0..nx-1 (centre nx//2),
     kspace_encoding_step_1 = 0..ny-1 (centre ny//2), kspace_encoding_step_2 = 0..nz-1
     (centre nz//2) when nz > 1 (when nz == 1 the input's step-2 limits are kept, 0..0 if
     absent), then every entry of ``limits`` (applied last, so it may override).
@@ -467,7 +492,9 @@ def cartesian_output_header(
         matrixSize=xsd.matrixSizeType(x=nx, y=ny, z=nz),
         fieldOfView_mm=xsd.fieldOfViewMm(x=fx, y=fy, z=fz),
     )
-    enc.reconSpace.matrixSize = xsd.matrixSizeType(x=nx, y=ny, z=nz)
+    recon_matrix, recon_fov = output_recon_space((nx, ny, nz), (fx, fy, fz), _fov(enc.reconSpace))
+    enc.reconSpace.matrixSize = xsd.matrixSizeType(x=recon_matrix[0], y=recon_matrix[1], z=recon_matrix[2])
+    enc.reconSpace.fieldOfView_mm = xsd.fieldOfViewMm(x=recon_fov[0], y=recon_fov[1], z=recon_fov[2])
 
     enc_limits = enc.encodingLimits if enc.encodingLimits is not None else xsd.encodingLimitsType()
     enc.encodingLimits = enc_limits

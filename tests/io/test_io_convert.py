@@ -15,6 +15,7 @@ from igrog_gadget.io import (
     acquisition_from_readout,
     cartesian_acquisitions,
     cartesian_output_header,
+    output_recon_space,
     image_from_item,
     image_item_from_image,
     parse_header,
@@ -180,8 +181,9 @@ def test_cartesian_output_header(xml_builder):
     assert enc.trajectoryDescription is None
     assert (enc.encodedSpace.matrixSize.x, enc.encodedSpace.matrixSize.y, enc.encodedSpace.matrixSize.z) == (40, 36, 1)
     assert (enc.encodedSpace.fieldOfView_mm.x, enc.encodedSpace.fieldOfView_mm.y) == (300.0, 270.0)
-    assert (enc.reconSpace.matrixSize.x, enc.reconSpace.matrixSize.y) == (40, 36)
-    assert (enc.reconSpace.fieldOfView_mm.x, enc.reconSpace.fieldOfView_mm.y) == (250.0, 250.0)  # kept
+    # the input's 250 mm recon FOV on the output's 7.5 mm voxels: 33 voxels, 247.5 mm
+    assert (enc.reconSpace.matrixSize.x, enc.reconSpace.matrixSize.y) == (33, 33)
+    assert (enc.reconSpace.fieldOfView_mm.x, enc.reconSpace.fieldOfView_mm.y) == (247.5, 247.5)
     limits = enc.encodingLimits
     assert _limit(limits.kspace_encoding_step_0) == (0, 39, 20)
     assert _limit(limits.kspace_encoding_step_1) == (0, 35, 18)
@@ -315,3 +317,19 @@ def test_image_item_round_trip():
     assert back.image_series_index == 7
     np.testing.assert_array_equal(back.data, data)
     assert dict(back.meta) == {"ImageType": "b0map"}
+
+
+@pytest.mark.parametrize(
+    "matrix, fov, recon_fov, expected",
+    [
+        ((128, 128, 1), (128.0, 128.0, 5.0), (64.0, 64.0, 5.0), ((64, 64, 1), (64.0, 64.0, 5.0))),  # 2x grid oversampling
+        ((256, 128, 1), (512.0, 256.0, 5.0), (256.0, 256.0, 5.0), ((128, 128, 1), (256.0, 256.0, 5.0))),  # readout os
+        ((64, 64, 16), (256.0, 256.0, 80.0), (256.0, 256.0, 80.0), ((64, 64, 16), (256.0, 256.0, 80.0))),  # stack-of-stars
+        ((64, 64, 1), (256.0, 256.0, 5.0), (0.0, 0.0, 0.0), ((64, 64, 1), (256.0, 256.0, 5.0))),  # no recon FOV stated
+    ],
+)
+def test_output_recon_space_has_the_output_voxels(matrix, fov, recon_fov, expected):
+    recon_matrix, recon_fov_out = output_recon_space(matrix, fov, recon_fov)
+    assert (recon_matrix, recon_fov_out) == expected
+    for axis in range(2):  # voxel size a reader computes = the output grid's
+        assert recon_fov_out[axis] / recon_matrix[axis] == pytest.approx(fov[axis] / matrix[axis])
