@@ -25,6 +25,7 @@ from benchmarks.evaluation import load_case, nrmse_on_sampled  # noqa: E402
 from benchmarks.writer_edits import (  # noqa: E402
     add_calibration_encoding,
     as_calibration_scan,
+    calibration_lines_with_zero_trajectory,
     copy_dataset,
     keep_header,
     overshoot_to,
@@ -55,6 +56,10 @@ CASES: dict[str, tuple[SimulationSpec, Edit | None, str]] = {
     "calibration_as_encoding_0": (
         RADIAL_ACS, lambda s, t: copy_dataset(s, t, add_calibration_encoding, as_calibration_scan(0, False)),
         "64-sample lines claimed by encoding 0 (misplaced: rejected)",
+    ),
+    "calibration_zero_traj": (
+        RADIAL_ACS, lambda s, t: copy_dataset(s, t, keep_header, calibration_lines_with_zero_trajectory),
+        "ACS lines with an all-zero traj (mrpro's test-data writer)",
     ),
     "mixed_lengths": (
         RADIAL_ACS, lambda s, t: copy_dataset(s, t, keep_header, shorten_even_spokes(48)),

@@ -77,6 +77,19 @@ def as_calibration_scan(ref: int, own_numbering: bool) -> AcquisitionEdit:
     return change
 
 
+def calibration_lines_with_zero_trajectory(acq: ismrmrd.Acquisition, matrix: int) -> ismrmrd.Acquisition:
+    """ACS lines given trajectory_dimensions = 2 and an all-zero traj (mrpro's test-data writer
+    reuses one acquisition buffer and leaves the calibration lines' traj at zero)."""
+    if not acq.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION):
+        return acq
+    head = acq.getHead()
+    head.trajectory_dimensions = 2
+    zeroed = ismrmrd.Acquisition(head)
+    zeroed.data[:] = acq.data
+    zeroed.traj[:] = 0.0
+    return zeroed
+
+
 def without_calibration_lines(acq: ismrmrd.Acquisition, matrix: int) -> ismrmrd.Acquisition | None:
     """Drops the ACS lines."""
     return None if acq.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION) else acq

@@ -141,7 +141,7 @@ def _calibration_positions(readout: Readout, header: ScanHeader, factor: float, 
     """Positions (samples, 2) in grid units of the imaging encoding of a calibration readout: its
     Cartesian layout in the encoding it references (``encoding_space_ref``: centre line, matrix,
     FOV, readout oversampling), or its traj (in the imaging data's units for encoding 0, else
-    scaled from its own encoding's FOV)."""
+    scaled from its own encoding's FOV); an all-zero traj counts as none."""
     ref = readout.encoding_space_ref
     if not 0 <= ref < max(len(header.encodings), 1):
         raise InputDataError(
@@ -149,7 +149,9 @@ def _calibration_positions(readout: Readout, header: ScanHeader, factor: float, 
             f"{len(header.encodings)} encoding(s)"
         )
     encoding, imaging = header.encoding(ref), header.encoding(0)
-    if readout.traj is None or readout.traj.size == 0:
+    if readout.traj is None or readout.traj.size == 0 or not np.any(readout.traj[:, :2]):
+        # no trajectory, or one left all zero (a writer reusing an imaging acquisition's buffer,
+        # as mrpro's test-data writer does): the Cartesian layout of its encoding
         return cartesian_positions(readout, encoding, imaging).astype(np.float32)
     traj = _trajectory_2d(readout, source, header.encoded_matrix[2] == 1).astype(np.float32)
     if factor != 1.0:

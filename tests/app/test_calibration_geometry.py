@@ -16,6 +16,7 @@ from benchmarks.evaluation import load_case, nrmse_on_sampled
 from benchmarks.writer_edits import (
     add_calibration_encoding,
     as_calibration_scan,
+    calibration_lines_with_zero_trajectory,
     copy_dataset,
     keep_header,
     shorten_even_spokes,
@@ -78,6 +79,17 @@ def test_misplaced_calibration_lines_are_not_used(radial64, tmp_path, caplog, re
     assert report.frames[0].info["calibration"] == "self-calibration"
     np.testing.assert_array_equal(report.frames[0].kspace, reference.frames[0].kspace)
     assert error_of(report, radial64) < 0.5 * nn_error(radial64)
+
+
+def test_calibration_lines_with_an_all_zero_trajectory_are_placed_by_their_counters(radial64, tmp_path):
+    """mrpro's test-data writer leaves its separate calibration lines' traj at zero: they are
+    Cartesian lines, placed by e1 and the centre sample, exactly as without a traj."""
+    edited = copy_dataset(radial64, tmp_path / "zero.h5", keep_header, calibration_lines_with_zero_trajectory)
+    config = load_config("basic", overrides=QUICK)
+    report = replay_file(edited, tmp_path / "out.h5", config)
+    reference = replay_file(radial64, tmp_path / "ref.h5", config)
+    assert report.frames[0].info["calibration"] == "joint"
+    np.testing.assert_array_equal(report.frames[0].kspace, reference.frames[0].kspace)
 
 
 def test_imaging_data_of_another_encoding_is_refused(radial64, tmp_path):
