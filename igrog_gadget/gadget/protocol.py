@@ -142,6 +142,9 @@ class ProtocolLimits:
     """Longest wait for the next message to start (None: wait forever; EOF still ends it)."""
     read_timeout_s: float = 60.0
     """Longest silence in the middle of a message before the peer counts as stalled."""
+    message_deadline_s: float = 300.0
+    """Longest a whole message may take from its first byte to its last (a peer trickling a
+    byte at a time inside the read timeout is cut off here)."""
     send_timeout_s: float = 120.0
     """Longest a blocked send may wait for the peer to read."""
     max_array_dimensions: int = 16
@@ -170,8 +173,10 @@ class Message:
     value: Any
     """str for config/header/text/error, WireAcquisition, ismrmrd.Image, ismrmrd.Waveform,
     bytes (recon data payload), None for CLOSE."""
-    raw: bytes
-    """The whole message as received, 2-byte id first (pass-through sends exactly this)."""
+    raw: bytes | bytearray
+    """The whole message as received, 2-byte id first (pass-through sends exactly this). Large
+    messages are read into one buffer that also backs ``value``'s arrays: a message costs
+    about its own size in memory."""
 
     @property
     def name(self) -> str:
@@ -276,25 +281,46 @@ class MessageChannel:
         self.bytes_received = 0
         self.bytes_sent = 0
         self.closed = False
+        self._deadline = float("inf")
+        """When the message being read must be complete (monotonic clock)."""
         _enable_keepalive(sock)
 
     # --- low level ------------------------------------------------------------------------
     def _recv_exact(self, n: int, what: str, first: bool = False) -> bytes:
         """Exactly ``n`` bytes; ``first`` marks the start of a message (idle timeout applies)."""
-        if n == 0:
-            return b""
         buffer = bytearray(n)
-        view = memoryview(buffer)
+        self._recv_into(memoryview(buffer), what, first)
+        return bytes(buffer) if n <= 4096 else buffer  # small fields as bytes; large ones not copied
+
+    def _recv_into(self, view: memoryview, what: str, first: bool = False) -> None:
+        """Fill ``view`` from the socket; ``first`` marks the start of a message (idle timeout
+        applies to its first byte, and the message deadline starts with it)."""
+        n = len(view)
         got = 0
         while got < n:
-            timeout = self.limits.idle_timeout_s if (first and got == 0) else self.limits.read_timeout_s
+            started = first and got == 0
+            if started:
+                timeout = self.limits.idle_timeout_s
+            else:
+                remaining = self._deadline - time.monotonic()
+                if remaining <= 0:
+                    raise PeerTimeoutError(
+                        f"{what} did not arrive within the message deadline of {self.limits.message_deadline_s:g} s "
+                        f"({got} of {n} bytes received); closing"
+                    )
+                timeout = min(self.limits.read_timeout_s, remaining)
             self.sock.settimeout(timeout)
             try:
                 count = self.sock.recv_into(view[got:], n - got)
             except socket.timeout:
-                if first and got == 0:
+                if started:
                     raise PeerTimeoutError(
                         f"no message for {self.limits.idle_timeout_s:g} s (idle timeout); closing"
+                    ) from None
+                if time.monotonic() >= self._deadline:
+                    raise PeerTimeoutError(
+                        f"{what} did not arrive within the message deadline of {self.limits.message_deadline_s:g} s "
+                        f"({got} of {n} bytes received); closing"
                     ) from None
                 raise PeerTimeoutError(
                     f"peer stalled for {self.limits.read_timeout_s:g} s in the middle of {what} "
@@ -309,12 +335,13 @@ class MessageChannel:
                     raise PeerClosedError("connection closed locally") from None
                 raise ProtocolError(f"socket error while reading {what}: {error}") from None
             if count == 0:
-                if first and got == 0:
+                if started:
                     raise PeerClosedError("the peer closed the connection without a CLOSE message")
                 raise TruncatedMessageError(f"connection ended in the middle of {what}: {got} of {n} bytes received")
+            if started:
+                self._deadline = time.monotonic() + self.limits.message_deadline_s
             got += count
         self.bytes_received += n
-        return bytes(buffer)
 
     def _check_size(self, size: int, limit: int, what: str) -> None:
         if size > limit:
@@ -337,6 +364,8 @@ class MessageChannel:
                 "WAVEFORM and RECONDATA"
             )
         value, body = reader(self)
+        if mid in (ACQUISITION, RECONDATA):  # read with their id into one buffer
+            return Message(mid, value, body)
         return Message(mid, value, id_bytes + body)
 
     def _read_close(self) -> tuple[None, bytes]:
@@ -374,7 +403,7 @@ class MessageChannel:
             raise MalformedMessageError(f"the CONFIG_FILE name is not valid UTF-8: {error}") from None
         return name, payload
 
-    def _read_acquisition(self) -> tuple[WireAcquisition, bytes]:
+    def _read_acquisition(self) -> tuple[WireAcquisition, bytearray]:
         head_bytes = self._recv_exact(ACQUISITION_HEADER_SIZE, "an acquisition header")
         head = ismrmrd.AcquisitionHeader.from_buffer_copy(head_bytes)
         samples, channels, dims = (
@@ -385,10 +414,15 @@ class MessageChannel:
         traj_size = samples * dims * 4
         data_size = samples * channels * 8
         self._check_size(traj_size + data_size, self.limits.max_message_bytes, f"acquisition {head.scan_counter}")
-        body = self._recv_exact(traj_size + data_size, f"acquisition {head.scan_counter}")
-        traj = np.frombuffer(body, dtype=np.float32, count=samples * dims).reshape(samples, dims)
-        data = np.frombuffer(body, dtype=np.complex64, offset=traj_size).reshape(channels, samples)
-        return WireAcquisition(head, traj, data), head_bytes + body
+        # one buffer for the whole message (id, header, traj, data); the arrays are views of it
+        start = 2 + ACQUISITION_HEADER_SIZE
+        buffer = bytearray(start + traj_size + data_size)
+        buffer[:2] = _ID.pack(ACQUISITION)
+        buffer[2:start] = head_bytes
+        self._recv_into(memoryview(buffer)[start:], f"acquisition {head.scan_counter}")
+        traj = np.frombuffer(buffer, dtype=np.float32, count=samples * dims, offset=start).reshape(samples, dims)
+        data = np.frombuffer(buffer, dtype=np.complex64, count=samples * channels, offset=start + traj_size)
+        return WireAcquisition(head, traj, data.reshape(channels, samples)), buffer
 
     def _read_image(self) -> tuple[ismrmrd.Image, bytes]:
         head_bytes = self._recv_exact(IMAGE_HEADER_SIZE, "an image header")
@@ -424,8 +458,8 @@ class MessageChannel:
     def _read_recon_data(self) -> tuple[bytes, bytes]:
         from igrog_gadget.gadget.recondata import read_recon_data_bytes
 
-        body = read_recon_data_bytes(self._recv_exact, self.limits, self.peer)
-        return body, body
+        body = read_recon_data_bytes(self._recv_into, self.limits, self.peer, prefix=_ID.pack(RECONDATA))
+        return memoryview(body)[2:], body
 
     _READERS: dict[int, Callable[["MessageChannel"], tuple[Any, bytes]]] = {
         CONFIG_FILE: _read_config_file,

@@ -240,29 +240,46 @@ def encode_frame(frame: GriddedFrame, fov_mm: tuple[float, float, float], first_
 # --------------------------------------------------------------------------------------------
 # Decoding (pass-through sizing and tests)
 # --------------------------------------------------------------------------------------------
-ReadExactly = Callable[[int, str], bytes]
+ReadInto = Callable[[memoryview, str], None]
+"""Fills a buffer from the stream (``MessageChannel._recv_into``); ``what`` names it in errors."""
 
 
 class _Reader:
-    """Reads a recon-data payload through ``read_exactly(n, what)``, checking sizes first."""
+    """Reads a recon-data payload through ``read_into(view, what)``, checking sizes first."""
 
-    def __init__(self, read_exactly: ReadExactly, limits: ProtocolLimits, peer: str) -> None:
-        self.read_exactly = read_exactly
+    def __init__(self, read_into: ReadInto, limits: ProtocolLimits, peer: str) -> None:
+        self.read_into = read_into
         self.limits = limits
         self.peer = peer
         self.total = 0
-        self.parts: list[bytes] = []
+        self.parts: list[bytearray] = []
 
-    def take(self, n: int, what: str) -> bytes:
+    def take(self, n: int, what: str) -> bytearray:
         if self.total + n > self.limits.max_message_bytes:
             raise MessageTooLargeError(
                 f"recon data message grows beyond the limit of {self.limits.max_message_bytes} bytes "
                 f"at {what} ({n} more bytes); the stream is corrupt or the message is too large"
             )
-        chunk = self.read_exactly(n, what)
+        chunk = bytearray(n)
+        self.read_into(memoryview(chunk), what)
         self.total += n
         self.parts.append(chunk)
         return chunk
+
+    def count(self, shape: tuple[int, ...], itemsize: int, what: str) -> int:
+        """Elements of ``shape``, refusing dimensions or products beyond the message limit (a
+        dimension of 2**63 with another of 0 must not reach numpy)."""
+        limit = self.limits.max_message_bytes
+        elements = 1
+        for size in shape:
+            if size > limit:
+                raise MessageTooLargeError(f"recon data: {what} declares a dimension of {size} (shape {shape})")
+            elements *= size
+        if elements * itemsize > limit:
+            raise MessageTooLargeError(
+                f"recon data: {what} of shape {shape} exceeds the limit of {limit} bytes"
+            )
+        return elements
 
     def u64(self, what: str) -> int:
         return _U64.unpack(self.take(8, what))[0]
@@ -283,21 +300,13 @@ class _Reader:
 
     def array(self, dtype: np.dtype, what: str) -> np.ndarray:
         shape = self.dims(what)
-        count = 1
-        for d in shape:
-            count *= d
-            if count * dtype.itemsize > self.limits.max_message_bytes:
-                raise MessageTooLargeError(
-                    f"recon data: {what} of shape {shape} exceeds the limit of {self.limits.max_message_bytes} bytes"
-                )
+        count = self.count(shape, dtype.itemsize, what)
         payload = self.take(count * dtype.itemsize, what)
         return np.frombuffer(payload, dtype=dtype).reshape(shape, order="F")
 
     def headers(self, what: str) -> np.ndarray:
         shape = self.dims(what)
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-        if count * ACQUISITION_HEADER_SIZE > self.limits.max_message_bytes:
-            raise MessageTooLargeError(f"recon data: {what} of shape {shape} exceeds the size limit")
+        count = self.count(shape, ACQUISITION_HEADER_SIZE, what)
         payload = self.take(count * ACQUISITION_HEADER_SIZE, what)
         flat = np.empty(count, dtype=object)
         for i in range(count):
@@ -328,26 +337,30 @@ class _Reader:
         return ReconData(bits)
 
 
-def read_recon_data_bytes(read_exactly: ReadExactly, limits: ProtocolLimits, peer: str = "peer") -> bytes:
-    """Read one recon-data payload (after its id) and return its exact bytes."""
-    reader = _Reader(read_exactly, limits, peer)
+def read_recon_data_bytes(read_into: ReadInto, limits: ProtocolLimits, peer: str = "peer", prefix: bytes = b"") -> bytearray:
+    """Read one recon-data payload (after its id) and return ``prefix`` + its exact bytes."""
+    reader = _Reader(read_into, limits, peer)
     reader.recon_data()
-    return b"".join(reader.parts)
+    payload = bytearray(prefix)
+    for part in reader.parts:
+        payload += part
+    reader.parts.clear()
+    return payload
 
 
 def decode_recon_data(payload: bytes, limits: ProtocolLimits | None = None) -> ReconData:
     """Decode a recon-data payload (the bytes after the message id)."""
     position = 0
 
-    def read_exactly(n: int, what: str) -> bytes:
+    def read_into(view: memoryview, what: str) -> None:
         nonlocal position
+        n = len(view)
         if position + n > len(payload):
             raise MalformedMessageError(f"recon data ends in the middle of {what}")
-        chunk = payload[position : position + n]
+        view[:] = payload[position : position + n]
         position += n
-        return chunk
 
-    reader = _Reader(read_exactly, limits or ProtocolLimits(), "recon data")
+    reader = _Reader(read_into, limits or ProtocolLimits(), "recon data")
     recon = reader.recon_data()
     if position != len(payload):
         raise MalformedMessageError(f"recon data has {len(payload) - position} bytes after its last recon bit")

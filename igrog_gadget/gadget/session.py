@@ -406,13 +406,27 @@ class GadgetSession:
                 if message.mid == protocol.CLOSE:
                     self._inbox.finish()
                     return
-        except ProtocolError as error:
+        except Exception as exception:  # noqa: BLE001 - any failure of this thread ends the session, never hangs it
+            error = (
+                exception
+                if isinstance(exception, ProtocolError)
+                else protocol.MalformedMessageError(
+                    f"message {self.report.messages_in + self._inbox_count() + 1} cannot be read: "
+                    f"{type(exception).__name__}: {exception}"
+                )
+            )
+            if not isinstance(exception, ProtocolError):
+                logger.exception("%s: reader failed", self.channel.peer)
             if not self._inbox.stopped:
                 detail = "; nothing buffered is gridded or sent" if isinstance(error, PeerClosedError) else ""
                 logger.error("%s: %s; ending this connection%s", self.channel.peer, error, detail)
             self._inbox.fail(error)
             if self.pipeline is not None:  # a broken stream: stop training/gridding for it at once
                 self.pipeline.gridder.cancel()
+
+    def _inbox_count(self) -> int:
+        with self._inbox.condition:
+            return len(self._inbox.items)
 
     def _next(self) -> tuple[Message, float]:
         message, arrival = self._inbox.get()
@@ -428,10 +442,10 @@ class GadgetSession:
         if mid == protocol.ACQUISITION:
             wire = message.value
             dims = int(wire.head.trajectory_dimensions)
-            readout = readout_from_header_and_arrays(
+            readout = readout_from_header_and_arrays(  # views of the message buffer: no copy
                 wire.head,
-                np.array(wire.data),
-                np.array(wire.traj) if dims else None,
+                wire.data,
+                wire.traj if dims else None,
                 self.report.acquisitions_in,
             )
             self.report.acquisitions_in += 1
