@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
 
@@ -21,7 +22,31 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"TCP port (default {DEFAULT_GADGETRON_PORT}, or {DEFAULT_MRD_PORT} with --mrd; 0 = any free port)",
     )
-    parser.add_argument("--host", default="", help="address to bind (default: all interfaces)")
+    parser.add_argument(
+        "--host", default="127.0.0.1",
+        help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 or :: exposes the server, "
+        "which has no authentication, to the network: see docs/gadget.md)",
+    )
+    parser.add_argument(
+        "--data-dir", default=None,
+        help="directory whose regular files a connection may name (config property, fieldcorr.b0map_file, "
+        "image_calibration.image_file); default: none, file properties are refused",
+    )
+    parser.add_argument("--max-file-mb", type=float, default=1024.0, help="largest file a connection may name, MiB (default 1024)")
+    parser.add_argument(
+        "--limit", dest="limits", action="append", default=[], metavar="NAME=VALUE",
+        help="resource limit of every connection (repeatable), e.g. max_matrix=512, max_coils=64, "
+        "max_training_seconds=300, max_training_pairs=500000, max_buffered_samples=...; names as in "
+        "igrog_gadget.limits.ResourceLimits",
+    )
+    parser.add_argument(
+        "--max-session-mb", type=float, default=2048.0,
+        help="per connection: MiB of messages read ahead while it trains (default 2048)",
+    )
+    parser.add_argument(
+        "--handshake-timeout", type=float, default=30.0,
+        help="seconds from connecting to a complete configuration + header (default 30)",
+    )
     parser.add_argument(
         "--mrd",
         action="store_true",
@@ -53,15 +78,36 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--idle-timeout",
         type=float,
-        default=600.0,
-        help="seconds a connection may stay silent between messages (0 = no limit; default 600)",
+        default=300.0,
+        help="seconds a connection may stay silent between messages after its handshake (0 = no limit; "
+        "default 300: a scanner pausing between measurements)",
     )
     parser.add_argument(
         "--read-timeout", type=float, default=60.0, help="seconds a peer may stall inside a message (default 60)"
     )
     parser.add_argument(
+        "--message-deadline", type=float, default=300.0,
+        help="seconds one whole message may take from its first byte to its last (default 300)",
+    )
+    parser.add_argument(
         "--max-message-mb", type=float, default=1024.0, help="largest message accepted, MiB (default 1024)"
     )
+
+
+def _parse_limits(items: list[str]) -> dict[str, float]:
+    """``--limit NAME=VALUE`` arguments as a dict (ConfigError on a malformed one)."""
+    from igrog_gadget.errors import ConfigError
+
+    values: dict[str, float] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        try:
+            values[name.strip()] = float(text)
+        except ValueError:
+            raise ConfigError(f"--limit {item!r}: expected NAME=NUMBER") from None
+        if not sep:
+            raise ConfigError(f"--limit {item!r}: expected NAME=NUMBER")
+    return values
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -71,16 +117,27 @@ def run_serve(args: argparse.Namespace) -> int:
     from igrog_gadget.gadget.session import Dialect
     from igrog_gadget.gadget.settings import GadgetSettings
 
+    from igrog_gadget.errors import ConfigError
+    from igrog_gadget.gadget.settings import PeerFiles
+    from igrog_gadget.limits import ResourceLimits
+
+    if args.data_dir is not None and not os.path.isdir(args.data_dir):
+        raise ConfigError(f"--data-dir {args.data_dir!r} is not a directory")
+    for name, value in (("--max-file-mb", args.max_file_mb), ("--max-session-mb", args.max_session_mb),
+                        ("--handshake-timeout", args.handshake_timeout), ("--message-deadline", args.message_deadline),
+                        ("--read-timeout", args.read_timeout)):
+        if not value > 0:
+            raise ConfigError(f"{name} must be > 0, got {value}")
+    resource_limits = ResourceLimits().with_overrides(**_parse_limits(args.limits))
     defaults = GadgetSettings(
         variant=args.variant,
         config_file=args.config,
         overrides=list(args.overrides),
         device=args.device,
         output=args.output,
+        files=PeerFiles(args.data_dir, int(args.max_file_mb * (1 << 20))),
     )
     if args.cpu_threads < 0:
-        from igrog_gadget.errors import ConfigError
-
         raise ConfigError(f"--cpu-threads must be >= 0, got {args.cpu_threads}")
     if args.cpu_threads > 0:
         import torch
@@ -88,13 +145,11 @@ def run_serve(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.cpu_threads)
     dialect = Dialect.MRD if args.mrd else Dialect.GADGETRON
     if dialect is Dialect.MRD and defaults.output == "recondata":
-        from igrog_gadget.errors import ConfigError
-
         raise ConfigError("--output recondata is for Gadgetron peers; MRD clients read images or acquisitions")
     config = defaults.igrog_config()  # validate the defaults before listening
+    resource_limits.check_config(config)
     import igrog_gadget.stream.pipeline  # noqa: F401  (torch and the variants load now, not on the first scan)
     from engine import resolve_device
-    from igrog_gadget.errors import ConfigError
 
     try:
         device = resolve_device(config.gridding.device)
@@ -107,9 +162,26 @@ def run_serve(args: argparse.Namespace) -> int:
         max_message_bytes=int(args.max_message_mb * (1 << 20)),
         idle_timeout_s=args.idle_timeout if args.idle_timeout and args.idle_timeout > 0 else None,
         read_timeout_s=args.read_timeout,
+        message_deadline_s=args.message_deadline,
     )
-    options = ServerOptions(host=args.host, port=port, dialect=dialect, max_connections=args.max_connections)
-    server = GadgetServer(options, defaults, limits)
+    options = ServerOptions(
+        host=args.host,
+        port=port,
+        dialect=dialect,
+        max_connections=args.max_connections,
+        handshake_timeout_s=args.handshake_timeout,
+        max_buffered_bytes=int(args.max_session_mb * (1 << 20)),
+        resource_limits=resource_limits,
+    )
+    if args.host in ("", "0.0.0.0", "::"):
+        logger.warning(
+            "listening on every interface (--host %s): any peer that reaches this port may connect; "
+            "there is no authentication (docs/gadget.md, threat model)", args.host or "''",
+        )
+    try:
+        server = GadgetServer(options, defaults, limits)
+    except OSError as error:  # port in use, address not on this machine, no permission
+        raise ConfigError(f"cannot listen on {args.host or '*'}:{port}: {error.strerror or error}") from None
 
     def stop(signum: int, _frame: object) -> None:
         logger.info("signal %d: shutting down", signum)

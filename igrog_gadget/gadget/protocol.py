@@ -283,6 +283,8 @@ class MessageChannel:
         self.closed = False
         self._deadline = float("inf")
         """When the message being read must be complete (monotonic clock)."""
+        self._until: float | None = None
+        """Handshake deadline of the message being read, if any."""
         _enable_keepalive(sock)
 
     # --- low level ------------------------------------------------------------------------
@@ -299,8 +301,12 @@ class MessageChannel:
         got = 0
         while got < n:
             started = first and got == 0
+            if self._until is not None and time.monotonic() >= self._until:
+                raise PeerTimeoutError(f"the handshake did not arrive in time ({what}: {got} of {n} bytes); closing")
             if started:
                 timeout = self.limits.idle_timeout_s
+                if self._until is not None:
+                    timeout = min(timeout or float("inf"), self._until - time.monotonic())
             else:
                 remaining = self._deadline - time.monotonic()
                 if remaining <= 0:
@@ -309,10 +315,16 @@ class MessageChannel:
                         f"({got} of {n} bytes received); closing"
                     )
                 timeout = min(self.limits.read_timeout_s, remaining)
-            self.sock.settimeout(timeout)
+                if self._until is not None:
+                    timeout = min(timeout, self._until - time.monotonic())
+            self.sock.settimeout(None if timeout is None else max(timeout, 1e-3))
             try:
                 count = self.sock.recv_into(view[got:], n - got)
             except socket.timeout:
+                if self._until is not None and time.monotonic() >= self._until:
+                    raise PeerTimeoutError(
+                        f"the handshake (configuration and header) did not arrive in time ({what}: {got} of {n} bytes); closing"
+                    ) from None
                 if started:
                     raise PeerTimeoutError(
                         f"no message for {self.limits.idle_timeout_s:g} s (idle timeout); closing"
@@ -351,8 +363,20 @@ class MessageChannel:
             )
 
     # --- messages -------------------------------------------------------------------------
-    def read_message(self) -> Message:
-        """The next complete message (blocks; raises ProtocolError subclasses)."""
+    def read_message(self, until: float | None = None) -> Message:
+        """The next complete message (blocks; raises ProtocolError subclasses).
+
+        Args:
+            until: ``time.monotonic()`` by which the whole message must have arrived (the
+                handshake deadline), on top of the idle timeout and the message deadline.
+        """
+        self._until = until
+        try:
+            return self._read_message()
+        finally:
+            self._until = None
+
+    def _read_message(self) -> Message:
         id_bytes = self._recv_exact(2, "a message id", first=True)
         mid = _ID.unpack(id_bytes)[0]
         reader = self._READERS.get(mid)

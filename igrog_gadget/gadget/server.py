@@ -14,32 +14,42 @@ import selectors
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from igrog_gadget.gadget import protocol
 from igrog_gadget.gadget.protocol import MessageChannel, ProtocolLimits
-from igrog_gadget.gadget.session import Dialect, GadgetSession, SessionReport
+from igrog_gadget.gadget.session import Dialect, GadgetSession, SessionReport, SessionSlots
 from igrog_gadget.gadget.settings import GadgetSettings
+from igrog_gadget.limits import ResourceLimits
 
 logger = logging.getLogger(__name__)
 
 #: Port of Gadgetron's own examples for ``<connect>``; MRD servers conventionally use 9002.
 DEFAULT_GADGETRON_PORT = 18000
 DEFAULT_MRD_PORT = 9002
+#: Loopback: exposing the server to a network is an explicit ``--host``.
+DEFAULT_HOST = "127.0.0.1"
 
 
 @dataclass
 class ServerOptions:
     """How the server listens and what it allows."""
 
-    host: str = ""
-    """Address to bind; "" = every interface (IPv4 and IPv6 when the system supports both)."""
+    host: str = DEFAULT_HOST
+    """Address to bind: loopback by default; "" or "0.0.0.0" / "::" = every interface (an
+    explicit choice: the server has no authentication, see docs/gadget.md)."""
     port: int = DEFAULT_GADGETRON_PORT
     dialect: Dialect = Dialect.GADGETRON
     max_connections: int = 16
-    """Concurrent connections served; more are told so and closed."""
+    """Concurrent sessions (connections past their handshake); more are told so and closed."""
+    max_handshaking: int = 64
+    """Connections still in their handshake at once (they hold no session slot); more are refused."""
+    handshake_timeout_s: float = 30.0
+    """Seconds from connecting to a complete handshake (configuration and header)."""
     max_buffered_bytes: int = 2 << 30
     """Per connection: bytes of messages read ahead while the worker is busy (training)."""
+    resource_limits: ResourceLimits = field(default_factory=ResourceLimits)
+    """What one connection may ask for (matrix, coils, training size and time, buffered data)."""
     keep_reports: int = 256
     """Finished sessions' reports kept in memory (for tests and monitoring)."""
 
@@ -61,6 +71,7 @@ class GadgetServer:
         self._threads: dict[int, threading.Thread] = {}
         self._lock = threading.Lock()
         self._counter = 0
+        self.slots = SessionSlots(self.options.max_connections)
         self._stopping = threading.Event()
         self._wake_read, self._wake_write = os.pipe()
         self._listener = self._listen()
@@ -69,7 +80,7 @@ class GadgetServer:
     # --- listening ------------------------------------------------------------------------
     def _listen(self) -> socket.socket:
         host, port = self.options.host, int(self.options.port)
-        if host in ("", "::") and socket.has_dualstack_ipv6():
+        if host in ("", "::") and socket.has_dualstack_ipv6():  # every interface, IPv4 and IPv6
             listener = socket.create_server((host or "::", port), family=socket.AF_INET6, dualstack_ipv6=True)
         else:
             listener = socket.create_server((host or "0.0.0.0", port))
@@ -144,13 +155,22 @@ class GadgetServer:
     def _start_connection(self, sock: socket.socket) -> None:
         channel = MessageChannel(sock, self.limits)
         with self._lock:
-            busy = len(self._threads)
+            open_connections = len(self._threads)
             self._counter += 1
             number = self._counter
-        if busy >= self.options.max_connections:
-            self._refuse(channel, busy)
+        handshaking = open_connections - self.slots.in_use
+        if self.slots.in_use >= self.options.max_connections or handshaking >= self.options.max_handshaking:
+            self._refuse(channel, self.slots.in_use)
             return
-        session = GadgetSession(channel, self.options.dialect, self.defaults, self.options.max_buffered_bytes)
+        session = GadgetSession(
+            channel,
+            self.options.dialect,
+            self.defaults,
+            self.options.max_buffered_bytes,
+            resource_limits=self.options.resource_limits,
+            slots=self.slots,
+            handshake_timeout_s=self.options.handshake_timeout_s,
+        )
         thread = threading.Thread(
             target=self._run_session,
             args=(number, session),
@@ -175,7 +195,7 @@ class GadgetServer:
                 self._threads.pop(number, None)
 
     def _refuse(self, channel: MessageChannel, busy: int) -> None:
-        text = f"iGROG gadget: server busy ({busy} connections, limit {self.options.max_connections}); try again later"
+        text = f"iGROG gadget: server busy ({busy} sessions, limit {self.options.max_connections}); try again later"
         logger.warning("%s: refused: %s", channel.peer, text)
         if self.options.dialect is Dialect.GADGETRON:
             message = protocol.encode_error(text)

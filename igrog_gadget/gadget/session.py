@@ -48,6 +48,7 @@ from igrog_gadget.io import (
     parse_header,
     readout_from_header_and_arrays,
 )
+from igrog_gadget.limits import ResourceLimits
 from igrog_gadget.scan import GriddedFrame, ImageItem, Readout, ScanHeader
 from igrog_gadget.stream.pipeline import GriddingPipeline
 
@@ -71,6 +72,29 @@ class Dialect(str, Enum):
     @property
     def default_output(self) -> str:
         return "recondata" if self is Dialect.GADGETRON else "images"
+
+
+class SessionSlots:
+    """The server's session slots: at most ``limit`` sessions past their handshake at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = int(limit)
+        self._semaphore = threading.BoundedSemaphore(self.limit)
+        self._lock = threading.Lock()
+        self.in_use = 0
+
+    def acquire(self) -> bool:
+        """Take a slot without waiting; False when all are taken."""
+        if not self._semaphore.acquire(blocking=False):
+            return False
+        with self._lock:
+            self.in_use += 1
+        return True
+
+    def release(self) -> None:
+        with self._lock:
+            self.in_use -= 1
+        self._semaphore.release()
 
 
 class SessionError(IgrogError):
@@ -197,11 +221,20 @@ class GadgetSession:
         dialect: Dialect = Dialect.GADGETRON,
         defaults: GadgetSettings | None = None,
         max_buffered_bytes: int = 2 << 30,
+        resource_limits: ResourceLimits | None = None,
+        slots: "SessionSlots | None" = None,
+        handshake_timeout_s: float | None = 30.0,
     ) -> None:
         self.channel = channel
         self.dialect = Dialect(dialect)
         self.defaults = defaults or GadgetSettings()
         self.max_buffered_bytes = max_buffered_bytes
+        self.resource_limits = resource_limits or ResourceLimits()
+        self.slots = slots
+        """Session slots of the server: taken once the handshake is complete (a peer that sends
+        nothing never holds one), given back when the session ends."""
+        self.handshake_timeout_s = handshake_timeout_s
+        self._holds_slot = False
         self.report = SessionReport(peer=channel.peer, dialect=self.dialect.value)
         self.pipeline: GriddingPipeline | None = None
         self.header: ScanHeader | None = None
@@ -239,6 +272,9 @@ class GadgetSession:
             self._fail(f"internal error in the iGROG gadget: {type(error).__name__}: {error}")
         finally:
             self._inbox.stop()
+            if self._holds_slot and self.slots is not None:
+                self.slots.release()
+                self._holds_slot = False
             if self._error_reported:
                 self.channel.linger()
             self.channel.close()
@@ -279,8 +315,11 @@ class GadgetSession:
         )
         properties = self._handshake_properties(handshake)
         # report bad settings now, not when the first data arrive (a JSON TEXT may add more later)
-        self.defaults.merged(properties, "configuration").igrog_config()
+        config = self.defaults.merged(properties, "configuration").igrog_config()
+        self.resource_limits.check_config(config)
         self.header = parse_header(handshake.header_xml)
+        self.resource_limits.check_header(self.header, config, "ISMRMRD header")
+        self._take_slot()
         self._start_reader()
         message, arrival = self._next()
         if message.mid == protocol.TEXT:
@@ -294,8 +333,18 @@ class GadgetSession:
                 return
             message, arrival = self._next()
 
+    def _take_slot(self) -> None:
+        if self.slots is None or self._holds_slot:
+            return
+        if not self.slots.acquire():
+            raise SessionError(
+                f"server busy ({self.slots.limit} sessions, limit {self.slots.limit}); try again later"
+            )
+        self._holds_slot = True
+
     def _read_handshake(self) -> Handshake | None:
-        first = self.channel.read_message()
+        until = None if not self.handshake_timeout_s else time.monotonic() + self.handshake_timeout_s
+        first = self.channel.read_message(until)
         self.report.messages_in += 1
         if first.mid == protocol.CLOSE:
             logger.info("%s: closed before sending a configuration", self.channel.peer)
@@ -308,7 +357,7 @@ class GadgetSession:
             handshake.config_text = first.value
         else:
             raise SessionError(f"expected CONFIG_FILE (1) or CONFIG_TEXT (2) first, got {first.name}")
-        second = self.channel.read_message()
+        second = self.channel.read_message(until)
         self.report.messages_in += 1
         if second.mid == protocol.CLOSE:
             logger.info("%s: closed before sending an ISMRMRD header", self.channel.peer)
@@ -371,6 +420,7 @@ class GadgetSession:
                 "output=recondata is for Gadgetron chains; MRD clients read images, "
                 "acquisitions and waveforms only (use output=images or output=acquisitions)"
             )
+        self.resource_limits.check_config(config)
         self.settings = settings
         self.output = output
         self.report.variant = config.variant
@@ -378,7 +428,7 @@ class GadgetSession:
         assert self.header is not None
         self.fov_mm = grid_fov_mm(self.header.encoded_fov_mm, config.gridding.grid_oversampling)
         try:
-            self.pipeline = GriddingPipeline(self.header, config)
+            self.pipeline = GriddingPipeline(self.header, config, resource_limits=self.resource_limits)
         except ValueError as error:  # e.g. device=cuda without CUDA
             raise ConfigError(str(error)) from None
         logger.info(
@@ -442,6 +492,10 @@ class GadgetSession:
         if mid == protocol.ACQUISITION:
             wire = message.value
             dims = int(wire.head.trajectory_dimensions)
+            self.resource_limits.check_acquisition(
+                int(wire.head.active_channels), int(wire.head.number_of_samples),
+                f"acquisition {self.report.acquisitions_in}",
+            )
             readout = readout_from_header_and_arrays(  # views of the message buffer: no copy
                 wire.head,
                 wire.data,

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import stat
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping
@@ -57,6 +59,50 @@ PROPERTIES: dict[str, tuple[str, str]] = {
 }
 
 
+#: Largest TOML configuration file a connection may name.
+MAX_CONFIG_FILE_BYTES = 1 << 20
+
+#: Configuration fields that name a file (``set`` overrides a peer may send).
+FILE_FIELDS = ("fieldcorr.b0map_file", "image_calibration.image_file")
+
+
+@dataclass(frozen=True)
+class PeerFiles:
+    """Which files a connection may name (``config`` property, ``FILE_FIELDS`` overrides).
+
+    None by default. With ``data_dir`` (``igrog serve --data-dir``): regular files below it, of at
+    most ``max_bytes``, named relative to it (or by an absolute path inside it). A refusal never
+    says whether a path outside the directory exists.
+    """
+
+    data_dir: str | None = None
+    max_bytes: int = 1 << 30
+
+    def resolve(self, value: str, what: str, max_bytes: int | None = None) -> str:
+        """The real path of the file ``value`` names; ConfigError when a peer may not read it
+        (``max_bytes``: a smaller bound for this file, e.g. a TOML configuration)."""
+        limit = self.max_bytes if max_bytes is None else min(max_bytes, self.max_bytes)
+        if self.data_dir is None:
+            raise ConfigError(
+                f"{what} names a file ({value!r}), but this server reads no files for its peers "
+                "(the operator can allow files below a directory: igrog serve --data-dir DIR)"
+            )
+        root = os.path.realpath(self.data_dir)
+        candidate = os.path.realpath(os.path.join(root, value))
+        outside = ConfigError(f"{what}: {value!r} is not a file below the server's data directory")
+        if os.path.commonpath([root, candidate]) != root:
+            raise outside
+        try:
+            info = os.stat(candidate)
+        except OSError:
+            raise ConfigError(f"{what}: {value!r} does not exist in the server's data directory") from None
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{what}: {value!r} is not a regular file")
+        if info.st_size > limit:
+            raise ConfigError(f"{what}: {value!r} has {info.st_size} bytes, more than the limit of {limit}")
+        return candidate
+
+
 @dataclass
 class GadgetSettings:
     """What one connection runs with (server defaults merged with its properties)."""
@@ -69,6 +115,8 @@ class GadgetSettings:
     """None: the dialect's default (recondata for Gadgetron, images for MRD)."""
     image_dtype: str = "float"
     image_series_index: int = 1
+    files: PeerFiles = field(default_factory=PeerFiles)
+    """What files a connection's properties may name (the server's own defaults are trusted)."""
 
     def merged(self, properties: Iterable[tuple[str, str]], origin: str = "configuration") -> "GadgetSettings":
         """A copy with ``properties`` (name, value) applied in order; unknown names raise ConfigError."""
@@ -85,9 +133,11 @@ class GadgetSettings:
             if name == "variant":
                 result.variant = value
             elif name == "config":
-                result.config_file = value
+                result.config_file = self.files.resolve(value, f"{origin}: property config", MAX_CONFIG_FILE_BYTES)
             elif name == "set":
-                result.overrides.extend(part.strip() for part in value.split(";") if part.strip())
+                result.overrides.extend(
+                    self._peer_override(part.strip(), origin) for part in value.split(";") if part.strip()
+                )
             elif name == "device":
                 result.device = value
             elif name == "output":
@@ -113,6 +163,13 @@ class GadgetSettings:
                     raise ConfigError(f"{origin}: property image_series_index must be >= 0; got {index}")
                 result.image_series_index = index
         return result
+
+    def _peer_override(self, override: str, origin: str) -> str:
+        """A peer's ``section.field=value``; file fields are resolved through ``files``."""
+        name, sep, value = override.partition("=")
+        if sep and name.strip() in FILE_FIELDS and value.strip():
+            return f"{name.strip()}={self.files.resolve(value.strip(), f'{origin}: {name.strip()}')}"
+        return override
 
     def igrog_config(self) -> IgrogConfig:
         """The validated variant configuration (standard file, config file, overrides, device)."""

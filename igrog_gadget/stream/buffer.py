@@ -73,6 +73,10 @@ class ReadoutBuffer:
     """Distinct kspace_encode_step_1 values of a complete frame (from the header), if known."""
     frames: dict[tuple[int, ...], list[Readout]] = field(default_factory=dict)
     calibration: dict[tuple[int, ...], list[Readout]] = field(default_factory=dict)
+    max_buffered_samples: int | None = None
+    """Most complex samples (coils x samples) held at once in open frames and calibration lines
+    (``ResourceLimits.max_buffered_samples``); None = no bound."""
+    buffered_samples: int = 0
     duplicates: int = 0
     """Imaging readouts dropped because their counters repeated an earlier readout's."""
     _steps: dict[tuple[int, ...], set[int]] = field(default_factory=dict)
@@ -82,7 +86,16 @@ class ReadoutBuffer:
     def add(self, readout: Readout) -> list[CompletedFrame]:
         """Route one readout (must be calibration or imaging); completed frames, in order."""
         self._check_coils(readout)
+        size = readout.num_coils * readout.num_samples
+        if self.max_buffered_samples is not None and self.buffered_samples + size > self.max_buffered_samples:
+            raise InputDataError(
+                f"acquisition {readout.scan_counter}: buffering it would hold {self.buffered_samples + size} samples "
+                f"(coils x samples) of open frames and calibration, beyond the resource limit "
+                f"max_buffered_samples = {self.max_buffered_samples}; frames are not completed (check the "
+                "counters and the header's encoding limits)"
+            )
         if readout.is_calibration():
+            self.buffered_samples += size
             self.calibration.setdefault(calibration_key(readout), []).append(readout)
         if not readout.is_imaging():
             return []
@@ -99,6 +112,7 @@ class ReadoutBuffer:
             return []
         steps.add(step)
         self.frames.setdefault(key, []).append(readout)
+        self.buffered_samples += size
         flagged = any(
             has_flag(readout.flags, bit) for bit in (FLAG_LAST_IN_SLICE, FLAG_LAST_IN_REPETITION, FLAG_LAST_IN_MEASUREMENT)
         )
@@ -142,6 +156,7 @@ class ReadoutBuffer:
 
     def _complete(self, key: tuple[int, ...]) -> CompletedFrame:
         readouts = self.frames.pop(key)
+        self.buffered_samples -= sum(r.num_coils * r.num_samples for r in readouts)
         self._steps.pop(key, None)
         self._completed.add(key)
         if self.readouts_per_frame is not None and len(readouts) < self.readouts_per_frame:

@@ -18,6 +18,7 @@ from igrog_gadget.app.runner import VariantGridder
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import InputDataError
 from igrog_gadget.gridding.coils import NoiseCovariance
+from igrog_gadget.limits import ResourceLimits
 from igrog_gadget.scan import (
     FLAG_IS_PARALLEL_CALIBRATION,
     FLAG_IS_PARALLEL_CALIBRATION_AND_IMAGING,
@@ -48,13 +49,17 @@ class GriddingPipeline:
         gridder: VariantGridder | None = None,
         on_frame: Callable[[GriddedFrame], None] | None = None,
         array_coils: int | None = None,
+        resource_limits: ResourceLimits | None = None,
     ) -> None:
         self.header = header
         self.config = config
         self.source = f"{source}: " if source else ""
         self.gridder = gridder or VariantGridder(config)
         self.buffer = ReadoutBuffer(
-            max_coils=header.num_coils, expected_coils=array_coils, readouts_per_frame=readouts_per_frame(header)
+            max_coils=header.num_coils,
+            expected_coils=array_coils,
+            readouts_per_frame=readouts_per_frame(header),
+            max_buffered_samples=(resource_limits or ResourceLimits()).max_buffered_samples,
         )
         """``array_coils``: the receive array's coil count when known in advance (a file's
         ``array_coil_count``); a stream takes the first count it sees."""

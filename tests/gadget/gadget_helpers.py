@@ -24,7 +24,7 @@ DATA = ROOT / "tests" / "data"
 #: Small training budgets: every test stream trains in about a second.
 FAST_OVERRIDES = ["training.max_steps=150", "calibration.num_training_pairs=5000"]
 #: Training ended by the step count, not the clock: identical models in replay and stream.
-DETERMINISTIC_OVERRIDES = ["training.max_seconds=1000", "training.epochs=1", "calibration.num_training_pairs=5000"]
+DETERMINISTIC_OVERRIDES = ["training.max_seconds=600", "training.epochs=1", "calibration.num_training_pairs=5000"]
 
 
 def data_file(name: str) -> Path:

@@ -283,20 +283,24 @@ def test_recondata_covers_the_recon_fov(server, radial_acs):
 
 
 def test_connections_beyond_the_limit_are_told_the_server_is_busy(radial_acs):
+    """A session slot is taken once the handshake is complete; a second complete handshake
+    beyond the limit is told the server is busy."""
     options = ServerOptions(host="127.0.0.1", port=0, max_connections=1)
     with GadgetServer(options) as busy_server:
         busy_server.serve_in_background()
         with StreamClient.connect("127.0.0.1", busy_server.port) as first:
-            first.send(protocol.encode_text_message(protocol.CONFIG_TEXT, configuration_xml({})))
-            deadline = 50
-            while busy_server.active_connections < 1 and deadline:
+            first.send_handshake(configuration_xml({}), radial_acs.header_xml)
+            deadline = 100
+            while busy_server.slots.in_use < 1 and deadline:
                 deadline -= 1
                 threading.Event().wait(0.05)
             with StreamClient.connect("127.0.0.1", busy_server.port) as second:
+                second.send_handshake(configuration_xml({}), radial_acs.header_xml)
                 received = second.wait_closed(10)
             assert [m.mid for m in received.messages] == [protocol.ERROR, protocol.CLOSE]
-            assert "server busy (1 connections, limit 1)" in received.messages[0].value
+            assert "server busy (1 sessions, limit 1)" in received.messages[0].value
             first.send_close()
+        assert busy_server.wait_idle(10) and busy_server.slots.in_use == 0
 
 
 def test_after_an_error_the_gadget_waits_for_gadgetrons_answering_close(server, radial_acs):

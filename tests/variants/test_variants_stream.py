@@ -20,7 +20,7 @@ from igrog_gadget.io import read_dataset
 from igrog_gadget.replay import replay_file
 
 #: Training ended by the step count: identical models in replay and stream.
-DETERMINISTIC = ["training.max_seconds=1000", "training.epochs=1", "calibration.num_training_pairs=5000"]
+DETERMINISTIC = ["training.max_seconds=600", "training.epochs=1", "calibration.num_training_pairs=5000"]
 
 
 @pytest.fixture(scope="module")
