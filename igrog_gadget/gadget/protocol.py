@@ -317,8 +317,8 @@ class MessageChannel:
                 timeout = min(self.limits.read_timeout_s, remaining)
                 if self._until is not None:
                     timeout = min(timeout, self._until - time.monotonic())
-            self.sock.settimeout(None if timeout is None else max(timeout, 1e-3))
             try:
+                self.sock.settimeout(None if timeout is None else max(timeout, 1e-3))
                 count = self.sock.recv_into(view[got:], n - got)
             except socket.timeout:
                 if self._until is not None and time.monotonic() >= self._until:
