@@ -22,12 +22,13 @@ vanishes) apply. :func:`igrog_gadget` equally accepts this project's own
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from typing import Any
 
 from igrog_gadget.gadget.protocol import MessageChannel, ProtocolLimits
 from igrog_gadget.gadget.session import Dialect, GadgetSession, Handshake, SessionReport
-from igrog_gadget.gadget.settings import GadgetSettings
+from igrog_gadget.gadget.settings import GadgetSettings, PeerFiles
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,10 @@ def _as_text(raw: Any) -> str:
     return str(raw)
 
 
+#: Environment variable naming the directory whose files a chain's properties may name (active mode).
+DATA_DIR_VARIABLE = "IGROG_DATA_DIR"
+
+
 def _is_gadgetron_connection(connection: Any) -> bool:
     wrapper = getattr(connection, "socket", None)
     return hasattr(connection, "raw_bytes") and isinstance(getattr(wrapper, "socket", None), socket.socket)
@@ -75,7 +80,8 @@ def igrog_gadget(
     Args:
         connection: ``gadgetron.external.Connection`` (config and header already read),
             a :class:`MessageChannel`, or a connected ``socket.socket``.
-        defaults: settings before the chain's properties (default: the gadget's defaults).
+        defaults: settings before the chain's properties (default: the gadget's defaults, files
+            below ``$IGROG_DATA_DIR`` allowed, none when it is unset).
         limits: protocol limits (default :class:`ProtocolLimits`).
 
     Returns:
@@ -83,6 +89,8 @@ def igrog_gadget(
         they are not raised).
     """
     limits = limits or ProtocolLimits()
+    if defaults is None:  # files the chain's properties may name: below $IGROG_DATA_DIR only (none when unset)
+        defaults = GadgetSettings(files=PeerFiles(os.environ.get(DATA_DIR_VARIABLE) or None))
     if isinstance(connection, MessageChannel):
         return GadgetSession(connection, Dialect.GADGETRON, defaults).run()
     if isinstance(connection, socket.socket):

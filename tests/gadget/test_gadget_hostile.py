@@ -308,3 +308,23 @@ def test_a_valid_stream_is_served_correctly_afterwards(hostile_server, radial_ac
     assert received.closed and len(lines) >= 64
     assert_recovered(hostile_server)
     assert hostile_server.active_connections == 0
+
+
+@pytest.mark.parametrize("data_dir_set", [False, True], ids=["no-IGROG_DATA_DIR", "IGROG_DATA_DIR"])
+def test_active_mode_reads_files_only_below_igrog_data_dir(radial_acs, data_dir, monkeypatch, data_dir_set):
+    """Gadgetron's <execute> (active mode): a chain's file properties follow $IGROG_DATA_DIR."""
+    from igrog_gadget.gadget.external import igrog_gadget
+
+    if data_dir_set:
+        monkeypatch.setenv("IGROG_DATA_DIR", str(data_dir))
+    else:
+        monkeypatch.delenv("IGROG_DATA_DIR", raising=False)
+    ours, theirs = socket.socketpair()
+    worker = threading.Thread(target=igrog_gadget, args=(ours,), daemon=True)
+    worker.start()
+    with StreamClient(theirs) as client:
+        client.send_handshake(configuration_xml({"config": "fifo.toml"}), radial_acs.header_xml)
+        received = client.wait_closed(10)
+    worker.join(10)
+    expected = "is not a regular file" if data_dir_set else "this server reads no files for its peers"
+    assert expected in error_text(received)
