@@ -90,6 +90,9 @@ ACQUISITION_HEADER_SIZE = ctypes.sizeof(ismrmrd.AcquisitionHeader)  # 340
 IMAGE_HEADER_SIZE = ctypes.sizeof(ismrmrd.ImageHeader)  # 198
 WAVEFORM_HEADER_SIZE = ctypes.sizeof(ismrmrd.WaveformHeader)  # 40
 
+#: Messages to send are joined into one write up to this total; larger ones are sent one by one.
+SEND_JOIN_MAX_BYTES = 1 << 20
+
 _ID = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -479,11 +482,11 @@ class MessageChannel:
         body = head_bytes + data
         return ismrmrd.Waveform.from_bytes(body), body
 
-    def _read_recon_data(self) -> tuple[bytes, bytes]:
+    def _read_recon_data(self) -> tuple[memoryview, memoryview]:
         from igrog_gadget.gadget.recondata import read_recon_data_bytes
 
         body = read_recon_data_bytes(self._recv_into, self.limits, self.peer, prefix=_ID.pack(RECONDATA))
-        return memoryview(body)[2:], body
+        return body[2:], body
 
     _READERS: dict[int, Callable[["MessageChannel"], tuple[Any, bytes]]] = {
         CONFIG_FILE: _read_config_file,
@@ -499,19 +502,22 @@ class MessageChannel:
     }
 
     # --- writing --------------------------------------------------------------------------
-    def send(self, *messages: bytes) -> None:
-        """Send complete messages (each already serialised, id first) in one go."""
-        payload = b"".join(messages)
-        if not payload:
+    def send(self, *messages: bytes | bytearray | memoryview) -> None:
+        """Send complete messages (each already serialised, id first), in order. Small ones go in
+        one write; large ones are written from their own buffers (never copied)."""
+        total = sum(len(m) for m in messages)
+        if not total:
             return
+        pieces = [b"".join(messages)] if total <= SEND_JOIN_MAX_BYTES else [m for m in messages if len(m)]
         self.sock.settimeout(self.limits.send_timeout_s)
         try:
-            self.sock.sendall(payload)
+            for piece in pieces:
+                self.sock.sendall(piece)
         except socket.timeout:
             raise PeerTimeoutError(f"the peer did not read for {self.limits.send_timeout_s:g} s; closing") from None
         except OSError as error:
             raise PeerClosedError(f"cannot send, the peer has gone: {error}") from None
-        self.bytes_sent += len(payload)
+        self.bytes_sent += total
 
     def linger(self, timeout_s: float = 2.0, max_bytes: int = 64 << 20) -> None:
         """After a final message: stop sending and discard what the peer still sends until it

@@ -30,7 +30,9 @@ without a bounds check) and supplies the image's geometry, slice and repetition;
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import mmap
 import struct
 from dataclasses import dataclass, field
 from typing import Callable
@@ -245,26 +247,37 @@ ReadInto = Callable[[memoryview, str], None]
 
 
 class _Reader:
-    """Reads a recon-data payload through ``read_into(view, what)``, checking sizes first."""
+    """Reads a recon-data payload through ``read_into(view, what)``, checking sizes first.
 
-    def __init__(self, read_into: ReadInto, limits: ProtocolLimits, peer: str) -> None:
+    Everything read lands in one anonymous memory map reserved at the message limit: pages
+    are committed only as they are written, so the message costs its own size in memory and
+    is never copied to be joined.
+    """
+
+    def __init__(self, read_into: ReadInto, limits: ProtocolLimits, peer: str, prefix: bytes = b"") -> None:
         self.read_into = read_into
         self.limits = limits
         self.peer = peer
         self.total = 0
-        self.parts: list[bytearray] = []
+        self.store = mmap.mmap(-1, len(prefix) + max(limits.max_message_bytes, 1))
+        self.store[: len(prefix)] = prefix
+        self.size = len(prefix)
 
-    def take(self, n: int, what: str) -> bytearray:
+    def take(self, n: int, what: str) -> memoryview:
         if self.total + n > self.limits.max_message_bytes:
             raise MessageTooLargeError(
                 f"recon data message grows beyond the limit of {self.limits.max_message_bytes} bytes "
                 f"at {what} ({n} more bytes); the stream is corrupt or the message is too large"
             )
-        chunk = bytearray(n)
-        self.read_into(memoryview(chunk), what)
+        view = memoryview(self.store)[self.size : self.size + n]
+        self.read_into(view, what)
+        self.size += n
         self.total += n
-        self.parts.append(chunk)
-        return chunk
+        return view
+
+    def message(self) -> memoryview:
+        """Everything read (prefix first)."""
+        return memoryview(self.store)[: self.size]
 
     def count(self, shape: tuple[int, ...], itemsize: int, what: str) -> int:
         """Elements of ``shape``, refusing dimensions or products beyond the message limit (a
@@ -337,15 +350,13 @@ class _Reader:
         return ReconData(bits)
 
 
-def read_recon_data_bytes(read_into: ReadInto, limits: ProtocolLimits, peer: str = "peer", prefix: bytes = b"") -> bytearray:
-    """Read one recon-data payload (after its id) and return ``prefix`` + its exact bytes."""
-    reader = _Reader(read_into, limits, peer)
+def read_recon_data_bytes(
+    read_into: ReadInto, limits: ProtocolLimits, peer: str = "peer", prefix: bytes = b""
+) -> memoryview:
+    """Read one recon-data payload (after its id); returns ``prefix`` + its exact bytes."""
+    reader = _Reader(read_into, limits, peer, prefix)
     reader.recon_data()
-    payload = bytearray(prefix)
-    for part in reader.parts:
-        payload += part
-    reader.parts.clear()
-    return payload
+    return reader.message()
 
 
 def decode_recon_data(payload: bytes, limits: ProtocolLimits | None = None) -> ReconData:
@@ -360,8 +371,14 @@ def decode_recon_data(payload: bytes, limits: ProtocolLimits | None = None) -> R
         view[:] = payload[position : position + n]
         position += n
 
-    reader = _Reader(read_into, limits or ProtocolLimits(), "recon data")
+    reader = _Reader(read_into, _limits_within(limits, len(payload)), "recon data")
     recon = reader.recon_data()
     if position != len(payload):
         raise MalformedMessageError(f"recon data has {len(payload) - position} bytes after its last recon bit")
     return recon
+
+
+def _limits_within(limits: ProtocolLimits | None, size: int) -> ProtocolLimits:
+    """``limits`` with the message limit lowered to ``size`` (decoding a payload in memory)."""
+    limits = limits or ProtocolLimits()
+    return dataclasses.replace(limits, max_message_bytes=min(limits.max_message_bytes, max(size, 1)))

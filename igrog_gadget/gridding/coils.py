@@ -77,8 +77,11 @@ class NoiseCovariance:
 
     def add(self, noise: np.ndarray) -> None:
         """Accumulate one noise readout, shape (coils, samples); other coil counts start over."""
-        noise = np.asarray(noise, dtype=np.complex128)
-        outer = noise @ noise.conj().T
+        noise = np.asarray(noise)
+        outer = np.zeros((noise.shape[0], noise.shape[0]), dtype=np.complex128)
+        for start in range(0, noise.shape[1], 1024):  # in chunks: a huge readout costs no extra copy of itself
+            chunk = noise[:, start : start + 1024].astype(np.complex128)
+            outer += chunk @ chunk.conj().T
         if self.sum_outer is None or self.sum_outer.shape != outer.shape:
             self.sum_outer, self.count = outer, 0
         else:

@@ -142,7 +142,7 @@ def test_recondata_decoder_rejects_trailing_bytes_and_absurd_dimensions():
     with pytest.raises(MalformedMessageError, match="1000 dimensions"):
         decode_recon_data(absurd)
     huge = struct.pack("<QQ7Q", 1, 7, *([1 << 20] * 7))
-    with pytest.raises(MessageTooLargeError, match="exceeds the limit"):
+    with pytest.raises(MessageTooLargeError, match="declares a dimension of 1048576"):
         decode_recon_data(huge)
 
 
