@@ -239,7 +239,10 @@ class IgrogConfig:
         _at_least("calibration.noise_augmentation", c.noise_augmentation, 0.0)
         _at_least("calibration.interpolation_padding", c.interpolation_padding, 2)
         _at_least("calibration.selfcal_size", c.selfcal_size, 8)
-        _at_least("calibration.selfcal_grid", c.selfcal_grid, c.selfcal_size)
+        if not c.selfcal_grid >= c.selfcal_size:
+            raise ConfigError(
+                f"calibration.selfcal_grid = {c.selfcal_grid} must be >= calibration.selfcal_size = {c.selfcal_size}"
+            )
         _at_least("calibration.selfcal_iterations", c.selfcal_iterations, 1)
         _at_least("calibration.selfcal_min_size", c.selfcal_min_size, 8)
         if c.selfcal_min_size > c.selfcal_size:
@@ -388,6 +391,8 @@ def _set_field(section: Any, section_name: str, name: str, value: Any, origin: s
 def read_toml(path: str | Path) -> dict[str, Any]:
     """Parse a TOML configuration file, with errors naming the file."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"configuration file {path} is a directory, not a TOML file")
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
@@ -395,6 +400,12 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"configuration file {path} does not exist") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"configuration file {path} is not valid TOML: {error}") from None
+    except UnicodeDecodeError as error:  # a binary file
+        raise ConfigError(
+            f"configuration file {path} is not a text (UTF-8) file: byte {error.start} cannot be decoded"
+        ) from None
+    except OSError as error:  # a directory, no permission, a device that cannot be read
+        raise ConfigError(f"configuration file {path} cannot be read: {error.strerror or error}") from None
 
 
 def standard_config_path(variant: str) -> Path:
