@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import math
 import re
 import xml.etree.ElementTree as ET
 from typing import Any, Mapping
@@ -325,10 +326,25 @@ def _first_encoding(header: ismrmrd.xsd.ismrmrdHeader, source: str) -> Any:
 
 def _matrix(space: Any, element: str, source: str) -> tuple[int, int, int]:
     m = space.matrixSize
-    matrix = (int(m.x), int(m.y), int(m.z))
+    matrix = tuple(_whole_number(getattr(m, axis), f"<{element}><matrixSize><{axis}>", source) for axis in "xyz")
     if min(matrix) < 1:
         raise InputDataError(f"{_header_location(source)}: <{element}><matrixSize> must be >= 1, got {matrix}")
     return matrix
+
+
+def _whole_number(value: Any, element: str, source: str) -> int:
+    """An integer header value (the XML parser may leave "64.5" or "large" as text)."""
+    if isinstance(value, bool):
+        raise InputDataError(f"{_header_location(source)}: {element} must be a whole number, got {value!r}")
+    if isinstance(value, int):
+        return value
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise InputDataError(f"{_header_location(source)}: {element} must be a whole number, got {value!r}") from None
+    if not math.isfinite(number) or not number.is_integer():
+        raise InputDataError(f"{_header_location(source)}: {element} must be a whole number, got {value!r}")
+    return int(number)
 
 
 def _fov(space: Any) -> tuple[float, float, float]:
@@ -398,7 +414,7 @@ def parse_header(xml: str, source: str = "") -> ScanHeader:
     asi = header.acquisitionSystemInformation
     num_coils = None
     if asi is not None and asi.receiverChannels is not None:
-        num_coils = int(asi.receiverChannels)
+        num_coils = _whole_number(asi.receiverChannels, "<receiverChannels>", source)
     step1 = getattr(enc.encodingLimits, "kspace_encoding_step_1", None) if enc.encodingLimits is not None else None
     step1_limits = None
     if step1 is not None and step1.minimum is not None and step1.maximum is not None:
