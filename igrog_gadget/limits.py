@@ -31,6 +31,8 @@ class ResourceLimits:
     """Most samples of one acquisition."""
     max_buffered_samples: int = 1 << 28
     """Most complex samples (coils x samples) buffered for open frames and calibration (2 GiB)."""
+    max_acquisitions: int = 1 << 23
+    """Most acquisitions of one input file (8.4 million; their headers alone take 3 GiB)."""
     max_training_pairs: int = 2_000_000
     """calibration.num_training_pairs and training.refit_pairs."""
     max_hidden_width: int = 4096
@@ -39,6 +41,10 @@ class ResourceLimits:
     max_steps: int = 100_000
     """training.max_steps, training.warm_start_steps."""
     max_epochs: int = 10_000
+    max_batch_size: int = 1 << 20
+    """training.batch_size."""
+    max_sources: int = 64
+    """gridding.num_sources (readout samples feeding one kernel)."""
     max_training_seconds: float = 600.0
     """training.max_seconds."""
     max_grid_oversampling: float = 4.0
@@ -78,6 +84,9 @@ class ResourceLimits:
             ("training.max_steps", t.max_steps, self.max_steps, "max_steps"),
             ("training.warm_start_steps", t.warm_start_steps, self.max_steps, "max_steps"),
             ("training.epochs", t.epochs, self.max_epochs, "max_epochs"),
+            ("training.batch_size", t.batch_size, self.max_batch_size, "max_batch_size"),
+            ("gridding.num_sources", g.num_sources, self.max_sources, "max_sources"),
+            ("gridding.virtual_coils", g.virtual_coils, self.max_coils, "max_coils"),
             ("training.max_seconds", t.max_seconds, self.max_training_seconds, "max_training_seconds"),
             ("gridding.grid_oversampling", g.grid_oversampling, self.max_grid_oversampling, "max_grid_oversampling"),
             ("gridding.inference_batch_size", g.inference_batch_size, self.max_inference_batch, "max_inference_batch"),
@@ -98,6 +107,17 @@ class ResourceLimits:
                     raise ConfigError(
                         f"image_calibration.{name} = {value} exceeds the resource limit max_selfcal_grid = {self.max_selfcal_grid}"
                     )
+            if image.cg_iterations > self.max_cg_iterations:
+                raise ConfigError(
+                    f"image_calibration.cg_iterations = {image.cg_iterations} exceeds the resource limit "
+                    f"max_cg_iterations = {self.max_cg_iterations}"
+                )
+        correction = getattr(config, "fieldcorr", None)
+        if correction is not None and correction.cg_iterations > self.max_cg_iterations:
+            raise ConfigError(
+                f"fieldcorr.cg_iterations = {correction.cg_iterations} exceeds the resource limit "
+                f"max_cg_iterations = {self.max_cg_iterations}"
+            )
 
     def check_header(self, header: ScanHeader, config: IgrogConfig, source: str = "") -> None:
         """Refuse a scan whose grid, partitions or coils exceed the limits (before any data).
@@ -122,6 +142,18 @@ class ResourceLimits:
         if header.num_coils is not None and header.num_coils > self.max_coils:
             raise InputDataError(
                 f"{where}receiverChannels = {header.num_coils} exceeds the resource limit max_coils = {self.max_coils}"
+            )
+
+    def check_acquisition_count(self, count: int, source: str = "") -> None:
+        """Refuse a file declaring more acquisitions than ``max_acquisitions`` (before reading them).
+
+        Raises:
+            InputDataError: naming the count and the limit.
+        """
+        where = f"{source}: " if source else ""
+        if count > self.max_acquisitions:
+            raise InputDataError(
+                f"{where}{count} acquisitions exceed the resource limit max_acquisitions = {self.max_acquisitions}"
             )
 
     def check_acquisition(self, coils: int, samples: int, source: str = "") -> None:

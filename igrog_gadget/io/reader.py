@@ -13,7 +13,7 @@ import logging
 import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import h5py
 import ismrmrd
@@ -27,6 +27,7 @@ from igrog_gadget.io.convert import (
     readout_from_acquisition,
     readout_from_header_and_arrays,
 )
+from igrog_gadget.limits import ResourceLimits
 from igrog_gadget.scan import ImageItem, Readout, ScanHeader
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,42 @@ def _read_xml(group: h5py.Group, path: str, group_name: str) -> str:
     if not text.strip():
         raise InputDataError(f"{path!r}: the XML header is empty")
     return text
+
+
+def _stored_rows(data: h5py.Dataset) -> int:
+    """Upper bound of the rows of a 1-D dataset the file holds data for (a chunked dataset can be
+    resized to any length without storing anything: its unwritten rows read as fill values)."""
+    rows = int(data.shape[0])
+    if data.chunks is None:  # contiguous or compact: all of it is in the file once written
+        stored = data.id.get_storage_size()
+        return rows if stored >= rows * data.dtype.itemsize else stored // max(data.dtype.itemsize, 1)
+    return min(rows, int(data.id.get_num_chunks()) * int(data.chunks[0]))
+
+
+def _check_acquisition_table(data: h5py.Dataset, path: str, limits: ResourceLimits) -> None:
+    """Before the acquisitions are read: the declared row count against the limits and against
+    what the file stores, and every acquisition's coils and samples (from its header) against
+    the limits."""
+    count = int(data.shape[0]) if len(data.shape) == 1 else int(data.size)
+    limits.check_acquisition_count(count, f"{path!r}: dataset 'data'")
+    if len(data.shape) != 1:
+        raise InputDataError(f"{path!r}: dataset 'data' has shape {data.shape}; ISMRMRD acquisitions are one row each")
+    stored = _stored_rows(data)
+    if stored < count:
+        raise InputDataError(
+            f"{path!r}: dataset 'data' declares {count} acquisitions, but the file ({os.path.getsize(path)} bytes) "
+            f"stores at most {stored} of them (a truncated or resized table)"
+        )
+    names = data.dtype.names or ()
+    if "head" not in names or not {"active_channels", "number_of_samples"} <= set(data.dtype["head"].names or ()):
+        return  # not ismrmrd's layout: the reader names the problem
+    heads = data.fields(["head"])[()]["head"]
+    coils = heads["active_channels"].astype(np.int64)
+    samples = heads["number_of_samples"].astype(np.int64)
+    bad = np.flatnonzero((coils > limits.max_coils) | (samples > limits.max_readout_samples))
+    if bad.size:
+        i = int(bad[0])
+        limits.check_acquisition(int(coils[i]), int(samples[i]), f"{path!r}: acquisition {i}")
 
 
 def _read_acquisitions_fast(data: h5py.Dataset, path: str) -> list[Readout]:
@@ -183,7 +220,14 @@ def _read_images_and_waveforms(
     return images, waveforms
 
 
-def read_dataset(path: str | os.PathLike[str], group: str = "dataset", *, fast: bool = True) -> RawDataset:
+def read_dataset(
+    path: str | os.PathLike[str],
+    group: str = "dataset",
+    *,
+    fast: bool = True,
+    limits: ResourceLimits | None = None,
+    on_header: Callable[[ScanHeader], None] | None = None,
+) -> RawDataset:
     """Read an ISMRMRD HDF5 dataset: header, acquisitions, image series and waveforms.
 
     Args:
@@ -191,6 +235,10 @@ def read_dataset(path: str | os.PathLike[str], group: str = "dataset", *, fast: 
         group: name of the ISMRMRD dataset group.
         fast: read the acquisitions in one h5py call (default); False uses ismrmrd's
             per-acquisition reader (slow, kept as the reference).
+        limits: bounds on the acquisition count and each acquisition's coils and samples,
+            checked before any acquisition is read (default ``ResourceLimits()``).
+        on_header: called with the parsed header before any acquisition is read (e.g.
+            ``ResourceLimits.check_header``); what it raises propagates.
 
     Returns:
         RawDataset; readouts in file order with ``scan_counter`` = index in the file.
@@ -219,9 +267,12 @@ def read_dataset(path: str | os.PathLike[str], group: str = "dataset", *, fast: 
                 )
             xml = _read_xml(node, path, group)
             header = parse_header(xml, source=path)
+            if on_header is not None:
+                on_header(header)
             data = node.get("data")
             if not isinstance(data, h5py.Dataset) or data.shape is None or data.size == 0:
                 raise InputDataError(f"{path!r}: group {group!r} has no acquisitions (dataset 'data' missing or empty)")
+            _check_acquisition_table(data, path, limits if limits is not None else ResourceLimits())
             count = int(data.size)
             readouts: list[Readout] | None = None
             if fast:
