@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from engine import Inferencer, resolve_device
-from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace
+from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace, check_frame_values
 from igrog_gadget.app.common.training import build_trainer, held_out_nrmse
 from igrog_gadget.app.common.virtual_coils import frame_coil_transform, to_virtual_coils
 from igrog_gadget.app.kernel_cache import KernelCache, kernel_bytes
@@ -108,9 +108,11 @@ class VariantGridder:
 
         Raises:
             GriddingCancelled: ``cancel()`` was called (before or during the work).
+            InputDataError: the frame's samples are all zero or overflow float32 (``check_frame_values``).
         """
         self._check_cancelled()
         started = time.perf_counter()
+        check_frame_values(frame)
         transform = self.coil_transform(frame)
         frame = to_virtual_coils(frame, transform)
         key = (frame.calibration_key, trajectory_fingerprint(frame))

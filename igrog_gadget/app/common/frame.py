@@ -6,11 +6,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from igrog_gadget.errors import InputDataError
 from igrog_gadget.gridding.coils import CoilTransform
 
 
 #: k (grid units) of the padding samples of readouts shorter than the frame's longest.
 PADDING_POSITION = 1.0e5
+
+#: Largest sample magnitude a frame may hold: calibration and training square and sum samples in
+#: float32 (largest 3.4e38), so magnitudes beyond ~1e18 overflow; 1e15 leaves room for the sums.
+MAX_SAMPLE_MAGNITUDE = 1.0e15
 
 
 @dataclass
@@ -68,3 +73,23 @@ class GriddedKSpace:
     """Shape (ny, nx), float32: mean sample time of the samples on each point (if times were given)."""
     info: dict = field(default_factory=dict)
     """Timings and facts of the run (training seconds, calibration source, ...)."""
+
+
+def check_frame_values(frame: "FrameInputs") -> None:
+    """Refuse a frame whose samples cannot be calibrated or gridded: all zero, or of magnitudes
+    that overflow float32 arithmetic (checked before any calibration or training).
+
+    Raises:
+        InputDataError: naming the problem and the largest magnitude.
+    """
+    peaks = [float(np.max(np.abs(frame.samples))) if frame.samples.size else 0.0]
+    peaks += [float(np.max(np.abs(data))) for data, _ in frame.calibration_lines if np.size(data)]
+    peak = max(peaks)
+    if peak == 0.0:
+        lines = f" and its {len(frame.calibration_lines)} calibration lines" if frame.calibration_lines else ""
+        raise InputDataError(f"the data are all zero: every sample of the frame{lines} is 0; nothing to calibrate or grid")
+    if not peak <= MAX_SAMPLE_MAGNITUDE:
+        raise InputDataError(
+            f"sample magnitudes of {peak:.0e} overflow float32 arithmetic (calibration squares and sums "
+            f"samples; at most {MAX_SAMPLE_MAGNITUDE:.0e} is supported): the data are mis-scaled"
+        )
