@@ -90,7 +90,7 @@ class BasicDataModule(DataModule):
     # --- variant hooks (overridden by other variants) --------------------------
     def make_calibration_block(self) -> CalibrationBlock:
         """The k-space block the training pairs come from."""
-        return calibration_block(self.frame, self.config.calibration)
+        return calibration_block(self.frame, self.config.calibration, self.config.gridding.grid_oversampling)
 
     def make_training_pairs(self, block: CalibrationBlock) -> TrainingPairs:
         """Pairs at the trajectory's own offsets, interpolated from ``block``."""

@@ -36,11 +36,15 @@ from igrog_gadget.gridding.calibration import (
 logger = logging.getLogger(__name__)
 
 
-def calibration_block(frame: FrameInputs, config: CalibrationConfig) -> CalibrationBlock:
+def calibration_block(frame: FrameInputs, config: CalibrationConfig, grid_oversampling: float = 1.0) -> CalibrationBlock:
     """The k-space calibration block of ``frame`` per ``config.source`` (auto | acs | self | joint).
 
+    ``grid_oversampling`` (gridding.grid_oversampling) is only named in messages: it spaces the
+    calibration lines that many grid points apart.
+
     Raises:
-        CalibrationError: no ACS when ``acs`` is asked for, or neither ACS nor a dense centre.
+        CalibrationError: no ACS when ``acs`` is asked for, or neither ACS nor a dense centre
+            (when the frame has calibration lines that could not be used, the message says why).
     """
     lines = frame.calibration_lines
     if config.source in ("acs", "joint") and not lines:
@@ -49,31 +53,62 @@ def calibration_block(frame: FrameInputs, config: CalibrationConfig) -> Calibrat
             "(ACQ_IS_PARALLEL_CALIBRATION); use source = auto or self"
         )
     if config.source == "acs":
-        return acs_from_cartesian_lines(lines, min_size=config.acs_min_size)
+        try:
+            return acs_from_cartesian_lines(lines, min_size=config.acs_min_size)
+        except CalibrationError as error:
+            raise CalibrationError(
+                f"the {len(lines)} calibration lines cannot be used: {error}{_spacing_hint(grid_oversampling)}"
+            ) from None
+    unused = None
     if config.source in ("auto", "joint") and lines:
-        block = _joint_block(frame, config)
+        block, unused = _joint_block(frame, config)
         if block is not None:
             return block
-    return self_calibrate(
-        frame.flat_samples(),
-        frame.flat_coords(),
-        size=config.selfcal_size,
-        grid=config.selfcal_grid,
-        iterations=config.selfcal_iterations,
-        min_coverage=config.selfcal_min_coverage,
-        min_size=config.selfcal_min_size,
+    try:
+        return self_calibrate(
+            frame.flat_samples(),
+            frame.flat_coords(),
+            size=config.selfcal_size,
+            grid=config.selfcal_grid,
+            iterations=config.selfcal_iterations,
+            min_coverage=config.selfcal_min_coverage,
+            min_size=config.selfcal_min_size,
+        )
+    except CalibrationError as error:
+        if unused is None:
+            raise
+        text = str(error)
+        generic = "no calibration data: no ACS lines and "
+        rest = text[len(generic):] if text.startswith(generic) else text
+        rest = rest.removesuffix("; acquire ACS lines or give image-domain calibration")
+        if "form no block" in unused:
+            unused += _spacing_hint(grid_oversampling)
+        raise CalibrationError(
+            f"no calibration data: the {len(lines)} calibration lines cannot be used ({unused}), and {rest}"
+        ) from None
+
+
+def _spacing_hint(grid_oversampling: float) -> str:
+    if grid_oversampling <= 1.0:
+        return ""
+    return (
+        f"; gridding.grid_oversampling = {grid_oversampling:g} places the lines {grid_oversampling:g} grid points "
+        "apart, so they sample no contiguous block: grid at grid_oversampling = 1 or self-calibrate"
     )
 
 
-def _joint_block(frame: FrameInputs, config: CalibrationConfig) -> CalibrationBlock | None:
+def _joint_block(frame: FrameInputs, config: CalibrationConfig) -> tuple[CalibrationBlock | None, str | None]:
     """The joint (ACS + non-Cartesian) block, the ACS block alone when the centre around the ACS is
-    too sparse for the joint solve, or None when the lines disagree with the data (not used)."""
+    too sparse for the joint solve, or (None, why the lines are not used) when they disagree
+    with the data or form no block and cover too little of the centre."""
     lines = frame.calibration_lines
+    acs_problem = ""
     try:
         acs: CalibrationBlock | None = acs_from_cartesian_lines(lines, min_size=config.acs_min_size)
     except CalibrationError as error:  # e.g. lines on every other row of an oversampled grid
         logger.info("the ACS lines alone give no block (%s); joint solve only", error)
         acs = None
+        acs_problem = str(error)
     size = max(config.selfcal_size, min(acs.shape) if acs is not None else 0)
     grid = max(config.selfcal_grid, 2 * size)
     samples = np.concatenate([frame.flat_samples()] + [data for data, _ in lines], axis=1)
@@ -90,7 +125,11 @@ def _joint_block(frame: FrameInputs, config: CalibrationConfig) -> CalibrationBl
                 "oversampling against the header)",
                 len(lines), joint.noise_std, alone.noise_std, ratio, config.acs_noise_ratio_max,
             )
-            return None
+            return None, (
+                f"they disagree with the non-Cartesian samples: fitted with them the noise estimate is {ratio:.1f}x "
+                f"that of the samples alone, limit calibration.acs_noise_ratio_max = {config.acs_noise_ratio_max:g}; "
+                "check their encoding_space_ref, kspace_encode_step_1 numbering, FOV and readout oversampling"
+            )
         logger.info("calibration lines agree with the samples (noise estimate %.2fx of the samples' alone)", ratio)
     coverage = centre_coverage(coords, calibration_radius(size))
     if coverage < config.selfcal_min_coverage:
@@ -99,11 +138,14 @@ def _joint_block(frame: FrameInputs, config: CalibrationConfig) -> CalibrationBl
                 "the calibration lines form no block and, with the samples, cover only %.0f%% of the centre "
                 "(need %.0f%%); calibrating without them", 100 * coverage, 100 * config.selfcal_min_coverage,
             )
-            return None
+            return None, (
+                f"they form no block: {acs_problem}; with the samples they cover only {coverage:.0%} of the centre, "
+                f"need {config.selfcal_min_coverage:.0%} for a joint solve"
+            )
         logger.info("joint calibration not possible (centre coverage %.0f%%); using the ACS block %s", 100 * coverage, acs.shape)
-        return acs
+        return acs, None
     logger.info(
         "calibration solve: %d samples, %dx%d block, centre coverage %.0f%%, noise std %.3g",
         joint.num_samples, size, size, 100 * coverage, joint.noise_std,
     )
-    return joint.block(size, "joint")
+    return joint.block(size, "joint"), None
