@@ -58,7 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run_replay(args: argparse.Namespace) -> int:
     from igrog_gadget.config import load_config
-    from igrog_gadget.preview import write_rss_png
     from igrog_gadget.replay import replay_file
 
     overrides = list(args.overrides)
@@ -73,7 +72,7 @@ def _run_replay(args: argparse.Namespace) -> int:
         torch.set_num_threads(config.gridding.cpu_threads)
     input_path = Path(args.input) if args.input else SAMPLE_FILE
     output_path = Path(args.output) if args.output else Path.cwd() / f"{input_path.stem}_cartesian.h5"
-    report = replay_file(input_path, output_path, config, show_progress=not args.quiet)
+    report = replay_file(input_path, output_path, config, show_progress=not args.quiet, png_path=args.png)
     first = report.frames[0].info
     for frame in report.frames:
         if frame.info.get("path") == "trained":
@@ -87,7 +86,6 @@ def _run_replay(args: argparse.Namespace) -> int:
         report.seconds, first.get("device", "?"), first.get("calibration", "?"),
     )
     if args.png:
-        write_rss_png(args.png, [f.kspace for f in report.frames])
         logger.info("wrote %s", args.png)
     print(output_path)
     return EXIT_OK

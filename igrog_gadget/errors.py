@@ -19,5 +19,10 @@ class CalibrationError(InputDataError):
     """No usable calibration data (no ACS and no densely sampled centre, wrong shapes, ...)."""
 
 
+class OutputError(IgrogError):
+    """An output that cannot be written (path named): missing or read-only directory, a directory
+    in place of the file, a write that failed."""
+
+
 class GriddingCancelled(IgrogError):
     """The work was cancelled (e.g. the stream it served is gone)."""

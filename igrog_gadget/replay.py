@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,9 +14,10 @@ import numpy as np
 
 from igrog_gadget import __version__
 from igrog_gadget.config import IgrogConfig
-from igrog_gadget.errors import InputDataError
+from igrog_gadget.errors import InputDataError, OutputError
 from igrog_gadget.io import cartesian_output_header, read_dataset, write_cartesian_file
 from igrog_gadget.io.reader import array_coil_count
+from igrog_gadget.limits import ResourceLimits
 from igrog_gadget.scan import FRAME_KEY_FIELDS, GriddedFrame, ImageItem, Readout
 from igrog_gadget.stream.pipeline import GriddingPipeline
 
@@ -55,21 +57,62 @@ def output_limits(frames: list[GriddedFrame]) -> dict[str, tuple[int, int, int]]
     return limits
 
 
+def check_output_path(path: str | os.PathLike[str], what: str = "output") -> None:
+    """Refuse an output path that cannot be written, before any work: its directory missing, not
+    a directory or not writable (probed by creating and removing a file), or the path a directory.
+
+    Raises:
+        OutputError: naming the path and the problem.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{what} {path} is a directory; give a file name")
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.exists():
+        raise OutputError(f"{what} {path}: directory {directory} does not exist")
+    if not directory.is_dir():
+        raise OutputError(f"{what} {path}: {directory} is not a directory")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OutputError(f"{what} {path} exists and is not writable")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.probe-", dir=directory)
+    except OSError as error:
+        raise OutputError(f"{what} {path}: directory {directory} is not writable ({error.strerror or error})") from None
+    os.close(fd)
+    os.remove(probe)
+
+
 def replay_file(
     input_path: str | os.PathLike[str],
     output_path: str | os.PathLike[str],
     config: IgrogConfig,
     show_progress: bool = False,
+    *,
+    png_path: str | os.PathLike[str] | None = None,
+    limits: ResourceLimits | None = None,
 ) -> ReplayReport:
-    """Grid every frame of ``input_path`` with the configured variant and write ``output_path``.
+    """Grid every frame of ``input_path`` with the configured variant and write ``output_path``
+    (and the root-sum-of-squares image of the frames to ``png_path`` when given).
 
-    The output is written atomically: on any error nothing is left at ``output_path``.
+    Refused before any work (``IgrogError``): outputs that cannot be written, a configuration or
+    a header beyond ``limits`` (default ``ResourceLimits()``). The outputs are written
+    atomically: on any error neither is left behind.
     """
     started = time.perf_counter()
+    limits = limits if limits is not None else ResourceLimits()
     input_path, output_path = str(input_path), str(output_path)
     if Path(output_path).resolve() == Path(input_path).resolve():
         raise InputDataError(f"output {output_path} is the input file; choose another output path")
-    dataset = read_dataset(input_path)
+    check_output_path(output_path)
+    if png_path is not None:
+        png_path = str(png_path)
+        if Path(png_path).resolve() in (Path(output_path).resolve(), Path(input_path).resolve()):
+            raise OutputError(f"--png {png_path} is the same file as the input or the output; choose another path")
+        check_output_path(png_path, "--png")
+    limits.check_config(config)
+    dataset = read_dataset(
+        input_path, limits=limits, on_header=lambda header: limits.check_header(header, config, input_path)
+    )
     pipeline = GriddingPipeline(
         dataset.header, config, source=input_path, array_coils=array_coil_count(dataset.readouts, dataset.header)
     )
@@ -105,7 +148,18 @@ def replay_file(
             **coil_compression_parameters(report.frames),
         },
     )
-    write_cartesian_file(output_path, xml, report.frames, passthrough, images, dataset.waveforms)
+    png_temporary = _write_png(png_path, report.frames) if png_path is not None else None
+    try:
+        try:
+            write_cartesian_file(output_path, xml, report.frames, passthrough, images, dataset.waveforms)
+        except OSError as error:
+            raise OutputError(f"cannot write {output_path}: {error.strerror or error}") from None
+        if png_temporary is not None:
+            os.replace(png_temporary, png_path)
+            png_temporary = None
+    finally:
+        if png_temporary is not None:
+            _remove(png_temporary)
     report.passthrough = len(passthrough)
     report.seconds = time.perf_counter() - started
     return report
@@ -152,6 +206,33 @@ def coil_compression_parameters(frames: list[GriddedFrame]) -> dict[str, str]:
         )
         parameters[name] = json.dumps({"real": np.real(matrix).tolist(), "imag": np.imag(matrix).tolist()})
     return parameters
+
+
+def _write_png(path: str, frames: list[GriddedFrame]) -> str:
+    """The RSS image of the frames written beside ``path`` under a temporary name (returned);
+    nothing is left behind when writing fails."""
+    from igrog_gadget import preview
+
+    directory, name = os.path.split(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(prefix=f".{name}.partial-", suffix=".png", dir=directory)
+    os.close(fd)
+    try:
+        preview.write_rss_png(temporary, [f.kspace for f in frames])
+    except BaseException as error:
+        _remove(temporary)
+        if isinstance(error, OSError):
+            raise OutputError(f"cannot write --png {path}: {error.strerror or error}") from None
+        raise
+    return temporary
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError as error:
+        logger.error("could not remove temporary file %s: %s", path, error)
 
 
 def _collect(out, report: ReplayReport, passthrough: list[Readout]) -> None:
