@@ -16,6 +16,9 @@ PADDING_POSITION = 1.0e5
 #: Largest sample magnitude a frame may hold: calibration and training square and sum samples in
 #: float32 (largest 3.4e38), so magnitudes beyond ~1e18 overflow; 1e15 leaves room for the sums.
 MAX_SAMPLE_MAGNITUDE = 1.0e15
+#: Smallest largest-sample magnitude: below it squares underflow float32 (smallest normal 1.2e-38)
+#: and the pair normalisation's guard dominates (data scaled by 1e-30 gridded to garbage).
+MIN_SAMPLE_MAGNITUDE = 1.0e-20
 
 
 @dataclass
@@ -76,20 +79,31 @@ class GriddedKSpace:
 
 
 def check_frame_values(frame: "FrameInputs") -> None:
-    """Refuse a frame whose samples cannot be calibrated or gridded: all zero, or of magnitudes
-    that overflow float32 arithmetic (checked before any calibration or training).
+    """Refuse a frame whose samples cannot be calibrated or gridded: all zero (or all-zero
+    calibration lines), or of magnitudes that overflow or underflow float32 arithmetic (checked
+    before any calibration or training).
 
     Raises:
         InputDataError: naming the problem and the largest magnitude.
     """
-    peaks = [float(np.max(np.abs(frame.samples))) if frame.samples.size else 0.0]
-    peaks += [float(np.max(np.abs(data))) for data, _ in frame.calibration_lines if np.size(data)]
-    peak = max(peaks)
+    sampled = float(np.max(np.abs(frame.samples))) if frame.samples.size else 0.0
+    lines = [float(np.max(np.abs(data))) for data, _ in frame.calibration_lines if np.size(data)]
+    peak = max([sampled, *lines])
     if peak == 0.0:
-        lines = f" and its {len(frame.calibration_lines)} calibration lines" if frame.calibration_lines else ""
-        raise InputDataError(f"the data are all zero: every sample of the frame{lines} is 0; nothing to calibrate or grid")
+        also = f" and its {len(frame.calibration_lines)} calibration lines" if frame.calibration_lines else ""
+        raise InputDataError(f"the data are all zero: every sample of the frame{also} is 0; nothing to calibrate or grid")
+    if lines and max(lines) == 0.0:
+        raise InputDataError(
+            f"the {len(lines)} calibration lines (ACQ_IS_PARALLEL_CALIBRATION) are all zero; "
+            "nothing to calibrate from (drop them to self-calibrate)"
+        )
     if not peak <= MAX_SAMPLE_MAGNITUDE:
         raise InputDataError(
             f"sample magnitudes of {peak:.0e} overflow float32 arithmetic (calibration squares and sums "
             f"samples; at most {MAX_SAMPLE_MAGNITUDE:.0e} is supported): the data are mis-scaled"
+        )
+    if peak < MIN_SAMPLE_MAGNITUDE:
+        raise InputDataError(
+            f"sample magnitudes of {peak:.0e} underflow float32 arithmetic (the largest sample must be at least "
+            f"{MIN_SAMPLE_MAGNITUDE:.0e}): the data are mis-scaled"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -115,9 +116,16 @@ def source_whitening(sources: np.ndarray, regularization: float = 1e-2) -> np.nd
     """
     s = torch.from_numpy(np.ascontiguousarray(sources, dtype=np.complex64)).to(torch.complex128)
     covariance = (s.T @ s.conj()) / max(s.shape[0], 1)  # E[s s^H], s as column vectors
-    load = regularization * float(torch.diagonal(covariance).real.mean())
+    power = float(torch.diagonal(covariance).real.mean())
+    if not (math.isfinite(power) and power > 0):
+        problem = "all zero" if power == 0 else f"of power {power:g} (not finite)"
+        raise CalibrationError(f"the training sources are {problem}: the calibration data cannot train kernels")
+    load = regularization * power
     eye = torch.eye(covariance.shape[0], dtype=covariance.dtype)
-    factor = torch.linalg.cholesky(covariance + load * eye)
+    try:
+        factor = torch.linalg.cholesky(covariance + load * eye)
+    except RuntimeError as error:  # torch.linalg.LinAlgError
+        raise CalibrationError(f"the training sources' covariance cannot be factored: {error}") from None
     return torch.linalg.inv(factor).to(torch.complex64).numpy()
 
 
