@@ -391,7 +391,7 @@ class MessageChannel:
                 "WAVEFORM and RECONDATA"
             )
         value, body = reader(self)
-        if mid in (ACQUISITION, RECONDATA):  # read with their id into one buffer
+        if mid in (ACQUISITION, RECONDATA, IMAGE, WAVEFORM):  # read with their id into one buffer
             return Message(mid, value, body)
         return Message(mid, value, id_bytes + body)
 
@@ -451,7 +451,7 @@ class MessageChannel:
         data = np.frombuffer(buffer, dtype=np.complex64, count=samples * channels, offset=start + traj_size)
         return WireAcquisition(head, traj, data.reshape(channels, samples)), buffer
 
-    def _read_image(self) -> tuple[ismrmrd.Image, bytes]:
+    def _read_image(self) -> tuple[ismrmrd.Image, bytearray]:
         head_bytes = self._recv_exact(IMAGE_HEADER_SIZE, "an image header")
         head = ismrmrd.ImageHeader.from_buffer_copy(head_bytes)
         length_bytes = self._recv_exact(8, "an image attribute length")
@@ -464,23 +464,30 @@ class MessageChannel:
         values = int(head.channels) * int(np.prod([int(v) for v in head.matrix_size], dtype=np.int64))
         data_size = values * itemsize
         self._check_size(data_size, self.limits.max_message_bytes, f"image {head.image_index}")
-        attributes = self._recv_exact(attribute_length, f"image {head.image_index}'s attributes")
-        data = self._recv_exact(data_size, f"image {head.image_index}'s data")
-        body = head_bytes + length_bytes + attributes + data
+        # one buffer for the message: header, attribute length, attributes, data
+        start = 2 + IMAGE_HEADER_SIZE + 8
+        body = bytearray(start + attribute_length + data_size)
+        body[:2] = _ID.pack(IMAGE)
+        body[2 : 2 + IMAGE_HEADER_SIZE] = head_bytes
+        body[2 + IMAGE_HEADER_SIZE : start] = length_bytes
+        self._recv_into(memoryview(body)[start : start + attribute_length], f"image {head.image_index}'s attributes")
+        self._recv_into(memoryview(body)[start + attribute_length :], f"image {head.image_index}'s data")
         try:
-            image = ismrmrd.Image.from_bytes(body)
+            image = ismrmrd.Image.from_bytes(memoryview(body)[2:])
         except (ValueError, UnicodeDecodeError) as error:
             raise MalformedMessageError(f"image {head.image_index} cannot be decoded: {error}") from None
         return image, body
 
-    def _read_waveform(self) -> tuple[ismrmrd.Waveform, bytes]:
+    def _read_waveform(self) -> tuple[ismrmrd.Waveform, bytearray]:
         head_bytes = self._recv_exact(WAVEFORM_HEADER_SIZE, "a waveform header")
         head = ismrmrd.WaveformHeader.from_buffer_copy(head_bytes)
         data_size = int(head.channels) * int(head.number_of_samples) * 4
         self._check_size(data_size, self.limits.max_message_bytes, f"waveform {head.scan_counter}")
-        data = self._recv_exact(data_size, f"waveform {head.scan_counter}'s data")
-        body = head_bytes + data
-        return ismrmrd.Waveform.from_bytes(body), body
+        body = bytearray(2 + WAVEFORM_HEADER_SIZE + data_size)
+        body[:2] = _ID.pack(WAVEFORM)
+        body[2 : 2 + WAVEFORM_HEADER_SIZE] = head_bytes
+        self._recv_into(memoryview(body)[2 + WAVEFORM_HEADER_SIZE :], f"waveform {head.scan_counter}'s data")
+        return ismrmrd.Waveform.from_bytes(memoryview(body)[2:]), body
 
     def _read_recon_data(self) -> tuple[memoryview, memoryview]:
         from igrog_gadget.gadget.recondata import read_recon_data_bytes
