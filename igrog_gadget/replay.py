@@ -155,7 +155,11 @@ def replay_file(
         except OSError as error:
             raise OutputError(f"cannot write {output_path}: {error.strerror or error}") from None
         if png_temporary is not None:
-            os.replace(png_temporary, png_path)
+            try:
+                os.replace(png_temporary, png_path)
+            except OSError as error:  # the .h5 is in place: take it back, nothing half-written stays
+                _remove(output_path)
+                raise OutputError(f"cannot write --png {png_path}: {error.strerror or error}") from None
             png_temporary = None
     finally:
         if png_temporary is not None:
@@ -214,7 +218,10 @@ def _write_png(path: str, frames: list[GriddedFrame]) -> str:
     from igrog_gadget import preview
 
     directory, name = os.path.split(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(prefix=f".{name}.partial-", suffix=".png", dir=directory)
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{name}.partial-", suffix=".png", dir=directory)
+    except OSError as error:
+        raise OutputError(f"cannot write --png {path}: {error.strerror or error}") from None
     os.close(fd)
     try:
         preview.write_rss_png(temporary, [f.kspace for f in frames])

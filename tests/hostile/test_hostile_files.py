@@ -641,6 +641,21 @@ def test_failure_while_writing_png_leaves_nothing(scan, tmp_path, caplog, monkey
     assert_refused(replay(caplog, scan, output, "--png", png), r"rss\.png.*No space left", output, png)
 
 
+@pytest.mark.trains
+def test_failure_while_moving_png_into_place_takes_the_output_back(scan, tmp_path, caplog, monkeypatch):
+    """The .h5 is in place when the PNG's rename fails: it is removed again, nothing stays."""
+    real_replace = os.replace
+
+    def replace(source, target):
+        if str(target).endswith(".png"):
+            raise OSError(13, "Permission denied")
+        return real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    output, png = tmp_path / "out.h5", tmp_path / "rss.png"
+    assert_refused(replay(caplog, scan, output, "--png", png), r"cannot write --png .*rss\.png: Permission denied", output, png)
+
+
 # --- the console script: no traceback on stderr ------------------------------------------------
 def _igrog(*args) -> subprocess.CompletedProcess:
     script = Path(sys.executable).with_name("igrog")
