@@ -7,6 +7,7 @@ import logging
 import os
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -218,11 +219,8 @@ def _write_png(path: str, frames: list[GriddedFrame]) -> str:
     from igrog_gadget import preview
 
     directory, name = os.path.split(os.path.abspath(path))
-    try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{name}.partial-", suffix=".png", dir=directory)
-    except OSError as error:
-        raise OutputError(f"cannot write --png {path}: {error.strerror or error}") from None
-    os.close(fd)
+    # a fresh name beside the target, created with the usual permissions (mkstemp's are 0600)
+    temporary = os.path.join(directory, f".{name}.partial-{uuid.uuid4().hex}.png")
     try:
         preview.write_rss_png(temporary, [f.kspace for f in frames])
     except BaseException as error:

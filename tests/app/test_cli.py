@@ -33,6 +33,7 @@ def test_replay_writes_output_and_png(tmp_path, data_file, caplog):
     code, text = replay([data_file("spiral_acs"), output, "--png", png], caplog)
     assert code == 0, text
     assert output.exists() and png.exists()
+    assert png.stat().st_mode & 0o777 == output.stat().st_mode & 0o777  # the usual permissions, not a temp file's 0600
     from PIL import Image
 
     image = np.asarray(Image.open(png))
