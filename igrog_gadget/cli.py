@@ -44,6 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_variant_arguments(replay)
     replay.add_argument("--png", default=None, help="also write the root-sum-of-squares image of the gridded k-space")
 
+    batch = commands.add_parser(
+        "batch", parents=[verbosity], help="replay many ISMRMRD files on a Dask cluster (pip install igrog-gadget[batch])"
+    )
+    batch.add_argument("inputs", nargs="+", help="ISMRMRD files, directories (their .h5/.hdf5/.mrd) or glob patterns")
+    batch.add_argument("--out", required=True, help="output directory: <stem>_cartesian.h5 per input")
+    _add_variant_arguments(batch)
+    batch.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (default: a LocalCluster here)")
+    batch.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2); one file per worker at a time")
+    batch.add_argument("--report", default=None, help="report file: .csv, else JSON lines (default: <out>/batch_report.csv)")
+
     simulate = commands.add_parser("simulate", parents=[verbosity], help="write a simulated ISMRMRD test file with its Cartesian ground truth")
     from igrog_gadget.simulate import add_simulate_arguments
 
@@ -54,6 +64,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve_arguments(serve)
     return parser
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    from igrog_gadget.config import load_config
+    from igrog_gadget.errors import ConfigError
+    from igrog_gadget.limits import ResourceLimits
+
+    try:
+        from igrog_gadget.batch import find_inputs, run_batch
+        import distributed  # noqa: F401
+    except ImportError:
+        raise ConfigError("igrog batch needs Dask's distributed: pip install 'igrog-gadget[batch]'") from None
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    if not args.verbose:  # the scheduler's and nannies' own INFO lines (start, stop) only with -v
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+    overrides = list(args.overrides) + ([f"gridding.device={args.device}"] if args.device else [])
+    config = load_config(args.variant, args.config, overrides)  # refuse a bad configuration before any work
+    ResourceLimits().check_config(config)
+    replay_args = ["--variant", args.variant] + (["--config", str(Path(args.config).resolve())] if args.config else [])
+    for override in overrides:
+        replay_args += ["--set", override]
+    inputs = find_inputs(args.inputs)
+    out_dir = Path(args.out).resolve()
+    report = Path(args.report).resolve() if args.report else out_dir / "batch_report.csv"
+    rows = run_batch(inputs, out_dir, replay_args, config, args.scheduler, args.workers, report, progress=not args.quiet)
+    counts = {status: sum(r.status == status for r in rows) for status in ("done", "skipped", "failed")}
+    logger.info("%d done, %d skipped (up to date), %d failed; report %s", counts["done"], counts["skipped"], counts["failed"], report)
+    print(report)
+    return EXIT_OK if counts["failed"] == 0 else EXIT_FAILURE
 
 
 def _run_replay(args: argparse.Namespace) -> int:
@@ -102,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "replay":
             return _run_replay(args)
+        if args.command == "batch":
+            return _run_batch(args)
         if args.command == "simulate":
             from igrog_gadget.simulate import run_simulate
 

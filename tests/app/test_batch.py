@@ -1,0 +1,143 @@
+"""``igrog batch`` on a 2-worker Dask LocalCluster: outputs equal to single replays, a corrupt file
+reported while the others finish, a rerun that skips what is up to date, a killed worker."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+pytest.importorskip("distributed")
+
+from igrog_gadget.batch import configuration_record, output_is_current, threads_per_worker  # noqa: E402
+from igrog_gadget.cli import main  # noqa: E402
+from igrog_gadget.config import load_config  # noqa: E402
+from igrog_gadget.simulate import SimulationSpec, simulate_to_file  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICK = ["training.max_steps=60", "calibration.num_training_pairs=4000", "training.plateau_patience=0"]
+
+
+def set_args(overrides: list[str]) -> list[str]:
+    return [part for override in overrides for part in ("--set", override)]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    """Four small scans (radial and spiral, 2 slices in one) and one corrupt file."""
+    directory = tmp_path_factory.mktemp("study")
+    specs = [
+        SimulationSpec(matrix=32, coils=3, spokes=48, acs=16, seed=1),
+        SimulationSpec(matrix=32, coils=3, spokes=48, acs=None, seed=2),
+        SimulationSpec(trajectory="spiral", matrix=32, coils=3, interleaves=8, acs=16, seed=3),
+        SimulationSpec(matrix=32, coils=3, spokes=48, acs=16, slices=2, seed=4),
+    ]
+    for number, spec in enumerate(specs):
+        simulate_to_file(directory / f"scan{number}.h5", spec)
+    (directory / "corrupt.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"not really" * 100)
+    return directory
+
+
+def read_report(path: Path) -> dict[str, dict]:
+    with path.open() as handle:
+        return {Path(row["input"]).name: row for row in csv.DictReader(handle)}
+
+
+def kspace(path: Path) -> list[np.ndarray]:
+    with h5py.File(path, "r") as h5:
+        return [np.asarray(row["data"]) for row in h5["dataset/data"][:]]
+
+
+def test_batch_equals_single_replays_reports_the_corrupt_file_and_resumes(study, tmp_path):
+    out = tmp_path / "out"
+    code = main(["-q", "batch", str(study), "--out", str(out), "--workers", "2", *set_args(QUICK)])
+    assert code == 1  # one file failed
+    report = read_report(out / "batch_report.csv")
+    assert report["corrupt.h5"]["status"] == "failed" and "HDF5" in report["corrupt.h5"]["error"]
+    assert not (out / "corrupt_cartesian.h5").exists()
+    threads = f"gridding.cpu_threads={threads_per_worker(2)}"
+    for number in range(4):
+        row = report[f"scan{number}.h5"]
+        assert row["status"] == "done", row
+        assert int(row["frames"]) == (2 if number == 3 else 1) and int(row["training_steps"]) > 0
+        assert float(row["peak_memory_mb"]) > 50 and float(row["estimated_nrmse"]) > 0
+        single = tmp_path / f"single{number}.h5"  # igrog replay in its own process (threads are per process)
+        subprocess.run(
+            [sys.executable, "-m", "igrog_gadget", "-q", "replay", str(study / f"scan{number}.h5"), str(single),
+             *set_args([*QUICK, threads])],
+            check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        for ours, theirs in zip(kspace(out / f"scan{number}_cartesian.h5"), kspace(single)):
+            np.testing.assert_array_equal(ours, theirs)
+    assert not list(out.glob("*.partial-*"))
+
+    started = {p.name: p.stat().st_mtime_ns for p in out.glob("scan*_cartesian.h5")}
+    code = main(["-q", "batch", str(study / "scan*.h5"), "--out", str(out), *set_args(QUICK)])
+    assert code == 0
+    rerun = read_report(out / "batch_report.csv")
+    assert [rerun[f"scan{n}.h5"]["status"] for n in range(4)] == ["skipped"] * 4
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("scan*_cartesian.h5")} == started
+    # another configuration is not up to date
+    record = configuration_record(load_config("basic", overrides=[*QUICK, threads]).to_toml())
+    assert output_is_current(out / "scan0_cartesian.h5", record)
+    record = configuration_record(load_config("basic", overrides=[*QUICK, threads, "training.max_steps=61"]).to_toml())
+    assert not output_is_current(out / "scan0_cartesian.h5", record)
+
+
+def replay_children() -> list[tuple[int, int, str]]:
+    """(pid, parent pid, command line) of running ``igrog_gadget -q replay`` processes (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if "igrog_gadget -q replay" in command:
+            found.append((int(entry.name), parent, command))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker through /proc")
+def test_a_killed_worker_costs_a_retry_not_the_batch(study, tmp_path):
+    """The worker gridding scan1 is killed (SIGKILL by its PID): its replay child dies with it,
+    the scheduler retries the file once on another worker, every file is done, no partial file."""
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for number in range(3):
+        shutil.copy(study / f"scan{number}.h5", inputs)
+    out = tmp_path / "out"
+    slow = [*QUICK, "training.max_steps=400"]
+    result: dict[str, int] = {}
+    runner = threading.Thread(
+        target=lambda: result.setdefault("code", main(["-q", "batch", str(inputs), "--out", str(out), *set_args(slow)])),
+        daemon=True,
+    )
+    runner.start()
+    killed = None
+    deadline = time.monotonic() + 60
+    while killed is None and time.monotonic() < deadline:
+        for pid, parent, command in replay_children():
+            if "scan1.h5" in command and str(out) in command:
+                os.kill(parent, signal.SIGKILL)  # the dask worker process
+                killed = parent
+                break
+        time.sleep(0.05)
+    assert killed is not None, "the replay of scan1 never started"
+    runner.join(240)
+    assert result.get("code") == 0
+    report = read_report(out / "batch_report.csv")
+    assert [report[f"scan{n}.h5"]["status"] for n in range(3)] == ["done"] * 3
+    assert not list(out.glob("*.partial-*"))
