@@ -158,7 +158,8 @@ def replay_in_child(input_path: str, output_path: str, replay_args: list[str], t
         preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
     )
     try:
-        stderr = child.stderr.read() if child.stderr else ""
+        with child.stderr:
+            stderr = child.stderr.read()
         _, status, usage = os.wait4(child.pid, 0)
     except BaseException:
         child.kill()
