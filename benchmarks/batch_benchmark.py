@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.tables import print_rows  # noqa: E402
 from igrog_gadget.simulate import SimulationSpec, simulate_to_file  # noqa: E402
 
 
@@ -52,10 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         for number in range(args.files):
             simulate_to_file(inputs / f"scan{number:03d}.h5", SimulationSpec(matrix=128, coils=8, spokes=200, acs=32, seed=number))
         rows = [run(inputs, Path(tmp) / f"out{w}", w) for w in (1, 2)]
-    columns = list(rows[0])
-    print("  ".join(columns))
-    for row in rows:
-        print("  ".join(str(row[c]).ljust(len(c)) for c in columns))
+    print_rows(rows)
     return 0
 
 

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "gadget"))
 
 from gadget_helpers import start_server_process  # noqa: E402
+from benchmarks.tables import print_rows  # noqa: E402
 from igrog_gadget.gadget import protocol  # noqa: E402
 from igrog_gadget.gadget.client import StreamClient, configuration_xml  # noqa: E402
 from igrog_gadget.io import read_dataset  # noqa: E402
@@ -93,11 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             measure("ACQUISITION (noise, passed through)", noise_acquisition(args.mb), header_xml, Path(tmp)),
             measure("RECONDATA (passed through)", recon_data(args.mb), header_xml, Path(tmp)),
         ]
-    columns = list(rows[0])
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
-    print("  ".join(c.ljust(widths[c]) for c in columns))
-    for row in rows:
-        print("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
+    print_rows(rows)
     return 0
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.tables import print_rows  # noqa: E402
 from igrog_gadget.config import load_config  # noqa: E402
 from igrog_gadget.replay import replay_file  # noqa: E402
 from igrog_gadget.simulate import SimulationSpec, simulate_to_file  # noqa: E402
@@ -131,12 +132,10 @@ def mrpro_written_input(workdir: Path) -> dict:
 
 
 def print_table(rows: list[dict]) -> None:
-    columns = [c for c in rows[0] if c != "failed"]
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
-    print(" | ".join(c.ljust(widths[c]) for c in columns))
-    print("-+-".join("-" * widths[c] for c in columns))
+    print_rows(rows, " | ", skip=("failed",))
     for row in rows:
-        print(" | ".join(str(row[c]).ljust(widths[c]) for c in columns) + ("" if row["ok"] else f"  FAILED: {row.get('failed', '')}"))
+        if not row["ok"]:
+            print(f"FAILED {row.get('case', row.get('input'))}: {row.get('failed', '')}")
 
 
 def _slabs(frames, spec: SimulationSpec) -> list[np.ndarray]:

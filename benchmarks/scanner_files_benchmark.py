@@ -32,6 +32,7 @@ from benchmarks.writer_edits import (  # noqa: E402
     shorten_even_spokes,
     without_calibration_lines,
 )
+from benchmarks.tables import print_rows  # noqa: E402
 from igrog_gadget.config import load_config  # noqa: E402
 from igrog_gadget.replay import replay_file  # noqa: E402
 from igrog_gadget.simulate import SimulationSpec, simulate_to_file  # noqa: E402
@@ -109,11 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory() as tmp:
         rows = [run_case(name, Path(tmp)) for name in args.cases.split(",")]
-    columns = list(rows[0])
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
-    print("  ".join(c.ljust(widths[c]) for c in columns))
-    for row in rows:
-        print("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
+    print_rows(rows)
     return 0
 
 

@@ -18,6 +18,7 @@ from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import InputDataError, OutputError
 from igrog_gadget.io import cartesian_output_header, read_dataset, write_cartesian_file
 from igrog_gadget.io.reader import array_coil_count
+from igrog_gadget.io.writer import remove_quietly
 from igrog_gadget.limits import ResourceLimits
 from igrog_gadget.scan import FRAME_KEY_FIELDS, GriddedFrame, ImageItem, Readout
 from igrog_gadget.stream.pipeline import GriddingPipeline
@@ -159,12 +160,12 @@ def replay_file(
             try:
                 os.replace(png_temporary, png_path)
             except OSError as error:  # the .h5 is in place: take it back, nothing half-written stays
-                _remove(output_path)
+                remove_quietly(output_path)
                 raise OutputError(f"cannot write --png {png_path}: {error.strerror or error}") from None
             png_temporary = None
     finally:
         if png_temporary is not None:
-            _remove(png_temporary)
+            remove_quietly(png_temporary)
     report.passthrough = len(passthrough)
     report.seconds = time.perf_counter() - started
     return report
@@ -224,20 +225,11 @@ def _write_png(path: str, frames: list[GriddedFrame]) -> str:
     try:
         preview.write_rss_png(temporary, [f.kspace for f in frames])
     except BaseException as error:
-        _remove(temporary)
+        remove_quietly(temporary)
         if isinstance(error, OSError):
             raise OutputError(f"cannot write --png {path}: {error.strerror or error}") from None
         raise
     return temporary
-
-
-def _remove(path: str) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
-    except OSError as error:
-        logger.error("could not remove temporary file %s: %s", path, error)
 
 
 def _collect(out, report: ReplayReport, passthrough: list[Readout]) -> None:

@@ -31,6 +31,16 @@ logger = logging.getLogger(__name__)
 _CHUNK_ROWS = 1024
 
 
+def remove_quietly(path: str) -> None:
+    """Remove a temporary file if it exists; a failure is logged, never raised."""
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError as error:
+        logger.error("could not remove temporary file %s: %s", path, error)
+
+
 def _temporary_path(path: str) -> str:
     """Create (exclusively) and return an empty ``<name>.partial-XXXXXXXX.h5`` beside ``path``."""
     directory, name = os.path.split(os.path.abspath(path))
@@ -169,12 +179,7 @@ def write_cartesian_file(
         _fsync(temporary)
         os.replace(temporary, path)
     except BaseException:
-        try:
-            os.remove(temporary)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            logger.error("could not remove temporary file %s: %s", temporary, exc)
+        remove_quietly(temporary)
         raise
     logger.info(
         "wrote %s: %d pass-through + %d Cartesian acquisitions (%d frames), %d images, %d waveforms",
