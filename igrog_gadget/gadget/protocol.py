@@ -152,6 +152,11 @@ class ProtocolLimits:
     """Longest a blocked send may wait for the peer to read."""
     max_array_dimensions: int = 16
     """Most dimensions an array in a recon-data message may declare."""
+    max_acquisition_channels: int | None = None
+    """Most active_channels of an acquisition, checked from its header before its data are read
+    (the server sets it from ``ResourceLimits.max_coils``); None = only the byte limit."""
+    max_acquisition_samples: int | None = None
+    """Most number_of_samples of an acquisition (``ResourceLimits.max_readout_samples``)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -438,6 +443,16 @@ class MessageChannel:
             int(head.active_channels),
             int(head.trajectory_dimensions),
         )
+        if self.limits.max_acquisition_channels is not None and channels > self.limits.max_acquisition_channels:
+            raise MessageTooLargeError(
+                f"acquisition {head.scan_counter}: active_channels = {channels} exceeds the resource limit "
+                f"max_coils = {self.limits.max_acquisition_channels}"
+            )
+        if self.limits.max_acquisition_samples is not None and samples > self.limits.max_acquisition_samples:
+            raise MessageTooLargeError(
+                f"acquisition {head.scan_counter}: number_of_samples = {samples} exceeds the resource limit "
+                f"max_readout_samples = {self.limits.max_acquisition_samples}"
+            )
         traj_size = samples * dims * 4
         data_size = samples * channels * 8
         self._check_size(traj_size + data_size, self.limits.max_message_bytes, f"acquisition {head.scan_counter}")

@@ -110,17 +110,21 @@ def test_unknown_message_id(hostile_server, radial_acs):
 
 
 def test_acquisition_announcing_more_than_the_message_limit(hostile_server, radial_acs):
-    head = ismrmrd.AcquisitionHeader()
-    head.number_of_samples, head.active_channels = 65535, 4096
+    head = ismrmrd.AcquisitionHeader()  # within the coil and sample limits, beyond 64 MiB by its trajectory
+    head.number_of_samples, head.active_channels, head.trajectory_dimensions = 65535, 1, 300
     received = run_raw(hostile_server, handshake(radial_acs) + struct.pack("<H", protocol.ACQUISITION) + bytes(head))
-    assert "announces 2147450880 bytes, more than the limit" in error_text(received)
+    assert "announces 79166280 bytes, more than the limit" in error_text(received)
     assert_recovered(hostile_server)
 
 
 def test_acquisition_with_more_coils_than_the_resource_limit(hostile_server, radial_acs):
+    """Refused from its header: the data (never sent here) are not waited for."""
     acquisition = ismrmrd.Acquisition.from_array(np.zeros((40, 16), np.complex64))
-    received = run_raw(hostile_server, handshake(radial_acs) + protocol.encode_acquisition(acquisition))
+    header_only = protocol.encode_acquisition(acquisition)[: 2 + protocol.ACQUISITION_HEADER_SIZE]
+    started = time.monotonic()
+    received = run_raw(hostile_server, handshake(radial_acs) + header_only)
     assert "active_channels = 40 exceeds the resource limit max_coils = 32" in error_text(received)
+    assert time.monotonic() - started < LIMITS.read_timeout_s  # not a stall timeout
     assert_recovered(hostile_server)
 
 

@@ -123,8 +123,8 @@ def test_absurd_lengths_are_refused_promptly(served, radial_acs):
     received = client.wait_closed(10)
     client.close()
     assert received.messages[0].mid == protocol.ERROR
-    assert "acquisition 0 announces 34358689800 bytes" in received.messages[0].value
-    wait_for_log(log, "acquisition 0 announces 34358689800 bytes")
+    assert "active_channels = 65535 exceeds the resource limit max_coils = 128" in received.messages[0].value
+    wait_for_log(log, "active_channels = 65535 exceeds the resource limit max_coils = 128")
     assert process.poll() is None
     assert idle_cpu_seconds(process.pid) < 0.15
 
