@@ -3,7 +3,7 @@
 Checked before anything is allocated or trained: the configuration (``check_config``) when it
 is loaded, the scan header (``check_header``) when it arrives, the buffered data
 (``ReadoutBuffer``) as readouts arrive. Every refusal names the field, the value and the limit
-(``ResourceLimits.<name>``, set by the operator: ``igrog serve --max-...``); the defaults admit
+(``ResourceLimits.<name>``, set by the operator: ``igrog serve --limit NAME=VALUE``); the defaults admit
 every clinical protocol (512 matrices, 64 coils, 256 partitions) and nothing that cannot fit a
 recon server's memory.
 """
