@@ -117,6 +117,9 @@ class SessionReport:
     trainings: int = 0
     frame_paths: list[str] = field(default_factory=list)
     """``info["path"]`` of every frame: trained / reused model / cached kernels."""
+    frame_latencies_s: list[float] = field(default_factory=list)
+    """Per frame sent: seconds from the arrival of the message that completed it (its last
+    readout, or the CLOSE that ended the stream) to its sending."""
     error: str | None = None
     """Why the session failed; None when it ended with CLOSE."""
     closed_by_peer: bool = False
@@ -246,6 +249,8 @@ class GadgetSession:
         self._acquisitions_sent = 0
         self._images_sent = 0
         self._last_calibration: float | None = None
+        self._arrival: float | None = None
+        """perf_counter() arrival of the message being handled (the one that completes frames)."""
         self._error_reported = False
 
     # --- entry point ----------------------------------------------------------------------
@@ -488,6 +493,7 @@ class GadgetSession:
         """Process one message; True when the session is complete."""
         pipeline = self.pipeline
         assert pipeline is not None
+        self._arrival = arrival
         mid = message.mid
         if mid == protocol.ACQUISITION:
             wire = message.value
@@ -569,15 +575,19 @@ class GadgetSession:
         return [protocol.encode_image(image)]
 
     def _frame_sent(self, frame: GriddedFrame) -> None:
+        sent = time.perf_counter()
+        latency = sent - self._arrival if self._arrival is not None else float("nan")
         self.report.frames_out += 1
         self.report.frame_paths.append(str(frame.info.get("path", "")))
+        self.report.frame_latencies_s.append(latency)
         if self.report.first_frame_sent is None:
-            self.report.first_frame_sent = time.perf_counter()
+            self.report.first_frame_sent = sent
             self.report.last_calibration_arrival = self._last_calibration
         logger.info(
-            "%s: sent frame %s (%s, %.2f s, estimated gridding NRMSE %.3g%s)",
+            "%s: sent frame %s %.2f s after its last readout arrived (%s, %.2f s, estimated gridding NRMSE %.3g%s)",
             self.channel.peer,
             _frame_label(frame),
+            latency,
             frame.info.get("path", "?"),
             float(frame.info.get("total_s", 0.0)),
             float(frame.info.get("estimated_nrmse", float("nan"))),

@@ -189,6 +189,10 @@ def test_repetitions_train_once_per_calibration(server, radial_multi):
     assert sorted(keys) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     assert report.trainings == 2  # once per slice (calibration key), not once per repetition
     assert sorted(report.frame_paths) == ["cached kernels", "cached kernels", "trained", "trained"]
+    # latency from the readout that completed a frame to its sending (streamed as fast as possible,
+    # a frame's last readout may wait in the inbox behind an earlier frame's training)
+    assert len(report.frame_latencies_s) == 4
+    assert all(0 <= latency <= report.seconds for latency in report.frame_latencies_s)
     # each frame is sent as soon as it is complete: repetition 0 before repetition 1
     assert [k[1] for k in keys] == sorted(k[1] for k in keys)
 
