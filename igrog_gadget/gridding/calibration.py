@@ -136,6 +136,23 @@ def _density_weights(coords: np.ndarray, cell: float = 0.5) -> np.ndarray:
     return (1.0 / counts[inverse.reshape(-1)]).astype(np.float64)
 
 
+class SparseCentreError(CalibrationError):
+    """The centre of k-space is too sparsely sampled to calibrate from; ``reason`` says how."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def sparse_centre(coverage: float, radius: float, min_coverage: float, block: int | None = None) -> str:
+    """Why a centre is too sparse to calibrate from (for messages): its coverage and the need."""
+    need = f"need {min_coverage:.0%}" + (f" for the smallest calibration block {block} x {block}" if block else "")
+    return (
+        f"the centre of k-space is not densely sampled ({coverage:.0%} of the grid cells within radius "
+        f"{radius:.1f} hold a sample, {need})"
+    )
+
+
 def calibration_radius(size: int) -> float:
     """Radius (grid units) around k = 0 whose cells must hold samples to reconstruct a ``size`` block."""
     return size / np.sqrt(2.0) + 1.0
@@ -256,11 +273,10 @@ def self_calibrate(
     side, coverage = largest_calibration_size(coords, size, min_size or size, min_coverage)
     if side == 0:
         smallest = min_size or size
-        raise CalibrationError(
-            "no calibration data: no ACS lines and the centre of k-space is not densely sampled "
-            f"({coverage:.0%} of the grid cells within radius {calibration_radius(smallest):.1f} hold a sample, "
-            f"need {min_coverage:.0%} for the smallest calibration block {smallest} x {smallest}); "
-            "acquire ACS lines or give image-domain calibration"
+        reason = sparse_centre(coverage, calibration_radius(smallest), min_coverage, smallest)
+        raise SparseCentreError(
+            f"no calibration data: no ACS lines and {reason}; acquire ACS lines or give image-domain calibration",
+            reason,
         )
     if side < size:
         logger.warning(

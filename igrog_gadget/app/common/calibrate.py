@@ -26,6 +26,7 @@ from igrog_gadget.config import CalibrationConfig
 from igrog_gadget.errors import CalibrationError
 from igrog_gadget.gridding.calibration import (
     CalibrationBlock,
+    SparseCentreError,
     acs_from_cartesian_lines,
     calibration_radius,
     centre_coverage,
@@ -74,17 +75,13 @@ def calibration_block(frame: FrameInputs, config: CalibrationConfig, grid_oversa
             min_coverage=config.selfcal_min_coverage,
             min_size=config.selfcal_min_size,
         )
-    except CalibrationError as error:
+    except SparseCentreError as error:
         if unused is None:
             raise
-        text = str(error)
-        generic = "no calibration data: no ACS lines and "
-        rest = text[len(generic):] if text.startswith(generic) else text
-        rest = rest.removesuffix("; acquire ACS lines or give image-domain calibration")
         if "form no block" in unused:
             unused += _spacing_hint(grid_oversampling)
         raise CalibrationError(
-            f"no calibration data: the {len(lines)} calibration lines cannot be used ({unused}), and {rest}"
+            f"no calibration data: the {len(lines)} calibration lines cannot be used ({unused}), and {error.reason}"
         ) from None
 
 

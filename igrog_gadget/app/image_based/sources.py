@@ -26,7 +26,7 @@
    field of view, by ``cg_iterations`` of conjugate gradients on the density-compensated
    normal equations ``(F^H W F + lambda I) x = F^H W y`` (``F`` the NUFFT to those samples,
    ``W`` a 1/(samples per half-grid-unit cell) density compensation; the solver of
-   ``gridding.calibration.self_calibrate``). Its k-space then spans
+   ``gridding.calibration.fit_centre``). Its k-space then spans
    ``[-lowres_size/2, lowres_size/2)``. The central ``target_size`` square (where the training
    targets lie) must be densely sampled: ``min_coverage`` of the grid cells within radius
    ``target_size / sqrt(2) + 1`` hold a sample, else ``CalibrationError``.
@@ -53,7 +53,7 @@ import numpy as np
 from igrog_gadget.app.common.frame import FrameInputs
 from igrog_gadget.config import ImageCalibrationConfig
 from igrog_gadget.errors import CalibrationError, ConfigError
-from igrog_gadget.gridding.calibration import centre_coverage, self_calibrate
+from igrog_gadget.gridding.calibration import calibration_radius, centre_coverage, fit_centre, sparse_centre
 from igrog_gadget.gridding.nufft import centred_ifft2, nufft_forward
 
 logger = logging.getLogger(__name__)
@@ -232,7 +232,7 @@ def coil_images_from_data(
 ) -> tuple[np.ndarray, float]:
     """Low-resolution coil images from the central region of non-Cartesian data.
 
-    The CG-NUFFT solve of ``igrog_gadget.gridding.calibration.self_calibrate`` with an image
+    The CG-NUFFT solve of ``igrog_gadget.gridding.calibration.fit_centre`` with an image
     grid of ``size`` x ``size`` (the whole k-space of the solution, ``[-size/2, size/2)``, is
     kept): ``(F^H W F + lambda I) x = F^H W y`` over the samples with
     ``max(|kx|, |ky|) < size/2 - 0.5``, ``W`` a density compensation.
@@ -254,21 +254,20 @@ def coil_images_from_data(
     if size < 8:
         raise CalibrationError(f"image_calibration.lowres_size gives a {size} x {size} grid; need at least 8")
     dense = min(size, dense_size or size)
-    radius = dense / np.sqrt(2.0) + 1.0
+    radius = calibration_radius(dense)
     coverage = centre_coverage(coords, radius)
     if coverage < min_coverage:
         raise CalibrationError(
-            "cannot make coil images from the data: the centre of k-space is not densely sampled "
-            f"({coverage:.0%} of the grid cells within radius {radius:.1f} hold a sample, need {min_coverage:.0%}); "
+            f"cannot make coil images from the data: {sparse_centre(coverage, radius, min_coverage)}; "
             f"give a {COIL_IMAGES!r} or {SENSITIVITY_MAPS!r} image series or image_calibration.image_file"
         )
-    block = self_calibrate(samples, coords, size=size, grid=size, iterations=iterations, min_coverage=0.0)
-    images = centred_ifft2(block.kspace).astype(np.complex64)
+    fit = fit_centre(samples, coords, grid=size, iterations=iterations)
+    images = centred_ifft2(fit.block(size, "coil images").kspace).astype(np.complex64)  # its whole k-space, complex64
     logger.info(
         "coil images from the data: %d x %d, centre coverage %.0f%%, noise std %.3g",
-        size, size, 100 * coverage, block.noise_std or 0.0,
+        size, size, 100 * coverage, fit.noise_std,
     )
-    return images, float(block.noise_std or 0.0)
+    return images, fit.noise_std
 
 
 def data_noise_in_image_units(frame: FrameInputs, images: np.ndarray, config: ImageCalibrationConfig) -> float | None:
