@@ -154,7 +154,7 @@ class ProtocolLimits:
     """Most dimensions an array in a recon-data message may declare."""
     max_acquisition_channels: int | None = None
     """Most active_channels of an acquisition, checked from its header before its data are read
-    (the server sets it from ``ResourceLimits.max_coils``); None = only the byte limit."""
+    (a gadget session sets it from ``ResourceLimits.max_coils``); None = only the byte limit."""
     max_acquisition_samples: int | None = None
     """Most number_of_samples of an acquisition (``ResourceLimits.max_readout_samples``)."""
 

@@ -8,7 +8,6 @@ accept loop waits in a selector on the listening socket and a wake-up pipe (no p
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import selectors
@@ -66,12 +65,7 @@ class GadgetServer:
     ) -> None:
         self.options = options or ServerOptions()
         self.defaults = defaults or GadgetSettings()
-        resources = self.options.resource_limits
-        self.limits = dataclasses.replace(  # acquisition sizes refused from their header, before their data
-            limits or ProtocolLimits(),
-            max_acquisition_channels=resources.max_coils,
-            max_acquisition_samples=resources.max_readout_samples,
-        )
+        self.limits = limits or ProtocolLimits()
         self.reports: list[SessionReport] = []
         self._sessions: dict[int, GadgetSession] = {}
         self._threads: dict[int, threading.Thread] = {}

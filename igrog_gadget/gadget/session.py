@@ -228,11 +228,17 @@ class GadgetSession:
         slots: "SessionSlots | None" = None,
         handshake_timeout_s: float | None = 30.0,
     ) -> None:
+        self.resource_limits = resource_limits or ResourceLimits()
+        # an acquisition's coils and samples are refused from its header, before its data are read
+        channel.limits = dataclasses.replace(
+            channel.limits,
+            max_acquisition_channels=self.resource_limits.max_coils,
+            max_acquisition_samples=self.resource_limits.max_readout_samples,
+        )
         self.channel = channel
         self.dialect = Dialect(dialect)
         self.defaults = defaults or GadgetSettings()
         self.max_buffered_bytes = max_buffered_bytes
-        self.resource_limits = resource_limits or ResourceLimits()
         self.slots = slots
         """Session slots of the server: taken once the handshake is complete (a peer that sends
         nothing never holds one), given back when the session ends."""
@@ -498,10 +504,6 @@ class GadgetSession:
         if mid == protocol.ACQUISITION:
             wire = message.value
             dims = int(wire.head.trajectory_dimensions)
-            self.resource_limits.check_acquisition(
-                int(wire.head.active_channels), int(wire.head.number_of_samples),
-                f"acquisition {self.report.acquisitions_in}",
-            )
             readout = readout_from_header_and_arrays(  # views of the message buffer: no copy
                 wire.head,
                 wire.data,
