@@ -79,22 +79,22 @@ class SessionSlots:
 
     def __init__(self, limit: int) -> None:
         self.limit = int(limit)
-        self._semaphore = threading.BoundedSemaphore(self.limit)
         self._lock = threading.Lock()
         self.in_use = 0
 
     def acquire(self) -> bool:
         """Take a slot without waiting; False when all are taken."""
-        if not self._semaphore.acquire(blocking=False):
-            return False
         with self._lock:
+            if self.in_use >= self.limit:
+                return False
             self.in_use += 1
-        return True
+            return True
 
     def release(self) -> None:
         with self._lock:
+            if self.in_use <= 0:
+                raise RuntimeError("a session slot was released that was not taken")
             self.in_use -= 1
-        self._semaphore.release()
 
 
 class SessionError(IgrogError):
