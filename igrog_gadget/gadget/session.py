@@ -459,8 +459,10 @@ class GadgetSession:
         self._reader.start()
 
     def _read_loop(self) -> None:
+        number = self.report.messages_in  # the handshake's, read before this thread started
         try:
             while True:
+                number += 1
                 message = self.channel.read_message()
                 if not self._inbox.put(message, time.perf_counter()):
                     return
@@ -472,7 +474,7 @@ class GadgetSession:
                 exception
                 if isinstance(exception, ProtocolError)
                 else protocol.MalformedMessageError(
-                    f"message {self.report.messages_in + self._inbox_count() + 1} cannot be read: "
+                    f"message {number} cannot be read: "
                     f"{type(exception).__name__}: {exception}"
                 )
             )
@@ -484,10 +486,6 @@ class GadgetSession:
             self._inbox.fail(error)
             if self.pipeline is not None:  # a broken stream: stop training/gridding for it at once
                 self.pipeline.gridder.cancel()
-
-    def _inbox_count(self) -> int:
-        with self._inbox.condition:
-            return len(self._inbox.items)
 
     def _next(self) -> tuple[Message, float]:
         message, arrival = self._inbox.get()
