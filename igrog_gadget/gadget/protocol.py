@@ -309,43 +309,14 @@ class MessageChannel:
         got = 0
         while got < n:
             started = first and got == 0
-            if self._until is not None and time.monotonic() >= self._until:
-                raise PeerTimeoutError(f"the handshake did not arrive in time ({what}: {got} of {n} bytes); closing")
-            if started:
-                timeout = self.limits.idle_timeout_s
-                if self._until is not None:
-                    timeout = min(timeout or float("inf"), self._until - time.monotonic())
-            else:
-                remaining = self._deadline - time.monotonic()
-                if remaining <= 0:
-                    raise PeerTimeoutError(
-                        f"{what} did not arrive within the message deadline of {self.limits.message_deadline_s:g} s "
-                        f"({got} of {n} bytes received); closing"
-                    )
-                timeout = min(self.limits.read_timeout_s, remaining)
-                if self._until is not None:
-                    timeout = min(timeout, self._until - time.monotonic())
+            timeout = self._recv_timeout(started)
+            if timeout is not None and timeout <= 0:
+                raise self._timeout_error(what, got, n, started)
             try:
                 self.sock.settimeout(None if timeout is None else max(timeout, 1e-3))
                 count = self.sock.recv_into(view[got:], n - got)
             except socket.timeout:
-                if self._until is not None and time.monotonic() >= self._until:
-                    raise PeerTimeoutError(
-                        f"the handshake (configuration and header) did not arrive in time ({what}: {got} of {n} bytes); closing"
-                    ) from None
-                if started:
-                    raise PeerTimeoutError(
-                        f"no message for {self.limits.idle_timeout_s:g} s (idle timeout); closing"
-                    ) from None
-                if time.monotonic() >= self._deadline:
-                    raise PeerTimeoutError(
-                        f"{what} did not arrive within the message deadline of {self.limits.message_deadline_s:g} s "
-                        f"({got} of {n} bytes received); closing"
-                    ) from None
-                raise PeerTimeoutError(
-                    f"peer stalled for {self.limits.read_timeout_s:g} s in the middle of {what} "
-                    f"({got} of {n} bytes received)"
-                ) from None
+                raise self._timeout_error(what, got, n, started) from None
             except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as error:
                 raise TruncatedMessageError(
                     f"connection reset by the peer while reading {what} ({got} of {n} bytes): {error}"
@@ -362,6 +333,37 @@ class MessageChannel:
                 self._deadline = time.monotonic() + self.limits.message_deadline_s
             got += count
         self.bytes_received += n
+
+    def _recv_timeout(self, started: bool) -> float | None:
+        """How long the next ``recv`` may wait: the idle timeout before a message's first byte,
+        the read timeout inside it, never past the message deadline or the handshake deadline
+        (None: forever)."""
+        timeout = self.limits.idle_timeout_s if started else self.limits.read_timeout_s
+        deadlines = [self._until] if started else [self._until, self._deadline]
+        now = time.monotonic()
+        for deadline in deadlines:
+            if deadline is not None and deadline != float("inf"):
+                timeout = deadline - now if timeout is None else min(timeout, deadline - now)
+        return timeout
+
+    def _timeout_error(self, what: str, got: int, n: int, started: bool) -> PeerTimeoutError:
+        """The timeout that ended a read: the handshake deadline, the idle timeout, the message
+        deadline or the read timeout (in that order of precedence)."""
+        now = time.monotonic()
+        if self._until is not None and now >= self._until:
+            return PeerTimeoutError(
+                f"the handshake (configuration and header) did not arrive in time ({what}: {got} of {n} bytes); closing"
+            )
+        if started:
+            return PeerTimeoutError(f"no message for {self.limits.idle_timeout_s:g} s (idle timeout); closing")
+        if now >= self._deadline:
+            return PeerTimeoutError(
+                f"{what} did not arrive within the message deadline of {self.limits.message_deadline_s:g} s "
+                f"({got} of {n} bytes received); closing"
+            )
+        return PeerTimeoutError(
+            f"peer stalled for {self.limits.read_timeout_s:g} s in the middle of {what} ({got} of {n} bytes received)"
+        )
 
     def _check_size(self, size: int, limit: int, what: str) -> None:
         if size > limit:
