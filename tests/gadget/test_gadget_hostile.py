@@ -129,20 +129,25 @@ def test_acquisition_with_more_coils_than_the_resource_limit(hostile_server, rad
 
 
 # --- slow, silent and vanishing peers -------------------------------------------------------
+def trickle(client: StreamClient, data: bytes, interval_s: float) -> None:
+    """Send ``data`` one byte every ``interval_s`` until the gadget closes the connection."""
+    for byte in data:
+        if client.received.closed:
+            return
+        try:
+            client.channel.sock.sendall(bytes([byte]))
+        except OSError:
+            return
+        time.sleep(interval_s)
+
+
 def test_trickling_peer_is_cut_off_by_the_message_deadline(hostile_server, radial_acs):
     """One byte every 0.3 s stays inside the 0.6 s read timeout; the 1.5 s deadline ends it."""
     message = next(iter(dataset_messages(radial_acs)))
     with StreamClient.connect("127.0.0.1", hostile_server.port) as client:
         client.channel.sock.sendall(handshake(radial_acs))
         started = time.monotonic()
-        for byte in message[:12]:
-            if client.received.closed:
-                break
-            try:
-                client.channel.sock.sendall(bytes([byte]))
-            except OSError:
-                break
-            time.sleep(0.3)
+        trickle(client, message[:12], 0.3)
         received = client.wait_closed(10)
     assert time.monotonic() - started < 6
     assert "message deadline of 1.5 s" in error_text(received)
@@ -151,12 +156,7 @@ def test_trickling_peer_is_cut_off_by_the_message_deadline(hostile_server, radia
 
 def test_trickling_handshake_is_cut_off(hostile_server, radial_acs):
     with StreamClient.connect("127.0.0.1", hostile_server.port) as client:
-        for byte in handshake(radial_acs)[:8]:
-            try:
-                client.channel.sock.sendall(bytes([byte]))
-            except OSError:
-                break
-            time.sleep(0.25)
+        trickle(client, handshake(radial_acs)[:8], 0.25)
         received = client.wait_closed(10)
     assert "did not arrive in time" in error_text(received)
     assert_recovered(hostile_server)
