@@ -1,6 +1,7 @@
 """The iGROG streaming gadget: Gadgetron external protocol (active and passive) and MRD server.
 
-- :mod:`.protocol`: the wire protocol (messages, limits, timeouts), implemented here
+- :mod:`.wire`: what both ends agree on (message ids, fixed fields, errors, limits)
+- :mod:`.protocol`: the connection (reading and writing whole messages, timeouts), implemented here
 - :mod:`.recondata`: ``IsmrmrdReconData`` (message 1023) for Gadgetron's Cartesian gadgets
 - :mod:`.images`: RSS magnitude images for MRD clients
 - :mod:`.settings`: the ``<property>`` settings every connection can carry

@@ -34,7 +34,6 @@ Sizes are checked against :class:`ProtocolLimits` *before* any buffer is allocat
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import socket
 import struct
@@ -46,117 +45,44 @@ import ismrmrd
 import numpy as np
 from ismrmrd.image import get_dtype_from_data_type
 
-from igrog_gadget.errors import IgrogError
+from igrog_gadget.gadget.recondata import read_recon_data_bytes
+from igrog_gadget.gadget.wire import (  # noqa: F401  (re-exported: the protocol's public names)
+    ACQUISITION,
+    ACQUISITION_HEADER_SIZE,
+    BUCKET,
+    CLOSE,
+    CONFIG_FILE,
+    CONFIG_FILE_SIZE,
+    CONFIG_TEXT,
+    ERROR,
+    HEADER,
+    ID,
+    IMAGE,
+    IMAGE_ARRAY,
+    IMAGE_HEADER_SIZE,
+    MESSAGE_NAMES,
+    QUERY,
+    RECONDATA,
+    RESPONSE,
+    TEXT,
+    U32,
+    U64,
+    WAVEFORM,
+    WAVEFORM_HEADER_SIZE,
+    MalformedMessageError,
+    MessageTooLargeError,
+    PeerClosedError,
+    PeerTimeoutError,
+    ProtocolError,
+    ProtocolLimits,
+    TruncatedMessageError,
+    message_name,
+)
 
 logger = logging.getLogger(__name__)
 
-# --------------------------------------------------------------------------------------------
-# Message ids (Gadgetron's MessageID.h; MRD's constants.py uses the same numbers)
-# --------------------------------------------------------------------------------------------
-CONFIG_FILE = 1
-CONFIG_TEXT = 2
-HEADER = 3
-CLOSE = 4
-TEXT = 5
-QUERY = 6
-RESPONSE = 7
-ERROR = 8
-ACQUISITION = 1008
-IMAGE = 1022
-RECONDATA = 1023
-IMAGE_ARRAY = 1024
-WAVEFORM = 1026
-BUCKET = 1050
-
-MESSAGE_NAMES = {
-    CONFIG_FILE: "CONFIG_FILE",
-    CONFIG_TEXT: "CONFIG_TEXT",
-    HEADER: "HEADER",
-    CLOSE: "CLOSE",
-    TEXT: "TEXT",
-    QUERY: "QUERY",
-    RESPONSE: "RESPONSE",
-    ERROR: "ERROR",
-    ACQUISITION: "ACQUISITION",
-    IMAGE: "IMAGE",
-    RECONDATA: "RECONDATA",
-    IMAGE_ARRAY: "IMAGE_ARRAY",
-    WAVEFORM: "WAVEFORM",
-    BUCKET: "BUCKET",
-}
-
-CONFIG_FILE_SIZE = 1024
-ACQUISITION_HEADER_SIZE = ctypes.sizeof(ismrmrd.AcquisitionHeader)  # 340
-IMAGE_HEADER_SIZE = ctypes.sizeof(ismrmrd.ImageHeader)  # 198
-WAVEFORM_HEADER_SIZE = ctypes.sizeof(ismrmrd.WaveformHeader)  # 40
-
 #: Messages to send are joined into one write up to this total; larger ones are sent one by one.
 SEND_JOIN_MAX_BYTES = 1 << 20
-
-_ID = struct.Struct("<H")
-_U32 = struct.Struct("<I")
-_U64 = struct.Struct("<Q")
-
-
-def message_name(mid: int) -> str:
-    """Readable name of a message id, e.g. ``'ACQUISITION (1008)'``."""
-    return f"{MESSAGE_NAMES.get(mid, 'unknown')} ({mid})"
-
-
-# --------------------------------------------------------------------------------------------
-# Errors
-# --------------------------------------------------------------------------------------------
-class ProtocolError(IgrogError):
-    """The peer broke the protocol or went away; ends this connection only."""
-
-
-class PeerClosedError(ProtocolError):
-    """The peer closed the connection (EOF or reset) without a CLOSE message."""
-
-
-class TruncatedMessageError(PeerClosedError):
-    """The connection ended in the middle of a message."""
-
-
-class PeerTimeoutError(ProtocolError):
-    """The peer sent nothing for longer than the configured timeout."""
-
-
-class MessageTooLargeError(ProtocolError):
-    """A message announced a size beyond :class:`ProtocolLimits`."""
-
-
-class MalformedMessageError(ProtocolError):
-    """A message's content is inconsistent (unknown data type, bad dimensions...)."""
-
-
-# --------------------------------------------------------------------------------------------
-# Limits
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ProtocolLimits:
-    """Bounds that protect a connection (and the server) from broken or hostile peers."""
-
-    max_message_bytes: int = 1 << 30
-    """Largest acquisition / image / waveform / recon-data payload accepted (1 GiB)."""
-    max_text_bytes: int = 64 << 20
-    """Largest config / header / text payload accepted (64 MiB)."""
-    idle_timeout_s: float | None = 600.0
-    """Longest wait for the next message to start (None: wait forever; EOF still ends it)."""
-    read_timeout_s: float = 60.0
-    """Longest silence in the middle of a message before the peer counts as stalled."""
-    message_deadline_s: float = 300.0
-    """Longest a whole message may take from its first byte to its last (a peer trickling a
-    byte at a time inside the read timeout is cut off here)."""
-    send_timeout_s: float = 120.0
-    """Longest a blocked send may wait for the peer to read."""
-    max_array_dimensions: int = 16
-    """Most dimensions an array in a recon-data message may declare."""
-    max_acquisition_channels: int | None = None
-    """Most active_channels of an acquisition, checked from its header before its data are read
-    (a gadget session sets it from ``ResourceLimits.max_coils``); None = only the byte limit."""
-    max_acquisition_samples: int | None = None
-    """Most number_of_samples of an acquisition (``ResourceLimits.max_readout_samples``)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,7 +126,7 @@ def _text_bytes(text: str | bytes) -> bytes:
 
 def encode_close() -> bytes:
     """A CLOSE message."""
-    return _ID.pack(CLOSE)
+    return ID.pack(CLOSE)
 
 
 def encode_text_message(mid: int, text: str | bytes, nul_terminate: bool = False) -> bytes:
@@ -208,7 +134,7 @@ def encode_text_message(mid: int, text: str | bytes, nul_terminate: bool = False
     payload = _text_bytes(text)
     if nul_terminate and not payload.endswith(b"\x00"):
         payload += b"\x00"
-    return _ID.pack(mid) + _U32.pack(len(payload)) + payload
+    return ID.pack(mid) + U32.pack(len(payload)) + payload
 
 
 def encode_config_file(name: str) -> bytes:
@@ -216,7 +142,7 @@ def encode_config_file(name: str) -> bytes:
     payload = _text_bytes(name)
     if len(payload) >= CONFIG_FILE_SIZE:
         raise ValueError(f"config file name is {len(payload)} bytes; at most {CONFIG_FILE_SIZE - 1} fit")
-    return _ID.pack(CONFIG_FILE) + payload.ljust(CONFIG_FILE_SIZE, b"\x00")
+    return ID.pack(CONFIG_FILE) + payload.ljust(CONFIG_FILE_SIZE, b"\x00")
 
 
 def printf_safe(text: str) -> str:
@@ -232,7 +158,7 @@ def encode_error(text: str) -> bytes:
 
     ``%`` is spelt out (:func:`printf_safe`): Gadgetron uses the text as a printf format."""
     payload = _text_bytes(printf_safe(text))
-    return _ID.pack(ERROR) + _U64.pack(len(payload)) + payload
+    return ID.pack(ERROR) + U64.pack(len(payload)) + payload
 
 
 def encode_acquisition(acq: ismrmrd.Acquisition) -> bytes:
@@ -246,7 +172,7 @@ def encode_acquisition(acq: ismrmrd.Acquisition) -> bytes:
             f"acquisition {head.scan_counter}: data {data.shape} / traj {traj.shape} do not match the header "
             f"(samples={samples}, active_channels={channels}, trajectory_dimensions={dims})"
         )
-    return b"".join((_ID.pack(ACQUISITION), bytes(head), traj.tobytes(), data.tobytes()))
+    return b"".join((ID.pack(ACQUISITION), bytes(head), traj.tobytes(), data.tobytes()))
 
 
 def encode_image(image: ismrmrd.Image) -> bytes:
@@ -259,7 +185,7 @@ def encode_image(image: ismrmrd.Image) -> bytes:
     expected = int(head.channels) * int(np.prod([int(v) for v in head.matrix_size]))
     if data.size != expected:
         raise ValueError(f"image data has {data.size} values, header says {expected} (channels x matrix_size)")
-    return b"".join((_ID.pack(IMAGE), bytes(head), _U64.pack(len(attributes)), attributes, data.tobytes()))
+    return b"".join((ID.pack(IMAGE), bytes(head), U64.pack(len(attributes)), attributes, data.tobytes()))
 
 
 def encode_waveform(waveform: ismrmrd.Waveform) -> bytes:
@@ -268,7 +194,7 @@ def encode_waveform(waveform: ismrmrd.Waveform) -> bytes:
     data = np.ascontiguousarray(waveform.data, dtype=np.uint32)
     if data.size != int(head.channels) * int(head.number_of_samples):
         raise ValueError(f"waveform data has {data.size} values, header says channels x samples")
-    return b"".join((_ID.pack(WAVEFORM), bytes(head), data.tobytes()))
+    return b"".join((ID.pack(WAVEFORM), bytes(head), data.tobytes()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -388,7 +314,7 @@ class MessageChannel:
 
     def _read_message(self) -> Message:
         id_bytes = self._recv_exact(2, "a message id", first=True)
-        mid = _ID.unpack(id_bytes)[0]
+        mid = ID.unpack(id_bytes)[0]
         reader = self._READERS.get(mid)
         if reader is None:
             raise MalformedMessageError(
@@ -418,16 +344,16 @@ class MessageChannel:
         return decoded, length_bytes + payload
 
     def _read_config_text(self) -> tuple[str, bytes]:
-        return self._read_sized_text(_U32, "the CONFIG_TEXT message")
+        return self._read_sized_text(U32, "the CONFIG_TEXT message")
 
     def _read_header(self) -> tuple[str, bytes]:
-        return self._read_sized_text(_U32, "the HEADER message")
+        return self._read_sized_text(U32, "the HEADER message")
 
     def _read_text(self) -> tuple[str, bytes]:
-        return self._read_sized_text(_U32, "a TEXT message")
+        return self._read_sized_text(U32, "a TEXT message")
 
     def _read_error(self) -> tuple[str, bytes]:
-        return self._read_sized_text(_U64, "an ERROR message")
+        return self._read_sized_text(U64, "an ERROR message")
 
     def _read_config_file(self) -> tuple[str, bytes]:
         payload = self._recv_exact(CONFIG_FILE_SIZE, "the CONFIG_FILE message")
@@ -461,7 +387,7 @@ class MessageChannel:
         # one buffer for the whole message (id, header, traj, data); the arrays are views of it
         start = 2 + ACQUISITION_HEADER_SIZE
         buffer = bytearray(start + traj_size + data_size)
-        buffer[:2] = _ID.pack(ACQUISITION)
+        buffer[:2] = ID.pack(ACQUISITION)
         buffer[2:start] = head_bytes
         self._recv_into(memoryview(buffer)[start:], f"acquisition {head.scan_counter}")
         traj = np.frombuffer(buffer, dtype=np.float32, count=samples * dims, offset=start).reshape(samples, dims)
@@ -472,7 +398,7 @@ class MessageChannel:
         head_bytes = self._recv_exact(IMAGE_HEADER_SIZE, "an image header")
         head = ismrmrd.ImageHeader.from_buffer_copy(head_bytes)
         length_bytes = self._recv_exact(8, "an image attribute length")
-        attribute_length = _U64.unpack(length_bytes)[0]
+        attribute_length = U64.unpack(length_bytes)[0]
         self._check_size(attribute_length, self.limits.max_text_bytes, f"image {head.image_index}'s attributes")
         try:
             itemsize = np.dtype(get_dtype_from_data_type(head.data_type)).itemsize
@@ -484,7 +410,7 @@ class MessageChannel:
         # one buffer for the message: header, attribute length, attributes, data
         start = 2 + IMAGE_HEADER_SIZE + 8
         body = bytearray(start + attribute_length + data_size)
-        body[:2] = _ID.pack(IMAGE)
+        body[:2] = ID.pack(IMAGE)
         body[2 : 2 + IMAGE_HEADER_SIZE] = head_bytes
         body[2 + IMAGE_HEADER_SIZE : start] = length_bytes
         self._recv_into(memoryview(body)[start : start + attribute_length], f"image {head.image_index}'s attributes")
@@ -501,15 +427,13 @@ class MessageChannel:
         data_size = int(head.channels) * int(head.number_of_samples) * 4
         self._check_size(data_size, self.limits.max_message_bytes, f"waveform {head.scan_counter}")
         body = bytearray(2 + WAVEFORM_HEADER_SIZE + data_size)
-        body[:2] = _ID.pack(WAVEFORM)
+        body[:2] = ID.pack(WAVEFORM)
         body[2 : 2 + WAVEFORM_HEADER_SIZE] = head_bytes
         self._recv_into(memoryview(body)[2 + WAVEFORM_HEADER_SIZE :], f"waveform {head.scan_counter}'s data")
         return ismrmrd.Waveform.from_bytes(memoryview(body)[2:]), body
 
     def _read_recon_data(self) -> tuple[memoryview, memoryview]:
-        from igrog_gadget.gadget.recondata import read_recon_data_bytes
-
-        body = read_recon_data_bytes(self._recv_into, self.limits, self.peer, prefix=_ID.pack(RECONDATA))
+        body = read_recon_data_bytes(self._recv_into, self.limits, self.peer, prefix=ID.pack(RECONDATA))
         return body[2:], body
 
     _READERS: dict[int, Callable[["MessageChannel"], tuple[Any, bytes]]] = {

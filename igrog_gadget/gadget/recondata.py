@@ -40,9 +40,12 @@ from typing import Callable
 import ismrmrd
 import numpy as np
 
-from igrog_gadget.gadget.protocol import (
+from igrog_gadget.gadget.wire import (
     ACQUISITION_HEADER_SIZE,
+    BOOL,
+    ID,
     RECONDATA,
+    U64,
     MalformedMessageError,
     MessageTooLargeError,
     ProtocolLimits,
@@ -52,9 +55,6 @@ from igrog_gadget.scan import GriddedFrame
 
 logger = logging.getLogger(__name__)
 
-_ID = struct.Struct("<H")
-_U64 = struct.Struct("<Q")
-_BOOL = struct.Struct("<?")
 #: encoded_FOV[3], recon_FOV[3] (float32), encoded_matrix[3], recon_matrix[3],
 #: sampling_limits[3] x (min, center, max) (uint16), then 2 padding bytes (sizeof 56, alignment 4).
 _SAMPLING = struct.Struct("<3f3f3H3H9H2x")
@@ -137,20 +137,20 @@ def _encode_array(array: np.ndarray, dtype: np.dtype) -> bytes:
     typed = np.asarray(array).astype(dtype, copy=False)
     if typed.dtype != dtype:  # pragma: no cover - astype guarantees it
         raise TypeError(f"array must be {dtype}, got {typed.dtype}")
-    dims = b"".join(_U64.pack(int(d)) for d in typed.shape)
-    return _U64.pack(typed.ndim) + dims + typed.tobytes(order="F")
+    dims = b"".join(U64.pack(int(d)) for d in typed.shape)
+    return U64.pack(typed.ndim) + dims + typed.tobytes(order="F")
 
 
 def _encode_optional_array(array: np.ndarray | None, dtype: np.dtype) -> bytes:
     if array is None:
-        return _BOOL.pack(False)
-    return _BOOL.pack(True) + _encode_array(array, dtype)
+        return BOOL.pack(False)
+    return BOOL.pack(True) + _encode_array(array, dtype)
 
 
 def _encode_headers(headers: np.ndarray) -> bytes:
     headers = np.asarray(headers, dtype=object)
-    dims = b"".join(_U64.pack(int(d)) for d in headers.shape)
-    parts = [_U64.pack(headers.ndim), dims]
+    dims = b"".join(U64.pack(int(d)) for d in headers.shape)
+    parts = [U64.pack(headers.ndim), dims]
     for head in headers.reshape(-1, order="F"):
         if not isinstance(head, ismrmrd.AcquisitionHeader):
             raise TypeError(f"recon buffer headers must be ismrmrd.AcquisitionHeader, got {type(head).__name__}")
@@ -177,13 +177,13 @@ def encode_buffer(buffer: ReconBuffer) -> bytes:
 
 def encode_recon_data(recon: ReconData) -> bytes:
     """The complete RECONDATA message (id first), serialised in memory."""
-    parts = [_ID.pack(RECONDATA), _U64.pack(len(recon.bits))]
+    parts = [ID.pack(RECONDATA), U64.pack(len(recon.bits))]
     for bit in recon.bits:
         parts.append(encode_buffer(bit.data))
         if bit.reference is None:
-            parts.append(_BOOL.pack(False))
+            parts.append(BOOL.pack(False))
         else:
-            parts.append(_BOOL.pack(True) + encode_buffer(bit.reference))
+            parts.append(BOOL.pack(True) + encode_buffer(bit.reference))
     return b"".join(parts)
 
 
@@ -295,7 +295,7 @@ class _Reader:
         return elements
 
     def u64(self, what: str) -> int:
-        return _U64.unpack(self.take(8, what))[0]
+        return U64.unpack(self.take(8, what))[0]
 
     def flag(self, what: str) -> bool:
         value = self.take(1, what)[0]
