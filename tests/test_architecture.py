@@ -1,0 +1,145 @@
+"""The import structure: no module of ``igrog_gadget`` or the engine takes part in an import
+cycle, and the engine (``engine/``, installed as ``igrog_engine``) imports nothing of MRI.
+
+How imports are read (``ast``, nothing is imported):
+
+- every ``import`` / ``from ... import`` of the package counts, **function-level ones
+  included**: an import moved into a function to dodge a cycle at import time is still a
+  cycle in the design (the two modules still need each other), so it fails here too.
+  ``importlib.import_module("...")`` with a literal name counts as well.
+- imports under ``if TYPE_CHECKING:`` never run and do not count.
+- ``from a.b import c`` is an edge to the submodule ``a.b.c`` when ``c`` is one, else to the
+  package ``a.b`` (its ``__init__``). Parent packages that Python initialises on the way are
+  not edges: a submodule importing a sibling while its package's ``__init__`` re-exports
+  both is not a cycle.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+#: source folder -> import name (the engine's folder is installed under another name)
+PACKAGES = {"igrog_gadget": "igrog_gadget", "engine": "igrog_engine"}
+MRI = {"igrog_gadget", "ismrmrd", "mrd", "gadgetron", "h5py", "finufft", "torchkbnufft", "sigpy"}
+
+
+def _modules() -> dict[str, Path]:
+    modules = {}
+    for folder, name in PACKAGES.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = [name, *path.relative_to(ROOT / folder).with_suffix("").parts]
+            if parts[-1] == "__init__":
+                parts.pop()
+            modules[".".join(parts)] = path
+    return modules
+
+
+MODULES = _modules()
+
+
+def _imports(module: str) -> set[str]:
+    """Every module name ``module`` imports (absolute, relative ones resolved)."""
+    path = MODULES[module]
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    names: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.dump(node.test):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
+            for alias in node.names:
+                submodule = f"{base}.{alias.name}"
+                names.add(submodule if submodule in MODULES else base)
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "id", getattr(node.func, "attr", "")) in {"import_module", "__import__"}
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            names.add(node.args[0].value)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
+    return names
+
+
+def _graph() -> dict[str, set[str]]:
+    return {module: {name for name in _imports(module) if name in MODULES} - {module} for module in MODULES}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components = []
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    components.append(sorted(component))
+    return components
+
+
+def test_the_graph_sees_the_packages_and_their_imports():
+    graph = _graph()
+    assert "igrog_gadget.gadget.protocol" in graph and "igrog_engine.trainer" in graph
+    assert "igrog_gadget.gadget.wire" in graph["igrog_gadget.gadget.protocol"]
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_module_takes_part_in_an_import_cycle():
+    graph = _graph()
+    described = [
+        " <-> ".join(cycle) + ": " + "; ".join(f"{a} -> {b}" for a in cycle for b in sorted(graph[a]) if b in cycle)
+        for cycle in _cycles(graph)
+    ]
+    assert described == []
+
+
+def test_the_engine_imports_nothing_of_mri():
+    offenders = {
+        module: sorted(name for name in _imports(module) if name.split(".")[0] in MRI)
+        for module in MODULES
+        if module.split(".")[0] == "igrog_engine"
+    }
+    assert offenders and {module: names for module, names in offenders.items() if names} == {}
