@@ -1,6 +1,6 @@
 """Generic, domain-agnostic PyTorch training engine (callbacks, trainer, inferencer)."""
 
-from engine.callbacks import (
+from igrog_engine.callbacks import (
     EVENTS,
     AbstractTrainingCallback,
     CallbackDependencyError,
@@ -12,18 +12,18 @@ from engine.callbacks import (
     Validation,
     order_callbacks,
 )
-from engine.datamodule import DataModule
-from engine.device import move_to_device, resolve_device
-from engine.inferencer import Inferencer
-from engine.optim import (
+from igrog_engine.datamodule import DataModule
+from igrog_engine.device import move_to_device, resolve_device
+from igrog_engine.inferencer import Inferencer
+from igrog_engine.optim import (
     OptimizerConfig,
     SchedulerConfig,
     SchedulerHandle,
     build_optimizer,
     build_scheduler,
 )
-from engine.state import TrainingState
-from engine.trainer import Trainer, TrainerConfig
+from igrog_engine.state import TrainingState
+from igrog_engine.trainer import Trainer, TrainerConfig
 
 __all__ = [
     "EVENTS",

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from engine.inferencer import Inferencer, check_max_batches
-from engine.state import TrainingState
+from igrog_engine.inferencer import Inferencer, check_max_batches
+from igrog_engine.state import TrainingState
 
 logger = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from engine.device import CPU, batch_size, move_to_device, resolve_device
+from igrog_engine.device import CPU, batch_size, move_to_device, resolve_device
 
 if TYPE_CHECKING:
-    from engine.datamodule import DataModule
+    from igrog_engine.datamodule import DataModule
 
 logger = logging.getLogger(__name__)
 

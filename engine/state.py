@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
-    from engine.optim import SchedulerHandle
+    from igrog_engine.optim import SchedulerHandle
 
 logger = logging.getLogger(__name__)
 

@@ -28,10 +28,10 @@ from typing import Any
 
 import torch
 
-from engine.callbacks import AbstractTrainingCallback, StepCounter, Validation, order_callbacks
-from engine.datamodule import DataModule
-from engine.device import move_to_device, resolve_device
-from engine.optim import (
+from igrog_engine.callbacks import AbstractTrainingCallback, StepCounter, Validation, order_callbacks
+from igrog_engine.datamodule import DataModule
+from igrog_engine.device import move_to_device, resolve_device
+from igrog_engine.optim import (
     OPTIMIZERS,
     SCHEDULERS,
     OptimizerConfig,
@@ -40,7 +40,7 @@ from engine.optim import (
     build_scheduler,
     normalize_name,
 )
-from engine.state import TrainingState
+from igrog_engine.state import TrainingState
 
 logger = logging.getLogger(__name__)
 

@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:  # per-epoch loss lines only with -v; the progress bar shows the loss
-        logging.getLogger("engine").setLevel(logging.WARNING)
+        logging.getLogger("igrog_engine").setLevel(logging.WARNING)
     try:
         if args.command == "replay":
             return _run_replay(args)

@@ -149,7 +149,7 @@ def run_serve(args: argparse.Namespace) -> int:
     config = defaults.igrog_config()  # validate the defaults before listening
     resource_limits.check_config(config)
     import igrog_gadget.stream.pipeline  # noqa: F401  (torch and the variants load now, not on the first scan)
-    from engine import resolve_device
+    from igrog_engine import resolve_device
 
     try:
         device = resolve_device(config.gridding.device)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from engine import (
+from igrog_engine import (
     AbstractTrainingCallback,
     CallbackDependencyError,
     EarlyStopping,

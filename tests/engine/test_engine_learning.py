@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from engine import (
+from igrog_engine import (
     AbstractTrainingCallback,
     LossLogger,
     OptimizerConfig,

@@ -51,7 +51,7 @@ def scan(base_file, tmp_path) -> Path:
 def no_training(request, monkeypatch):
     """Fails the test if any training starts: the refusal must come before it (except in the
     tests marked ``trains``, whose bad input shows only after the gridding)."""
-    from engine.trainer import Trainer
+    from igrog_engine.trainer import Trainer
 
     if request.node.get_closest_marker("trains"):
         return

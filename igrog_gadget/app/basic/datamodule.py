@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from engine import DataModule, resolve_device
+from igrog_engine import DataModule, resolve_device
 from igrog_gadget.app.common.batches import TensorDictDataset, batch_loader
 from igrog_gadget.app.common.calibrate import calibration_block
 from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace

@@ -1,0 +1,1 @@
+"""Gridding building blocks: sample geometry, calibration data, coil compression, FFTs and NUFFTs."""
