@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from engine import (
+from igrog_engine import (
     AbstractTrainingCallback,
     EarlyStopping,
     GradientClipping,
@@ -79,6 +79,18 @@ class HeadRefit(AbstractTrainingCallback):
         logger.info("head refit: loss %.4g in %.2f s", state.metrics["refit_loss"], time.monotonic() - started)
 
 
+def scheduler_config(config: TrainingConfig) -> SchedulerConfig:
+    """The engine's scheduler for ``training.scheduler`` and ``[training.scheduler_params]``
+    (validated by the configuration; unset parameters take their defaults)."""
+    params = config.scheduler_settings()
+    if config.scheduler == "cosine":
+        return SchedulerConfig("cosine", {"eta_min": config.learning_rate * params["min_lr_ratio"]})
+    if config.scheduler == "step":
+        step_size = params["step_size"] or max(1, config.epochs // 3)
+        return SchedulerConfig("step", {"step_size": step_size, "gamma": params["gamma"]})
+    return SchedulerConfig("none", {})
+
+
 def build_trainer(
     model: torch.nn.Module,
     loss_fn: torch.nn.Module,
@@ -101,12 +113,7 @@ def build_trainer(
     params: dict = {"lr": config.learning_rate}
     if config.weight_decay:
         params["weight_decay"] = config.weight_decay
-    if config.scheduler == "cosine":
-        scheduler = SchedulerConfig("cosine", {"eta_min": config.learning_rate * 0.02})
-    elif config.scheduler == "step":
-        scheduler = SchedulerConfig("step", {"step_size": max(1, config.epochs // 3), "gamma": 0.3})
-    else:
-        scheduler = SchedulerConfig("none", {})
+    scheduler = scheduler_config(config)
     callbacks: list[AbstractTrainingCallback] = [
         StepCounter(),
         LossLogger(every_n_steps=steps_per_epoch or 100, progress=config.progress),
