@@ -62,19 +62,20 @@ class ComplexKernelMLP(nn.Module):
         activation: str = "gelu",
         fourier_features: int = 0,
         fourier_scale: float = 1.0,
-        input_scale: float = 1.0,
         bottleneck: int = 0,
         extra_inputs: int = 0,
+        seed: int = 0,
     ) -> None:
+        """``seed`` (``training.seed``) draws the Fourier feature frequencies from a local
+        generator; the linear layers are initialised by the caller's RNG."""
         super().__init__()
         self.num_sources = num_sources
         self.num_coils = num_coils
-        self.input_scale = float(input_scale)
         self.extra_inputs = extra_inputs
         in_features = 2 * num_sources + extra_inputs
         layers: list[nn.Module] = []
         if fourier_features > 0:
-            features = FourierFeatures(in_features, fourier_features, fourier_scale)
+            features = FourierFeatures(in_features, fourier_features, fourier_scale, seed=seed)
             layers.append(features)
             width_in = features.out_features
         else:
@@ -93,7 +94,7 @@ class ComplexKernelMLP(nn.Module):
 
     def features(self, offsets: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         """(batch, sources, 2) float [+ extra (batch, extra_inputs)] → (batch, feature_size): the head's input."""
-        inputs = offsets.reshape(offsets.shape[0], -1) * self.input_scale
+        inputs = offsets.reshape(offsets.shape[0], -1)
         if self.extra_inputs:
             inputs = torch.cat([inputs, extra.reshape(offsets.shape[0], self.extra_inputs).to(inputs.dtype)], dim=1)
         return self.body(inputs)
