@@ -19,13 +19,15 @@ EXIT_BAD_INPUT = 2
 
 
 def _add_variant_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--variant", default="basic", help="basic | image_based | fieldcorr (default: basic)")
+    from igrog_gadget.config import DEVICES, VARIANTS
+
+    parser.add_argument("--variant", default="basic", help=f"{' | '.join(VARIANTS)} (default: basic)")
     parser.add_argument("--config", default=None, help="TOML file overriding the variant's standard configuration")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
         help="override one configuration field, e.g. --set training.max_steps=600 (repeatable)",
     )
-    parser.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: the configuration's)")
+    parser.add_argument("--device", default=None, help=f"{' | '.join(DEVICES)} (default: the configuration's)")
 
 
 def build_parser() -> argparse.ArgumentParser:

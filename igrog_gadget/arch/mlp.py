@@ -7,16 +7,14 @@ import math
 import torch
 from torch import nn
 
-_ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
-    "tanh": nn.Tanh,
-}
+from igrog_gadget.config import ACTIVATIONS
+
+#: The activations of ``model.activation`` (one table, in the configuration).
+_ACTIVATIONS: dict[str, type[nn.Module]] = {name: getattr(nn, module) for name, module in ACTIVATIONS.items()}
 
 
 def make_activation(name: str) -> nn.Module:
-    """Activation module by name (relu, gelu, silu, tanh)."""
+    """Activation module by name (``igrog_gadget.config.ACTIVATIONS``; any case)."""
     try:
         return _ACTIVATIONS[name.lower()]()
     except KeyError:

@@ -14,6 +14,7 @@ logger = logging.getLogger(__name__)
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``igrog serve``."""
     from igrog_gadget.gadget.server import DEFAULT_GADGETRON_PORT, DEFAULT_MRD_PORT
+    from igrog_gadget.config import VARIANTS
     from igrog_gadget.gadget.settings import OUTPUT_MODES
 
     parser.add_argument(
@@ -52,7 +53,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="serve MRD clients (python-ismrmrd-server client, OpenRecon): images back, errors as TEXT",
     )
-    parser.add_argument("--variant", default="basic", help="default variant: basic | image_based | fieldcorr")
+    parser.add_argument("--variant", default="basic", help=f"default variant: {' | '.join(VARIANTS)}")
     parser.add_argument("--config", default=None, help="default TOML configuration file")
     parser.add_argument(
         "--set",

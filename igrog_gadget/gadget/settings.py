@@ -27,7 +27,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping
 
-from igrog_gadget.config import IgrogConfig, load_config
+from igrog_gadget.config import DEVICES, VARIANTS, IgrogConfig, load_config
 from igrog_gadget.errors import ConfigError
 from igrog_gadget.gadget.images import IMAGE_DTYPES
 
@@ -37,7 +37,7 @@ OUTPUT_MODES = ("recondata", "acquisitions", "images")
 
 #: Every property the gadget reads: name -> (default shown in docs, description).
 PROPERTIES: dict[str, tuple[str, str]] = {
-    "variant": ("basic", "iGROG variant: basic | image_based | fieldcorr."),
+    "variant": ("basic", f"iGROG variant: {' | '.join(VARIANTS)}."),
     "config": (
         "",
         "Path (on the gadget's machine) of a TOML file overriding the variant's standard configuration.",
@@ -47,14 +47,17 @@ PROPERTIES: dict[str, tuple[str, str]] = {
         "Configuration overrides 'section.field=value'; repeat the property or separate several "
         "with ';' (e.g. 'training.max_steps=600; calibration.source=acs').",
     ),
-    "device": ("auto", "Compute device: auto (CUDA when available) | cpu | cuda | cuda:N."),
+    "device": ("auto", f"Compute device: {' | '.join(DEVICES)} (auto: CUDA when available)."),
     "output": (
         "recondata",
-        "What the gadget sends on: recondata (IsmrmrdReconData per frame, for SimpleReconGadget / "
-        "Generic Cartesian gadgets) | acquisitions (Cartesian lines) | images (RSS magnitude). "
+        f"What the gadget sends on: {' | '.join(OUTPUT_MODES)}: recondata (IsmrmrdReconData per frame, for "
+        "SimpleReconGadget / Generic Cartesian gadgets), acquisitions (Cartesian lines), images (RSS magnitude). "
         "Default: recondata for Gadgetron peers, images for MRD clients.",
     ),
-    "image_dtype": ("float", "Pixel type of output images (output=images): float | ushort (scaled to 0..4095)."),
+    "image_dtype": (
+        "float",
+        f"Pixel type of output images (output=images): {' | '.join(IMAGE_DTYPES)} (ushort: scaled to 0..4095).",
+    ),
     "image_series_index": ("1", "image_series_index of output images (output=images)."),
 }
 

@@ -12,13 +12,14 @@ import math
 
 import numpy as np
 
+from igrog_gadget.config import TRAJECTORY_UNITS
 from igrog_gadget.errors import ConfigError, InputDataError
 from igrog_gadget.scan import EncodingGeometry, Readout
 
 logger = logging.getLogger(__name__)
 
 #: Accepted values of the ``trajectory_units`` setting.
-TRAJECTORY_UNIT_MODES = ("auto", "grid", "normalized")
+TRAJECTORY_UNIT_MODES = TRAJECTORY_UNITS  # gridding.trajectory_units
 
 #: Slack above 0.5 still taken as a normalized trajectory.
 NORMALIZED_TOLERANCE = 1e-3
