@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from igrog_gadget.config import IgrogConfig
+from igrog_gadget.config import IgrogConfig, standard_layout
 from igrog_gadget.errors import ConfigError, InputDataError
 from igrog_gadget.scan import ScanHeader
 
@@ -96,10 +96,14 @@ class ResourceLimits:
             ("calibration.interpolation_padding", c.interpolation_padding, self.max_interpolation_padding,
              "max_interpolation_padding"),
         )
+        layout = standard_layout(config.variant)
         for name, value, limit, limit_name in bounds:
+            section, field = name.split(".")
+            if field not in layout[section]:
+                continue  # a field the variant does not use (it keeps its default)
             if value > limit:
                 raise ConfigError(f"{name} = {_number(value)} exceeds the resource limit {limit_name} = {_number(limit)}")
-        image = getattr(config, "image_calibration", None)
+        image = config.image_calibration  # None in a variant without image calibration
         if image is not None:
             for name in ("lowres_size", "target_size"):
                 value = getattr(image, name, 0) or 0
@@ -112,7 +116,7 @@ class ResourceLimits:
                     f"image_calibration.cg_iterations = {image.cg_iterations} exceeds the resource limit "
                     f"max_cg_iterations = {self.max_cg_iterations}"
                 )
-        correction = getattr(config, "fieldcorr", None)
+        correction = config.fieldcorr
         if correction is not None and correction.cg_iterations > self.max_cg_iterations:
             raise ConfigError(
                 f"fieldcorr.cg_iterations = {correction.cg_iterations} exceeds the resource limit "

@@ -457,11 +457,18 @@ class IgrogConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        """Variant and sections (the sections this variant has) as plain values."""
-        return {"variant": self.variant, **{name: dataclasses.asdict(section) for name, section in self.sections()}}
+        """Variant and the fields it uses (those of its standard file), as plain values."""
+        layout = standard_layout(self.variant)
+        return {
+            "variant": self.variant,
+            **{
+                name: {key: value for key, value in dataclasses.asdict(section).items() if key in layout[name]}
+                for name, section in self.sections()
+            },
+        }
 
     def to_toml(self) -> str:
-        """The configuration as TOML text (for output headers and logs)."""
+        """The configuration as TOML text (for output headers and logs; ``load_config`` reads it back)."""
         lines = [f'variant = "{self.variant}"']
         for section, values in self.to_dict().items():
             if not isinstance(values, dict):
