@@ -42,7 +42,7 @@ class ImageBasedDataModule(BasicDataModule):
 
     def make_calibration_block(self) -> CalibrationBlock:
         """The coil images' Cartesian k-space as a block (targets are its on-grid values)."""
-        self.images = calibration_images(self.frame, self.config.image_calibration)
+        self.images = calibration_images(self.frame, self.config.image_calibration, seed=self.config.training.seed)
         kspace = centred_fft2(self.images.images).astype(np.complex64)
         mx, my = self.images.matrix
         size = self.config.image_calibration.target_size

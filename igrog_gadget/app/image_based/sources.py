@@ -84,8 +84,10 @@ class CalibrationImages:
         return int(self.images.shape[2]), int(self.images.shape[1])
 
 
-def calibration_images(frame: FrameInputs, config: ImageCalibrationConfig) -> CalibrationImages:
+def calibration_images(frame: FrameInputs, config: ImageCalibrationConfig, seed: int = 0) -> CalibrationImages:
     """Coil images for ``frame`` by ``config.source`` (auto: series, then file, then data).
+
+    ``seed`` (``training.seed``) seeds the white reference of sensitivity maps.
 
     Raises:
         CalibrationError: images of the wrong shape or with non-finite values, or none available.
@@ -95,7 +97,7 @@ def calibration_images(frame: FrameInputs, config: ImageCalibrationConfig) -> Ca
     found: CalibrationImages | None = None
     weak: CalibrationImages | None = None  # sensitivity maps without a reference image: a last resort
     if source in ("auto", "series"):
-        found = _from_series(frame)
+        found = _from_series(frame, seed)
         if found is None and source == "series":
             raise CalibrationError(
                 "image_calibration.source = series but the input has no "
@@ -106,7 +108,9 @@ def calibration_images(frame: FrameInputs, config: ImageCalibrationConfig) -> Ca
             weak, found = found, None
     if found is None and source in ("auto", "file") and config.image_file:
         arrays = read_image_file(config.image_file)
-        found = _from_arrays(arrays, frame, f"file:{config.image_file}", f"image_calibration.image_file {config.image_file}")
+        found = _from_arrays(
+            arrays, frame, f"file:{config.image_file}", f"image_calibration.image_file {config.image_file}", seed
+        )
         if found.weak and source == "auto":
             weak, found = weak or found, None
     if found is None and source == "file":
@@ -133,16 +137,16 @@ def calibration_images(frame: FrameInputs, config: ImageCalibrationConfig) -> Ca
     return found
 
 
-def _from_series(frame: FrameInputs) -> CalibrationImages | None:
+def _from_series(frame: FrameInputs, seed: int) -> CalibrationImages | None:
     arrays = {name: frame.images[name] for name in (COIL_IMAGES, SENSITIVITY_MAPS, REFERENCE_IMAGE) if name in frame.images}
     if COIL_IMAGES not in arrays and SENSITIVITY_MAPS not in arrays:
         return None
     what = COIL_IMAGES if COIL_IMAGES in arrays else SENSITIVITY_MAPS
-    return _from_arrays(arrays, frame, f"series:{what}", "image series")
+    return _from_arrays(arrays, frame, f"series:{what}", "image series", seed)
 
 
 def _from_arrays(
-    arrays: dict[str, np.ndarray], frame: FrameInputs, source: str, origin: str
+    arrays: dict[str, np.ndarray], frame: FrameInputs, source: str, origin: str, seed: int
 ) -> CalibrationImages:
     """Coil images from ``coil_images`` or ``sensitivity_maps`` (+ ``reference_image``)."""
     if COIL_IMAGES in arrays:
@@ -163,25 +167,33 @@ def _from_arrays(
             )
         _check_finite(reference, name)
         reference = reference[0]
-    images = maps * broadband_reference(reference, maps.shape[1:])[None]
+    images = maps * broadband_reference(reference, maps.shape[1:], seed=seed)[None]
     how = "reference image" if reference is not None else "white reference"
     logger.info("coil images = sensitivity maps x %s", how)
     return CalibrationImages(images=images.astype(np.complex64), source=f"{source}+{how}", weak=reference is None)
 
 
-def broadband_reference(reference: np.ndarray | None, shape: tuple[int, int], floor: float = 0.1) -> np.ndarray:
+#: Offset of the white reference's random stream from ``training.seed`` (seed 0 draws what
+#: the fixed seed 12345 drew before the seed was configurable).
+_REFERENCE_STREAM = 12345
+
+
+def broadband_reference(
+    reference: np.ndarray | None, shape: tuple[int, int], floor: float = 0.1, seed: int = 0
+) -> np.ndarray:
     """The image sensitivity maps are multiplied by: ``reference`` plus white noise.
 
     Training pairs are normalised to unit power, so k-space regions where the coil images have
     (almost) no energy would train on round-off. Multiplying the maps by an image with energy at
     every spatial frequency keeps every pair consistent with the coil model ``S_c * rho``:
-    ``reference + floor * rms(reference) * w`` with ``w`` white complex Gaussian (fixed seed),
+    ``reference + floor * rms(reference) * w`` with ``w`` white complex Gaussian (a local
+    generator seeded from ``seed``, the configuration's ``training.seed``),
     or ``w`` alone without a reference.
 
     Returns:
         shape ``shape`` (my, mx), complex64.
     """
-    rng = np.random.default_rng(12345)
+    rng = np.random.default_rng((_REFERENCE_STREAM + seed) % 2**63)
     white = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) / np.sqrt(2.0)
     if reference is None:
         return white.astype(np.complex64)
