@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from igrog_gadget.environment import configure_process
 from igrog_gadget.errors import IgrogError
 
 logger = logging.getLogger("igrog_gadget.cli")
@@ -108,10 +109,7 @@ def _run_replay(args: argparse.Namespace) -> int:
     if not args.quiet:
         overrides.insert(0, "training.progress=true")
     config = load_config(args.variant, args.config, overrides)
-    if config.gridding.cpu_threads > 0:  # once per process, before any work: results never depend on load
-        import torch
-
-        torch.set_num_threads(config.gridding.cpu_threads)
+    configure_process(config.gridding.cpu_threads)  # once per process, before any work: results never depend on load
     input_path = Path(args.input) if args.input else SAMPLE_FILE
     output_path = Path(args.output) if args.output else Path.cwd() / f"{input_path.stem}_cartesian.h5"
     report = replay_file(input_path, output_path, config, show_progress=not args.quiet, png_path=args.png)
@@ -141,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:  # per-epoch loss lines only with -v; the progress bar shows the loss
         logging.getLogger("igrog_engine").setLevel(logging.WARNING)
+    configure_process()  # the environment; the thread count once the command's configuration is known
     try:
         if args.command == "replay":
             return _run_replay(args)

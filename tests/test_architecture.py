@@ -143,3 +143,23 @@ def test_the_engine_imports_nothing_of_mri():
         if module.split(".")[0] == "igrog_engine"
     }
     assert offenders and {module: names for module, names in offenders.items() if names} == {}
+
+
+def test_importing_the_library_changes_nothing_of_the_process():
+    """Environment variables and torch's thread count are the entry points' business
+    (``igrog_gadget.environment.configure_process``), never an import's."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, torch\n"
+        "environ, threads = dict(os.environ), torch.get_num_threads()\n"
+        "import igrog_gadget.cli, igrog_gadget.io, igrog_gadget.gadget.external, igrog_gadget.stream.pipeline\n"
+        "assert dict(os.environ) == environ, set(os.environ.items()) ^ set(environ.items())\n"
+        "assert torch.get_num_threads() == threads\n"
+        "from igrog_gadget.environment import configure_process\n"
+        "configure_process()\n"
+        "assert os.environ['HDF5_USE_FILE_LOCKING'] == 'FALSE'\n"
+    )
+    environment = {k: v for k, v in __import__("os").environ.items() if k != "HDF5_USE_FILE_LOCKING"}
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT, env=environment, timeout=300)

@@ -113,6 +113,7 @@ def _parse_limits(items: list[str]) -> dict[str, float]:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Run the server until SIGINT / SIGTERM; returns the exit code."""
+    from igrog_gadget.environment import configure_process
     from igrog_gadget.gadget.protocol import ProtocolLimits
     from igrog_gadget.gadget.server import DEFAULT_GADGETRON_PORT, DEFAULT_MRD_PORT, GadgetServer, ServerOptions
     from igrog_gadget.gadget.session import Dialect
@@ -140,10 +141,7 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     if args.cpu_threads < 0:
         raise ConfigError(f"--cpu-threads must be >= 0, got {args.cpu_threads}")
-    if args.cpu_threads > 0:
-        import torch
-
-        torch.set_num_threads(args.cpu_threads)
+    configure_process(args.cpu_threads)
     dialect = Dialect.MRD if args.mrd else Dialect.GADGETRON
     if dialect is Dialect.MRD and defaults.output == "recondata":
         raise ConfigError("--output recondata is for Gadgetron peers; MRD clients read images or acquisitions")

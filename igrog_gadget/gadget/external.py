@@ -26,6 +26,7 @@ import os
 import socket
 from typing import Any
 
+from igrog_gadget.environment import configure_process
 from igrog_gadget.gadget.protocol import MessageChannel, ProtocolLimits
 from igrog_gadget.gadget.session import Dialect, GadgetSession, Handshake, SessionReport
 from igrog_gadget.gadget.settings import GadgetSettings, PeerFiles
@@ -88,6 +89,7 @@ def igrog_gadget(
         The session's report (errors are reported to Gadgetron, logged and recorded here;
         they are not raised).
     """
+    configure_process()  # this is the process's entry point under Gadgetron
     limits = limits or ProtocolLimits()
     if defaults is None:  # files the chain's properties may name: below $IGROG_DATA_DIR only (none when unset)
         defaults = GadgetSettings(files=PeerFiles(os.environ.get(DATA_DIR_VARIABLE) or None))

@@ -32,11 +32,6 @@ from igrog_gadget.scan import ImageItem, Readout, ScanHeader
 
 logger = logging.getLogger(__name__)
 
-# Inputs are only ever read. Another program holding the file open (a streaming client, or
-# ismrmrd.Dataset, which opens read-write by default) must not make HDF5's file locking refuse
-# the read; this covers every read in the process, also those through ismrmrd.Dataset.
-os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
-
 #: Datasets of an HDF5 group that make it an ISMRMRD image series.
 _IMAGE_SERIES_MEMBERS = frozenset({"header", "data", "attributes"})
 
