@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from app_helpers import ACCURATE, FAST, nrmse_on_sampled
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from benchmarks.baselines import ClassicGrog, grid_nearest_neighbour  # noqa: E402
-from benchmarks.evaluation import grog_block, load_case  # noqa: E402
-from igrog_gadget.app.runner import VariantGridder  # noqa: E402
-from igrog_gadget.config import load_config  # noqa: E402
-from igrog_gadget.simulate import SimulationSpec, simulate_to_file  # noqa: E402
+from benchmarks.baselines import ClassicGrog, grid_nearest_neighbour
+from benchmarks.evaluation import grog_block, load_case
+from igrog_gadget.app.runner import VariantGridder
+from igrog_gadget.config import load_config
+from igrog_gadget.simulate import SimulationSpec, simulate_to_file
 
 
 @pytest.mark.parametrize(

@@ -7,12 +7,7 @@ import pytest
 import torch
 from app_helpers import FAST
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from benchmarks.evaluation import load_case  # noqa: E402
+from benchmarks.evaluation import load_case
 from igrog_gadget.app.runner import VariantGridder
 from igrog_gadget.config import load_config
 

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import torch
 from app_helpers import FAST
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from benchmarks.evaluation import load_case  # noqa: E402
-from igrog_gadget.app.runner import VariantGridder  # noqa: E402
-from igrog_gadget.config import load_config  # noqa: E402
-from igrog_gadget.errors import GriddingCancelled  # noqa: E402
+from benchmarks.evaluation import load_case
+from igrog_gadget.app.runner import VariantGridder
+from igrog_gadget.config import load_config
+from igrog_gadget.errors import GriddingCancelled
 
 
 def test_cancel_stops_training_promptly_and_refuses_new_work(data_file):
@@ -34,9 +30,12 @@ def test_cancel_stops_training_promptly_and_refuses_new_work(data_file):
 
 
 def test_training_leaves_the_thread_count_alone(data_file):
-    """Thread counts are set once per process by the entry point, never by a training."""
+    """Thread counts are set once per process by the entry point, never by a training: a
+    configuration asking for another count than the process's leaves the process's count."""
     before = torch.get_num_threads()
-    config = load_config("basic", overrides=FAST)
+    other = 1 if before > 1 else 2
+    config = load_config("basic", overrides=FAST + [f"gridding.cpu_threads={other}"])
+    assert config.gridding.cpu_threads == other != before
     case = load_case("radial", data_file("radial_acs"), config)
     result = VariantGridder(config).grid(case.frame)
     assert torch.get_num_threads() == before

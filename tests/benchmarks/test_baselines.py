@@ -11,19 +11,13 @@ against the Cartesian truth at integer k.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Dict, Tuple
 
 import numpy as np
 import pytest
 import scipy.linalg
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(_REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(_REPO_ROOT))
-
-from benchmarks.baselines import (  # noqa: E402
+from benchmarks.baselines import (
     ClassicGrog,
     GriddingResult,
     fractional_matrix_power,

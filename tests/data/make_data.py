@@ -20,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from igrog_gadget.simulate import SimulationSpec, load_truth, simulate_to_file
 
-from igrog_gadget.simulate import SimulationSpec, load_truth, simulate_to_file  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 logger = logging.getLogger("make_data")
 

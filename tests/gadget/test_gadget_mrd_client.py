@@ -1,7 +1,10 @@
 """The MRD dialect against the reference client: kspaceKelvin/python-ismrmrd-server's own ``client.py``.
 
-The public repository is not part of this project; the test runs its client from a checkout at
-``$IGROG_MRD_SERVER_DIR`` (default ``/work/ext/python-ismrmrd-server``) and is skipped without one.
+The public repository is not part of this project; the test runs its client from a checkout named
+by ``$IGROG_MRD_SERVER_DIR`` and is skipped without one (see tests/data/README.md)::
+
+    git clone https://github.com/kspaceKelvin/python-ismrmrd-server /some/where
+    IGROG_MRD_SERVER_DIR=/some/where .venv/bin/pytest tests/gadget/test_gadget_mrd_client.py
 """
 
 from __future__ import annotations
@@ -15,16 +18,27 @@ import h5py
 import ismrmrd
 import numpy as np
 import pytest
-
 from gadget_helpers import data_file
 
-CLIENT_DIR = Path(os.environ.get("IGROG_MRD_SERVER_DIR", "/work/ext/python-ismrmrd-server"))
-
-
-@pytest.mark.skipif(
-    not (CLIENT_DIR / "client.py").exists(), reason=f"no python-ismrmrd-server checkout at {CLIENT_DIR}"
+HOW_TO = (
+    "git clone https://github.com/kspaceKelvin/python-ismrmrd-server and set IGROG_MRD_SERVER_DIR"
+    " to that checkout to run the reference MRD client against igrog serve --mrd"
 )
+
+
+def client_dir() -> Path:
+    """The python-ismrmrd-server checkout named by $IGROG_MRD_SERVER_DIR (skips the test without one)."""
+    named = os.environ.get("IGROG_MRD_SERVER_DIR", "")
+    if not named:
+        pytest.skip(f"IGROG_MRD_SERVER_DIR is not set: {HOW_TO}")
+    directory = Path(named)
+    if not (directory / "client.py").is_file():
+        pytest.skip(f"IGROG_MRD_SERVER_DIR={named} has no client.py: {HOW_TO}")
+    return directory
+
+
 def test_reference_mrd_client_gets_images(mrd_server, tmp_path: Path):
+    checkout = client_dir()
     source = data_file("radial_multi.h5")  # 2 slices x 2 repetitions
     output = tmp_path / "client_out.h5"
     result = subprocess.run(
@@ -43,7 +57,7 @@ def test_reference_mrd_client_gets_images(mrd_server, tmp_path: Path):
             "igrog",
             str(source),
         ],
-        cwd=CLIENT_DIR,
+        cwd=checkout,
         capture_output=True,
         text=True,
         timeout=180,

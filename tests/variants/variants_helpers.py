@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 from typing import Callable
 
 import ismrmrd
 import numpy as np
 
+from benchmarks.evaluation import Case, load_case, nrmse_on_sampled
+from igrog_gadget.app.runner import VariantGridder
+from igrog_gadget.config import load_config
+from igrog_gadget.io.reader import _open_ismrmrd_readonly
+from igrog_gadget.simulate import ifft2c
+
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.evaluation import Case, load_case, nrmse_on_sampled  # noqa: E402,F401
-from igrog_gadget.app.runner import VariantGridder  # noqa: E402
-from igrog_gadget.config import load_config  # noqa: E402
-from igrog_gadget.io.reader import _open_ismrmrd_readonly  # noqa: E402
-from igrog_gadget.simulate import ifft2c  # noqa: E402
 
 #: Step-limited (deterministic) training that is quick on 2 busy CPU cores.
 FAST = ["training.max_seconds=120", "training.epochs=4", "calibration.num_training_pairs=20000"]
