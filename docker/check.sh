@@ -340,11 +340,12 @@ import sys, time
 try:
     from igrog_gadget.cli import SAMPLE_FILE
     from igrog_gadget.gadget import protocol
-    from igrog_gadget.gadget.client import StreamClient, configuration_xml, dataset_messages, load_dataset
+    from igrog_gadget.gadget.client import StreamClient, configuration_xml, dataset_messages
+    from igrog_gadget.io import read_dataset
 except (ImportError, AttributeError) as error:
     print(f"SKIP no streaming client in this package ({error})")
     sys.exit(0)
-dataset = load_dataset(str(SAMPLE_FILE))
+dataset = read_dataset(SAMPLE_FILE)
 t0 = time.perf_counter()
 with StreamClient.connect("127.0.0.1", 9002) as client:
     client.send_handshake(configuration_xml({"output": "images", "set": "training.max_steps=400"}), dataset.header_xml)

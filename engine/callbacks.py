@@ -14,7 +14,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -356,13 +356,3 @@ class TimeBudget(AbstractTrainingCallback):
         elapsed = time.monotonic() - state.started_at
         if elapsed >= self.max_seconds:
             state.request_stop(f"TimeBudget: {elapsed:.3f} s elapsed >= budget {self.max_seconds:g} s")
-
-
-STANDARD_CALLBACKS: Sequence[type[AbstractTrainingCallback]] = (
-    StepCounter,
-    LossLogger,
-    GradientClipping,
-    Validation,
-    EarlyStopping,
-    TimeBudget,
-)

@@ -54,10 +54,6 @@ class SchedulerHandle:
         """Advance the wrapped scheduler by one interval."""
         self.scheduler.step()
 
-    def get_last_lr(self) -> list[float]:
-        """Learning rates set by the last step."""
-        return list(self.scheduler.get_last_lr())
-
 
 def normalize_name(name: Any, known: Iterable[str], kind: str) -> str:
     """Lower-case ``name`` and check it is one of ``known``; ``ValueError`` otherwise."""

@@ -25,7 +25,7 @@ from xml.sax.saxutils import quoteattr
 
 from igrog_gadget.gadget import protocol
 from igrog_gadget.gadget.protocol import Message, MessageChannel, ProtocolError, ProtocolLimits
-from igrog_gadget.io import RawDataset, acquisition_from_readout, image_from_item, read_dataset
+from igrog_gadget.io import RawDataset, acquisition_from_readout, image_from_item
 from igrog_gadget.scan import Readout
 
 logger = logging.getLogger(__name__)
@@ -141,8 +141,3 @@ class StreamClient:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def load_dataset(path: str) -> RawDataset:
-    """Read an ISMRMRD file for streaming (thin wrapper of :func:`igrog_gadget.io.read_dataset`)."""
-    return read_dataset(path)

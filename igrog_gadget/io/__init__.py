@@ -20,7 +20,7 @@ from igrog_gadget.io.convert import (
     readout_from_acquisition,
     readout_from_header_and_arrays,
 )
-from igrog_gadget.io.reader import RawDataset, read_dataset
+from igrog_gadget.io.reader import RawDataset, read_dataset, read_named_arrays
 from igrog_gadget.io.trajectory import TRAJECTORY_UNIT_MODES, cartesian_positions, resolve_trajectory_units
 from igrog_gadget.io.writer import write_cartesian_file
 
@@ -39,6 +39,7 @@ __all__ = [
     "load_ismrmrd_header",
     "parse_header",
     "read_dataset",
+    "read_named_arrays",
     "readout_from_acquisition",
     "readout_from_header_and_arrays",
     "resolve_trajectory_units",

@@ -215,6 +215,25 @@ def _read_images_and_waveforms(
     return images, waveforms
 
 
+def read_named_arrays(path: str | os.PathLike[str], names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Named arrays from an HDF5 file: the ISMRMRD image series of those names in group
+    ``dataset`` (each series' images stacked along channels: (images * channels, ny, nx)), else
+    the root datasets of those names. Missing names are left out."""
+    path = os.fspath(path)
+    with h5py.File(path, "r") as handle:
+        root = {name: np.asarray(handle[name]) for name in names if name in handle and isinstance(handle[name], h5py.Dataset)}
+        group = handle.get("dataset")
+        series = [s for s in _image_series(group) if s in names] if isinstance(group, h5py.Group) else []
+    if not series:
+        return root
+    items, _ = _read_images_and_waveforms(path, "dataset", series, False)
+    arrays: dict[str, list[np.ndarray]] = {}
+    for item in items:
+        data = np.asarray(item.data)
+        arrays.setdefault(item.series, []).append(data.reshape(-1, *data.shape[-2:]))
+    return {name: np.concatenate(parts) for name, parts in arrays.items()}
+
+
 def read_dataset(
     path: str | os.PathLike[str],
     group: str = "dataset",

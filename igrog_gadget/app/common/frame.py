@@ -37,8 +37,6 @@ class FrameInputs:
     ``PADDING_POSITION``, outside every grid and every calibration band."""
     sample_times_us: np.ndarray | None = None
     """Shape (readouts, samples), float32: time of each sample after the readout's first sample, microseconds."""
-    readout_times_us: np.ndarray | None = None
-    """Shape (readouts,), float32: time of each readout's first sample after its excitation (0 when unknown)."""
     calibration_lines: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     """Cartesian calibration readouts: ``(data (coils, samples), positions (samples, 2) grid units)``."""
     images: dict[str, np.ndarray] = field(default_factory=dict)

@@ -13,9 +13,8 @@ values are errors (``InputDataError``), never a silent fallback to field-free gr
 
 Sample times: sample i of an acquisition is acquired ``i * sample_time_us`` after its first
 kept sample (discard_pre/post samples are removed before gridding, so with discard_pre = d the
-times count from the ADC's sample d, an offset of d dwell times), plus the readout's start
-time when ``FrameInputs.readout_times_us`` gives one. The phase is taken to accrue from the
-first sample (t = 0), the convention of ``igrog simulate``.
+times count from the ADC's sample d, an offset of d dwell times). The phase is taken to accrue
+from the first sample (t = 0), the convention of ``igrog simulate``.
 """
 
 from __future__ import annotations
@@ -98,9 +97,9 @@ def read_field_map_file(path: str) -> np.ndarray:
                         return archive[key]
             raise ConfigError(f"fieldcorr.b0map_file {path} has no array named b0map or b0map_hz")
         if suffix in (".h5", ".hdf5", ".mrd"):
-            from igrog_gadget.app.image_based.sources import read_hdf5_arrays
+            from igrog_gadget.io import read_named_arrays  # the I/O layer only when a file is named
 
-            arrays = read_hdf5_arrays(file, ("b0map", "b0map_hz"))
+            arrays = read_named_arrays(file, ("b0map", "b0map_hz"))
             for key in ("b0map", "b0map_hz"):
                 if key in arrays:
                     return arrays[key]
@@ -133,6 +132,4 @@ def sample_times_s(frame: FrameInputs) -> np.ndarray:
                 f"fieldcorr needs per-sample times but sample_time_us is 0 (or not finite) in {missing.size} of "
                 f"{times.shape[0]} readouts of the frame (readouts {listed})"
             )
-    if frame.readout_times_us is not None:
-        times = times + np.asarray(frame.readout_times_us, dtype=np.float64).reshape(-1, 1)
     return times * 1e-6

@@ -332,7 +332,9 @@ def read_image_file(path: str) -> dict[str, np.ndarray]:
                 raise ConfigError(f"image_calibration.image_file {path} holds none of {', '.join(names)}")
             return arrays
         if suffix in (".h5", ".hdf5", ".mrd"):
-            arrays = read_hdf5_arrays(file, names)
+            from igrog_gadget.io import read_named_arrays  # the I/O layer only when a file is named
+
+            arrays = read_named_arrays(file, names)
             if not arrays:
                 raise ConfigError(
                     f"image_calibration.image_file {path} holds no ISMRMRD image series or HDF5 dataset named "
@@ -344,24 +346,3 @@ def read_image_file(path: str) -> dict[str, np.ndarray]:
             raise
         raise ConfigError(f"image_calibration.image_file {path} cannot be read: {error}") from None
     raise ConfigError(f"image_calibration.image_file {path}: unknown format {suffix!r}; use .npy, .npz, .h5 or .mrd")
-
-
-def read_hdf5_arrays(file: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Named arrays from an HDF5 file: ISMRMRD image series in group ``dataset`` (each series'
-    images stacked along channels), else datasets of those names at the root."""
-    import h5py
-
-    from igrog_gadget.io.reader import _image_series, _read_images_and_waveforms
-
-    with h5py.File(file, "r") as handle:
-        root = {name: np.asarray(handle[name]) for name in names if name in handle and isinstance(handle[name], h5py.Dataset)}
-        group = handle.get("dataset")
-        series = [s for s in _image_series(group) if s in names] if isinstance(group, h5py.Group) else []
-    if series:
-        items, _ = _read_images_and_waveforms(str(file), "dataset", series, False)
-        arrays: dict[str, list[np.ndarray]] = {}
-        for item in items:
-            data = np.asarray(item.data)
-            arrays.setdefault(item.series, []).append(data.reshape(-1, *data.shape[-2:]))
-        return {name: np.concatenate(parts) for name, parts in arrays.items()}
-    return root
