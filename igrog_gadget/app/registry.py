@@ -1,13 +1,22 @@
-"""Variants by name: each is a datamodule + a model + a loss run by the shared engine."""
+"""Variants by name: each is a datamodule + a model + a loss run by the shared engine.
+
+``VARIANT_TABLE`` lists them explicitly; nothing registers itself on import, and an import
+error inside a variant is raised as it is (never reported as an unknown variant). The names
+must be those of the standard configuration files (``igrog_gadget.config``; a test checks).
+"""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 
+from igrog_gadget.app.common.datamodule import GriddingDataModule
+from igrog_gadget.app.common.kernel_model import KernelModel
+from igrog_gadget.app.common.loss import KernelPredictionLoss
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import ConfigError
 
@@ -17,50 +26,42 @@ class VariantSpec:
     """How to build one variant's parts."""
 
     name: str
-    datamodule: Callable[..., object]
-    """``datamodule(frame, config, with_training=bool)`` → an engine DataModule."""
-    model: Callable[[object, IgrogConfig], nn.Module]
-    """``model(datamodule, config)`` → the network (after ``datamodule.preprocess()``)."""
+    datamodule: type[GriddingDataModule]
+    """``datamodule(frame, config, with_training, geometry)`` → the variant's datamodule."""
+    model: Callable[[GriddingDataModule, IgrogConfig], nn.Module]
+    """``model(datamodule, config)`` → the network (after a training ``datamodule.preprocess()``)."""
     loss: Callable[[IgrogConfig], nn.Module]
 
 
-_REGISTRY: dict[str, VariantSpec] = {}
+def kernel_model(datamodule: GriddingDataModule, config: IgrogConfig) -> nn.Module:
+    """The shared ``KernelModel`` for the datamodule's coils and source whitening."""
+    whitening = None if datamodule.whitening is None else torch.from_numpy(datamodule.whitening)
+    return KernelModel(config.gridding.num_sources, datamodule.num_coils, config.model, whitening)
 
 
-def register_variant(spec: VariantSpec) -> VariantSpec:
-    _REGISTRY[spec.name] = spec
-    return spec
+def kernel_loss(config: IgrogConfig) -> nn.Module:
+    return KernelPredictionLoss()
+
+
+#: name → (module, datamodule class, model factory, loss factory); the factories are module-level
+#: names, ``None`` for the shared ``kernel_model`` / ``kernel_loss``.
+VARIANT_TABLE: dict[str, tuple[str, str, str | None, str | None]] = {
+    "basic": ("igrog_gadget.app.basic", "BasicDataModule", None, None),
+    "image_based": ("igrog_gadget.app.image_based", "ImageBasedDataModule", None, None),
+    "fieldcorr": ("igrog_gadget.app.fieldcorr", "FieldCorrDataModule", "build_model", None),
+}
 
 
 def get_variant(name: str) -> VariantSpec:
     """The variant called ``name``; ConfigError listing the known ones otherwise."""
-    _load_builtin_variants()
     try:
-        return _REGISTRY[name]
+        module_name, datamodule, model, loss = VARIANT_TABLE[name]
     except KeyError:
-        raise ConfigError(f"unknown variant {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
-
-
-def _load_builtin_variants() -> None:
-    if "basic" in _REGISTRY:
-        return
-    from igrog_gadget.app.basic import BasicDataModule, BasicKernelModel, KernelPredictionLoss
-
-    register_variant(
-        VariantSpec(
-            name="basic",
-            datamodule=BasicDataModule,
-            model=lambda dm, cfg: BasicKernelModel(
-                cfg.gridding.num_sources, dm.frame.num_coils, cfg.model, torch.from_numpy(dm.whitening)
-            ),
-            loss=lambda cfg: KernelPredictionLoss(),
-        )
+        raise ConfigError(f"unknown variant {name!r}; known: {', '.join(sorted(VARIANT_TABLE))}") from None
+    module = importlib.import_module(module_name)
+    return VariantSpec(
+        name=name,
+        datamodule=getattr(module, datamodule),
+        model=getattr(module, model) if model else kernel_model,
+        loss=getattr(module, loss) if loss else kernel_loss,
     )
-    try:  # variants added later register themselves on import
-        import igrog_gadget.app.image_based  # noqa: F401
-    except ImportError:
-        pass
-    try:
-        import igrog_gadget.app.fieldcorr  # noqa: F401
-    except ImportError:
-        pass

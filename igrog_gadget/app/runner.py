@@ -1,48 +1,56 @@
-"""Grids frames with a variant: trains once per calibration, reuses kernels per trajectory.
+"""Grids frames with a variant: trains per calibration key, reuses models and kernels.
 
-Retraining rule: a model is trained the first time a ``calibration_key`` is seen (by
+Training: ``submit_training(inputs)`` queues a training for the inputs' calibration key (by
 default the frame's slice, contrast and encode-step-2; see
-``igrog_gadget.stream.buffer.CALIBRATION_KEY_FIELDS``) and
-reused for every later frame with that key (repetitions, averages, sets, phases); a new
-key's model is warm-started from the last trained one of the same shape. Data with many
-coils are gridded in virtual coils (one compression per key, from its first frame; see
-``igrog_gadget.app.common.virtual_coils``). Kernels are recomputed only when the trajectory
-(or grid) differs from a cached one (``KernelCache``, bounded by ``gridding.cache_mb``).
+``igrog_gadget.stream.buffer.CALIBRATION_KEY_FIELDS``). The pipeline submits it as soon as a
+key's calibration data and first readouts are there (``GriddingPipeline``), so with
+``background_training`` the training runs while the rest of the scan streams in; ``grid``
+submits one itself for a key that has none. Trainings run one at a time in submission order
+(``TrainingQueue``), each warm-started from the one before it when the shapes agree, so the
+models do not depend on whether they ran in the background.
+
+Gridding: ``grid(frame)`` waits for its key's model, then applies the kernels. It retrains
+(from the whole frame, warm-started) when the model cannot serve the frame: trained from the
+first readouts of this frame but calibrated without the calibration lines, or before more
+calibration lines arrived; or the frame's offsets lie farther than
+``training.offset_coverage_max`` from those the model was trained on
+(``igrog_gadget.app.common.coverage``); or another coil count. Data with many coils are
+gridded in virtual coils (the compression is made with each training, from its inputs; see
+``igrog_gadget.app.common.virtual_coils``). Kernels are recomputed only for a new model or
+trajectory (``KernelCache``, bounded by ``gridding.cache_mb``).
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import logging
 import math
 import threading
 import time
+from concurrent.futures import CancelledError, Future
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from engine import Inferencer, resolve_device
+from igrog_engine import Inferencer, resolve_device
+from igrog_gadget.app.common.coverage import offset_distance_ratio
+from igrog_gadget.app.common.datamodule import GriddingDataModule, trajectory_fingerprint
 from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace, check_frame_values
 from igrog_gadget.app.common.training import build_trainer, held_out_nrmse
 from igrog_gadget.app.common.virtual_coils import frame_coil_transform, to_virtual_coils
 from igrog_gadget.app.kernel_cache import KernelCache, kernel_bytes
 from igrog_gadget.app.registry import get_variant
+from igrog_gadget.app.training_queue import TrainingQueue
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import ConfigError, GriddingCancelled
 from igrog_gadget.gridding.coils import CoilTransform
+from igrog_gadget.gridding.geometry import SampleGeometry, build_geometry
 
 logger = logging.getLogger(__name__)
 
 #: Serialises the seeded model initialisation (torch's CPU generator is process-wide).
 _MODEL_INIT_LOCK = threading.Lock()
-
-
-def trajectory_fingerprint(frame: FrameInputs) -> str:
-    """Hash of the trajectory, grid and coil count (kernels depend on nothing else)."""
-    digest = hashlib.sha1()
-    digest.update(np.ascontiguousarray(frame.traj, dtype=np.float32).tobytes())
-    digest.update(repr((frame.matrix, frame.num_coils, frame.traj.shape)).encode())
-    return digest.hexdigest()
 
 
 def describe_stop(reason: str | None, steps: int) -> str:
@@ -59,14 +67,42 @@ def describe_stop(reason: str | None, steps: int) -> str:
     return f"{reason or 'epochs done'} ({steps} steps)"
 
 
-class VariantGridder:
-    """Grids ``FrameInputs`` with the configured variant, caching models and kernels.
+@dataclass
+class TrainedKernels:
+    """A trained model with what gridding with it needs."""
 
-    Per calibration key: one coil compression (from its first frame) and one trained model;
-    a new key's model is warm-started from the last trained model of the same shape.
+    model: torch.nn.Module
+    coil_transform: CoilTransform
+    """The compression of the training inputs (the model works in its virtual coils)."""
+    offsets: np.ndarray
+    """Shape (n, sources, 2): the offsets the training pairs were drawn from."""
+    fingerprint: str
+    """``trajectory_fingerprint`` of the training inputs (in virtual coils)."""
+    version: int
+    """Submission number of the training: kernels are cached per version."""
+    frame_key: tuple
+    """Frame the training inputs came from."""
+    partial: bool
+    """Trained from the calibration data and the first readouts of ``frame_key``."""
+    partial_ok: bool
+    """Whether the calibration was made from data the partial inputs held completely."""
+    calibration_lines: int
+    """Calibration lines the training inputs held."""
+    estimate: float
+    """Estimated gridding NRMSE (held-out pairs)."""
+    info: dict = field(default_factory=dict)
+    used: bool = False
+    """Whether a frame was gridded with it (its training info goes with the first)."""
+
+
+class VariantGridder:
+    """Grids ``FrameInputs`` with the configured variant, training per calibration key.
+
+    ``background_training``: trainings run on a worker thread (streaming); otherwise inline in
+    ``submit_training`` (replay). The results are the same either way.
     """
 
-    def __init__(self, config: IgrogConfig) -> None:
+    def __init__(self, config: IgrogConfig, background_training: bool = False) -> None:
         self.config = config
         self.spec = get_variant(config.variant)
         try:
@@ -74,34 +110,137 @@ class VariantGridder:
         except ValueError as error:  # e.g. cuda on a machine without CUDA
             raise ConfigError(f"gridding.device: {error}") from None
         self.inferencer = Inferencer(self.device)
-        self._models: dict[tuple, torch.nn.Module] = {}
-        self._estimates: dict[tuple, float] = {}
-        """Estimated gridding NRMSE (held-out pairs) per calibration key."""
-        self._coil_transforms: dict[tuple, CoilTransform] = {}
-        self._last_model: torch.nn.Module | None = None
+        self.queue: TrainingQueue[TrainedKernels] = TrainingQueue(background_training)
+        self._trainings: dict[tuple, Future] = {}
+        """The latest training submitted per calibration key."""
         self.kernel_cache = KernelCache(int(config.gridding.cache_mb * 2**20))
         self.trainings = 0
+        """Trainings finished."""
         self.cancelled = threading.Event()
         """Set by ``cancel()``: training stops at its next step and ``grid`` refuses new work."""
 
+    # --- control -------------------------------------------------------------------------
     def cancel(self) -> None:
         """Abandon the work (thread-safe): e.g. the stream being served is gone."""
         self.cancelled.set()
+        self.queue.close()
+
+    def close(self) -> None:
+        """Stop the training worker (queued trainings are dropped)."""
+        self.queue.close()
 
     def _check_cancelled(self) -> None:
         if self.cancelled.is_set():
             raise GriddingCancelled("gridding was cancelled")
 
-    def coil_transform(self, frame: FrameInputs) -> CoilTransform:
-        """The coil compression of the frame's calibration key (made from its first frame)."""
-        transform = self._coil_transforms.get(frame.calibration_key)
-        if transform is None or transform.num_physical != frame.num_coils:
-            transform = frame_coil_transform(frame, self.config.gridding)
-            self._coil_transforms[frame.calibration_key] = transform
-        return transform
+    # --- training ------------------------------------------------------------------------
+    def has_training(self, calibration_key: tuple) -> bool:
+        """Whether a training was submitted for ``calibration_key``."""
+        return calibration_key in self._trainings
 
+    def submit_training(self, inputs: FrameInputs, partial: bool = False) -> None:
+        """Queue a training of ``inputs``' calibration key from ``inputs`` (physical coils).
+
+        ``partial``: the inputs hold the calibration data and only the first readouts of their
+        frame (``grid`` checks at the frame's end that the model serves it)."""
+        self._check_cancelled()
+        check_frame_values(inputs)
+        version = self.queue.submitted + 1
+        job = functools.partial(self._train, inputs, version, partial)
+        self._trainings[inputs.calibration_key] = self.queue.submit(job)
+
+    def trained(self, calibration_key: tuple) -> TrainedKernels:
+        """The latest model of ``calibration_key`` (waits for its training; raises its errors)."""
+        future = self._trainings[calibration_key]
+        try:
+            return future.result()
+        except CancelledError:
+            raise GriddingCancelled("gridding was cancelled") from None
+
+    def adopt(self, calibration_key: tuple, trained: TrainedKernels) -> None:
+        """Use ``trained`` for ``calibration_key`` from now on (e.g. a model moved between devices)."""
+        future: Future = Future()
+        future.set_result(trained)
+        self._trainings[calibration_key] = future
+
+    def _train(self, inputs: FrameInputs, version: int, partial: bool, previous: TrainedKernels | None) -> TrainedKernels:
+        """One training job (runs on the queue): compression, pairs, model, fit."""
+        self._check_cancelled()
+        started = time.perf_counter()
+        transform = frame_coil_transform(inputs, self.config.gridding)
+        frame = to_virtual_coils(inputs, transform)
+        datamodule: GriddingDataModule = self.spec.datamodule(frame, self.config, with_training=True)
+        datamodule.preprocess()
+        training = self.config.training
+        with _MODEL_INIT_LOCK, torch.random.fork_rng(devices=[]):  # seeded init; other sessions wait, RNG restored
+            torch.manual_seed(training.seed)
+            model = self.spec.model(datamodule, self.config)
+        warm = self._warm_start(model, previous)
+        loss = self.spec.loss(self.config)
+        train_loader = datamodule.train_dataloader()
+        val_loader = datamodule.val_dataloader()
+        trainer = build_trainer(
+            model,
+            loss,
+            training,
+            str(self.device),
+            val_loader=val_loader,
+            steps_per_epoch=len(train_loader),
+            refit_pairs=datamodule.refit_batch(training.refit_pairs) if training.refit_head else None,
+            cancel=self.cancelled,
+            max_steps=min(training.warm_start_steps, training.max_steps) if warm else training.max_steps,
+        )
+        fit_started = time.perf_counter()
+        state = trainer.fit(train_loader)
+        self._check_cancelled()
+        self.trainings += 1
+        info = {
+            "training_s": time.perf_counter() - fit_started,
+            "training_job_s": time.perf_counter() - started,
+            "training_steps": state.step,
+            "training_loss": state.loss,
+            "training_stop": describe_stop(state.stop_reason, state.step),
+            "warm_start": warm,
+            "calibration": datamodule.calibration_source,
+            "trained_from": f"first {frame.samples.shape[1]} readouts" if partial else "whole frame",
+        }
+        for name, metric in (("refit_loss", "refit_loss"), ("validation_loss", "val_loss")):
+            if metric in state.metrics:
+                info[name] = state.metrics[metric]
+        estimate = held_out_nrmse(model, val_loader, loss, self.inferencer) if val_loader is not None else math.nan
+        logger.info(
+            "trained %s kernels%s from the %s in %.1f s: %s, loss %.3g, estimated gridding NRMSE %.3g (held-out pairs)",
+            self.config.variant, " (warm start)" if warm else "", info["trained_from"], info["training_s"],
+            info["training_stop"], state.loss or float("nan"), estimate,
+        )
+        return TrainedKernels(
+            model=model,
+            coil_transform=transform,
+            offsets=datamodule.geometry.offsets,
+            fingerprint=trajectory_fingerprint(frame),
+            version=version,
+            frame_key=inputs.frame_key,
+            partial=partial,
+            partial_ok=datamodule.partial_frame_ok,
+            calibration_lines=len(inputs.calibration_lines),
+            estimate=estimate,
+            info=info,
+        )
+
+    def _warm_start(self, model: torch.nn.Module, previous: TrainedKernels | None) -> bool:
+        """Load the previous training's weights into ``model`` when the shapes agree (the
+        whitening buffers stay the new calibration's). Returns whether it did."""
+        if previous is None or not self.config.training.warm_start:
+            return False
+        mine, theirs = model.state_dict(), previous.model.state_dict()
+        if mine.keys() != theirs.keys() or any(mine[k].shape != theirs[k].shape for k in mine):
+            return False
+        model.load_state_dict({k: (mine[k] if k.endswith("whitening") else theirs[k].clone()) for k in mine})
+        return True
+
+    # --- gridding ------------------------------------------------------------------------
     def grid(self, frame: FrameInputs) -> GriddedKSpace:
-        """Gridded k-space of one frame (trains on first use of its calibration).
+        """Gridded k-space of one frame (physical coils in ``frame``).
 
         The result is in the frame's physical coils (``gridding.output_coils = physical``) or
         in its virtual coils (``info["coil_compression"]`` then holds the matrix).
@@ -109,53 +248,103 @@ class VariantGridder:
         Raises:
             GriddingCancelled: ``cancel()`` was called (before or during the work).
             InputDataError: the frame's samples are all zero or overflow float32 (``check_frame_values``).
+            CalibrationError: the frame's training could not calibrate.
         """
         self._check_cancelled()
         started = time.perf_counter()
         check_frame_values(frame)
-        transform = self.coil_transform(frame)
-        frame = to_virtual_coils(frame, transform)
-        key = (frame.calibration_key, trajectory_fingerprint(frame))
-        info: dict = {"variant": self.config.variant, "device": str(self.device)}
-        cached = self.kernel_cache.get(key)
-        if cached is not None and self._datamodule_reusable(cached[0], frame):
-            datamodule, kernels = cached
-            datamodule.frame = frame
-            infer_start = time.perf_counter()
-            result = datamodule.grid(kernels)
-            info["gridding_s"] = time.perf_counter() - infer_start
-            info["path"] = "cached kernels"
-        else:
-            model = self._models.get(frame.calibration_key)
-            datamodule = self.spec.datamodule(frame, self.config, with_training=model is None)
-            datamodule.preprocess()
-            if model is None:
-                self._check_cancelled()
-                model = self._train(datamodule, info)
-                self._check_cancelled()
-                self._models[frame.calibration_key] = model
-                info["path"] = "trained"
-            else:
-                info["path"] = "reused model"
-            geometry = datamodule.geometry
-            size = kernel_bytes(geometry.num_samples, frame.num_coils, geometry.source_index.shape[1])
-            datamodule.keep_kernels = self.kernel_cache.admits(size, key)
-            infer_start = time.perf_counter()
-            datamodule.postprocess(self.inferencer.iterate(model, datamodule.test_dataloader()))
-            info["gridding_s"] = time.perf_counter() - infer_start
-            for name in ("pairs", "val_pairs"):  # the cache keeps kernels and geometry, not training data
-                if hasattr(datamodule, name):
-                    setattr(datamodule, name, None)
-            if datamodule.keep_kernels and datamodule.kernels is not None:
-                self.kernel_cache.put(key, datamodule, datamodule.kernels)
-            else:
-                datamodule.kernels = None
-            result = datamodule.data
-        info["estimated_nrmse"] = self._estimates.get(frame.calibration_key, float("nan"))
-        result = self._output_coils(result, transform, info)
+        key = frame.calibration_key
+        if not self.has_training(key):
+            self.submit_training(frame)
+        trained = self.trained(key)
+        geometry = None
+        reason = self._retraining_reason(trained, frame)
+        if reason is None:
+            geometry, reason = self._coverage(trained, frame)
+        if reason is not None:
+            logger.info("retraining the kernels of calibration %s from the whole frame %s: %s", key, frame.frame_key, reason)
+            self.submit_training(frame)
+            trained = self.trained(key)
+        waited = time.perf_counter() - started
+        result, info = self._apply(trained, frame, geometry)
+        info["waited_for_training_s"] = waited
+        if reason is not None:
+            info["retrained"] = reason
         info["total_s"] = time.perf_counter() - started
         result.info.update(info)
         return result
+
+    def _retraining_reason(self, trained: TrainedKernels, frame: FrameInputs) -> str | None:
+        """Why ``trained`` cannot serve ``frame`` before looking at offsets (None: it can)."""
+        if trained.coil_transform.num_physical != frame.num_coils:
+            return f"the model was trained for {trained.coil_transform.num_physical} coils, the frame has {frame.num_coils}"
+        if trained.partial and trained.frame_key == frame.frame_key:
+            if not trained.partial_ok:
+                return "its first readouts were calibrated from their own samples (the calibration lines were not used)"
+            if len(frame.calibration_lines) > trained.calibration_lines:
+                return (
+                    f"{len(frame.calibration_lines) - trained.calibration_lines} calibration lines arrived after "
+                    "its first readouts"
+                )
+        return None
+
+    def _coverage(self, trained: TrainedKernels, frame: FrameInputs) -> tuple[SampleGeometry | None, str | None]:
+        """The frame's geometry (None when its kernels are cached) and why the model does not
+        cover its offsets (None: it does)."""
+        if trajectory_fingerprint(to_virtual_shape(frame, trained)) == trained.fingerprint:
+            return None, None
+        virtual_key = self._cache_key(trained, frame)
+        if self.kernel_cache.get(virtual_key) is not None:
+            return None, None  # checked when the kernels were made
+        geometry = build_geometry(frame.traj, frame.matrix, self.config.gridding.num_sources, frame.lengths)
+        limit = self.config.training.offset_coverage_max
+        if limit <= 0:
+            return geometry, None
+        ratio = offset_distance_ratio(trained.offsets, geometry.offsets)
+        if ratio > limit:
+            return geometry, (
+                f"its offsets lie {ratio:.3g}x farther from those the model was trained on than those lie from "
+                f"each other (training.offset_coverage_max = {limit:g})"
+            )
+        return geometry, None
+
+    def _cache_key(self, trained: TrainedKernels, frame: FrameInputs) -> tuple:
+        fingerprint = self.spec.datamodule.kernel_fingerprint(to_virtual_shape(frame, trained), self.config)
+        return (frame.calibration_key, trained.version, fingerprint)
+
+    def _apply(
+        self, trained: TrainedKernels, frame: FrameInputs, geometry: SampleGeometry | None
+    ) -> tuple[GriddedKSpace, dict]:
+        """Grid ``frame`` with ``trained``'s kernels (cached or computed); ``(result, info)``."""
+        self._check_cancelled()
+        virtual = to_virtual_coils(frame, trained.coil_transform)
+        cache_key = self._cache_key(trained, frame)
+        info: dict = {"variant": self.config.variant, "device": str(self.device)}
+        if not trained.used:
+            info.update(trained.info)
+            info["path"] = "trained"
+            trained.used = True
+        cached = self.kernel_cache.get(cache_key)
+        infer_start = time.perf_counter()
+        if cached is not None:
+            cached_geometry, kernels = cached
+            datamodule = self.spec.datamodule(virtual, self.config, with_training=False, geometry=cached_geometry)
+            datamodule.preprocess()
+            datamodule.postprocess(kernels)
+            info.setdefault("path", "cached kernels")
+        else:
+            datamodule = self.spec.datamodule(virtual, self.config, with_training=False, geometry=geometry)
+            datamodule.preprocess()
+            layout = datamodule.geometry
+            size = kernel_bytes(layout.num_samples, virtual.num_coils, layout.source_index.shape[1])
+            datamodule.keep_kernels = self.kernel_cache.admits(size, cache_key)
+            datamodule.postprocess(self.inferencer.iterate(trained.model, datamodule.test_dataloader()))
+            if datamodule.keep_kernels and datamodule.kernels is not None:
+                self.kernel_cache.put(cache_key, datamodule.geometry, datamodule.kernels)
+            info.setdefault("path", "reused model")
+        info["gridding_s"] = time.perf_counter() - infer_start
+        info["estimated_nrmse"] = trained.estimate
+        return self._output_coils(datamodule.data, trained.coil_transform, info), info
 
     def _output_coils(self, result: GriddedKSpace, transform: CoilTransform, info: dict) -> GriddedKSpace:
         """The gridded k-space in the coils the configuration asks for (new object)."""
@@ -171,72 +360,16 @@ class VariantGridder:
                 info["coil_compression"] = transform.compress
         return GriddedKSpace(kspace=kspace, hits=result.hits, mean_time_us=result.mean_time_us, info=dict(result.info))
 
-    def _datamodule_reusable(self, datamodule, frame: FrameInputs) -> bool:
-        """Whether cached kernels fit ``frame``: a datamodule may say no with ``reusable_for(frame)``
-        (e.g. fieldcorr's time-dependent kernels when the sample times differ)."""
-        check = getattr(datamodule, "reusable_for", None)
-        return True if check is None else bool(check(frame))
 
-    def _refit_pairs(self, datamodule) -> dict[str, torch.Tensor] | None:
-        """The first ``training.refit_pairs`` training pairs (they are in random order)."""
-        dataset = datamodule.train_dataloader().dataset
-        tensors = getattr(dataset, "tensors", None)
-        if not self.config.training.refit_head or not isinstance(tensors, dict):
-            return None
-        count = self.config.training.refit_pairs
-        return {name: tensor[:count] for name, tensor in tensors.items()}
-
-    def _warm_start(self, model: torch.nn.Module) -> bool:
-        """Load the last trained model's weights into ``model`` when the shapes agree (the
-        whitening buffers stay the new calibration's). Returns whether it did."""
-        previous = self._last_model
-        if previous is None or not self.config.training.warm_start:
-            return False
-        mine, theirs = model.state_dict(), previous.state_dict()
-        if mine.keys() != theirs.keys() or any(mine[k].shape != theirs[k].shape for k in mine):
-            return False
-        model.load_state_dict({k: (mine[k] if k.endswith("whitening") else theirs[k].clone()) for k in mine})
-        return True
-
-    def _train(self, datamodule, info: dict) -> torch.nn.Module:
-        training = self.config.training
-        with _MODEL_INIT_LOCK, torch.random.fork_rng(devices=[]):  # seeded init; other sessions wait, RNG restored
-            torch.manual_seed(training.seed)
-            model = self.spec.model(datamodule, self.config)
-        warm = self._warm_start(model)
-        loss = self.spec.loss(self.config)
-        train_loader = datamodule.train_dataloader()
-        val_loader = datamodule.val_dataloader()
-        trainer = build_trainer(
-            model,
-            loss,
-            training,
-            str(self.device),
-            val_loader=val_loader,
-            steps_per_epoch=len(train_loader),
-            refit_pairs=self._refit_pairs(datamodule),
-            cancel=self.cancelled,
-            max_steps=min(training.warm_start_steps, training.max_steps) if warm else training.max_steps,
-        )
-        started = time.perf_counter()
-        state = trainer.fit(train_loader)
-        self.trainings += 1
-        self._last_model = model
-        info["training_s"] = time.perf_counter() - started
-        info["training_steps"] = state.step
-        info["training_loss"] = state.loss
-        info["training_stop"] = describe_stop(state.stop_reason, state.step)
-        info["warm_start"] = warm
-        info["calibration"] = getattr(datamodule.block, "source", "")
-        if "refit_loss" in state.metrics:
-            info["refit_loss"] = state.metrics["refit_loss"]
-        if "val_loss" in state.metrics:
-            info["validation_loss"] = state.metrics["val_loss"]
-        estimate = held_out_nrmse(model, val_loader, loss, self.inferencer) if val_loader is not None else math.nan
-        self._estimates[datamodule.frame.calibration_key] = estimate
-        logger.info(
-            "trained %s kernels%s in %.1f s: %s, loss %.3g, estimated gridding NRMSE %.3g (held-out pairs)",
-            self.config.variant, " (warm start)" if warm else "", info["training_s"], info["training_stop"],
-            state.loss or float("nan"), estimate,
-        )
-        return model
+def to_virtual_shape(frame: FrameInputs, trained: TrainedKernels) -> FrameInputs:
+    """A stand-in of ``frame`` with the model's coil count and no data, for fingerprints
+    (which depend on the trajectory, grid, coil count and sample times, not on the samples)."""
+    coils = trained.coil_transform.num_virtual
+    return FrameInputs(
+        samples=np.empty((coils, 0, 0), dtype=np.complex64),
+        traj=frame.traj,
+        matrix=frame.matrix,
+        lengths=frame.lengths,
+        sample_times_us=frame.sample_times_us,
+        calibration_key=frame.calibration_key,
+    )

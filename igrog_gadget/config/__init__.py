@@ -217,10 +217,11 @@ class TrainingConfig:
     this many imaging readouts of its first frame, as soon as they have arrived (training overlaps
     the rest of the scan); 0 = from the whole frame, when it is complete. Self-calibration always
     waits for the whole frame."""
-    offset_coverage_max: float = 0.1
-    """Retrain (from the whole frame, warm-started) when a frame's offsets lie farther than this
-    (grid units; 99th percentile of the RMS distance per source) from the offsets its model was
-    trained on: e.g. a linear-order radial scan whose first spokes span a few degrees (0 = never)."""
+    offset_coverage_max: float = 3.0
+    """Retrain (from the whole frame, warm-started) when a frame's offsets lie more than this many
+    times farther from the offsets its model was trained on than those lie from each other
+    (99th-percentile nearest-neighbour distances): e.g. a linear-order radial scan whose first
+    spokes span a few degrees (golden-angle spokes give 1.3-2.1; 0 = never check)."""
     plateau_patience: int = 3
     """Stop when the validation loss has not improved by plateau_tolerance for this many epochs (0 = off)."""
     plateau_tolerance: float = 0.01

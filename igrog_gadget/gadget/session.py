@@ -1,6 +1,6 @@
 """One connection of the gadget: handshake, the shared gridding pipeline, outputs, errors.
 
-A session runs two threads over one :class:`~igrog_gadget.gadget.protocol.MessageChannel`:
+A session runs three threads over one :class:`~igrog_gadget.gadget.protocol.MessageChannel`:
 
 - the *reader* reads whole messages as they arrive and queues them (bounded by
   ``max_buffered_bytes``), so readouts that arrive while a model trains are buffered, not
@@ -8,7 +8,10 @@ A session runs two threads over one :class:`~igrog_gadget.gadget.protocol.Messag
 - the *worker* (the thread that calls :meth:`GadgetSession.run`) feeds the queued items in
   arrival order through :class:`~igrog_gadget.stream.pipeline.GriddingPipeline` -- the same
   pipeline ``igrog replay`` uses -- and sends what comes out, in order: gridded frames in the
-  chosen output form, everything else exactly as it arrived.
+  chosen output form, everything else exactly as it arrived;
+- the *trainer* (the training queue of :class:`~igrog_gadget.app.runner.VariantGridder`) trains
+  each calibration key's model as soon as its calibration data and first readouts are in, while
+  the worker goes on ingesting; a frame that completes waits only for its own key's model.
 
 Handshake: CONFIG_FILE (1) or CONFIG_TEXT (2), then HEADER (3), then optionally a TEXT (5)
 JSON object (the MRD ``configAdditional``), then data. Failures end the session with a clear
@@ -293,7 +296,10 @@ class GadgetSession:
                 self._reader.join(timeout=5.0)
             self.report.ended = time.perf_counter()
             if self.pipeline is not None:
-                self.report.trainings = int(getattr(self.pipeline.gridder, "trainings", 0))
+                if self.report.error is not None:
+                    self.pipeline.gridder.cancel()  # a training still running for a failed session stops
+                self.pipeline.gridder.close()
+                self.report.trainings = self.pipeline.gridder.trainings
         if self.report.error is None:
             logger.info(
                 "%s: done in %.2f s: %d message(s) in (%d acquisitions), %d frame(s) out as %s, "
@@ -439,7 +445,9 @@ class GadgetSession:
         assert self.header is not None
         self.fov_mm = grid_fov_mm(self.header.encoded_fov_mm, config.gridding.grid_oversampling)
         try:
-            self.pipeline = GriddingPipeline(self.header, config, resource_limits=self.resource_limits)
+            self.pipeline = GriddingPipeline(
+                self.header, config, resource_limits=self.resource_limits, background_training=True
+            )
         except ValueError as error:  # e.g. device=cuda without CUDA
             raise ConfigError(str(error)) from None
         logger.info(

@@ -114,6 +114,7 @@ def frame_inputs(
         calibration_lines=calibration_lines,
         images=dict(images or {}),
         calibration_key=completed.calibration_key,
+        frame_key=completed.frame_key,
     )
 
 

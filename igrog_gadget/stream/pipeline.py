@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from igrog_gadget.app.common.frame import FrameInputs
 from igrog_gadget.app.runner import VariantGridder
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import InputDataError
@@ -22,6 +23,7 @@ from igrog_gadget.limits import ResourceLimits
 from igrog_gadget.scan import (
     FLAG_IS_PARALLEL_CALIBRATION,
     FLAG_IS_PARALLEL_CALIBRATION_AND_IMAGING,
+    FRAME_KEY_FIELDS,
     GriddedFrame,
     ImageItem,
     Readout,
@@ -29,7 +31,7 @@ from igrog_gadget.scan import (
     flag_mask,
     has_flag,
 )
-from igrog_gadget.stream.buffer import CompletedFrame, ReadoutBuffer
+from igrog_gadget.stream.buffer import CompletedFrame, ReadoutBuffer, calibration_key_of_frame
 from igrog_gadget.stream.frames import frame_inputs
 
 logger = logging.getLogger(__name__)
@@ -47,14 +49,16 @@ class GriddingPipeline:
         config: IgrogConfig,
         source: str = "",
         gridder: VariantGridder | None = None,
-        on_frame: Callable[[GriddedFrame], None] | None = None,
         array_coils: int | None = None,
         resource_limits: ResourceLimits | None = None,
+        background_training: bool = False,
     ) -> None:
+        """``background_training``: trainings run on a worker thread while items keep coming
+        (streaming); the outputs are the same as without (replay)."""
         self.header = header
         self.config = config
         self.source = f"{source}: " if source else ""
-        self.gridder = gridder or VariantGridder(config)
+        self.gridder = gridder or VariantGridder(config, background_training=background_training)
         self.buffer = ReadoutBuffer(
             max_coils=header.num_coils,
             expected_coils=array_coils,
@@ -67,8 +71,6 @@ class GriddingPipeline:
         self.noise = NoiseCovariance()
         """Coil noise covariance of the noise scans seen so far (prewhitening before compression)."""
         self.image_inputs: dict[str, list[ImageItem]] = {}
-        self.on_frame = on_frame
-        self.frames_done = 0
 
     def process(self, item: Any) -> list[Any]:
         """Outputs caused by one input item, in order."""
@@ -97,6 +99,8 @@ class GriddingPipeline:
                 completed = self.buffer.add(readout)
             except (InputDataError, ValueError) as error:
                 raise InputDataError(f"{self.source}{error}") from None
+            if not completed and readout.is_imaging():
+                self._train_early(readout)
             return [self._grid(frame) for frame in completed]
         if isinstance(item, ImageItem) and item.series in INPUT_IMAGE_SERIES:
             self.image_inputs.setdefault(item.series, []).append(item)
@@ -117,9 +121,35 @@ class GriddingPipeline:
             return dataclasses.replace(readout, flags=flags)
         return readout
 
+    def _train_early(self, readout: Readout) -> None:
+        """Submit the training of the readout's calibration key when its frame has just reached
+        ``training.early_readouts`` readouts, the key has no training yet and the variant can
+        train from the calibration data and those readouts (``trains_before_frame_ends``).
+
+        Decided from the data alone (the same whether training runs in the background or not);
+        an early frame that cannot be used (e.g. no trajectory yet) is left to the whole-frame
+        training, which reports the problem."""
+        early = self.config.training.early_readouts
+        frame_key = readout.frame_key()
+        key = calibration_key_of_frame(frame_key)
+        readouts = self.buffer.frames.get(frame_key)
+        if early <= 0 or readouts is None or len(readouts) != early or self.gridder.has_training(key):
+            return
+        partial = CompletedFrame(frame_key, list(readouts), list(self.buffer.calibration.get(key, [])), key)
+        try:
+            inputs = self._frame_inputs(partial)
+            if not self.gridder.spec.datamodule.trains_before_frame_ends(inputs, self.config):
+                return
+            self.gridder.submit_training(inputs, partial=True)
+        except InputDataError as error:
+            logger.info("%sno early training for frame %s (%s): it trains when complete", self.source, frame_key, error)
+
     def close(self) -> list[GriddedFrame]:
-        """Grid every frame still buffered (end of stream)."""
-        return [self._grid(frame) for frame in self.buffer.close()]
+        """Grid every frame still buffered (end of stream); stop the training worker."""
+        try:
+            return [self._grid(frame) for frame in self.buffer.close()]
+        finally:
+            self.gridder.close()
 
     def images_for(self, completed: CompletedFrame) -> dict[str, np.ndarray]:
         """Image inputs for a frame: per series, (channels, ny, nx).
@@ -144,13 +174,18 @@ class GriddingPipeline:
             arrays[series] = np.concatenate(parts)
         return arrays
 
-    def _grid(self, completed: CompletedFrame) -> GriddedFrame:
+    def _frame_inputs(self, completed: CompletedFrame) -> FrameInputs:
+        """``FrameInputs`` of buffered readouts, with the image inputs and noise covariance seen so far."""
         inputs = frame_inputs(completed, self.header, self.config, self.images_for(completed), self.source)
         inputs.noise_covariance = self.noise.covariance(inputs.num_coils)
+        return inputs
+
+    def _grid(self, completed: CompletedFrame) -> GriddedFrame:
+        inputs = self._frame_inputs(completed)
         try:
             result = self.gridder.grid(inputs)
         except InputDataError as error:
-            raise InputDataError(f"{self.source}frame {dict(zip(('slice', 'contrast', 'phase', 'set', 'repetition', 'average', 'e2'), completed.frame_key))}: {error}") from None
+            raise InputDataError(f"{self.source}frame {dict(zip(FRAME_KEY_FIELDS, completed.frame_key))}: {error}") from None
         frame = GriddedFrame(
             kspace=result.kspace,
             hits=result.hits,
@@ -159,9 +194,6 @@ class GriddingPipeline:
             mean_time_us=result.mean_time_us,
             info=dict(result.info),
         )
-        self.frames_done += 1
-        if self.on_frame is not None:
-            self.on_frame(frame)
         return frame
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -24,9 +26,9 @@ def test_cuda_gridding_matches_cpu_with_the_same_kernels(data_file):
     on_gpu = gridder.grid(case.frame)
     assert on_gpu.info["device"].startswith("cuda")
     # the model trained on the GPU, moved to the CPU, must give the same gridding
-    model = next(iter(gridder._models.values())).cpu()
+    trained = gridder.trained(case.frame.calibration_key)
     cpu_config = load_config("basic", overrides=FAST + ["gridding.device=cpu"])
     cpu_gridder = VariantGridder(cpu_config)
-    cpu_gridder._models[case.frame.calibration_key] = model
+    cpu_gridder.adopt(case.frame.calibration_key, dataclasses.replace(trained, model=trained.model.cpu(), used=False))
     on_cpu = cpu_gridder.grid(case.frame)
     np.testing.assert_allclose(on_gpu.kspace, on_cpu.kspace, rtol=1e-3, atol=1e-3 * np.abs(on_cpu.kspace).max())

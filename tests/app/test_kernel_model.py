@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from igrog_gadget.app.basic.model import BasicKernelModel
+from igrog_gadget.app.common.kernel_model import KernelModel
 from igrog_gadget.app.common.kernels import apply_kernels
 from igrog_gadget.config import ModelConfig
 
@@ -14,7 +14,7 @@ def test_folded_whitening_equals_net_times_whitening():
     coils, sources = 3, 4
     size = coils * sources
     whitening = torch.randn(size, size, dtype=torch.complex64)
-    model = BasicKernelModel(sources, coils, ModelConfig(hidden_width=16, hidden_layers=2), whitening)
+    model = KernelModel(sources, coils, ModelConfig(hidden_width=16, hidden_layers=2), whitening)
     torch.nn.init.normal_(model.net.head.weight, std=0.1)
     torch.nn.init.normal_(model.net.head.bias, std=0.1)
     offsets = torch.randn(7, sources, 2)

@@ -1,7 +1,6 @@
-"""The basic iGROG variant: kernels trained from k-space calibration data."""
+"""The basic iGROG variant: kernels trained from k-space calibration data (``BasicDataModule``),
+with the shared ``KernelModel`` and ``KernelPredictionLoss`` (``igrog_gadget.app.common``)."""
 
 from igrog_gadget.app.basic.datamodule import BasicDataModule
-from igrog_gadget.app.basic.loss import KernelPredictionLoss
-from igrog_gadget.app.basic.model import BasicKernelModel
 
-__all__ = ["BasicDataModule", "BasicKernelModel", "KernelPredictionLoss"]
+__all__ = ["BasicDataModule"]

@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from igrog_engine import DataModule, resolve_device
+from igrog_engine import resolve_device
 from igrog_gadget.app.common.batches import TensorDictDataset, batch_loader
 from igrog_gadget.app.common.calibrate import calibration_block
+from igrog_gadget.app.common.datamodule import GriddingDataModule
 from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace
 from igrog_gadget.app.common.kernels import grid_with_kernels, mean_time_on_grid
 from igrog_gadget.app.common.pairs import TrainingPairs, source_whitening, synthesize_pairs
@@ -27,7 +28,7 @@ from igrog_gadget.gridding.geometry import SampleGeometry, build_geometry
 logger = logging.getLogger(__name__)
 
 
-class BasicDataModule(DataModule):
+class BasicDataModule(GriddingDataModule):
     """Training pairs from a k-space calibration block; test set = every imaging sample.
 
     After ``preprocess()``: ``geometry`` (targets/sources of all samples) and, when
@@ -37,27 +38,25 @@ class BasicDataModule(DataModule):
     coils*sources) the kernels it used.
     """
 
-    def __init__(self, frame: FrameInputs, config: IgrogConfig, with_training: bool = True) -> None:
-        self.frame = frame
-        self.config = config
-        self.with_training = with_training
-        self.geometry: SampleGeometry | None = None
+    def __init__(
+        self, frame: FrameInputs, config: IgrogConfig, with_training: bool = True, geometry: SampleGeometry | None = None
+    ) -> None:
+        super().__init__(frame, config, with_training, geometry)
         self.block: CalibrationBlock | None = None
         self.pairs: TrainingPairs | None = None
         self.val_pairs: TrainingPairs | None = None
         self.whitening: np.ndarray | None = None
         self.kernels: torch.Tensor | tuple[torch.Tensor, ...] | None = None
-        self.keep_kernels = True
-        """Whether ``grid`` keeps the kernels it applies in ``kernels`` (for the kernel cache)."""
         self.device = resolve_device(config.gridding.device)
         self.data: GriddedKSpace | None = None
 
     # --- engine contract -------------------------------------------------------
     def preprocess(self) -> "BasicDataModule":
         cfg = self.config
-        self.geometry = build_geometry(self.frame.traj, self.frame.matrix, cfg.gridding.num_sources, self.frame.lengths)
-        if self.geometry.num_dropped:
-            logger.info("%d samples lie outside the grid and are not gridded", self.geometry.num_dropped)
+        if self.geometry is None:
+            self.geometry = build_geometry(self.frame.traj, self.frame.matrix, cfg.gridding.num_sources, self.frame.lengths)
+            if self.geometry.num_dropped:
+                logger.info("%d samples lie outside the grid and are not gridded", self.geometry.num_dropped)
         if self.with_training:
             self.block = self.make_calibration_block()
             pairs = self.make_training_pairs(self.block)
@@ -86,6 +85,26 @@ class BasicDataModule(DataModule):
         """Grid the frame with the kernel batches of the inferencer, consumed one at a time."""
         self.grid(outputs)
         return self
+
+    # --- declared for the runner (see GriddingDataModule) -----------------------
+    @property
+    def calibration_source(self) -> str:
+        return self.block.source if self.block is not None else ""
+
+    @property
+    def partial_frame_ok(self) -> bool:
+        """Whether a partial frame (calibration lines + first readouts) calibrated completely:
+        the block came from the calibration lines (acs, joint), not from the readouts alone."""
+        return self.block is not None and self.block.source != "self-calibration"
+
+    @classmethod
+    def trains_before_frame_ends(cls, frame: FrameInputs, config: IgrogConfig) -> bool:
+        """With calibration lines (and a calibration source that uses them)."""
+        return bool(frame.calibration_lines) and config.calibration.source != "self"
+
+    def refit_batch(self, count: int) -> dict[str, torch.Tensor] | None:
+        """The first ``count`` training pairs (they are in random order)."""
+        return {name: tensor[:count] for name, tensor in self.pair_dataset(self.pairs).tensors.items()}
 
     # --- variant hooks (overridden by other variants) --------------------------
     def make_calibration_block(self) -> CalibrationBlock:

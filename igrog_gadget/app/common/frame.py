@@ -43,6 +43,8 @@ class FrameInputs:
     """Image-domain inputs by series name (e.g. "b0map": (ny, nx) Hz; "coil_images": (coils, ny, nx))."""
     calibration_key: tuple = ()
     """Identifies the calibration this frame shares with others (trained models are reused per key)."""
+    frame_key: tuple = ()
+    """The frame's counters (``igrog_gadget.scan.FRAME_KEY_FIELDS``)."""
     noise_covariance: np.ndarray | None = None
     """Shape (coils, coils), complex128: coil noise covariance from the noise scans, when present."""
     coil_transform: "CoilTransform | None" = None

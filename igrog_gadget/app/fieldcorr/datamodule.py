@@ -16,6 +16,7 @@ from the data). Two modes (``fieldcorr.mode``):
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable
 
@@ -28,14 +29,15 @@ from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace
 from igrog_gadget.app.common.kernels import mean_time_on_grid
 from igrog_gadget.app.common.pairs import TrainingPairs, target_range
 from igrog_gadget.app.fieldcorr.correction import correct_field
-from igrog_gadget.app.fieldcorr.fieldmap import field_map, sample_times_s
+from igrog_gadget.app.fieldcorr.fieldmap import B0MAP_SERIES, field_map, sample_times_s
 from igrog_gadget.app.fieldcorr.segmentation import frequency_histogram, segments_for_tolerance, time_segmentation
 from igrog_gadget.app.image_based.datamodule import ImageBasedDataModule
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import CalibrationError
 from igrog_gadget.gridding.calibration import CalibrationBlock
 from igrog_gadget.gridding.geometry import SampleGeometry
-from igrog_gadget.gridding.nufft import centred_fft2, centred_ifft2, nufft_forward
+from igrog_gadget.gridding.fft import centred_fft2, centred_ifft2
+from igrog_gadget.gridding.nufft import nufft_forward
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +61,10 @@ class FieldCorrDataModule(ImageBasedDataModule):
     batches ``times`` (n,). ``time_scale_s`` (largest sample time) normalises the model input.
     """
 
-    def __init__(self, frame: FrameInputs, config: IgrogConfig, with_training: bool = True) -> None:
-        super().__init__(frame, config, with_training)
+    def __init__(
+        self, frame: FrameInputs, config: IgrogConfig, with_training: bool = True, geometry: SampleGeometry | None = None
+    ) -> None:
+        super().__init__(frame, config, with_training, geometry)
         self.field_hz: np.ndarray | None = None
         self.field_source = ""
         self.times_s: np.ndarray | None = None
@@ -76,12 +80,26 @@ class FieldCorrDataModule(ImageBasedDataModule):
         self.times_s = sample_times_s(self.frame)
         self.time_scale_s = max(float(self.times_s.max()), 1e-6)
 
-    def reusable_for(self, frame: FrameInputs) -> bool:
-        """Cached kernels fit ``frame`` when its sample times are ours (kernel mode depends on them)."""
-        if self.mode != "kernel":
-            return True
-        theirs, ours = frame.sample_times_us, self.frame.sample_times_us
-        return theirs is not None and ours is not None and np.array_equal(theirs, ours)
+    @classmethod
+    def trains_before_frame_ends(cls, frame: FrameInputs, config: IgrogConfig) -> bool:
+        """As ``image_based``, and the B0 map in the input or a file."""
+        has_map = B0MAP_SERIES in frame.images or bool(config.fieldcorr.b0map_file)
+        return has_map and super().trains_before_frame_ends(frame, config)
+
+    def model_options(self) -> dict:
+        """``time_scale_s``: the largest sample time (normalises the kernel mode's time input)."""
+        return {"time_scale_s": self.time_scale_s}
+
+    @classmethod
+    def kernel_fingerprint(cls, frame: FrameInputs, config: IgrogConfig) -> str:
+        """Kernel mode: the sample times too (the kernels depend on them)."""
+        fingerprint = super().kernel_fingerprint(frame, config)
+        if config.fieldcorr.mode != "kernel":
+            return fingerprint
+        times = frame.sample_times_us
+        digest = hashlib.sha1(fingerprint.encode())
+        digest.update(b"none" if times is None else np.ascontiguousarray(times, dtype=np.float32).tobytes())
+        return digest.hexdigest()
 
     # --- engine contract -------------------------------------------------------
     def preprocess(self) -> "FieldCorrDataModule":

@@ -1,6 +1,6 @@
 """Model of the fieldcorr ``kernel`` mode: (source offsets, sample time) → complex kernel.
 
-The ``hybrid`` mode uses the basic model (``BasicKernelModel``): its kernels are field-free.
+The ``hybrid`` mode uses the basic model (``KernelModel``): its kernels are field-free.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from igrog_gadget.config import ModelConfig
 class TimeKernelModel(nn.Module):
     """Engine wrapper: ``model(batch)`` reads ``batch["offsets"]`` (batch, sources, 2) and
     ``batch["times"]`` (batch,) seconds; returns kernels (batch, coils, coils * sources) for the
-    raw sources (``net(...) @ whitening``, as ``BasicKernelModel``).
+    raw sources (``net(...) @ whitening``, as ``KernelModel``).
 
     The network is the basic ``ComplexKernelMLP`` with one extra input, the time as
     ``2 t / time_scale - 1`` (so [-1, 1] over the readout), next to the flattened offsets

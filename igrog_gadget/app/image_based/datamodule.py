@@ -20,11 +20,14 @@ import numpy as np
 from igrog_gadget.app.basic.datamodule import BasicDataModule
 from igrog_gadget.app.common.frame import FrameInputs
 from igrog_gadget.app.common.pairs import TrainingPairs, synthesize_pairs
+from igrog_gadget.app.common.virtual_coils import COIL_IMAGE_SERIES
 from igrog_gadget.app.image_based.pairs import trajectory_pairs
 from igrog_gadget.app.image_based.sources import CalibrationImages, calibration_images
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.gridding.calibration import CalibrationBlock
-from igrog_gadget.gridding.nufft import centred_fft2, nufft_forward
+from igrog_gadget.gridding.geometry import SampleGeometry
+from igrog_gadget.gridding.fft import centred_fft2
+from igrog_gadget.gridding.nufft import nufft_forward
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +39,10 @@ class ImageBasedDataModule(BasicDataModule):
     (their Cartesian k-space, (coils, my, mx), for the targets) and the pairs.
     """
 
-    def __init__(self, frame: FrameInputs, config: IgrogConfig, with_training: bool = True) -> None:
-        super().__init__(frame, config, with_training)
+    def __init__(
+        self, frame: FrameInputs, config: IgrogConfig, with_training: bool = True, geometry: SampleGeometry | None = None
+    ) -> None:
+        super().__init__(frame, config, with_training, geometry)
         self.images: CalibrationImages | None = None
 
     def make_calibration_block(self) -> CalibrationBlock:
@@ -58,6 +63,19 @@ class ImageBasedDataModule(BasicDataModule):
             ky0=-(ay // 2),
             source=f"images ({self.images.source})",
         )
+
+    @property
+    def partial_frame_ok(self) -> bool:
+        """Images from a series or a file; images made from a partial frame's samples are not."""
+        return self.images is not None and self.images.source != "data"
+
+    @classmethod
+    def trains_before_frame_ends(cls, frame: FrameInputs, config: IgrogConfig) -> bool:
+        """With coil images or sensitivity maps in the input, or an image file configured."""
+        ic = config.image_calibration
+        if ic.source == "data":
+            return False
+        return any(name in frame.images for name in COIL_IMAGE_SERIES) or bool(ic.image_file)
 
     def pair_positions(self) -> str:
         """"trajectory" or "random" (``image_calibration.pair_positions``; auto: trajectory for

@@ -1,4 +1,4 @@
-"""Loss of the basic variant: error of the kernel-predicted grid value."""
+"""The loss every variant shares: error of the kernel-predicted grid value."""
 
 from __future__ import annotations
 

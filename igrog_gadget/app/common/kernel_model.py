@@ -1,4 +1,4 @@
-"""Model of the basic variant: source offsets → complex kernel."""
+"""The kernel model every variant shares: source offsets → complex kernel."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from igrog_gadget.arch.mlp import ComplexKernelMLP
 from igrog_gadget.config import ModelConfig
 
 
-class BasicKernelModel(nn.Module):
+class KernelModel(nn.Module):
     """Wraps ``ComplexKernelMLP`` for the engine: ``model(batch)`` reads ``batch["offsets"]``.
 
     Input: ``batch["offsets"]`` shape (batch, sources, 2), grid units.

@@ -1,0 +1,91 @@
+"""What the runner may use of a variant's datamodule, declared in one place.
+
+The runner drives a variant only through the engine contract (``preprocess`` →
+``train_dataloader`` / ``val_dataloader`` → trainer → ``test_dataloader`` → inferencer →
+``postprocess`` → ``data``) plus the members declared here; a variant's model factory reads
+only these members too (``num_coils``, ``whitening``, ``model_options``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import torch
+
+from igrog_engine import DataModule
+from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace
+from igrog_gadget.config import IgrogConfig
+from igrog_gadget.gridding.geometry import SampleGeometry
+
+
+def trajectory_fingerprint(frame: FrameInputs) -> str:
+    """Hash of the trajectory, grid and coil count (what kernels depend on in every variant)."""
+    digest = hashlib.sha1()
+    digest.update(np.ascontiguousarray(frame.traj, dtype=np.float32).tobytes())
+    digest.update(repr((frame.matrix, frame.num_coils, frame.traj.shape)).encode())
+    return digest.hexdigest()
+
+
+class GriddingDataModule(DataModule):
+    """Base of the variants' datamodules: one frame in, ``GriddedKSpace`` out (``data``).
+
+    Constructed as ``cls(frame, config, with_training, geometry)``: ``with_training`` builds the
+    training pairs in ``preprocess()`` (a training job); without it the datamodule only grids
+    (``test_dataloader`` + ``postprocess``). ``geometry``, when given, is the frame's sample
+    geometry already built (by the runner or the kernel cache) and is not rebuilt.
+    """
+
+    frame: FrameInputs
+    """The frame (in the coils the model works in)."""
+    geometry: SampleGeometry | None
+    """Targets, sources and offsets of the frame's samples (after ``preprocess()``)."""
+    whitening: np.ndarray | None = None
+    """(coils*sources, coils*sources) complex64 source whitening the model is built with
+    (after a training ``preprocess()``)."""
+    keep_kernels: bool = False
+    """Set by the runner before ``postprocess``: keep the applied kernels in ``kernels``."""
+    kernels: tuple[torch.Tensor, ...] | None = None
+    """After ``postprocess`` with ``keep_kernels``: the applied kernels, in the layout
+    ``postprocess`` accepts back (a tuple of chunks) for a later frame of the same trajectory."""
+    data: GriddedKSpace | None = None
+
+    def __init__(
+        self, frame: FrameInputs, config: IgrogConfig, with_training: bool = True, geometry: SampleGeometry | None = None
+    ) -> None:
+        self.frame = frame
+        self.config = config
+        self.with_training = with_training
+        self.geometry = geometry
+
+    @property
+    def num_coils(self) -> int:
+        """Coils of the frame (the kernels map coils*sources to coils)."""
+        return self.frame.num_coils
+
+    @property
+    def calibration_source(self) -> str:
+        """Where the training pairs came from, in words (after a training ``preprocess()``)."""
+        return ""
+
+    def model_options(self) -> dict[str, Any]:
+        """Variant-specific inputs of the model factory (e.g. fieldcorr's time scale)."""
+        return {}
+
+    def refit_batch(self, count: int) -> dict[str, torch.Tensor] | None:
+        """The first ``count`` training pairs as one batch, for the head refit (None: no refit)."""
+        return None
+
+    @classmethod
+    def kernel_fingerprint(cls, frame: FrameInputs, config: IgrogConfig) -> str:
+        """Identifies what the kernels of ``frame`` depend on: frames with equal fingerprints
+        (and the same model) share kernels. Default: the trajectory, grid and coils."""
+        return trajectory_fingerprint(frame)
+
+    @classmethod
+    def trains_before_frame_ends(cls, frame: FrameInputs, config: IgrogConfig) -> bool:
+        """Whether a model can be trained from ``frame`` when it holds only the calibration data
+        and the first readouts of a frame (so training can start while the rest streams in).
+        False (the default) means the calibration needs the whole frame."""
+        return False
