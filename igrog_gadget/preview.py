@@ -7,13 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from igrog_gadget.gridding.nufft import centred_ifft2
-
-
-def rss_image(kspace: np.ndarray) -> np.ndarray:
-    """Root-sum-of-squares image of gridded k-space (coils, ny, nx) → (ny, nx) float32."""
-    coil_images = centred_ifft2(kspace)
-    return np.sqrt(np.sum(np.abs(coil_images) ** 2, axis=0)).astype(np.float32)
+from igrog_gadget.gridding.fft import rss_image
 
 
 def write_rss_png(path: str | Path, kspaces: Sequence[np.ndarray]) -> Path:

@@ -20,13 +20,10 @@ from igrog_gadget.io import cartesian_output_header, read_dataset, write_cartesi
 from igrog_gadget.io.reader import array_coil_count
 from igrog_gadget.io.writer import remove_quietly
 from igrog_gadget.limits import ResourceLimits
-from igrog_gadget.scan import FRAME_KEY_FIELDS, GriddedFrame, ImageItem, Readout
+from igrog_gadget.scan import FRAME_COUNTER_FIELDS, FRAME_KEY_FIELDS, GriddedFrame, ImageItem, Readout
 from igrog_gadget.stream.pipeline import GriddingPipeline
 
 logger = logging.getLogger(__name__)
-
-#: Counters whose encodingLimits the output header states (FRAME_KEY_FIELDS minus encode step 2).
-_LIMIT_FIELDS = ("slice", "contrast", "phase", "set", "repetition", "average")
 
 
 @dataclass
@@ -51,7 +48,7 @@ class ReplayReport:
 def output_limits(frames: list[GriddedFrame]) -> dict[str, tuple[int, int, int]]:
     """encodingLimits (min, max, centre) of the counters over the output frames."""
     limits: dict[str, tuple[int, int, int]] = {}
-    for name in _LIMIT_FIELDS:
+    for name in FRAME_COUNTER_FIELDS:  # the encodingLimits the output header states
         values = [dict(zip(FRAME_KEY_FIELDS, f.frame_key))[name] for f in frames]
         if values:
             low, high = min(values), max(values)

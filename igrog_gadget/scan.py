@@ -50,6 +50,9 @@ IDX_FIELDS = (
 
 #: Counters that separate one gridded frame from another.
 FRAME_KEY_FIELDS = ("slice", "contrast", "phase", "set", "repetition", "average", "kspace_encode_step_2")
+#: ``FRAME_KEY_FIELDS`` without the partition (encode step 2): the counters an image header and
+#: the output header's encodingLimits carry.
+FRAME_COUNTER_FIELDS = tuple(name for name in FRAME_KEY_FIELDS if name != "kspace_encode_step_2")
 
 
 def flag_mask(bit: int) -> int:

@@ -7,7 +7,8 @@ import logging
 import ismrmrd
 import numpy as np
 
-from igrog_gadget.scan import GriddedFrame
+from igrog_gadget.gridding.fft import centred_fft2, centred_ifft2, rss_image
+from igrog_gadget.scan import FRAME_COUNTER_FIELDS, GriddedFrame
 
 logger = logging.getLogger(__name__)
 
@@ -17,23 +18,6 @@ USHORT_MAX = 4095
 IMAGE_DTYPES = ("float", "ushort")
 
 _GEOMETRY_FIELDS = ("position", "read_dir", "phase_dir", "slice_dir", "patient_table_position")
-
-
-def rss_image(kspace: np.ndarray) -> np.ndarray:
-    """Root-sum-of-squares magnitude image of centred Cartesian k-space.
-
-    Args:
-        kspace: shape (coils, ny, nx), complex; k = 0 at (ny // 2, nx // 2).
-
-    Returns:
-        Shape (ny, nx), float32; pixel r = 0 at (ny // 2, nx // 2); orthonormal FFT scaling.
-    """
-    kspace = np.asarray(kspace)
-    if kspace.ndim != 3:
-        raise ValueError(f"kspace must have shape (coils, ny, nx), got {kspace.shape}")
-    shifted = np.fft.ifftshift(kspace, axes=(-2, -1))
-    coil_images = np.fft.fftshift(np.fft.ifft2(shifted, axes=(-2, -1), norm="ortho"), axes=(-2, -1))
-    return np.sqrt(np.sum(np.abs(coil_images) ** 2, axis=0)).astype(np.float32)
 
 
 def frame_image(
@@ -103,7 +87,7 @@ def frame_image(
         head.acquisition_time_stamp = source.acquisition_time_stamp
         head.physiology_time_stamp[:] = source.physiology_time_stamp[:]
     idx = frame.template.idx
-    for name in ("average", "slice", "contrast", "phase", "repetition", "set"):
+    for name in FRAME_COUNTER_FIELDS:
         setattr(head, name, int(idx.get(name, 0)))
     image.setHead(head)
     image.meta = meta
@@ -145,12 +129,8 @@ def crop_to_fov(
     keep_x, keep_y = keep
     if (keep_x, keep_y) == (nx, ny):
         return kspace.astype(np.complex64, copy=False), tuple(fov)  # type: ignore[return-value]
-    images = np.fft.fftshift(
-        np.fft.ifft2(np.fft.ifftshift(kspace, axes=(-2, -1)), axes=(-2, -1), norm="ortho"), axes=(-2, -1)
-    )
+    images = centred_ifft2(kspace)
     y0, x0 = ny // 2 - keep_y // 2, nx // 2 - keep_x // 2
     cropped = images[:, y0 : y0 + keep_y, x0 : x0 + keep_x]
-    result = np.fft.fftshift(
-        np.fft.fft2(np.fft.ifftshift(cropped, axes=(-2, -1)), axes=(-2, -1), norm="ortho"), axes=(-2, -1)
-    )
+    result = centred_fft2(cropped)
     return result.astype(np.complex64), tuple(fov)  # type: ignore[return-value]

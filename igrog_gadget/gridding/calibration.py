@@ -19,7 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from igrog_gadget.errors import CalibrationError
-from igrog_gadget.gridding.nufft import centred_fft2, centred_ifft2, nufft_adjoint, nufft_forward
+from igrog_gadget.gridding.fft import centred_fft2, centred_ifft2
+from igrog_gadget.gridding.nufft import nufft_adjoint, nufft_forward
+from igrog_gadget.gridding.solve import conjugate_gradients
 
 logger = logging.getLogger(__name__)
 
@@ -206,20 +208,7 @@ def fit_centre(
 
     rhs = nufft_adjoint(weights * used, used_coords, shape)
     scale = float(np.max(np.abs(rhs))) or 1.0
-    x = np.zeros_like(rhs)
-    residual = rhs.copy()
-    direction = residual.copy()
-    rr = np.vdot(residual, residual).real
-    for _ in range(iterations):
-        a_dir = normal(direction)
-        alpha = rr / max(np.vdot(direction, a_dir).real, 1e-30)
-        x = x + alpha * direction
-        residual = residual - alpha * a_dir
-        rr_new = np.vdot(residual, residual).real
-        if np.sqrt(rr_new) < 1e-6 * scale:
-            break
-        direction = residual + (rr_new / rr) * direction
-        rr = rr_new
+    x = conjugate_gradients(normal, rhs, iterations, stop=lambda rr: np.sqrt(rr) < 1e-6 * scale)
     residual_samples = used - nufft_forward(x, used_coords)
     # Unknowns per coil: the k-space cells the samples constrain (grid * grid when the band is
     # densely sampled; fewer for undersampled data, whose residual would else count as noise).

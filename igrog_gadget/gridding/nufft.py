@@ -2,7 +2,7 @@
 
 Convention: an image ``x`` of shape (..., ny, nx) with pixel r = 0 at index n//2 has
 k-space ``K(k) = 1/sqrt(nx*ny) * sum_r x[r] exp(-2 pi i k.r / n)`` with k in grid units
-(cycles/FOV). On integer k this is the centred orthonormal FFT (``centred_fft2``).
+(cycles/FOV). On integer k this is the centred orthonormal FFT (``igrog_gadget.gridding.fft.centred_fft2``).
 """
 
 from __future__ import annotations
@@ -11,18 +11,6 @@ import finufft
 import numpy as np
 
 _EPS = 1e-7
-
-
-def centred_fft2(image: np.ndarray) -> np.ndarray:
-    """Centred orthonormal 2D FFT over the last two axes: (..., ny, nx) → (..., ny, nx)."""
-    shifted = np.fft.ifftshift(image, axes=(-2, -1))
-    return np.fft.fftshift(np.fft.fft2(shifted, norm="ortho"), axes=(-2, -1))
-
-
-def centred_ifft2(kspace: np.ndarray) -> np.ndarray:
-    """Centred orthonormal 2D inverse FFT over the last two axes: (..., ny, nx) → (..., ny, nx)."""
-    shifted = np.fft.ifftshift(kspace, axes=(-2, -1))
-    return np.fft.fftshift(np.fft.ifft2(shifted, norm="ortho"), axes=(-2, -1))
 
 
 def _angles(coords: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

@@ -23,6 +23,8 @@ import logging
 import finufft
 import numpy as np
 
+from igrog_gadget.gridding.fft import centred_fft2, centred_fftn, centred_ifft2
+
 from .phantom import grid_coordinates
 
 logger = logging.getLogger(__name__)
@@ -105,20 +107,16 @@ def cartesian_kspace(images: np.ndarray, N: int) -> np.ndarray:
     M = imgs.shape[-1]
     if M < N:
         raise ValueError(f"images of size {M} are smaller than N={N}")
-    full = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(imgs, axes=(-2, -1))), axes=(-2, -1))
+    full = centred_fftn(imgs, (-2, -1), norm="backward")
     lo = M // 2 - N // 2
     out = full[:, lo : lo + N, lo : lo + N] * (N / float(M) ** 2)
     return out[0] if single else out
 
 
-def fft2c(image: np.ndarray) -> np.ndarray:
-    """Centred orthonormal 2D FFT over the last two axes."""
-    return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(image, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
-
-
-def ifft2c(kspace: np.ndarray) -> np.ndarray:
-    """Centred orthonormal 2D inverse FFT over the last two axes."""
-    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(kspace, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+#: The simulator's names of the package's centred orthonormal FFTs (one implementation,
+#: :mod:`igrog_gadget.gridding.fft`).
+fft2c = centred_fft2
+ifft2c = centred_ifft2
 
 
 def smooth_b0_map(size: int, max_hz: float) -> np.ndarray:

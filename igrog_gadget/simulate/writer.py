@@ -19,6 +19,8 @@ import ismrmrd
 import ismrmrd.xsd as xsd
 import numpy as np
 
+from igrog_gadget.gridding.fft import centred_fftn
+
 from .acquire import (
     FINE_FACTOR,
     cartesian_kspace,
@@ -425,7 +427,7 @@ def _simulate_clean(spec: SimulationSpec, design: _Design) -> _Truth:
 def _partition_image(size: int, partition: int, contrast: int, partitions: int) -> np.ndarray:
     """The kz plane ``partition`` of a stack of ``partitions`` phantom slices (centred, unitary FFT along z)."""
     stack = np.stack([phantom(size, z, contrast) for z in range(partitions)])
-    planes = np.fft.fftshift(np.fft.fft(np.fft.ifftshift(stack, axes=0), axis=0, norm="ortho"), axes=0)
+    planes = centred_fftn(stack, (0,))
     return planes[partition]
 
 

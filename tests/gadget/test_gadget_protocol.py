@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from igrog_gadget.gadget import protocol
-from igrog_gadget.gadget.images import frame_image, rss_image
+from igrog_gadget.gadget.images import frame_image
+from igrog_gadget.gridding.fft import rss_image
 from igrog_gadget.gadget.protocol import (
     MalformedMessageError,
     MessageChannel,

@@ -15,7 +15,8 @@ from igrog_gadget.gridding.calibration import (
     self_calibrate,
 )
 from igrog_gadget.gridding.geometry import build_geometry, nearest_grid_points, source_windows
-from igrog_gadget.gridding.nufft import centred_fft2, nufft_adjoint, nufft_forward
+from igrog_gadget.gridding.fft import centred_fft2
+from igrog_gadget.gridding.nufft import nufft_adjoint, nufft_forward
 
 
 def smooth_coil_kspace(coils: int = 3, n: int = 64, seed: int = 0) -> np.ndarray:

@@ -19,7 +19,7 @@ from igrog_gadget.app.runner import VariantGridder
 from igrog_gadget.cli import main
 from igrog_gadget.config import FieldCorrectionConfig, load_config
 from igrog_gadget.errors import ConfigError, InputDataError
-from igrog_gadget.gridding.nufft import centred_fft2
+from igrog_gadget.gridding.fft import centred_fft2
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from igrog_gadget.app.image_based.sources import calibration_images, coil_images
 from igrog_gadget.cli import main
 from igrog_gadget.config import ImageCalibrationConfig, load_config
 from igrog_gadget.errors import CalibrationError, ConfigError
-from igrog_gadget.gridding.nufft import centred_fft2
+from igrog_gadget.gridding.fft import centred_fft2
 
 
 def central_acs(lines: int):

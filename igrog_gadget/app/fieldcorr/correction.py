@@ -21,17 +21,10 @@ import logging
 import numpy as np
 import torch
 
+from igrog_gadget.gridding.fft import centred_fft2, centred_ifft2
+from igrog_gadget.gridding.solve import conjugate_gradients
+
 logger = logging.getLogger(__name__)
-
-
-def fft2c(x: torch.Tensor) -> torch.Tensor:
-    """Centred orthonormal 2D FFT over the last two axes (the package's convention)."""
-    return torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(x, dim=(-2, -1)), norm="ortho"), dim=(-2, -1))
-
-
-def ifft2c(k: torch.Tensor) -> torch.Tensor:
-    """Centred orthonormal 2D inverse FFT over the last two axes."""
-    return torch.fft.fftshift(torch.fft.ifft2(torch.fft.ifftshift(k, dim=(-2, -1)), norm="ortho"), dim=(-2, -1))
 
 
 class SegmentedFieldOperator:
@@ -54,14 +47,14 @@ class SegmentedFieldOperator:
         """(coils, ny, nx) image → (coils, ny, nx) k-space with the field at each point's times."""
         out = torch.zeros_like(x)
         for phase, weight in zip(self.phases, self.weights):
-            out += weight * fft2c(phase * x)
+            out += weight * centred_fft2(phase * x)
         return out
 
     def adjoint(self, d: torch.Tensor) -> torch.Tensor:
         """(coils, ny, nx) k-space → (coils, ny, nx) image (conjugate phase)."""
         out = torch.zeros_like(d)
         for phase, weight in zip(self.phases, self.weights):
-            out += phase.conj() * ifft2c(weight.conj() * d)
+            out += phase.conj() * centred_ifft2(weight.conj() * d)
         return out
 
 
@@ -94,19 +87,10 @@ def correct_field(
     x = rhs.clone()
     if cg_iterations > 0:
         # CG on the normal equations A^H M A x = A^H d, started at the conjugate-phase estimate.
-        residual = rhs - operator.adjoint(mask * operator.forward(x))
-        direction = residual.clone()
-        rr = torch.vdot(residual.flatten(), residual.flatten()).real
         floor = 1e-12 * torch.vdot(rhs.flatten(), rhs.flatten()).real
-        for _ in range(cg_iterations):
-            if rr <= floor:
-                break
-            a_dir = operator.adjoint(mask * operator.forward(direction))
-            alpha = rr / torch.clamp(torch.vdot(direction.flatten(), a_dir.flatten()).real, min=1e-30)
-            x = x + alpha * direction
-            residual = residual - alpha * a_dir
-            rr_new = torch.vdot(residual.flatten(), residual.flatten()).real
-            direction = residual + (rr_new / rr) * direction
-            rr = rr_new
-    corrected = fft2c(x) * mask
+        x = conjugate_gradients(
+            lambda image: operator.adjoint(mask * operator.forward(image)), rhs, cg_iterations,
+            stop=lambda rr: bool(rr <= floor), x0=x,
+        )
+    corrected = centred_fft2(x) * mask
     return corrected.cpu().numpy().astype(np.complex64)

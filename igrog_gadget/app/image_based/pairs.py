@@ -19,7 +19,8 @@ import numpy as np
 from igrog_gadget.app.common.pairs import TrainingPairs
 from igrog_gadget.errors import CalibrationError
 from igrog_gadget.gridding.geometry import SampleGeometry
-from igrog_gadget.gridding.nufft import centred_fft2, nufft_forward
+from igrog_gadget.gridding.fft import centred_fft2
+from igrog_gadget.gridding.nufft import nufft_forward
 
 logger = logging.getLogger(__name__)
 

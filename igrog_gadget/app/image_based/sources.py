@@ -54,7 +54,8 @@ from igrog_gadget.app.common.frame import FrameInputs
 from igrog_gadget.config import ImageCalibrationConfig
 from igrog_gadget.errors import CalibrationError, ConfigError
 from igrog_gadget.gridding.calibration import calibration_radius, centre_coverage, fit_centre, sparse_centre
-from igrog_gadget.gridding.nufft import centred_ifft2, nufft_forward
+from igrog_gadget.gridding.fft import centred_ifft2
+from igrog_gadget.gridding.nufft import nufft_forward
 
 logger = logging.getLogger(__name__)
 
