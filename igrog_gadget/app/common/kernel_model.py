@@ -24,8 +24,14 @@ class KernelModel(nn.Module):
     """
 
     def __init__(
-        self, num_sources: int, num_coils: int, config: ModelConfig, whitening: torch.Tensor | None = None
+        self,
+        num_sources: int,
+        num_coils: int,
+        config: ModelConfig,
+        whitening: torch.Tensor | None = None,
+        seed: int = 0,
     ) -> None:
+        """``seed``: ``training.seed`` (the Fourier feature frequencies)."""
         super().__init__()
         self.register_buffer("whitening", whitening_or_identity(whitening, num_coils * num_sources))
         self.net = ComplexKernelMLP(
@@ -37,6 +43,7 @@ class KernelModel(nn.Module):
             fourier_features=config.fourier_features,
             fourier_scale=config.fourier_scale,
             bottleneck=config.bottleneck,
+            seed=seed,
         )
 
     def refit_head(self, batch: dict[str, torch.Tensor], regularization: float) -> float:

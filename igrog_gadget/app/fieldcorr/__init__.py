@@ -28,5 +28,7 @@ def build_model(datamodule: GriddingDataModule, config: IgrogConfig) -> torch.nn
     coils = datamodule.num_coils
     if config.fieldcorr.mode == "kernel":
         time_scale_s = datamodule.model_options()["time_scale_s"]
-        return TimeKernelModel(config.gridding.num_sources, coils, config.model, time_scale_s, whitening)
-    return KernelModel(config.gridding.num_sources, coils, config.model, whitening)
+        return TimeKernelModel(
+            config.gridding.num_sources, coils, config.model, time_scale_s, whitening, seed=config.training.seed
+        )
+    return KernelModel(config.gridding.num_sources, coils, config.model, whitening, seed=config.training.seed)

@@ -29,6 +29,7 @@ class TimeKernelModel(nn.Module):
         config: ModelConfig,
         time_scale_s: float,
         whitening: torch.Tensor | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.register_buffer("whitening", whitening_or_identity(whitening, num_coils * num_sources))
@@ -42,6 +43,7 @@ class TimeKernelModel(nn.Module):
             fourier_features=config.fourier_features,
             fourier_scale=config.fourier_scale,
             extra_inputs=1,
+            seed=seed,
         )
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
