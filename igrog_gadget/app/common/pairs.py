@@ -29,6 +29,25 @@ class TrainingPairs:
     """Variant-specific inputs per pair (e.g. "times": (pairs,) for fieldcorr)."""
 
 
+def rms_scale(values: np.ndarray) -> float:
+    """Root-mean-square magnitude of ``values``, 1.0 when they are all zero: the scale pairs are
+    divided by (data of any units train the same kernels)."""
+    return float(np.sqrt(np.mean(np.abs(values) ** 2))) or 1.0
+
+
+def complex_noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """``a + i b`` with ``a``, ``b`` standard normal (complex128; variance 2 per value)."""
+    return rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+
+
+def normalized(sources: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each pair (row) scaled to unit mean source power. Kernels are linear: scaling a pair
+    leaves its optimal kernel unchanged but keeps the high-energy centre of k-space from
+    dominating the loss."""
+    norms = np.sqrt(np.mean(np.abs(sources) ** 2, axis=1, keepdims=True)) + 1e-12
+    return sources / norms, targets / norms
+
+
 def target_range(block: CalibrationBlock, margin: float) -> tuple[np.ndarray, np.ndarray]:
     """Lowest and highest admissible target (kx, ky) inside the block, ``margin`` from its edge.
 
@@ -84,7 +103,7 @@ def synthesize_pairs(
     low, high = target_range(block, edge_margin + reach)
     targets_k = rng.integers(low, high + 1, size=(num_pairs, 2))
     positions = (targets_k[:, None, :] + offsets).reshape(-1, 2)
-    scale = float(np.sqrt(np.mean(np.abs(block.kspace) ** 2))) or 1.0
+    scale = rms_scale(block.kspace)
     sources = interpolate(positions).reshape(coils, num_pairs, num_sources)
     sources = sources.transpose(1, 0, 2).reshape(num_pairs, coils * num_sources) / scale
     if source_noise_std > 0:
@@ -94,11 +113,7 @@ def synthesize_pairs(
     ix = targets_k[:, 0] - block.kx0
     targets = block.kspace[:, iy, ix].T / scale
     if normalize:
-        # Kernels are linear: scaling a pair leaves its optimal kernel unchanged but keeps the
-        # high-energy centre of k-space from dominating the loss.
-        norms = np.sqrt(np.mean(np.abs(sources) ** 2, axis=1, keepdims=True)) + 1e-12
-        sources = sources / norms
-        targets = targets / norms
+        sources, targets = normalized(sources, targets)
     return TrainingPairs(
         offsets=offsets,
         sources=np.ascontiguousarray(sources, dtype=np.complex64),

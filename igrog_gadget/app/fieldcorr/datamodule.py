@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from igrog_gadget.app.common.batches import TensorDictDataset, batch_loader
 from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace
 from igrog_gadget.app.common.kernels import mean_time_on_grid
-from igrog_gadget.app.common.pairs import TrainingPairs, target_range
+from igrog_gadget.app.common.pairs import TrainingPairs, complex_noise, normalized, rms_scale, target_range
 from igrog_gadget.app.fieldcorr.correction import correct_field
 from igrog_gadget.app.fieldcorr.fieldmap import B0MAP_SERIES, field_map, sample_times_s
 from igrog_gadget.app.fieldcorr.segmentation import frequency_histogram, segments_for_tolerance, time_segmentation
@@ -178,13 +178,12 @@ class FieldCorrDataModule(ImageBasedDataModule):
         sources = sources.reshape(coils, count, num_sources).transpose(1, 0, 2).reshape(count, coils * num_sources)
         if noise > 0:
             std = (noise_std / np.sqrt(2.0))[:, None]
-            sources = sources + std * (rng.standard_normal(sources.shape) + 1j * rng.standard_normal(sources.shape))
+            sources = sources + std * complex_noise(rng, sources.shape)
         targets = kspace[:, targets_k[:, 1] + my // 2, targets_k[:, 0] + mx // 2].T
-        scale = float(np.sqrt(np.mean(np.abs(kspace) ** 2))) or 1.0
+        scale = rms_scale(kspace)
         sources, targets = sources / scale, targets / scale
         if cal.normalize_pairs:
-            norms = np.sqrt(np.mean(np.abs(sources) ** 2, axis=1, keepdims=True)) + 1e-12
-            sources, targets = sources / norms, targets / norms
+            sources, targets = normalized(sources, targets)
         return TrainingPairs(
             offsets=offsets,
             sources=np.ascontiguousarray(sources, dtype=np.complex64),

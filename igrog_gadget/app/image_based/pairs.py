@@ -16,7 +16,7 @@ import logging
 
 import numpy as np
 
-from igrog_gadget.app.common.pairs import TrainingPairs
+from igrog_gadget.app.common.pairs import TrainingPairs, complex_noise, normalized, rms_scale
 from igrog_gadget.errors import CalibrationError
 from igrog_gadget.gridding.geometry import SampleGeometry
 from igrog_gadget.gridding.fft import centred_fft2
@@ -77,12 +77,11 @@ def trajectory_pairs(
     if noise_std > 0:
         hits = np.bincount(geometry.grid_index, minlength=nx * ny)[geometry.grid_index[pick]]
         std = (noise_std / np.sqrt(2.0 * np.maximum(hits, 1)))[:, None]
-        sources = sources + std * (rng.standard_normal(sources.shape) + 1j * rng.standard_normal(sources.shape))
-    scale = float(np.sqrt(np.mean(np.abs(kspace) ** 2))) or 1.0
+        sources = sources + std * complex_noise(rng, sources.shape)
+    scale = rms_scale(kspace)
     sources, targets = sources / scale, targets / scale
     if normalize:
-        norms = np.sqrt(np.mean(np.abs(sources) ** 2, axis=1, keepdims=True)) + 1e-12
-        sources, targets = sources / norms, targets / norms
+        sources, targets = normalized(sources, targets)
     logger.info(
         "trajectory pairs: %d of %d samples in the central %.0f x %.0f, noise std %.3g",
         allowed.size, geometry.num_samples, 2 * limit_x, 2 * limit_y, noise_std,

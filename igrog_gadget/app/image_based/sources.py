@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from igrog_gadget.app.common.frame import FrameInputs
+from igrog_gadget.app.common.pairs import complex_noise, rms_scale
 from igrog_gadget.config import ImageCalibrationConfig
 from igrog_gadget.errors import CalibrationError, ConfigError
 from igrog_gadget.gridding.calibration import calibration_radius, centre_coverage, fit_centre, sparse_centre
@@ -195,10 +196,10 @@ def broadband_reference(
         shape ``shape`` (my, mx), complex64.
     """
     rng = np.random.default_rng((_REFERENCE_STREAM + seed) % 2**63)
-    white = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) / np.sqrt(2.0)
+    white = complex_noise(rng, shape) / np.sqrt(2.0)
     if reference is None:
         return white.astype(np.complex64)
-    rms = float(np.sqrt(np.mean(np.abs(reference) ** 2))) or 1.0
+    rms = rms_scale(reference)
     return (reference + floor * rms * white).astype(np.complex64)
 
 
