@@ -9,11 +9,20 @@ spokes, as a scanner sends it):
   the bottleneck;
 - the same file through :func:`igrog_gadget.replay.replay_file` (what ``igrog replay`` runs).
 
+Paced mode (``--paced``): readouts are sent at the scanner's pace (the header's TR, or
+``--seconds-per-readout``), for a multi-slice 2D radial file and a stack-of-stars file, by a
+server that trains while the scan streams (the default) and by one that trains only when a
+frame is complete (``training.early_readouts=0``: the behaviour before early training), in the
+same run. It prints each frame's latency (its last readout sent -> its gridded output
+received) and the scan duration, and checks that the paced, the un-paced stream and
+``igrog replay`` give identical outputs.
+
 Usage::
 
     python benchmarks/stream_benchmark.py                       # 128x128, 8 coils, 10 repetitions
     python benchmarks/stream_benchmark.py --repetitions 20 --set training.max_steps=600
     python benchmarks/stream_benchmark.py --output images --device cuda
+    python benchmarks/stream_benchmark.py --paced --seconds-per-readout 0.01   # 192, 16 coils, 8 slices
 
 The server runs in its own process (``python -m igrog_gadget serve``), as in production.
 """
@@ -33,6 +42,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+import ismrmrd  # noqa: E402
+import ismrmrd.xsd  # noqa: E402
+import numpy as np  # noqa: E402
 
 from igrog_gadget.config import load_config  # noqa: E402
 from igrog_gadget.gadget import protocol  # noqa: E402
@@ -179,11 +192,105 @@ def _server_training_seconds(log_path: Path) -> float | None:
     return total if found else None
 
 
+def paced_stream(port: int, dataset, seconds_per_readout: float | None, output: str = "acquisitions"):
+    """Send the file (readouts every ``seconds_per_readout``; None = as fast as possible).
+
+    Returns ``(received, latencies, scan_s)``: what came back, per gridded frame the time from
+    its last readout sent to its last output line received, and the time from the first to the
+    last readout sent.
+    """
+    readouts = dataset.readouts
+    messages = list(readout_messages(readouts))
+    sent = [0.0] * len(messages)
+    with StreamClient.connect("127.0.0.1", port) as client:
+        client.send_handshake(configuration_xml({"output": output}), dataset.header_xml)
+        started = time.perf_counter()
+        for i, message in enumerate(messages):
+            if seconds_per_readout:
+                delay = started + i * seconds_per_readout - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            client.send(message)
+            sent[i] = time.perf_counter()
+        client.send_close()
+        received = client.wait_closed(3600)
+    if not received.closed:
+        raise RuntimeError(f"stream failed: {received.error}")
+    errors = [m.value for m in received.messages if m.mid in (protocol.ERROR, protocol.TEXT)]
+    if errors:
+        raise RuntimeError(f"the gadget reported: {errors[0]}")
+    last_sent: dict[tuple, float] = {}
+    for i, readout in enumerate(readouts):
+        if readout.is_imaging() and not readout.is_noise():
+            last_sent.pop(readout.frame_key(), None)  # re-insert: dicts keep the order of the last readout
+            last_sent[readout.frame_key()] = sent[i]
+    arrivals = _frame_arrivals(received, output, dataset)
+    latencies = [arrival - sent_at for arrival, sent_at in zip(arrivals, last_sent.values())]
+    return received, latencies, sent[-1] - sent[0]
+
+
+def gridded_lines(received) -> list[tuple[bytes, bytes]]:
+    """(header bytes, data bytes) of every ACQUISITION that came back."""
+    return [(bytes(m.value.head), m.value.data.tobytes()) for m in received.messages if m.mid == protocol.ACQUISITION]
+
+
+def replay_lines(path: Path, output: Path, overrides: list[str]) -> list[tuple[bytes, bytes]]:
+    """(header bytes, data bytes) of every acquisition ``igrog replay`` writes for ``path``."""
+    import h5py
+
+    replay_file(path, output, load_config("basic", None, overrides))
+    with h5py.File(output, "r") as h5:
+        records = h5["dataset/data"][()]
+    return [(record["head"].tobytes(), record["data"].view(np.complex64).tobytes()) for record in records]
+
+
+def paced_main(args: argparse.Namespace, workdir: Path) -> int:
+    """The paced comparison for a multi-slice and a stack-of-stars file."""
+    common = dict(trajectory="radial", matrix=args.matrix, coils=args.coils, spokes=args.spokes, acs=args.acs, seed=11)
+    cases = [
+        (f"multi-slice 2D, {args.slices} slices", SimulationSpec(slices=args.slices, **common)),
+        (f"stack-of-stars, {args.partitions} partitions", SimulationSpec(partitions=args.partitions, **common)),
+    ]
+    for title, spec in cases:
+        path = workdir / f"paced_{spec.slices}x{spec.partitions}.h5"
+        simulate_to_file(path, spec, overwrite=True)
+        dataset = read_dataset(str(path))
+        pace = args.seconds_per_readout or float(ismrmrd.xsd.CreateFromDocument(dataset.header_xml).sequenceParameters.TR[0]) / 1000
+        reference = replay_lines(path, workdir / "paced_replay.h5", args.overrides)
+        runs = {}
+        for name, extra, seconds in (
+            ("early training (paced)", [], pace),
+            ("early training (un-paced)", [], None),
+            ("train at frame end (paced)", ["training.early_readouts=0"], pace),
+        ):
+            run_args = argparse.Namespace(**{**vars(args), "overrides": list(args.overrides) + extra})
+            process, port = start_server(run_args, workdir / f"serve_{len(runs)}.log")
+            try:
+                received, latencies, scan_s = paced_stream(port, dataset, seconds)
+            finally:
+                process.terminate()
+                process.wait(timeout=30)
+                process.stdout.close()
+            runs[name] = (latencies, scan_s, gridded_lines(received) == reference)
+        print(
+            f"\npaced stream: {title}, {args.matrix}x{args.matrix}, {args.coils} coils, {args.spokes} spokes + "
+            f"{args.acs} ACS lines per frame, {1000 * pace:.1f} ms per readout, overrides {args.overrides or 'none'}"
+        )
+        names = list(runs)
+        print(f"{'frame':>5}  " + "  ".join(f"{n + ' latency [s]':>38}" for n in names))
+        for frame in range(max(len(runs[n][0]) for n in names)):
+            cells = [f"{runs[n][0][frame]:.2f}" if frame < len(runs[n][0]) else "-" for n in names]
+            print(f"{frame:>5}  " + "  ".join(f"{c:>38}" for c in cells))
+        print(f"{'scan':>5}  " + "  ".join(f"{runs[n][1]:>36.2f} s" for n in names))
+        print(f"{'= replay':>5}  " + "  ".join(f"{'identical' if runs[n][2] else 'DIFFERENT':>38}" for n in names))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--matrix", type=int, default=128)
-    parser.add_argument("--coils", type=int, default=8)
-    parser.add_argument("--spokes", type=int, default=128, help="spokes per repetition")
+    parser.add_argument("--matrix", type=int, default=None, help="default 128 (paced: 192)")
+    parser.add_argument("--coils", type=int, default=None, help="default 8 (paced: 16)")
+    parser.add_argument("--spokes", type=int, default=None, help="spokes per frame, default 128 (paced: 256)")
     parser.add_argument("--repetitions", type=int, default=10)
     parser.add_argument("--acs", type=int, default=32)
     parser.add_argument("--output", default="recondata", choices=("recondata", "acquisitions", "images"))
@@ -191,8 +298,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE")
     parser.add_argument("--input", default=None, help="use this ISMRMRD file instead of simulating one")
     parser.add_argument("--workdir", default=None, help="keep the simulated file, outputs and server log here")
+    parser.add_argument("--paced", action="store_true", help="paced multi-slice and stack-of-stars comparison")
+    parser.add_argument("--seconds-per-readout", type=float, default=None, help="paced mode: default the header's TR")
+    parser.add_argument("--slices", type=int, default=8, help="paced mode: slices of the multi-slice file")
+    parser.add_argument("--partitions", type=int, default=8, help="paced mode: partitions of the stack-of-stars file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    defaults = (192, 16, 256) if args.paced else (128, 8, 128)
+    args.matrix, args.coils, args.spokes = (given or default for given, default in zip((args.matrix, args.coils, args.spokes), defaults))
+    if args.paced:
+        with tempfile.TemporaryDirectory() as scratch:
+            workdir = Path(args.workdir or scratch)
+            workdir.mkdir(parents=True, exist_ok=True)
+            return paced_main(args, workdir)
 
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(args.workdir or scratch)

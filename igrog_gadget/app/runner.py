@@ -6,8 +6,9 @@ default the frame's slice, contrast and encode-step-2; see
 key's calibration data and first readouts are there (``GriddingPipeline``), so with
 ``background_training`` the training runs while the rest of the scan streams in; ``grid``
 submits one itself for a key that has none. Trainings run one at a time in submission order
-(``TrainingQueue``), each warm-started from the one before it when the shapes agree, so the
-models do not depend on whether they ran in the background.
+(``TrainingQueue``). A key's first training warm-starts from the last successful first training
+submitted before it, a retraining from the model it replaces (when the shapes agree): both
+fixed by the data, so the models do not depend on whether or when they ran in the background.
 
 Gridding: ``grid(frame)`` waits for its key's model, then applies the kernels. It retrains
 (from the whole frame, warm-started) when the model cannot serve the frame: trained from the
@@ -110,9 +111,11 @@ class VariantGridder:
         except ValueError as error:  # e.g. cuda on a machine without CUDA
             raise ConfigError(f"gridding.device: {error}") from None
         self.inferencer = Inferencer(self.device)
-        self.queue: TrainingQueue[TrainedKernels] = TrainingQueue(background_training)
+        self.queue = TrainingQueue(background_training)
         self._trainings: dict[tuple, Future] = {}
         """The latest training submitted per calibration key."""
+        self._first_trainings: list[Future] = []
+        """Each key's first training, in submission order (the warm-start sources of later keys)."""
         self.kernel_cache = KernelCache(int(config.gridding.cache_mb * 2**20))
         self.trainings = 0
         """Trainings finished."""
@@ -138,16 +141,27 @@ class VariantGridder:
         """Whether a training was submitted for ``calibration_key``."""
         return calibration_key in self._trainings
 
+    def is_trained(self, calibration_key: tuple) -> bool:
+        """Whether ``calibration_key``'s latest training has finished (or failed)."""
+        future = self._trainings.get(calibration_key)
+        return future is not None and future.done()
+
     def submit_training(self, inputs: FrameInputs, partial: bool = False) -> None:
         """Queue a training of ``inputs``' calibration key from ``inputs`` (physical coils).
 
         ``partial``: the inputs hold the calibration data and only the first readouts of their
-        frame (``grid`` checks at the frame's end that the model serves it)."""
+        frame (``grid`` checks at the frame's end that the model serves it). A key's first
+        training warm-starts from the previous keys' first trainings, a later one from the
+        model it replaces."""
         self._check_cancelled()
         check_frame_values(inputs)
+        key = inputs.calibration_key
+        sources = [self._trainings[key]] if key in self._trainings else list(reversed(self._first_trainings))
         version = self.queue.submitted + 1
-        job = functools.partial(self._train, inputs, version, partial)
-        self._trainings[inputs.calibration_key] = self.queue.submit(job)
+        future = self.queue.submit(functools.partial(self._train, inputs, version, partial, sources))
+        if key not in self._trainings:
+            self._first_trainings.append(future)
+        self._trainings[key] = future
 
     def trained(self, calibration_key: tuple) -> TrainedKernels:
         """The latest model of ``calibration_key`` (waits for its training; raises its errors)."""
@@ -163,9 +177,11 @@ class VariantGridder:
         future.set_result(trained)
         self._trainings[calibration_key] = future
 
-    def _train(self, inputs: FrameInputs, version: int, partial: bool, previous: TrainedKernels | None) -> TrainedKernels:
-        """One training job (runs on the queue): compression, pairs, model, fit."""
+    def _train(self, inputs: FrameInputs, version: int, partial: bool, sources: list[Future]) -> TrainedKernels:
+        """One training job (runs on the queue): compression, pairs, model, fit. ``sources``:
+        trainings submitted before it (so finished), the first successful one is warm-started from."""
         self._check_cancelled()
+        previous = next((f.result() for f in sources if f.done() and not f.cancelled() and f.exception() is None), None)
         started = time.perf_counter()
         transform = frame_coil_transform(inputs, self.config.gridding)
         frame = to_virtual_coils(inputs, transform)

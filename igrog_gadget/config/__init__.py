@@ -212,7 +212,7 @@ class TrainingConfig:
     """A new calibration key (slice, partition, contrast) starts from the last trained model of the same shape."""
     warm_start_steps: int = 100
     """Optimizer steps of a warm-started training (needs warm_start)."""
-    early_readouts: int = 32
+    early_readouts: int = 64
     """A calibration key's model is trained from its calibration data and the offsets of the first
     this many imaging readouts of its first frame, as soon as they have arrived (training overlaps
     the rest of the scan); 0 = from the whole frame, when it is complete. Self-calibration always

@@ -259,6 +259,10 @@ class GadgetSession:
         self._images_sent = 0
         self._last_calibration: float | None = None
         self._arrival: float | None = None
+        self._last_readout_arrival: dict[tuple, float] = {}
+        """Per frame key: arrival of its latest imaging readout (for the frame's latency)."""
+        self._raw_waiting: dict[int, bytes] = {}
+        """Raw messages of pass-through items the pipeline holds behind a training frame (by id)."""
         """perf_counter() arrival of the message being handled (the one that completes frames)."""
         self._error_reported = False
 
@@ -519,6 +523,8 @@ class GadgetSession:
             self.report.acquisitions_in += 1
             if readout.is_calibration() and self.report.first_frame_sent is None:
                 self._last_calibration = arrival
+            if readout.is_imaging():
+                self._last_readout_arrival[readout.frame_key()] = arrival
             self._emit(pipeline.process(readout), readout, message)
             return False
         if mid == protocol.IMAGE:
@@ -542,8 +548,9 @@ class GadgetSession:
         if self._inbox.error is not None:  # the peer went away while this item was processed
             raise self._inbox.error
         for out in outputs:
-            if item is not None and out is item:
-                payloads = [message.raw]  # exactly as it arrived
+            raw = message.raw if item is not None and out is item else self._raw_waiting.pop(id(out), None)
+            if raw is not None:
+                payloads = [raw]  # exactly as it arrived
                 self.report.passthrough_out += 1
                 if isinstance(out, Readout):
                     self._acquisitions_sent += 1
@@ -565,6 +572,8 @@ class GadgetSession:
             self.report.messages_out += len(payloads)
             if isinstance(out, GriddedFrame):
                 self._frame_sent(out)
+        if item is not None and self.pipeline is not None and self.pipeline.holds(item):
+            self._raw_waiting[id(item)] = message.raw  # it leaves later, behind a frame still training
 
     def _encode_frame(self, frame: GriddedFrame) -> list[bytes]:
         if self.output == "acquisitions":  # the full grid, exactly as replay writes it
@@ -584,7 +593,8 @@ class GadgetSession:
 
     def _frame_sent(self, frame: GriddedFrame) -> None:
         sent = time.perf_counter()
-        latency = sent - self._arrival if self._arrival is not None else float("nan")
+        arrival = self._last_readout_arrival.pop(frame.frame_key, self._arrival)
+        latency = sent - arrival if arrival is not None else float("nan")
         self.report.frames_out += 1
         self.report.frame_paths.append(str(frame.info.get("path", "")))
         self.report.frame_latencies_s.append(latency)

@@ -4,12 +4,21 @@
 ``ImageItem`` or anything else) and returns, in order, what leaves the pipeline:
 ``GriddedFrame`` objects for completed frames and the untouched items it does not handle
 (noise scans, navigators, images, waveforms...). ``close()`` completes the open frames.
+
+With ``background_training`` (streaming), a completed frame whose model is still training
+does not stop the pipeline: it waits in order (with everything that comes after it) while
+later items are ingested -- so the next calibration key's training is submitted as soon as its
+data are in -- and leaves with the first ``process`` call after its model is ready (``close``
+waits for all). Without it (replay) every frame leaves with the item that completed it. The
+outputs and their order are the same either way; only when they leave differs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -71,9 +80,45 @@ class GriddingPipeline:
         self.noise = NoiseCovariance()
         """Coil noise covariance of the noise scans seen so far (prewhitening before compression)."""
         self.image_inputs: dict[str, list[ImageItem]] = {}
+        self.defer_frames = background_training
+        self._waiting: deque[Any] = deque()
+        """Outputs in order behind a frame whose model is still training (``_PendingFrame`` or items)."""
 
     def process(self, item: Any) -> list[Any]:
-        """Outputs caused by one input item, in order."""
+        """Outputs that leave the pipeline after ``item``, in order (see the module docstring)."""
+        self._waiting.extend(self._route(item))
+        return self._release(wait=False)
+
+    def close(self) -> list[GriddedFrame]:
+        """Grid every frame still buffered or waiting (end of stream); stop the training worker."""
+        try:
+            self._waiting.extend(self._pending(frame) for frame in self.buffer.close())
+            return self._release(wait=True)
+        finally:
+            self.gridder.close()
+
+    def holds(self, item: Any) -> bool:
+        """Whether ``item`` waits in line behind a frame (it leaves with a later call)."""
+        return any(waiting is item for waiting in self._waiting)
+
+    def _release(self, wait: bool) -> list[Any]:
+        """Outputs from the front of the waiting line: items, and frames whose model is ready
+        (every frame when ``wait`` or not deferring)."""
+        outputs = []
+        while self._waiting:
+            head = self._waiting[0]
+            if isinstance(head, _PendingFrame):
+                if self.defer_frames and not wait and not self.gridder.is_trained(head.inputs.calibration_key):
+                    break
+                self.buffer.buffered_samples -= head.samples
+                outputs.append(self._grid(head))
+            else:
+                outputs.append(head)
+            self._waiting.popleft()
+        return outputs
+
+    def _route(self, item: Any) -> list[Any]:
+        """What ``item`` puts into the waiting line: itself, nothing, or the frames it completed."""
         if isinstance(item, Readout):
             if item.is_noise():
                 self.noise.add(item.data)
@@ -101,7 +146,7 @@ class GriddingPipeline:
                 raise InputDataError(f"{self.source}{error}") from None
             if not completed and readout.is_imaging():
                 self._train_early(readout)
-            return [self._grid(frame) for frame in completed]
+            return [self._pending(frame) for frame in completed]
         if isinstance(item, ImageItem) and item.series in INPUT_IMAGE_SERIES:
             self.image_inputs.setdefault(item.series, []).append(item)
         return [item]
@@ -144,12 +189,6 @@ class GriddingPipeline:
         except InputDataError as error:
             logger.info("%sno early training for frame %s (%s): it trains when complete", self.source, frame_key, error)
 
-    def close(self) -> list[GriddedFrame]:
-        """Grid every frame still buffered (end of stream); stop the training worker."""
-        try:
-            return [self._grid(frame) for frame in self.buffer.close()]
-        finally:
-            self.gridder.close()
 
     def images_for(self, completed: CompletedFrame) -> dict[str, np.ndarray]:
         """Image inputs for a frame: per series, (channels, ny, nx).
@@ -180,21 +219,44 @@ class GriddingPipeline:
         inputs.noise_covariance = self.noise.covariance(inputs.num_coils)
         return inputs
 
-    def _grid(self, completed: CompletedFrame) -> GriddedFrame:
+    def _pending(self, completed: CompletedFrame) -> _PendingFrame:
+        """A completed frame's inputs, as they are now (images and noise seen so far); its key's
+        training is submitted now when it has none. Its samples count as buffered until gridded."""
         inputs = self._frame_inputs(completed)
+        if not self.gridder.has_training(inputs.calibration_key):
+            try:
+                self.gridder.submit_training(inputs)
+            except InputDataError as error:
+                raise InputDataError(f"{self.source}frame {dict(zip(FRAME_KEY_FIELDS, completed.frame_key))}: {error}") from None
+        samples = int(inputs.samples.size)
+        self.buffer.buffered_samples += samples
+        return _PendingFrame(inputs, completed.readouts[0], samples)
+
+    def _grid(self, pending: _PendingFrame) -> GriddedFrame:
+        inputs = pending.inputs
         try:
             result = self.gridder.grid(inputs)
         except InputDataError as error:
-            raise InputDataError(f"{self.source}frame {dict(zip(FRAME_KEY_FIELDS, completed.frame_key))}: {error}") from None
-        frame = GriddedFrame(
+            raise InputDataError(f"{self.source}frame {dict(zip(FRAME_KEY_FIELDS, inputs.frame_key))}: {error}") from None
+        return GriddedFrame(
             kspace=result.kspace,
             hits=result.hits,
-            frame_key=completed.frame_key,
-            template=completed.readouts[0],
+            frame_key=inputs.frame_key,
+            template=pending.template,
             mean_time_us=result.mean_time_us,
             info=dict(result.info),
         )
-        return frame
+
+
+@dataclass
+class _PendingFrame:
+    """A completed frame waiting for gridding."""
+
+    inputs: FrameInputs
+    template: Readout
+    """Its first readout (the output's header template)."""
+    samples: int
+    """Complex samples it holds (counted among the buffered ones until gridded)."""
 
 
 def readouts_per_frame(header: ScanHeader) -> int | None:
