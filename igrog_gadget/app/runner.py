@@ -50,10 +50,6 @@ from igrog_gadget.gridding.geometry import SampleGeometry, build_geometry
 
 logger = logging.getLogger(__name__)
 
-#: Serialises the seeded model initialisation (torch's CPU generator is process-wide).
-_MODEL_INIT_LOCK = threading.Lock()
-
-
 def describe_stop(reason: str | None, steps: int) -> str:
     """How a training ended, in words (``state.stop_reason`` of the engine)."""
     reason = reason or ""
@@ -188,9 +184,7 @@ class VariantGridder:
         datamodule: GriddingDataModule = self.spec.datamodule(frame, self.config, with_training=True)
         datamodule.preprocess()
         training = self.config.training
-        with _MODEL_INIT_LOCK, torch.random.fork_rng(devices=[]):  # seeded init; other sessions wait, RNG restored
-            torch.manual_seed(training.seed)
-            model = self.spec.model(datamodule, self.config)
+        model = self.spec.model(datamodule, self.config)  # initialised from training.seed (local generators)
         warm = self._warm_start(model, previous)
         loss = self.spec.loss(self.config)
         train_loader = datamodule.train_dataloader()

@@ -21,6 +21,11 @@ def make_activation(name: str) -> nn.Module:
         raise ValueError(f"unknown activation {name!r}; known: {sorted(_ACTIVATIONS)}") from None
 
 
+def _linear(in_features: int, out_features: int) -> nn.Linear:
+    """A linear layer left uninitialised (``ComplexKernelMLP`` initialises it from its seed)."""
+    return nn.utils.skip_init(nn.Linear, in_features, out_features)
+
+
 class FourierFeatures(nn.Module):
     """Random Fourier features ``[x, sin(2 pi B x), cos(2 pi B x)]`` of the input.
 
@@ -64,8 +69,8 @@ class ComplexKernelMLP(nn.Module):
         extra_inputs: int = 0,
         seed: int = 0,
     ) -> None:
-        """``seed`` (``training.seed``) draws the Fourier feature frequencies from a local
-        generator; the linear layers are initialised by the caller's RNG."""
+        """``seed`` (``training.seed``) draws the initial weights and the Fourier feature
+        frequencies from local generators (torch's global RNG is neither used nor changed)."""
         super().__init__()
         self.num_sources = num_sources
         self.num_coils = num_coils
@@ -79,16 +84,23 @@ class ComplexKernelMLP(nn.Module):
         else:
             width_in = in_features
         for _ in range(hidden_layers):
-            layers += [nn.Linear(width_in, hidden_width), make_activation(activation)]
+            layers += [_linear(width_in, hidden_width), make_activation(activation)]
             width_in = hidden_width
         if bottleneck > 0:  # linear feature layer whose output the head combines (see refit_head)
-            layers.append(nn.Linear(width_in, bottleneck))
+            layers.append(_linear(width_in, bottleneck))
             width_in = bottleneck
         self.body = nn.Sequential(*layers)
         self.feature_size = width_in
-        self.head = nn.Linear(width_in, 2 * num_coils * num_coils * num_sources)
-        nn.init.zeros_(self.head.bias)
-        nn.init.normal_(self.head.weight, std=1e-3)
+        self.head = _linear(width_in, 2 * num_coils * num_coils * num_sources)
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for layer in self.body:
+                if isinstance(layer, nn.Linear):  # torch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+                    bound = 1.0 / math.sqrt(layer.in_features)
+                    nn.init.uniform_(layer.weight, -bound, bound, generator=generator)
+                    nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+            nn.init.zeros_(self.head.bias)
+            nn.init.normal_(self.head.weight, std=1e-3, generator=generator)
 
     def features(self, offsets: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         """(batch, sources, 2) float [+ extra (batch, extra_inputs)] → (batch, feature_size): the head's input."""

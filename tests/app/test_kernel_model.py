@@ -45,3 +45,17 @@ def test_kernel_cache_is_bounded_and_keeps_what_a_cyclic_series_reuses():
     assert cache.get(((1,), "a")) is None and cache.get(((1,), "b"))[0] == "slice1 new trajectory"
     assert cache.nbytes <= 1500 and len(cache) == 2
     assert not cache.admits(2000)
+
+
+def test_kernel_model_initialisation_comes_from_the_seed_not_the_global_rng():
+    from igrog_gadget.app.common.kernel_model import KernelModel
+    from igrog_gadget.config import load_config
+
+    config = load_config("basic").model
+    before = torch.get_rng_state()
+    first, second = (KernelModel(5, 3, config, seed=7) for _ in range(2))
+    other = KernelModel(5, 3, config, seed=8)
+    assert torch.equal(torch.get_rng_state(), before)  # torch's global generator untouched
+    for a, b, c in zip(first.state_dict().values(), second.state_dict().values(), other.state_dict().values()):
+        assert torch.equal(a, b)
+    assert not torch.equal(first.net.body[0].weight, other.net.body[0].weight)
