@@ -19,10 +19,14 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from igrog_gadget.batch import configuration_record, output_is_current, threads_per_worker  # noqa: E402
-from igrog_gadget.cli import main  # noqa: E402
-from igrog_gadget.config import load_config  # noqa: E402
-from igrog_gadget.simulate import SimulationSpec, simulate_to_file  # noqa: E402
+from igrog_gadget.batch import (
+    configuration_record,
+    output_is_current,
+    threads_per_worker,
+)
+from igrog_gadget.cli import main
+from igrog_gadget.config import load_config
+from igrog_gadget.simulate import SimulationSpec, simulate_to_file
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ["training.max_steps=60", "calibration.num_training_pairs=4000", "training.plateau_patience=0"]
@@ -127,16 +131,23 @@ def test_a_killed_worker_costs_a_retry_not_the_batch(study, tmp_path):
     )
     runner.start()
     killed = None
-    deadline = time.monotonic() + 60
-    while killed is None and time.monotonic() < deadline:
-        for pid, parent, command in replay_children():
-            if "scan1.h5" in command and str(out) in command:
-                os.kill(parent, signal.SIGKILL)  # the dask worker process
-                killed = parent
-                break
-        time.sleep(0.05)
-    assert killed is not None, "the replay of scan1 never started"
-    runner.join(240)
+    try:
+        deadline = time.monotonic() + 60
+        while killed is None and time.monotonic() < deadline and runner.is_alive():
+            for pid, parent, command in replay_children():
+                if "scan1.h5" in command and str(out) in command:
+                    os.kill(parent, signal.SIGKILL)  # the dask worker process
+                    killed = parent
+                    break
+            time.sleep(0.05)
+        assert killed is not None, "the replay of scan1 never started"
+        runner.join(240)
+    finally:  # a failure leaves no batch running behind the next tests (it would slow them down)
+        if runner.is_alive():
+            for pid, _, command in replay_children():
+                if str(out) in command:
+                    os.kill(pid, signal.SIGKILL)
+            runner.join(60)
     assert result.get("code") == 0
     report = read_report(out / "batch_report.csv")
     assert [report[f"scan{n}.h5"]["status"] for n in range(3)] == ["done"] * 3

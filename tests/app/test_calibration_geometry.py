@@ -37,6 +37,20 @@ def radial64(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def reference(radial64, tmp_path_factory):
+    """The unedited file replayed once with QUICK (calibrated jointly with its ACS lines)."""
+    return replay_file(radial64, tmp_path_factory.mktemp("calgeom_ref") / "ref.h5", load_config("basic", overrides=QUICK))
+
+
+@pytest.fixture(scope="module")
+def without_lines_reference(radial64, tmp_path_factory):
+    """The file without its calibration lines replayed once with QUICK (self-calibration)."""
+    directory = tmp_path_factory.mktemp("calgeom_none")
+    without = copy_dataset(radial64, directory / "none.h5", keep_header, without_calibration_lines)
+    return replay_file(without, directory / "ref.h5", load_config("basic", overrides=QUICK))
+
+
 def nn_error(truth_file: Path) -> float:
     case = load_case("c", truth_file, load_config("basic"))
     nn = grid_nearest_neighbour(case.frame.flat_samples(), case.frame.flat_coords(), case.frame.matrix)
@@ -49,11 +63,10 @@ def error_of(report, truth_file: Path) -> float:
     return nrmse_on_sampled(report.frames[0].kspace, nn.hits, case.truth)
 
 
-def test_separate_calibration_encoding_with_its_own_numbering_is_used(radial64, tmp_path):
+def test_separate_calibration_encoding_with_its_own_numbering_is_used(radial64, reference, tmp_path):
     edited = copy_dataset(radial64, tmp_path / "sep.h5", add_calibration_encoding, as_calibration_scan(1, True))
     config = load_config("basic", overrides=QUICK)
     report = replay_file(edited, tmp_path / "out.h5", config)
-    reference = replay_file(radial64, tmp_path / "ref.h5", config)
     assert report.frames[0].info["calibration"] == "joint"
     error = error_of(report, radial64)
     assert error < 1.1 * error_of(reference, radial64)
@@ -65,29 +78,28 @@ def test_separate_calibration_encoding_with_its_own_numbering_is_used(radial64, 
     [(1, False, "cannot be placed"), (0, False, "disagree with the non-Cartesian samples")],
     ids=["main-numbering-in-encoding-1", "cut-lines-read-as-encoding-0"],
 )
-def test_misplaced_calibration_lines_are_not_used(radial64, tmp_path, caplog, ref, own_numbering, reason):
+def test_misplaced_calibration_lines_are_not_used(
+    radial64, without_lines_reference, tmp_path, caplog, ref, own_numbering, reason
+):
     """Lines the header places wrongly (e1 past the calibration encoding; 64-sample lines read on
     the 64 matrix as unoversampled) are left out with a warning: the result equals calibrating
     without them, never worse."""
     edited = copy_dataset(radial64, tmp_path / "bad.h5", add_calibration_encoding, as_calibration_scan(ref, own_numbering))
-    without = copy_dataset(radial64, tmp_path / "none.h5", keep_header, without_calibration_lines)
     config = load_config("basic", overrides=QUICK)
     with caplog.at_level(logging.WARNING):
         report = replay_file(edited, tmp_path / "out.h5", config)
     assert reason in caplog.text
-    reference = replay_file(without, tmp_path / "ref.h5", config)
     assert report.frames[0].info["calibration"] == "self-calibration"
-    np.testing.assert_array_equal(report.frames[0].kspace, reference.frames[0].kspace)
+    np.testing.assert_array_equal(report.frames[0].kspace, without_lines_reference.frames[0].kspace)
     assert error_of(report, radial64) < 0.5 * nn_error(radial64)
 
 
-def test_calibration_lines_with_an_all_zero_trajectory_are_placed_by_their_counters(radial64, tmp_path):
+def test_calibration_lines_with_an_all_zero_trajectory_are_placed_by_their_counters(radial64, reference, tmp_path):
     """mrpro's test-data writer leaves its separate calibration lines' traj at zero: they are
     Cartesian lines, placed by e1 and the centre sample, exactly as without a traj."""
     edited = copy_dataset(radial64, tmp_path / "zero.h5", keep_header, calibration_lines_with_zero_trajectory)
     config = load_config("basic", overrides=QUICK)
     report = replay_file(edited, tmp_path / "out.h5", config)
-    reference = replay_file(radial64, tmp_path / "ref.h5", config)
     assert report.frames[0].info["calibration"] == "joint"
     np.testing.assert_array_equal(report.frames[0].kspace, reference.frames[0].kspace)
 

@@ -25,6 +25,12 @@ def radial64(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def reference(radial64, tmp_path_factory):
+    """The unedited file replayed once with QUICK: the output each edited file must equal."""
+    return replay_file(radial64, tmp_path_factory.mktemp("frames_ref") / "ref_out.h5", load_config("basic", overrides=QUICK))
+
+
 def rewrite_imaging(source: Path, target: Path, reorder) -> None:
     """Copy ``source`` with its imaging acquisitions replaced by ``reorder(list of acquisitions)``."""
     src = ismrmrd.Dataset(str(source), "dataset", create_if_needed=False)
@@ -67,7 +73,7 @@ def test_last_flag_mid_scan_does_not_split_the_frame(radial64, tmp_path):
     assert error < 0.6 * nrmse_on_sampled(nn.kspace, nn.hits, case.truth)
 
 
-def test_duplicated_readouts_do_not_make_a_second_frame(radial64, tmp_path):
+def test_duplicated_readouts_do_not_make_a_second_frame(radial64, reference, tmp_path):
     def duplicate(imaging):
         return imaging[:11] + [imaging[10]] + imaging[11:] + [imaging[-1]]  # spoke 10 twice, last twice
 
@@ -75,7 +81,6 @@ def test_duplicated_readouts_do_not_make_a_second_frame(radial64, tmp_path):
     rewrite_imaging(radial64, duplicated, duplicate)
     config = load_config("basic", overrides=QUICK)
     report = replay_file(duplicated, tmp_path / "dup_out.h5", config)
-    reference = replay_file(radial64, tmp_path / "ref_out.h5", config)
     assert len(report.frames) == 1
     np.testing.assert_array_equal(report.frames[0].kspace, reference.frames[0].kspace)
 
@@ -103,7 +108,7 @@ def test_normalized_trajectory_overshooting_half_is_read_as_normalized(tmp_path)
     assert nrmse_on_sampled(report.frames[0].kspace, nn.hits, case.truth) < 0.6 * nrmse_on_sampled(nn.kspace, nn.hits, case.truth)
 
 
-def test_discard_pre_and_post_are_honoured(radial64, tmp_path):
+def test_discard_pre_and_post_are_honoured(radial64, reference, tmp_path):
     """Siemens-style discard_pre = discard_post = 4 with garbage in those samples: the same output
     as the file without them."""
 
@@ -127,11 +132,10 @@ def test_discard_pre_and_post_are_honoured(radial64, tmp_path):
     rewrite_imaging(radial64, edited, pad)
     config = load_config("basic", overrides=QUICK)
     report = replay_file(edited, tmp_path / "out.h5", config)
-    reference = replay_file(radial64, tmp_path / "ref.h5", config)
     np.testing.assert_array_equal(report.frames[0].kspace, reference.frames[0].kspace)
 
 
-def test_calibration_and_imaging_acs_lines_calibrate(radial64, tmp_path):
+def test_calibration_and_imaging_acs_lines_calibrate(radial64, reference, tmp_path):
     """Cartesian ACS lines flagged ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING (no trajectory) in a
     radial scan: used as calibration, exactly like ACQ_IS_PARALLEL_CALIBRATION lines."""
     src = ismrmrd.Dataset(str(radial64), "dataset", create_if_needed=False)
@@ -151,6 +155,5 @@ def test_calibration_and_imaging_acs_lines_calibrate(radial64, tmp_path):
     assert changed == 24
     config = load_config("basic", overrides=QUICK)
     report = replay_file(edited, tmp_path / "out.h5", config)
-    reference = replay_file(radial64, tmp_path / "ref.h5", config)
     assert report.frames[0].info["calibration"] == reference.frames[0].info["calibration"] == "joint"
     np.testing.assert_array_equal(report.frames[0].kspace, reference.frames[0].kspace)

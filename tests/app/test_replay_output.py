@@ -5,7 +5,7 @@ from __future__ import annotations
 import ismrmrd
 import numpy as np
 import pytest
-from app_helpers import FAST
+from app_helpers import DATA, FAST
 
 from igrog_gadget.config import load_config
 from igrog_gadget.replay import replay_file
@@ -19,9 +19,15 @@ def read_output(path):
     return header, acquisitions
 
 
-def test_output_is_a_cartesian_ismrmrd_file(tmp_path, data_file):
-    output = tmp_path / "out.h5"
-    report = replay_file(data_file("radial_acs"), output, load_config("basic", overrides=FAST))
+@pytest.fixture(scope="module")
+def radial_acs_replay(tmp_path_factory):
+    """radial_acs.h5 replayed once with FAST: (output file, report), looked at by several tests."""
+    output = tmp_path_factory.mktemp("replay_output") / "out.h5"
+    return output, replay_file(DATA / "radial_acs.h5", output, load_config("basic", overrides=FAST))
+
+
+def test_output_is_a_cartesian_ismrmrd_file(radial_acs_replay):
+    output, report = radial_acs_replay
     header, acquisitions = read_output(output)
 
     encoding = header.encoding[0]
@@ -50,8 +56,8 @@ def test_output_is_a_cartesian_ismrmrd_file(tmp_path, data_file):
     assert np.unravel_index(np.argmax(energy), energy.shape) == (32, 32)
 
 
-def test_points_no_sample_reached_are_zero(tmp_path, data_file):
-    report = replay_file(data_file("radial_acs"), tmp_path / "out.h5", load_config("basic", overrides=FAST))
+def test_points_no_sample_reached_are_zero(radial_acs_replay):
+    _, report = radial_acs_replay
     frame = report.frames[0]
     assert np.all(frame.kspace[:, frame.hits == 0] == 0)
     assert np.all(frame.hits[32, 16:48] > 0), "the central disc is sampled"
