@@ -171,7 +171,7 @@ def replay_file(
 #: Facts of each frame's run written to the output header (``igrog.frames``, JSON list).
 FRAME_FACTS = (
     "path", "training_s", "gridding_s", "training_steps", "training_stop", "warm_start", "estimated_nrmse", "calibration",
-    "coils", "virtual_coils", "prewhitened", "compression_energy",
+    "trained_from", "retrained", "coils", "virtual_coils", "prewhitened", "compression_energy",
 )
 
 
