@@ -14,8 +14,8 @@ Paced mode (``--paced``): readouts are sent at the scanner's pace (the header's 
 server that trains while the scan streams (the default) and by one that trains only when a
 frame is complete (``training.early_readouts=0``: the behaviour before early training), in the
 same run. It prints each frame's latency (its last readout sent -> its gridded output
-received) and the scan duration, and checks that the paced, the un-paced stream and
-``igrog replay`` give identical outputs.
+received) and the scan duration, and checks that each stream's output is identical to
+``igrog replay`` of the same file and configuration (so paced and un-paced streams agree too).
 
 Usage::
 
