@@ -160,6 +160,10 @@ class _PassThrough:
     message: Message
 
 
+#: How often a session waiting for the next message checks whether a held frame's model is ready.
+READY_POLL_S = 0.05
+
+
 class _Inbox:
     """Messages read ahead by the reader thread; bounded in bytes (the reader waits when full)."""
 
@@ -199,11 +203,13 @@ class _Inbox:
             self.stopped = True
             self.condition.notify_all()
 
-    def get(self) -> tuple[Message, float]:
-        """The next message; raises the reader's ProtocolError once the queue is drained...
+    def get(self, timeout_s: float | None = None) -> tuple[Message, float] | None:
+        """The next message (None after ``timeout_s`` without one); raises the reader's
+        ProtocolError once the queue is drained...
 
         ...or immediately: a broken stream is not processed further.
         """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with self.condition:
             while True:
                 if self.error is not None:
@@ -215,7 +221,10 @@ class _Inbox:
                     return message, arrival
                 if self.finished:
                     raise PeerClosedError("the reader stopped before a CLOSE message")
-                self.condition.wait()
+                if deadline is None:
+                    self.condition.wait()
+                elif not self.condition.wait(max(0.0, deadline - time.monotonic())):
+                    return None
 
 
 class GadgetSession:
@@ -500,9 +509,16 @@ class GadgetSession:
                 self.pipeline.gridder.cancel()
 
     def _next(self) -> tuple[Message, float]:
-        message, arrival = self._inbox.get()
-        self.report.messages_in += 1
-        return message, arrival
+        """The next message; meanwhile, frames the pipeline holds leave as soon as their model is
+        ready (checked every ``READY_POLL_S``), not only when the next message arrives."""
+        while True:
+            pipeline = self.pipeline
+            waiting = pipeline is not None and pipeline.holds_frames()
+            got = self._inbox.get(READY_POLL_S if waiting else None)
+            if got is not None:
+                self.report.messages_in += 1
+                return got
+            self._emit(pipeline.release_ready(), None, None)
 
     # --- processing -----------------------------------------------------------------------
     def _handle(self, message: Message, arrival: float) -> bool:

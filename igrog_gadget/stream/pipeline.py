@@ -97,6 +97,14 @@ class GriddingPipeline:
         finally:
             self.gridder.close()
 
+    def holds_frames(self) -> bool:
+        """Whether a completed frame waits for its model (``release_ready`` may then give outputs)."""
+        return any(isinstance(waiting, _PendingFrame) for waiting in self._waiting)
+
+    def release_ready(self) -> list[Any]:
+        """Outputs whose frames' models have become ready since the last call (in order)."""
+        return self._release(wait=False)
+
     def holds(self, item: Any) -> bool:
         """Whether ``item`` waits in line behind a frame (it leaves with a later call)."""
         return any(waiting is item for waiting in self._waiting)

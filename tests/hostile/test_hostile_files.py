@@ -555,7 +555,7 @@ def test_unknown_variant(scan, tmp_path, caplog):
 
 def test_bad_device(scan, tmp_path, caplog):
     output = tmp_path / "out.h5"
-    assert_refused(replay(caplog, scan, output, "--device", "tpu"), r"device must be auto, cpu, cuda", output)
+    assert_refused(replay(caplog, scan, output, "--device", "tpu"), r"device must be one of auto, cpu, cuda, cuda:N", output)
 
 
 # --- outputs -------------------------------------------------------------------------------
