@@ -251,7 +251,7 @@ def paced_main(args: argparse.Namespace, workdir: Path) -> int:
         (f"multi-slice 2D, {args.slices} slices", SimulationSpec(slices=args.slices, **common)),
         (f"stack-of-stars, {args.partitions} partitions", SimulationSpec(partitions=args.partitions, **common)),
     ]
-    for title, spec in cases:
+    for title, spec in [case for case, name in zip(cases, ("multi", "sos")) if args.only in (None, name)]:
         path = workdir / f"paced_{spec.slices}x{spec.partitions}.h5"
         simulate_to_file(path, spec, overwrite=True)
         dataset = read_dataset(str(path))
@@ -305,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds-per-readout", type=float, default=None, help="paced mode: default the header's TR")
     parser.add_argument("--slices", type=int, default=8, help="paced mode: slices of the multi-slice file")
     parser.add_argument("--partitions", type=int, default=8, help="paced mode: partitions of the stack-of-stars file")
+    parser.add_argument("--only", choices=("multi", "sos"), default=None, help="paced mode: one of the two files")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     defaults = (192, 16, 256) if args.paced else (128, 8, 128)
