@@ -29,10 +29,9 @@ from igrog_gadget.simulate import SimulationSpec, simulate_to_file
 
 QUICK = ["training.max_steps=300", "calibration.num_training_pairs=20000", "training.plateau_patience=0"]
 
-#: The calibration of these files' frames: their model trains from the ACS lines and the first
-#: ``training.early_readouts`` (64) spokes, whose centre is too sparse for the joint solve, so the
-#: ACS block is used alone (the lines are placed and used; the whole frame would give "joint").
-EARLY_CALIBRATION = "acs"
+#: The calibration of these files' frames: 64 spokes, no more than ``training.early_readouts``, so
+#: each model trains from the whole frame and calibrates jointly (ACS lines + samples).
+EARLY_CALIBRATION = "joint"
 
 
 @pytest.fixture(scope="module")
