@@ -267,16 +267,18 @@ class VariantGridder:
         if not self.has_training(key):
             self.submit_training(frame)
         trained = self.trained(key)
+        cache_key = self._cache_key(trained, frame)
         geometry = None
         reason = self._retraining_reason(trained, frame)
         if reason is None:
-            geometry, reason = self._coverage(trained, frame)
+            geometry, reason = self._coverage(trained, frame, cache_key)
         if reason is not None:
             logger.info("retraining the kernels of calibration %s from the whole frame %s: %s", key, frame.frame_key, reason)
             self.submit_training(frame)
             trained = self.trained(key)
+            cache_key = self._cache_key(trained, frame)
         waited = time.perf_counter() - started
-        result, info = self._apply(trained, frame, geometry)
+        result, info = self._apply(trained, frame, geometry, cache_key)
         info["waited_for_training_s"] = waited
         if reason is not None:
             info["retrained"] = reason
@@ -298,13 +300,14 @@ class VariantGridder:
                 )
         return None
 
-    def _coverage(self, trained: TrainedKernels, frame: FrameInputs) -> tuple[SampleGeometry | None, str | None]:
+    def _coverage(
+        self, trained: TrainedKernels, frame: FrameInputs, cache_key: tuple
+    ) -> tuple[SampleGeometry | None, str | None]:
         """The frame's geometry (None when its kernels are cached) and why the model does not
-        cover its offsets (None: it does)."""
+        cover its offsets (None: it does); ``cache_key``: the frame's kernels with ``trained``."""
         if trajectory_fingerprint(to_virtual_shape(frame, trained)) == trained.fingerprint:
             return None, None
-        virtual_key = self._cache_key(trained, frame)
-        if self.kernel_cache.get(virtual_key) is not None:
+        if self.kernel_cache.get(cache_key) is not None:
             return None, None  # checked when the kernels were made
         geometry = build_geometry(frame.traj, frame.matrix, self.config.gridding.num_sources, frame.lengths)
         limit = self.config.training.offset_coverage_max
@@ -319,16 +322,17 @@ class VariantGridder:
         return geometry, None
 
     def _cache_key(self, trained: TrainedKernels, frame: FrameInputs) -> tuple:
+        """Key of ``frame``'s kernels with ``trained`` in the kernel cache."""
         fingerprint = self.spec.datamodule.kernel_fingerprint(to_virtual_shape(frame, trained), self.config)
         return (frame.calibration_key, trained.version, fingerprint)
 
     def _apply(
-        self, trained: TrainedKernels, frame: FrameInputs, geometry: SampleGeometry | None
+        self, trained: TrainedKernels, frame: FrameInputs, geometry: SampleGeometry | None, cache_key: tuple
     ) -> tuple[GriddedKSpace, dict]:
-        """Grid ``frame`` with ``trained``'s kernels (cached or computed); ``(result, info)``."""
+        """Grid ``frame`` with ``trained``'s kernels (cached under ``cache_key``, or computed);
+        ``(result, info)``."""
         self._check_cancelled()
         virtual = to_virtual_coils(frame, trained.coil_transform)
-        cache_key = self._cache_key(trained, frame)
         info: dict = {"variant": self.config.variant, "device": str(self.device)}
         if not trained.used:
             info.update(trained.info)
