@@ -99,19 +99,28 @@ def test_virtual_coil_output_carries_the_compression_matrix(many_coils, many_coi
     assert np.linalg.norm(projected - virtual[key]) < 1e-3 * np.linalg.norm(virtual[key])
 
 
-def test_same_input_same_output_under_load(many_coils, many_coils_replay, tmp_path):
-    """Bit-identical k-space next to two busy CPU loops (training ends on its step count)."""
-    out_first, _ = many_coils_replay
+def test_same_input_same_output_under_load(tmp_path):
+    """Bit-identical k-space next to two busy CPU loops (training ends on its step count).
+
+    A small file with correlated noise and noise scans (whitening, coil compression, training,
+    gridding): what the load could change is the same at any size."""
+    source = tmp_path / "small.h5"
+    simulate_to_file(
+        source, SimulationSpec(matrix=32, coils=8, spokes=48, acs=16, noise_scans=4, noise_correlation=0.3, seed=5)
+    )
+    config = load_config("basic", overrides=QUICK + ["training.max_steps=60"])
+    quiet, loaded = tmp_path / "quiet.h5", tmp_path / "loaded.h5"
+    replay_file(source, quiet, config)
     busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
-        out = tmp_path / "loaded.h5"
-        replay_file(many_coils, out, load_config("basic", overrides=QUICK))
+        replay_file(source, loaded, config)
     finally:
         for process in busy:
             process.kill()
-    first, _ = read_output(out_first)
-    second, _ = read_output(out)
-    assert first.keys() == second.keys()
+            process.wait()
+    first, _ = read_output(quiet)
+    second, _ = read_output(loaded)
+    assert first and first.keys() == second.keys()
     for key in first:
         np.testing.assert_array_equal(first[key], second[key])
 
