@@ -236,11 +236,8 @@ def run_batch(
     progress: bool = True,
 ) -> list[FileResult]:
     """Replay every input on a Dask cluster (a LocalCluster of ``workers`` processes when no
-    ``scheduler`` address is given); returns (and writes to ``report_path``) one row per file."""
-    import dask
-    from distributed import Client, LocalCluster, as_completed
-    from distributed.client import FutureCancelledError
-
+    ``scheduler`` address is given; none is started when every output is up to date); returns
+    (and writes to ``report_path``) one row per file."""
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = output_paths(inputs, out_dir)
     threads = threads_per_worker(workers) if scheduler is None else threads_per_worker(1)
@@ -253,6 +250,28 @@ def run_batch(
         else:
             pending.append((source, target))
     logger.info("%d file(s): %d to grid, %d up to date", len(inputs), len(pending), len(inputs) - len(pending))
+    if pending:
+        rows.update(_grid_on_cluster(pending, replay_args, threads, scheduler, workers, progress))
+    ordered = [rows[str(p)] for p in inputs]
+    if report_path is not None:
+        write_report(report_path, ordered)
+    return ordered
+
+
+def _grid_on_cluster(
+    pending: list[tuple[Path, Path]],
+    replay_args: list[str],
+    threads: int,
+    scheduler: str | None,
+    workers: int,
+    progress: bool,
+) -> dict[str, FileResult]:
+    """Replay each (input, output) of ``pending`` on the cluster; one row per input path."""
+    import dask
+    from distributed import Client, LocalCluster, as_completed
+    from distributed.client import FutureCancelledError
+
+    rows: dict[str, FileResult] = {}
     with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_WORKER_FAILURES}):
         cluster = None
         if scheduler is None:
@@ -299,10 +318,7 @@ def run_batch(
                 cluster.close()
     for _, target in pending:
         _remove_partials(target)
-    ordered = [rows[str(p)] for p in inputs]
-    if report_path is not None:
-        write_report(report_path, ordered)
-    return ordered
+    return rows
 
 
 def _with_threads(config: IgrogConfig, threads: int) -> IgrogConfig:
