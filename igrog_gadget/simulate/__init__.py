@@ -56,6 +56,17 @@ same 2D coil maps, written with ``kspace_encode_step_2 = p``; the header's encod
 recon matrix z = partitions, ``kspace_encoding_step_2`` limits 0..P-1 (centre P // 2).
 The noise level is set from the kz = 0 partition's image.
 
+3D scans (``--trajectory kooshball``: golden-means full spokes, matrix N^3; ``stack_of_spirals``:
+the spiral interleaves on ``partitions`` integer kz planes, each partition rotated by a golden
+angle, matrix N x N x partitions): a 3D phantom (modified 3D Shepp-Logan) and 3D coil maps on the
+fine grid 2N per axis; imaging readouts with trajectory_dimensions 3, traj ``(kx, ky, kz)``,
+``kspace_encode_step_1`` = readout index, ``kspace_encode_step_2`` = 0 (kooshball) or the
+partition ``kz + nz // 2`` (stack); a 3D Cartesian ACS block of ``acs x min(acs, nz)`` lines along
+kx at (ky, kz) (ky fastest), ``kspace_encode_step_1 = ky + N//2``, ``kspace_encode_step_2 = kz +
+nz//2``; header encodedSpace z = nz with FOV z = fov_mm * nz / N (isotropic voxels), e2 limits
+0..nz-1 (centre nz // 2). Truth arrays gain the z axis: ``kspace`` (1, 1, coils, nz, N, N),
+``image`` (1, 1, nz, N, N), ``sensitivity_maps`` (coils, nz, N, N), ``object_mask`` (nz, N, N).
+
 Ground truth ``<stem>.truth.npz``: ``kspace`` (planes, contrasts, coils, N, N) (planes =
 slices or partitions)
 complex64 noiseless field-free Cartesian truth; ``image`` (slices, contrasts, N, N)

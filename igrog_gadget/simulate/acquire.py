@@ -329,3 +329,63 @@ def complex_noise(
         chol = np.linalg.cholesky(noise_covariance(shape[0], 1.0, correlation))
         white = np.tensordot(chol, white, axes=(1, 0))
     return white
+
+
+# --- 3D: one fine-grid volume at a time (fine grids of 3D scans are large) --------------------
+
+
+def _volume_scale(volume_shape: tuple[int, ...], shape: tuple[int, int, int]) -> float:
+    """``sqrt(prod N) / prod M``: the 3D form of ``N / M^2`` (orthonormal on the ``shape`` grid)."""
+    return float(np.sqrt(np.prod(np.asarray(shape, dtype=np.float64)))) / float(np.prod(np.asarray(volume_shape, dtype=np.float64)))
+
+
+def nufft_forward_3d(
+    volume: np.ndarray, k: np.ndarray, shape: tuple[int, int, int], eps: float = 1e-7
+) -> np.ndarray:
+    """Noiseless samples of a fine-grid volume at arbitrary 3D k.
+
+    ``X(k) = sqrt(nz ny nx) / (Mz My Mx) * sum_r' x[r'] exp(-2 pi i sum_d k_d r'_d / M_d)``: at
+    integer k the centred orthonormal 3D FFT of the ``shape`` grid image of the same FOV.
+
+    Args:
+        volume: complex ``(Mz, My, Mx)`` fine-grid object, r' = 0 at index ``M // 2``.
+        k: ``(n, 3)`` = ``(kx, ky, kz)`` grid units of the ``shape`` matrix.
+        shape: ``(nz, ny, nx)`` of the gridding matrix.
+
+    Returns:
+        Complex128 ``(n,)``.
+    """
+    volume = np.asarray(volume)
+    k = np.asarray(k, dtype=np.float64)
+    if volume.ndim != 3 or k.ndim != 2 or k.shape[1] != 3:
+        raise ValueError(f"need a volume (Mz, My, Mx) and k (n, 3), got shapes {volume.shape} and {k.shape}")
+    Mz, My, Mx = volume.shape
+    for axis, (column, M) in enumerate(zip((0, 1, 2), (Mx, My, Mz))):
+        if k.size and np.abs(k[:, column]).max() >= M / 2:
+            raise ValueError(f"k along axis {'xyz'[axis]} reaches {np.abs(k[:, column]).max():.3f} >= M/2 = {M / 2}")
+    if k.shape[0] == 0:
+        return np.zeros(0, dtype=np.complex128)
+    plan = finufft.Plan(2, (Mz, My, Mx), n_trans=1, eps=eps, isign=-1, dtype="complex128")
+    plan.setpts(
+        np.ascontiguousarray(2.0 * np.pi * k[:, 2] / Mz),
+        np.ascontiguousarray(2.0 * np.pi * k[:, 1] / My),
+        np.ascontiguousarray(2.0 * np.pi * k[:, 0] / Mx),
+    )
+    out = np.asarray(plan.execute(np.ascontiguousarray(volume, dtype=np.complex128))).reshape(-1)
+    return out * _volume_scale(volume.shape, shape)
+
+
+def cartesian_kspace_3d(volume: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """Exact k-space of a fine-grid volume on the integer ``shape`` = ``(nz, ny, nx)`` grid.
+
+    Equals :func:`nufft_forward_3d` at integer k in ``[-n/2, n/2)`` per axis, arranged
+    ``[kz + nz//2, ky + ny//2, kx + nx//2]`` (an FFT of the fine grid cropped to the central
+    frequencies).
+
+    Returns:
+        Complex128 ``(nz, ny, nx)``.
+    """
+    volume = np.asarray(volume)
+    full = centred_fftn(volume, (0, 1, 2), norm="backward")
+    crop = tuple(slice(M // 2 - n // 2, M // 2 - n // 2 + n) for M, n in zip(volume.shape, shape))
+    return full[crop] * _volume_scale(volume.shape, shape)

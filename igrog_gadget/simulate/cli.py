@@ -7,7 +7,7 @@ import logging
 import math
 from pathlib import Path
 
-from .writer import SimulationSpec, simulate_to_file, truth_path_for
+from .writer import TRAJECTORIES, SimulationSpec, simulate_to_file, truth_path_for
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,10 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``simulate`` options (see :class:`SimulationSpec`) to ``parser``."""
     d = SimulationSpec()
     parser.add_argument("output", type=Path, help="output ISMRMRD .h5 file (truth goes to <stem>.truth.npz)")
-    parser.add_argument("--trajectory", choices=("radial", "spiral"), default=d.trajectory)
+    parser.add_argument(
+        "--trajectory", choices=TRAJECTORIES, default=d.trajectory,
+        help="radial, spiral, or the 3D kooshball (N^3) and stack_of_spirals (N x N x --partitions)",
+    )
     parser.add_argument("--matrix", type=int, default=d.matrix, help="gridding matrix N (default %(default)s)")
     parser.add_argument("--coils", type=int, default=d.coils)
     parser.add_argument("--spokes", type=int, default=d.spokes, help="radial spokes (default %(default)s)")
@@ -51,7 +54,7 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slices", type=int, default=d.slices)
     parser.add_argument(
         "--partitions", type=int, default=d.partitions,
-        help="stack-of-stars kz partitions (kspace_encode_step_2; needs --slices 1)",
+        help="stack-of-stars kz partitions (kspace_encode_step_2; needs --slices 1); the kz planes of stack_of_spirals",
     )
     parser.add_argument("--repetitions", type=int, default=d.repetitions)
     parser.add_argument("--contrasts", type=int, default=d.contrasts)

@@ -57,3 +57,47 @@ def coil_sensitivities(num_coils: int, size: int, *, normalize: bool = True) -> 
         rss = np.sqrt(np.sum(np.abs(maps) ** 2, axis=0))
         maps /= rss[None]
     return maps
+
+
+def coil_sensitivities_3d(
+    num_coils: int, shape: tuple[int, int, int], coil: int | None = None, *, normalize: bool = True
+) -> np.ndarray:
+    """3D coil sensitivity maps on a ``(nz, ny, nx)`` grid: loops on one ring (up to 4 coils) or on
+    two rings at ``z = -0.5, +0.5`` (coils alternating between them), magnitude
+    ``a^2 / (a^2 + d^2)^(3/2)`` of the 3D distance ``d`` to the loop centre, phase as in 2D plus a
+    gentle z phase; normalised to ``sum_c |S_c|^2 = 1``.
+
+    Args:
+        coil: only this coil's map (normalised over all ``num_coils``), to keep the memory of
+            large fine grids at one volume per map.
+
+    Returns:
+        Complex128 ``(C, nz, ny, nx)``, or ``(nz, ny, nx)`` for one ``coil``.
+    """
+    from .phantom import grid_coordinates_3d
+
+    if int(num_coils) < 1:
+        raise ValueError(f"num_coils must be >= 1, got {num_coils!r}")
+    num_coils = int(num_coils)
+    x, y, z = grid_coordinates_3d(shape)
+    rings = 2 if num_coils > 4 else 1
+    a = COIL_LOOP_RADIUS
+
+    def one(c: int) -> np.ndarray:
+        ang = 2.0 * np.pi * c / num_coils + np.pi / 8.0
+        cx, cy = COIL_RING_RADIUS * np.cos(ang), COIL_RING_RADIUS * np.sin(ang)
+        cz = 0.0 if rings == 1 else (-0.5 if c % 2 == 0 else 0.5)
+        d2 = (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2
+        tx, ty = -np.sin(ang), np.cos(ang)
+        phase = 0.9 * (tx * x + ty * y) + 0.3 * d2 + 0.4 * z + 2.0 * np.pi * ((0.37 * c) % 1.0)
+        return a**2 / (a**2 + d2) ** 1.5 * np.exp(1j * phase)
+
+    if not normalize:
+        return one(coil) if coil is not None else np.stack([one(c) for c in range(num_coils)])
+    power = np.zeros(x.shape)
+    for c in range(num_coils):
+        power += np.abs(one(c)) ** 2
+    rss = np.sqrt(power)
+    if coil is not None:
+        return one(coil) / rss
+    return np.stack([one(c) / rss for c in range(num_coils)])

@@ -218,3 +218,95 @@ def spiral(
         spacing,
     )
     return traj, float(sample_time_us)
+
+
+# --- 3D trajectories: (kx, ky, kz) in grid units -------------------------------------------
+
+#: The two golden means of 3D golden-means radial ordering (Chan et al., MRM 61:354, 2009):
+#: the eigenvector ratios of the 3D Fibonacci matrix, 0.4656... and 0.6823...
+GOLDEN_MEANS_3D = (0.465571231876768, 0.682327803828019)
+
+
+def kooshball_directions(num_spokes: int) -> np.ndarray:
+    """Golden-means spoke directions on the upper hemisphere, shape ``(spokes, 3)`` unit vectors.
+
+    Spoke ``s`` has ``cos(polar) = frac(s * phi1)`` and azimuth ``2 pi frac(s * phi2)``; full
+    spokes through the centre cover the whole sphere from the hemisphere.
+
+    References:
+        Chan, Ramsay, Cunningham, Plewes, "Temporal stability of adaptive 3D radial MRI using
+        multidimensional golden means", MRM 61:354-363 (2009).
+    """
+    num_spokes = _check_positive_int("num_spokes", num_spokes)
+    s = np.arange(num_spokes, dtype=np.float64)
+    cos_polar = np.mod(s * GOLDEN_MEANS_3D[0], 1.0)
+    azimuth = 2.0 * np.pi * np.mod(s * GOLDEN_MEANS_3D[1], 1.0)
+    sin_polar = np.sqrt(1.0 - cos_polar**2)
+    return np.stack([sin_polar * np.cos(azimuth), sin_polar * np.sin(azimuth), cos_polar], axis=-1)
+
+
+def kooshball_golden_means(
+    num_spokes: int, samples_per_spoke: int, N: int, readout_oversampling: float = 2
+) -> np.ndarray:
+    """3D radial (kooshball) trajectory of full spokes in golden-means order.
+
+    Sample ``i`` of a spoke lies ``(i - samples // 2) / readout_oversampling`` from the centre
+    along the spoke's direction (:func:`kooshball_directions`), as the 2D radial spokes do.
+
+    Returns:
+        Float64 array ``(num_spokes, samples_per_spoke, 3)`` = ``(kx, ky, kz)``.
+    """
+    samples_per_spoke = _check_positive_int("samples_per_spoke", samples_per_spoke)
+    N = _check_positive_int("N", N)
+    if not readout_oversampling > 0:
+        raise ValueError(f"readout_oversampling must be > 0, got {readout_oversampling!r}")
+    radius = (np.arange(samples_per_spoke) - samples_per_spoke // 2) / float(readout_oversampling)
+    if np.abs(radius).max() >= N:
+        raise ValueError(
+            f"samples_per_spoke={samples_per_spoke} with readout_oversampling={readout_oversampling} "
+            f"reaches |k| >= N={N} (beyond twice the gridded range)"
+        )
+    return radius[None, :, None] * kooshball_directions(num_spokes)[:, None, :]
+
+
+def stack_of_spirals(
+    num_interleaves: int,
+    N: int,
+    partitions: int,
+    readout_duration_ms: float = 10.0,
+    sample_time_us: float | None = None,
+) -> tuple[np.ndarray, float]:
+    """Stack of 2D spirals (:func:`spiral`) on the integer kz planes ``p - partitions // 2``.
+
+    Partition ``p`` repeats the interleaves rotated by ``p`` golden angles (so neighbouring
+    planes do not share their sample positions). Readout ``p * I + j`` is interleaf ``j`` of
+    partition ``p``.
+
+    Returns:
+        ``(traj, sample_time_us)``: traj float64 ``(partitions * I, samples, 3)`` = ``(kx, ky, kz)``.
+    """
+    partitions = _check_positive_int("partitions", partitions)
+    planar, dwell = spiral(num_interleaves, N, readout_duration_ms, sample_time_us)
+    out = np.empty((partitions, planar.shape[0], planar.shape[1], 3))
+    for p in range(partitions):
+        angle = p * GOLDEN_ANGLE_RAD
+        c, s = np.cos(angle), np.sin(angle)
+        out[p, :, :, 0] = c * planar[..., 0] - s * planar[..., 1]
+        out[p, :, :, 1] = s * planar[..., 0] + c * planar[..., 1]
+        out[p, :, :, 2] = p - partitions // 2
+    return out.reshape(-1, planar.shape[1], 3), dwell
+
+
+def cartesian_lines_3d(ky: np.ndarray, kz: np.ndarray, N: int, readout_oversampling: int = 2) -> np.ndarray:
+    """Cartesian readout lines along kx at the ``(ky[l], kz[l])`` positions (a 3D ACS block).
+
+    Sample ``i`` is at ``kx = (i - n // 2) / readout_oversampling`` (``n = readout_oversampling * N``).
+
+    Returns:
+        Float64 array ``(lines, readout_oversampling * N, 3)`` = ``(kx, ky, kz)``.
+    """
+    planar = cartesian_lines(ky, N, readout_oversampling)
+    kz = np.asarray(kz, dtype=np.float64).reshape(-1)
+    if kz.shape[0] != planar.shape[0]:
+        raise ValueError(f"ky and kz must have the same length, got {planar.shape[0]} and {kz.shape[0]}")
+    return np.concatenate([planar, np.broadcast_to(kz[:, None, None], (kz.size, planar.shape[1], 1))], axis=-1)

@@ -24,26 +24,34 @@ from igrog_gadget.gridding.fft import centred_fftn
 from .acquire import (
     FINE_FACTOR,
     cartesian_kspace,
+    cartesian_kspace_3d,
     complex_noise,
     forward_b0,
     ifft2c,
     noise_covariance,
     nufft_forward,
+    nufft_forward_3d,
     smooth_b0_map,
 )
-from .coils import coil_sensitivities
-from .phantom import CONTRAST_ECHO_SPACING_S, object_support, phantom
+from .coils import coil_sensitivities, coil_sensitivities_3d
+from .phantom import CONTRAST_ECHO_SPACING_S, object_support, object_support_3d, phantom, phantom_3d
 from .trajectories import (
     GOLDEN_ANGLE_DEG,
+    GOLDEN_MEANS_3D,
     cartesian_lines,
+    cartesian_lines_3d,
+    kooshball_golden_means,
     radial_golden_angle,
     spiral,
     spiral_turns,
+    stack_of_spirals,
 )
 
 logger = logging.getLogger(__name__)
 
-TRAJECTORIES = ("radial", "spiral")
+TRAJECTORIES = ("radial", "spiral", "kooshball", "stack_of_spirals")
+#: Trajectories sampling a 3D k-space volume (traj (kx, ky, kz), 3D Cartesian truth).
+VOLUME_TRAJECTORIES = ("kooshball", "stack_of_spirals")
 TRAJECTORY_UNITS = ("grid", "normalized")
 
 #: Proton resonance frequency written to the header (1.5 T).
@@ -64,7 +72,9 @@ class SimulationSpec:
     """Everything that defines one simulated scan (all fields JSON-serialisable)."""
 
     trajectory: str = "radial"
-    """"radial" (golden-angle spokes) or "spiral" (Archimedean interleaves)."""
+    """"radial" (golden-angle spokes), "spiral" (Archimedean interleaves), or the 3D
+    "kooshball" (golden-means full spokes, matrix N^3) and "stack_of_spirals" (the spiral
+    interleaves on ``partitions`` integer kz planes, matrix N x N x partitions)."""
     matrix: int = 128
     """Gridding matrix N (encodedSpace N x N x 1); the object is simulated on 2N x 2N."""
     coils: int = 8
@@ -154,6 +164,21 @@ class SimulationSpec:
             raise ValueError(
                 f"SimulationSpec: partitions = {self.partitions} (stack-of-stars) needs slices = 1, got {self.slices}"
             )
+        if self.volumetric:
+            if self.slices != 1 or self.contrasts != 1:
+                raise ValueError(
+                    f"SimulationSpec: the 3D trajectory {self.trajectory!r} needs slices = 1 and contrasts = 1, "
+                    f"got slices = {self.slices}, contrasts = {self.contrasts}"
+                )
+            if self.b0_max_hz or self.write_b0map or self.write_coil_images or self.write_sensitivity_maps:
+                raise ValueError(
+                    f"SimulationSpec: the 3D trajectory {self.trajectory!r} has no off-resonance or image series "
+                    "(b0_max_hz, write_b0map, write_coil_images, write_sensitivity_maps)"
+                )
+            if self.trajectory == "stack_of_spirals" and self.partitions < 2:
+                raise ValueError(f"SimulationSpec: stack_of_spirals needs partitions >= 2, got {self.partitions}")
+            if self.trajectory == "kooshball" and self.partitions != 1:
+                raise ValueError(f"SimulationSpec: kooshball has N^3 partitions of its own; partitions must be 1, got {self.partitions}")
         positive_int("repetitions", 1, 65535)
         positive_int("contrasts", 1, 64)
         positive_float("b0_max_hz", allow_zero=True)
@@ -175,14 +200,28 @@ class SimulationSpec:
                 raise ValueError(f"SimulationSpec.{name} must be a bool, got {getattr(self, name)!r}")
 
     @property
+    def volumetric(self) -> bool:
+        """Whether the trajectory samples a 3D k-space volume (``VOLUME_TRAJECTORIES``)."""
+        return self.trajectory in VOLUME_TRAJECTORIES
+
+    @property
+    def nz(self) -> int:
+        """Encoded matrix z: N (kooshball), the partitions (stacks), 1 for a 2D scan."""
+        if self.trajectory == "kooshball":
+            return self.matrix
+        return self.partitions
+
+    @property
     def planes(self) -> int:
-        """2D k-space planes: slices, or kz partitions of a stack-of-stars."""
+        """2D k-space planes: slices, or kz partitions of a stack-of-stars (1 for a 3D volume)."""
+        if self.volumetric:
+            return 1
         return max(self.slices, self.partitions)
 
     @property
     def reference_plane(self) -> int:
         """The plane whose image sets the noise level (the kz = 0 partition of a stack)."""
-        return self.partitions // 2 if self.partitions > 1 else 0
+        return self.partitions // 2 if self.partitions > 1 and not self.volumetric else 0
 
     @property
     def noiseless(self) -> bool:
@@ -227,10 +266,48 @@ class _Design:
     """(acs, 2N, 2) Cartesian ACS sample positions."""
     tr_ms: float
     te_ms: float
+    acs_kz: np.ndarray | None = None
+    """3D: (acs,) integer kz of the ACS lines (None for a 2D scan)."""
+    imaging_e2: np.ndarray | None = None
+    """3D: (readouts,) kspace_encode_step_2 of each imaging readout (its partition; None: 0)."""
+
+    @property
+    def traj_dims(self) -> int:
+        return int(self.traj.shape[-1])
+
+
+def _design_3d(spec: SimulationSpec) -> _Design:
+    """Trajectory design of a 3D scan: traj (readouts, samples, 3); a 3D Cartesian ACS block of
+    ``acs`` x ``min(acs, nz)`` lines along kx at (ky, kz), ky fastest."""
+    N, nz = spec.matrix, spec.nz
+    if spec.trajectory == "kooshball":
+        assert spec.samples_per_spoke is not None
+        traj = kooshball_golden_means(spec.spokes, spec.samples_per_spoke, N, readout_oversampling=2)
+        dwell = float(spec.radial_sample_time_us)
+        center = spec.samples_per_spoke // 2
+        tr_ms = max(5.0, spec.samples_per_spoke * dwell / 1000.0 + 2.0)
+        te_ms = center * dwell / 1000.0 + 1.0
+        imaging_e2 = np.zeros(traj.shape[0], dtype=np.int64)
+    else:
+        traj, dwell = stack_of_spirals(spec.interleaves, N, nz, spec.readout_ms, spec.spiral_sample_time_us)
+        center = 0
+        tr_ms = spec.readout_ms + 4.0
+        te_ms = 1.0
+        imaging_e2 = np.round(traj[:, 0, 2]).astype(np.int64) + nz // 2
+    if spec.acs:
+        acs_z = min(spec.acs, nz)
+        kz, ky = np.meshgrid(np.arange(acs_z) - acs_z // 2, np.arange(spec.acs) - spec.acs // 2, indexing="ij")
+        acs_ky, acs_kz = ky.reshape(-1).astype(np.int64), kz.reshape(-1).astype(np.int64)
+    else:
+        acs_ky = acs_kz = np.zeros(0, dtype=np.int64)
+    acs_traj = cartesian_lines_3d(acs_ky, acs_kz, N, ACS_READOUT_OVERSAMPLING)
+    return _Design(traj, dwell, center, acs_ky, acs_traj, tr_ms, te_ms, acs_kz, imaging_e2)
 
 
 def _design(spec: SimulationSpec) -> _Design:
     N = spec.matrix
+    if spec.volumetric:
+        return _design_3d(spec)
     if spec.trajectory == "radial":
         assert spec.samples_per_spoke is not None
         traj = radial_golden_angle(spec.spokes, spec.samples_per_spoke, N, readout_oversampling=2)
@@ -264,8 +341,9 @@ def build_header(spec: SimulationSpec, design: _Design) -> str:
     """The ISMRMRD XML header of a simulated scan."""
     N = spec.matrix
     n_readouts, n_samples = design.traj.shape[:2]
-    P = spec.partitions
-    fov = xsd.fieldOfViewMm(x=float(spec.fov_mm), y=float(spec.fov_mm), z=float(spec.slice_thickness_mm) * P)
+    P = spec.nz
+    fov_z = float(spec.fov_mm) * P / N if spec.volumetric else float(spec.slice_thickness_mm) * P
+    fov = xsd.fieldOfViewMm(x=float(spec.fov_mm), y=float(spec.fov_mm), z=fov_z)
     space = xsd.encodingSpaceType(matrixSize=xsd.matrixSizeType(x=N, y=N, z=P), fieldOfView_mm=fov)
     recon = xsd.encodingSpaceType(
         matrixSize=xsd.matrixSizeType(x=N, y=N, z=P),
@@ -300,7 +378,17 @@ def build_header(spec: SimulationSpec, design: _Design) -> str:
         ("trajectory_to_grid_scale", 1.0 if spec.trajectory_units == "grid" else float(N)),
         ("b0_max_hz", float(spec.b0_max_hz)),
     ]
-    if spec.trajectory == "radial":
+    if spec.trajectory == "kooshball":
+        identifier = "golden_means_kooshball"
+        longs += [("num_spokes", spec.spokes), ("readout_oversampling", 2)]
+        doubles += [("golden_mean_1", GOLDEN_MEANS_3D[0]), ("golden_mean_2", GOLDEN_MEANS_3D[1])]
+        traj_type = xsd.trajectoryType.RADIAL
+    elif spec.trajectory == "stack_of_spirals":
+        identifier = "stack_of_archimedean_spirals"
+        longs += [("num_interleaves", spec.interleaves), ("partitions", spec.partitions)]
+        doubles += [("spiral_turns", spiral_turns(spec.interleaves, N)), ("readout_ms", float(spec.readout_ms))]
+        traj_type = xsd.trajectoryType.SPIRAL
+    elif spec.trajectory == "radial":
         identifier = "golden_angle_radial"
         longs += [("num_spokes", spec.spokes), ("readout_oversampling", 2)]
         doubles += [("golden_angle_deg", GOLDEN_ANGLE_DEG)]
@@ -323,7 +411,7 @@ def build_header(spec: SimulationSpec, design: _Design) -> str:
         userParameterLong=[xsd.userParameterLongType(name=n, value=int(v)) for n, v in longs],
         userParameterDouble=[xsd.userParameterDoubleType(name=n, value=float(v)) for n, v in doubles],
         comment=(
-            f"traj (kx, ky) in {spec.trajectory_units} units "
+            f"traj ({'kx, ky, kz' if spec.volumetric else 'kx, ky'}) in {spec.trajectory_units} units "
             + ("(cycles/FOV, k=0 at grid index N//2)" if spec.trajectory_units == "grid" else "(k/N)")
         ),
     )
@@ -387,6 +475,8 @@ class _Truth:
 
 def _simulate_clean(spec: SimulationSpec, design: _Design) -> _Truth:
     """Noiseless samples and Cartesian truth for every slice and contrast."""
+    if spec.volumetric:
+        return _simulate_clean_3d(spec, design)
     N = spec.matrix
     M = FINE_FACTOR * N
     maps_fine = coil_sensitivities(spec.coils, M)
@@ -424,11 +514,43 @@ def _simulate_clean(spec: SimulationSpec, design: _Design) -> _Truth:
     return _Truth(kspace, image, maps.astype(np.complex64), b0, mask, imaging, acs)
 
 
+def _simulate_clean_3d(spec: SimulationSpec, design: _Design) -> _Truth:
+    """Noiseless samples and Cartesian truth of a 3D scan, one coil at a time (memory: a few
+    fine-grid volumes). Arrays carry the 2D layout's leading (planes, contrasts) axes of size 1:
+    kspace (1, 1, coils, nz, N, N), image (1, 1, nz, N, N), maps (coils, nz, N, N), mask (nz, N, N)."""
+    N, nz = spec.matrix, spec.nz
+    shape = (nz, N, N)
+    fine = (FINE_FACTOR * nz, FINE_FACTOR * N, FINE_FACTOR * N)
+    obj = phantom_3d(fine)
+    k_all = np.concatenate([design.traj.reshape(-1, 3), design.acs_traj.reshape(-1, 3)], axis=0)
+    n_img = design.traj.shape[0] * design.traj.shape[1]
+    kspace = np.empty((1, 1, spec.coils) + shape, dtype=np.complex64)
+    imaging = np.empty((1, 1, spec.coils) + design.traj.shape[:2], dtype=np.complex128)
+    acs = np.empty((1, 1, spec.coils) + design.acs_traj.shape[:2], dtype=np.complex128)
+    for c in range(spec.coils):
+        coil_obj = coil_sensitivities_3d(spec.coils, fine, c) * obj
+        kspace[0, 0, c] = cartesian_kspace_3d(coil_obj, shape)
+        samples = nufft_forward_3d(coil_obj, k_all, shape)
+        imaging[0, 0, c] = samples[:n_img].reshape(design.traj.shape[:2])
+        acs[0, 0, c] = samples[n_img:].reshape(design.acs_traj.shape[:2])
+        del coil_obj
+    image = centred_fftn(cartesian_kspace_3d(obj, shape), (0, 1, 2), inverse=True)[None, None].astype(np.complex64)
+    maps = coil_sensitivities_3d(spec.coils, shape).astype(np.complex64)
+    return _Truth(kspace, image, maps, None, object_support_3d(shape), imaging, acs)
+
+
 def _partition_image(size: int, partition: int, contrast: int, partitions: int) -> np.ndarray:
     """The kz plane ``partition`` of a stack of ``partitions`` phantom slices (centred, unitary FFT along z)."""
     stack = np.stack([phantom(size, z, contrast) for z in range(partitions)])
     planes = centred_fftn(stack, (0,))
     return planes[partition]
+
+
+def _with_partition(plane: dict, steps: np.ndarray | None, index: int, offset: int) -> dict:
+    """``plane``'s counters, with partition ``steps[index] + offset`` for a 3D scan (``steps`` given)."""
+    if steps is None:
+        return plane
+    return {**plane, "partition": int(steps[index]) + offset}
 
 
 class _AcquisitionWriter:
@@ -599,7 +721,7 @@ def simulate_to_file(
         noise_std = 0.0
     else:
         assert spec.snr is not None
-        noise_std = float(np.abs(truth.image[spec.reference_plane, 0][truth.mask]).mean() / spec.snr)
+        noise_std = float(np.abs(truth.image[spec.reference_plane, 0][truth.mask]).mean() / spec.snr)  # 3D: the volume
     rng = np.random.default_rng(spec.seed)
     rho = float(spec.noise_correlation)
 
@@ -635,7 +757,10 @@ def simulate_to_file(
             last_rep = spec.repetitions - 1
             for rep in range(spec.repetitions):
                 for s in range(spec.planes):
-                    plane = {"slice_index": s, "partition": 0} if spec.partitions == 1 else {"slice_index": 0, "partition": s}
+                    if spec.volumetric or spec.partitions == 1:
+                        plane = {"slice_index": s, "partition": 0}
+                    else:
+                        plane = {"slice_index": 0, "partition": s}
                     for c in range(spec.contrasts):
                         if rep == 0 and spec.acs:
                             acs_data = noisy(truth.acs[s, c])  # (coils, lines, 2N)
@@ -651,7 +776,7 @@ def simulate_to_file(
                                     traj_dims=0,
                                     center_sample=N,
                                     sample_time_us=float(spec.radial_sample_time_us),
-                                    **plane,
+                                    **_with_partition(plane, design.acs_kz, line, spec.nz // 2),
                                     contrast=c,
                                     repetition=rep,
                                     step1=int(ky) + N // 2,
@@ -682,10 +807,10 @@ def simulate_to_file(
                             head = w.header(
                                 flags=flags,
                                 num_samples=n_samples,
-                                traj_dims=2,
+                                traj_dims=design.traj_dims,
                                 center_sample=design.center_sample,
                                 sample_time_us=design.sample_time_us,
-                                **plane,
+                                **_with_partition(plane, design.imaging_e2, r, 0),
                                 contrast=c,
                                 repetition=rep,
                                 step1=r,
