@@ -12,7 +12,7 @@ from igrog_gadget.app.common.frame import FrameInputs
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.io import read_dataset
 from igrog_gadget.stream.buffer import ReadoutBuffer
-from igrog_gadget.stream.frames import frame_inputs
+from igrog_gadget.stream.frames import frame_inputs, is_volumetric
 
 
 @dataclass
@@ -22,7 +22,7 @@ class Case:
     name: str
     frame: FrameInputs
     truth: np.ndarray
-    """Shape (coils, ny, nx), complex64: noiseless field-free k-space of the frame's slice."""
+    """Shape (coils, ny, nx) (3D: (coils, nz, ny, nx)), complex64: noiseless field-free k-space of the frame's slice."""
     noise_std: float
 
 
@@ -32,6 +32,8 @@ def load_case(name: str, path: str | Path, config: IgrogConfig) -> Case:
     buffer = ReadoutBuffer(max_coils=dataset.header.num_coils)
     completed = []
     for readout in dataset.readouts:
+        if readout.is_imaging() and not buffer.volumetric and is_volumetric(dataset.header, config, readout):
+            buffer.mark_volumetric()  # a 3D scan: one frame on the (nx, ny, nz) grid
         if readout.is_calibration() or readout.is_imaging():
             completed += buffer.add(readout)
     completed += buffer.close()

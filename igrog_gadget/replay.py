@@ -134,6 +134,9 @@ def replay_file(
     fov = (header.encoded_fov_mm[0] * factor, header.encoded_fov_mm[1] * factor, header.encoded_fov_mm[2])
     partitions = {dict(zip(FRAME_KEY_FIELDS, f.frame_key))["kspace_encode_step_2"] for f in report.frames}
     nz = header.encoded_matrix[2] if partitions != {0} else 1  # stack-of-stars: the partitions' kz grid
+    if report.frames[0].kspace.ndim == 4:  # 3D frames: their own kz grid
+        nz = report.frames[0].kspace.shape[1]
+        fov = (fov[0], fov[1], header.encoded_fov_mm[2] * factor)
     xml = cartesian_output_header(
         dataset.header_xml,
         (nx, ny, nz),

@@ -36,7 +36,14 @@ class VariantSpec:
 def kernel_model(datamodule: GriddingDataModule, config: IgrogConfig) -> nn.Module:
     """The shared ``KernelModel`` for the datamodule's coils and source whitening."""
     whitening = None if datamodule.whitening is None else torch.from_numpy(datamodule.whitening)
-    return KernelModel(config.gridding.num_sources, datamodule.num_coils, config.model, whitening, seed=config.training.seed)
+    return KernelModel(
+        config.gridding.num_sources,
+        datamodule.num_coils,
+        config.model,
+        whitening,
+        seed=config.training.seed,
+        offset_dims=datamodule.offset_dims,
+    )
 
 
 def kernel_loss(config: IgrogConfig) -> nn.Module:

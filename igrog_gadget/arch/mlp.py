@@ -49,7 +49,8 @@ class FourierFeatures(nn.Module):
 class ComplexKernelMLP(nn.Module):
     """Maps source offsets to a complex GRAPPA-like kernel.
 
-    Input: offsets of shape (batch, sources, 2) in grid units, plus ``extra_inputs`` further
+    Input: offsets of shape (batch, sources, offset_dims) in grid units (2D: (kx, ky); 3D:
+    (kx, ky, kz)), plus ``extra_inputs`` further
     features per sample when configured (e.g. the sample time). Output: kernels of shape
     (batch, coils, coils * sources), complex64, ordered so that ``kernel @ s`` with
     ``s = sources.reshape(batch, coils * sources)`` (coil-major: ``s[c * S + j]``) gives the
@@ -68,14 +69,16 @@ class ComplexKernelMLP(nn.Module):
         bottleneck: int = 0,
         extra_inputs: int = 0,
         seed: int = 0,
+        offset_dims: int = 2,
     ) -> None:
-        """``seed`` (``training.seed``) draws the initial weights and the Fourier feature
+        """``offset_dims``: coordinates per source offset (2 or 3). ``seed`` (``training.seed``) draws the initial weights and the Fourier feature
         frequencies from local generators (torch's global RNG is neither used nor changed)."""
         super().__init__()
         self.num_sources = num_sources
         self.num_coils = num_coils
         self.extra_inputs = extra_inputs
-        in_features = 2 * num_sources + extra_inputs
+        self.offset_dims = offset_dims
+        in_features = offset_dims * num_sources + extra_inputs
         layers: list[nn.Module] = []
         if fourier_features > 0:
             features = FourierFeatures(in_features, fourier_features, fourier_scale, seed=seed)
@@ -103,7 +106,7 @@ class ComplexKernelMLP(nn.Module):
             nn.init.normal_(self.head.weight, std=1e-3, generator=generator)
 
     def features(self, offsets: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
-        """(batch, sources, 2) float [+ extra (batch, extra_inputs)] → (batch, feature_size): the head's input."""
+        """(batch, sources, offset_dims) float [+ extra (batch, extra_inputs)] → (batch, feature_size): the head's input."""
         inputs = offsets.reshape(offsets.shape[0], -1)
         if self.extra_inputs:
             inputs = torch.cat([inputs, extra.reshape(offsets.shape[0], self.extra_inputs).to(inputs.dtype)], dim=1)

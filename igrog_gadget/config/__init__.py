@@ -56,6 +56,7 @@ def variants() -> tuple[str, ...]:
 
 # --- choice lists: each one tuple, used by validation, the standard files and the CLI ---------
 TRAJECTORY_UNITS = ("auto", "grid", "normalized")
+GRID_DIMENSIONS = ("auto", "2d", "3d")
 #: ``cuda:N`` stands for any device index.
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 COIL_COMPRESSION = ("auto", "on", "off")
@@ -111,6 +112,11 @@ class GriddingConfig:
     """Consecutive readout samples feeding each kernel (3-5: best accuracy)."""
     trajectory_units: str = _choice_field("auto", TRAJECTORY_UNITS)
     """Units of acq.traj: auto (detect), grid (cycles/FOV, [-N/2, N/2)), normalized ([-0.5, 0.5))."""
+    dimensions: str = _choice_field("auto", GRID_DIMENSIONS)
+    """2d: every frame is a 2D plane (stacks of stars/spirals per kspace_encode_step_2); 3d: one 3D grid
+    (nx, ny, nz) from a 3-column acq.traj (kooshball, stack-of-spirals with kz, cones); auto: 3d when
+    encodedSpace z > 1 and an imaging readout has a 3-column trajectory with kz != 0 (a third column of
+    density weights in a stack of 2D frames then needs 2d)."""
     grid_oversampling: float = 1.0
     """Grid matrix = encodedSpace matrix x this factor (1 = header matrix)."""
     device: str = "auto"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from igrog_gadget.errors import CalibrationError
-from igrog_gadget.gridding.fft import centred_fft2, centred_ifft2
+from igrog_gadget.gridding.fft import centred_fft2, centred_fftn, centred_ifft2
 from igrog_gadget.gridding.nufft import nufft_adjoint, nufft_forward
 from igrog_gadget.gridding.solve import conjugate_gradients
 
@@ -28,10 +28,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class CalibrationBlock:
-    """A fully sampled Cartesian k-space block."""
+    """A fully sampled Cartesian k-space block (2D, or 3D with ``kz0``)."""
 
     kspace: np.ndarray
-    """Shape (coils, ay, ax), complex64: ``kspace[:, iy, ix]`` lies at k = (kx0 + ix, ky0 + iy)."""
+    """Shape (coils, ay, ax), complex64: ``kspace[:, iy, ix]`` lies at k = (kx0 + ix, ky0 + iy);
+    3D: (coils, az, ay, ax), ``kspace[:, iz, iy, ix]`` at (kx0 + ix, ky0 + iy, kz0 + iz)."""
     kx0: int
     """kx (grid units) of column 0."""
     ky0: int
@@ -40,11 +41,28 @@ class CalibrationBlock:
     """How it was obtained: "acs", "self-calibration" or "joint"."""
     noise_std: float | None = None
     """Estimated complex noise std of one k-space sample (from the CG fit residual), if known."""
+    kz0: int = 0
+    """kz (grid units) of plane 0 of a 3D block."""
 
     @property
-    def shape(self) -> tuple[int, int]:
-        """(ay, ax)."""
-        return int(self.kspace.shape[1]), int(self.kspace.shape[2])
+    def dims(self) -> int:
+        """2 or 3."""
+        return int(self.kspace.ndim - 1)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """(ay, ax), or (az, ay, ax) for a 3D block."""
+        return tuple(int(n) for n in self.kspace.shape[1:])
+
+    @property
+    def origin(self) -> tuple[int, ...]:
+        """k (grid units) of the first entry: (kx0, ky0), or (kx0, ky0, kz0)."""
+        return (self.kx0, self.ky0, self.kz0)[: self.dims]
+
+    @property
+    def extent(self) -> tuple[int, ...]:
+        """Entries per axis in (x, y[, z]) order (the reverse of ``shape``)."""
+        return tuple(reversed(self.shape))
 
 
 def acs_from_cartesian_lines(
@@ -52,18 +70,23 @@ def acs_from_cartesian_lines(
 ) -> CalibrationBlock:
     """Assemble the largest fully sampled block around k = 0 from Cartesian lines.
 
+    The block (a rectangle, or a box for 3D positions) grows from k = 0 one side at a time
+    (x high, x low, y high, y low[, z high, z low]) while the new side is fully sampled; points
+    sampled more than once hold the mean.
+
     Args:
-        lines: per calibration readout, ``(data (coils, samples), positions (samples, 2))``
-            with positions in grid units; samples off integer positions are ignored.
+        lines: per calibration readout, ``(data (coils, samples), positions (samples, dims))``
+            with positions in grid units ((kx, ky) or (kx, ky, kz)); samples off integer
+            positions are ignored.
         min_size: smallest acceptable block side.
     Raises:
-        CalibrationError: no block of at least ``min_size`` x ``min_size`` around k = 0.
+        CalibrationError: no block of at least ``min_size`` per side around k = 0.
     """
     if not lines:
         raise CalibrationError("no calibration lines were given")
     coils = lines[0][0].shape[0]
-    sums: dict[tuple[int, int], np.ndarray] = {}
-    counts: dict[tuple[int, int], int] = {}
+    dims = int(lines[0][1].shape[1])
+    points, values = [], []
     for number, (data, positions) in enumerate(lines):
         if data.shape[0] != coils:
             raise CalibrationError(
@@ -71,63 +94,78 @@ def acs_from_cartesian_lines(
             )
         rounded = np.rint(positions)
         on_grid = np.all(np.abs(positions - rounded) < 1e-3, axis=1)
-        for sample in np.flatnonzero(on_grid):
-            key = (int(rounded[sample, 1]), int(rounded[sample, 0]))  # (ky, kx)
-            if key in sums:
-                sums[key] = sums[key] + data[:, sample]
-                counts[key] += 1
-            else:
-                sums[key] = data[:, sample].astype(np.complex128)
-                counts[key] = 1
-    if (0, 0) not in sums:
+        points.append(rounded[on_grid].astype(np.int64))
+        values.append(data[:, on_grid])
+    grid = np.concatenate(points, axis=0)  # (m, dims), in line order
+    if grid.shape[0] == 0 or not np.any(np.all(grid == 0, axis=1)):
         raise CalibrationError("calibration lines do not sample k = 0 on the grid")
+    low = grid.min(axis=0)
+    extent = grid.max(axis=0) - low + 1
+    shape = tuple(int(n) for n in reversed(extent))  # array axes ([z,] y, x)
+    flat = np.zeros(grid.shape[0], dtype=np.int64)
+    for axis in reversed(range(dims)):
+        flat = flat * extent[axis] + (grid[:, axis] - low[axis])
+    sums = np.zeros((coils, int(np.prod(extent))), dtype=np.complex128)
+    np.add.at(sums.T, flat, np.concatenate(values, axis=1).T)  # in sample order, as a running sum
+    counts = np.bincount(flat, minlength=sums.shape[1]).reshape(shape)
+    sampled = counts > 0
 
-    def covered(ky: int, kx_lo: int, kx_hi: int) -> bool:
-        return all((ky, kx) in sums for kx in range(kx_lo, kx_hi + 1))
+    def array_slices(lo: np.ndarray, hi: np.ndarray) -> tuple[slice, ...]:
+        # (x, y[, z]) bounds in k → array slices ([z,] y, x)
+        return tuple(slice(int(lo[a] - low[a]), int(hi[a] - low[a]) + 1) for a in reversed(range(dims)))
 
-    # Grow a rectangle around the origin, one side at a time, while fully sampled.
-    ky_lo = ky_hi = kx_lo = kx_hi = 0
+    def full(lo: np.ndarray, hi: np.ndarray) -> bool:
+        if np.any(lo < low) or np.any(hi > low + extent - 1):
+            return False
+        return bool(np.all(sampled[array_slices(lo, hi)]))
+
+    box_lo = np.zeros(dims, dtype=np.int64)
+    box_hi = np.zeros(dims, dtype=np.int64)
     grown = True
     while grown:
         grown = False
-        if all((ky, kx_hi + 1) in sums for ky in range(ky_lo, ky_hi + 1)):
-            kx_hi += 1
-            grown = True
-        if all((ky, kx_lo - 1) in sums for ky in range(ky_lo, ky_hi + 1)):
-            kx_lo -= 1
-            grown = True
-        if covered(ky_hi + 1, kx_lo, kx_hi):
-            ky_hi += 1
-            grown = True
-        if covered(ky_lo - 1, kx_lo, kx_hi):
-            ky_lo -= 1
-            grown = True
-    ay, ax = ky_hi - ky_lo + 1, kx_hi - kx_lo + 1
-    if min(ay, ax) < min_size:
+        for axis in range(dims):
+            for side in (1, -1):
+                lo, hi = box_lo.copy(), box_hi.copy()
+                if side > 0:
+                    lo[axis] = hi[axis] = box_hi[axis] + 1
+                else:
+                    lo[axis] = hi[axis] = box_lo[axis] - 1
+                if full(lo, hi):
+                    if side > 0:
+                        box_hi[axis] += 1
+                    else:
+                        box_lo[axis] -= 1
+                    grown = True
+    sides = box_hi - box_lo + 1
+    if int(sides.min()) < min_size:
+        size = " x ".join(str(int(n)) for n in reversed(sides))
+        need = " x ".join([str(min_size)] * dims)
         raise CalibrationError(
-            f"calibration lines give a fully sampled block of only {ay} x {ax} around k = 0 "
-            f"(need at least {min_size} x {min_size})"
+            f"calibration lines give a fully sampled block of only {size} around k = 0 (need at least {need})"
         )
-    block = np.zeros((coils, ay, ax), dtype=np.complex64)
-    for iy, ky in enumerate(range(ky_lo, ky_hi + 1)):
-        for ix, kx in enumerate(range(kx_lo, kx_hi + 1)):
-            block[:, iy, ix] = sums[(ky, kx)] / counts[(ky, kx)]
-    return CalibrationBlock(kspace=block, kx0=kx_lo, ky0=ky_lo, source="acs")
+    region = array_slices(box_lo, box_hi)
+    mean = sums.reshape(coils, *shape)[(slice(None),) + region] / counts[region]
+    block = mean.astype(np.complex64)
+    origin = [int(v) for v in box_lo] + [0] * (3 - dims)
+    return CalibrationBlock(kspace=block, kx0=origin[0], ky0=origin[1], source="acs", kz0=origin[2])
 
 
 def centre_coverage(coords: np.ndarray, radius: float) -> float:
-    """Fraction of the grid cells within ``radius`` of k = 0 that hold at least one sample.
+    """Fraction of the grid cells within ``radius`` of k = 0 (a disc, or a ball for 3D
+    positions) that hold at least one sample.
 
     Args:
-        coords: shape (n, 2), grid units.
+        coords: shape (n, 2) or (n, 3), grid units.
     """
     r = int(np.ceil(radius))
-    ky, kx = np.mgrid[-r : r + 1, -r : r + 1]
-    in_disc = kx**2 + ky**2 <= radius**2
+    dims = int(coords.shape[1])
+    axes = np.mgrid[(slice(-r, r + 1),) * dims]  # ([kz,] ky, kx) order
+    in_disc = np.sum(axes**2, axis=0) <= radius**2
     hit = np.zeros_like(in_disc)
     cells = np.floor(coords + 0.5).astype(np.int64)
     inside = np.all(np.abs(cells) <= r, axis=1)
-    hit[cells[inside, 1] + r, cells[inside, 0] + r] = True
+    hit[tuple(cells[inside, axis] + r for axis in reversed(range(dims)))] = True
     return float(hit[in_disc].mean())
 
 
@@ -155,9 +193,12 @@ def sparse_centre(coverage: float, radius: float, min_coverage: float, block: in
     )
 
 
-def calibration_radius(size: int) -> float:
-    """Radius (grid units) around k = 0 whose cells must hold samples to reconstruct a ``size`` block."""
-    return size / np.sqrt(2.0) + 1.0
+def calibration_radius(size: int, dims: int = 2) -> float:
+    """Radius (grid units) around k = 0 whose cells must hold samples to reconstruct a ``size``
+    block (square, or cube for ``dims`` = 3): its half-diagonal plus one."""
+    if dims == 2:
+        return size / np.sqrt(2.0) + 1.0
+    return size * np.sqrt(float(dims)) / 2.0 + 1.0
 
 
 @dataclass
@@ -165,18 +206,27 @@ class CentreFit:
     """A regularised CG-NUFFT reconstruction of the k-space centre (see ``fit_centre``)."""
 
     image: np.ndarray
-    """Shape (coils, grid, grid), complex: the image whose k-space fits the samples in the band."""
+    """Shape (coils, grid, grid) (3D: (coils, grid, grid, grid)), complex: the image whose
+    k-space fits the samples in the band."""
     noise_std: float
     """Complex noise std of one sample estimated from the fit residual."""
     num_samples: int
     """Samples within the band ``|k| < grid / 2`` that were fitted."""
 
     def block(self, size: int, source: str) -> CalibrationBlock:
-        """The central ``size`` x ``size`` block of the fit's k-space."""
+        """The central ``size`` x ``size`` (3D: x ``size``) block of the fit's k-space."""
         grid = self.image.shape[-1]
+        dims = self.image.ndim - 1
         lo = grid // 2 - size // 2
-        kspace = centred_fft2(self.image)[:, lo : lo + size, lo : lo + size].astype(np.complex64)
-        return CalibrationBlock(kspace=kspace, kx0=-(size // 2), ky0=-(size // 2), source=source, noise_std=self.noise_std)
+        if dims == 2:
+            kspace = centred_fft2(self.image)[:, lo : lo + size, lo : lo + size].astype(np.complex64)
+        else:
+            crop = (slice(None),) + (slice(lo, lo + size),) * dims
+            kspace = centred_fftn(self.image, tuple(range(-dims, 0)))[crop].astype(np.complex64)
+        corner = -(size // 2)
+        return CalibrationBlock(
+            kspace=kspace, kx0=corner, ky0=corner, source=source, noise_std=self.noise_std, kz0=corner if dims == 3 else 0
+        )
 
 
 def fit_centre(
@@ -184,24 +234,25 @@ def fit_centre(
 ) -> CentreFit:
     """Solve ``min_x ||W^1/2 (F x - y)||^2 + lambda ||x||^2`` by conjugate gradients.
 
-    ``x`` is a ``grid`` x ``grid`` image over the full FOV (its k-space spans
-    ``[-grid/2, grid/2)``), ``F`` the NUFFT to the samples within that band, ``W`` a density
+    ``x`` is a ``grid`` x ``grid`` image (3D positions: ``grid``^3) over the full FOV (its
+    k-space spans ``[-grid/2, grid/2)``), ``F`` the NUFFT to the samples within that band, ``W`` a density
     compensation. The noise estimate is the residual power per degree of freedom (samples
     minus the k-space cells they hit).
 
     Args:
         samples: shape (coils, n), complex.
-        coords: shape (n, 2), (kx, ky) grid units.
+        coords: shape (n, 2) = (kx, ky) or (n, 3) = (kx, ky, kz), grid units.
     Raises:
         CalibrationError: no sample within the band.
     """
+    dims = int(coords.shape[1])
     band = np.max(np.abs(coords), axis=1) < grid / 2 - 0.5
     if not band.any():
-        raise CalibrationError(f"no sample lies within the central {grid} x {grid} band of k-space")
+        raise CalibrationError(f"no sample lies within the central {' x '.join([str(grid)] * dims)} band of k-space")
     used_coords = coords[band]
     used = samples[:, band].astype(np.complex64)
     weights = _density_weights(used_coords)
-    shape = (grid, grid)
+    shape = (grid,) * dims
 
     def normal(image: np.ndarray) -> np.ndarray:
         return nufft_adjoint(weights * nufft_forward(image, used_coords), used_coords, shape) + regularization * image
@@ -213,21 +264,21 @@ def fit_centre(
     # Unknowns per coil: the k-space cells the samples constrain (grid * grid when the band is
     # densely sampled; fewer for undersampled data, whose residual would else count as noise).
     cells = np.unique(np.floor(used_coords + 0.5).astype(np.int64), axis=0).shape[0]
-    dof = max(used.shape[1] - min(cells, grid * grid), 1)
+    dof = max(used.shape[1] - min(cells, grid**dims), 1)
     noise_std = float(np.sqrt(np.sum(np.abs(residual_samples) ** 2) / (used.shape[0] * dof)))
     return CentreFit(image=x, noise_std=noise_std, num_samples=int(used.shape[1]))
 
 
 def largest_calibration_size(coords: np.ndarray, size: int, min_size: int, min_coverage: float) -> tuple[int, float]:
-    """Largest even block side in ``[min_size, size]`` whose centre disc is densely sampled, and
-    that disc's coverage; ``(0, coverage at min_size)`` when none is.
+    """Largest even block side in ``[min_size, size]`` whose centre disc (3D: ball) is densely
+    sampled, and that disc's coverage; ``(0, coverage at min_size)`` when none is.
 
     Args:
-        coords: shape (n, 2), grid units.
+        coords: shape (n, 2) or (n, 3), grid units.
     """
     coverage = 0.0
     for side in range(size, min_size - 1, -2):
-        coverage = centre_coverage(coords, calibration_radius(side))
+        coverage = centre_coverage(coords, calibration_radius(side, int(coords.shape[1])))
         if coverage >= min_coverage:
             return side, coverage
     return 0, coverage
@@ -252,17 +303,18 @@ def self_calibrate(
 
     Args:
         samples: shape (coils, n), complex.
-        coords: shape (n, 2), (kx, ky) grid units.
+        coords: shape (n, 2) = (kx, ky) or (n, 3) = (kx, ky, kz), grid units.
     Raises:
         CalibrationError: the centre is not densely sampled (coverage below ``min_coverage``
             even for the smallest block allowed).
     """
     if size > grid:
         raise CalibrationError(f"self-calibration size {size} exceeds its grid {grid}")
+    dims = int(coords.shape[1])
     side, coverage = largest_calibration_size(coords, size, min_size or size, min_coverage)
     if side == 0:
         smallest = min_size or size
-        reason = sparse_centre(coverage, calibration_radius(smallest), min_coverage, smallest)
+        reason = sparse_centre(coverage, calibration_radius(smallest, dims), min_coverage, smallest)
         raise SparseCentreError(
             f"no calibration data: no ACS lines and {reason}; acquire ACS lines or give image-domain calibration",
             reason,
@@ -271,7 +323,7 @@ def self_calibrate(
         logger.warning(
             "the centre of k-space is densely sampled only within radius %.1f: low-resolution "
             "self-calibration block %d x %d instead of %d x %d (the estimated error says how well it serves)",
-            calibration_radius(side), side, side, size, size,
+            calibration_radius(side, dims), side, side, size, size,
         )
     fit = fit_centre(samples, coords, grid, iterations, regularization)
     logger.info(
@@ -291,15 +343,19 @@ class OffGridInterpolator:
     """
 
     def __init__(self, block: CalibrationBlock, padding: int = 4) -> None:
-        coils, ay, ax = block.kspace.shape
+        coils = block.kspace.shape[0]
         self.block = block
-        self.grid = (int(padding * ay), int(padding * ax))
+        self.grid = tuple(int(padding * n) for n in block.shape)  # ([az,] ay, ax) padded
         padded = np.zeros((coils, *self.grid), dtype=np.complex64)
-        oy = self.grid[0] // 2 + block.ky0
-        ox = self.grid[1] // 2 + block.kx0
-        padded[:, oy : oy + ay, ox : ox + ax] = block.kspace
-        self._image = centred_ifft2(padded)
+        corner = tuple(reversed(block.origin))  # ([kz0,] ky0, kx0)
+        region = tuple(slice(g // 2 + o, g // 2 + o + n) for g, o, n in zip(self.grid, corner, block.shape))
+        padded[(slice(None),) + region] = block.kspace
+        if block.dims == 2:
+            self._image = centred_ifft2(padded)
+        else:
+            self._image = centred_fftn(padded, tuple(range(-block.dims, 0)), inverse=True)
 
     def __call__(self, coords: np.ndarray) -> np.ndarray:
-        """Values at ``coords`` (n, 2) (kx, ky) grid units → shape (coils, n), complex64."""
+        """Values at ``coords`` (n, 2) (kx, ky) (3D block: (n, 3) (kx, ky, kz)) grid units →
+        shape (coils, n), complex64."""
         return nufft_forward(self._image, coords)

@@ -5,6 +5,11 @@ sources are ``num_sources`` consecutive samples of the same readout centred on i
 (the window is shifted inwards at the readout ends; readouts of different lengths each
 have their own ends). The kernel input is the set of
 offsets ``k_source - g``.
+
+The same code serves 2D and 3D: positions are ``(kx, ky)`` or ``(kx, ky, kz)`` (the last axis of
+the trajectory), the matrix ``(nx, ny)`` or ``(nx, ny, nz)``, and flat grid indices run x fastest
+(``iy * nx + ix``, in 3D ``(iz * ny + iy) * nx + ix``): the C order of a ``(.., ny, nx)`` /
+``(.., nz, ny, nx)`` k-space array.
 """
 
 from __future__ import annotations
@@ -21,15 +26,16 @@ class SampleGeometry:
     """Gridding geometry of all samples of one frame."""
 
     grid_index: np.ndarray
-    """Shape (n,), int64: flat index ``iy * nx + ix`` of each kept sample's target grid point."""
+    """Shape (n,), int64: flat index ``iy * nx + ix`` (3D: ``(iz * ny + iy) * nx + ix``) of each
+    kept sample's target grid point."""
     source_index: np.ndarray
     """Shape (n, sources), int64: flat index ``readout * samples + i`` of each source sample."""
     offsets: np.ndarray
-    """Shape (n, sources, 2), float32: source position minus target grid point, (kx, ky) grid units."""
+    """Shape (n, sources, dims), float32: source position minus target grid point, (kx, ky[, kz]) grid units."""
     sample_index: np.ndarray
     """Shape (n,), int64: flat index of the sample being gridded (for sample times)."""
-    matrix: tuple[int, int]
-    """(nx, ny) of the grid."""
+    matrix: tuple[int, ...]
+    """(nx, ny) or (nx, ny, nz) of the grid."""
     num_dropped: int
     """Samples whose nearest grid point lies outside the matrix."""
 
@@ -55,38 +61,49 @@ def source_windows(samples_per_readout: int, num_sources: int) -> np.ndarray:
     return start[:, None] + np.arange(num_sources)[None, :]
 
 
-def nearest_grid_points(coords: np.ndarray, matrix: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def nearest_grid_points(coords: np.ndarray, matrix: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Nearest grid point of each position.
 
     Args:
-        coords: shape (..., 2), (kx, ky) in grid units.
-        matrix: (nx, ny).
+        coords: shape (..., dims), (kx, ky[, kz]) in grid units.
+        matrix: (nx, ny[, nz]), one size per column of ``coords``.
     Returns:
-        ``(grid (..., 2) int64 as (kx, ky), inside (...) bool)`` where ``inside`` marks grid
-        points within the matrix (index ``k + n//2`` in ``[0, n)``).
+        ``(grid (..., dims) int64 as (kx, ky[, kz]), inside (...) bool)`` where ``inside`` marks
+        grid points within the matrix (index ``k + n//2`` in ``[0, n)`` on every axis).
     """
-    nx, ny = matrix
     grid = np.floor(coords + 0.5).astype(np.int64)
-    ix = grid[..., 0] + nx // 2
-    iy = grid[..., 1] + ny // 2
-    inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+    inside = np.ones(grid.shape[:-1], dtype=bool)
+    for axis, n in enumerate(matrix):
+        index = grid[..., axis] + n // 2
+        inside &= (index >= 0) & (index < n)
     return grid, inside
 
 
+def flat_grid_index(grid: np.ndarray, matrix: tuple[int, ...]) -> np.ndarray:
+    """Flat index (x fastest) of grid points ``grid`` (..., dims) int64 (kx, ky[, kz]) → (...) int64."""
+    flat = np.zeros(grid.shape[:-1], dtype=np.int64)
+    for axis in reversed(range(len(matrix))):
+        flat = flat * matrix[axis] + (grid[..., axis] + matrix[axis] // 2)
+    return flat
+
+
 def build_geometry(
-    traj: np.ndarray, matrix: tuple[int, int], num_sources: int, lengths: np.ndarray | None = None
+    traj: np.ndarray, matrix: tuple[int, ...], num_sources: int, lengths: np.ndarray | None = None
 ) -> SampleGeometry:
     """Target grid points and source windows for every sample of a frame.
 
     Args:
-        traj: shape (readouts, samples, 2), (kx, ky) in grid units.
-        matrix: (nx, ny) of the grid.
+        traj: shape (readouts, samples, dims), (kx, ky[, kz]) in grid units.
+        matrix: (nx, ny[, nz]) of the grid, one size per trajectory column.
         num_sources: consecutive readout samples feeding each kernel.
         lengths: shape (readouts,), int: samples of each readout when readouts differ in length
             (the rest of its row is padding: never a target, never a source); None = all.
     """
-    if traj.ndim != 3 or traj.shape[-1] != 2:
-        raise InputDataError(f"trajectory must have shape (readouts, samples, 2), got {traj.shape}")
+    if traj.ndim != 3 or traj.shape[-1] not in (2, 3) or traj.shape[-1] != len(matrix):
+        raise InputDataError(
+            f"trajectory must have shape (readouts, samples, {len(matrix)}) for a {len(matrix)}D grid {tuple(matrix)}, "
+            f"got {traj.shape}"
+        )
     num_readouts, samples, _ = traj.shape
     if lengths is None:
         windows = np.broadcast_to(source_windows(samples, num_sources), (num_readouts, samples, num_sources))
@@ -103,20 +120,20 @@ def build_geometry(
         start = np.clip(centre[None, :] - (num_sources - 1) // 2, 0, (lengths - num_sources)[:, None])
         windows = start[:, :, None] + np.arange(num_sources)[None, None, :]  # (R, L, S)
         valid = centre[None, :] < lengths[:, None]
-    grid, inside = nearest_grid_points(traj, matrix)  # (R, L, 2), (R, L)
-    source_pos = traj[np.arange(num_readouts)[:, None, None], windows, :]  # (R, L, S, 2)
+    grid, inside = nearest_grid_points(traj, matrix)  # (R, L, D), (R, L)
+    source_pos = traj[np.arange(num_readouts)[:, None, None], windows, :]  # (R, L, S, D)
     offsets = source_pos - grid[:, :, None, :].astype(traj.dtype)
     readout_base = (np.arange(num_readouts, dtype=np.int64) * samples)[:, None, None]
     source_index = readout_base + windows  # (R, L, S)
-    nx, ny = matrix
-    flat_grid = (grid[..., 1] + ny // 2) * nx + (grid[..., 0] + nx // 2)
+    dims = len(matrix)
+    flat_grid = flat_grid_index(grid, matrix)
     keep = (inside & valid).reshape(-1)
     sample_index = np.arange(num_readouts * samples, dtype=np.int64)[keep]
     return SampleGeometry(
         grid_index=flat_grid.reshape(-1)[keep],
         source_index=source_index.reshape(-1, num_sources)[keep],
-        offsets=offsets.reshape(-1, num_sources, 2)[keep].astype(np.float32),
+        offsets=offsets.reshape(-1, num_sources, dims)[keep].astype(np.float32),
         sample_index=sample_index,
-        matrix=(nx, ny),
+        matrix=tuple(int(n) for n in matrix),
         num_dropped=int((valid & ~inside).sum()),
     )

@@ -1,8 +1,10 @@
-"""Non-uniform FFTs (finufft) in the package's k-space convention.
+"""Non-uniform FFTs (finufft) in the package's k-space convention, in 2D and 3D.
 
-Convention: an image ``x`` of shape (..., ny, nx) with pixel r = 0 at index n//2 has
-k-space ``K(k) = 1/sqrt(nx*ny) * sum_r x[r] exp(-2 pi i k.r / n)`` with k in grid units
-(cycles/FOV). On integer k this is the centred orthonormal FFT (``igrog_gadget.gridding.fft.centred_fft2``).
+Convention: an image ``x`` of shape (..., ny, nx) (3D: (..., nz, ny, nx)) with pixel r = 0 at
+index n//2 has k-space ``K(k) = 1/sqrt(prod n) * sum_r x[r] exp(-2 pi i sum_d k_d r_d / n_d)``
+with k in grid units (cycles/FOV). On integer k this is the centred orthonormal FFT
+(``igrog_gadget.gridding.fft.centred_fftn``). Positions are ``(kx, ky)`` or ``(kx, ky, kz)``:
+their column count selects 2D or 3D.
 """
 
 from __future__ import annotations
@@ -13,41 +15,55 @@ import numpy as np
 _EPS = 1e-7
 
 
-def _angles(coords: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    ny, nx = shape
-    ky = (2 * np.pi / ny) * coords[:, 1].astype(np.float64)
-    kx = (2 * np.pi / nx) * coords[:, 0].astype(np.float64)
-    return ky, kx
+def _angles(coords: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    """finufft's point arrays, first image axis first: (ky, kx) or (kz, ky, kx), radians."""
+    dims = len(shape)
+    return tuple((2 * np.pi / n) * coords[:, dims - 1 - axis].astype(np.float64) for axis, n in enumerate(shape))
+
+
+def _check(coords: np.ndarray, image_dims: int) -> int:
+    dims = int(coords.shape[1]) if coords.ndim == 2 else 0
+    if dims not in (2, 3) or dims != image_dims:
+        raise ValueError(f"positions of shape {coords.shape} do not fit a {image_dims}D image grid")
+    return dims
 
 
 def nufft_forward(image: np.ndarray, coords: np.ndarray) -> np.ndarray:
     """k-space of ``image`` at arbitrary positions.
 
     Args:
-        image: shape (channels, ny, nx), complex.
-        coords: shape (n, 2), (kx, ky) in grid units of this image's grid.
+        image: shape (channels, ny, nx) or (channels, nz, ny, nx), complex.
+        coords: shape (n, 2) = (kx, ky), or (n, 3) = (kx, ky, kz), grid units of this image's grid.
     Returns:
         shape (channels, n), complex64.
     """
-    channels, ny, nx = image.shape
-    ky, kx = _angles(coords, (ny, nx))
-    values = finufft.nufft2d2(ky, kx, np.ascontiguousarray(image, dtype=np.complex128), eps=_EPS, isign=-1)
-    return (values / np.sqrt(nx * ny)).reshape(channels, -1).astype(np.complex64)
+    channels, *shape = image.shape
+    dims = _check(coords, len(shape))
+    points = _angles(coords, tuple(shape))
+    data = np.ascontiguousarray(image, dtype=np.complex128)
+    if dims == 2:
+        values = finufft.nufft2d2(*points, data, eps=_EPS, isign=-1)
+    else:
+        values = finufft.nufft3d2(*points, data, eps=_EPS, isign=-1)
+    return (values / np.sqrt(np.prod(shape))).reshape(channels, -1).astype(np.complex64)
 
 
-def nufft_adjoint(samples: np.ndarray, coords: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def nufft_adjoint(samples: np.ndarray, coords: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Adjoint of ``nufft_forward``.
 
     Args:
         samples: shape (channels, n), complex.
-        coords: shape (n, 2), (kx, ky) in grid units.
-        shape: (ny, nx) of the image grid.
+        coords: shape (n, 2) or (n, 3), grid units.
+        shape: (ny, nx) or (nz, ny, nx) of the image grid.
     Returns:
-        shape (channels, ny, nx), complex64.
+        shape (channels, *shape), complex64.
     """
-    ny, nx = shape
-    ky, kx = _angles(coords, (ny, nx))
-    image = finufft.nufft2d1(
-        ky, kx, np.ascontiguousarray(samples, dtype=np.complex128), n_modes=(ny, nx), eps=_EPS, isign=1
-    )
-    return (image / np.sqrt(nx * ny)).reshape(samples.shape[0], ny, nx).astype(np.complex64)
+    shape = tuple(int(n) for n in shape)
+    dims = _check(coords, len(shape))
+    points = _angles(coords, shape)
+    data = np.ascontiguousarray(samples, dtype=np.complex128)
+    if dims == 2:
+        image = finufft.nufft2d1(*points, data, n_modes=shape, eps=_EPS, isign=1)
+    else:
+        image = finufft.nufft3d1(*points, data, n_modes=shape, eps=_EPS, isign=1)
+    return (image / np.sqrt(np.prod(shape))).reshape(samples.shape[0], *shape).astype(np.complex64)

@@ -596,8 +596,10 @@ def cartesian_acquisitions(frame: GriddedFrame, first_scan_counter: int = 0) -> 
         ny acquisitions, in ky order.
     """
     kspace = np.asarray(frame.kspace)
+    if kspace.ndim == 4:
+        return _volume_acquisitions(frame, np.ascontiguousarray(kspace, dtype=np.complex64), first_scan_counter)
     if kspace.ndim != 3:
-        raise ValueError(f"frame.kspace must have shape (coils, ny, nx), got {kspace.shape}")
+        raise ValueError(f"frame.kspace must have shape (coils, ny, nx) or (coils, nz, ny, nx), got {kspace.shape}")
     kspace = np.ascontiguousarray(kspace, dtype=np.complex64)
     coils, ny, nx = kspace.shape
     template = _line_template(frame, coils, nx)
@@ -615,6 +617,41 @@ def cartesian_acquisitions(frame: GriddedFrame, first_scan_counter: int = 0) -> 
         acq = ismrmrd.Acquisition(head)
         acq.data[:] = kspace[:, ky, :]
         acquisitions.append(acq)
+    return acquisitions
+
+
+def _volume_acquisitions(frame: GriddedFrame, kspace: np.ndarray, first_scan_counter: int) -> list[ismrmrd.Acquisition]:
+    """One acquisition per (ky, kz) line of a 3D frame, kspace (coils, nz, ny, nx): kz outer, ky
+    inner; idx.kspace_encode_step_1 = ky, idx.kspace_encode_step_2 = kz, scan_counter =
+    ``first_scan_counter + kz * ny + ky``, the other fields as :func:`cartesian_acquisitions`.
+    Flags: FIRST_IN_ENCODE_STEP1 on ky = 0 and LAST_IN_ENCODE_STEP1 on ky = ny - 1 of every
+    partition; FIRST_IN_SLICE + FIRST_IN_ENCODE_STEP2 on the first line; LAST_IN_SLICE +
+    LAST_IN_REPETITION + LAST_IN_ENCODE_STEP2 on the last."""
+    coils, nz, ny, nx = kspace.shape
+    template = _line_template(frame, coils, nx)
+    first_step1, last_step1 = flag_mask(ismrmrd.ACQ_FIRST_IN_ENCODE_STEP1), flag_mask(ismrmrd.ACQ_LAST_IN_ENCODE_STEP1)
+    first_volume = flag_mask(ismrmrd.ACQ_FIRST_IN_SLICE) | flag_mask(ismrmrd.ACQ_FIRST_IN_ENCODE_STEP2)
+    last_volume = (
+        flag_mask(ismrmrd.ACQ_LAST_IN_SLICE)
+        | flag_mask(ismrmrd.ACQ_LAST_IN_REPETITION)
+        | flag_mask(ismrmrd.ACQ_LAST_IN_ENCODE_STEP2)
+    )
+    acquisitions = []
+    for kz in range(nz):
+        for ky in range(ny):
+            head = ismrmrd.AcquisitionHeader.from_buffer_copy(template)
+            head.idx.kspace_encode_step_1 = ky
+            head.idx.kspace_encode_step_2 = kz
+            head.scan_counter = int(first_scan_counter) + kz * ny + ky
+            flags = (first_step1 if ky == 0 else 0) | (last_step1 if ky == ny - 1 else 0)
+            if kz == 0 and ky == 0:
+                flags |= first_volume
+            if kz == nz - 1 and ky == ny - 1:
+                flags |= last_volume
+            head.flags = flags
+            acq = ismrmrd.Acquisition(head)
+            acq.data[:] = kspace[:, kz, ky, :]
+            acquisitions.append(acq)
     return acquisitions
 
 

@@ -110,17 +110,19 @@ def resolve_trajectory_units(
     )
 
 
-def fov_scale(encoding: EncodingGeometry, grid: EncodingGeometry) -> np.ndarray:
-    """Factor (x, y) from the k units of ``encoding`` (cycles per its FOV) to those of ``grid``:
+def fov_scale(encoding: EncodingGeometry, grid: EncodingGeometry, dims: int = 2) -> np.ndarray:
+    """Factor (x, y[, z]) from the k units of ``encoding`` (cycles per its FOV) to those of ``grid``:
     grid FOV / encoding FOV per axis, 1 where either FOV is not stated."""
-    scale = np.ones(2, dtype=np.float64)
-    for axis in range(2):
+    scale = np.ones(dims, dtype=np.float64)
+    for axis in range(dims):
         if encoding.fov_mm[axis] > 0 and grid.fov_mm[axis] > 0:
             scale[axis] = grid.fov_mm[axis] / encoding.fov_mm[axis]
     return scale
 
 
-def cartesian_positions(readout: Readout, encoding: EncodingGeometry, grid: EncodingGeometry | None = None) -> np.ndarray:
+def cartesian_positions(
+    readout: Readout, encoding: EncodingGeometry, grid: EncodingGeometry | None = None, dims: int = 2
+) -> np.ndarray:
     """k-space positions of a Cartesian readout of ``encoding`` that carries no trajectory, in the
     grid units of ``grid`` (default: ``encoding`` itself).
 
@@ -130,7 +132,8 @@ def cartesian_positions(readout: Readout, encoding: EncodingGeometry, grid: Enco
     the encoding's ``kspace_encoding_step_1.center`` when the encoding is Cartesian and states one
     (a non-Cartesian encoding's step 1 counts interleaves, so there ``c = ny // 2``). Both are then
     scaled by ``grid``'s FOV over ``encoding``'s (a calibration scan of another FOV or with its
-    readout oversampling in encodedSpace).
+    readout oversampling in encodedSpace). With ``dims`` = 3 (a 3D grid) a third column
+    ``kz = kspace_encode_step_2 - nz // 2`` follows.
 
     Args:
         readout: data (coils, samples); uses center_sample and idx["kspace_encode_step_1"].
@@ -138,11 +141,11 @@ def cartesian_positions(readout: Readout, encoding: EncodingGeometry, grid: Enco
         grid: geometry whose grid units the positions are given in.
 
     Returns:
-        Shape (samples, 2), float32, columns (kx, ky).
+        Shape (samples, dims), float32, columns (kx, ky[, kz]).
 
     Raises:
         InputDataError: non-integer oversampling or a phase-encoding index outside 0..ny-1
-            (message names the acquisition and the field).
+            (0..nz-1 for step 2 in 3D; message names the acquisition and the field).
     """
     nx, ny = int(encoding.matrix[0]), int(encoding.matrix[1])
     if nx < 1 or ny < 1:
@@ -165,8 +168,16 @@ def cartesian_positions(readout: Readout, encoding: EncodingGeometry, grid: Enco
             f"{where}: field 'idx.kspace_encode_step_1' = {step1} is outside its encoding's lines 0..{ny - 1}"
         )
     centre = encoding.step1_center if encoding.trajectory == "cartesian" and encoding.step1_center is not None else ny // 2
-    scale = fov_scale(encoding, grid or encoding)
-    positions = np.empty((n, 2), dtype=np.float32)
+    scale = fov_scale(encoding, grid or encoding, dims)
+    positions = np.empty((n, dims), dtype=np.float32)
     positions[:, 0] = (np.arange(n, dtype=np.float64) - readout.center_sample) / oversampling * scale[0]
     positions[:, 1] = (step1 - centre) * scale[1]
+    if dims == 3:
+        nz = int(encoding.matrix[2])
+        step2 = int(readout.idx.get("kspace_encode_step_2", 0))
+        if not 0 <= step2 < nz:
+            raise InputDataError(
+                f"{where}: field 'idx.kspace_encode_step_2' = {step2} is outside its encoding's partitions 0..{nz - 1}"
+            )
+        positions[:, 2] = (step2 - nz // 2) * scale[2]
     return positions

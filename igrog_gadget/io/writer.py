@@ -130,7 +130,8 @@ def write_cartesian_file(
         path: target file; replaced atomically if it exists.
         header_xml: output XML header (see :func:`cartesian_output_header`); its first
             encoding's encodedSpace (nx, ny) must match every frame's kspace.
-        frames: gridded frames, kspace (coils, ny, nx); consumed lazily, one at a time.
+        frames: gridded frames, kspace (coils, ny, nx) or, 3D, (coils, nz, ny, nx) (one line per
+            (ky, kz)); consumed lazily, one at a time.
         passthrough_acquisitions: ``ismrmrd.Acquisition`` or :class:`Readout` objects.
         images: image items, data (channels, nz, ny, nx).
         waveforms: ``ismrmrd.Waveform`` objects.
@@ -144,7 +145,7 @@ def write_cartesian_file(
         Whatever the frames iterable raises; in every case no file is left behind.
     """
     path = os.fspath(path)
-    nx, ny, _ = parse_header(header_xml, source="output header").encoded_matrix
+    nx, ny, nz = parse_header(header_xml, source="output header").encoded_matrix
     temporary = _temporary_path(path)
     try:
         with h5py.File(temporary, "w") as h5:
@@ -154,10 +155,10 @@ def write_cartesian_file(
             frame_count = 0
             for frame in frames:
                 shape = np.shape(frame.kspace)
-                if len(shape) != 3 or shape[1:] != (ny, nx):
+                if not (len(shape) == 3 and shape[1:] == (ny, nx)) and not (len(shape) == 4 and shape[1:] == (nz, ny, nx)):
                     raise ValueError(
                         f"frame {frame_count} (key {frame.frame_key}): kspace shape {shape} does not match "
-                        f"(coils, ny={ny}, nx={nx}) of the output header"
+                        f"(coils, ny={ny}, nx={nx}) or (coils, nz={nz}, ny={ny}, nx={nx}) of the output header"
                     )
                 sink.append(cartesian_acquisitions(frame, first_scan_counter=sink.count))
                 frame_count += 1

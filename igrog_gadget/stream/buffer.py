@@ -14,6 +14,12 @@ at least ``LAST_FLAG_MIN_SHARE`` of its readouts (writers put it on the largest 
 interleaved order comes mid-scan), and alone decides without such limits. Frames still open
 when the stream closes are completed then, with a warning when readouts are missing. Calibration lines must arrive before the readout that
 completes the frame they calibrate (the ISMRMRD/scanner order).
+
+A 3D scan (``volumetric``: gridded onto one (nx, ny, nz) grid) has one frame per counter set
+without the partition: its readouts' ``kspace_encode_step_2`` (a stack-of-spirals' kz plane) is
+part of the readout's identity (``(e1, e2)`` pairs count towards the readouts per frame), not of
+the frame key, and its calibration lines of every ``kspace_encode_step_2`` (the kz lines of a 3D
+ACS block) calibrate it.
 """
 
 from __future__ import annotations
@@ -59,6 +65,8 @@ class CompletedFrame:
     readouts: list[Readout]
     calibration: list[Readout]
     calibration_key: tuple[int, ...]
+    volumetric: bool = False
+    """Whether the frame is gridded in 3D (see ``ReadoutBuffer.volumetric``)."""
 
 
 @dataclass
@@ -77,6 +85,10 @@ class ReadoutBuffer:
     """Most complex samples (coils x samples) held at once in open frames and calibration lines
     (``ResourceLimits.max_buffered_samples``); None = no bound."""
     buffered_samples: int = 0
+    volumetric: bool = False
+    """Whether the scan is gridded in 3D (one frame over all kspace_encode_step_2): set by
+    ``mark_volumetric`` (the pipeline calls it at the first imaging readout that
+    ``igrog_gadget.stream.frames.is_volumetric`` finds 3D)."""
     duplicates: int = 0
     """Imaging readouts dropped because their counters repeated an earlier readout's."""
     _steps: dict[tuple[int, ...], set[int]] = field(default_factory=dict)
@@ -99,8 +111,10 @@ class ReadoutBuffer:
             self.calibration.setdefault(calibration_key(readout), []).append(readout)
         if not readout.is_imaging():
             return []
-        key = readout.frame_key()
+        key = self.frame_key_of(readout)
         step = int(readout.idx.get("kspace_encode_step_1", 0))
+        if self.volumetric:
+            step = (step, int(readout.idx.get("kspace_encode_step_2", 0)))
         steps = self._steps.setdefault(key, set())
         if self.readouts_per_frame is not None and step in steps:
             self.duplicates += 1
@@ -165,7 +179,43 @@ class ReadoutBuffer:
                 key, len(readouts), self.readouts_per_frame,
             )
         cal_key = calibration_key_of_frame(key)
-        return CompletedFrame(key, readouts, list(self.calibration.get(cal_key, [])), cal_key)
+        return CompletedFrame(key, readouts, self.calibration_for(cal_key), cal_key, bool(self.volumetric))
+
+    def mark_volumetric(self) -> None:
+        """Grid in 3D from now on: open frames are re-keyed without their partition (readouts
+        that came before the first with a kz component, e.g. an in-plane first spoke)."""
+        if self.volumetric:
+            return
+        self.volumetric = True
+        frames, self.frames = self.frames, {}
+        self._steps = {}
+        for readouts in frames.values():
+            for readout in readouts:
+                key = self.frame_key_of(readout)
+                self.frames.setdefault(key, []).append(readout)
+                step = (int(readout.idx.get("kspace_encode_step_1", 0)), int(readout.idx.get("kspace_encode_step_2", 0)))
+                self._steps.setdefault(key, set()).add(step)
+
+    def frame_key_of(self, readout: Readout) -> tuple[int, ...]:
+        """The frame key of an imaging readout: its counters, without the partition in 3D."""
+        key = readout.frame_key()
+        if not self.volumetric:
+            return key
+        return tuple(0 if name == "kspace_encode_step_2" else value for name, value in zip(FRAME_KEY_FIELDS, key))
+
+    def calibration_for(self, cal_key: tuple[int, ...]) -> list[Readout]:
+        """Calibration lines of a calibration key, in arrival order; in 3D those of every
+        kspace_encode_step_2 with the key's other counters."""
+        if not self.volumetric:
+            return list(self.calibration.get(cal_key, []))
+        position = CALIBRATION_KEY_FIELDS.index("kspace_encode_step_2")
+        lines = [
+            readout
+            for key, readouts in self.calibration.items()
+            if key[:position] + key[position + 1 :] == cal_key[:position] + cal_key[position + 1 :]
+            for readout in readouts
+        ]
+        return sorted(lines, key=lambda readout: readout.scan_counter)
 
     def is_array_readout(self, readout: Readout) -> bool:
         """Whether ``readout`` carries the receive array's coils (the first count seen, unless

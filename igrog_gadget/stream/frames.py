@@ -1,4 +1,7 @@
-"""Turning buffered readouts into ``FrameInputs``: positions in grid units, arrays stacked."""
+"""Turning buffered readouts into ``FrameInputs``: positions in grid units, arrays stacked.
+
+2D frames (a plane: trajectories (kx, ky), grid (nx, ny)) and 3D frames (``is_volumetric``:
+trajectories (kx, ky, kz), grid (nx, ny, nz)) are stacked the same way."""
 
 from __future__ import annotations
 
@@ -8,19 +11,47 @@ import numpy as np
 
 from igrog_gadget.app.common.frame import PADDING_POSITION, FrameInputs
 from igrog_gadget.config import IgrogConfig
-from igrog_gadget.errors import InputDataError
-from igrog_gadget.io.trajectory import BULK_QUANTILE, cartesian_positions, fov_scale, resolve_trajectory_units
+from igrog_gadget.errors import ConfigError, InputDataError
+from igrog_gadget.io.trajectory import (
+    BULK_QUANTILE,
+    GRID_ABSOLUTE_TOLERANCE,
+    GRID_RELATIVE_TOLERANCE,
+    cartesian_positions,
+    fov_scale,
+    resolve_trajectory_units,
+)
 from igrog_gadget.scan import Readout, ScanHeader
 from igrog_gadget.stream.buffer import CompletedFrame
 
 logger = logging.getLogger(__name__)
 
 
-def grid_matrix(header: ScanHeader, config: IgrogConfig) -> tuple[int, int]:
-    """(nx, ny) of the output grid: encodedSpace matrix x grid_oversampling."""
-    nx, ny, _ = header.encoded_matrix
+def grid_matrix(header: ScanHeader, config: IgrogConfig, dims: int = 2) -> tuple[int, ...]:
+    """(nx, ny) of the output grid (``dims`` = 3: (nx, ny, nz)): encodedSpace matrix x grid_oversampling."""
     factor = config.gridding.grid_oversampling
-    return int(round(nx * factor)), int(round(ny * factor))
+    return tuple(int(round(n * factor)) for n in header.encoded_matrix[:dims])
+
+
+def is_volumetric(header: ScanHeader, config: IgrogConfig, readout: Readout) -> bool:
+    """Whether ``readout`` makes the scan one gridded onto a 3D grid: ``gridding.dimensions`` =
+    3d, or auto with encodedSpace z > 1, a non-Cartesian header and a 3-column trajectory with
+    some kz != 0 in ``readout`` (the pipeline asks for each imaging readout until one is).
+
+    Raises:
+        ConfigError: dimensions = 3d with encodedSpace z = 1.
+    """
+    mode = config.gridding.dimensions
+    nz = int(header.encoded_matrix[2])
+    if mode == "2d":
+        return False
+    if mode == "3d":
+        if nz <= 1:
+            raise ConfigError(f"gridding.dimensions = 3d, but the header's encodedSpace matrixSize.z = {nz}: a 3D grid needs z > 1")
+        return True
+    traj = readout.traj
+    if nz <= 1 or header.trajectory == "cartesian" or traj is None or traj.ndim != 2 or traj.shape[1] < 3:
+        return False
+    return bool(np.any(np.abs(traj[:, 2]) > 1e-6))
 
 
 def _trajectory_2d(readout: Readout, source: str, planar: bool = True) -> np.ndarray:
@@ -43,21 +74,60 @@ def _trajectory_2d(readout: Readout, source: str, planar: bool = True) -> np.nda
         )
     if traj.shape[1] > 2 and np.any(np.abs(traj[:, 2]) > 1e-6) and not planar:
         raise InputDataError(
-            f"{source}acquisition {readout.scan_counter}: 3D trajectory (kz != 0) with a 3D encoded matrix "
-            "is not supported; stack-of-2D data must use kspace_encode_step_2 for the partition"
+            f"{source}acquisition {readout.scan_counter}: 3D trajectory (kz != 0) in a scan gridded as 2D planes "
+            "(its first imaging readout had no kz, or gridding.dimensions = 2d): set gridding.dimensions = 3d to "
+            "grid it onto a 3D grid; stack-of-2D data must use kspace_encode_step_2 for the partition"
         )
     return traj[:, :2]  # with a 2D matrix a third column is not a position (e.g. Gadgetron's density weights)
 
 
+def _trajectory_3d(readout: Readout, source: str, nz: int) -> np.ndarray:
+    """(kx, ky, kz) of a readout of a 3D scan, shape (samples, 3)."""
+    traj = readout.traj
+    where = f"{source}acquisition {readout.scan_counter}"
+    if traj is None or traj.size == 0:
+        raise InputDataError(
+            f"{where} has no trajectory (trajectory_dimensions = 0) but the scan is gridded in 3D "
+            f"(encodedSpace z = {nz}); every imaging acquisition needs acq.traj (kx, ky, kz)"
+        )
+    if traj.ndim != 2 or traj.shape[0] != readout.num_samples:
+        raise InputDataError(f"{where}: traj has shape {traj.shape}, expected ({readout.num_samples}, 3)")
+    if traj.shape[1] < 3:
+        raise InputDataError(
+            f"{where}: trajectory_dimensions = {traj.shape[1]}, but the scan is gridded in 3D (encodedSpace z = {nz}, "
+            "3D trajectories or gridding.dimensions = 3d): every readout needs 3 columns (kx, ky, kz)"
+        )
+    return traj[:, :3]
+
+
+def check_axis_ranges(positions: np.ndarray, matrix: tuple[int, ...], scan_counters: np.ndarray, source: str = "") -> None:
+    """Refuse 3D positions (readouts, samples, 3) in grid units reaching beyond an axis's grid range
+    (``n/2`` with the unit detection's slack), naming the axis, the acquisition and the matrix."""
+    for axis, n in enumerate(matrix):
+        reach = np.abs(positions[..., axis])
+        limit = n / 2 * (1 + GRID_RELATIVE_TOLERANCE) + GRID_ABSOLUTE_TOLERANCE
+        if reach.size and float(reach.max()) > limit:
+            row = int(np.argmax(reach.max(axis=1)))
+            name = "xyz"[axis]
+            raise InputDataError(
+                f"{source}acquisition {int(scan_counters[row])}: k{name} reaches {float(reach.max()):.4g} grid units, "
+                f"beyond the {name} range +-{n / 2:g} of encodedSpace matrixSize.{name} = {n}; the trajectory's k{name} "
+                "is out of range (wrong units or a wrong header matrix)"
+            )
+
+
 def unit_factor(traj: np.ndarray, header: ScanHeader, config: IgrogConfig, source: str = "") -> float:
-    """Factor from stored trajectory units (traj (readouts, samples, 2)) to grid units of the
-    encoded matrix, detected or configured."""
-    nx, ny, _ = header.encoded_matrix
+    """Factor from stored trajectory units (traj (readouts, samples, 2), or 3 columns in 3D) to
+    grid units of the encoded matrix, detected or configured."""
+    dims = int(traj.shape[-1])
     magnitude = np.abs(traj).reshape(-1)
     bulk = float(np.quantile(magnitude, BULK_QUANTILE)) if magnitude.size else 0.0
     try:
         return resolve_trajectory_units(
-            float(np.max(magnitude, initial=0.0)), max(nx, ny), config.gridding.trajectory_units, bulk_abs=bulk
+            float(np.max(magnitude, initial=0.0)),
+            max(header.encoded_matrix[:dims]),
+            config.gridding.trajectory_units,
+            bulk_abs=bulk,
         )
     except InputDataError as error:
         raise InputDataError(f"{source}{error}") from None
@@ -77,26 +147,36 @@ def frame_inputs(
             acquisition). Readouts of different lengths are padded (``FrameInputs.lengths``).
     """
     readouts = completed.readouts
-    nx_enc, ny_enc, _ = header.encoded_matrix
-    matrix = grid_matrix(header, config)
+    dims = 3 if completed.volumetric else 2
+    encoded = np.array(header.encoded_matrix[:dims], dtype=np.float32)
+    matrix = grid_matrix(header, config, dims)
     oversampling = config.gridding.grid_oversampling
     cartesian_input = header.trajectory == "cartesian" and all(r.traj is None or r.traj.size == 0 for r in readouts)
     factor = 1.0
     if cartesian_input:
         imaging = header.encoding(0)
-        positions = [cartesian_positions(r, imaging) for r in readouts]
+        positions = [cartesian_positions(r, imaging, dims=dims) for r in readouts]
+    elif dims == 3:
+        positions = [_trajectory_3d(r, source, int(header.encoded_matrix[2])).astype(np.float32) for r in readouts]
+        factor = unit_factor(np.concatenate(positions)[None], header, config, source)
+        if factor != 1.0:
+            positions = [p * encoded for p in positions]
     else:
         positions = [_trajectory_2d(r, source, header.encoded_matrix[2] == 1).astype(np.float32) for r in readouts]
         factor = unit_factor(np.concatenate(positions)[None], header, config, source)
         if factor != 1.0:  # normalized units: scale each axis by its own matrix size
-            positions = [p * np.array([nx_enc, ny_enc], dtype=np.float32) for p in positions]
+            positions = [p * encoded for p in positions]
     lengths = np.array([r.num_samples for r in readouts], dtype=np.int64)
     longest = int(lengths.max())
-    traj = np.full((len(readouts), longest, 2), PADDING_POSITION, dtype=np.float32)
+    traj = np.full((len(readouts), longest, dims), PADDING_POSITION, dtype=np.float32)
     samples = np.zeros((readouts[0].num_coils, len(readouts), longest), dtype=np.complex64)  # (coils, readouts, samples)
     for row, (readout, position) in enumerate(zip(readouts, positions)):
         traj[row, : readout.num_samples] = position * oversampling
         samples[:, row, : readout.num_samples] = readout.data
+    if dims == 3:
+        padded = np.where(traj == PADDING_POSITION, 0.0, traj)
+        counters = np.array([r.scan_counter for r in readouts])
+        check_axis_ranges(padded / oversampling, tuple(int(n) for n in encoded), counters, source)
     if lengths.min() != longest:
         logger.info(
             "%sframe %s: readouts of %d to %d samples (each gridded over its own length)",
@@ -104,7 +184,7 @@ def frame_inputs(
         )
     dwell = np.array([r.sample_time_us for r in readouts], dtype=np.float32)
     sample_times = dwell[:, None] * np.arange(longest, dtype=np.float32)[None, :]
-    calibration_lines = _placed_calibration_lines(completed, header, factor, source, oversampling)
+    calibration_lines = _placed_calibration_lines(completed, header, factor, source, oversampling, dims)
     return FrameInputs(
         samples=samples,
         traj=traj,
@@ -119,15 +199,15 @@ def frame_inputs(
 
 
 def _placed_calibration_lines(
-    completed: CompletedFrame, header: ScanHeader, factor: float, source: str, oversampling: float
+    completed: CompletedFrame, header: ScanHeader, factor: float, source: str, oversampling: float, dims: int = 2
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``(data (coils, samples), positions (samples, 2) grid units)`` of the frame's calibration
+    """``(data (coils, samples), positions (samples, dims) grid units)`` of the frame's calibration
     lines; lines that cannot be placed (outside their encoding, an unknown encoding) are left out
     with a warning: bad calibration lines never stop or worsen the gridding."""
     lines, unplaced = [], []
     for readout in completed.calibration:
         try:
-            lines.append((readout.data, _calibration_positions(readout, header, factor, source) * oversampling))
+            lines.append((readout.data, _calibration_positions(readout, header, factor, source, dims) * oversampling))
         except InputDataError as error:
             unplaced.append(str(error))
     if unplaced:
@@ -138,8 +218,8 @@ def _placed_calibration_lines(
     return lines
 
 
-def _calibration_positions(readout: Readout, header: ScanHeader, factor: float, source: str) -> np.ndarray:
-    """Positions (samples, 2) in grid units of the imaging encoding of a calibration readout: its
+def _calibration_positions(readout: Readout, header: ScanHeader, factor: float, source: str, dims: int = 2) -> np.ndarray:
+    """Positions (samples, dims) in grid units of the imaging encoding of a calibration readout: its
     Cartesian layout in the encoding it references (``encoding_space_ref``: centre line, matrix,
     FOV, readout oversampling), or its traj (in the imaging data's units for encoding 0, else
     scaled from its own encoding's FOV); an all-zero traj counts as none."""
@@ -153,8 +233,11 @@ def _calibration_positions(readout: Readout, header: ScanHeader, factor: float, 
     if readout.traj is None or readout.traj.size == 0 or not np.any(readout.traj[:, :2]):
         # no trajectory, or one left all zero (a writer reusing an imaging acquisition's buffer,
         # as mrpro's test-data writer does): the Cartesian layout of its encoding
-        return cartesian_positions(readout, encoding, imaging).astype(np.float32)
-    traj = _trajectory_2d(readout, source, header.encoded_matrix[2] == 1).astype(np.float32)
+        return cartesian_positions(readout, encoding, imaging, dims).astype(np.float32)
+    if dims == 3:
+        traj = _trajectory_3d(readout, source, int(header.encoded_matrix[2])).astype(np.float32)
+    else:
+        traj = _trajectory_2d(readout, source, header.encoded_matrix[2] == 1).astype(np.float32)
     if factor != 1.0:
-        traj = traj * np.array(encoding.matrix[:2], dtype=np.float32)
-    return (traj * fov_scale(encoding, imaging)).astype(np.float32)
+        traj = traj * np.array(encoding.matrix[:dims], dtype=np.float32)
+    return (traj * fov_scale(encoding, imaging, dims)).astype(np.float32)

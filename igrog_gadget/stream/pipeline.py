@@ -41,7 +41,7 @@ from igrog_gadget.scan import (
     has_flag,
 )
 from igrog_gadget.stream.buffer import CompletedFrame, ReadoutBuffer, calibration_key_of_frame
-from igrog_gadget.stream.frames import frame_inputs
+from igrog_gadget.stream.frames import frame_inputs, is_volumetric
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +149,8 @@ class GriddingPipeline:
                         "(encoding_space_ref); igrog grids the first encoding of the header (encoding_space_ref = 0) "
                         "and uses the others only for calibration lines"
                     )
+                if not self.buffer.volumetric and readout.is_imaging() and is_volumetric(self.header, self.config, readout):
+                    self.buffer.mark_volumetric()
                 completed = self.buffer.add(readout)
             except (InputDataError, ValueError) as error:
                 raise InputDataError(f"{self.source}{error}") from None
@@ -183,12 +185,12 @@ class GriddingPipeline:
         an early frame that cannot be used (e.g. no trajectory yet) is left to the whole-frame
         training, which reports the problem."""
         early = self.config.training.early_readouts
-        frame_key = readout.frame_key()
+        frame_key = self.buffer.frame_key_of(readout)
         key = calibration_key_of_frame(frame_key)
         readouts = self.buffer.frames.get(frame_key)
         if early <= 0 or readouts is None or len(readouts) != early or self.gridder.has_training(key):
             return
-        partial = CompletedFrame(frame_key, list(readouts), list(self.buffer.calibration.get(key, [])), key)
+        partial = CompletedFrame(frame_key, list(readouts), self.buffer.calibration_for(key), key, bool(self.buffer.volumetric))
         try:
             inputs = self._frame_inputs(partial)
             if not self.gridder.spec.datamodule.trains_before_frame_ends(inputs, self.config):

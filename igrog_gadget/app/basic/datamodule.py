@@ -35,8 +35,10 @@ class BasicDataModule(GriddingDataModule):
     ``with_training`` is true, ``pairs`` (synthesised training data) and ``whitening``
     (the source whitening matrix the model is built with). ``postprocess(kernels)``
     grids the frame; ``data`` is then a ``GriddedKSpace`` and ``kernels`` (n, coils,
-    coils*sources) the kernels it used.
+    coils*sources) the kernels it used. 2D and 3D frames alike (``volumetric``).
     """
+
+    volumetric = True
 
     def __init__(
         self, frame: FrameInputs, config: IgrogConfig, with_training: bool = True, geometry: SampleGeometry | None = None
@@ -99,8 +101,10 @@ class BasicDataModule(GriddingDataModule):
 
     @classmethod
     def trains_before_frame_ends(cls, frame: FrameInputs, config: IgrogConfig) -> bool:
-        """With calibration lines (and a calibration source that uses them)."""
-        return bool(frame.calibration_lines) and config.calibration.source != "self"
+        """With calibration lines (and a calibration source that uses them), in 2D. A 3D frame
+        trains from the whole frame: its joint block needs the densely sampled centre of all
+        readouts, and its first readouts give few of its offsets."""
+        return bool(frame.calibration_lines) and config.calibration.source != "self" and frame.dims == 2
 
     def refit_batch(self, count: int) -> dict[str, torch.Tensor] | None:
         """The first ``count`` training pairs (they are in random order)."""

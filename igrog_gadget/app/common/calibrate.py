@@ -13,6 +13,10 @@ Before a joint solve the lines are checked against the non-Cartesian data: when 
 with the samples makes the fit's noise estimate ``acs_noise_ratio_max`` times worse than the
 samples alone give (lines misplaced: another encoding's numbering, FOV or oversampling; or
 another coil set), they are not used and the frame calibrates as if it had none.
+
+3D frames (positions (kx, ky, kz)) calibrate the same ways from a 3D block: ACS lines along kx
+at several (ky, kz), a 3D CG-NUFFT of the densely sampled centre, or both jointly. Lines that
+all lie in one kz plane (a 2D ACS) cannot calibrate a 3D grid and are refused.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from igrog_gadget.gridding.calibration import (
     calibration_radius,
     centre_coverage,
     fit_centre,
+    largest_calibration_size,
     self_calibrate,
 )
 
@@ -48,6 +53,8 @@ def calibration_block(frame: FrameInputs, config: CalibrationConfig, grid_oversa
             (when the frame has calibration lines that could not be used, the message says why).
     """
     lines = frame.calibration_lines
+    if frame.dims == 3 and lines:
+        check_volume_lines(lines)
     if config.source in ("acs", "joint") and not lines:
         raise CalibrationError(
             f"calibration.source = {config.source} but the data hold no calibration lines "
@@ -85,6 +92,36 @@ def calibration_block(frame: FrameInputs, config: CalibrationConfig, grid_oversa
         ) from None
 
 
+def check_volume_lines(lines: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Refuse calibration lines of a 3D frame that all lie in one kz plane (a 2D ACS).
+
+    Raises:
+        CalibrationError: naming the plane and the line count.
+    """
+    planes = np.unique(np.concatenate([np.round(positions[:, 2], 3) for _, positions in lines]))
+    if planes.size < 2:
+        raise CalibrationError(
+            f"the {len(lines)} calibration lines all lie in the kz = {planes[0]:g} plane (one kspace_encode_step_2): "
+            "a 2D ACS cannot calibrate a 3D grid; acquire a 3D ACS block (lines along kx at several ky and kz) or "
+            "leave the calibration lines out to self-calibrate from the densely sampled centre"
+        )
+
+
+def _volume_joint_size(
+    coords: np.ndarray, matrix: tuple[int, ...], size: int, acs: CalibrationBlock | None, config: CalibrationConfig
+) -> int:
+    """Side of a 3D joint block: the largest even side from ``size`` (at most the smallest matrix
+    side) down to the ACS's whose ball the samples and lines fill to ``selfcal_min_coverage``; 0
+    when none does and there is an ACS block to fall back on (without one, ``size`` stays and the
+    coverage check reports the problem)."""
+    top = min(size, min(matrix) - min(matrix) % 2)
+    bottom = min(acs.shape) if acs is not None else config.selfcal_min_size
+    side, _ = largest_calibration_size(coords, top, min(bottom, top), config.selfcal_min_coverage)
+    if side == 0 and acs is None:
+        return top
+    return side
+
+
 def _spacing_hint(grid_oversampling: float) -> str:
     if grid_oversampling <= 1.0:
         return ""
@@ -106,10 +143,16 @@ def _joint_block(frame: FrameInputs, config: CalibrationConfig) -> tuple[Calibra
         logger.info("the ACS lines alone give no block (%s); joint solve only", error)
         acs = None
         acs_problem = str(error)
+    dims = frame.dims
     size = max(config.selfcal_size, min(acs.shape) if acs is not None else 0)
-    grid = max(config.selfcal_grid, 2 * size)
     samples = np.concatenate([frame.flat_samples()] + [data for data, _ in lines], axis=1)
     coords = np.concatenate([frame.flat_coords()] + [pos for _, pos in lines], axis=0)
+    if dims == 3:  # the largest block the centre fills (3D fits are costly: none that cannot be used)
+        size = _volume_joint_size(coords, frame.matrix, size, acs, config)
+        if size == 0:
+            logger.info("joint calibration not possible (the centre around the ACS is sparse); using the ACS block %s", acs.shape)
+            return acs, None
+    grid = max(config.selfcal_grid, 2 * size)
     joint = fit_centre(samples, coords, grid, config.selfcal_iterations)
     if config.acs_noise_ratio_max > 0:
         alone = fit_centre(frame.flat_samples(), frame.flat_coords(), grid, config.selfcal_iterations)
@@ -128,7 +171,7 @@ def _joint_block(frame: FrameInputs, config: CalibrationConfig) -> tuple[Calibra
                 "check their encoding_space_ref, kspace_encode_step_1 numbering, FOV and readout oversampling"
             )
         logger.info("calibration lines agree with the samples (noise estimate %.2fx of the samples' alone)", ratio)
-    coverage = centre_coverage(coords, calibration_radius(size))
+    coverage = centre_coverage(coords, calibration_radius(size, dims))
     if coverage < config.selfcal_min_coverage:
         if acs is None:
             logger.warning(

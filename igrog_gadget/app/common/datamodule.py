@@ -17,6 +17,7 @@ import torch
 from igrog_engine import DataModule
 from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace
 from igrog_gadget.config import IgrogConfig
+from igrog_gadget.errors import ConfigError
 from igrog_gadget.gridding.geometry import SampleGeometry
 
 
@@ -50,10 +51,17 @@ class GriddingDataModule(DataModule):
     """After ``postprocess`` with ``keep_kernels``: the applied kernels, in the layout
     ``postprocess`` accepts back (a tuple of chunks) for a later frame of the same trajectory."""
     data: GriddedKSpace | None = None
+    volumetric: bool = False
+    """Whether the variant grids 3D frames (trajectory (kx, ky, kz) onto an (nx, ny, nz) grid)."""
 
     def __init__(
         self, frame: FrameInputs, config: IgrogConfig, with_training: bool = True, geometry: SampleGeometry | None = None
     ) -> None:
+        if frame.dims != 2 and not self.volumetric:
+            raise ConfigError(
+                f"variant {config.variant!r} grids 2D frames only; this frame is 3D (a {frame.dims}-column trajectory on "
+                f"the grid {tuple(frame.matrix)}): use variant = basic"
+            )
         self.frame = frame
         self.config = config
         self.with_training = with_training
@@ -63,6 +71,11 @@ class GriddingDataModule(DataModule):
     def num_coils(self) -> int:
         """Coils of the frame (the kernels map coils*sources to coils)."""
         return self.frame.num_coils
+
+    @property
+    def offset_dims(self) -> int:
+        """Coordinates of each source offset: 2 for a 2D frame, 3 for a 3D one (the model's input)."""
+        return self.frame.dims
 
     @property
     def calibration_source(self) -> str:

@@ -28,9 +28,10 @@ class FrameInputs:
     samples: np.ndarray
     """Shape (coils, readouts, samples), complex64."""
     traj: np.ndarray
-    """Shape (readouts, samples, 2), float32: (kx, ky) in grid units, k = 0 at index n//2."""
-    matrix: tuple[int, int]
-    """(nx, ny) of the output grid."""
+    """Shape (readouts, samples, dims), float32: (kx, ky) in grid units, k = 0 at index n//2; a
+    3D frame (dims = 3) has (kx, ky, kz)."""
+    matrix: tuple[int, ...]
+    """(nx, ny) of the output grid; (nx, ny, nz) for a 3D frame."""
     lengths: np.ndarray | None = None
     """Shape (readouts,), int64: samples of each readout when the readouts differ in length
     (None: all ``samples``). A shorter readout's row is padded with zero data at
@@ -38,7 +39,7 @@ class FrameInputs:
     sample_times_us: np.ndarray | None = None
     """Shape (readouts, samples), float32: time of each sample after the readout's first sample, microseconds."""
     calibration_lines: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
-    """Cartesian calibration readouts: ``(data (coils, samples), positions (samples, 2) grid units)``."""
+    """Cartesian calibration readouts: ``(data (coils, samples), positions (samples, dims) grid units)``."""
     images: dict[str, np.ndarray] = field(default_factory=dict)
     """Image-domain inputs by series name (e.g. "b0map": (ny, nx) Hz; "coil_images": (coils, ny, nx))."""
     calibration_key: tuple = ()
@@ -55,13 +56,18 @@ class FrameInputs:
     def num_coils(self) -> int:
         return int(self.samples.shape[0])
 
+    @property
+    def dims(self) -> int:
+        """2 for a 2D frame, 3 for a 3D one (trajectory columns)."""
+        return int(self.traj.shape[-1])
+
     def flat_samples(self) -> np.ndarray:
         """Shape (coils, readouts * samples)."""
         return self.samples.reshape(self.samples.shape[0], -1)
 
     def flat_coords(self) -> np.ndarray:
-        """Shape (readouts * samples, 2)."""
-        return self.traj.reshape(-1, 2)
+        """Shape (readouts * samples, dims)."""
+        return self.traj.reshape(-1, self.traj.shape[-1])
 
 
 @dataclass
@@ -69,11 +75,12 @@ class GriddedKSpace:
     """Result of gridding one frame."""
 
     kspace: np.ndarray
-    """Shape (coils, ny, nx), complex64: mean of the samples moved onto each point; zero where none landed."""
+    """Shape (coils, ny, nx) (3D: (coils, nz, ny, nx)), complex64: mean of the samples moved onto
+    each point; zero where none landed."""
     hits: np.ndarray
-    """Shape (ny, nx), int32: samples averaged into each point."""
+    """Shape (ny, nx) (3D: (nz, ny, nx)), int32: samples averaged into each point."""
     mean_time_us: np.ndarray | None = None
-    """Shape (ny, nx), float32: mean sample time of the samples on each point (if times were given)."""
+    """Shape (ny, nx) (3D: (nz, ny, nx)), float32: mean sample time of the samples on each point (if times were given)."""
     info: dict = field(default_factory=dict)
     """Timings and facts of the run (training seconds, calibration source, ...)."""
 

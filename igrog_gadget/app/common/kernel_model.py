@@ -14,7 +14,7 @@ from igrog_gadget.config import ModelConfig
 class KernelModel(nn.Module):
     """Wraps ``ComplexKernelMLP`` for the engine: ``model(batch)`` reads ``batch["offsets"]``.
 
-    Input: ``batch["offsets"]`` shape (batch, sources, 2), grid units.
+    Input: ``batch["offsets"]`` shape (batch, sources, offset_dims), grid units (2 in 2D, 3 in 3D).
     Output: kernels shape (batch, coils, coils * sources), complex64.
 
     The network predicts the kernel for *whitened* sources; ``whitening`` (coils*sources,
@@ -30,8 +30,9 @@ class KernelModel(nn.Module):
         config: ModelConfig,
         whitening: torch.Tensor | None = None,
         seed: int = 0,
+        offset_dims: int = 2,
     ) -> None:
-        """``seed``: ``training.seed`` (the Fourier feature frequencies)."""
+        """``seed``: ``training.seed`` (the Fourier feature frequencies); ``offset_dims``: 2 or 3."""
         super().__init__()
         self.register_buffer("whitening", whitening_or_identity(whitening, num_coils * num_sources))
         self.net = ComplexKernelMLP(
@@ -44,6 +45,7 @@ class KernelModel(nn.Module):
             fourier_scale=config.fourier_scale,
             bottleneck=config.bottleneck,
             seed=seed,
+            offset_dims=offset_dims,
         )
 
     def refit_head(self, batch: dict[str, torch.Tensor], regularization: float) -> float:

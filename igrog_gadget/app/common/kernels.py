@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -36,40 +37,44 @@ def apply_kernels(kernels: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
     return torch.bmm(kernels, sources.unsqueeze(-1)).squeeze(-1)
 
 
+def grid_shape(matrix: tuple[int, ...]) -> tuple[int, ...]:
+    """Array shape of a grid ``(nx, ny[, nz])``: ``(ny, nx)`` or ``(nz, ny, nx)``."""
+    return tuple(int(n) for n in reversed(matrix))
+
+
 def average_on_grid(
-    values: torch.Tensor, grid_index: torch.Tensor, matrix: tuple[int, int]
+    values: torch.Tensor, grid_index: torch.Tensor, matrix: tuple[int, ...]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean of the values landing on each grid point.
 
     Args:
         values: shape (n, coils), complex.
-        grid_index: shape (n,), int64 flat index ``iy * nx + ix``.
-        matrix: (nx, ny).
+        grid_index: shape (n,), int64 flat index ``iy * nx + ix`` (3D ``(iz * ny + iy) * nx + ix``).
+        matrix: (nx, ny) or (nx, ny, nz).
     Returns:
-        ``(kspace (coils, ny, nx) complex64, hits (ny, nx) int32)``; zero where nothing landed.
+        ``(kspace (coils, [nz,] ny, nx) complex64, hits ([nz,] ny, nx) int32)``; zero where nothing landed.
     """
-    nx, ny = matrix
-    sums = torch.zeros(nx * ny, values.shape[1], dtype=values.dtype, device=values.device)
+    sums = torch.zeros(math.prod(matrix), values.shape[1], dtype=values.dtype, device=values.device)
     sums.index_add_(0, grid_index, values)
     return sums_to_mean(sums, grid_index, matrix)
 
 
 def sums_to_mean(
-    sums: torch.Tensor, grid_index: torch.Tensor, matrix: tuple[int, int]
+    sums: torch.Tensor, grid_index: torch.Tensor, matrix: tuple[int, ...]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-point sums (nx*ny, coils) → ``(mean (coils, ny, nx), hits (ny, nx) int32)``."""
-    nx, ny = matrix
-    hits = torch.bincount(grid_index, minlength=nx * ny)
+    """Per-point sums (points, coils) → ``(mean (coils, [nz,] ny, nx), hits ([nz,] ny, nx) int32)``."""
+    shape = grid_shape(matrix)
+    hits = torch.bincount(grid_index, minlength=math.prod(matrix))
     mean = sums / hits.clamp(min=1).unsqueeze(1).to(sums.real.dtype)
-    return mean.T.reshape(sums.shape[1], ny, nx), hits.reshape(ny, nx).to(torch.int32)
+    return mean.T.reshape(sums.shape[1], *shape), hits.reshape(shape).to(torch.int32)
 
 
 def mean_time_on_grid(times: np.ndarray, geometry: SampleGeometry) -> np.ndarray:
-    """Mean sample time on each grid point: times (total_samples,) → (ny, nx) float32."""
-    nx, ny = geometry.matrix
-    sums = np.bincount(geometry.grid_index, weights=times[geometry.sample_index], minlength=nx * ny)
-    hits = np.bincount(geometry.grid_index, minlength=nx * ny)
-    return (sums / np.maximum(hits, 1)).reshape(ny, nx).astype(np.float32)
+    """Mean sample time on each grid point: times (total_samples,) → ([nz,] ny, nx) float32."""
+    points = math.prod(geometry.matrix)
+    sums = np.bincount(geometry.grid_index, weights=times[geometry.sample_index], minlength=points)
+    hits = np.bincount(geometry.grid_index, minlength=points)
+    return (sums / np.maximum(hits, 1)).reshape(grid_shape(geometry.matrix)).astype(np.float32)
 
 
 def apply_transposed_kernels(kernels_t: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
@@ -97,14 +102,13 @@ def grid_with_kernels(
             ``transposed``, chunks of shape (m, coils * sources, coils) (a cache's layout).
         keep: when given, every chunk is appended to it, transposed (to cache the kernels).
     Returns:
-        ``(kspace (coils, ny, nx) complex64, hits (ny, nx) int32)`` as numpy arrays.
+        ``(kspace (coils, [nz,] ny, nx) complex64, hits ([nz,] ny, nx) int32)`` as numpy arrays.
     """
     chunks = kernels.split(65536) if isinstance(kernels, torch.Tensor) else kernels  # else chunks in order
     samples_t = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.complex64)).to(device)
     source_index = torch.from_numpy(geometry.source_index).to(device)
     grid_index = torch.from_numpy(geometry.grid_index).to(device)
-    nx, ny = geometry.matrix
-    sums = torch.zeros(nx * ny, samples.shape[0], dtype=torch.complex64, device=device)
+    sums = torch.zeros(math.prod(geometry.matrix), samples.shape[0], dtype=torch.complex64, device=device)
     start = 0
     for chunk in chunks:
         chunk_t = chunk.to(device) if transposed else chunk.to(device).transpose(1, 2).contiguous()

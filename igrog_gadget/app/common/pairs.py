@@ -18,7 +18,7 @@ class TrainingPairs:
     """Inputs and targets of kernel training, data scaled by ``scale``."""
 
     offsets: np.ndarray
-    """Shape (pairs, sources, 2), float32: source positions minus target grid point."""
+    """Shape (pairs, sources, dims), float32: source positions minus target grid point (dims 2 or 3)."""
     sources: np.ndarray
     """Shape (pairs, coils * sources), complex64, coil-major (index ``c * S + j``)."""
     targets: np.ndarray
@@ -49,19 +49,16 @@ def normalized(sources: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np
 
 
 def target_range(block: CalibrationBlock, margin: float) -> tuple[np.ndarray, np.ndarray]:
-    """Lowest and highest admissible target (kx, ky) inside the block, ``margin`` from its edge.
+    """Lowest and highest admissible target (kx, ky[, kz]) inside the block, ``margin`` from its edge.
 
     Raises:
         CalibrationError: the block is too small for that margin.
     """
-    ay, ax = block.shape
-    low = np.array([np.ceil(block.kx0 + margin), np.ceil(block.ky0 + margin)], dtype=np.int64)
-    high = np.array(
-        [np.floor(block.kx0 + ax - 1 - margin), np.floor(block.ky0 + ay - 1 - margin)], dtype=np.int64
-    )
+    low = np.array([np.ceil(o + margin) for o in block.origin], dtype=np.int64)
+    high = np.array([np.floor(o + n - 1 - margin) for o, n in zip(block.origin, block.extent)], dtype=np.int64)
     if np.any(high < low):
         raise CalibrationError(
-            f"calibration block of {ay} x {ax} is too small: targets must stay {margin:.1f} grid units "
+            f"calibration block of {' x '.join(str(n) for n in block.shape)} is too small: targets must stay {margin:.1f} grid units "
             "from its edge (edge_margin + largest source offset); lower calibration.edge_margin or "
             "gridding.num_sources, or provide a larger ACS"
         )
@@ -83,8 +80,8 @@ def synthesize_pairs(
 
     Args:
         block: the calibration block (targets are its on-grid values).
-        interpolate: off-grid values of the block, positions (m, 2) → (coils, m).
-        offset_pool: shape (n, sources, 2): the offsets the trajectory produces.
+        interpolate: off-grid values of the block, positions (m, dims) → (coils, m).
+        offset_pool: shape (n, sources, dims): the offsets the trajectory produces (dims = the block's).
         num_pairs: pairs to make.
         edge_margin: grid units kept between targets (plus the source reach) and the block edge.
         jitter: std of Gaussian noise added to drawn offsets (grid units).
@@ -101,17 +98,22 @@ def synthesize_pairs(
         offsets = offsets + rng.normal(0.0, jitter, offsets.shape).astype(np.float32)
     reach = float(np.max(np.abs(offsets)))
     low, high = target_range(block, edge_margin + reach)
-    targets_k = rng.integers(low, high + 1, size=(num_pairs, 2))
-    positions = (targets_k[:, None, :] + offsets).reshape(-1, 2)
+    dims = block.dims
+    if offset_pool.shape[2] != dims:
+        raise CalibrationError(
+            f"the trajectory's offsets have {offset_pool.shape[2]} coordinates but the calibration block is {dims}D "
+            f"({' x '.join(str(n) for n in block.shape)})"
+        )
+    targets_k = rng.integers(low, high + 1, size=(num_pairs, dims))
+    positions = (targets_k[:, None, :] + offsets).reshape(-1, dims)
     scale = rms_scale(block.kspace)
     sources = interpolate(positions).reshape(coils, num_pairs, num_sources)
     sources = sources.transpose(1, 0, 2).reshape(num_pairs, coils * num_sources) / scale
     if source_noise_std > 0:
         noise = rng.standard_normal((*sources.shape, 2)).astype(np.float32) @ np.array([1, 1j], np.complex64)
         sources = sources + (source_noise_std / scale / np.sqrt(2)) * noise
-    iy = targets_k[:, 1] - block.ky0
-    ix = targets_k[:, 0] - block.kx0
-    targets = block.kspace[:, iy, ix].T / scale
+    index = tuple(targets_k[:, axis] - block.origin[axis] for axis in reversed(range(dims)))  # ([iz,] iy, ix)
+    targets = block.kspace[(slice(None),) + index].T / scale
     if normalize:
         sources, targets = normalized(sources, targets)
     return TrainingPairs(

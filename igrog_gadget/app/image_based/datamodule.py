@@ -33,11 +33,13 @@ logger = logging.getLogger(__name__)
 
 
 class ImageBasedDataModule(BasicDataModule):
-    """``BasicDataModule`` whose calibration is a set of coil images.
+    """``BasicDataModule`` whose calibration is a set of coil images (2D frames only).
 
     After ``preprocess()`` (with training): ``images`` (the ``CalibrationImages``), ``block``
     (their Cartesian k-space, (coils, my, mx), for the targets) and the pairs.
     """
+
+    volumetric = False  # its image-domain calibration (coil images, sensitivity maps) is 2D
 
     def __init__(
         self, frame: FrameInputs, config: IgrogConfig, with_training: bool = True, geometry: SampleGeometry | None = None

@@ -1,0 +1,142 @@
+"""3D iGROG (kooshball, stack-of-spirals): accuracy, time and whole-process peak memory.
+
+Usage: python benchmarks/volume_benchmark.py [--cases a,b,...] [--workdir DIR] [--set section.field=value ...]
+                                             [--no-grog]
+
+Each case is simulated once (kept in ``--workdir``), then ``igrog replay`` runs in its own
+process under ``/usr/bin/time -v`` (wall time and peak RSS of the whole process, reading,
+calibration, training, gridding and writing included) and its output is read back. In this
+process, on the same samples: 3D nearest neighbour and 3D classic GROG
+(``benchmarks/baselines3d.py``: three unit-shift operators from the block iGROG calibrates
+from, in iGROG's virtual coils when it compresses). Printed per case:
+
+- ``NN``, ``GROG``, ``iGROG``: k-space NRMSE against the truth on the grid points NN samples;
+  ``floor``: NRMSE of perfect averaging of the noise (sqrt(sum sigma^2 / hits) / ||truth||);
+- ``iG/NN``, ``iG/GROG``: the ratios the issue's targets state (<= 0.4, <= 0.5);
+- ``cover``: grid points iGROG filled / those NN filled;
+- ``GROG s``: classic GROG's gridding time; ``replay s``, ``RSS MB``: the whole ``igrog replay``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.baselines3d import ClassicGrog3d, grid_nearest_neighbour_3d  # noqa: E402
+from benchmarks.evaluation import grog_block, load_case, nrmse_on_sampled  # noqa: E402
+from benchmarks.run_benchmark import noise_floor  # noqa: E402
+from igrog_gadget.app.common.virtual_coils import frame_coil_transform  # noqa: E402
+from igrog_gadget.config import load_config  # noqa: E402
+from igrog_gadget.io import read_dataset  # noqa: E402
+from igrog_gadget.simulate import SimulationSpec, simulate_to_file  # noqa: E402
+
+CASES: dict[str, dict] = {
+    "koosh_64x8": dict(trajectory="kooshball", matrix=64, coils=8, spokes=4000, acs=16),
+    "koosh_64x8_self": dict(trajectory="kooshball", matrix=64, coils=8, spokes=4000, acs=None),
+    "sos_64x8": dict(trajectory="stack_of_spirals", matrix=64, coils=8, interleaves=16, partitions=64, acs=16),
+    "koosh_128x16": dict(trajectory="kooshball", matrix=128, coils=16, spokes=16000, acs=16),
+}
+
+
+def run_replay(source: Path, output: Path, overrides: list[str]) -> tuple[float, float]:
+    """``igrog replay`` in its own process under ``/usr/bin/time -v``: (wall seconds, peak RSS MiB)."""
+    command = ["/usr/bin/time", "-v", sys.executable, "-m", "igrog_gadget.cli", "-q", "replay", str(source), str(output)]
+    for override in overrides:
+        command += ["--set", override]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"replay of {source} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
+    return seconds, (int(peak.group(1)) / 1024 if peak else float("nan"))
+
+
+def read_volume(path: Path) -> np.ndarray:
+    """The first 3D frame of a Cartesian output: (coils, nz, ny, nx) from its (ky, kz) lines."""
+    dataset = read_dataset(path)
+    nx, ny, nz = dataset.header.encoded_matrix
+    volume = None
+    for readout in dataset.readouts:
+        if not readout.is_imaging():
+            continue
+        if volume is None:
+            volume = np.zeros((readout.num_coils, nz, ny, nx), dtype=np.complex64)
+        volume[:, int(readout.idx["kspace_encode_step_2"]), int(readout.idx["kspace_encode_step_1"])] = readout.data
+    if volume is None:
+        raise RuntimeError(f"{path}: no Cartesian lines")
+    return volume
+
+
+def run_case(name: str, path: Path, overrides: list[str], workdir: Path, with_grog: bool) -> dict:
+    config = load_config("basic", overrides=overrides)
+    case = load_case(name, path, config)
+    frame = case.frame
+    samples, coords = frame.flat_samples(), frame.flat_coords()
+    row: dict = {"case": name, "samples": samples.shape[1]}
+    nn_kspace, hits = grid_nearest_neighbour_3d(samples, coords, frame.matrix)
+    row["nn"] = nrmse_on_sampled(nn_kspace, hits, case.truth)
+    row["floor"] = noise_floor(hits, case.noise_std, case.truth)
+    del nn_kspace
+    row["grog"] = row["grog_s"] = float("nan")
+    if with_grog:
+        transform = frame_coil_transform(frame, config.gridding)
+        block = grog_block(case, config)  # the block iGROG calibrates from (physical coils)
+        grog = ClassicGrog3d.from_acs(transform.to_virtual(block.kspace))
+        started = time.perf_counter()
+        result = grog.grid(transform.to_virtual(samples), coords, frame.matrix)
+        row["grog_s"] = time.perf_counter() - started
+        kspace = transform.to_physical(result.kspace)
+        row["grog"] = nrmse_on_sampled(kspace, hits, case.truth)
+        del kspace, result
+    output = workdir / f"{name}.out.h5"
+    row["replay_s"], row["rss_mb"] = run_replay(path, output, overrides)
+    gridded = read_volume(output)
+    row["igrog"] = nrmse_on_sampled(gridded, hits, case.truth)
+    filled = np.any(gridded != 0, axis=0)
+    row["cover"] = float(np.count_nonzero(filled & (hits > 0)) / max(np.count_nonzero(hits), 1))
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", default="koosh_64x8")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--workdir", default=None, help="keep the simulated files here")
+    parser.add_argument("--no-grog", action="store_true", help="skip classic 3D GROG (slow at 128^3)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="igrog-volume-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in args.cases.split(","):
+        path = workdir / f"{name}.h5"
+        if not path.exists():
+            started = time.perf_counter()
+            simulate_to_file(path, SimulationSpec(**{**dict(snr=50.0, seed=11), **CASES[name]}))
+            print(f"simulated {name} in {time.perf_counter() - started:.0f} s", flush=True)
+        rows.append(run_case(name, path, args.overrides, workdir, not args.no_grog))
+        row = rows[-1]
+        print(
+            f"{'case':<16} {'samples':>8} {'NN':>6} {'GROG':>6} {'iGROG':>6} {'floor':>6} {'iG/NN':>6} {'iG/GROG':>7} "
+            f"{'cover':>6} {'GROG s':>6} {'replay s':>8} {'RSS MB':>7}\n"
+            f"{row['case']:<16} {row['samples']:>8} {row['nn']:>6.4f} {row['grog']:>6.4f} {row['igrog']:>6.4f} "
+            f"{row['floor']:>6.4f} {row['igrog'] / row['nn']:>6.3f} {row['igrog'] / row['grog']:>7.3f} {row['cover']:>6.3f} "
+            f"{row['grog_s']:>6.1f} {row['replay_s']:>8.1f} {row['rss_mb']:>7.0f}",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
