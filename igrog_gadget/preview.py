@@ -7,18 +7,27 @@ from typing import Sequence
 
 import numpy as np
 
-from igrog_gadget.gridding.fft import rss_image
+from igrog_gadget.gridding.fft import centred_fftn, rss_image
+
+
+def central_slices(kspace: np.ndarray) -> list[np.ndarray]:
+    """The RSS image of a 3D frame, kspace (coils, nz, ny, nx), through its centre in three
+    orientations: [y, x] at z = nz // 2, [z, x] at y = ny // 2, [z, y] at x = nx // 2 (float32)."""
+    volume = np.sqrt(np.sum(np.abs(centred_fftn(np.asarray(kspace), (-3, -2, -1), inverse=True)) ** 2, axis=0))
+    nz, ny, nx = volume.shape
+    return [volume[nz // 2].astype(np.float32), volume[:, ny // 2].astype(np.float32), volume[:, :, nx // 2].astype(np.float32)]
 
 
 def write_rss_png(path: str | Path, kspaces: Sequence[np.ndarray]) -> Path:
-    """Write the RSS images of the frames side by side (each scaled to its 99.5th percentile)."""
+    """Write the RSS images of the frames side by side (each scaled to its 99.5th percentile); a
+    3D frame (coils, nz, ny, nx) shows its three central slices (``central_slices``)."""
     from PIL import Image
 
     tiles = []
     for kspace in kspaces:
-        image = rss_image(kspace)
-        top = float(np.percentile(image, 99.5)) or 1.0
-        tiles.append(np.clip(image / top, 0.0, 1.0))
+        views = central_slices(kspace) if np.ndim(kspace) == 4 else [rss_image(kspace)]
+        top = float(np.percentile(np.concatenate([v.reshape(-1) for v in views]), 99.5)) or 1.0
+        tiles.extend(np.clip(view / top, 0.0, 1.0) for view in views)
     if not tiles:
         raise ValueError("no frames to draw")
     height = max(t.shape[0] for t in tiles)

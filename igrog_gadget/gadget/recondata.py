@@ -212,11 +212,15 @@ def recon_buffer_from_frame(
         and time stamps of the frame's template readout, ``kspace_encode_step_1`` = line), so
         the centre header (E1 = ny // 2) is a real acquisition header; sampling: encoded =
         recon matrix (nx, ny, 1) and FOV ``fov_mm``, limits (0, n // 2, n - 1) along E0 and E1,
-        (0, 0, 0) along E2.
+        (0, 0, 0) along E2. A 3D frame, kspace (coils, nz, ny, nx), gives data [nx, ny, nz, coils,
+        1, 1, 1], headers [ny, nz, 1, 1, 1] (its (ky, kz) lines), matrix (nx, ny, nz) and limits
+        (0, nz // 2, nz - 1) along E2.
     """
     kspace = np.ascontiguousarray(frame.kspace, dtype=np.complex64)
+    if kspace.ndim == 4:
+        return _volume_buffer(frame, kspace, fov_mm, first_scan_counter)
     if kspace.ndim != 3:
-        raise ValueError(f"frame.kspace must have shape (coils, ny, nx), got {kspace.shape}")
+        raise ValueError(f"frame.kspace must have shape (coils, ny, nx) or (coils, nz, ny, nx), got {kspace.shape}")
     coils, ny, nx = kspace.shape
     # (coils, ny, nx) in C order is [nx, ny, coils] in Fortran order: no copy needed.
     data = kspace.transpose(2, 1, 0).reshape(nx, ny, 1, coils, 1, 1, 1, order="F")
@@ -230,6 +234,27 @@ def recon_buffer_from_frame(
         encoded_matrix=(nx, ny, 1),
         recon_matrix=(nx, ny, 1),
         limits=((0, nx // 2, nx - 1), (0, ny // 2, ny - 1), (0, 0, 0)),
+    )
+    return ReconBuffer(data=data, headers=headers, sampling=sampling)
+
+
+def _volume_buffer(
+    frame: GriddedFrame, kspace: np.ndarray, fov_mm: tuple[float, float, float], first_scan_counter: int
+) -> ReconBuffer:
+    """The recon buffer of a 3D frame, kspace (coils, nz, ny, nx) (see :func:`recon_buffer_from_frame`)."""
+    coils, nz, ny, nx = kspace.shape
+    # (coils, nz, ny, nx) in C order is [nx, ny, nz, coils] in Fortran order: no copy needed.
+    data = kspace.transpose(3, 2, 1, 0).reshape(nx, ny, nz, coils, 1, 1, 1, order="F")
+    headers = np.empty((ny, nz, 1, 1, 1), dtype=object)
+    for line in cartesian_acquisitions(frame, first_scan_counter):  # kz outer, ky inner
+        head = line.getHead()
+        headers[head.idx.kspace_encode_step_1, head.idx.kspace_encode_step_2, 0, 0, 0] = head
+    sampling = SamplingDescription(
+        encoded_fov_mm=tuple(fov_mm),
+        recon_fov_mm=tuple(fov_mm),
+        encoded_matrix=(nx, ny, nz),
+        recon_matrix=(nx, ny, nz),
+        limits=((0, nx // 2, nx - 1), (0, ny // 2, ny - 1), (0, nz // 2, nz - 1)),
     )
     return ReconBuffer(data=data, headers=headers, sampling=sampling)
 

@@ -12,7 +12,9 @@
 Before a joint solve the lines are checked against the non-Cartesian data: when fitting them
 with the samples makes the fit's noise estimate ``acs_noise_ratio_max`` times worse than the
 samples alone give (lines misplaced: another encoding's numbering, FOV or oversampling; or
-another coil set), they are not used and the frame calibrates as if it had none.
+another coil set), they are not used and the frame calibrates as if it had none. A 3D frame
+saves that second solve: there the lines' own misfit in the joint fit is compared with the fit's
+noise estimate.
 
 3D frames (positions (kx, ky, kz)) calibrate the same ways from a 3D block: ACS lines along kx
 at several (ky, kz), a 3D CG-NUFFT of the densely sampled centre, or both jointly. Lines that
@@ -28,8 +30,10 @@ import numpy as np
 from igrog_gadget.app.common.frame import FrameInputs
 from igrog_gadget.config import CalibrationConfig
 from igrog_gadget.errors import CalibrationError
+from igrog_gadget.gridding.nufft import nufft_forward
 from igrog_gadget.gridding.calibration import (
     CalibrationBlock,
+    CentreFit,
     SparseCentreError,
     acs_from_cartesian_lines,
     calibration_radius,
@@ -122,6 +126,19 @@ def _volume_joint_size(
     return side
 
 
+def _line_residual_std(fit: CentreFit, lines: list[tuple[np.ndarray, np.ndarray]], grid: int) -> float:
+    """RMS (per coil and sample) misfit of the calibration lines' samples within the fit's band:
+    lines that agree with the non-Cartesian samples are fitted to the noise level, misplaced ones
+    (the joint fit follows the far more numerous samples) far worse."""
+    data = np.concatenate([d for d, _ in lines], axis=1)
+    coords = np.concatenate([p for _, p in lines], axis=0)
+    band = np.max(np.abs(coords), axis=1) < grid / 2 - 0.5
+    if not band.any():
+        return 0.0
+    residual = data[:, band] - nufft_forward(fit.image, coords[band])
+    return float(np.sqrt(np.mean(np.abs(residual) ** 2)))
+
+
 def _spacing_hint(grid_oversampling: float) -> str:
     if grid_oversampling <= 1.0:
         return ""
@@ -155,15 +172,20 @@ def _joint_block(frame: FrameInputs, config: CalibrationConfig) -> tuple[Calibra
     grid = max(config.selfcal_grid, 2 * size)
     joint = fit_centre(samples, coords, grid, config.selfcal_iterations)
     if config.acs_noise_ratio_max > 0:
-        alone = fit_centre(frame.flat_samples(), frame.flat_coords(), grid, config.selfcal_iterations)
-        ratio = joint.noise_std / max(alone.noise_std, 1e-30)
+        if dims == 3:  # one solve less: the lines' own residual in the joint fit against the fit's
+            alone_std = _line_residual_std(joint, lines, grid)
+            ratio = alone_std / max(joint.noise_std, 1e-30)
+        else:
+            alone = fit_centre(frame.flat_samples(), frame.flat_coords(), grid, config.selfcal_iterations)
+            alone_std = alone.noise_std
+            ratio = joint.noise_std / max(alone.noise_std, 1e-30)
         if ratio > config.acs_noise_ratio_max:
             logger.warning(
                 "the %d calibration lines disagree with the non-Cartesian samples: fitted with them the "
                 "calibration's noise estimate is %.3g, without them %.3g (%.1fx, limit %.3gx); the lines are "
                 "not used (check their encoding_space_ref, kspace_encode_step_1 numbering, FOV and readout "
                 "oversampling against the header)",
-                len(lines), joint.noise_std, alone.noise_std, ratio, config.acs_noise_ratio_max,
+                len(lines), joint.noise_std, alone_std, ratio, config.acs_noise_ratio_max,
             )
             return None, (
                 f"they disagree with the non-Cartesian samples: fitted with them the noise estimate is {ratio:.1f}x "
