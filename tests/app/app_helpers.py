@@ -15,7 +15,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 #: Step-limited (deterministic) training that is quick on 2 CPU cores.
 FAST = ["training.max_seconds=120", "training.epochs=4", "calibration.num_training_pairs=20000"]
 #: Enough steps to show the accuracy margin on the recorded files.
-ACCURATE = ["training.max_seconds=120", "training.epochs=20"]
+ACCURATE = ["training.max_seconds=120", "training.epochs=6"]
 
 
 @pytest.fixture
