@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import h5py
 import ismrmrd
 import numpy as np
 import pytest
 
 from benchmarks.baselines3d import grid_nearest_neighbour_3d
 from igrog_gadget.config import load_config
-from igrog_gadget.errors import CalibrationError, InputDataError
+from igrog_gadget.errors import InputDataError
 from igrog_gadget.io import read_dataset
 from igrog_gadget.replay import replay_file
 from igrog_gadget.simulate import SimulationSpec, load_truth, simulate_to_file
@@ -101,25 +102,36 @@ def test_two_column_trajectories_in_a_3d_grid_are_refused(tmp_path):
     assert not (tmp_path / "out.h5").exists()
 
 
-def test_kz_out_of_range_is_refused(kooshball, tmp_path):
-    def stretch_kz(acq):
-        if acq.traj.size:
-            acq.traj[:, 2] *= 3.0
-        return acq
-
-    path = rewrite(kooshball, tmp_path / "kz.h5", stretch_kz)
-    with pytest.raises(InputDataError, match=r"kz reaches .* beyond the z range .* matrixSize.z = 32"):
+def test_kz_out_of_range_is_refused(tmp_path):
+    """A 16^3 kooshball whose header says encodedSpace z = 8: kz reaches +-8, beyond z's +-4."""
+    path = tmp_path / "kz.h5"
+    simulate_to_file(path, SimulationSpec(trajectory="kooshball", matrix=16, coils=2, spokes=100, acs=None, snr=None, seed=3))
+    with h5py.File(path, "r+") as h5:
+        xml = h5["dataset/xml"][0].decode()
+        xml = xml.replace("<z>16</z>", "<z>8</z>").replace(
+            "<kspace_encoding_step_2>\n    <minimum>0</minimum>\n    <maximum>15</maximum>\n    <center>8</center>",
+            "<kspace_encoding_step_2>\n    <minimum>0</minimum>\n    <maximum>7</maximum>\n    <center>4</center>",
+        )
+        assert "<maximum>7</maximum>" in xml
+        h5["dataset/xml"][0] = xml.encode()
+    with pytest.raises(InputDataError, match=r"acquisition \d+: kz reaches 7\.\d+ grid units, beyond the z range \+-4 of encodedSpace matrixSize.z = 8"):
         replay_file(path, tmp_path / "out.h5", load_config("basic", overrides=QUICK_3D))
+    assert not (tmp_path / "out.h5").exists()
 
 
-def test_a_2d_acs_for_a_3d_grid_is_refused(kooshball, tmp_path):
+def test_a_2d_acs_for_a_3d_grid_is_refused(tmp_path):
+    """A 16^3 kooshball whose ACS block keeps only its kz = 0 plane (kspace_encode_step_2 = 8)."""
+    source = tmp_path / "koosh16.h5"
+    simulate_to_file(source, SimulationSpec(trajectory="kooshball", matrix=16, coils=2, spokes=100, acs=8, snr=None, seed=3))
+
     def one_plane(acq):
         calibration = acq.isFlagSet(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION)
-        return None if calibration and acq.idx.kspace_encode_step_2 != N // 2 else acq
+        return None if calibration and acq.idx.kspace_encode_step_2 != 8 else acq
 
-    path = rewrite(kooshball, tmp_path / "acs2d.h5", one_plane)
-    with pytest.raises(CalibrationError, match="all lie in the kz = 0 plane.*a 2D ACS cannot calibrate a 3D grid"):
+    path = rewrite(source, tmp_path / "acs2d.h5", one_plane)
+    with pytest.raises(InputDataError, match="all lie in the kz = 0 plane.*a 2D ACS cannot calibrate a 3D grid"):
         replay_file(path, tmp_path / "out.h5", load_config("basic", overrides=QUICK_3D))
+    assert not (tmp_path / "out.h5").exists()
 
 
 def test_image_based_refuses_3d_frames(kooshball, tmp_path):
