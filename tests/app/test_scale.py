@@ -20,7 +20,8 @@ from igrog_gadget.scan import FRAME_KEY_FIELDS
 from igrog_gadget.simulate import SimulationSpec, simulate_to_file
 
 #: Step-limited training that is quick on 2 CPU cores.
-QUICK = ["training.max_steps=150", "calibration.num_training_pairs=8000", "training.plateau_patience=0"]
+STEPS = 100
+QUICK = [f"training.max_steps={STEPS}", "calibration.num_training_pairs=8000", "training.plateau_patience=0"]
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +73,7 @@ def test_error_estimate_and_training_end_are_reported(many_coils_replay):
     out, report = many_coils_replay
     _, facts = read_output(out)
     trained = [f for f in facts if f["path"] == "trained"]
-    assert len(trained) == 1 and trained[0]["training_steps"] == 150
+    assert len(trained) == 1 and trained[0]["training_steps"] == STEPS
     assert trained[0]["training_stop"].startswith("step count reached")
     assert all(0 < f["estimated_nrmse"] < 1 for f in facts)
     assert facts[1]["path"] == "cached kernels"
@@ -142,7 +143,7 @@ def test_safety_time_cap_is_reported(many_coils, tmp_path):
     report = replay_file(many_coils, out, load_config("basic", overrides=QUICK + ["training.max_seconds=0.05"]))
     info = report.frames[0].info
     assert info["training_stop"].startswith("safety time cap")
-    assert info["training_steps"] < 150
+    assert info["training_steps"] < STEPS
 
 
 def test_stack_of_stars_partitions_warm_start_and_state_their_partitions(tmp_path):
@@ -153,7 +154,7 @@ def test_stack_of_stars_partitions_warm_start_and_state_their_partitions(tmp_pat
     report = replay_file(source, out, load_config("basic", overrides=overrides))
     infos = [f.info for f in report.frames]
     assert [i["warm_start"] for i in infos] == [False, True, True]
-    assert [i["training_steps"] for i in infos] == [150, 60, 60]
+    assert [i["training_steps"] for i in infos] == [STEPS, 60, 60]
     from igrog_gadget.io import read_dataset
 
     header = read_dataset(out).header
