@@ -146,23 +146,6 @@ def test_safety_time_cap_is_reported(many_coils, tmp_path):
     assert info["training_steps"] < STEPS
 
 
-def test_stack_of_stars_partitions_warm_start_and_state_their_partitions(tmp_path):
-    source = tmp_path / "sos.h5"
-    simulate_to_file(source, SimulationSpec(matrix=64, coils=4, spokes=100, acs=24, partitions=3, seed=2))
-    out = tmp_path / "sos_cart.h5"
-    overrides = QUICK + ["training.warm_start_steps=60"]
-    report = replay_file(source, out, load_config("basic", overrides=overrides))
-    infos = [f.info for f in report.frames]
-    assert [i["warm_start"] for i in infos] == [False, True, True]
-    assert [i["training_steps"] for i in infos] == [STEPS, 60, 60]
-    from igrog_gadget.io import read_dataset
-
-    header = read_dataset(out).header
-    assert header.encoded_matrix[2] == 3
-    errors, nn_error = frame_errors(out, source)
-    assert max(errors) < 0.8 * nn_error, (errors, nn_error)
-
-
 def test_upstream_reduced_coils_are_gridded(tmp_path):
     """receiverChannels = 8 but every acquisition carries 6 channels (PCACoilGadget + CoilReductionGadget)."""
     import ismrmrd
@@ -222,3 +205,28 @@ def test_acquisitions_of_another_coil_count_are_passed_through(tmp_path):
     report = replay_file(mixed, tmp_path / "mixed_cart.h5", load_config("basic", overrides=QUICK))
     assert report.passthrough == reference.passthrough + inserted
     np.testing.assert_array_equal(report.frames[0].kspace, reference.frames[0].kspace)
+
+
+def test_stack_of_stars_partitions_warm_start_with_the_first_partitions_virtual_coil_count(tmp_path):
+    """The energy rule alone gives the low-signal edge partitions other virtual-coil counts than
+    the centre (so their models could not warm-start); each partition takes the count of the
+    model it warm-starts from, every later partition warm-starts, and the output states its
+    partitions (encodedSpace z)."""
+    source = tmp_path / "sos16.h5"
+    simulate_to_file(source, SimulationSpec(matrix=48, coils=16, spokes=64, acs=24, partitions=4, seed=4))
+    energy_rule = QUICK + ["gridding.min_virtual_coils=1", "gridding.compression_energy=0.995"]
+    counts_only = energy_rule + ["training.warm_start=false", "training.max_steps=5"]
+    alone = replay_file(source, tmp_path / "alone.h5", load_config("basic", overrides=counts_only))
+    counts = [f.info["virtual_coils"] for f in alone.frames]
+    assert len(set(counts)) > 1, counts  # the case this test is about
+    out = tmp_path / "warm.h5"
+    report = replay_file(source, out, load_config("basic", overrides=energy_rule + ["training.warm_start_steps=40"]))
+    infos = [f.info for f in report.frames]
+    assert [i["virtual_coils"] for i in infos] == [counts[0]] * 4
+    assert [i["warm_start"] for i in infos] == [False, True, True, True]
+    assert [i["training_steps"] for i in infos] == [STEPS, 40, 40, 40]
+    from igrog_gadget.io import read_dataset
+
+    assert read_dataset(out).header.encoded_matrix[2] == 4
+    errors, nn_error = frame_errors(out, source)
+    assert max(errors) < 0.8 * nn_error, (errors, nn_error)
