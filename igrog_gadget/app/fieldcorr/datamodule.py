@@ -30,7 +30,7 @@ from igrog_gadget.app.common.kernels import mean_time_on_grid
 from igrog_gadget.app.common.pairs import TrainingPairs, complex_noise, normalized, rms_scale, target_range
 from igrog_gadget.app.fieldcorr.correction import correct_field
 from igrog_gadget.app.fieldcorr.fieldmap import B0MAP_SERIES, field_map, sample_times_s
-from igrog_gadget.app.fieldcorr.segmentation import frequency_histogram, segments_for_tolerance, time_segmentation
+from igrog_gadget.gridding.segmentation import frequency_histogram, segments_for_tolerance, time_segmentation
 from igrog_gadget.app.image_based.datamodule import ImageBasedDataModule
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import CalibrationError
