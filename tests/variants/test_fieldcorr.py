@@ -199,14 +199,14 @@ def test_cartesian_correction_recovers_the_field_free_kspace():
         return np.linalg.norm(k - truth_k) / np.linalg.norm(truth_k)
 
     uncorrected = nrmse(data)
-    conjugate = nrmse(correct_field(data, hits, field, segmentation.tau_s, segment_weights, 0))
-    refined = nrmse(correct_field(data, hits, field, segmentation.tau_s, segment_weights, 8))
+    conjugate = nrmse(correct_field(data, hits, field, segmentation.tau_s, segment_weights, 0).numpy())
+    refined = nrmse(correct_field(data, hits, field, segmentation.tau_s, segment_weights, 8).numpy())
     assert uncorrected > 0.2
     assert conjugate < 0.3 * uncorrected, (conjugate, uncorrected)
     assert refined < conjugate, (refined, conjugate)
     # No field: the correction is the identity.
     zero = np.zeros_like(field)
-    identity = correct_field(data, hits, zero, segmentation.tau_s, segment_weights, 0)
+    identity = correct_field(data, hits, zero, segmentation.tau_s, segment_weights, 0).numpy()
     np.testing.assert_allclose(identity, data, atol=1e-4 * np.abs(data).max())
 
 
