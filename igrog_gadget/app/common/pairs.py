@@ -48,6 +48,27 @@ def normalized(sources: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np
     return sources / norms, targets / norms
 
 
+def packed_pairs(
+    offsets: np.ndarray,
+    sources: np.ndarray,
+    targets: np.ndarray,
+    scale: float,
+    normalize: bool,
+    extra: dict[str, np.ndarray] | None = None,
+) -> TrainingPairs:
+    """Training pairs from scaled sources (pairs, coils*sources) and targets (pairs, coils):
+    normalised per pair when ``normalize`` (see :func:`normalized`), complex64, contiguous."""
+    if normalize:
+        sources, targets = normalized(sources, targets)
+    return TrainingPairs(
+        offsets=offsets,
+        sources=np.ascontiguousarray(sources, dtype=np.complex64),
+        targets=np.ascontiguousarray(targets, dtype=np.complex64),
+        scale=scale,
+        extra=extra,
+    )
+
+
 def target_range(block: CalibrationBlock, margin: float) -> tuple[np.ndarray, np.ndarray]:
     """Lowest and highest admissible target (kx, ky[, kz]) inside the block, ``margin`` from its edge.
 
@@ -114,14 +135,7 @@ def synthesize_pairs(
         sources = sources + (source_noise_std / scale / np.sqrt(2)) * noise
     index = tuple(targets_k[:, axis] - block.origin[axis] for axis in reversed(range(dims)))  # ([iz,] iy, ix)
     targets = block.kspace[(slice(None),) + index].T / scale
-    if normalize:
-        sources, targets = normalized(sources, targets)
-    return TrainingPairs(
-        offsets=offsets,
-        sources=np.ascontiguousarray(sources, dtype=np.complex64),
-        targets=np.ascontiguousarray(targets, dtype=np.complex64),
-        scale=scale,
-    )
+    return packed_pairs(offsets, sources, targets, scale, normalize)
 
 
 def source_whitening(sources: np.ndarray, regularization: float = 1e-2) -> torch.Tensor:

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from igrog_gadget.app.common.batches import TensorDictDataset, batch_loader
 from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace
 from igrog_gadget.app.common.kernels import average_on_grid, mean_time_on_grid
-from igrog_gadget.app.common.pairs import TrainingPairs, complex_noise, normalized, rms_scale, target_range
+from igrog_gadget.app.common.pairs import TrainingPairs, complex_noise, packed_pairs, rms_scale, target_range
 from igrog_gadget.app.fieldcorr.correction import correct_field
 from igrog_gadget.app.fieldcorr.fieldmap import B0MAP_SERIES, field_map, sample_times_s
 from igrog_gadget.gridding.segmentation import frequency_histogram, segments_for_tolerance, time_segmentation
@@ -181,16 +181,8 @@ class FieldCorrDataModule(ImageBasedDataModule):
             sources = sources + std * complex_noise(rng, sources.shape)
         targets = kspace[:, targets_k[:, 1] + my // 2, targets_k[:, 0] + mx // 2].T
         scale = rms_scale(kspace)
-        sources, targets = sources / scale, targets / scale
-        if cal.normalize_pairs:
-            sources, targets = normalized(sources, targets)
-        return TrainingPairs(
-            offsets=offsets,
-            sources=np.ascontiguousarray(sources, dtype=np.complex64),
-            targets=np.ascontiguousarray(targets, dtype=np.complex64),
-            scale=scale,
-            extra={"times": source_times.mean(axis=1).astype(np.float32)},
-        )
+        times = {"times": source_times.mean(axis=1).astype(np.float32)}
+        return packed_pairs(offsets, sources / scale, targets / scale, scale, cal.normalize_pairs, extra=times)
 
     def _b0_aware_values(self, positions: np.ndarray, times_s: np.ndarray) -> np.ndarray:
         """k-space of the coil images with the field's phase at each time: (coils, m).

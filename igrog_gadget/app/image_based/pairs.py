@@ -16,7 +16,7 @@ import logging
 
 import numpy as np
 
-from igrog_gadget.app.common.pairs import TrainingPairs, complex_noise, normalized, rms_scale
+from igrog_gadget.app.common.pairs import TrainingPairs, complex_noise, packed_pairs, rms_scale
 from igrog_gadget.errors import CalibrationError
 from igrog_gadget.gridding.geometry import SampleGeometry
 from igrog_gadget.gridding.fft import centred_fft2
@@ -79,16 +79,8 @@ def trajectory_pairs(
         std = (noise_std / np.sqrt(2.0 * np.maximum(hits, 1)))[:, None]
         sources = sources + std * complex_noise(rng, sources.shape)
     scale = rms_scale(kspace)
-    sources, targets = sources / scale, targets / scale
-    if normalize:
-        sources, targets = normalized(sources, targets)
     logger.info(
         "trajectory pairs: %d of %d samples in the central %.0f x %.0f, noise std %.3g",
         allowed.size, geometry.num_samples, 2 * limit_x, 2 * limit_y, noise_std,
     )
-    return TrainingPairs(
-        offsets=offsets,
-        sources=np.ascontiguousarray(sources, dtype=np.complex64),
-        targets=np.ascontiguousarray(targets, dtype=np.complex64),
-        scale=scale,
-    )
+    return packed_pairs(offsets, sources / scale, targets / scale, scale, normalize)
