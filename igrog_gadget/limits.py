@@ -44,7 +44,7 @@ class ResourceLimits:
     max_batch_size: int = 1 << 20
     """training.batch_size."""
     max_sources: int = 64
-    """gridding.num_sources (readout samples feeding one kernel)."""
+    """gridding.num_sources (readout samples feeding one kernel) and gridding.neighbour_sources."""
     max_training_seconds: float = 600.0
     """training.max_seconds."""
     max_grid_oversampling: float = 4.0
@@ -86,6 +86,7 @@ class ResourceLimits:
             ("training.epochs", t.epochs, self.max_epochs, "max_epochs"),
             ("training.batch_size", t.batch_size, self.max_batch_size, "max_batch_size"),
             ("gridding.num_sources", g.num_sources, self.max_sources, "max_sources"),
+            ("gridding.neighbour_sources", g.neighbour_sources, self.max_sources, "max_sources"),
             ("gridding.virtual_coils", g.virtual_coils, self.max_coils, "max_coils"),
             ("training.max_seconds", t.max_seconds, self.max_training_seconds, "max_training_seconds"),
             ("gridding.grid_oversampling", g.grid_oversampling, self.max_grid_oversampling, "max_grid_oversampling"),

@@ -37,7 +37,7 @@ def kernel_model(datamodule: GriddingDataModule, config: IgrogConfig) -> nn.Modu
     """The shared ``KernelModel`` for the datamodule's coils and source whitening."""
     whitening = None if datamodule.whitening is None else torch.from_numpy(datamodule.whitening)
     return KernelModel(
-        config.gridding.num_sources,
+        datamodule.num_sources,
         datamodule.num_coils,
         config.model,
         whitening,

@@ -37,7 +37,7 @@ import torch
 from igrog_engine import Inferencer, resolve_device
 from igrog_gadget.app.common.coverage import offset_distance_ratio
 from igrog_gadget.app.common.datamodule import GriddingDataModule, trajectory_fingerprint
-from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace, check_frame_values
+from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace, check_frame_values, sample_geometry
 from igrog_gadget.app.common.training import build_trainer, held_out_nrmse
 from igrog_gadget.app.common.virtual_coils import frame_coil_transform, to_virtual_coils
 from igrog_gadget.app.kernel_cache import KernelCache, kernel_bytes
@@ -46,7 +46,7 @@ from igrog_gadget.app.training_queue import TrainingQueue
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import ConfigError, GriddingCancelled
 from igrog_gadget.gridding.coils import CoilTransform
-from igrog_gadget.gridding.geometry import SampleGeometry, build_geometry
+from igrog_gadget.gridding.geometry import SampleGeometry
 
 logger = logging.getLogger(__name__)
 
@@ -309,7 +309,7 @@ class VariantGridder:
             return None, None
         if self.kernel_cache.get(cache_key) is not None:
             return None, None  # checked when the kernels were made
-        geometry = build_geometry(frame.traj, frame.matrix, self.config.gridding.num_sources, frame.lengths)
+        geometry = sample_geometry(frame, self.config.gridding)
         limit = self.config.training.offset_coverage_max
         if limit <= 0:
             return geometry, None

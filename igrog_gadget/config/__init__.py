@@ -110,6 +110,14 @@ class GriddingConfig:
 
     num_sources: int = 5
     """Consecutive readout samples feeding each kernel (3-5: best accuracy)."""
+    neighbour_sources: int = 4
+    """3D frames only (2D frames ignore it): further sources per kernel, the samples of other readouts
+    nearest to the target grid point. A readout's own samples lie on a line, so across it the coils
+    alone would have to shift the data in two directions; these neighbours carry that information
+    (64^3 kooshball, 8 coils: 0.63x of 3D classic GROG's error without them, ... with 4)."""
+    neighbour_radius: float = 1.5
+    """3D: largest distance (grid units) of a neighbour source from the target grid point (where fewer
+    lie that close the sample itself stands in); it adds to the reach the calibration block must hold."""
     trajectory_units: str = _choice_field("auto", TRAJECTORY_UNITS)
     """Units of acq.traj: auto (detect), grid (cycles/FOV, [-N/2, N/2)), normalized ([-0.5, 0.5))."""
     dimensions: str = _choice_field("auto", GRID_DIMENSIONS)
@@ -383,6 +391,9 @@ class IgrogConfig:
                 raise ConfigError(f"{name} = {_toml_value(value)} has no effect: {reason}; remove it")
         g, c, m, t = self.gridding, self.calibration, self.model, self.training
         _at_least("gridding.num_sources", g.num_sources, 1)
+        _at_least("gridding.neighbour_sources", g.neighbour_sources, 0)
+        if not g.neighbour_radius > 0:
+            raise ConfigError(f"gridding.neighbour_radius must be > 0, got {g.neighbour_radius}")
         _at_least("gridding.grid_oversampling", g.grid_oversampling, 1.0)
         if not (g.device in DEVICES[:-1] or (g.device.startswith("cuda:") and g.device[5:].isdigit())):
             raise ConfigError(f"gridding.device must be one of {', '.join(DEVICES)}; got {g.device!r}")
