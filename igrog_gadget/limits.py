@@ -39,7 +39,7 @@ class ResourceLimits:
     max_hidden_layers: int = 16
     max_fourier_features: int = 4096
     max_steps: int = 100_000
-    """training.max_steps, training.warm_start_steps."""
+    """training.max_steps, training.max_steps_3d, training.warm_start_steps."""
     max_epochs: int = 10_000
     max_batch_size: int = 1 << 20
     """training.batch_size."""
@@ -82,6 +82,7 @@ class ResourceLimits:
             ("model.fourier_features", m.fourier_features, self.max_fourier_features, "max_fourier_features"),
             ("model.bottleneck", m.bottleneck, self.max_hidden_width, "max_hidden_width"),
             ("training.max_steps", t.max_steps, self.max_steps, "max_steps"),
+            ("training.max_steps_3d", t.max_steps_3d, self.max_steps, "max_steps"),
             ("training.warm_start_steps", t.warm_start_steps, self.max_steps, "max_steps"),
             ("training.epochs", t.epochs, self.max_epochs, "max_epochs"),
             ("training.batch_size", t.batch_size, self.max_batch_size, "max_batch_size"),

@@ -184,6 +184,7 @@ class VariantGridder:
         datamodule: GriddingDataModule = self.spec.datamodule(frame, self.config, with_training=True)
         datamodule.preprocess()
         training = self.config.training
+        steps = training.steps_for(frame.dims)
         model = self.spec.model(datamodule, self.config)  # initialised from training.seed (local generators)
         warm = self._warm_start(model, previous)
         loss = self.spec.loss(self.config)
@@ -198,7 +199,7 @@ class VariantGridder:
             steps_per_epoch=len(train_loader),
             refit_pairs=datamodule.refit_batch(training.refit_pairs) if training.refit_head else None,
             cancel=self.cancelled,
-            max_steps=min(training.warm_start_steps, training.max_steps) if warm else training.max_steps,
+            max_steps=min(training.warm_start_steps, steps) if warm else steps,
         )
         fit_started = time.perf_counter()
         state = trainer.fit(train_loader)
