@@ -11,7 +11,6 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-import torch
 from torch import nn
 
 from igrog_gadget.app.common.datamodule import GriddingDataModule
@@ -35,12 +34,11 @@ class VariantSpec:
 
 def kernel_model(datamodule: GriddingDataModule, config: IgrogConfig) -> nn.Module:
     """The shared ``KernelModel`` for the datamodule's coils and source whitening."""
-    whitening = None if datamodule.whitening is None else torch.from_numpy(datamodule.whitening)
     return KernelModel(
         datamodule.num_sources,
         datamodule.num_coils,
         config.model,
-        whitening,
+        datamodule.whitening,
         seed=config.training.seed,
         offset_dims=datamodule.offset_dims,
     )

@@ -179,7 +179,7 @@ class VariantGridder:
         self._check_cancelled()
         previous = next((f.result() for f in sources if f.done() and not f.cancelled() and f.exception() is None), None)
         started = time.perf_counter()
-        transform = frame_coil_transform(inputs, self.config.gridding)
+        transform = frame_coil_transform(inputs, self.config.gridding, self._inherited_virtual_coils(inputs, previous))
         frame = to_virtual_coils(inputs, transform)
         datamodule: GriddingDataModule = self.spec.datamodule(frame, self.config, with_training=True)
         datamodule.preprocess()
@@ -237,6 +237,19 @@ class VariantGridder:
             estimate=estimate,
             info=info,
         )
+
+    def _inherited_virtual_coils(self, inputs: FrameInputs, previous: TrainedKernels | None) -> int:
+        """The virtual-coil count of the model a training may warm-start from (same physical
+        coils, compressed), so that the energy rule does not give neighbouring keys different
+        counts (e.g. a stack-of-stars' low-signal edge partitions) and a model shape the warm
+        start cannot load; 0 = choose by the energy rule. Data-defined: the count of the
+        earlier training, never of what finished first."""
+        if previous is None or not self.config.training.warm_start:
+            return 0
+        earlier = previous.coil_transform
+        if earlier.is_identity or earlier.num_physical != inputs.num_coils:
+            return 0
+        return earlier.num_virtual
 
     def _warm_start(self, model: torch.nn.Module, previous: TrainedKernels | None) -> bool:
         """Load the previous training's weights into ``model`` when the shapes agree (the

@@ -18,16 +18,15 @@ With off-resonance ``f(r)`` (Hz) and per-sample times ``t_j`` (seconds):
 
 from __future__ import annotations
 
-import logging
 
 import finufft
 import numpy as np
 
 from igrog_gadget.gridding.fft import centred_fft2, centred_fftn, centred_ifft2
+from igrog_gadget.gridding.segmentation import TimeSegmentation, segments_for_tolerance
 
 from .phantom import grid_coordinates
 
-logger = logging.getLogger(__name__)
 
 #: Fine-grid factor: the object is simulated on ``M = FINE_FACTOR * N`` pixels.
 FINE_FACTOR = 2
@@ -157,60 +156,25 @@ def time_segment_coefficients(
     f_max_hz: float,
     tol: float = TIME_SEGMENT_TOL,
     max_segments: int = 200,
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Least-squares time-segmentation interpolator for ``exp(-2 pi i f t)``.
-
-    Finds segment times ``tau_l`` (Chebyshev nodes over the time range) and coefficients
-    ``b_l(t)`` with ``exp(-2 pi i f t) ~= exp(-2 pi i fc t) sum_l b_l(t) exp(-2 pi i (f - fc) tau_l)``
-    for every ``f`` in ``[f_min, f_max]`` (``fc`` the centre), increasing the
-    number of segments until the sup-norm error on a dense frequency grid is below ``tol``.
+) -> TimeSegmentation:
+    """Time segmentation of ``exp(-2 pi i f t)`` for every ``f`` in ``[f_min, f_max]``, with
+    phases relative to the centre frequency: the segmentation of the gridder
+    (:func:`igrog_gadget.gridding.segmentation.segments_for_tolerance`) fitted on a dense
+    uniform frequency grid over the range, to RMS phase error ``tol``.
 
     Args:
         times_s: sample times, shape ``(n,)`` in seconds.
-
-    Returns:
-        ``(tau, coeffs, fc)``: ``tau`` shape ``(L,)``, ``coeffs`` shape ``(L, n)``
-        complex (the ``exp(-2 pi i fc t)`` factor included), ``fc`` in Hz.
     """
     t = np.asarray(times_s, dtype=np.float64).reshape(-1)
     fc = 0.5 * (f_min_hz + f_max_hz)
     half = 0.5 * (f_max_hz - f_min_hz)
-    carrier = np.exp(-2j * np.pi * fc * t)
-    if t.size == 0:
-        return np.zeros(1), np.zeros((1, 0), dtype=np.complex128), fc
-    t0, t1 = float(t.min()), float(t.max())
-    span = t1 - t0
-    if half * span < 1e-12:
-        # A constant field (or a single time): one segment at the mean time is exact up to the carrier.
-        tau = np.array([t0])
-        return tau, carrier[None, :], fc
-    t_unique, inverse = np.unique(t, return_inverse=True)
-    n_freq = int(max(256, 16 * half * 2 * span + 64))
-    df = np.linspace(-half, half, n_freq)
-    target = np.exp(-2j * np.pi * df[:, None] * t_unique[None, :])
-    n_seg = int(np.ceil(2 * half * span)) + 3
-    while True:
-        # Chebyshev nodes in time keep the basis well conditioned (coefficient sums ~2).
-        tau = t0 + span * (0.5 - 0.5 * np.cos(np.pi * (np.arange(n_seg) + 0.5) / n_seg))
-        basis = np.exp(-2j * np.pi * df[:, None] * tau[None, :])
-        u, sv, vh = np.linalg.svd(basis, full_matrices=False)
-        keep = sv > sv[0] * 1e-12
-        coeffs = (vh[keep].conj().T / sv[keep]) @ (u[:, keep].conj().T @ target)
-        err = float(np.abs(basis @ coeffs - target).max())
-        if err < tol or n_seg >= max_segments:
-            break
-        n_seg += 1
-    if err >= tol:
-        logger.warning("time segmentation error %.2e above tolerance %.1e with %d segments", err, tol, n_seg)
-    logger.debug(
-        "time segmentation: %d segments, sup error %.2e, max coefficient sum %.2f (span %.3f ms, +-%.1f Hz)",
-        n_seg,
-        err,
-        float(np.abs(coeffs).sum(axis=0).max()),
-        span * 1e3,
-        half,
-    )
-    return tau, coeffs[:, inverse] * carrier[None, :], fc
+    span = float(t.max() - t.min()) if t.size else 0.0
+    if half * span < 1e-12:  # a constant field (or one time): one segment, exact
+        frequencies = np.array([fc])
+    else:
+        frequencies = np.linspace(f_min_hz, f_max_hz, int(max(256, 16 * half * 2 * span + 64)))
+    weights = np.full(frequencies.shape, 1.0 / frequencies.size)
+    return segments_for_tolerance(t, frequencies, weights, tol, max_segments=max_segments, centre_hz=fc)
 
 
 def forward_b0(
@@ -252,7 +216,8 @@ def forward_b0(
     out = np.zeros((C, k.shape[0]), dtype=np.complex128)
     if k.shape[0] == 0:
         return out[0] if single else out
-    tau, coeffs, fc = time_segment_coefficients(times, float(b0.min()), float(b0.max()), tol)
+    segmentation = time_segment_coefficients(times, float(b0.min()), float(b0.max()), tol)
+    tau, coeffs, fc = segmentation.tau_s, segmentation.coefficients, segmentation.centre_hz
     # Batch as many segments per NUFFT execution as fit in ~256 MB of images.
     per_segment = C * M * M * 16
     batch = int(max(1, min(len(tau), (256 << 20) // per_segment)))

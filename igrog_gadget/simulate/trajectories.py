@@ -32,6 +32,22 @@ def _check_positive_int(name: str, value: int) -> int:
     return int(value)
 
 
+def _spoke_radius(samples_per_spoke: int, N: int, readout_oversampling: float) -> np.ndarray:
+    """Signed distance of each sample of a spoke from the centre, shape (samples_per_spoke,):
+    ``(i - samples // 2) / readout_oversampling``, refused when it reaches twice the gridded range."""
+    samples_per_spoke = _check_positive_int("samples_per_spoke", samples_per_spoke)
+    N = _check_positive_int("N", N)
+    if not readout_oversampling > 0:
+        raise ValueError(f"readout_oversampling must be > 0, got {readout_oversampling!r}")
+    radius = (np.arange(samples_per_spoke) - samples_per_spoke // 2) / float(readout_oversampling)
+    if np.abs(radius).max() >= N:
+        raise ValueError(
+            f"samples_per_spoke={samples_per_spoke} with readout_oversampling={readout_oversampling} "
+            f"reaches |k| >= N={N} (beyond twice the gridded range)"
+        )
+    return radius
+
+
 def radial_angles(num_spokes: int) -> np.ndarray:
     """Golden-angle spoke angles ``s * 111.246 deg`` in radians, shape ``(spokes,)``."""
     num_spokes = _check_positive_int("num_spokes", num_spokes)
@@ -54,16 +70,7 @@ def radial_golden_angle(
     Returns:
         Float64 array of shape ``(num_spokes, samples_per_spoke, 2)`` = ``(kx, ky)``.
     """
-    samples_per_spoke = _check_positive_int("samples_per_spoke", samples_per_spoke)
-    N = _check_positive_int("N", N)
-    if not readout_oversampling > 0:
-        raise ValueError(f"readout_oversampling must be > 0, got {readout_oversampling!r}")
-    radius = (np.arange(samples_per_spoke) - samples_per_spoke // 2) / float(readout_oversampling)
-    if np.abs(radius).max() >= N:
-        raise ValueError(
-            f"samples_per_spoke={samples_per_spoke} with readout_oversampling={readout_oversampling} "
-            f"reaches |k| >= N={N} (beyond twice the gridded range)"
-        )
+    radius = _spoke_radius(samples_per_spoke, N, readout_oversampling)
     angles = radial_angles(num_spokes)
     direction = np.stack([np.cos(angles), np.sin(angles)], axis=-1)  # (spokes, 2)
     return radius[None, :, None] * direction[:, None, :]
@@ -256,16 +263,7 @@ def kooshball_golden_means(
     Returns:
         Float64 array ``(num_spokes, samples_per_spoke, 3)`` = ``(kx, ky, kz)``.
     """
-    samples_per_spoke = _check_positive_int("samples_per_spoke", samples_per_spoke)
-    N = _check_positive_int("N", N)
-    if not readout_oversampling > 0:
-        raise ValueError(f"readout_oversampling must be > 0, got {readout_oversampling!r}")
-    radius = (np.arange(samples_per_spoke) - samples_per_spoke // 2) / float(readout_oversampling)
-    if np.abs(radius).max() >= N:
-        raise ValueError(
-            f"samples_per_spoke={samples_per_spoke} with readout_oversampling={readout_oversampling} "
-            f"reaches |k| >= N={N} (beyond twice the gridded range)"
-        )
+    radius = _spoke_radius(samples_per_spoke, N, readout_oversampling)
     return radius[None, :, None] * kooshball_directions(num_spokes)[:, None, :]
 
 

@@ -12,10 +12,12 @@ import pytest
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
+#: The batch these epoch counts were sized with (the product's default is 256 pairs at 5e-3).
+EPOCH_BATCH = ["training.batch_size=1024", "training.learning_rate=3e-3"]
 #: Step-limited (deterministic) training that is quick on 2 CPU cores.
-FAST = ["training.max_seconds=120", "training.epochs=4", "calibration.num_training_pairs=20000"]
+FAST = ["training.max_seconds=120", "training.epochs=4", "calibration.num_training_pairs=20000", *EPOCH_BATCH]
 #: Enough steps to show the accuracy margin on the recorded files.
-ACCURATE = ["training.max_seconds=120", "training.epochs=6"]
+ACCURATE = ["training.max_seconds=120", "training.epochs=6", *EPOCH_BATCH]
 
 
 @pytest.fixture

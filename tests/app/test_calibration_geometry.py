@@ -27,7 +27,7 @@ from igrog_gadget.errors import InputDataError
 from igrog_gadget.replay import replay_file
 from igrog_gadget.simulate import SimulationSpec, simulate_to_file
 
-QUICK = ["training.max_steps=300", "calibration.num_training_pairs=20000", "training.plateau_patience=0"]
+QUICK = ["training.max_steps=120", "calibration.num_training_pairs=8000", "training.plateau_patience=0"]
 
 #: The calibration of these files' frames: 64 spokes, no more than ``training.early_readouts``, so
 #: each model trains from the whole frame and calibrates jointly (ACS lines + samples).

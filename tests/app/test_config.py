@@ -218,20 +218,22 @@ def _learning_rates(config: IgrogConfig, steps: int) -> list[float]:
 
 def test_default_schedule_is_unchanged():
     config = load_config("basic")
-    assert scheduler_config(config.training).params == {"eta_min": pytest.approx(3e-3 * 0.02)}
+    assert config.training.learning_rate == 5e-3
+    assert scheduler_config(config.training).params == {"eta_min": pytest.approx(5e-3 * 0.02)}
     step = load_config("basic", overrides=["training.scheduler=step"])
     assert scheduler_config(step.training).params == {"step_size": 33, "gamma": 0.3}
 
 
 def test_scheduler_params_change_the_learning_rate_schedule(tmp_path):
+    lr = load_config("basic").training.learning_rate
     default = _learning_rates(load_config("basic"), 10)
-    assert default[-1] == pytest.approx(3e-3 * 0.02)
+    assert default[-1] == pytest.approx(lr * 0.02)
     raised = _learning_rates(load_config("basic", overrides=["training.scheduler_params.min_lr_ratio=0.5"]), 10)
-    assert raised[-1] == pytest.approx(3e-3 * 0.5) and raised[4] > default[4]
+    assert raised[-1] == pytest.approx(lr * 0.5) and raised[4] > default[4]
     path = tmp_path / "step.toml"
     path.write_text('[training]\nscheduler = "step"\n[training.scheduler_params]\nstep_size = 2\ngamma = 0.5\n')
     stepped = _learning_rates(load_config("basic", path), 6)
-    assert stepped == pytest.approx([3e-3, 1.5e-3, 1.5e-3, 7.5e-4, 7.5e-4, 3.75e-4])
+    assert stepped == pytest.approx([lr, lr / 2, lr / 2, lr / 4, lr / 4, lr / 8])
 
 
 @pytest.mark.parametrize(

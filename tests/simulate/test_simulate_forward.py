@@ -102,7 +102,9 @@ def test_b0_forward_zero_field_equals_nufft(coil_images: np.ndarray) -> None:
 
 def test_time_segmentation_interpolator_accuracy() -> None:
     t = np.arange(500) * 20e-6
-    tau, coeffs, fc = time_segment_coefficients(t, -30.0, 80.0, tol=1e-7)
+    segmentation = time_segment_coefficients(t, -30.0, 80.0, tol=1e-7)
+    tau, coeffs, fc = segmentation.tau_s, segmentation.coefficients, segmentation.centre_hz
+    assert fc == 25.0
     f = np.linspace(-30.0, 80.0, 37)
     approx = np.exp(-2j * np.pi * (f[:, None] - fc) * tau[None, :]) @ coeffs
     np.testing.assert_allclose(approx, np.exp(-2j * np.pi * f[:, None] * t[None, :]), atol=1e-6)

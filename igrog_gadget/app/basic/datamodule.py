@@ -47,7 +47,7 @@ class BasicDataModule(GriddingDataModule):
         self.block: CalibrationBlock | None = None
         self.pairs: TrainingPairs | None = None
         self.val_pairs: TrainingPairs | None = None
-        self.whitening: np.ndarray | None = None
+        self.whitening: torch.Tensor | None = None
         self.kernels: torch.Tensor | tuple[torch.Tensor, ...] | None = None
         self.device = resolve_device(config.gridding.device)
         self.data: GriddedKSpace | None = None
@@ -67,7 +67,7 @@ class BasicDataModule(GriddingDataModule):
             self.whitening = (
                 source_whitening(self.pairs.sources, cfg.training.whitening_regularization)
                 if cfg.training.whiten_sources
-                else np.eye(size, dtype=np.complex64)
+                else torch.eye(size, dtype=torch.complex64)
             )
         return self
 
@@ -140,8 +140,8 @@ class BasicDataModule(GriddingDataModule):
         )
 
     # --- gridding ---------------------------------------------------------------
-    def apply_kernels(self, kernels: torch.Tensor | Iterable[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
-        """``(kspace (coils, ny, nx), hits (ny, nx))`` of the frame gridded with ``kernels``
+    def apply_kernels(self, kernels: torch.Tensor | Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(kspace (coils, ny, nx), hits (ny, nx))`` tensors on the gridding device of the frame gridded with ``kernels``
         ((n, coils, coils*sources), or consecutive chunks of it: a tuple of cached chunks or an
         iterator from the inferencer). Kernels from an iterator are kept in ``kernels`` (a tuple
         of transposed chunks, (m, coils*sources, coils): the cache's layout) when ``keep_kernels``."""
@@ -162,7 +162,7 @@ class BasicDataModule(GriddingDataModule):
         mean_time = None
         if self.frame.sample_times_us is not None:
             mean_time = mean_time_on_grid(self.frame.sample_times_us.reshape(-1), self.geometry)
-        self.data = GriddedKSpace(kspace=kspace, hits=hits, mean_time_us=mean_time)
+        self.data = GriddedKSpace(kspace=kspace.cpu().numpy(), hits=hits.cpu().numpy(), mean_time_us=mean_time)
         return self.data
 
 

@@ -42,7 +42,7 @@ class GriddingDataModule(DataModule):
     """The frame (in the coils the model works in)."""
     geometry: SampleGeometry | None
     """Targets, sources and offsets of the frame's samples (after ``preprocess()``)."""
-    whitening: np.ndarray | None = None
+    whitening: torch.Tensor | None = None
     """(coils*sources, coils*sources) complex64 source whitening the model is built with
     (after a training ``preprocess()``)."""
     keep_kernels: bool = False

@@ -71,10 +71,9 @@ def sums_to_mean(
 
 def mean_time_on_grid(times: np.ndarray, geometry: SampleGeometry) -> np.ndarray:
     """Mean sample time on each grid point: times (total_samples,) → ([nz,] ny, nx) float32."""
-    points = math.prod(geometry.matrix)
-    sums = np.bincount(geometry.grid_index, weights=times[geometry.sample_index], minlength=points)
-    hits = np.bincount(geometry.grid_index, minlength=points)
-    return (sums / np.maximum(hits, 1)).reshape(grid_shape(geometry.matrix)).astype(np.float32)
+    values = torch.from_numpy(np.asarray(times, dtype=np.float64)[geometry.sample_index]).unsqueeze(1)
+    mean, _ = average_on_grid(values, torch.from_numpy(geometry.grid_index), geometry.matrix)
+    return mean[0].to(torch.float32).numpy()
 
 
 def apply_transposed_kernels(kernels_t: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
@@ -91,7 +90,7 @@ def grid_with_kernels(
     device: torch.device,
     keep: list[torch.Tensor] | None = None,
     transposed: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Grid a frame with kernels, chunk by chunk (memory: one chunk of kernels at a time).
 
     Args:
@@ -102,7 +101,7 @@ def grid_with_kernels(
             ``transposed``, chunks of shape (m, coils * sources, coils) (a cache's layout).
         keep: when given, every chunk is appended to it, transposed (to cache the kernels).
     Returns:
-        ``(kspace (coils, [nz,] ny, nx) complex64, hits ([nz,] ny, nx) int32)`` as numpy arrays.
+        ``(kspace (coils, [nz,] ny, nx) complex64, hits ([nz,] ny, nx) int32)`` on ``device``.
     """
     chunks = kernels.split(65536) if isinstance(kernels, torch.Tensor) else kernels  # else chunks in order
     samples_t = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.complex64)).to(device)
@@ -122,5 +121,4 @@ def grid_with_kernels(
         start = stop
     if start != geometry.num_samples:
         raise ValueError(f"{start} kernels for {geometry.num_samples} samples")
-    kspace, hits = sums_to_mean(sums, grid_index, geometry.matrix)
-    return kspace.cpu().numpy(), hits.cpu().numpy()
+    return sums_to_mean(sums, grid_index, geometry.matrix)

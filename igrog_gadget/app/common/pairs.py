@@ -124,8 +124,8 @@ def synthesize_pairs(
     )
 
 
-def source_whitening(sources: np.ndarray, regularization: float = 1e-2) -> np.ndarray:
-    """Inverse Cholesky factor of the source covariance: shape (m, m) complex64 for sources (pairs, m).
+def source_whitening(sources: np.ndarray, regularization: float = 1e-2) -> torch.Tensor:
+    """Inverse Cholesky factor of the source covariance: shape (m, m) complex64 tensor for sources (pairs, m).
 
     ``W = L^-1`` with ``L L^H = E[s s^H] + regularization * mean eigenvalue * I``, so the
     whitened sources ``W s`` have (almost) identity covariance. Computed with torch: numpy's
@@ -143,7 +143,7 @@ def source_whitening(sources: np.ndarray, regularization: float = 1e-2) -> np.nd
         factor = torch.linalg.cholesky(covariance + load * eye)
     except RuntimeError as error:  # torch.linalg.LinAlgError
         raise CalibrationError(f"the training sources' covariance cannot be factored: {error}") from None
-    return torch.linalg.inv(factor).to(torch.complex64).numpy()
+    return torch.linalg.inv(factor).to(torch.complex64)
 
 
 def whitening_or_identity(whitening: torch.Tensor | None, size: int) -> torch.Tensor:

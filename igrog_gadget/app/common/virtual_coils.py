@@ -26,11 +26,13 @@ def wants_compression(coils: int, config: GriddingConfig) -> bool:
     return coils > config.compression_threshold
 
 
-def frame_coil_transform(frame: FrameInputs, config: GriddingConfig) -> CoilTransform:
+def frame_coil_transform(frame: FrameInputs, config: GriddingConfig, num_virtual: int = 0) -> CoilTransform:
     """The compression of a calibration key, from its first frame's samples and calibration lines.
 
     Prewhitened first when the frame carries a noise covariance and ``config.prewhiten``.
-    Identity when no compression is wanted.
+    Identity when no compression is wanted. ``num_virtual`` > 0 fixes the number of virtual
+    coils (e.g. that of the model a training warm-starts from) where ``config.virtual_coils``
+    leaves it to the energy rule.
     """
     coils = frame.num_coils
     if not wants_compression(coils, config):
@@ -40,7 +42,8 @@ def frame_coil_transform(frame: FrameInputs, config: GriddingConfig) -> CoilTran
         prewhitener = noise_prewhitener(frame.noise_covariance)
     parts = [frame.flat_samples()] + [data for data, _ in frame.calibration_lines]
     transform = compression_transform(
-        np.concatenate(parts, axis=1), config.virtual_coils, config.compression_energy, prewhitener, config.min_virtual_coils
+        np.concatenate(parts, axis=1), config.virtual_coils or num_virtual, config.compression_energy, prewhitener,
+        config.min_virtual_coils,
     )
     if transform.prewhitened:
         whitening = "prewhitened with the noise scans' coil covariance"

@@ -24,7 +24,7 @@ __all__ = ["FieldCorrDataModule", "TimeKernelModel", "build_model", "correct_fie
 
 def build_model(datamodule: GriddingDataModule, config: IgrogConfig) -> torch.nn.Module:
     """The network of the configured mode (after ``datamodule.preprocess()``)."""
-    whitening = torch.from_numpy(datamodule.whitening)
+    whitening = datamodule.whitening
     coils = datamodule.num_coils
     if config.fieldcorr.mode == "kernel":
         time_scale_s = datamodule.model_options()["time_scale_s"]

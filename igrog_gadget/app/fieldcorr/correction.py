@@ -33,11 +33,13 @@ class SegmentedFieldOperator:
     Args:
         field_hz: shape (ny, nx), the B0 map.
         tau_s: shape (L,), segment times.
-        weights: shape (L, ny, nx), complex: ``B_l(g)`` (zero where no sample landed).
+        weights: shape (L, ny, nx), complex tensor or array: ``B_l(g)`` (zero where no sample landed).
         device: where to compute.
     """
 
-    def __init__(self, field_hz: np.ndarray, tau_s: np.ndarray, weights: np.ndarray, device: torch.device) -> None:
+    def __init__(
+        self, field_hz: np.ndarray, tau_s: np.ndarray, weights: torch.Tensor | np.ndarray, device: torch.device
+    ) -> None:
         field = torch.as_tensor(np.asarray(field_hz, dtype=np.float64), device=device)
         tau = torch.as_tensor(np.asarray(tau_s, dtype=np.float64), device=device)
         self.phases = torch.exp(-2j * np.pi * field[None] * tau[:, None, None]).to(torch.complex64)  # (L, ny, nx)
@@ -59,15 +61,16 @@ class SegmentedFieldOperator:
 
 
 def correct_field(
-    kspace: np.ndarray,
-    hits: np.ndarray,
+    kspace: torch.Tensor | np.ndarray,
+    hits: torch.Tensor | np.ndarray,
     field_hz: np.ndarray,
     tau_s: np.ndarray,
-    weights: np.ndarray,
+    weights: torch.Tensor | np.ndarray,
     cg_iterations: int = 0,
     device: torch.device | str = "cpu",
-) -> np.ndarray:
-    """Field-free k-space from field-free-kernel gridded k-space.
+) -> torch.Tensor:
+    """Field-free k-space from field-free-kernel gridded k-space (tensors stay where they are
+    when already on ``device``).
 
     Args:
         kspace: shape (coils, ny, nx), complex: gridded data (zero where ``hits`` is 0).
@@ -77,7 +80,7 @@ def correct_field(
         weights: shape (L, ny, nx), complex: mean segment coefficients per grid point.
         cg_iterations: CG refinement iterations after the conjugate-phase estimate.
     Returns:
-        shape (coils, ny, nx), complex64: corrected k-space, zero where ``hits`` is 0.
+        shape (coils, ny, nx), complex64 tensor on ``device``: corrected k-space, zero where ``hits`` is 0.
     """
     device = torch.device(device)
     operator = SegmentedFieldOperator(field_hz, tau_s, weights, device)
@@ -92,5 +95,4 @@ def correct_field(
             lambda image: operator.adjoint(mask * operator.forward(image)), rhs, cg_iterations,
             stop=lambda rr: bool(rr <= floor), x0=x,
         )
-    corrected = centred_fft2(x) * mask
-    return corrected.cpu().numpy().astype(np.complex64)
+    return (centred_fft2(x) * mask).to(torch.complex64)

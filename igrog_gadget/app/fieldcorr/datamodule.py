@@ -26,11 +26,11 @@ from torch.utils.data import DataLoader
 
 from igrog_gadget.app.common.batches import TensorDictDataset, batch_loader
 from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace
-from igrog_gadget.app.common.kernels import mean_time_on_grid
+from igrog_gadget.app.common.kernels import average_on_grid, mean_time_on_grid
 from igrog_gadget.app.common.pairs import TrainingPairs, complex_noise, normalized, rms_scale, target_range
 from igrog_gadget.app.fieldcorr.correction import correct_field
 from igrog_gadget.app.fieldcorr.fieldmap import B0MAP_SERIES, field_map, sample_times_s
-from igrog_gadget.app.fieldcorr.segmentation import frequency_histogram, segments_for_tolerance, time_segmentation
+from igrog_gadget.gridding.segmentation import frequency_histogram, segments_for_tolerance, time_segmentation
 from igrog_gadget.app.image_based.datamodule import ImageBasedDataModule
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import CalibrationError
@@ -230,7 +230,7 @@ class FieldCorrDataModule(ImageBasedDataModule):
             )
             info["time_segments"] = segmentation.num_segments
             info["segmentation_error"] = segmentation.max_error
-        self.data = GriddedKSpace(kspace=kspace, hits=hits, mean_time_us=mean_time, info=info)
+        self.data = GriddedKSpace(kspace=kspace.cpu().numpy(), hits=hits.cpu().numpy(), mean_time_us=mean_time, info=info)
         return self.data
 
     def segment_weights(self, times: np.ndarray):
@@ -239,7 +239,7 @@ class FieldCorrDataModule(ImageBasedDataModule):
         Args:
             times: shape (n,), seconds, per kept sample.
         Returns:
-            ``(TimeSegmentation, weights (L, ny, nx) complex64)``.
+            ``(TimeSegmentation, weights (L, ny, nx) complex tensor on the gridding device)``.
         """
         frequencies, freq_weights = frequency_histogram(self.field_hz)
         segmentation = time_segmentation(times, frequencies, freq_weights, self.config.fieldcorr.time_segments)
@@ -249,12 +249,7 @@ class FieldCorrDataModule(ImageBasedDataModule):
                 "raise fieldcorr.time_segments",
                 segmentation.num_segments, segmentation.max_error, float(np.ptp(self.field_hz)), 1e3 * float(np.ptp(times)),
             )
-        nx, ny = self.geometry.matrix
-        index = self.geometry.grid_index
-        hits = np.maximum(np.bincount(index, minlength=nx * ny), 1)
-        weights = np.empty((segmentation.num_segments, ny, nx), dtype=np.complex64)
-        for number, coefficients in enumerate(segmentation.coefficients):
-            real = np.bincount(index, weights=coefficients.real, minlength=nx * ny)
-            imag = np.bincount(index, weights=coefficients.imag, minlength=nx * ny)
-            weights[number] = ((real + 1j * imag) / hits).reshape(ny, nx)
+        coefficients = torch.from_numpy(segmentation.coefficients.T.copy()).to(self.device)  # (n, L)
+        index = torch.from_numpy(self.geometry.grid_index).to(self.device)
+        weights, _ = average_on_grid(coefficients, index, self.geometry.matrix)  # (L, ny, nx)
         return segmentation, weights

@@ -35,6 +35,9 @@ class TimeSegmentation:
     """Shape (L, n), complex128: ``b_l(t_j)`` for each requested time."""
     max_error: float
     """Largest weighted-RMS phase error over the requested times (fraction of 1)."""
+    centre_hz: float = 0.0
+    """Frequency the segments are taken relative to: ``exp(-2 pi i f t) ~= sum_l b_l(t)
+    exp(-2 pi i (f - centre_hz) tau_l)`` (the carrier ``exp(-2 pi i centre_hz t)`` is in ``b_l(t)``)."""
 
     @property
     def num_segments(self) -> int:
@@ -67,6 +70,7 @@ def time_segmentation(
     frequencies_hz: np.ndarray,
     weights: np.ndarray,
     num_segments: int,
+    centre_hz: float = 0.0,
 ) -> TimeSegmentation:
     """Coefficients ``b_l(t)`` for ``num_segments`` evenly spaced segment times.
 
@@ -75,6 +79,8 @@ def time_segmentation(
         frequencies_hz: shape (m,), the frequencies to fit (e.g. ``frequency_histogram``).
         weights: shape (m,), their weights.
         num_segments: L >= 1.
+        centre_hz: the segments' phases are ``exp(-2 pi i (f - centre_hz) tau_l)`` (a carrier
+            at the centre of the field's range needs fewer segments for the same error).
     """
     times = np.asarray(times_s, dtype=np.float64).reshape(-1)
     unique, inverse = np.unique(times, return_inverse=True)
@@ -85,7 +91,7 @@ def time_segmentation(
         tau = np.linspace(t0, t1, num_segments)
     root = np.sqrt(np.asarray(weights, dtype=np.float64))[:, None]
     freqs = np.asarray(frequencies_hz, dtype=np.float64)[:, None]
-    basis = root * np.exp(-2j * np.pi * freqs * tau[None, :])  # (m, L)
+    basis = root * np.exp(-2j * np.pi * (freqs - centre_hz) * tau[None, :])  # (m, L)
     target = root * np.exp(-2j * np.pi * freqs * unique[None, :])  # (m, T)
     coefficients, *_ = np.linalg.lstsq(basis, target, rcond=1e-10)  # (L, T)
     errors = np.sqrt(np.sum(np.abs(basis @ coefficients - target) ** 2, axis=0))
@@ -93,6 +99,7 @@ def time_segmentation(
         tau_s=tau,
         coefficients=coefficients[:, inverse.reshape(-1)],
         max_error=float(errors.max()) if errors.size else 0.0,
+        centre_hz=centre_hz,
     )
 
 
@@ -102,14 +109,16 @@ def segments_for_tolerance(
     weights: np.ndarray,
     tolerance: float,
     max_segments: int = 64,
+    centre_hz: float = 0.0,
 ) -> TimeSegmentation:
-    """The fewest evenly spaced segments whose phase error stays below ``tolerance``."""
+    """The fewest evenly spaced segments whose phase error stays below ``tolerance``
+    (``centre_hz``: see :func:`time_segmentation`)."""
     times = np.asarray(times_s, dtype=np.float64).reshape(-1)
     span = float(times.max() - times.min()) if times.size else 0.0
     spread = float(np.max(frequencies_hz) - np.min(frequencies_hz))
     count = max(1, int(np.ceil(spread * span)) + 2)
     while True:
-        segmentation = time_segmentation(times, frequencies_hz, weights, count)
+        segmentation = time_segmentation(times, frequencies_hz, weights, count, centre_hz)
         if segmentation.max_error <= tolerance or count >= max_segments:
             break
         count += 1
