@@ -86,6 +86,7 @@ class ResourceLimits:
             ("training.warm_start_steps", t.warm_start_steps, self.max_steps, "max_steps"),
             ("training.epochs", t.epochs, self.max_epochs, "max_epochs"),
             ("training.batch_size", t.batch_size, self.max_batch_size, "max_batch_size"),
+            ("training.batch_size_3d", t.batch_size_3d, self.max_batch_size, "max_batch_size"),
             ("gridding.num_sources", g.num_sources, self.max_sources, "max_sources"),
             ("gridding.neighbour_sources", g.neighbour_sources, self.max_sources, "max_sources"),
             ("gridding.virtual_coils", g.virtual_coils, self.max_coils, "max_coils"),

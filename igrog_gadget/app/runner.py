@@ -181,13 +181,14 @@ class VariantGridder:
         started = time.perf_counter()
         transform = frame_coil_transform(inputs, self.config.gridding, self._inherited_virtual_coils(inputs, previous))
         frame = to_virtual_coils(inputs, transform)
-        datamodule: GriddingDataModule = self.spec.datamodule(frame, self.config, with_training=True)
+        config = self.config.for_dims(frame.dims)  # a 3D frame trains with the 3D settings
+        datamodule: GriddingDataModule = self.spec.datamodule(frame, config, with_training=True)
         datamodule.preprocess()
-        training = self.config.training
-        steps = training.steps_for(frame.dims)
-        model = self.spec.model(datamodule, self.config)  # initialised from training.seed (local generators)
+        training = config.training
+        steps = training.max_steps
+        model = self.spec.model(datamodule, config)  # initialised from training.seed (local generators)
         warm = self._warm_start(model, previous)
-        loss = self.spec.loss(self.config)
+        loss = self.spec.loss(config)
         train_loader = datamodule.train_dataloader()
         val_loader = datamodule.val_dataloader()
         trainer = build_trainer(
