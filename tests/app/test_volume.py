@@ -90,7 +90,8 @@ def test_kooshball_accuracy_beats_nearest_neighbour(kooshball, kooshball_replay)
     def nrmse(kspace):
         return np.linalg.norm((kspace - truth)[:, mask]) / np.linalg.norm(truth[:, mask])
 
-    assert nrmse(volume) < 0.7 * nrmse(nn)  # 0.52x when recorded (0.119 against 0.229)
+    # 0.45x when recorded (0.104 against 0.229; 0.52x without gridding.neighbour_sources)
+    assert nrmse(volume) < 0.5 * nrmse(nn)
 
 
 def test_two_column_trajectories_in_a_3d_grid_are_refused(tmp_path):
