@@ -39,12 +39,12 @@ class ResourceLimits:
     max_hidden_layers: int = 16
     max_fourier_features: int = 4096
     max_steps: int = 100_000
-    """training.max_steps, training.warm_start_steps."""
+    """training.max_steps, training.max_steps_3d, training.warm_start_steps."""
     max_epochs: int = 10_000
     max_batch_size: int = 1 << 20
     """training.batch_size."""
     max_sources: int = 64
-    """gridding.num_sources (readout samples feeding one kernel)."""
+    """gridding.num_sources (readout samples feeding one kernel) and gridding.neighbour_sources."""
     max_training_seconds: float = 600.0
     """training.max_seconds."""
     max_grid_oversampling: float = 4.0
@@ -82,10 +82,13 @@ class ResourceLimits:
             ("model.fourier_features", m.fourier_features, self.max_fourier_features, "max_fourier_features"),
             ("model.bottleneck", m.bottleneck, self.max_hidden_width, "max_hidden_width"),
             ("training.max_steps", t.max_steps, self.max_steps, "max_steps"),
+            ("training.max_steps_3d", t.max_steps_3d, self.max_steps, "max_steps"),
             ("training.warm_start_steps", t.warm_start_steps, self.max_steps, "max_steps"),
             ("training.epochs", t.epochs, self.max_epochs, "max_epochs"),
             ("training.batch_size", t.batch_size, self.max_batch_size, "max_batch_size"),
+            ("training.batch_size_3d", t.batch_size_3d, self.max_batch_size, "max_batch_size"),
             ("gridding.num_sources", g.num_sources, self.max_sources, "max_sources"),
+            ("gridding.neighbour_sources", g.neighbour_sources, self.max_sources, "max_sources"),
             ("gridding.virtual_coils", g.virtual_coils, self.max_coils, "max_coils"),
             ("training.max_seconds", t.max_seconds, self.max_training_seconds, "max_training_seconds"),
             ("gridding.grid_oversampling", g.grid_oversampling, self.max_grid_oversampling, "max_grid_oversampling"),

@@ -192,6 +192,10 @@ class ScanHeader:
     step1_limits: tuple[int, int] | None = None
     """(minimum, maximum) of encodingLimits.kspace_encoding_step_1, when the header states them:
     for non-Cartesian data the readouts (spokes, interleaves) of one frame."""
+    step2_limits: tuple[int, int] | None = None
+    """(minimum, maximum) of encodingLimits.kspace_encoding_step_2, when the header states them:
+    the partitions of a stack (a 3D stack-of-spirals whose e1 numbers the interleaves of each
+    partition has e1 x e2 readouts per frame)."""
     encodings: tuple[EncodingGeometry, ...] = ()
     """Every ``<encoding>`` of the header, in order; 0 is the imaging encoding gridded here,
     others are e.g. a separate calibration scan (``encoding_space_ref`` of its readouts)."""

@@ -35,7 +35,7 @@ class VariantSpec:
 def kernel_model(datamodule: GriddingDataModule, config: IgrogConfig) -> nn.Module:
     """The shared ``KernelModel`` for the datamodule's coils and source whitening."""
     return KernelModel(
-        config.gridding.num_sources,
+        datamodule.num_sources,
         datamodule.num_coils,
         config.model,
         datamodule.whitening,

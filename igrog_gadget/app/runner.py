@@ -37,7 +37,7 @@ import torch
 from igrog_engine import Inferencer, resolve_device
 from igrog_gadget.app.common.coverage import offset_distance_ratio
 from igrog_gadget.app.common.datamodule import GriddingDataModule, trajectory_fingerprint
-from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace, check_frame_values
+from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace, check_frame_values, sample_geometry
 from igrog_gadget.app.common.training import build_trainer, held_out_nrmse
 from igrog_gadget.app.common.virtual_coils import frame_coil_transform, to_virtual_coils
 from igrog_gadget.app.kernel_cache import KernelCache, kernel_bytes
@@ -46,7 +46,7 @@ from igrog_gadget.app.training_queue import TrainingQueue
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import ConfigError, GriddingCancelled
 from igrog_gadget.gridding.coils import CoilTransform
-from igrog_gadget.gridding.geometry import SampleGeometry, build_geometry
+from igrog_gadget.gridding.geometry import SampleGeometry
 
 logger = logging.getLogger(__name__)
 
@@ -181,12 +181,14 @@ class VariantGridder:
         started = time.perf_counter()
         transform = frame_coil_transform(inputs, self.config.gridding, self._inherited_virtual_coils(inputs, previous))
         frame = to_virtual_coils(inputs, transform)
-        datamodule: GriddingDataModule = self.spec.datamodule(frame, self.config, with_training=True)
+        config = self.config.for_dims(frame.dims)  # a 3D frame trains with the 3D settings
+        datamodule: GriddingDataModule = self.spec.datamodule(frame, config, with_training=True)
         datamodule.preprocess()
-        training = self.config.training
-        model = self.spec.model(datamodule, self.config)  # initialised from training.seed (local generators)
+        training = config.training
+        steps = training.max_steps
+        model = self.spec.model(datamodule, config)  # initialised from training.seed (local generators)
         warm = self._warm_start(model, previous)
-        loss = self.spec.loss(self.config)
+        loss = self.spec.loss(config)
         train_loader = datamodule.train_dataloader()
         val_loader = datamodule.val_dataloader()
         trainer = build_trainer(
@@ -198,7 +200,7 @@ class VariantGridder:
             steps_per_epoch=len(train_loader),
             refit_pairs=datamodule.refit_batch(training.refit_pairs) if training.refit_head else None,
             cancel=self.cancelled,
-            max_steps=min(training.warm_start_steps, training.max_steps) if warm else training.max_steps,
+            max_steps=min(training.warm_start_steps, steps) if warm else steps,
         )
         fit_started = time.perf_counter()
         state = trainer.fit(train_loader)
@@ -322,7 +324,7 @@ class VariantGridder:
             return None, None
         if self.kernel_cache.get(cache_key) is not None:
             return None, None  # checked when the kernels were made
-        geometry = build_geometry(frame.traj, frame.matrix, self.config.gridding.num_sources, frame.lengths)
+        geometry = sample_geometry(frame, self.config.gridding)
         limit = self.config.training.offset_coverage_max
         if limit <= 0:
             return geometry, None

@@ -6,6 +6,11 @@ sources are ``num_sources`` consecutive samples of the same readout centred on i
 have their own ends). The kernel input is the set of
 offsets ``k_source - g``.
 
+In 3D a readout's own samples lie on a line: they tell the kernel nothing about the two
+directions across it, which the coils alone must bridge. ``add_neighbour_sources`` appends the
+samples of *other* readouts nearest to g (within a radius) as further sources; in the densely
+sampled part of a kooshball or a stack those lie well within a grid unit of g.
+
 The same code serves 2D and 3D: positions are ``(kx, ky)`` or ``(kx, ky, kz)`` (the last axis of
 the trajectory), the matrix ``(nx, ny)`` or ``(nx, ny, nz)``, and flat grid indices run x fastest
 (``iy * nx + ix``, in 3D ``(iz * ny + iy) * nx + ix``): the C order of a ``(.., ny, nx)`` /
@@ -19,6 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from igrog_gadget.errors import InputDataError
+
+#: Grid points whose neighbours are looked up at once (bounds the look-up's memory: a few
+#: hundred bytes per point).
+NEIGHBOUR_CHUNK = 131072
 
 
 @dataclass
@@ -136,4 +145,57 @@ def build_geometry(
         sample_index=sample_index,
         matrix=tuple(int(n) for n in matrix),
         num_dropped=int((valid & ~inside).sum()),
+    )
+
+
+def add_neighbour_sources(
+    geometry: SampleGeometry, traj: np.ndarray, count: int, radius: float, chunk: int = NEIGHBOUR_CHUNK
+) -> SampleGeometry:
+    """``geometry`` with ``count`` more sources per sample: the samples of other readouts nearest
+    to its target grid point, nearest first, within ``radius`` grid units (where fewer lie that
+    close, the sample itself stands in: a repeated source adds nothing).
+
+    Args:
+        geometry: built by ``build_geometry`` from ``traj``.
+        traj: shape (readouts, samples, dims), grid units (padding samples lie far outside every radius).
+        count: sources to add (0: ``geometry`` unchanged).
+        radius: largest distance (grid units) of a neighbour from the target grid point.
+        chunk: grid points looked up at once (memory bound).
+    Returns:
+        The geometry with ``source_index`` (n, S + count) and ``offsets`` (n, S + count, dims).
+    """
+    if count <= 0 or geometry.num_samples == 0:
+        return geometry
+    from scipy.spatial import cKDTree  # only 3D gridding needs it
+
+    num_readouts, samples, dims = traj.shape
+    flat = traj.reshape(-1, dims).astype(np.float64)
+    tree = cKDTree(flat)
+    # own-readout samples within the radius: about 2 * radius per readout sample spacing
+    spacing = float(np.median(np.linalg.norm(np.diff(traj[: min(num_readouts, 64)], axis=1), axis=-1))) if samples > 1 else 1.0
+    query = count + int(np.ceil(2 * radius / max(spacing, 1e-3))) + 4
+    extra = np.empty((geometry.num_samples, count), dtype=np.int64)
+    positions = np.empty((geometry.num_samples, count, dims), dtype=np.float32)
+    for start in range(0, geometry.num_samples, chunk):
+        stop = min(start + chunk, geometry.num_samples)
+        own = geometry.sample_index[start:stop]
+        grid = np.floor(flat[own] + 0.5)
+        distance, index = tree.query(grid, k=min(query, flat.shape[0]), distance_upper_bound=radius)
+        index = index.reshape(grid.shape[0], -1)
+        valid = np.isfinite(distance.reshape(index.shape)) & (index // samples != (own // samples)[:, None])
+        rank = np.cumsum(valid, axis=1)
+        rows = np.arange(grid.shape[0])
+        for j in range(count):
+            hit = valid & (rank == j + 1)
+            found = hit.any(axis=1)
+            chosen = np.where(found, index[rows, np.argmax(hit, axis=1)], own)
+            extra[start:stop, j] = chosen
+            positions[start:stop, j] = flat[chosen] - grid
+    return SampleGeometry(
+        grid_index=geometry.grid_index,
+        source_index=np.concatenate([geometry.source_index, extra], axis=1),
+        offsets=np.concatenate([geometry.offsets, positions], axis=1),
+        sample_index=geometry.sample_index,
+        matrix=geometry.matrix,
+        num_dropped=geometry.num_dropped,
     )

@@ -416,11 +416,9 @@ def parse_header(xml: str, source: str = "") -> ScanHeader:
     if asi is not None and asi.receiverChannels is not None:
         num_coils = _whole_number(asi.receiverChannels, "<receiverChannels>", source)
     step1 = getattr(enc.encodingLimits, "kspace_encoding_step_1", None) if enc.encodingLimits is not None else None
-    step1_limits = None
-    if step1 is not None and step1.minimum is not None and step1.maximum is not None:
-        low, high = int(step1.minimum), int(step1.maximum)
-        if 0 <= low <= high:
-            step1_limits = (low, high)
+    step1_limits = _limits(step1)
+    step2 = getattr(enc.encodingLimits, "kspace_encoding_step_2", None) if enc.encodingLimits is not None else None
+    step2_limits = _limits(step2)
     return ScanHeader(
         encoded_matrix=_matrix(enc.encodedSpace, "encodedSpace", source),
         encoded_fov_mm=_fov(enc.encodedSpace),
@@ -431,8 +429,17 @@ def parse_header(xml: str, source: str = "") -> ScanHeader:
         xml=xml if isinstance(xml, str) else bytes(xml).decode("utf-8", errors="replace"),
         user_parameters=_user_parameters(header),
         step1_limits=step1_limits,
+        step2_limits=step2_limits,
         encodings=tuple(_encoding_geometry(e, i, source) for i, e in enumerate(header.encoding)),
     )
+
+
+def _limits(limit) -> tuple[int, int] | None:
+    """(minimum, maximum) of an encodingLimits entry, None when absent or not 0 <= min <= max."""
+    if limit is None or limit.minimum is None or limit.maximum is None:
+        return None
+    low, high = int(limit.minimum), int(limit.maximum)
+    return (low, high) if 0 <= low <= high else None
 
 
 def output_recon_space(

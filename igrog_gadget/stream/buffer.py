@@ -19,13 +19,21 @@ A 3D scan (``volumetric``: gridded onto one (nx, ny, nz) grid) has one frame per
 without the partition: its readouts' ``kspace_encode_step_2`` (a stack-of-spirals' kz plane) is
 part of the readout's identity (``(e1, e2)`` pairs count towards the readouts per frame), not of
 the frame key, and its calibration lines of every ``kspace_encode_step_2`` (the kz lines of a 3D
-ACS block) calibrate it.
+ACS block) calibrate it. Writers number a 3D frame's readouts in two ways: e1 across the volume
+(a kooshball's spokes; a stack-of-spirals' readouts 0 .. interleaves x partitions - 1), then a
+frame holds the e1 limits' count of readouts; or e1 per partition (the interleaves of each kz
+plane, e1 repeating in every e2), then it holds e1 count x e2 count (``partitions_per_frame``,
+from the e2 limits). The second is recognised from the data (``_FrameSteps.per_partition``): an
+e1 value that comes in two partitions, or readouts that all lie in one kz plane (a stack
+acquired partition by partition: its first plane is no complete volume).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from igrog_gadget.errors import InputDataError
 from igrog_gadget.scan import (
@@ -70,6 +78,45 @@ class CompletedFrame:
 
 
 @dataclass
+class _FrameSteps:
+    """What an open frame holds: its distinct readout identities, and in 3D what tells how its
+    readouts are numbered."""
+
+    steps: set = field(default_factory=set)
+    """Distinct kspace_encode_step_1 values (3D: (e1, e2) pairs)."""
+    step1: set[int] = field(default_factory=set)
+    """3D: distinct e1 values."""
+    plane: float | None = None
+    """3D: the kz every readout so far lies at (None before the first; NaN once they differ)."""
+
+    def add(self, step, readout: Readout) -> None:
+        self.steps.add(step)
+        if isinstance(step, tuple):
+            self.step1.add(step[0])
+            self.plane = _common_plane(self.plane, readout)
+
+    @property
+    def per_partition(self) -> bool:
+        """3D: e1 numbers the readouts of each partition (an e1 value in two partitions, or all
+        readouts in one kz plane), not those of the volume."""
+        return len(self.steps) > len(self.step1) or (self.plane is not None and self.plane == self.plane)
+
+
+def _common_plane(plane: float | None, readout: Readout) -> float:
+    """The kz shared by ``plane`` (None: none yet) and every sample of ``readout`` (NaN when
+    they differ, or the readout carries no kz column)."""
+    traj = readout.traj
+    if traj is None or traj.ndim != 2 or traj.shape[1] < 3 or traj.shape[0] == 0 or (plane is not None and plane != plane):
+        return float("nan")
+    kz = traj[:, 2]
+    first = float(kz[0])
+    tolerance = 1e-6 * max(1.0, float(np.max(np.abs(traj))))
+    if np.any(np.abs(kz - first) > tolerance) or (plane is not None and abs(first - plane) > tolerance):
+        return float("nan")
+    return first
+
+
+@dataclass
 class ReadoutBuffer:
     """Collects readouts; ``add`` returns frames completed by the readout, ``close`` the rest."""
 
@@ -79,6 +126,9 @@ class ReadoutBuffer:
     expected_coils: int | None = None
     readouts_per_frame: int | None = None
     """Distinct kspace_encode_step_1 values of a complete frame (from the header), if known."""
+    partitions_per_frame: int | None = None
+    """Distinct kspace_encode_step_2 values of the header's e2 limits: in 3D, a frame whose e1
+    numbers the readouts of each partition holds ``readouts_per_frame`` x this many."""
     frames: dict[tuple[int, ...], list[Readout]] = field(default_factory=dict)
     calibration: dict[tuple[int, ...], list[Readout]] = field(default_factory=dict)
     max_buffered_samples: int | None = None
@@ -91,7 +141,7 @@ class ReadoutBuffer:
     ``igrog_gadget.stream.frames.is_volumetric`` finds 3D)."""
     duplicates: int = 0
     """Imaging readouts dropped because their counters repeated an earlier readout's."""
-    _steps: dict[tuple[int, ...], set[int]] = field(default_factory=dict)
+    _steps: dict[tuple[int, ...], _FrameSteps] = field(default_factory=dict)
     _completed: set[tuple[int, ...]] = field(default_factory=set)
     """Frame keys already completed (a later fragment with the same counters repeats them)."""
 
@@ -115,8 +165,8 @@ class ReadoutBuffer:
         step = int(readout.idx.get("kspace_encode_step_1", 0))
         if self.volumetric:
             step = (step, int(readout.idx.get("kspace_encode_step_2", 0)))
-        steps = self._steps.setdefault(key, set())
-        if self.readouts_per_frame is not None and step in steps:
+        held = self._steps.setdefault(key, _FrameSteps())
+        if self.readouts_per_frame is not None and step in held.steps:
             self.duplicates += 1
             if self.duplicates == 1:
                 logger.warning(
@@ -124,24 +174,35 @@ class ReadoutBuffer:
                     readout.scan_counter, key, step,
                 )
             return []
-        steps.add(step)
+        held.add(step, readout)
         self.frames.setdefault(key, []).append(readout)
         self.buffered_samples += size
         flagged = any(
             has_flag(readout.flags, bit) for bit in (FLAG_LAST_IN_SLICE, FLAG_LAST_IN_REPETITION, FLAG_LAST_IN_MEASUREMENT)
         )
-        if self.readouts_per_frame is None:
+        expected = self.expected_readouts(key)
+        if expected is None:
             return [self._complete(key)] if flagged else []
-        if len(steps) >= self.readouts_per_frame:
+        if len(held.steps) >= expected:
             return [self._complete(key)]
-        if flagged and len(steps) >= LAST_FLAG_MIN_SHARE * self.readouts_per_frame:
+        if flagged and len(held.steps) >= LAST_FLAG_MIN_SHARE * expected:
             return [self._complete(key)]
         if flagged:
             logger.info(
                 "acquisition %d flags the end of frame %s after %d of its %d readouts: waiting for the rest",
-                readout.scan_counter, key, len(steps), self.readouts_per_frame,
+                readout.scan_counter, key, len(held.steps), expected,
             )
         return []
+
+    def expected_readouts(self, key: tuple[int, ...]) -> int | None:
+        """Readouts of the complete frame ``key`` (None when the header does not say): the e1
+        limits' count; in 3D times the e2 limits' count when e1 numbers each partition's readouts."""
+        if self.readouts_per_frame is None:
+            return None
+        held = self._steps.get(key)
+        if self.volumetric and held is not None and (self.partitions_per_frame or 1) > 1 and held.per_partition:
+            return self.readouts_per_frame * self.partitions_per_frame
+        return self.readouts_per_frame
 
     def close(self) -> list[CompletedFrame]:
         """Complete every frame still open (end of stream), in arrival order.
@@ -153,11 +214,8 @@ class ReadoutBuffer:
         completed = []
         for key in list(self.frames):
             count = len(self.frames[key])
-            if (
-                self.readouts_per_frame is not None
-                and key in self._completed
-                and count < LAST_FLAG_MIN_SHARE * self.readouts_per_frame
-            ):
+            expected = self.expected_readouts(key)
+            if expected is not None and key in self._completed and count < LAST_FLAG_MIN_SHARE * expected:
                 self.frames.pop(key)
                 self._steps.pop(key, None)
                 self.duplicates += count
@@ -169,14 +227,16 @@ class ReadoutBuffer:
         return completed
 
     def _complete(self, key: tuple[int, ...]) -> CompletedFrame:
+        expected = self.expected_readouts(key)
         readouts = self.frames.pop(key)
         self.buffered_samples -= sum(r.num_coils * r.num_samples for r in readouts)
         self._steps.pop(key, None)
         self._completed.add(key)
-        if self.readouts_per_frame is not None and len(readouts) < self.readouts_per_frame:
+        if expected is not None and len(readouts) < expected:
+            limits = "kspace_encoding_step_1" if expected == self.readouts_per_frame else "kspace_encoding_step_1 x _2"
             logger.warning(
-                "frame %s is gridded from %d of the %d readouts the header's kspace_encoding_step_1 limits announce",
-                key, len(readouts), self.readouts_per_frame,
+                "frame %s is gridded from %d of the %d readouts the header's %s limits announce",
+                key, len(readouts), expected, limits,
             )
         cal_key = calibration_key_of_frame(key)
         return CompletedFrame(key, readouts, self.calibration_for(cal_key), cal_key, bool(self.volumetric))
@@ -194,7 +254,7 @@ class ReadoutBuffer:
                 key = self.frame_key_of(readout)
                 self.frames.setdefault(key, []).append(readout)
                 step = (int(readout.idx.get("kspace_encode_step_1", 0)), int(readout.idx.get("kspace_encode_step_2", 0)))
-                self._steps.setdefault(key, set()).add(step)
+                self._steps.setdefault(key, _FrameSteps()).add(step, readout)
 
     def frame_key_of(self, readout: Readout) -> tuple[int, ...]:
         """The frame key of an imaging readout: its counters, without the partition in 3D."""

@@ -72,6 +72,7 @@ class GriddingPipeline:
             max_coils=header.num_coils,
             expected_coils=array_coils,
             readouts_per_frame=readouts_per_frame(header),
+            partitions_per_frame=(header.step2_limits[1] - header.step2_limits[0] + 1) if header.step2_limits else None,
             max_buffered_samples=(resource_limits or ResourceLimits()).max_buffered_samples,
         )
         """``array_coils``: the receive array's coil count when known in advance (a file's

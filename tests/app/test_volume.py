@@ -18,7 +18,7 @@ N = 32
 #: Quick deterministic training of the small 3D case (a step count, few pairs, a small solve grid).
 QUICK_3D = [
     "training.max_seconds=120",
-    "training.max_steps=400",
+    "training.max_steps_3d=400",
     "calibration.num_training_pairs=12000",
     "calibration.selfcal_grid=32",
     "calibration.edge_margin=2",
@@ -90,7 +90,8 @@ def test_kooshball_accuracy_beats_nearest_neighbour(kooshball, kooshball_replay)
     def nrmse(kspace):
         return np.linalg.norm((kspace - truth)[:, mask]) / np.linalg.norm(truth[:, mask])
 
-    assert nrmse(volume) < 0.7 * nrmse(nn)  # 0.52x when recorded (0.119 against 0.229)
+    # 0.45x when recorded (0.104 against 0.229; 0.52x without gridding.neighbour_sources)
+    assert nrmse(volume) < 0.5 * nrmse(nn)
 
 
 def test_two_column_trajectories_in_a_3d_grid_are_refused(tmp_path):
@@ -162,3 +163,34 @@ def test_png_shows_three_central_slices(kooshball_replay, tmp_path):
     _, report = kooshball_replay
     path = preview.write_rss_png(tmp_path / "volume.png", [report.frames[0].kspace])
     assert Image.open(path).size == (3 * N + 2 * 2, N)
+
+
+def test_stack_of_spirals_numbering_interleaves_per_partition_is_one_frame(tmp_path):
+    """A 16 x 16 x 12 stack-of-spirals (4 interleaves a partition, partition by partition) whose
+    e1 numbers the interleaves within each partition (e1 limits 0..3): one frame of all 48
+    readouts, gridded as the same file numbered across the volume (e1 limits 0..47)."""
+    interleaves, partitions = 4, 12
+    source = tmp_path / "sos.h5"
+    simulate_to_file(
+        source,
+        SimulationSpec(trajectory="stack_of_spirals", matrix=16, coils=2, interleaves=interleaves, partitions=partitions,
+                       acs=12, snr=None, seed=3),
+    )
+
+    def per_partition(acq):
+        if not acq.isFlagSet(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION):
+            acq.idx.kspace_encode_step_1 = acq.idx.kspace_encode_step_1 % interleaves
+        return acq
+
+    path = rewrite(source, tmp_path / "sos_e1_per_partition.h5", per_partition)
+    with h5py.File(path, "r+") as h5:
+        xml = h5["dataset/xml"][0].decode()
+        limits = f"<kspace_encoding_step_1>\n    <minimum>0</minimum>\n    <maximum>{interleaves * partitions - 1}</maximum>"
+        assert limits in xml
+        h5["dataset/xml"][0] = xml.replace(limits, f"<kspace_encoding_step_1>\n    <minimum>0</minimum>\n    <maximum>{interleaves - 1}</maximum>").encode()
+    config = load_config("basic", overrides=QUICK_3D + ["training.max_steps_3d=20", "calibration.num_training_pairs=2000", "calibration.source=acs"])
+    reference = replay_file(source, tmp_path / "reference.h5", config)
+    report = replay_file(path, tmp_path / "out.h5", config)
+    assert len(report.frames) == len(reference.frames) == 1
+    assert int(report.frames[0].hits.sum()) == int(reference.frames[0].hits.sum())
+    assert np.array_equal(report.frames[0].kspace, reference.frames[0].kspace)

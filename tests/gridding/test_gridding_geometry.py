@@ -14,7 +14,7 @@ from igrog_gadget.gridding.calibration import (
     centre_coverage,
     self_calibrate,
 )
-from igrog_gadget.gridding.geometry import build_geometry, nearest_grid_points, source_windows
+from igrog_gadget.gridding.geometry import add_neighbour_sources, build_geometry, nearest_grid_points, source_windows
 from igrog_gadget.gridding.fft import centred_fft2
 from igrog_gadget.gridding.nufft import nufft_adjoint, nufft_forward
 
@@ -131,3 +131,29 @@ def test_gather_sources_is_coil_major():
     assert out.real.tolist() == [[1, 2, 3, 7, 8, 9]]
     grid, hits = average_on_grid(torch.ones(3, 1, dtype=torch.complex64), torch.tensor([0, 0, 3]), (2, 2))
     assert hits.tolist() == [[2, 0], [0, 1]] and grid[0].real.tolist() == [[1, 0], [0, 1]]
+
+
+def test_neighbour_sources_are_the_nearest_samples_of_other_readouts():
+    """Three parallel 3D readouts along kx: at y = 0.2, y = -0.5 and far away (y = 6). The samples
+    of the first get the second's nearest samples (nearest to their target grid point first),
+    never their own readout's, and themselves where no other readout lies within the radius."""
+    x = np.arange(-3.0, 3.5, 0.5)
+    traj = np.zeros((3, x.size, 3), dtype=np.float32)
+    traj[:, :, 0] = x
+    traj[0, :, 1], traj[1, :, 1], traj[2, :, 1] = 0.2, -0.5, 6.0
+    base = build_geometry(traj, (16, 16, 16), 3)
+    geometry = add_neighbour_sources(base, traj, 2, 1.0, chunk=5)  # several chunks
+    assert geometry.source_index.shape == (base.num_samples, 5) and geometry.offsets.shape == (base.num_samples, 5, 3)
+    assert np.array_equal(geometry.source_index[:, :3], base.source_index)
+    samples = traj.shape[1]
+    first = geometry.sample_index < samples  # the samples of readout 0
+    extra = geometry.source_index[first, 3:]
+    assert np.all(extra // samples == 1)
+    own = geometry.sample_index[first]
+    grid = np.floor(traj.reshape(-1, 3)[own] + 0.5)
+    distance = np.linalg.norm(traj.reshape(-1, 3)[extra] - grid[:, None], axis=-1)
+    assert np.all(distance <= 1.0) and np.all(distance[:, 0] <= distance[:, 1])
+    np.testing.assert_allclose(geometry.offsets[first, 3:], traj.reshape(-1, 3)[extra] - grid[:, None], atol=1e-6)
+    far = geometry.sample_index // samples == 2  # nothing within 1.0 of its grid points
+    assert np.array_equal(geometry.source_index[far, 3:], np.repeat(geometry.sample_index[far, None], 2, axis=1))
+    assert add_neighbour_sources(base, traj, 0, 1.0) is base

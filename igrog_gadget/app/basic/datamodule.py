@@ -18,12 +18,12 @@ from igrog_engine import resolve_device
 from igrog_gadget.app.common.batches import TensorDictDataset, batch_loader
 from igrog_gadget.app.common.calibrate import calibration_block
 from igrog_gadget.app.common.datamodule import GriddingDataModule
-from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace
+from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace, sample_geometry
 from igrog_gadget.app.common.kernels import grid_with_kernels, mean_time_on_grid
 from igrog_gadget.app.common.pairs import TrainingPairs, source_whitening, synthesize_pairs
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.gridding.calibration import CalibrationBlock, OffGridInterpolator
-from igrog_gadget.gridding.geometry import SampleGeometry, build_geometry
+from igrog_gadget.gridding.geometry import SampleGeometry
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class BasicDataModule(GriddingDataModule):
     def preprocess(self) -> "BasicDataModule":
         cfg = self.config
         if self.geometry is None:
-            self.geometry = build_geometry(self.frame.traj, self.frame.matrix, cfg.gridding.num_sources, self.frame.lengths)
+            self.geometry = sample_geometry(self.frame, cfg.gridding)
             if self.geometry.num_dropped:
                 logger.info("%d samples lie outside the grid and are not gridded", self.geometry.num_dropped)
         if self.with_training:

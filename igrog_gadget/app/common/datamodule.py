@@ -73,6 +73,12 @@ class GriddingDataModule(DataModule):
         return self.frame.num_coils
 
     @property
+    def num_sources(self) -> int:
+        """Sources per kernel (after ``preprocess()``): the geometry's, i.e. gridding.num_sources
+        readout samples plus, in 3D, gridding.neighbour_sources samples of other readouts."""
+        return int(self.geometry.source_index.shape[1])
+
+    @property
     def offset_dims(self) -> int:
         """Coordinates of each source offset: 2 for a 2D frame, 3 for a 3D one (the model's input)."""
         return self.frame.dims

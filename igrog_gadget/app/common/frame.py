@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from igrog_gadget.config import GriddingConfig
 from igrog_gadget.errors import InputDataError
 from igrog_gadget.gridding.coils import CoilTransform
+from igrog_gadget.gridding.geometry import SampleGeometry, add_neighbour_sources, build_geometry
 
 
 #: k (grid units) of the padding samples of readouts shorter than the frame's longest.
@@ -114,3 +116,13 @@ def check_frame_values(frame: "FrameInputs") -> None:
             f"sample magnitudes of {peak:.0e} underflow float32 arithmetic (the largest sample must be at least "
             f"{MIN_SAMPLE_MAGNITUDE:.0e}): the data are mis-scaled"
         )
+
+
+def sample_geometry(frame: FrameInputs, gridding: GriddingConfig) -> SampleGeometry:
+    """Targets, sources and offsets of every sample of ``frame``: ``gridding.num_sources``
+    consecutive readout samples, and in 3D ``gridding.neighbour_sources`` samples of other
+    readouts near the target grid point (``add_neighbour_sources``)."""
+    geometry = build_geometry(frame.traj, frame.matrix, gridding.num_sources, frame.lengths)
+    if frame.dims == 3:
+        geometry = add_neighbour_sources(geometry, frame.traj, gridding.neighbour_sources, gridding.neighbour_radius)
+    return geometry
