@@ -126,7 +126,7 @@ def test_a_killed_worker_costs_a_retry_not_the_batch(study, tmp_path):
     the scheduler retries the file once on another worker, every file is done, no partial file."""
     inputs = tmp_path / "inputs"
     inputs.mkdir()
-    for number in range(SCANS):
+    for number in range(2):  # scan1 is killed: a retry while the other worker grids scan0
         shutil.copy(study / f"scan{number}.h5", inputs)
     out = tmp_path / "out"
     result: dict[str, int] = {}
@@ -155,5 +155,5 @@ def test_a_killed_worker_costs_a_retry_not_the_batch(study, tmp_path):
             runner.join(60)
     assert result.get("code") == 0
     report = read_report(out / "batch_report.csv")
-    assert [report[f"scan{n}.h5"]["status"] for n in range(SCANS)] == ["done"] * SCANS
+    assert [report[f"scan{n}.h5"]["status"] for n in range(2)] == ["done"] * 2
     assert not list(out.glob("*.partial-*"))
