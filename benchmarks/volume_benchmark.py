@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.baselines3d import ClassicGrog3d, grid_nearest_neighbour_3d  # noqa: E402
 from benchmarks.evaluation import grog_block, load_case, nrmse_on_sampled  # noqa: E402
 from benchmarks.run_benchmark import noise_floor  # noqa: E402
+from benchmarks.scale_benchmark import run_replay  # noqa: E402
 from igrog_gadget.app.common.virtual_coils import frame_coil_transform  # noqa: E402
 from igrog_gadget.config import load_config  # noqa: E402
 from igrog_gadget.io import read_dataset  # noqa: E402
@@ -46,20 +45,6 @@ CASES: dict[str, dict] = {
     "sos_64x8": dict(trajectory="stack_of_spirals", matrix=64, coils=8, interleaves=16, partitions=64, acs=16),
     "koosh_128x16": dict(trajectory="kooshball", matrix=128, coils=16, spokes=16000, acs=16),
 }
-
-
-def run_replay(source: Path, output: Path, overrides: list[str]) -> tuple[float, float]:
-    """``igrog replay`` in its own process under ``/usr/bin/time -v``: (wall seconds, peak RSS MiB)."""
-    command = ["/usr/bin/time", "-v", sys.executable, "-m", "igrog_gadget.cli", "-q", "replay", str(source), str(output)]
-    for override in overrides:
-        command += ["--set", override]
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"replay of {source} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
-    return seconds, (int(peak.group(1)) / 1024 if peak else float("nan"))
 
 
 def read_volume(path: Path) -> np.ndarray:
@@ -100,7 +85,7 @@ def run_case(name: str, path: Path, overrides: list[str], workdir: Path, with_gr
         row["grog"] = nrmse_on_sampled(kspace, hits, case.truth)
         del kspace, result
     output = workdir / f"{name}.out.h5"
-    row["replay_s"], row["rss_mb"] = run_replay(path, output, overrides)
+    row["replay_s"], row["rss_mb"], _ = run_replay(path, output, overrides)
     gridded = read_volume(output)
     row["igrog"] = nrmse_on_sampled(gridded, hits, case.truth)
     filled = np.any(gridded != 0, axis=0)
