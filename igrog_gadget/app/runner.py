@@ -185,7 +185,6 @@ class VariantGridder:
         datamodule: GriddingDataModule = self.spec.datamodule(frame, config, with_training=True)
         datamodule.preprocess()
         training = config.training
-        steps = training.max_steps
         model = self.spec.model(datamodule, config)  # initialised from training.seed (local generators)
         warm = self._warm_start(model, previous)
         loss = self.spec.loss(config)
@@ -200,7 +199,7 @@ class VariantGridder:
             steps_per_epoch=len(train_loader),
             refit_pairs=datamodule.refit_batch(training.refit_pairs) if training.refit_head else None,
             cancel=self.cancelled,
-            max_steps=min(training.warm_start_steps, steps) if warm else steps,
+            max_steps=min(training.warm_start_steps, training.max_steps) if warm else training.max_steps,
         )
         fit_started = time.perf_counter()
         state = trainer.fit(train_loader)

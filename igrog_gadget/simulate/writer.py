@@ -276,17 +276,21 @@ class _Design:
         return int(self.traj.shape[-1])
 
 
+def _spoke_timing(spec: SimulationSpec) -> tuple[float, int, float, float]:
+    """(dwell us, centre sample, TR ms, TE ms) of the spokes of a radial or kooshball scan."""
+    assert spec.samples_per_spoke is not None
+    dwell = float(spec.radial_sample_time_us)
+    center = spec.samples_per_spoke // 2
+    return dwell, center, max(5.0, spec.samples_per_spoke * dwell / 1000.0 + 2.0), center * dwell / 1000.0 + 1.0
+
+
 def _design_3d(spec: SimulationSpec) -> _Design:
     """Trajectory design of a 3D scan: traj (readouts, samples, 3); a 3D Cartesian ACS block of
     ``acs`` x ``min(acs, nz)`` lines along kx at (ky, kz), ky fastest."""
     N, nz = spec.matrix, spec.nz
     if spec.trajectory == "kooshball":
-        assert spec.samples_per_spoke is not None
+        dwell, center, tr_ms, te_ms = _spoke_timing(spec)
         traj = kooshball_golden_means(spec.spokes, spec.samples_per_spoke, N, readout_oversampling=2)
-        dwell = float(spec.radial_sample_time_us)
-        center = spec.samples_per_spoke // 2
-        tr_ms = max(5.0, spec.samples_per_spoke * dwell / 1000.0 + 2.0)
-        te_ms = center * dwell / 1000.0 + 1.0
         imaging_e2 = np.zeros(traj.shape[0], dtype=np.int64)
     else:
         traj, dwell = stack_of_spirals(spec.interleaves, N, nz, spec.readout_ms, spec.spiral_sample_time_us)
@@ -309,12 +313,8 @@ def _design(spec: SimulationSpec) -> _Design:
     if spec.volumetric:
         return _design_3d(spec)
     if spec.trajectory == "radial":
-        assert spec.samples_per_spoke is not None
+        dwell, center, tr_ms, te_ms = _spoke_timing(spec)
         traj = radial_golden_angle(spec.spokes, spec.samples_per_spoke, N, readout_oversampling=2)
-        dwell = float(spec.radial_sample_time_us)
-        center = spec.samples_per_spoke // 2
-        tr_ms = max(5.0, spec.samples_per_spoke * dwell / 1000.0 + 2.0)
-        te_ms = center * dwell / 1000.0 + 1.0
     else:
         traj, dwell = spiral(spec.interleaves, N, spec.readout_ms, spec.spiral_sample_time_us)
         if traj.shape[1] > 65535:
