@@ -34,7 +34,7 @@ class ResourceLimits:
     max_acquisitions: int = 1 << 23
     """Most acquisitions of one input file (8.4 million; their headers alone take 3 GiB)."""
     max_training_pairs: int = 2_000_000
-    """calibration.num_training_pairs and training.refit_pairs."""
+    """calibration.num_training_pairs, calibration.num_training_pairs_3d and training.refit_pairs."""
     max_hidden_width: int = 4096
     max_hidden_layers: int = 16
     max_fourier_features: int = 4096
@@ -76,6 +76,7 @@ class ResourceLimits:
         c, m, t, g = config.calibration, config.model, config.training, config.gridding
         bounds = (
             ("calibration.num_training_pairs", c.num_training_pairs, self.max_training_pairs, "max_training_pairs"),
+            ("calibration.num_training_pairs_3d", c.num_training_pairs_3d, self.max_training_pairs, "max_training_pairs"),
             ("training.refit_pairs", t.refit_pairs, self.max_training_pairs, "max_training_pairs"),
             ("model.hidden_width", m.hidden_width, self.max_hidden_width, "max_hidden_width"),
             ("model.hidden_layers", m.hidden_layers, self.max_hidden_layers, "max_hidden_layers"),

@@ -19,7 +19,7 @@ N = 32
 QUICK_3D = [
     "training.max_seconds=120",
     "training.max_steps_3d=400",
-    "calibration.num_training_pairs=12000",
+    "calibration.num_training_pairs_3d=12000",
     "calibration.selfcal_grid=32",
     "calibration.edge_margin=2",
 ]
@@ -188,7 +188,7 @@ def test_stack_of_spirals_numbering_interleaves_per_partition_is_one_frame(tmp_p
         limits = f"<kspace_encoding_step_1>\n    <minimum>0</minimum>\n    <maximum>{interleaves * partitions - 1}</maximum>"
         assert limits in xml
         h5["dataset/xml"][0] = xml.replace(limits, f"<kspace_encoding_step_1>\n    <minimum>0</minimum>\n    <maximum>{interleaves - 1}</maximum>").encode()
-    config = load_config("basic", overrides=QUICK_3D + ["training.max_steps_3d=20", "calibration.num_training_pairs=2000", "calibration.source=acs"])
+    config = load_config("basic", overrides=QUICK_3D + ["training.max_steps_3d=20", "calibration.num_training_pairs_3d=2000", "calibration.source=acs"])
     reference = replay_file(source, tmp_path / "reference.h5", config)
     report = replay_file(path, tmp_path / "out.h5", config)
     assert len(report.frames) == len(reference.frames) == 1
