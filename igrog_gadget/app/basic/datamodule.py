@@ -107,7 +107,7 @@ class BasicDataModule(GriddingDataModule):
         return bool(frame.calibration_lines) and config.calibration.source != "self" and frame.dims == 2
 
     def refit_batch(self, count: int) -> dict[str, torch.Tensor] | None:
-        """The first ``count`` training pairs (they are in random order)."""
+        """The first ``count`` training pairs (they are in random order), as ``pair_dataset``'s."""
         return {name: tensor[:count] for name, tensor in self.pair_dataset(self.pairs).tensors.items()}
 
     # --- variant hooks (overridden by other variants) --------------------------
@@ -133,9 +133,12 @@ class BasicDataModule(GriddingDataModule):
         )
 
     def pair_dataset(self, pairs: TrainingPairs) -> TensorDictDataset:
+        """Offsets (pairs, sources, dims), ``whitened_sources`` ``W s`` (pairs, coils*sources) with
+        ``W`` = ``whitening`` (made once here, so that no training step multiplies by ``W``) and
+        targets (pairs, coils)."""
         return TensorDictDataset(
             offsets=torch.from_numpy(pairs.offsets),
-            sources=torch.from_numpy(pairs.sources),
+            whitened_sources=torch.from_numpy(pairs.sources) @ self.whitening.T,
             targets=torch.from_numpy(pairs.targets),
         )
 

@@ -21,6 +21,10 @@ class KernelModel(nn.Module):
     coils*sources), complex, maps it back (``kernel = net(offsets) @ whitening``). This is
     a reparameterisation that leaves the model class unchanged but makes the least-squares
     problem well conditioned, so that gradient descent converges in seconds.
+
+    A batch of training pairs carries ``whitened_sources`` (``W s``, made once with the pairs):
+    the model then gives the kernels for those, ``net(offsets)``, and no step multiplies by
+    ``W``; a batch without them (the frame's samples) gets the kernels for raw sources.
     """
 
     def __init__(
@@ -49,11 +53,12 @@ class KernelModel(nn.Module):
         )
 
     def refit_head(self, batch: dict[str, torch.Tensor], regularization: float) -> float:
-        """Solve the head exactly on ``batch`` (offsets, sources, targets); returns the residual."""
-        whitened = batch["sources"] @ self.whitening.T
-        return refit_head(self.net, batch["offsets"], whitened, batch["targets"], regularization)
+        """Solve the head exactly on ``batch`` (offsets, whitened_sources, targets); returns the residual."""
+        return refit_head(self.net, batch["offsets"], batch["whitened_sources"], batch["targets"], regularization)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if "whitened_sources" in batch:  # training pairs: the kernels for their whitened sources
+            return self.net(batch["offsets"])
         # = net(offsets) @ whitening, with the whitening folded into the (linear) head: one
         # (coils*sources)^2 product per batch instead of one per sample
         return self.net.forward_folded(batch["offsets"], self.whitening)

@@ -11,10 +11,12 @@ from igrog_gadget.app.common.kernels import apply_kernels
 class KernelPredictionLoss(nn.Module):
     """Mean squared magnitude of ``kernel @ sources - target``.
 
-    ``kernels``: (batch, coils, coils * sources) complex; ``batch["sources"]``:
-    (batch, coils * sources) complex; ``batch["targets"]``: (batch, coils) complex.
+    ``kernels``: (batch, coils, coils * sources) complex, the model's kernels for the batch's
+    ``whitened_sources`` (training pairs: see ``KernelModel``) or, without them, for its raw
+    ``sources``, (batch, coils * sources) complex; ``batch["targets"]``: (batch, coils) complex.
     """
 
     def forward(self, kernels: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        predicted = apply_kernels(kernels, batch["sources"])
+        sources = batch["whitened_sources"] if "whitened_sources" in batch else batch["sources"]
+        predicted = apply_kernels(kernels, sources)
         return (predicted - batch["targets"]).abs().square().mean()

@@ -16,7 +16,8 @@ from igrog_gadget.config import ModelConfig
 class TimeKernelModel(nn.Module):
     """Engine wrapper: ``model(batch)`` reads ``batch["offsets"]`` (batch, sources, 2) and
     ``batch["times"]`` (batch,) seconds; returns kernels (batch, coils, coils * sources) for the
-    raw sources (``net(...) @ whitening``, as ``KernelModel``).
+    raw sources (``net(...) @ whitening``), or, for training pairs (a batch with
+    ``whitened_sources``), for their whitened sources (``net(...)``), as ``KernelModel``.
 
     The network is the basic ``ComplexKernelMLP`` with one extra input, the time as
     ``2 t / time_scale - 1`` (so [-1, 1] over the readout), next to the flattened offsets
@@ -49,4 +50,5 @@ class TimeKernelModel(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         offsets = batch["offsets"]
         time = 2.0 * batch["times"].reshape(offsets.shape[0], 1) / self.time_scale_s - 1.0
-        return self.net(offsets, time) @ self.whitening
+        kernels = self.net(offsets, time)
+        return kernels if "whitened_sources" in batch else kernels @ self.whitening
