@@ -47,6 +47,8 @@ class ResourceLimits:
     """gridding.num_sources (readout samples feeding one kernel) and gridding.neighbour_sources."""
     max_training_seconds: float = 600.0
     """training.max_seconds."""
+    max_cpu_threads: int = 64
+    """training.cpu_threads (torch threads of a training's worker)."""
     max_grid_oversampling: float = 4.0
     max_selfcal_grid: int = 512
     max_cg_iterations: int = 1000
@@ -92,6 +94,7 @@ class ResourceLimits:
             ("gridding.neighbour_sources", g.neighbour_sources, self.max_sources, "max_sources"),
             ("gridding.virtual_coils", g.virtual_coils, self.max_coils, "max_coils"),
             ("training.max_seconds", t.max_seconds, self.max_training_seconds, "max_training_seconds"),
+            ("training.cpu_threads", t.cpu_threads, self.max_cpu_threads, "max_cpu_threads"),
             ("gridding.grid_oversampling", g.grid_oversampling, self.max_grid_oversampling, "max_grid_oversampling"),
             ("gridding.inference_batch_size", g.inference_batch_size, self.max_inference_batch, "max_inference_batch"),
             ("gridding.cache_mb", g.cache_mb, self.max_cache_mb, "max_cache_mb"),

@@ -95,8 +95,10 @@ class TrainedKernels:
 class VariantGridder:
     """Grids ``FrameInputs`` with the configured variant, training per calibration key.
 
-    ``background_training``: trainings run on a worker thread (streaming); otherwise inline in
-    ``submit_training`` (replay). The results are the same either way.
+    ``background_training``: ``submit_training`` returns at once and the training runs while the
+    caller goes on (streaming); otherwise it returns when the training is done (replay). Either
+    way trainings run on the queue's worker thread, with ``training.cpu_threads`` torch threads,
+    so the results are the same.
     """
 
     def __init__(self, config: IgrogConfig, background_training: bool = False) -> None:
@@ -107,7 +109,7 @@ class VariantGridder:
         except ValueError as error:  # e.g. cuda on a machine without CUDA
             raise ConfigError(f"gridding.device: {error}") from None
         self.inferencer = Inferencer(self.device)
-        self.queue = TrainingQueue(background_training)
+        self.queue = TrainingQueue(background_training, config.training.cpu_threads)
         self._trainings: dict[tuple, Future] = {}
         """The latest training submitted per calibration key."""
         self._first_trainings: list[Future] = []
