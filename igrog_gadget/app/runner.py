@@ -186,6 +186,7 @@ class VariantGridder:
         config = self.config.for_dims(frame.dims)  # a 3D frame trains with the 3D settings
         datamodule: GriddingDataModule = self.spec.datamodule(frame, config, with_training=True)
         datamodule.preprocess()
+        prepared = time.perf_counter()
         training = config.training
         model = self.spec.model(datamodule, config)  # initialised from training.seed (local generators)
         warm = self._warm_start(model, previous)
@@ -209,7 +210,7 @@ class VariantGridder:
         self.trainings += 1
         info = {
             "training_s": time.perf_counter() - fit_started,
-            "training_job_s": time.perf_counter() - started,
+            "training_preparation_s": prepared - started,
             "training_steps": state.step,
             "training_loss": state.loss,
             "training_stop": describe_stop(state.stop_reason, state.step),
@@ -221,10 +222,12 @@ class VariantGridder:
             if metric in state.metrics:
                 info[name] = state.metrics[metric]
         estimate = held_out_nrmse(model, val_loader, loss, self.inferencer) if val_loader is not None else math.nan
+        info["training_job_s"] = time.perf_counter() - started
         logger.info(
-            "trained %s kernels%s from the %s in %.1f s: %s, loss %.3g, estimated gridding NRMSE %.3g (held-out pairs)",
+            "trained %s kernels%s from the %s in %.1f s (after %.1f s of compression, calibration and pairs; "
+            "%.1f s in all): %s, loss %.3g, estimated gridding NRMSE %.3g (held-out pairs)",
             self.config.variant, " (warm start)" if warm else "", info["trained_from"], info["training_s"],
-            info["training_stop"], state.loss or float("nan"), estimate,
+            info["training_preparation_s"], info["training_job_s"], info["training_stop"], state.loss or float("nan"), estimate,
         )
         return TrainedKernels(
             model=model,

@@ -248,7 +248,7 @@ def fit_centre(
 
     ``x`` is a ``grid`` x ``grid`` image (3D positions: ``grid``^3) over the full FOV (its
     k-space spans ``[-grid/2, grid/2)``), ``F`` the NUFFT to the samples within that band, ``W`` a density
-    compensation (3D: ``F^H W F`` applied as a Toeplitz convolution, ``ToeplitzNormal``). The noise estimate is the residual power per degree of freedom (samples
+    compensation; ``F^H W F`` is applied as a Toeplitz convolution (``ToeplitzNormal``). The noise estimate is the residual power per degree of freedom (samples
     minus the k-space cells they hit).
 
     Args:
@@ -266,16 +266,10 @@ def fit_centre(
     weights = _density_weights(used_coords)
     shape = (grid,) * dims
 
-    if dims == 2:
+    toeplitz = ToeplitzNormal(used_coords, weights, shape)  # F^H W F as an FFT convolution: two FFTs per step, no NUFFT
 
-        def normal(image: np.ndarray) -> np.ndarray:
-            return nufft_adjoint(weights * nufft_forward(image, used_coords), used_coords, shape) + regularization * image
-
-    else:  # 3D: the normal operator as an FFT convolution (two FFTs per step instead of two NUFFTs)
-        toeplitz = ToeplitzNormal(used_coords, weights, shape)
-
-        def normal(image: np.ndarray) -> np.ndarray:
-            return toeplitz(image) + regularization * image
+    def normal(image: np.ndarray) -> np.ndarray:
+        return toeplitz(image) + regularization * image
 
     rhs = nufft_adjoint(weights * used, used_coords, shape)
     scale = float(np.max(np.abs(rhs))) or 1.0
