@@ -149,6 +149,9 @@ def run_serve(args: argparse.Namespace) -> int:
     resource_limits.check_config(config)
     import igrog_gadget.stream.pipeline  # noqa: F401  (torch and the variants load now, not on the first scan)
     from igrog_engine import resolve_device
+    from igrog_gadget.app.common.training import load_training_modules
+
+    load_training_modules()
 
     try:
         device = resolve_device(config.gridding.device)

@@ -160,3 +160,15 @@ def held_out_nrmse(model: torch.nn.Module, loader, loss_fn: torch.nn.Module, inf
         power += float(targets.abs().square().mean()) * targets.shape[0]
         count += targets.shape[0]
     return float((error / max(power / max(count, 1), 1e-30)) ** 0.5)
+
+
+def load_training_modules() -> None:
+    """Build (and drop) a small kernel model and its trainer, so that the modules torch imports
+    on a first model and optimizer (``torch._dynamo``, ``torch.fx``'s symbolic shapes: about
+    1 s) are loaded now, e.g. when a server starts, not during its first scan's training."""
+    from igrog_gadget.app.common.kernel_model import KernelModel
+    from igrog_gadget.app.common.loss import KernelPredictionLoss
+    from igrog_gadget.config import ModelConfig
+
+    config = TrainingConfig()
+    build_trainer(KernelModel(1, 1, ModelConfig(hidden_width=1, hidden_layers=1)), KernelPredictionLoss(), config, "cpu")
