@@ -5,10 +5,13 @@ default the frame's slice, contrast and encode-step-2; see
 ``igrog_gadget.stream.buffer.CALIBRATION_KEY_FIELDS``). The pipeline submits it as soon as a
 key's calibration data and first readouts are there (``GriddingPipeline``), so with
 ``background_training`` the training runs while the rest of the scan streams in; ``grid``
-submits one itself for a key that has none. Trainings run one at a time in submission order
-(``TrainingQueue``). A key's first training warm-starts from the last successful first training
-submitted before it, a retraining from the model it replaces (when the shapes agree): both
-fixed by the data, so the models do not depend on whether or when they ran in the background.
+submits one itself for a key that has none. A training is prepared (coil compression,
+calibration, training pairs) on the submitting thread, then fitted on the queue's worker
+(``TrainingQueue``: one at a time, in submission order), so the next key's preparation overlaps
+the current fit. A key's first training warm-starts from the last successful first training
+submitted before it, a retraining from the model it replaces (when the shapes agree), and takes
+the virtual-coil count of the last such training that prepared: all fixed by the data, so the
+models do not depend on whether or when they ran in the background.
 
 Gridding: ``grid(frame)`` waits for its key's model, then applies the kernels. It retrains
 (from the whole frame, warm-started) when the model cannot serve the frame: trained from the
@@ -65,6 +68,33 @@ def describe_stop(reason: str | None, steps: int) -> str:
 
 
 @dataclass
+class _Training:
+    """A submitted training: its coil compression (known once prepared) and its result."""
+
+    coil_transform: CoilTransform | None
+    """None when its preparation failed."""
+    future: Future
+    """Of its ``TrainedKernels``."""
+
+
+@dataclass
+class _PreparedTraining:
+    """What a training's fit needs, made on the submitting thread (``VariantGridder._prepare``)."""
+
+    datamodule: GriddingDataModule
+    """Preprocessed: calibration block and training pairs."""
+    config: IgrogConfig
+    """The configuration for the frame's dimensions (``IgrogConfig.for_dims``)."""
+    coil_transform: CoilTransform
+    frame: FrameInputs
+    """The training inputs in virtual coils."""
+    frame_key: tuple
+    partial: bool
+    calibration_lines: int
+    seconds: float
+
+
+@dataclass
 class TrainedKernels:
     """A trained model with what gridding with it needs."""
 
@@ -110,9 +140,9 @@ class VariantGridder:
             raise ConfigError(f"gridding.device: {error}") from None
         self.inferencer = Inferencer(self.device)
         self.queue = TrainingQueue(background_training, config.training.cpu_threads)
-        self._trainings: dict[tuple, Future] = {}
+        self._trainings: dict[tuple, _Training] = {}
         """The latest training submitted per calibration key."""
-        self._first_trainings: list[Future] = []
+        self._first_trainings: list[_Training] = []
         """Each key's first training, in submission order (the warm-start sources of later keys)."""
         self.kernel_cache = KernelCache(int(config.gridding.cache_mb * 2**20))
         self.trainings = 0
@@ -141,8 +171,8 @@ class VariantGridder:
 
     def is_trained(self, calibration_key: tuple) -> bool:
         """Whether ``calibration_key``'s latest training has finished (or failed)."""
-        future = self._trainings.get(calibration_key)
-        return future is not None and future.done()
+        training = self._trainings.get(calibration_key)
+        return training is not None and training.future.done()
 
     def submit_training(self, inputs: FrameInputs, partial: bool = False) -> None:
         """Queue a training of ``inputs``' calibration key from ``inputs`` (physical coils).
@@ -150,20 +180,27 @@ class VariantGridder:
         ``partial``: the inputs hold the calibration data and only the first readouts of their
         frame (``grid`` checks at the frame's end that the model serves it). A key's first
         training warm-starts from the previous keys' first trainings, a later one from the
-        model it replaces."""
+        model it replaces. The preparation runs now, on this thread (its errors are raised by
+        ``trained``, as the fit's); the fit is queued."""
         self._check_cancelled()
         check_frame_values(inputs)
         key = inputs.calibration_key
         sources = [self._trainings[key]] if key in self._trainings else list(reversed(self._first_trainings))
         version = self.queue.submitted + 1
-        future = self.queue.submit(functools.partial(self._train, inputs, version, partial, sources))
+        try:
+            prepared = self._prepare(inputs, partial, sources)
+        except Exception as error:  # noqa: BLE001 - handed to the waiter, as a fit's error is
+            training = _Training(None, self.queue.submit(functools.partial(_raise, error)))
+        else:
+            job = functools.partial(self._fit, prepared, version, [s.future for s in sources])
+            training = _Training(prepared.coil_transform, self.queue.submit(job))
         if key not in self._trainings:
-            self._first_trainings.append(future)
-        self._trainings[key] = future
+            self._first_trainings.append(training)
+        self._trainings[key] = training
 
     def trained(self, calibration_key: tuple) -> TrainedKernels:
         """The latest model of ``calibration_key`` (waits for its training; raises its errors)."""
-        future = self._trainings[calibration_key]
+        future = self._trainings[calibration_key].future
         try:
             return future.result()
         except CancelledError:
@@ -173,20 +210,36 @@ class VariantGridder:
         """Use ``trained`` for ``calibration_key`` from now on (e.g. a model moved between devices)."""
         future: Future = Future()
         future.set_result(trained)
-        self._trainings[calibration_key] = future
+        self._trainings[calibration_key] = _Training(trained.coil_transform, future)
 
-    def _train(self, inputs: FrameInputs, version: int, partial: bool, sources: list[Future]) -> TrainedKernels:
-        """One training job (runs on the queue): compression, pairs, model, fit. ``sources``:
-        trainings submitted before it (so finished), the first successful one is warm-started from."""
-        self._check_cancelled()
-        previous = next((f.result() for f in sources if f.done() and not f.cancelled() and f.exception() is None), None)
+    def _prepare(self, inputs: FrameInputs, partial: bool, sources: list[_Training]) -> _PreparedTraining:
+        """Coil compression, calibration block and training pairs of a training (``sources``:
+        trainings submitted before it; the first that prepared gives its virtual-coil count)."""
         started = time.perf_counter()
-        transform = frame_coil_transform(inputs, self.config.gridding, self._inherited_virtual_coils(inputs, previous))
+        earlier = next((s.coil_transform for s in sources if s.coil_transform is not None), None)
+        transform = frame_coil_transform(inputs, self.config.gridding, self._inherited_virtual_coils(inputs, earlier))
         frame = to_virtual_coils(inputs, transform)
         config = self.config.for_dims(frame.dims)  # a 3D frame trains with the 3D settings
         datamodule: GriddingDataModule = self.spec.datamodule(frame, config, with_training=True)
         datamodule.preprocess()
-        prepared = time.perf_counter()
+        return _PreparedTraining(
+            datamodule=datamodule,
+            config=config,
+            coil_transform=transform,
+            frame=frame,
+            frame_key=inputs.frame_key,
+            partial=partial,
+            calibration_lines=len(inputs.calibration_lines),
+            seconds=time.perf_counter() - started,
+        )
+
+    def _fit(self, prepared: _PreparedTraining, version: int, sources: list[Future]) -> TrainedKernels:
+        """A training's fit (runs on the queue). ``sources``: trainings submitted before it (so
+        finished); the first successful one is warm-started from."""
+        self._check_cancelled()
+        previous = next((f.result() for f in sources if f.done() and not f.cancelled() and f.exception() is None), None)
+        started = time.perf_counter()
+        datamodule, config, frame, partial = prepared.datamodule, prepared.config, prepared.frame, prepared.partial
         training = config.training
         model = self.spec.model(datamodule, config)  # initialised from training.seed (local generators)
         warm = self._warm_start(model, previous)
@@ -210,7 +263,7 @@ class VariantGridder:
         self.trainings += 1
         info = {
             "training_s": time.perf_counter() - fit_started,
-            "training_preparation_s": prepared - started,
+            "training_preparation_s": prepared.seconds,
             "training_steps": state.step,
             "training_loss": state.loss,
             "training_stop": describe_stop(state.stop_reason, state.step),
@@ -222,7 +275,7 @@ class VariantGridder:
             if metric in state.metrics:
                 info[name] = state.metrics[metric]
         estimate = held_out_nrmse(model, val_loader, loss, self.inferencer) if val_loader is not None else math.nan
-        info["training_job_s"] = time.perf_counter() - started
+        info["training_job_s"] = prepared.seconds + time.perf_counter() - started
         logger.info(
             "trained %s kernels%s from the %s in %.1f s (after %.1f s of compression, calibration and pairs; "
             "%.1f s in all): %s, loss %.3g, estimated gridding NRMSE %.3g (held-out pairs)",
@@ -231,27 +284,26 @@ class VariantGridder:
         )
         return TrainedKernels(
             model=model,
-            coil_transform=transform,
+            coil_transform=prepared.coil_transform,
             offsets=datamodule.geometry.offsets,
             fingerprint=trajectory_fingerprint(frame),
             version=version,
-            frame_key=inputs.frame_key,
+            frame_key=prepared.frame_key,
             partial=partial,
             partial_ok=datamodule.partial_frame_ok,
-            calibration_lines=len(inputs.calibration_lines),
+            calibration_lines=prepared.calibration_lines,
             estimate=estimate,
             info=info,
         )
 
-    def _inherited_virtual_coils(self, inputs: FrameInputs, previous: TrainedKernels | None) -> int:
+    def _inherited_virtual_coils(self, inputs: FrameInputs, earlier: CoilTransform | None) -> int:
         """The virtual-coil count of the model a training may warm-start from (same physical
         coils, compressed), so that the energy rule does not give neighbouring keys different
         counts (e.g. a stack-of-stars' low-signal edge partitions) and a model shape the warm
         start cannot load; 0 = choose by the energy rule. Data-defined: the count of the
         earlier training, never of what finished first."""
-        if previous is None or not self.config.training.warm_start:
+        if earlier is None or not self.config.training.warm_start:
             return 0
-        earlier = previous.coil_transform
         if earlier.is_identity or earlier.num_physical != inputs.num_coils:
             return 0
         return earlier.num_virtual
@@ -392,6 +444,11 @@ class VariantGridder:
             else:
                 info["coil_compression"] = transform.compress
         return GriddedKSpace(kspace=kspace, hits=result.hits, mean_time_us=result.mean_time_us, info=dict(result.info))
+
+
+def _raise(error: BaseException) -> None:
+    """A queued job that fails with ``error`` (a training whose preparation failed)."""
+    raise error
 
 
 def to_virtual_shape(frame: FrameInputs, trained: TrainedKernels) -> FrameInputs:

@@ -9,6 +9,7 @@ waiting for each (replay) gives the same models, bit for bit.
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -17,9 +18,11 @@ import torch
 
 
 class TrainingQueue:
-    """FIFO of jobs on one worker thread. ``background=True``: ``submit`` returns at once;
-    ``False``: it returns when the job is done. A job's exception is raised by its future's
-    ``result()``.
+    """FIFO of jobs on one worker thread. ``background=True``: ``submit`` returns at once
+    (unless ``max_waiting`` jobs wait to start: it then waits until one starts, so that queued
+    jobs and what they hold stay bounded); ``False``: it returns when the job is done. A job's
+    exception is raised by its future's ``result()``; a job dropped by ``close`` has a
+    cancelled future.
 
     ``cpu_threads`` > 0: torch's intra-op thread count of the worker (its CPU work), fixed
     once when the queue is made; 0: the count of the thread that makes the queue. A small
@@ -27,9 +30,14 @@ class TrainingQueue:
     on a 2-core CPU), and leaves the other core to the thread that ingests and grids.
     """
 
-    def __init__(self, background: bool, cpu_threads: int = 0, name: str = "igrog-training") -> None:
+    def __init__(self, background: bool, cpu_threads: int = 0, max_waiting: int = 2, name: str = "igrog-training") -> None:
         self.background = background
+        self.max_waiting = max(1, max_waiting)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._changed = threading.Condition()
+        self._waiting = 0
+        """Jobs submitted and not started yet."""
+        self._closed = False
         self.submitted = 0
         self._pin_worker_threads(cpu_threads or torch.get_num_threads())
 
@@ -45,13 +53,30 @@ class TrainingQueue:
     def submit(self, job: Callable[[], Any]) -> Future:
         """Queue ``job``; its future holds its result (or exception)."""
         self.submitted += 1
-        future = self._executor.submit(job)
+        with self._changed:
+            self._changed.wait_for(lambda: self._closed or self._waiting < self.max_waiting)
+            if self._closed:
+                future: Future = Future()
+                future.cancel()
+                return future
+            self._waiting += 1
+        future = self._executor.submit(self._started, job)
         if not self.background:
             concurrent.futures.wait([future])
         return future
 
+    def _started(self, job: Callable[[], Any]) -> Any:
+        with self._changed:
+            self._waiting -= 1
+            self._changed.notify_all()
+        return job()
+
     def close(self) -> None:
-        """Drop jobs not started yet; the running one ends on its own (cancel it first)."""
+        """Drop jobs not started yet (their futures are cancelled) and release a waiting
+        ``submit``; the running job ends on its own (cancel it first)."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
