@@ -48,7 +48,7 @@ class ResourceLimits:
     max_training_seconds: float = 600.0
     """training.max_seconds."""
     max_cpu_threads: int = 64
-    """training.cpu_threads (torch threads of a training's worker)."""
+    """training.cpu_threads and cpu_threads_3d (torch threads of a training's worker)."""
     max_grid_oversampling: float = 4.0
     max_selfcal_grid: int = 512
     max_cg_iterations: int = 1000
@@ -95,6 +95,7 @@ class ResourceLimits:
             ("gridding.virtual_coils", g.virtual_coils, self.max_coils, "max_coils"),
             ("training.max_seconds", t.max_seconds, self.max_training_seconds, "max_training_seconds"),
             ("training.cpu_threads", t.cpu_threads, self.max_cpu_threads, "max_cpu_threads"),
+            ("training.cpu_threads_3d", t.cpu_threads_3d, self.max_cpu_threads, "max_cpu_threads"),
             ("gridding.grid_oversampling", g.grid_oversampling, self.max_grid_oversampling, "max_grid_oversampling"),
             ("gridding.inference_batch_size", g.inference_batch_size, self.max_inference_batch, "max_inference_batch"),
             ("gridding.cache_mb", g.cache_mb, self.max_cache_mb, "max_cache_mb"),

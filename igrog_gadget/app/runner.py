@@ -127,8 +127,8 @@ class VariantGridder:
 
     ``background_training``: ``submit_training`` returns at once and the training runs while the
     caller goes on (streaming); otherwise it returns when the training is done (replay). Either
-    way trainings run on the queue's worker thread, with ``training.cpu_threads`` torch threads,
-    so the results are the same.
+    way fits run on the queue's worker thread, with ``training.cpu_threads`` torch threads (see
+    ``_training_queue``), so the results are the same.
     """
 
     def __init__(self, config: IgrogConfig, background_training: bool = False) -> None:
@@ -139,7 +139,11 @@ class VariantGridder:
         except ValueError as error:  # e.g. cuda on a machine without CUDA
             raise ConfigError(f"gridding.device: {error}") from None
         self.inferencer = Inferencer(self.device)
-        self.queue = TrainingQueue(background_training, config.training.cpu_threads)
+        self.background_training = background_training
+        self._queue: TrainingQueue | None = None
+        """Made for the first training (``_training_queue``)."""
+        self._submitted = 0
+        """Trainings submitted (a training's number is its version)."""
         self._trainings: dict[tuple, _Training] = {}
         """The latest training submitted per calibration key."""
         self._first_trainings: list[_Training] = []
@@ -154,11 +158,13 @@ class VariantGridder:
     def cancel(self) -> None:
         """Abandon the work (thread-safe): e.g. the stream being served is gone."""
         self.cancelled.set()
-        self.queue.close()
+        if self._queue is not None:
+            self._queue.close()
 
     def close(self) -> None:
         """Stop the training worker (queued trainings are dropped)."""
-        self.queue.close()
+        if self._queue is not None:
+            self._queue.close()
 
     def _check_cancelled(self) -> None:
         if self.cancelled.is_set():
@@ -186,17 +192,28 @@ class VariantGridder:
         check_frame_values(inputs)
         key = inputs.calibration_key
         sources = [self._trainings[key]] if key in self._trainings else list(reversed(self._first_trainings))
-        version = self.queue.submitted + 1
+        self._submitted += 1
+        version = self._submitted
+        queue = self._training_queue(inputs.dims)
         try:
             prepared = self._prepare(inputs, partial, sources)
         except Exception as error:  # noqa: BLE001 - handed to the waiter, as a fit's error is
-            training = _Training(None, self.queue.submit(functools.partial(_raise, error)))
+            training = _Training(None, queue.submit(functools.partial(_raise, error)))
         else:
             job = functools.partial(self._fit, prepared, version, [s.future for s in sources])
-            training = _Training(prepared.coil_transform, self.queue.submit(job))
+            training = _Training(prepared.coil_transform, queue.submit(job))
         if key not in self._trainings:
             self._first_trainings.append(training)
         self._trainings[key] = training
+
+    def _training_queue(self, dims: int) -> TrainingQueue:
+        """The queue the fits run on, made for the first training: its worker's torch thread
+        count is ``training.cpu_threads`` for that training's dimensions (a 3D frame's:
+        ``cpu_threads_3d``), so it is fixed by the data, whatever runs when."""
+        if self._queue is None:
+            threads = self.config.for_dims(dims).training.cpu_threads
+            self._queue = TrainingQueue(self.background_training, threads)
+        return self._queue
 
     def trained(self, calibration_key: tuple) -> TrainedKernels:
         """The latest model of ``calibration_key`` (waits for its training; raises its errors)."""

@@ -288,20 +288,27 @@ class TrainingConfig:
     seed: int = 0
     """Seed of the training's random numbers (pairs, initialisation, batches)."""
     cpu_threads: int = 1
-    """torch intra-op threads of the trainings (their own worker thread; 0 = those of the process,
+    """torch intra-op threads of the fits (their own worker thread; 0 = those of the process,
     gridding.cpu_threads): a 2D kernel MLP's step of 256 pairs takes 4.3 ms on one thread and
-    5.3 ms on two of a 2-core CPU, and the other core stays with the ingest and the gridding (a
-    paced 8-slice stream's first training 9.6 -> 5.9 s). Results depend on it (last bits)."""
+    5.3 ms on two of a 2-core CPU, and the other core stays with the ingest, the next key's
+    calibration and the gridding (a paced 8-slice stream's first fit 9.6 -> 5.9 s). Results
+    depend on it (last bits). The first training of a stream or file fixes it for the others."""
+    cpu_threads_3d: int = 0
+    """cpu_threads of a 3D frame's fits (0 = those of the process): a 3D frame trains once, from
+    the whole frame, with 1024 pairs per step, which two threads run faster (64^3 kooshball
+    replay, 2 cores: 59 s against 71 s on one)."""
     progress: bool = False
     """Show a progress bar while training (the CLI turns it on)."""
 
     def for_dims(self, dims: int) -> "TrainingConfig":
         """The settings a ``dims``-D frame trains with: for 3D, max_steps, batch_size and
-        learning_rate replaced by their ``_3d`` values (those not 0); 2D: these settings."""
+        learning_rate replaced by their ``_3d`` values (those not 0) and cpu_threads by
+        cpu_threads_3d; 2D: these settings."""
         if dims != 3:
             return self
         values = {name: getattr(self, f"{name}_3d") for name in ("max_steps", "batch_size", "learning_rate")}
-        return dataclasses.replace(self, **{name: value for name, value in values.items() if value > 0})
+        values = {name: value for name, value in values.items() if value > 0}
+        return dataclasses.replace(self, **values, cpu_threads=self.cpu_threads_3d)
 
     def scheduler_settings(self) -> dict[str, Any]:
         """The parameters of ``scheduler``: those set in ``scheduler_params``, the defaults for the rest."""
@@ -487,6 +494,7 @@ class IgrogConfig:
         _at_least("training.max_steps", t.max_steps, 1)
         _at_least("training.max_steps_3d", t.max_steps_3d, 0)
         _at_least("training.cpu_threads", t.cpu_threads, 0)
+        _at_least("training.cpu_threads_3d", t.cpu_threads_3d, 0)
         _at_least("training.batch_size_3d", t.batch_size_3d, 0)
         _at_least("training.learning_rate_3d", t.learning_rate_3d, 0.0)
         _at_least("training.warm_start_steps", t.warm_start_steps, 1)

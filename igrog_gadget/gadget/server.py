@@ -100,8 +100,12 @@ class GadgetServer:
             self.options.max_connections,
         )
         selector = selectors.DefaultSelector()  # epoll on Linux: no FD_SETSIZE limit, no polling
-        selector.register(self._listener, selectors.EVENT_READ)
-        selector.register(self._wake_read, selectors.EVENT_READ)
+        with self._lock:  # a shutdown that came first has closed the listener: nothing to serve
+            if self._stopping.is_set():
+                selector.close()
+                return
+            selector.register(self._listener, selectors.EVENT_READ)
+            selector.register(self._wake_read, selectors.EVENT_READ)
         try:
             while not self._stopping.is_set():
                 ready = [key.fileobj for key, _ in selector.select()]
@@ -143,7 +147,8 @@ class GadgetServer:
         deadline = time.monotonic() + wait_s
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        self._close_listener()
+        with self._lock:  # not while serve_forever registers it
+            self._close_listener()
 
     def _close_listener(self) -> None:
         try:
