@@ -21,7 +21,6 @@ from igrog_gadget.io.reader import array_coil_count
 from igrog_gadget.io.writer import remove_quietly
 from igrog_gadget.limits import ResourceLimits
 from igrog_gadget.scan import FRAME_COUNTER_FIELDS, FRAME_KEY_FIELDS, GriddedFrame, ImageItem, Readout
-from igrog_gadget.stream.pipeline import GriddingPipeline
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +111,8 @@ def replay_file(
     dataset = read_dataset(
         input_path, limits=limits, on_header=lambda header: limits.check_header(header, config, input_path)
     )
+    from igrog_gadget.stream.pipeline import GriddingPipeline  # torch loads now: a bad input is refused without it
+
     pipeline = GriddingPipeline(
         dataset.header, config, source=input_path, array_coils=array_coil_count(dataset.readouts, dataset.header)
     )

@@ -13,9 +13,8 @@ logger = logging.getLogger(__name__)
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``igrog serve``."""
-    from igrog_gadget.gadget.server import DEFAULT_GADGETRON_PORT, DEFAULT_MRD_PORT
     from igrog_gadget.config import VARIANTS
-    from igrog_gadget.gadget.settings import OUTPUT_MODES
+    from igrog_gadget.gadget.settings import DEFAULT_GADGETRON_PORT, DEFAULT_MRD_PORT, OUTPUT_MODES
 
     parser.add_argument(
         "--port",
@@ -115,9 +114,9 @@ def run_serve(args: argparse.Namespace) -> int:
     """Run the server until SIGINT / SIGTERM; returns the exit code."""
     from igrog_gadget.environment import configure_process
     from igrog_gadget.gadget.protocol import ProtocolLimits
-    from igrog_gadget.gadget.server import DEFAULT_GADGETRON_PORT, DEFAULT_MRD_PORT, GadgetServer, ServerOptions
+    from igrog_gadget.gadget.server import GadgetServer, ServerOptions
     from igrog_gadget.gadget.session import Dialect
-    from igrog_gadget.gadget.settings import GadgetSettings
+    from igrog_gadget.gadget.settings import DEFAULT_GADGETRON_PORT, DEFAULT_MRD_PORT, GadgetSettings
 
     from igrog_gadget.errors import ConfigError
     from igrog_gadget.gadget.settings import PeerFiles

@@ -7,6 +7,7 @@ import logging
 import ismrmrd
 import numpy as np
 
+from igrog_gadget.gadget.settings import IMAGE_DTYPES
 from igrog_gadget.gridding.fft import centred_fft2, centred_ifft2, rss_image
 from igrog_gadget.scan import FRAME_COUNTER_FIELDS, GriddedFrame
 
@@ -15,7 +16,6 @@ logger = logging.getLogger(__name__)
 #: Largest pixel value of ``ushort`` images (12 bit, as DICOM viewers expect from MR images).
 USHORT_MAX = 4095
 
-IMAGE_DTYPES = ("float", "ushort")
 
 _GEOMETRY_FIELDS = ("position", "read_dir", "phase_dir", "slice_dir", "patient_table_position")
 

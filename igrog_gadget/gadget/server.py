@@ -19,14 +19,12 @@ from dataclasses import dataclass, field
 from igrog_gadget.gadget import protocol
 from igrog_gadget.gadget.protocol import MessageChannel, ProtocolLimits
 from igrog_gadget.gadget.session import Dialect, GadgetSession, SessionReport, SessionSlots
-from igrog_gadget.gadget.settings import GadgetSettings
+from igrog_gadget.gadget.settings import DEFAULT_GADGETRON_PORT, GadgetSettings
 from igrog_gadget.limits import ResourceLimits
 
 logger = logging.getLogger(__name__)
 
 #: Port of Gadgetron's own examples for ``<connect>``; MRD servers conventionally use 9002.
-DEFAULT_GADGETRON_PORT = 18000
-DEFAULT_MRD_PORT = 9002
 #: Loopback: exposing the server to a network is an explicit ``--host``.
 DEFAULT_HOST = "127.0.0.1"
 

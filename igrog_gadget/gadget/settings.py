@@ -29,11 +29,14 @@ from typing import Iterable, Mapping
 
 from igrog_gadget.config import DEVICES, VARIANTS, IgrogConfig, load_config
 from igrog_gadget.errors import ConfigError
-from igrog_gadget.gadget.images import IMAGE_DTYPES
-
 logger = logging.getLogger(__name__)
 
 OUTPUT_MODES = ("recondata", "acquisitions", "images")
+#: Pixel types of output images (``image_dtype``).
+IMAGE_DTYPES = ("float", "ushort")
+#: Ports ``igrog serve`` listens on by default: Gadgetron's and the MRD server's.
+DEFAULT_GADGETRON_PORT = 18000
+DEFAULT_MRD_PORT = 9002
 
 #: Every property the gadget reads: name -> (default shown in docs, description).
 PROPERTIES: dict[str, tuple[str, str]] = {
