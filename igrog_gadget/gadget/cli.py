@@ -150,8 +150,6 @@ def run_serve(args: argparse.Namespace) -> int:
     from igrog_engine import resolve_device
     from igrog_gadget.app.common.training import load_training_modules
 
-    load_training_modules()
-
     try:
         device = resolve_device(config.gridding.device)
     except ValueError as error:
@@ -183,6 +181,7 @@ def run_serve(args: argparse.Namespace) -> int:
         server = GadgetServer(options, defaults, limits)
     except OSError as error:  # port in use, address not on this machine, no permission
         raise ConfigError(f"cannot listen on {args.host or '*'}:{port}: {error.strerror or error}") from None
+    load_training_modules()  # bound: now the first scan's training needs no imports
 
     def stop(signum: int, _frame: object) -> None:
         logger.info("signal %d: shutting down", signum)
