@@ -164,3 +164,21 @@ def test_importing_the_library_changes_nothing_of_the_process():
     settings = ("HDF5_USE_FILE_LOCKING", "OMP_WAIT_POLICY")
     environment = {k: v for k, v in __import__("os").environ.items() if k not in settings}
     subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT, env=environment, timeout=300)
+
+
+def test_a_bad_input_is_refused_before_torch_loads(tmp_path):
+    """``igrog --help`` and the refusal of a missing input (exit 2) need neither torch nor the
+    gridding pipeline: a bad input costs no second of imports."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from igrog_gadget.cli import build_parser, main\n"
+        "build_parser()\n"
+        f"code = main(['-q', 'replay', {str(tmp_path / 'missing.h5')!r}, {str(tmp_path / 'out.h5')!r}])\n"
+        "assert code == 2, code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT, timeout=300)
+    assert not (tmp_path / "out.h5").exists()
