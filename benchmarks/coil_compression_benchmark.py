@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.evaluation import benchmark_workdir, simulate_once  # noqa: E402
 from igrog_gadget.gridding.coils import compression_transform  # noqa: E402
 from igrog_gadget.io import read_dataset  # noqa: E402
-from igrog_gadget.simulate import SimulationSpec, simulate_to_file  # noqa: E402
+from igrog_gadget.simulate import SimulationSpec  # noqa: E402
 
 
 def gcc_matrices(hybrid_acs: np.ndarray, keep: int) -> np.ndarray:
@@ -66,11 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--coils", type=int, default=32)
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args(argv)
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="igrog-cc-"))
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = benchmark_workdir(args.workdir, "igrog-cc-")
     path = workdir / f"cc_{args.matrix}x{args.coils}.h5"
-    if not path.exists():
-        simulate_to_file(path, SimulationSpec(matrix=args.matrix, coils=args.coils, spokes=64, acs=32, snr=None))
+    simulate_once(path, SimulationSpec(matrix=args.matrix, coils=args.coils, spokes=64, acs=32, snr=None))
     dataset = read_dataset(path)
     lines = [r.data for r in dataset.readouts if r.is_calibration()]
     acs = np.stack(lines, axis=1)  # (coils, lines, 2N): readout oversampled 2x

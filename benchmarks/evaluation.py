@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,8 +13,27 @@ from igrog_gadget.app.common.calibrate import calibration_block
 from igrog_gadget.app.common.frame import FrameInputs
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.io import read_dataset
+from igrog_gadget.simulate import SimulationSpec, simulate_to_file
 from igrog_gadget.stream.buffer import ReadoutBuffer
 from igrog_gadget.stream.frames import frame_inputs, is_volumetric
+
+
+def benchmark_workdir(given: str | None, prefix: str) -> Path:
+    """The folder a benchmark keeps its simulated files in: ``given`` (``--workdir``, made if
+    missing) or a new temporary one."""
+    workdir = Path(given or tempfile.mkdtemp(prefix=prefix))
+    workdir.mkdir(parents=True, exist_ok=True)
+    return workdir
+
+
+def simulate_once(path: Path, spec: SimulationSpec) -> float | None:
+    """Simulate ``spec`` into ``path`` unless it exists (a kept ``--workdir``); the seconds it
+    took, or None when the file was reused."""
+    if path.exists():
+        return None
+    started = time.perf_counter()
+    simulate_to_file(path, spec)
+    return time.perf_counter() - started
 
 
 @dataclass

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,11 +23,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.baselines import ClassicGrog, grid_nearest_neighbour  # noqa: E402
-from benchmarks.evaluation import grog_block, load_case, nrmse_on_sampled  # noqa: E402
+from benchmarks.evaluation import benchmark_workdir, grog_block, load_case, nrmse_on_sampled, simulate_once  # noqa: E402
 from igrog_gadget.app.runner import VariantGridder  # noqa: E402
 from igrog_gadget.config import load_config  # noqa: E402
 from igrog_gadget.gridding.nufft import nufft_adjoint  # noqa: E402
-from igrog_gadget.simulate import SimulationSpec, simulate_to_file  # noqa: E402
+from igrog_gadget.simulate import SimulationSpec  # noqa: E402
 
 CASES = {
     "radial_acs_clean": dict(trajectory="radial", acs=32, snr=None),
@@ -92,13 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=None, help="keep the simulated files here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="igrog-bench-"))
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = benchmark_workdir(args.workdir, "igrog-bench-")
     rows = []
     for name in args.cases.split(","):
         path = workdir / f"{name}.h5"
-        if not path.exists():
-            simulate_to_file(path, SimulationSpec(**{**dict(matrix=128, coils=8, spokes=200, interleaves=16, snr=50.0), **CASES[name]}))
+        simulate_once(path, SimulationSpec(**{**dict(matrix=128, coils=8, spokes=200, interleaves=16, snr=50.0), **CASES[name]}))
         rows.append(run_case(name, path, args.overrides, args.variant))
     header = (
         f"{'case':<12} {'NN':>6} {'GROG':>6} {'iGROG':>6} {'iG/GROG':>7} {'floor':>6} "

@@ -29,7 +29,6 @@ import logging
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,13 +37,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.baselines import ClassicGrog, grid_nearest_neighbour  # noqa: E402
-from benchmarks.evaluation import grog_block, load_case, nrmse_on_sampled  # noqa: E402
+from benchmarks.evaluation import benchmark_workdir, grog_block, load_case, nrmse_on_sampled, simulate_once  # noqa: E402
 from benchmarks.run_benchmark import best_time, noise_floor  # noqa: E402
 from igrog_gadget.config import load_config  # noqa: E402
 from igrog_gadget.gridding.nufft import nufft_adjoint  # noqa: E402
 from igrog_gadget.io import read_dataset  # noqa: E402
 from igrog_gadget.scan import FRAME_KEY_FIELDS  # noqa: E402
-from igrog_gadget.simulate import SimulationSpec, simulate_to_file  # noqa: E402
+from igrog_gadget.simulate import SimulationSpec  # noqa: E402
 
 COMMON = dict(snr=50.0, repetitions=4, acs=32)
 CASES: dict[str, dict] = {
@@ -111,8 +110,7 @@ def classic_grog(case, config):
 def run_case(name: str, workdir: Path, overrides: list[str]) -> dict:
     spec = {**COMMON, **CASES[name]}
     source = workdir / f"{name}.h5"
-    if not source.exists():
-        simulate_to_file(source, SimulationSpec(**spec))
+    simulate_once(source, SimulationSpec(**spec))
     output = workdir / f"{name}_out.h5"
     replay_s, rss_mb, _ = run_replay(source, output, overrides)
 
@@ -168,8 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     overrides = list(args.overrides) + ([f"gridding.device={args.device}"] if args.device else [])
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="igrog-scale-"))
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = benchmark_workdir(args.workdir, "igrog-scale-")
     rows = []
     for name in args.cases.split(","):
         rows.append(run_case(name, workdir, overrides))

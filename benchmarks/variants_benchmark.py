@@ -28,18 +28,17 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.evaluation import load_case, nrmse_on_sampled  # noqa: E402
+from benchmarks.evaluation import benchmark_workdir, load_case, nrmse_on_sampled, simulate_once  # noqa: E402
 from benchmarks.run_benchmark import best_time, noise_floor  # noqa: E402
 from igrog_gadget.app.runner import VariantGridder  # noqa: E402
 from igrog_gadget.config import load_config  # noqa: E402
 from igrog_gadget.errors import IgrogError  # noqa: E402
-from igrog_gadget.simulate import SimulationSpec, simulate_to_file  # noqa: E402
+from igrog_gadget.simulate import SimulationSpec  # noqa: E402
 
 COMMON = dict(
     matrix=128, coils=8, spokes=200, interleaves=16, snr=50.0, write_coil_images=True, write_sensitivity_maps=True
@@ -103,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=None, help="keep the simulated files here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="igrog-variants-"))
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = benchmark_workdir(args.workdir, "igrog-variants-")
     header = (
         f"{'case':<13} {'method':<22} {'NRMSE':>6} {'/basic':>6} {'floor':>6} {'train s':>7} {'grid s':>6} "
         f"{'cached s':>8} {'first s':>7}  calibration"
@@ -114,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.cases.split(","):
         spec, methods = CASES[name]
         path = workdir / f"{name}.h5"
-        if not path.exists():
-            simulate_to_file(path, SimulationSpec(**{**COMMON, **spec}))
+        simulate_once(path, SimulationSpec(**{**COMMON, **spec}))
         basic = None
         for label, variant, extra, keep in methods:
             row = run_method(path, label, variant, extra + args.overrides, keep)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,13 +30,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.baselines3d import ClassicGrog3d, grid_nearest_neighbour_3d  # noqa: E402
-from benchmarks.evaluation import grog_block, load_case, nrmse_on_sampled  # noqa: E402
+from benchmarks.evaluation import benchmark_workdir, grog_block, load_case, nrmse_on_sampled, simulate_once  # noqa: E402
 from benchmarks.run_benchmark import noise_floor  # noqa: E402
 from benchmarks.scale_benchmark import run_replay  # noqa: E402
 from igrog_gadget.app.common.virtual_coils import frame_coil_transform  # noqa: E402
 from igrog_gadget.config import load_config  # noqa: E402
 from igrog_gadget.io import read_dataset  # noqa: E402
-from igrog_gadget.simulate import SimulationSpec, simulate_to_file  # noqa: E402
+from igrog_gadget.simulate import SimulationSpec  # noqa: E402
 
 CASES: dict[str, dict] = {
     "koosh_64x8": dict(trajectory="kooshball", matrix=64, coils=8, spokes=4000, acs=16),
@@ -101,15 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-grog", action="store_true", help="skip classic 3D GROG (slow at 128^3)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="igrog-volume-"))
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = benchmark_workdir(args.workdir, "igrog-volume-")
     rows = []
     for name in args.cases.split(","):
         path = workdir / f"{name}.h5"
-        if not path.exists():
-            started = time.perf_counter()
-            simulate_to_file(path, SimulationSpec(**{**dict(snr=50.0, seed=11), **CASES[name]}))
-            print(f"simulated {name} in {time.perf_counter() - started:.0f} s", flush=True)
+        seconds = simulate_once(path, SimulationSpec(**{**dict(snr=50.0, seed=11), **CASES[name]}))
+        if seconds is not None:
+            print(f"simulated {name} in {seconds:.0f} s", flush=True)
         rows.append(run_case(name, path, args.overrides, workdir, not args.no_grog))
         row = rows[-1]
         print(
