@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from igrog_gadget.errors import CalibrationError
-from igrog_gadget.gridding.fft import centred_fft2, centred_fftn, centred_ifft2
+from igrog_gadget.gridding.fft import centred_fftn
+from igrog_gadget.gridding.geometry import box_index
 from igrog_gadget.gridding.nufft import nufft_adjoint, nufft_forward
 from igrog_gadget.gridding.solve import conjugate_gradients
 from igrog_gadget.gridding.toeplitz import ToeplitzNormal
@@ -103,9 +104,7 @@ def acs_from_cartesian_lines(
     low = grid.min(axis=0)
     extent = grid.max(axis=0) - low + 1
     shape = tuple(int(n) for n in reversed(extent))  # array axes ([z,] y, x)
-    flat = np.zeros(grid.shape[0], dtype=np.int64)
-    for axis in reversed(range(dims)):
-        flat = flat * extent[axis] + (grid[:, axis] - low[axis])
+    flat = box_index(grid, low, extent)
     sums = np.zeros((coils, int(np.prod(extent))), dtype=np.complex128)
     np.add.at(sums.T, flat, np.concatenate(values, axis=1).T)  # in sample order, as a running sum
     counts = np.bincount(flat, minlength=sums.shape[1]).reshape(shape)
@@ -181,11 +180,7 @@ def _row_keys(cells: np.ndarray) -> np.ndarray:
     """One int64 per row of integer cells (n, dims), equal exactly for equal rows: a flat index
     into their bounding box (np.unique of these is many times faster than of the rows)."""
     low = cells.min(axis=0, initial=0)
-    extent = cells.max(axis=0, initial=0) - low + 1
-    keys = np.zeros(cells.shape[0], dtype=np.int64)
-    for axis in range(cells.shape[1]):
-        keys = keys * extent[axis] + (cells[:, axis] - low[axis])
-    return keys
+    return box_index(cells, low, cells.max(axis=0, initial=0) - low + 1)
 
 
 class SparseCentreError(CalibrationError):
@@ -208,8 +203,6 @@ def sparse_centre(coverage: float, radius: float, min_coverage: float, block: in
 def calibration_radius(size: int, dims: int = 2) -> float:
     """Radius (grid units) around k = 0 whose cells must hold samples to reconstruct a ``size``
     block (square, or cube for ``dims`` = 3): its half-diagonal plus one."""
-    if dims == 2:
-        return size / np.sqrt(2.0) + 1.0
     return size * np.sqrt(float(dims)) / 2.0 + 1.0
 
 
@@ -230,11 +223,8 @@ class CentreFit:
         grid = self.image.shape[-1]
         dims = self.image.ndim - 1
         lo = grid // 2 - size // 2
-        if dims == 2:
-            kspace = centred_fft2(self.image)[:, lo : lo + size, lo : lo + size].astype(np.complex64)
-        else:
-            crop = (slice(None),) + (slice(lo, lo + size),) * dims
-            kspace = centred_fftn(self.image, tuple(range(-dims, 0)))[crop].astype(np.complex64)
+        crop = (slice(None),) + (slice(lo, lo + size),) * dims
+        kspace = centred_fftn(self.image, tuple(range(-dims, 0)))[crop].astype(np.complex64)
         corner = -(size // 2)
         return CalibrationBlock(
             kspace=kspace, kx0=corner, ky0=corner, source=source, noise_std=self.noise_std, kz0=corner if dims == 3 else 0
@@ -364,10 +354,7 @@ class OffGridInterpolator:
         corner = tuple(reversed(block.origin))  # ([kz0,] ky0, kx0)
         region = tuple(slice(g // 2 + o, g // 2 + o + n) for g, o, n in zip(self.grid, corner, block.shape))
         padded[(slice(None),) + region] = block.kspace
-        if block.dims == 2:
-            self._image = centred_ifft2(padded)
-        else:
-            self._image = centred_fftn(padded, tuple(range(-block.dims, 0)), inverse=True)
+        self._image = centred_fftn(padded, tuple(range(-block.dims, 0)), inverse=True)
 
     def __call__(self, coords: np.ndarray) -> np.ndarray:
         """Values at ``coords`` (n, 2) (kx, ky) (3D block: (n, 3) (kx, ky, kz)) grid units →

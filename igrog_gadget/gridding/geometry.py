@@ -88,12 +88,19 @@ def nearest_grid_points(coords: np.ndarray, matrix: tuple[int, ...]) -> tuple[np
     return grid, inside
 
 
+def box_index(points: np.ndarray, low, extent) -> np.ndarray:
+    """Flat index (x fastest) of integer points (..., dims) (kx, ky[, kz]) in the box whose
+    corner is ``low`` and whose sides are ``extent`` (dims each) → (...) int64: the C order of
+    a ``([nz,] ny, nx)`` array of that box."""
+    flat = np.zeros(points.shape[:-1], dtype=np.int64)
+    for axis in reversed(range(points.shape[-1])):
+        flat = flat * int(extent[axis]) + (points[..., axis] - int(low[axis]))
+    return flat
+
+
 def flat_grid_index(grid: np.ndarray, matrix: tuple[int, ...]) -> np.ndarray:
     """Flat index (x fastest) of grid points ``grid`` (..., dims) int64 (kx, ky[, kz]) → (...) int64."""
-    flat = np.zeros(grid.shape[:-1], dtype=np.int64)
-    for axis in reversed(range(len(matrix))):
-        flat = flat * matrix[axis] + (grid[..., axis] + matrix[axis] // 2)
-    return flat
+    return box_index(grid, [-(n // 2) for n in matrix], matrix)
 
 
 def build_geometry(
