@@ -156,13 +156,12 @@ def frame_inputs(
     if cartesian_input:
         imaging = header.encoding(0)
         positions = [cartesian_positions(r, imaging, dims=dims) for r in readouts]
-    elif dims == 3:
-        positions = [_trajectory_3d(r, source, int(header.encoded_matrix[2])).astype(np.float32) for r in readouts]
-        factor = unit_factor(np.concatenate(positions)[None], header, config, source)
-        if factor != 1.0:
-            positions = [p * encoded for p in positions]
     else:
-        positions = [_trajectory_2d(r, source, header.encoded_matrix[2] == 1).astype(np.float32) for r in readouts]
+        nz = int(header.encoded_matrix[2])
+        if dims == 3:
+            positions = [_trajectory_3d(r, source, nz).astype(np.float32) for r in readouts]
+        else:
+            positions = [_trajectory_2d(r, source, nz == 1).astype(np.float32) for r in readouts]
         factor = unit_factor(np.concatenate(positions)[None], header, config, source)
         if factor != 1.0:  # normalized units: scale each axis by its own matrix size
             positions = [p * encoded for p in positions]
