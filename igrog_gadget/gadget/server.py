@@ -24,7 +24,6 @@ from igrog_gadget.limits import ResourceLimits
 
 logger = logging.getLogger(__name__)
 
-#: Port of Gadgetron's own examples for ``<connect>``; MRD servers conventionally use 9002.
 #: Loopback: exposing the server to a network is an explicit ``--host``.
 DEFAULT_HOST = "127.0.0.1"
 

@@ -34,7 +34,8 @@ logger = logging.getLogger(__name__)
 OUTPUT_MODES = ("recondata", "acquisitions", "images")
 #: Pixel types of output images (``image_dtype``).
 IMAGE_DTYPES = ("float", "ushort")
-#: Ports ``igrog serve`` listens on by default: Gadgetron's and the MRD server's.
+#: Ports ``igrog serve`` listens on by default: that of Gadgetron's own examples for ``<connect>``,
+#: and the one MRD servers conventionally use.
 DEFAULT_GADGETRON_PORT = 18000
 DEFAULT_MRD_PORT = 9002
 
