@@ -26,8 +26,8 @@ What this module guarantees, unlike ``gadgetron`` 1.4.1's Python package:
   serialisation error can never leave half a message on the wire;
 - a peer that vanishes (EOF / reset), stalls in the middle of a message (timeout),
   sends a truncated message or announces an absurd length ends only its own
-  connection, with a :class:`ProtocolError` naming what happened; reading blocks in
-  ``recv`` with a timeout and never spins.
+  connection, with a :class:`ProtocolError` naming what happened; reading waits in
+  ``poll`` with a timeout and never spins, while another thread may send on the same socket.
 
 Sizes are checked against :class:`ProtocolLimits` *before* any buffer is allocated.
 """
@@ -35,6 +35,7 @@ Sizes are checked against :class:`ProtocolLimits` *before* any buffer is allocat
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import struct
 import time
@@ -203,9 +204,14 @@ def encode_waveform(waveform: ismrmrd.Waveform) -> bytes:
 class MessageChannel:
     """Reads and writes whole protocol messages on one connected socket.
 
-    Reads block in ``recv_into`` with a timeout (idle timeout before a message starts,
-    read timeout inside one); EOF, reset, timeouts, truncation and oversized lengths raise
+    Reads wait in ``poll`` with a timeout (idle timeout before a message starts, read timeout
+    inside one); EOF, reset, timeouts, truncation and oversized lengths raise
     :class:`ProtocolError` subclasses. Writes send complete, pre-serialised messages.
+
+    One thread may read while another writes (a session receives data while it sends
+    results): the socket is made non-blocking once, here, and never switched again, since
+    ``socket.settimeout`` from one thread would change the blocking mode under the other's
+    ``recv`` or ``send`` (it then fails with EAGAIN).
     """
 
     def __init__(self, sock: socket.socket, limits: ProtocolLimits | None = None, peer: str = "") -> None:
@@ -220,6 +226,7 @@ class MessageChannel:
         self._until: float | None = None
         """Handshake deadline of the message being read, if any."""
         _enable_keepalive(sock)
+        sock.setblocking(False)
 
     # --- low level ------------------------------------------------------------------------
     def _recv_exact(self, n: int, what: str, first: bool = False) -> bytes:
@@ -239,15 +246,16 @@ class MessageChannel:
             if timeout is not None and timeout <= 0:
                 raise self._timeout_error(what, got, n, started)
             try:
-                self.sock.settimeout(None if timeout is None else max(timeout, 1e-3))
+                if not _wait_until_ready(self.sock, select.POLLIN, timeout):
+                    raise self._timeout_error(what, got, n, started)
                 count = self.sock.recv_into(view[got:], n - got)
-            except socket.timeout:
-                raise self._timeout_error(what, got, n, started) from None
+            except BlockingIOError:
+                continue  # woken without data (another reader, or a spurious wake-up): wait again
             except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as error:
                 raise TruncatedMessageError(
                     f"connection reset by the peer while reading {what} ({got} of {n} bytes): {error}"
                 ) from None
-            except OSError as error:
+            except (OSError, ValueError) as error:  # ValueError: the socket was closed (fd -1)
                 if self.closed:
                     raise PeerClosedError("connection closed locally") from None
                 raise ProtocolError(f"socket error while reading {what}: {error}") from None
@@ -457,15 +465,24 @@ class MessageChannel:
         if not total:
             return
         pieces = [b"".join(messages)] if total <= SEND_JOIN_MAX_BYTES else [m for m in messages if len(m)]
-        self.sock.settimeout(self.limits.send_timeout_s)
-        try:
-            for piece in pieces:
-                self.sock.sendall(piece)
-        except socket.timeout:
-            raise PeerTimeoutError(f"the peer did not read for {self.limits.send_timeout_s:g} s; closing") from None
-        except OSError as error:
-            raise PeerClosedError(f"cannot send, the peer has gone: {error}") from None
+        for piece in pieces:
+            self._send_piece(memoryview(piece).cast("B"))
         self.bytes_sent += total
+
+    def _send_piece(self, view: memoryview) -> None:
+        """Write all of ``view`` within the send timeout (for the whole piece, as ``sendall``)."""
+        timeout_s = self.limits.send_timeout_s
+        deadline = time.monotonic() + timeout_s
+        sent = 0
+        while sent < len(view):
+            try:
+                if not _wait_until_ready(self.sock, select.POLLOUT, deadline - time.monotonic()):
+                    raise PeerTimeoutError(f"the peer did not read for {timeout_s:g} s; closing")
+                sent += self.sock.send(view[sent:])
+            except BlockingIOError:
+                continue
+            except (OSError, ValueError) as error:
+                raise PeerClosedError(f"cannot send, the peer has gone: {error}") from None
 
     def linger(self, timeout_s: float = 2.0, max_bytes: int = 64 << 20) -> None:
         """After a final message: stop sending and discard what the peer still sends until it
@@ -484,9 +501,12 @@ class MessageChannel:
             if remaining <= 0:
                 return
             try:
-                self.sock.settimeout(remaining)
+                if not _wait_until_ready(self.sock, select.POLLIN, remaining):
+                    return
                 chunk = self.sock.recv(1 << 16)
-            except (socket.timeout, OSError):
+            except BlockingIOError:
+                continue
+            except (OSError, ValueError):
                 return
             if not chunk:
                 return
@@ -516,6 +536,17 @@ def _peer_name(sock: socket.socket) -> str:
         host = address[0]
         return f"[{host}]:{address[1]}" if ":" in str(host) else f"{host}:{address[1]}"
     return str(address)
+
+
+def _wait_until_ready(sock: socket.socket, events: int, timeout_s: float | None) -> bool:
+    """Wait until ``sock`` can be read (``POLLIN``) or written (``POLLOUT``), or has hung up or
+    failed (the next call then says how), for at most ``timeout_s`` seconds (None: forever).
+    False: the time ran out."""
+    if timeout_s is not None and timeout_s <= 0:
+        return False
+    poller = select.poll()
+    poller.register(sock.fileno(), events)
+    return bool(poller.poll(None if timeout_s is None else max(1, int(timeout_s * 1000 + 0.999))))
 
 
 def _enable_keepalive(sock: socket.socket) -> None:

@@ -19,7 +19,7 @@ import pytest
 from gadget_helpers import FAST_OVERRIDES, send_all
 from igrog_gadget.gadget import protocol
 from igrog_gadget.gadget.client import StreamClient, configuration_xml, dataset_messages
-from igrog_gadget.gadget.protocol import MessageChannel, ProtocolLimits
+from igrog_gadget.gadget.protocol import MessageChannel, ProtocolError, ProtocolLimits
 from igrog_gadget.gadget.server import GadgetServer, ServerOptions
 from igrog_gadget.gadget.session import Dialect
 from igrog_gadget.gadget.settings import GadgetSettings, PeerFiles
@@ -69,8 +69,8 @@ def run_raw(server: GadgetServer, payload: bytes, timeout_s: float = 10.0):
     """Send raw bytes (no CLOSE) and collect the reply."""
     with StreamClient.connect("127.0.0.1", server.port) as client:
         try:
-            client.channel.sock.sendall(payload)
-        except OSError:
+            client.send(payload)
+        except ProtocolError:
             pass
         received = client.wait_closed(timeout_s)
     return received
@@ -135,8 +135,8 @@ def trickle(client: StreamClient, data: bytes, interval_s: float) -> None:
         if client.received.closed:
             return
         try:
-            client.channel.sock.sendall(bytes([byte]))
-        except OSError:
+            client.send(bytes([byte]))
+        except ProtocolError:
             return
         time.sleep(interval_s)
 
@@ -145,7 +145,7 @@ def test_trickling_peer_is_cut_off_by_the_message_deadline(hostile_server, radia
     """One byte every 0.3 s stays inside the 0.6 s read timeout; the 1.5 s deadline ends it."""
     message = next(iter(dataset_messages(radial_acs)))
     with StreamClient.connect("127.0.0.1", hostile_server.port) as client:
-        client.channel.sock.sendall(handshake(radial_acs))
+        client.send(handshake(radial_acs))
         started = time.monotonic()
         trickle(client, message[:12], 0.3)
         received = client.wait_closed(10)
@@ -191,7 +191,7 @@ def test_peer_vanishing_during_training_frees_its_slot(hostile_server, radial_ac
 
 def test_truncated_acquisition_frees_the_slot(hostile_server, radial_acs):
     client = StreamClient.connect("127.0.0.1", hostile_server.port)
-    client.channel.sock.sendall(handshake(radial_acs) + next(iter(dataset_messages(radial_acs)))[:200])
+    client.send(handshake(radial_acs) + next(iter(dataset_messages(radial_acs)))[:200])
     client.close()
     assert_recovered(hostile_server)
 

@@ -274,7 +274,7 @@ def test_stalled_peer_times_out_without_spinning():
     with pytest.raises(PeerTimeoutError, match="stalled for 0.5 s"):
         channel.read_message()
     assert time.perf_counter() - wall_before < 3.0
-    assert time.process_time() - cpu_before < 0.2  # blocked in recv, not polling
+    assert time.process_time() - cpu_before < 0.2  # waits in poll, never spins
     channel.close()
     peer.close()
 
@@ -323,3 +323,39 @@ def test_close_wakes_a_blocked_reader():
     assert not thread.is_alive()
     assert errors and isinstance(errors[0], protocol.ProtocolError)
     peer.close()
+
+
+def test_reading_and_sending_from_two_threads_never_fails():
+    """A session reads the peer's data on one thread while another sends results on the same
+    socket. Reads often wait (the peer sends each message in two halves) while sends go on; a
+    channel that switched the socket's blocking mode per call failed such reads with EAGAIN."""
+    channel, peer = channel_pair(ProtocolLimits(read_timeout_s=5, idle_timeout_s=5))
+    count = 1000
+    incoming = protocol.encode_text_message(protocol.TEXT, "data from the peer")
+    results: list[object] = []
+
+    def read() -> None:
+        try:
+            results.extend(channel.read_message().value for _ in range(count))
+        except Exception as error:  # noqa: BLE001 - collected for the assertion
+            results.append(error)
+
+    def peer_sends() -> None:
+        for _ in range(count):
+            peer.sendall(incoming[:3])
+            time.sleep(0)
+            peer.sendall(incoming[3:])
+
+    def peer_drains() -> None:
+        while peer.recv(1 << 16):
+            pass
+
+    threads = [threading.Thread(target=target, daemon=True) for target in (read, peer_sends, peer_drains)]
+    for thread in threads:
+        thread.start()
+    outgoing = protocol.encode_text_message(protocol.TEXT, "a result")
+    while threads[0].is_alive():
+        channel.send(outgoing)
+    channel.close()
+    peer.close()
+    assert results == ["data from the peer"] * count, results[-1]
