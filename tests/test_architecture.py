@@ -167,8 +167,8 @@ def test_importing_the_library_changes_nothing_of_the_process():
 
 
 def test_a_bad_input_is_refused_before_torch_loads(tmp_path):
-    """``igrog --help`` and the refusal of a missing input (exit 2) need neither torch nor the
-    gridding pipeline: a bad input costs no second of imports."""
+    """``igrog --help`` and the refusal of a missing input (exit 2) need neither torch, the
+    gridding pipeline nor the simulator's numerics (scipy): a bad input costs no second of imports."""
     import subprocess
     import sys
 
@@ -179,6 +179,8 @@ def test_a_bad_input_is_refused_before_torch_loads(tmp_path):
         f"code = main(['-q', 'replay', {str(tmp_path / 'missing.h5')!r}, {str(tmp_path / 'out.h5')!r}])\n"
         "assert code == 2, code\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "assert 'scipy' not in sys.modules, 'scipy was imported'\n"
+        "assert 'igrog_gadget.simulate.acquire' not in sys.modules, 'the simulator was imported'\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT, timeout=300)
     assert not (tmp_path / "out.h5").exists()

@@ -79,28 +79,36 @@ complex64 = ortho centred IFFT of the coil-free object's k-space on the N grid
 
 from __future__ import annotations
 
-from .acquire import (
-    FINE_FACTOR,
-    cartesian_kspace,
-    complex_noise,
-    direct_forward,
-    fft2c,
-    forward_b0,
-    ifft2c,
-    nufft_forward,
-    smooth_b0_map,
-)
-from .cli import add_simulate_arguments, run_simulate, spec_from_args
-from .coils import coil_sensitivities
-from .phantom import object_support, phantom
-from .trajectories import (
-    GOLDEN_ANGLE_DEG,
-    GOLDEN_ANGLE_RAD,
-    cartesian_lines,
-    radial_golden_angle,
-    spiral,
-)
-from .writer import SimulationSpec, build_header, load_truth, simulate_to_file, truth_path_for
+import importlib
+from typing import Any
+
+#: Where each public name lives. The package imports a module when one of its names is first
+#: used (PEP 562), so that ``igrog``'s parser (``simulate.cli``) does not import the simulator.
+_HOMES = {
+    "acquire": ("FINE_FACTOR", "cartesian_kspace", "complex_noise", "direct_forward", "fft2c", "forward_b0",
+                "ifft2c", "nufft_forward", "smooth_b0_map"),
+    "cli": ("add_simulate_arguments", "run_simulate", "spec_from_args"),
+    "coils": ("coil_sensitivities",),
+    "phantoms": ("object_support", "phantom"),
+    "trajectories": ("GOLDEN_ANGLE_DEG", "GOLDEN_ANGLE_RAD", "cartesian_lines", "radial_golden_angle", "spiral"),
+    "spec": ("SimulationSpec", "truth_path_for"),
+    "writer": ("build_header", "load_truth", "simulate_to_file"),
+}
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_MODULE_OF))
+
 
 __all__ = [
     "FINE_FACTOR",

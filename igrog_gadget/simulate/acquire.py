@@ -25,7 +25,7 @@ import numpy as np
 from igrog_gadget.gridding.fft import centred_fft2, centred_fftn, centred_ifft2
 from igrog_gadget.gridding.segmentation import TimeSegmentation, segments_for_tolerance
 
-from .phantom import grid_coordinates
+from .phantoms import grid_coordinates
 
 
 #: Fine-grid factor: the object is simulated on ``M = FINE_FACTOR * N`` pixels.

@@ -7,7 +7,7 @@ import logging
 import math
 from pathlib import Path
 
-from .writer import TRAJECTORIES, SimulationSpec, simulate_to_file, truth_path_for
+from .spec import TRAJECTORIES, TRAJECTORY_UNITS, SimulationSpec, truth_path_for
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--units",
         dest="trajectory_units",
-        choices=("grid", "normalized"),
+        choices=TRAJECTORY_UNITS,
         default=d.trajectory_units,
         help="trajectory units in the file (default %(default)s)",
     )
@@ -122,6 +122,8 @@ def run_simulate(args: argparse.Namespace) -> int:
             if p.exists():
                 logger.error("refusing to overwrite existing %s (use --force)", p)
                 return 1
+    from .writer import simulate_to_file  # the simulator's numerics: imported when they run
+
     try:
         truth = simulate_to_file(output, spec, overwrite=True)
     except ValueError as exc:

@@ -7,7 +7,7 @@ phase is a constant coil phase plus a gentle linear and quadratic phase. The
 maps are normalised so that ``sum_c |S_c|^2 = 1`` at every pixel.
 
 Coordinates are the normalised pixel-centre coordinates of
-:func:`igrog_gadget.simulate.phantom.grid_coordinates` (FOV = ``[-1, 1)``), so
+:func:`igrog_gadget.simulate.phantoms.grid_coordinates` (FOV = ``[-1, 1)``), so
 maps evaluated on the fine grid and on the ``N`` grid describe the same function.
 """
 
@@ -17,7 +17,7 @@ import logging
 
 import numpy as np
 
-from .phantom import grid_coordinates
+from .phantoms import grid_coordinates
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def coil_sensitivities_3d(
     Returns:
         Complex128 ``(C, nz, ny, nx)``, or ``(nz, ny, nx)`` for one ``coil``.
     """
-    from .phantom import grid_coordinates_3d
+    from .phantoms import grid_coordinates_3d
 
     if int(num_coils) < 1:
         raise ValueError(f"num_coils must be >= 1, got {num_coils!r}")

@@ -14,7 +14,7 @@ from igrog_gadget.simulate import (
     radial_golden_angle,
     spiral,
 )
-from igrog_gadget.simulate.phantom import grid_coordinates
+from igrog_gadget.simulate.phantoms import grid_coordinates
 
 
 def test_phantom_shape_support_and_variation() -> None:
