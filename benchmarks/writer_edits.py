@@ -12,6 +12,8 @@ from typing import Callable
 
 import ismrmrd
 
+from igrog_gadget.io.acquisitions import copy_acquisitions, each_acquisition, read_header_xml
+
 HeaderEdit = Callable[[object], None]
 AcquisitionEdit = Callable[[ismrmrd.Acquisition, int], "ismrmrd.Acquisition | None"]
 
@@ -26,18 +28,11 @@ def keep_header(header: object) -> None:
 def copy_dataset(source: Path, target: Path, change_header: HeaderEdit, change_acquisition: AcquisitionEdit) -> Path:
     """``target`` = ``source`` with ``change_header(header object)`` and every acquisition through
     ``change_acquisition(acq, N)`` (None drops it; N = the first encoding's matrix x)."""
-    src = ismrmrd.Dataset(str(source), "dataset", create_if_needed=False)
-    header = ismrmrd.xsd.CreateFromDocument(src.read_xml_header())
+    header = ismrmrd.xsd.CreateFromDocument(read_header_xml(source))
     matrix = int(header.encoding[0].encodedSpace.matrixSize.x)
     change_header(header)
-    dst = ismrmrd.Dataset(str(target), "dataset", create_if_needed=True)
-    dst.write_xml_header(ismrmrd.xsd.ToXML(header))
-    for index in range(src.number_of_acquisitions()):
-        acq = change_acquisition(src.read_acquisition(index), matrix)
-        if acq is not None:
-            dst.append_acquisition(acq)
-    src.close()
-    dst.close()
+    edit = each_acquisition(lambda _, acq: change_acquisition(acq, matrix))
+    copy_acquisitions(source, target, edit, header_xml=ismrmrd.xsd.ToXML(header))
     return target
 
 

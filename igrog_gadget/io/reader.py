@@ -17,10 +17,10 @@ from typing import Any, Callable
 
 import h5py
 import ismrmrd
-import ismrmrd.hdf5
 import numpy as np
 
 from igrog_gadget.errors import InputDataError
+from igrog_gadget.io.acquisitions import HEADER_SIZE, read_records
 from igrog_gadget.io.convert import (
     image_item_from_image,
     parse_header,
@@ -34,8 +34,6 @@ logger = logging.getLogger(__name__)
 
 #: Datasets of an HDF5 group that make it an ISMRMRD image series.
 _IMAGE_SERIES_MEMBERS = frozenset({"header", "data", "attributes"})
-
-_HEADER_SIZE = ismrmrd.hdf5.acquisition_header_dtype.itemsize
 
 
 @dataclass
@@ -117,14 +115,13 @@ def _check_acquisition_table(data: h5py.Dataset, path: str, limits: ResourceLimi
 
 def _read_acquisitions_fast(data: h5py.Dataset, path: str) -> list[Readout]:
     """All acquisitions of ``data`` with one HDF5 read (members matched by name)."""
-    records = np.empty(data.shape, dtype=ismrmrd.hdf5.acquisition_dtype)
-    data.read_direct(records)
+    records = read_records(data)
     heads = np.ascontiguousarray(records["head"])
     payload = records["data"]
     trajectories = records["traj"]
     readouts = []
     for i in range(records.shape[0]):
-        head = ismrmrd.AcquisitionHeader.from_buffer_copy(heads, i * _HEADER_SIZE)
+        head = ismrmrd.AcquisitionHeader.from_buffer_copy(heads, i * HEADER_SIZE)
         samples = np.asarray(payload[i], dtype=np.float32)
         if samples.size % 2:
             raise InputDataError(

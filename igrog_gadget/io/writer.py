@@ -6,8 +6,8 @@ lazily consumed frames iterable) the temporary file is removed and the exception
 so a partial output never exists under the target name.
 
 Acquisitions are written in batches straight into ismrmrd's ``/<group>/data`` compound layout
-(``ismrmrd.hdf5.acquisition_dtype``), about 5x faster than ``Dataset.append_acquisition``;
-the header, images and waveforms go through ``ismrmrd.Dataset``.
+(:class:`~igrog_gadget.io.acquisitions.AcquisitionSink`), about 5x faster than
+``Dataset.append_acquisition``; the header, images and waveforms go through ``ismrmrd.Dataset``.
 """
 
 from __future__ import annotations
@@ -19,17 +19,13 @@ from typing import Any, Iterable
 
 import h5py
 import ismrmrd
-import ismrmrd.hdf5
 import numpy as np
 
+from igrog_gadget.io.acquisitions import AcquisitionSink
 from igrog_gadget.io.convert import acquisition_from_readout, cartesian_acquisitions, image_from_item, parse_header
 from igrog_gadget.scan import GriddedFrame, ImageItem, Readout
 
 logger = logging.getLogger(__name__)
-
-#: Rows per HDF5 chunk of the acquisition dataset.
-_CHUNK_ROWS = 1024
-
 
 def remove_quietly(path: str) -> None:
     """Remove a temporary file if it exists; a failure is logged, never raised."""
@@ -62,37 +58,6 @@ def _fsync(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-class _AcquisitionSink:
-    """Appends acquisitions to ``/<group>/data`` in ismrmrd's compound layout, in batches."""
-
-    def __init__(self, group: h5py.Group) -> None:
-        self._dataset = group.create_dataset(
-            "data",
-            shape=(0,),
-            maxshape=(None,),
-            dtype=ismrmrd.hdf5.acquisition_dtype,
-            chunks=(_CHUNK_ROWS,),
-        )
-        self.count = 0
-
-    def append(self, acquisitions: list[ismrmrd.Acquisition]) -> None:
-        """Write ``acquisitions`` (each data (coils, samples), traj (samples, dims))."""
-        if not acquisitions:
-            return
-        n = len(acquisitions)
-        records = np.empty(n, dtype=ismrmrd.hdf5.acquisition_dtype)
-        heads = b"".join(bytes(acq.getHead()) for acq in acquisitions)
-        records["head"] = np.frombuffer(heads, dtype=ismrmrd.hdf5.acquisition_header_dtype)
-        data = records["data"]
-        traj = records["traj"]
-        for i, acq in enumerate(acquisitions):
-            data[i] = np.ascontiguousarray(acq.data, dtype=np.complex64).view(np.float32).reshape(-1)
-            traj[i] = np.ascontiguousarray(acq.traj, dtype=np.float32).reshape(-1)
-        self._dataset.resize(self.count + n, axis=0)
-        self._dataset[self.count : self.count + n] = records
-        self.count += n
 
 
 def _as_acquisition(item: Any) -> ismrmrd.Acquisition:
@@ -149,7 +114,7 @@ def write_cartesian_file(
     temporary = _temporary_path(path)
     try:
         with h5py.File(temporary, "w") as h5:
-            sink = _AcquisitionSink(h5.create_group(group))
+            sink = AcquisitionSink(h5.create_group(group))
             sink.append([_as_acquisition(a) for a in passthrough_acquisitions])
             passthrough_count = sink.count
             frame_count = 0

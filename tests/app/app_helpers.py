@@ -10,6 +10,8 @@ import ismrmrd
 import numpy as np
 import pytest
 
+from igrog_gadget.io.acquisitions import copy_acquisitions, each_acquisition
+
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 #: The batch these epoch counts were sized with (the product's default is 256 pairs at 5e-3).
@@ -34,15 +36,7 @@ def rewrite(tmp_path: Path) -> Callable:
 
     def _rewrite(source: Path, change: Callable[[int, ismrmrd.Acquisition], ismrmrd.Acquisition | None]) -> Path:
         target = tmp_path / f"modified_{source.name}"
-        src = ismrmrd.Dataset(str(source), "dataset", create_if_needed=False)
-        dst = ismrmrd.Dataset(str(target), "dataset", create_if_needed=True)
-        dst.write_xml_header(src.read_xml_header())
-        for index in range(src.number_of_acquisitions()):
-            acq = change(index, src.read_acquisition(index))
-            if acq is not None:
-                dst.append_acquisition(acq)
-        src.close()
-        dst.close()
+        copy_acquisitions(source, target, each_acquisition(change))
         return target
 
     return _rewrite

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import ismrmrd
 import numpy as np
 import pytest
 from app_helpers import DATA, FAST
@@ -15,6 +14,7 @@ from igrog_gadget.app.common.coverage import offset_distance_ratio
 from igrog_gadget.config import load_config
 from igrog_gadget.gridding.geometry import build_geometry
 from igrog_gadget.io import read_dataset
+from igrog_gadget.io.acquisitions import copy_acquisitions
 from igrog_gadget.scan import GriddedFrame
 from igrog_gadget.stream.buffer import calibration_key
 from igrog_gadget.stream.pipeline import GriddingPipeline
@@ -43,14 +43,7 @@ def error(frame: GriddedFrame, name: str) -> float:
 
 def reordered(source: Path, target: Path, order) -> Path:
     """``source`` with its acquisitions rewritten in ``order(acquisitions) -> acquisitions``."""
-    src = ismrmrd.Dataset(str(source), "dataset", create_if_needed=False)
-    acquisitions = [src.read_acquisition(i) for i in range(src.number_of_acquisitions())]
-    dst = ismrmrd.Dataset(str(target), "dataset", create_if_needed=True)
-    dst.write_xml_header(src.read_xml_header())
-    for acq in order(acquisitions):
-        dst.append_acquisition(acq)
-    src.close()
-    dst.close()
+    copy_acquisitions(source, target, order)
     return target
 
 

@@ -11,6 +11,7 @@ import pytest
 from benchmarks.baselines import grid_nearest_neighbour
 from benchmarks.evaluation import load_case, nrmse_on_sampled
 from igrog_gadget.config import load_config
+from igrog_gadget.io.acquisitions import copy_acquisitions
 from igrog_gadget.replay import replay_file
 from igrog_gadget.simulate import SimulationSpec, simulate_to_file
 
@@ -33,17 +34,12 @@ def reference(radial64, tmp_path_factory):
 
 def rewrite_imaging(source: Path, target: Path, reorder) -> None:
     """Copy ``source`` with its imaging acquisitions replaced by ``reorder(list of acquisitions)``."""
-    src = ismrmrd.Dataset(str(source), "dataset", create_if_needed=False)
-    acquisitions = [src.read_acquisition(i) for i in range(src.number_of_acquisitions())]
-    header = src.read_xml_header()
-    src.close()
-    imaging = [a for a in acquisitions if a.traj.size]
-    others = [a for a in acquisitions if not a.traj.size]
-    dst = ismrmrd.Dataset(str(target), "dataset", create_if_needed=True)
-    dst.write_xml_header(header)
-    for acq in others + reorder(imaging):
-        dst.append_acquisition(acq)
-    dst.close()
+
+    def edit(acquisitions: list[ismrmrd.Acquisition]) -> list[ismrmrd.Acquisition]:
+        imaging = [a for a in acquisitions if a.traj.size]
+        return [a for a in acquisitions if not a.traj.size] + reorder(imaging)
+
+    copy_acquisitions(source, target, edit)
 
 
 def test_last_flag_mid_scan_does_not_split_the_frame(radial64, tmp_path):
@@ -138,20 +134,19 @@ def test_discard_pre_and_post_are_honoured(radial64, reference, tmp_path):
 def test_calibration_and_imaging_acs_lines_calibrate(radial64, reference, tmp_path):
     """Cartesian ACS lines flagged ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING (no trajectory) in a
     radial scan: used as calibration, exactly like ACQ_IS_PARALLEL_CALIBRATION lines."""
-    src = ismrmrd.Dataset(str(radial64), "dataset", create_if_needed=False)
     edited = tmp_path / "cal_and_imaging.h5"
-    dst = ismrmrd.Dataset(str(edited), "dataset", create_if_needed=True)
-    dst.write_xml_header(src.read_xml_header())
     changed = 0
-    for index in range(src.number_of_acquisitions()):
-        acq = src.read_acquisition(index)
-        if acq.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION):
-            acq.clear_flag(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION)
-            acq.set_flag(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING)
-            changed += 1
-        dst.append_acquisition(acq)
-    src.close()
-    dst.close()
+
+    def edit(acquisitions: list[ismrmrd.Acquisition]) -> list[ismrmrd.Acquisition]:
+        nonlocal changed
+        for acq in acquisitions:
+            if acq.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION):
+                acq.clear_flag(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION)
+                acq.set_flag(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING)
+                changed += 1
+        return acquisitions
+
+    copy_acquisitions(radial64, edited, edit)
     assert changed == 24
     config = load_config("basic", overrides=QUICK)
     report = replay_file(edited, tmp_path / "out.h5", config)

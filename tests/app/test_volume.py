@@ -11,6 +11,7 @@ from benchmarks.baselines3d import grid_nearest_neighbour_3d
 from igrog_gadget.config import load_config
 from igrog_gadget.errors import InputDataError
 from igrog_gadget.io import read_dataset
+from igrog_gadget.io.acquisitions import copy_acquisitions, each_acquisition
 from igrog_gadget.replay import replay_file
 from igrog_gadget.simulate import SimulationSpec, load_truth, simulate_to_file
 
@@ -51,15 +52,7 @@ def read_volume(path):
 
 def rewrite(source, target, change):
     """Copy an ISMRMRD file through ``change(acq) -> acq | None``."""
-    src = ismrmrd.Dataset(str(source), "dataset", create_if_needed=False)
-    dst = ismrmrd.Dataset(str(target), "dataset", create_if_needed=True)
-    dst.write_xml_header(src.read_xml_header())
-    for index in range(src.number_of_acquisitions()):
-        acq = change(src.read_acquisition(index))
-        if acq is not None:
-            dst.append_acquisition(acq)
-    src.close()
-    dst.close()
+    copy_acquisitions(source, target, each_acquisition(lambda _, acq: change(acq)))
     return target
 
 

@@ -83,27 +83,20 @@ FILES: dict[str, SimulationSpec] = {
 
 def _compare(reference: Path, candidate: Path) -> list[str]:
     """Differences between two simulated files (acquisition data, traj, truth)."""
-    import ismrmrd
+    from igrog_gadget.io.acquisitions import read_acquisitions
 
     problems: list[str] = []
-    a = ismrmrd.Dataset(str(reference), "dataset", create_if_needed=False)
-    b = ismrmrd.Dataset(str(candidate), "dataset", create_if_needed=False)
-    try:
-        n = a.number_of_acquisitions()
-        if n != b.number_of_acquisitions():
-            return [f"{reference}: {n} acquisitions vs {b.number_of_acquisitions()} regenerated"]
-        for i in range(n):
-            x, y = a.read_acquisition(i), b.read_acquisition(i)
-            if x.getHead() != y.getHead():
-                problems.append(f"{reference}: acquisition {i} header differs")
-            scale = max(float(np.abs(x.data).max()), 1e-12)
-            if x.data.shape != y.data.shape or np.abs(x.data - y.data).max() > 1e-4 * scale:
-                problems.append(f"{reference}: acquisition {i} data differs")
-            if x.traj.shape != y.traj.shape or (x.traj.size and np.abs(x.traj - y.traj).max() > 1e-5):
-                problems.append(f"{reference}: acquisition {i} traj differs")
-    finally:
-        a.close()
-        b.close()
+    first, second = read_acquisitions(reference), read_acquisitions(candidate)
+    if len(first) != len(second):
+        return [f"{reference}: {len(first)} acquisitions vs {len(second)} regenerated"]
+    for i, (x, y) in enumerate(zip(first, second)):
+        if x.getHead() != y.getHead():
+            problems.append(f"{reference}: acquisition {i} header differs")
+        scale = max(float(np.abs(x.data).max()), 1e-12)
+        if x.data.shape != y.data.shape or np.abs(x.data - y.data).max() > 1e-4 * scale:
+            problems.append(f"{reference}: acquisition {i} data differs")
+        if x.traj.shape != y.traj.shape or (x.traj.size and np.abs(x.traj - y.traj).max() > 1e-5):
+            problems.append(f"{reference}: acquisition {i} traj differs")
     ta, tb = load_truth(reference), load_truth(candidate)
     for key in ("kspace", "image", "sensitivity_maps"):
         if not np.allclose(ta[key], tb[key], rtol=1e-4, atol=1e-6):

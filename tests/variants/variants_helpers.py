@@ -12,6 +12,7 @@ import numpy as np
 from benchmarks.evaluation import Case, load_case, nrmse_on_sampled
 from igrog_gadget.app.runner import VariantGridder
 from igrog_gadget.config import load_config
+from igrog_gadget.io.acquisitions import copy_acquisitions, each_acquisition
 from igrog_gadget.io.reader import _open_ismrmrd_readonly
 from igrog_gadget.simulate import ifft2c
 
@@ -61,14 +62,9 @@ def copy_with(
         shutil.copy(source, target)
         dst = ismrmrd.Dataset(str(target), "dataset", create_if_needed=False)
     else:
+        copy_acquisitions(source, target, each_acquisition(change) if change is not None else list)
         src = _open_ismrmrd_readonly(str(source), "dataset")
-        dst = ismrmrd.Dataset(str(target), "dataset", create_if_needed=True)
-        dst.write_xml_header(src.read_xml_header())
-        for index in range(src.number_of_acquisitions()):
-            acq = src.read_acquisition(index)
-            acq = change(index, acq) if change is not None else acq
-            if acq is not None:
-                dst.append_acquisition(acq)
+        dst = ismrmrd.Dataset(str(target), "dataset", create_if_needed=False)
         for series in src.list():
             if series in ("data", "xml") or series in drop_series:
                 continue
