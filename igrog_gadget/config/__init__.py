@@ -847,8 +847,10 @@ GENERATED_NOTE = (
 _WIDTH = 100
 
 
+@functools.lru_cache(maxsize=None)
 def field_docs(cls: type) -> dict[str, str]:
-    """Field name -> its attribute docstring (one paragraph) of a configuration dataclass."""
+    """Field name -> its attribute docstring (one paragraph) of a configuration dataclass (parsed
+    from its source once per process; do not modify the returned mapping)."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs = {}

@@ -1,11 +1,10 @@
 """``igrog batch`` on a 2-worker Dask LocalCluster: outputs equal to single replays, a corrupt file
-reported while the others finish, a rerun that skips what is up to date, a killed worker."""
+reported while the others finish, a killed worker retried, a rerun that skips what is up to date."""
 
 from __future__ import annotations
 
 import csv
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -65,10 +64,23 @@ def kspace(path: Path) -> list[np.ndarray]:
         return [np.asarray(row["data"]) for row in h5["dataset/data"][:]]
 
 
-def test_batch_equals_single_replays_reports_the_corrupt_file_and_resumes(study, tmp_path):
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker through /proc")
+def test_batch_equals_single_replays_survives_a_killed_worker_reports_the_corrupt_file_and_resumes(study, tmp_path):
+    """Two workers grid the study while the worker gridding scan1 is killed (SIGKILL by its PID):
+    its replay child dies with it and the scheduler retries the file once on another worker. Every
+    scan is done and equal, bit for bit, to its single ``igrog replay`` (the retried one too), the
+    corrupt file is reported, no partial file is left; a rerun skips what is up to date."""
     out = tmp_path / "out"
-    code = main(["-q", "batch", str(study), "--out", str(out), "--workers", "2", *set_args(QUICK)])
-    assert code == 1  # one file failed
+    result: dict[str, int] = {}
+    runner = threading.Thread(
+        target=lambda: result.setdefault(
+            "code", main(["-q", "batch", str(study), "--out", str(out), "--workers", "2", *set_args(QUICK)])
+        ),
+        daemon=True,
+    )
+    runner.start()
+    kill_the_worker_gridding("scan1.h5", out, runner)
+    assert result.get("code") == 1  # one file failed
     report = read_report(out / "batch_report.csv")
     assert report["corrupt.h5"]["status"] == "failed" and "HDF5" in report["corrupt.h5"]["error"]
     assert not (out / "corrupt_cartesian.h5").exists()
@@ -120,40 +132,25 @@ def replay_children() -> list[tuple[int, int, str]]:
     return found
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the worker through /proc")
-def test_a_killed_worker_costs_a_retry_not_the_batch(study, tmp_path):
-    """The worker gridding scan1 is killed (SIGKILL by its PID): its replay child dies with it,
-    the scheduler retries the file once on another worker, every file is done, no partial file."""
-    inputs = tmp_path / "inputs"
-    inputs.mkdir()
-    for number in range(2):  # scan1 is killed: a retry while the other worker grids scan0
-        shutil.copy(study / f"scan{number}.h5", inputs)
-    out = tmp_path / "out"
-    result: dict[str, int] = {}
-    runner = threading.Thread(
-        target=lambda: result.setdefault("code", main(["-q", "batch", str(inputs), "--out", str(out), *set_args(QUICK)])),
-        daemon=True,
-    )
-    runner.start()
+def kill_the_worker_gridding(name: str, out: Path, runner: threading.Thread) -> None:
+    """SIGKILL the Dask worker process whose replay child grids ``name`` into ``out``, then wait
+    for the batch (``runner``) to end; a batch still running at the end is killed, so that a
+    failure leaves nothing running behind the next tests."""
     killed = None
     try:
         deadline = time.monotonic() + 60
         while killed is None and time.monotonic() < deadline and runner.is_alive():
             for pid, parent, command in replay_children():
-                if "scan1.h5" in command and str(out) in command:
+                if name in command and str(out) in command:
                     os.kill(parent, signal.SIGKILL)  # the dask worker process
                     killed = parent
                     break
             time.sleep(0.05)
-        assert killed is not None, "the replay of scan1 never started"
+        assert killed is not None, f"the replay of {name} never started"
         runner.join(240)
-    finally:  # a failure leaves no batch running behind the next tests (it would slow them down)
+    finally:
         if runner.is_alive():
             for pid, _, command in replay_children():
                 if str(out) in command:
                     os.kill(pid, signal.SIGKILL)
             runner.join(60)
-    assert result.get("code") == 0
-    report = read_report(out / "batch_report.csv")
-    assert [report[f"scan{n}.h5"]["status"] for n in range(2)] == ["done"] * 2
-    assert not list(out.glob("*.partial-*"))
