@@ -105,12 +105,29 @@ def _check_acquisition_table(data: h5py.Dataset, path: str, limits: ResourceLimi
     if "head" not in names or not {"active_channels", "number_of_samples"} <= set(data.dtype["head"].names or ()):
         return  # not ismrmrd's layout: the reader names the problem
     heads = data.fields(["head"])[()]["head"]
+    _check_written_rows(heads, count, path)
     coils = heads["active_channels"].astype(np.int64)
     samples = heads["number_of_samples"].astype(np.int64)
     bad = np.flatnonzero((coils > limits.max_coils) | (samples > limits.max_readout_samples))
     if bad.size:
         i = int(bad[0])
         limits.check_acquisition(int(coils[i]), int(samples[i]), f"{path!r}: acquisition {i}")
+
+
+def _check_written_rows(heads: np.ndarray, count: int, path: str) -> None:
+    """Rows whose header is all zero bytes were never written (HDF5 reads them as its fill value;
+    a table resized past its data within one chunk stores them implicitly): no writer makes such
+    an acquisition (version, channels and samples all 0)."""
+    unwritten = ~np.ascontiguousarray(heads).view(np.uint8).reshape(len(heads), -1).any(axis=1)
+    if not unwritten.any():
+        return
+    first = int(np.flatnonzero(unwritten)[0])
+    if unwritten[first:].all():
+        raise InputDataError(
+            f"{path!r}: dataset 'data' declares {count} acquisitions, but the file ({os.path.getsize(path)} bytes) "
+            f"stores at most {first} of them (rows {first}..{count - 1} were never written: a truncated or resized table)"
+        )
+    raise InputDataError(f"{path!r}: acquisition {first} has an all-zero header (a row that was never written)")
 
 
 def _read_acquisitions_fast(data: h5py.Dataset, path: str) -> list[Readout]:

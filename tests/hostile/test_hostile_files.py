@@ -699,3 +699,17 @@ def test_source_whitening_refuses_zero_and_non_finite_sources():
         source_whitening(np.zeros((50, 5), np.complex64))
     with pytest.raises(CalibrationError, match="not finite"):
         source_whitening(np.full((50, 5), 1e30, np.complex64) * np.float32(1e10))
+
+
+def test_an_unwritten_row_inside_the_table(scan, tmp_path, caplog):
+    """A row in the middle whose header is the HDF5 fill value (all zero bytes): never written."""
+    output = tmp_path / "out.h5"
+
+    def with_unwritten_row(records):
+        row = records[:1].copy()
+        row["head"] = np.zeros(1, row.dtype["head"])
+        row["data"][0], row["traj"][0] = np.zeros(0, np.float32), np.zeros(0, np.float32)
+        return np.concatenate([records[:5], row, records[5:]])
+
+    edit_records(scan, with_unwritten_row)
+    assert_refused(replay(caplog, scan, output), r"acquisition 5 has an all-zero header", output)
