@@ -292,7 +292,7 @@ def _grid_on_cluster(
                 futures[future] = (source, target)
             bar = _progress(len(futures), progress)
             for future in as_completed(list(futures)):
-                source, target = futures[future]
+                source, target = futures.pop(future)
                 try:
                     rows[str(source)] = FileResult(**future.result())
                 except FutureCancelledError:
@@ -302,6 +302,7 @@ def _grid_on_cluster(
                     name = type(error).__name__
                     reason = "the worker died while gridding it (killed or out of memory), twice" if name == "KilledWorker" else str(error)
                     rows[str(source)] = FileResult(str(source), str(target), "failed", error=f"{name}: {reason}")
+                future.release()  # its row is here: a worker lost later must not recompute the file
                 row = rows[str(source)]
                 if row.status == "failed":
                     logger.error("%s: %s", source, row.error)

@@ -101,7 +101,7 @@ def _run_batch(args: argparse.Namespace) -> int:
 
 def _run_replay(args: argparse.Namespace) -> int:
     from igrog_gadget.config import load_config
-    from igrog_gadget.replay import replay_file
+    from igrog_gadget.replay import read_replay_input, replay_file
 
     overrides = list(args.overrides)
     if args.device:
@@ -109,10 +109,12 @@ def _run_replay(args: argparse.Namespace) -> int:
     if not args.quiet:
         overrides.insert(0, "training.progress=true")
     config = load_config(args.variant, args.config, overrides)
-    configure_process(config.gridding.cpu_threads)  # once per process, before any work: results never depend on load
+    configure_process()  # before any file is opened
     input_path = Path(args.input) if args.input else SAMPLE_FILE
     output_path = Path(args.output) if args.output else Path.cwd() / f"{input_path.stem}_cartesian.h5"
-    report = replay_file(input_path, output_path, config, show_progress=not args.quiet, png_path=args.png)
+    dataset = read_replay_input(input_path, output_path, config, png_path=args.png)  # bad input: refused without torch
+    configure_process(config.gridding.cpu_threads)  # once per process, before any work: results never depend on load
+    report = replay_file(input_path, output_path, config, show_progress=not args.quiet, png_path=args.png, dataset=dataset)
     first = report.frames[0].info
     for frame in report.frames:
         if frame.info.get("path") == "trained":

@@ -16,7 +16,7 @@ import numpy as np
 from igrog_gadget import __version__
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import InputDataError, OutputError
-from igrog_gadget.io import cartesian_output_header, read_dataset, write_cartesian_file
+from igrog_gadget.io import RawDataset, cartesian_output_header, read_dataset, write_cartesian_file
 from igrog_gadget.io.reader import array_coil_count
 from igrog_gadget.io.writer import remove_quietly
 from igrog_gadget.limits import ResourceLimits
@@ -80,23 +80,17 @@ def check_output_path(path: str | os.PathLike[str], what: str = "output") -> Non
     os.remove(probe)
 
 
-def replay_file(
+def read_replay_input(
     input_path: str | os.PathLike[str],
     output_path: str | os.PathLike[str],
     config: IgrogConfig,
-    show_progress: bool = False,
     *,
     png_path: str | os.PathLike[str] | None = None,
     limits: ResourceLimits | None = None,
-) -> ReplayReport:
-    """Grid every frame of ``input_path`` with the configured variant and write ``output_path``
-    (and the root-sum-of-squares image of the frames to ``png_path`` when given).
-
-    Refused before any work (``IgrogError``): outputs that cannot be written, a configuration or
-    a header beyond ``limits`` (default ``ResourceLimits()``). The outputs are written
-    atomically: on any error neither is left behind.
-    """
-    started = time.perf_counter()
+) -> RawDataset:
+    """What :func:`replay_file` checks and reads before any gridding work (torch is not imported):
+    outputs that cannot be written, a configuration or a header beyond ``limits`` (default
+    ``ResourceLimits()``) and bad input are refused here (``IgrogError``)."""
     limits = limits if limits is not None else ResourceLimits()
     input_path, output_path = str(input_path), str(output_path)
     if Path(output_path).resolve() == Path(input_path).resolve():
@@ -108,9 +102,33 @@ def replay_file(
             raise OutputError(f"--png {png_path} is the same file as the input or the output; choose another path")
         check_output_path(png_path, "--png")
     limits.check_config(config)
-    dataset = read_dataset(
+    return read_dataset(
         input_path, limits=limits, on_header=lambda header: limits.check_header(header, config, input_path)
     )
+
+
+def replay_file(
+    input_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    config: IgrogConfig,
+    show_progress: bool = False,
+    *,
+    png_path: str | os.PathLike[str] | None = None,
+    limits: ResourceLimits | None = None,
+    dataset: RawDataset | None = None,
+) -> ReplayReport:
+    """Grid every frame of ``input_path`` with the configured variant and write ``output_path``
+    (and the root-sum-of-squares image of the frames to ``png_path`` when given).
+
+    Refused before any work (``IgrogError``): see :func:`read_replay_input`, which reads the input
+    here unless its ``dataset`` is given. The outputs are written atomically: on any error
+    neither is left behind.
+    """
+    started = time.perf_counter()
+    if dataset is None:
+        dataset = read_replay_input(input_path, output_path, config, png_path=png_path, limits=limits)
+    input_path, output_path = str(input_path), str(output_path)
+    png_path = str(png_path) if png_path is not None else None
     from igrog_gadget.stream.pipeline import GriddingPipeline  # torch loads now: a bad input is refused without it
 
     pipeline = GriddingPipeline(

@@ -168,7 +168,8 @@ def test_importing_the_library_changes_nothing_of_the_process():
 
 def test_a_bad_input_is_refused_before_torch_loads(tmp_path):
     """``igrog --help`` and the refusal of a missing input (exit 2) need neither torch, the
-    gridding pipeline nor the simulator's numerics (scipy): a bad input costs no second of imports."""
+    gridding pipeline nor the simulator's numerics (scipy), even with a thread count (as
+    ``igrog batch`` gives its replays): a bad input costs no second of imports."""
     import subprocess
     import sys
 
@@ -176,7 +177,8 @@ def test_a_bad_input_is_refused_before_torch_loads(tmp_path):
         "import sys\n"
         "from igrog_gadget.cli import build_parser, main\n"
         "build_parser()\n"
-        f"code = main(['-q', 'replay', {str(tmp_path / 'missing.h5')!r}, {str(tmp_path / 'out.h5')!r}])\n"
+        f"code = main(['-q', 'replay', {str(tmp_path / 'missing.h5')!r}, {str(tmp_path / 'out.h5')!r}, "
+        "'--set', 'gridding.cpu_threads=1'])\n"
         "assert code == 2, code\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
         "assert 'scipy' not in sys.modules, 'scipy was imported'\n"

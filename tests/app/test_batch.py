@@ -32,7 +32,7 @@ QUICK = ["training.max_steps=60", "calibration.num_training_pairs=4000", "traini
 
 
 #: Scans of the study (and one corrupt file).
-SCANS = 3
+SCANS = 2
 
 
 def set_args(overrides: list[str]) -> list[str]:
@@ -41,11 +41,10 @@ def set_args(overrides: list[str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
-    """Three small scans (radial self-calibrated, spiral, radial of 2 slices) and one corrupt file."""
+    """Two small scans (radial self-calibrated; radial of 2 slices with ACS lines) and one corrupt file."""
     directory = tmp_path_factory.mktemp("study")
     specs = [
         SimulationSpec(matrix=32, coils=3, spokes=48, acs=None, seed=2),
-        SimulationSpec(trajectory="spiral", matrix=32, coils=3, interleaves=8, acs=16, seed=3),
         SimulationSpec(matrix=32, coils=3, spokes=48, acs=16, slices=2, seed=4),
     ]
     for number, spec in enumerate(specs):
@@ -79,8 +78,11 @@ def test_batch_equals_single_replays_survives_a_killed_worker_reports_the_corrup
         daemon=True,
     )
     runner.start()
-    kill_the_worker_gridding("scan1.h5", out, runner)
+    replays = kill_the_worker_gridding("scan1.h5", out, runner)
     assert result.get("code") == 1  # one file failed
+    # the killed file is gridded again; a file whose row came back is not, whichever worker died
+    assert len(replays["scan1.h5"]) <= 2 and len(replays.get("scan0.h5", ())) <= 1, replays
+    assert len(replays.get("corrupt.h5", ())) <= 1, replays
     report = read_report(out / "batch_report.csv")
     assert report["corrupt.h5"]["status"] == "failed" and "HDF5" in report["corrupt.h5"]["error"]
     assert not (out / "corrupt_cartesian.h5").exists()
@@ -95,7 +97,7 @@ def test_batch_equals_single_replays_survives_a_killed_worker_reports_the_corrup
     for number in range(SCANS):
         row = report[f"scan{number}.h5"]
         assert row["status"] == "done", row
-        assert int(row["frames"]) == (2 if number == 2 else 1) and int(row["training_steps"]) > 0
+        assert int(row["frames"]) == (2 if number == 1 else 1) and int(row["training_steps"]) > 0
         assert float(row["peak_memory_mb"]) > 50 and float(row["estimated_nrmse"]) > 0
         ours, theirs = kspace(out / f"scan{number}_cartesian.h5"), kspace(tmp_path / f"single{number}.h5")
         assert len(ours) == len(theirs) > 0
@@ -132,25 +134,29 @@ def replay_children() -> list[tuple[int, int, str]]:
     return found
 
 
-def kill_the_worker_gridding(name: str, out: Path, runner: threading.Thread) -> None:
-    """SIGKILL the Dask worker process whose replay child grids ``name`` into ``out``, then wait
-    for the batch (``runner``) to end; a batch still running at the end is killed, so that a
-    failure leaves nothing running behind the next tests."""
+def kill_the_worker_gridding(name: str, out: Path, runner: threading.Thread) -> dict[str, set[int]]:
+    """SIGKILL the Dask worker process whose replay child grids ``name`` into ``out`` and watch the
+    batch (``runner``) to its end; returns the replay child PIDs seen per input file name. A batch
+    still running at the end is killed, so that a failure leaves nothing running behind the next tests."""
     killed = None
+    seen: dict[str, set[int]] = {}
     try:
-        deadline = time.monotonic() + 60
-        while killed is None and time.monotonic() < deadline and runner.is_alive():
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and runner.is_alive():
             for pid, parent, command in replay_children():
-                if name in command and str(out) in command:
+                if str(out) not in command:
+                    continue
+                source = Path(command.split(" replay ", 1)[1].split()[0]).name
+                seen.setdefault(source, set()).add(pid)
+                if killed is None and source == name:
                     os.kill(parent, signal.SIGKILL)  # the dask worker process
                     killed = parent
-                    break
             time.sleep(0.05)
         assert killed is not None, f"the replay of {name} never started"
-        runner.join(240)
     finally:
         if runner.is_alive():
             for pid, _, command in replay_children():
                 if str(out) in command:
                     os.kill(pid, signal.SIGKILL)
             runner.join(60)
+    return seen
