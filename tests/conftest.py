@@ -12,3 +12,24 @@ from igrog_gadget.environment import configure_process
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 configure_process()
+
+
+#: Modules that take longest on 2 cores (sleep-bound or training-heavy), scheduled first so that
+#: no long module starts last on one worker while the other has nothing left (``--dist
+#: loadscope`` hands out modules in collection order). Only the order changes.
+LONGEST_MODULES = (
+    "tests/app/test_batch.py",
+    "tests/gadget/test_gadget_robustness.py",
+    "tests/gadget/test_gadget_hostile.py",
+    "tests/app/test_basic_accuracy.py",
+    "tests/app/test_scale.py",
+    "tests/variants/test_fieldcorr.py",
+    "tests/gadget/test_gadget_active.py",
+    "tests/variants/test_image_based.py",
+    "tests/app/test_early_training.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: index for index, name in enumerate(LONGEST_MODULES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
