@@ -51,7 +51,7 @@ class RawDataset:
     header_xml: str = ""
 
 
-def _open_ismrmrd_readonly(path: str, group: str) -> ismrmrd.Dataset:
+def open_dataset_readonly(path: str, group: str) -> ismrmrd.Dataset:
     """ismrmrd.Dataset opened read-only when this ismrmrd version supports ``mode``."""
     if "mode" in inspect.signature(ismrmrd.Dataset.__init__).parameters:
         return ismrmrd.Dataset(path, group, create_if_needed=False, mode="r")
@@ -153,7 +153,7 @@ def _read_acquisitions_fast(data: h5py.Dataset, path: str) -> list[Readout]:
 
 def _read_acquisitions_ismrmrd(path: str, group: str, count: int) -> list[Readout]:
     """All acquisitions via ``ismrmrd.Dataset.read_acquisition`` (slow reference path)."""
-    dataset = _open_ismrmrd_readonly(path, group)
+    dataset = open_dataset_readonly(path, group)
     try:
         readouts = []
         for i in range(count):
@@ -209,7 +209,7 @@ def _read_images_and_waveforms(
     waveforms: list[Any] = []
     if not series_names and not has_waveforms:
         return images, waveforms
-    dataset = _open_ismrmrd_readonly(path, group)
+    dataset = open_dataset_readonly(path, group)
     try:
         for series in series_names:
             try:

@@ -13,7 +13,7 @@ from benchmarks.evaluation import Case, load_case, nrmse_on_sampled
 from igrog_gadget.app.runner import VariantGridder
 from igrog_gadget.config import load_config
 from igrog_gadget.io.acquisitions import copy_acquisitions, each_acquisition
-from igrog_gadget.io.reader import _open_ismrmrd_readonly
+from igrog_gadget.io.reader import open_dataset_readonly
 from igrog_gadget.simulate import ifft2c
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,7 +63,7 @@ def copy_with(
         dst = ismrmrd.Dataset(str(target), "dataset", create_if_needed=False)
     else:
         copy_acquisitions(source, target, each_acquisition(change) if change is not None else list)
-        src = _open_ismrmrd_readonly(str(source), "dataset")
+        src = open_dataset_readonly(str(source), "dataset")
         dst = ismrmrd.Dataset(str(target), "dataset", create_if_needed=False)
         for series in src.list():
             if series in ("data", "xml") or series in drop_series:
