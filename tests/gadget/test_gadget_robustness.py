@@ -46,7 +46,9 @@ def wait_for_log(log: Path, text: str, timeout_s: float = 20.0) -> float:
     raise AssertionError(f"{text!r} not logged within {timeout_s} s; log tail:\n{log.read_text()[-3000:]}")
 
 
-def idle_cpu_seconds(pid: int, seconds: float = 1.5) -> float:
+def idle_cpu_seconds(pid: int, seconds: float = 1.0) -> float:
+    """CPU seconds the process uses in a window of ``seconds`` after its work settled (an idle
+    server: none; a busy-waiting thread or a training that was not cancelled: about one a second)."""
     time.sleep(0.3)  # let thread pools settle after the last work
     before = process_cpu_seconds(pid)
     time.sleep(seconds)
@@ -79,7 +81,7 @@ def test_truncated_message_ends_only_its_own_stream(served, radial_acs):
         received = good.wait_closed(120)
     assert [m.mid for m in received.messages] == [protocol.ACQUISITION, protocol.IMAGE, protocol.CLOSE]
     assert process.poll() is None
-    assert idle_cpu_seconds(process.pid) < 0.15
+    assert idle_cpu_seconds(process.pid) < 0.1
 
 
 def test_peer_vanishing_mid_stream_is_noticed_at_once_even_while_training(served, radial_acs):
@@ -95,7 +97,7 @@ def test_peer_vanishing_mid_stream_is_noticed_at_once_even_while_training(served
     seconds = wait_for_log(log, "the peer closed the connection without a CLOSE message")
     assert seconds < 2.5  # the reader notices while the worker is still training (3 s)
     wait_for_log(log, "nothing buffered is gridded or sent")
-    assert idle_cpu_seconds(process.pid) < 0.15  # the training was cancelled: nothing runs (it had 3 s)
+    assert idle_cpu_seconds(process.pid) < 0.1  # the training was cancelled: nothing runs (it had 3 s)
     assert f"{peer}: sent frame" not in log.read_text()  # nothing is sent to a peer that is gone
     assert process.poll() is None
 
@@ -125,7 +127,7 @@ def test_absurd_lengths_are_refused_promptly(served, radial_acs):
     assert "active_channels = 65535 exceeds the resource limit max_coils = 128" in received.messages[0].value
     wait_for_log(log, "active_channels = 65535 exceeds the resource limit max_coils = 128")
     assert process.poll() is None
-    assert idle_cpu_seconds(process.pid) < 0.15
+    assert idle_cpu_seconds(process.pid) < 0.1
 
 
 def test_stalled_peer_times_out(served, radial_acs):
