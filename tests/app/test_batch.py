@@ -33,6 +33,9 @@ QUICK = ["training.max_steps=60", "calibration.num_training_pairs=4000", "traini
 
 #: Scans of the study (and one corrupt file).
 SCANS = 2
+#: How long the replay of the file whose worker is killed has run when the worker is killed (a
+#: replay takes about 3 s, most of it starting python and torch).
+KILL_AFTER_S = 0.5
 
 
 def set_args(overrides: list[str]) -> list[str]:
@@ -140,6 +143,7 @@ def kill_the_worker_gridding(name: str, out: Path, runner: threading.Thread) -> 
     still running at the end is killed, so that a failure leaves nothing running behind the next tests."""
     killed = None
     seen: dict[str, set[int]] = {}
+    started: dict[int, float] = {}
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and runner.is_alive():
@@ -148,7 +152,10 @@ def kill_the_worker_gridding(name: str, out: Path, runner: threading.Thread) -> 
                     continue
                 source = Path(command.split(" replay ", 1)[1].split()[0]).name
                 seen.setdefault(source, set()).add(pid)
-                if killed is None and source == name:
+                started.setdefault(pid, time.monotonic())
+                # killed half a second into its replay: the rows of files the worker finished
+                # before have reached the client by then (a kill in the same instant races them)
+                if killed is None and source == name and time.monotonic() - started[pid] > KILL_AFTER_S:
                     os.kill(parent, signal.SIGKILL)  # the dask worker process
                     killed = parent
             time.sleep(0.05)
