@@ -35,6 +35,7 @@ from .acquire import (
 )
 from .coils import coil_sensitivities, coil_sensitivities_3d
 from .phantoms import CONTRAST_ECHO_SPACING_S, object_support, object_support_3d, phantom, phantom_3d
+from .spec import SimulationSpec, truth_path_for
 from .trajectories import (
     GOLDEN_ANGLE_DEG,
     GOLDEN_MEANS_3D,
@@ -46,8 +47,6 @@ from .trajectories import (
     spiral_turns,
     stack_of_spirals,
 )
-
-from .spec import SimulationSpec, truth_path_for
 
 logger = logging.getLogger(__name__)
 
