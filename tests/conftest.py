@@ -16,7 +16,8 @@ configure_process()
 
 #: Modules that take longest on 2 cores (sleep-bound or training-heavy), scheduled first so that
 #: no long module starts last on one worker while the other has nothing left (``--dist
-#: loadscope`` hands out modules in collection order). Only the order changes.
+#: loadscope`` hands out modules in collection order, see ``pytest_configure``). Only the order
+#: changes.
 LONGEST_MODULES = (
     "tests/app/test_batch.py",
     "tests/gadget/test_gadget_robustness.py",
@@ -28,6 +29,13 @@ LONGEST_MODULES = (
     "tests/variants/test_image_based.py",
     "tests/app/test_early_training.py",
 )
+
+
+def pytest_configure(config):
+    """xdist's ``loadscope`` otherwise reorders the modules by their number of tests, which says
+    nothing of their duration: the order of ``LONGEST_MODULES`` is kept instead."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(config, items):
