@@ -141,9 +141,7 @@ class VariantGridder:
         self.inferencer = Inferencer(self.device)
         self.background_training = background_training
         self._queue: TrainingQueue | None = None
-        """Made for the first training (``_training_queue``)."""
-        self._submitted = 0
-        """Trainings submitted (a training's number is its version)."""
+        """Made for the first training (``_training_queue``); a training's number in it is its version."""
         self._trainings: dict[tuple, _Training] = {}
         """The latest training submitted per calibration key."""
         self._first_trainings: list[_Training] = []
@@ -192,9 +190,8 @@ class VariantGridder:
         check_frame_values(inputs)
         key = inputs.calibration_key
         sources = [self._trainings[key]] if key in self._trainings else list(reversed(self._first_trainings))
-        self._submitted += 1
-        version = self._submitted
         queue = self._training_queue(inputs.dims)
+        version = queue.submitted + 1
         try:
             prepared = self._prepare(inputs, partial, sources)
         except Exception as error:  # noqa: BLE001 - handed to the waiter, as a fit's error is
