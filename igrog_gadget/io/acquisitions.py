@@ -23,7 +23,9 @@ CHUNK_ROWS = 1024
 
 
 class AcquisitionSink:
-    """Appends acquisitions to a new ``/<group>/data`` table in ismrmrd's compound layout."""
+    """Appends acquisitions to a new ``/<group>/data`` table in ismrmrd's compound layout:
+    ``append`` writes a list at once, ``add`` buffers one and writes every ``CHUNK_ROWS``
+    (``flush`` writes the rest)."""
 
     def __init__(self, group: h5py.Group) -> None:
         self._dataset = group.create_dataset(
@@ -34,6 +36,8 @@ class AcquisitionSink:
             chunks=(CHUNK_ROWS,),
         )
         self.count = 0
+        """Acquisitions written (not those ``add`` holds)."""
+        self._pending: list[ismrmrd.Acquisition] = []
 
     def append(self, acquisitions: list[ismrmrd.Acquisition]) -> None:
         """Write ``acquisitions`` (each data (coils, samples), traj (samples, dims)) in one write."""
@@ -51,6 +55,17 @@ class AcquisitionSink:
         self._dataset.resize(self.count + n, axis=0)
         self._dataset[self.count : self.count + n] = records
         self.count += n
+
+    def add(self, acquisition: ismrmrd.Acquisition) -> None:
+        """Buffer ``acquisition``; a full batch of ``CHUNK_ROWS`` is written."""
+        self._pending.append(acquisition)
+        if len(self._pending) == CHUNK_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the acquisitions ``add`` holds."""
+        self.append(self._pending)
+        self._pending = []
 
 
 def read_records(data: h5py.Dataset) -> np.ndarray:
@@ -86,13 +101,9 @@ def write_acquisitions(
     ``ismrmrd.Dataset``."""
     with h5py.File(path, "w") as h5:
         sink = AcquisitionSink(h5.create_group(group))
-        batch: list[ismrmrd.Acquisition] = []
         for acquisition in acquisitions:
-            batch.append(acquisition)
-            if len(batch) == CHUNK_ROWS:
-                sink.append(batch)
-                batch = []
-        sink.append(batch)
+            sink.add(acquisition)
+        sink.flush()
     dataset = ismrmrd.Dataset(str(path), group, create_if_needed=True)
     try:
         dataset.write_xml_header(header_xml if isinstance(header_xml, bytes) else header_xml.encode("utf-8"))

@@ -19,7 +19,7 @@ import ismrmrd.xsd as xsd
 import numpy as np
 
 from igrog_gadget.gridding.fft import centred_fftn
-from igrog_gadget.io.acquisitions import CHUNK_ROWS, AcquisitionSink
+from igrog_gadget.io.acquisitions import AcquisitionSink
 
 from .acquire import (
     FINE_FACTOR,
@@ -365,12 +365,11 @@ def _with_partition(plane: dict, steps: np.ndarray | None, index: int, offset: i
 
 
 class _AcquisitionWriter:
-    """Builds acquisition headers with running scan counter and time stamps, and writes the
-    acquisitions to ``sink`` in batches."""
+    """Builds acquisition headers with running scan counter and time stamps, and adds the
+    acquisitions to ``sink`` (written in batches; ``sink.flush()`` at the end)."""
 
     def __init__(self, sink: AcquisitionSink, spec: SimulationSpec) -> None:
         self.sink = sink
-        self.pending: list[ismrmrd.Acquisition] = []
         self.spec = spec
         self.scan_counter = 0
         self.time_stamp = _TIME_STAMP_START
@@ -431,14 +430,7 @@ class _AcquisitionWriter:
         acq.data[:] = data
         if traj is not None:
             acq.traj[:] = traj
-        self.pending.append(acq)
-        if len(self.pending) == CHUNK_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write the acquisitions appended since the last flush."""
-        self.sink.append(self.pending)
-        self.pending = []
+        self.sink.add(acq)
 
 
 def _flag(*bits: int) -> int:
@@ -635,7 +627,7 @@ def simulate_to_file(
                                 tr_ms=design.tr_ms,
                             )
                             w.append(head, data[:, r, :], traj_out[r])
-            w.flush()
+            w.sink.flush()
         dataset = ismrmrd.Dataset(str(tmp), "dataset", create_if_needed=True)
         try:
             dataset.write_xml_header(build_header(spec, design))
