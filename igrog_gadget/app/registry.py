@@ -14,6 +14,7 @@ from typing import Callable
 from torch import nn
 
 from igrog_gadget.app.common.datamodule import GriddingDataModule
+from igrog_gadget.app.common.closed_form import closed_form_model
 from igrog_gadget.app.common.kernel_model import KernelModel
 from igrog_gadget.app.common.loss import KernelPredictionLoss
 from igrog_gadget.config import IgrogConfig
@@ -33,7 +34,10 @@ class VariantSpec:
 
 
 def kernel_model(datamodule: GriddingDataModule, config: IgrogConfig) -> nn.Module:
-    """The shared ``KernelModel`` for the datamodule's coils and source whitening."""
+    """The shared ``KernelModel`` for the datamodule's coils and source whitening, or with
+    ``training.fit = closed_form`` the ``ClosedFormKernelModel`` of its calibration block."""
+    if config.training.fit == "closed_form":
+        return closed_form_model(datamodule, config)
     return KernelModel(
         datamodule.num_sources,
         datamodule.num_coils,

@@ -256,45 +256,50 @@ class VariantGridder:
         datamodule, config, frame, partial = prepared.datamodule, prepared.config, prepared.frame, prepared.partial
         training = config.training
         model = self.spec.model(datamodule, config)  # initialised from training.seed (local generators)
-        warm = self._warm_start(model, previous)
         loss = self.spec.loss(config)
-        train_loader = datamodule.train_dataloader()
         val_loader = datamodule.val_dataloader()
-        trainer = build_trainer(
-            model,
-            loss,
-            training,
-            str(self.device),
-            val_loader=val_loader,
-            steps_per_epoch=len(train_loader),
-            refit_pairs=datamodule.refit_batch(training.refit_pairs) if training.refit_head else None,
-            cancel=self.cancelled,
-            max_steps=min(training.warm_start_steps, training.max_steps) if warm else training.max_steps,
-        )
         fit_started = time.perf_counter()
-        state = trainer.fit(train_loader)
+        if training.fit == "closed_form":  # solved per sample when kernels are made: no gradient steps
+            warm, steps, stop, final_loss, metrics = False, 0, "closed form (no gradient steps)", None, {}
+        else:
+            warm = self._warm_start(model, previous)
+            train_loader = datamodule.train_dataloader()
+            trainer = build_trainer(
+                model,
+                loss,
+                training,
+                str(self.device),
+                val_loader=val_loader,
+                steps_per_epoch=len(train_loader),
+                refit_pairs=datamodule.refit_batch(training.refit_pairs) if training.refit_head else None,
+                cancel=self.cancelled,
+                max_steps=min(training.warm_start_steps, training.max_steps) if warm else training.max_steps,
+            )
+            state = trainer.fit(train_loader)
+            steps, stop, final_loss, metrics = state.step, describe_stop(state.stop_reason, state.step), state.loss, state.metrics
         self._check_cancelled()
         self.trainings += 1
         info = {
             "training_s": time.perf_counter() - fit_started,
             "training_preparation_s": prepared.seconds,
-            "training_steps": state.step,
-            "training_loss": state.loss,
-            "training_stop": describe_stop(state.stop_reason, state.step),
+            "training_steps": steps,
+            "training_loss": final_loss,
+            "training_stop": stop,
+            "kernel_fit": training.fit,
             "warm_start": warm,
             "calibration": datamodule.calibration_source,
             "trained_from": f"first {frame.samples.shape[1]} readouts" if partial else "whole frame",
         }
         for name, metric in (("refit_loss", "refit_loss"), ("validation_loss", "val_loss")):
-            if metric in state.metrics:
-                info[name] = state.metrics[metric]
+            if metric in metrics:
+                info[name] = metrics[metric]
         estimate = held_out_nrmse(model, val_loader, loss, self.inferencer) if val_loader is not None else math.nan
         info["training_job_s"] = prepared.seconds + time.perf_counter() - started
         logger.info(
             "trained %s kernels%s from the %s in %.1f s (after %.1f s of compression, calibration and pairs; "
             "%.1f s in all): %s, loss %.3g, estimated gridding NRMSE %.3g (held-out pairs)",
             self.config.variant, " (warm start)" if warm else "", info["trained_from"], info["training_s"],
-            info["training_preparation_s"], info["training_job_s"], info["training_stop"], state.loss or float("nan"), estimate,
+            info["training_preparation_s"], info["training_job_s"], info["training_stop"], final_loss or float("nan"), estimate,
         )
         return TrainedKernels(
             model=model,

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from igrog_engine import resolve_device
 from igrog_gadget.app.common.batches import TensorDictDataset, batch_loader
 from igrog_gadget.app.common.calibrate import calibration_block
+from igrog_gadget.app.common.centre import fill_from_block
 from igrog_gadget.app.common.datamodule import GriddingDataModule
 from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace, sample_geometry
 from igrog_gadget.app.common.kernels import grid_with_kernels, mean_time_on_grid
@@ -61,7 +62,11 @@ class BasicDataModule(GriddingDataModule):
                 logger.info("%d samples lie outside the grid and are not gridded", self.geometry.num_dropped)
         if self.with_training:
             self.block = self.make_calibration_block()
-            pairs = self.make_training_pairs(self.block)
+            if cfg.training.fit == "closed_form":  # nothing to train: the pairs only estimate the error
+                self.val_pairs = self.make_training_pairs(self.block, held_out_pair_count(cfg))
+                self.whitening = torch.eye(self.val_pairs.sources.shape[1], dtype=torch.complex64)
+                return self
+            pairs = self.make_training_pairs(self.block, cfg.calibration.num_training_pairs)
             self.pairs, self.val_pairs = split_pairs(pairs, cfg.training.validation_fraction)
             size = self.pairs.sources.shape[1]
             self.whitening = (
@@ -80,7 +85,9 @@ class BasicDataModule(GriddingDataModule):
         return batch_loader(self.pair_dataset(self.val_pairs), self.config.training.batch_size, False)
 
     def test_dataloader(self) -> DataLoader:
-        dataset = TensorDictDataset(offsets=torch.from_numpy(self.geometry.offsets))
+        """Offsets (n, sources, dims) and ``hits`` (n,): samples landing on each one's grid point."""
+        hits = np.bincount(self.geometry.grid_index)[self.geometry.grid_index].astype(np.float32)
+        dataset = TensorDictDataset(offsets=torch.from_numpy(self.geometry.offsets), hits=torch.from_numpy(hits))
         return batch_loader(dataset, self.config.gridding.inference_batch_size, False)
 
     def postprocess(self, outputs: Iterable[torch.Tensor]) -> "BasicDataModule":
@@ -92,6 +99,25 @@ class BasicDataModule(GriddingDataModule):
     @property
     def calibration_source(self) -> str:
         return self.block.source if self.block is not None else ""
+
+    @property
+    def noise_std(self) -> float:
+        """Complex noise std of one sample, data units, as the calibration estimated it (0: unknown)."""
+        return float(self.block.noise_std or 0.0) if self.block is not None else 0.0
+
+    def calibration_block(self) -> CalibrationBlock | None:
+        return self.block
+
+    def centre_block(self) -> CalibrationBlock | None:
+        """The block of this frame's own data whose values replace the gridded ones inside it
+        (``calibration.fill_centre``; None when off): the training's block, or one made now from
+        the frame (every frame's centre comes from its own samples, also where its kernels are
+        reused)."""
+        if not self.config.calibration.fill_centre:
+            return None
+        if self.block is None:
+            self.block = self.make_calibration_block()
+        return self.block
 
     @property
     def partial_frame_ok(self) -> bool:
@@ -115,8 +141,8 @@ class BasicDataModule(GriddingDataModule):
         """The k-space block the training pairs come from."""
         return calibration_block(self.frame, self.config.calibration, self.config.gridding.grid_oversampling)
 
-    def make_training_pairs(self, block: CalibrationBlock) -> TrainingPairs:
-        """Pairs at the trajectory's own offsets, interpolated from ``block``."""
+    def make_training_pairs(self, block: CalibrationBlock, count: int) -> TrainingPairs:
+        """``count`` pairs at the trajectory's own offsets, interpolated from ``block``."""
         cal = self.config.calibration
         rng = np.random.default_rng(self.config.training.seed)
         interpolator = OffGridInterpolator(block, padding=cal.interpolation_padding)
@@ -124,7 +150,7 @@ class BasicDataModule(GriddingDataModule):
             block,
             interpolator,
             self.geometry.offsets,
-            cal.num_training_pairs,
+            count,
             cal.edge_margin,
             cal.offset_jitter,
             rng,
@@ -162,11 +188,19 @@ class BasicDataModule(GriddingDataModule):
     def grid(self, kernels: torch.Tensor | Iterable[torch.Tensor]) -> GriddedKSpace:
         """Apply ``kernels`` (n, coils, coils*sources), or chunks of it, to the frame and average on the grid."""
         kspace, hits = self.apply_kernels(kernels)
+        centre = self.centre_block()
+        if centre is not None:
+            fill_from_block(kspace, hits, centre, self.config.calibration.edge_margin)
         mean_time = None
         if self.frame.sample_times_us is not None:
             mean_time = mean_time_on_grid(self.frame.sample_times_us.reshape(-1), self.geometry)
         self.data = GriddedKSpace(kspace=kspace.cpu().numpy(), hits=hits.cpu().numpy(), mean_time_us=mean_time)
         return self.data
+
+
+def held_out_pair_count(config: IgrogConfig) -> int:
+    """Pairs held out to estimate the gridding error: ``validation_fraction`` of ``num_training_pairs``."""
+    return max(1, int(round(config.calibration.num_training_pairs * config.training.validation_fraction)))
 
 
 def split_pairs(pairs: TrainingPairs, fraction: float) -> tuple[TrainingPairs, TrainingPairs | None]:

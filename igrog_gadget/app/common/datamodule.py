@@ -18,6 +18,7 @@ from igrog_engine import DataModule
 from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import ConfigError
+from igrog_gadget.gridding.calibration import CalibrationBlock
 from igrog_gadget.gridding.geometry import SampleGeometry
 
 
@@ -87,6 +88,17 @@ class GriddingDataModule(DataModule):
     def calibration_source(self) -> str:
         """Where the training pairs came from, in words (after a training ``preprocess()``)."""
         return ""
+
+    @property
+    def noise_std(self) -> float:
+        """Complex noise std of one sample, data units, as the calibration estimated it (0: unknown;
+        after a training ``preprocess()``)."""
+        return 0.0
+
+    def calibration_block(self) -> CalibrationBlock | None:
+        """The Cartesian k-space block the kernels are calibrated from (after a training
+        ``preprocess()``; None: the variant has none, and no closed-form fit)."""
+        return None
 
     def model_options(self) -> dict[str, Any]:
         """Variant-specific inputs of the model factory (e.g. fieldcorr's time scale)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from igrog_gadget.app.common.datamodule import GriddingDataModule
+from igrog_gadget.app.common.closed_form import closed_form_model
 from igrog_gadget.app.common.kernel_model import KernelModel
 from igrog_gadget.app.fieldcorr.correction import correct_field
 from igrog_gadget.app.fieldcorr.datamodule import FieldCorrDataModule
@@ -31,4 +32,6 @@ def build_model(datamodule: GriddingDataModule, config: IgrogConfig) -> torch.nn
         return TimeKernelModel(
             config.gridding.num_sources, coils, config.model, time_scale_s, whitening, seed=config.training.seed
         )
+    if config.training.fit == "closed_form":
+        return closed_form_model(datamodule, config)
     return KernelModel(config.gridding.num_sources, coils, config.model, whitening, seed=config.training.seed)

@@ -88,8 +88,17 @@ class ImageBasedDataModule(BasicDataModule):
             return "random" if self.images.source == "data" else "trajectory"
         return choice
 
-    def make_training_pairs(self, block: CalibrationBlock) -> TrainingPairs:
-        """Pairs from the coil images, at the trajectory's own samples or at random targets.
+    @property
+    def noise_std(self) -> float:
+        """Complex noise std of one sample in the images' k-space units (0: unknown)."""
+        return float(self.images.noise_std or 0.0) if self.images is not None else 0.0
+
+    def centre_block(self) -> CalibrationBlock | None:
+        """None: the block is the coil images' (or maps') k-space, not a fit of this frame's data."""
+        return None
+
+    def make_training_pairs(self, block: CalibrationBlock, count: int) -> TrainingPairs:
+        """``count`` pairs from the coil images, at the trajectory's own samples or at random targets.
 
         ``trajectory``: ``trajectory_pairs`` with noise ``trajectory_noise`` x the data's noise.
         ``random``: random targets in the central ``target_size`` (the block), offsets drawn from
@@ -104,7 +113,7 @@ class ImageBasedDataModule(BasicDataModule):
             return trajectory_pairs(
                 images,
                 self.geometry,
-                cal.num_training_pairs,
+                count,
                 ic.trajectory_region,
                 cal.edge_margin,
                 cal.offset_jitter,
@@ -116,7 +125,7 @@ class ImageBasedDataModule(BasicDataModule):
             block,
             lambda positions: nufft_forward(images, positions),
             self.geometry.offsets,
-            cal.num_training_pairs,
+            count,
             cal.edge_margin,
             cal.offset_jitter,
             rng,

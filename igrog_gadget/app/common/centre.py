@@ -1,0 +1,58 @@
+"""The centre of gridded k-space taken from the calibration block (``calibration.fill_centre``).
+
+A k-space calibration block (joint or self-calibration: a least-squares fit of the samples of the
+k-space centre, with the ACS lines when there are some; or the ACS lines themselves) already
+holds the Cartesian values where the image's energy is. Kernels moving each sample onto a grid
+point add their shift error there, the block does not: grid points inside the block (less a
+margin, where its truncation makes it less reliable) that samples reached take its value.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from igrog_gadget.gridding.calibration import CalibrationBlock
+
+
+def block_interior(block: CalibrationBlock, margin: float, matrix_shape: tuple[int, ...]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """Where the block's interior lies in a grid and in the block.
+
+    Args:
+        block: the calibration block.
+        margin: grid units kept from the block's edge.
+        matrix_shape: ``([nz,] ny, nx)`` of the grid (k = 0 at index n//2).
+    Returns:
+        ``(grid slices, block slices)``, each per array axis ``([z,] y, x)``; empty slices when
+        nothing of the interior lies in the grid.
+    """
+    grid_slices, block_slices = [], []
+    for n, origin, extent in zip(matrix_shape, reversed(block.origin), block.shape):
+        low = max(math.ceil(origin + margin), -(n // 2))
+        high = min(math.floor(origin + extent - 1 - margin), n - 1 - n // 2)
+        high = max(high, low - 1)  # empty when the margin leaves nothing
+        grid_slices.append(slice(low + n // 2, high + 1 + n // 2))
+        block_slices.append(slice(low - origin, high + 1 - origin))
+    return tuple(grid_slices), tuple(block_slices)
+
+
+def fill_from_block(kspace: torch.Tensor, hits: torch.Tensor, block: CalibrationBlock, margin: float) -> None:
+    """Set the sampled grid points inside ``block`` (``margin`` from its edge) to the block's
+    values, in place.
+
+    Args:
+        kspace: shape (coils, [nz,] ny, nx), complex: gridded k-space in the block's coils.
+        hits: shape ([nz,] ny, nx): samples averaged into each point.
+        block: kspace (coils, [az,] ay, ax) on the same grid.
+    """
+    if block.dims != hits.ndim or block.kspace.shape[0] != kspace.shape[0]:
+        raise ValueError(
+            f"calibration block of shape {block.kspace.shape} does not fit gridded k-space of shape {tuple(kspace.shape)}"
+        )
+    grid_region, block_region = block_interior(block, margin, tuple(hits.shape))
+    sampled = hits[grid_region] > 0
+    values = torch.from_numpy(np.ascontiguousarray(block.kspace[(slice(None),) + block_region])).to(kspace.device, kspace.dtype)
+    target = kspace[(slice(None),) + grid_region]  # a view
+    target[:, sampled] = values[:, sampled]

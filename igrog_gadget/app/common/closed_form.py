@@ -1,0 +1,259 @@
+"""Closed-form kernels: the least-squares GRAPPA kernel of every sample, solved from the
+calibration block's autocorrelation.
+
+The gradient-trained network learns ``offsets → kernel`` by minimising the prediction error over
+pairs synthesised from the calibration block. That error has a closed-form minimiser for each
+sample. Take the block's coil images ``m_c(r)`` (zero-padded, so its k-space ``x_c(k)`` is the
+block's sinc interpolation) and their cross-products ``m_c(r) conj(m_d(r))``: the block's mean
+autocorrelation at any shift is
+
+    R_cd(delta) = mean_k x_c(k + delta) conj(x_d(k)) = NUFFT{m_c conj(m_d)}(delta) / block points
+
+so, for a sample whose sources lie at offsets ``o_1 .. o_S`` from its target grid point,
+
+    E[t s^H]  = P,  P[c, (d, j)]        = R_cd(-o_j)
+    E[s s^H]  = Q,  Q[(d, j), (e, l)]   = R_de(o_j - o_l)
+    kernel K  = P (Q + lambda I)^-1       (coil-major sources, index d * S + j)
+
+This is what an infinite set of training pairs drawn over the whole block would train, with the
+loss weighted by the block's energy (where the image's energy is), and without the pairs' noise.
+``lambda`` is the ridge a source noise of variance ``loading * noise_variance / hits`` adds: the
+noise of the samples a kernel reads, divided by the samples averaged into its grid point (a
+point many samples reach averages their kernels' noise gain down; a lone sample far out in
+k-space does not). Samples whose source differences ``o_j - o_l`` agree (every sample of a
+radial spoke: its samples are evenly spaced) share one factorisation of ``Q``.
+
+References:
+    Griswold et al., "Generalized autocalibrating partially parallel acquisitions (GRAPPA)",
+    MRM 47:1202 (2002) (the least-squares kernel); Seiberlich et al., "Self-calibrating GRAPPA
+    operator gridding for radial and spiral trajectories", MRM 59:930 (2008).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import finufft
+import numpy as np
+import torch
+from torch import nn
+
+from igrog_gadget.errors import CalibrationError, ConfigError
+from igrog_gadget.gridding.calibration import CalibrationBlock
+from igrog_gadget.gridding.fft import centred_fftn
+
+if TYPE_CHECKING:  # the datamodule imports the model's callers, not this module
+    from igrog_gadget.app.common.datamodule import GriddingDataModule
+    from igrog_gadget.config import IgrogConfig
+
+#: Samples whose ``Q`` is assembled and factored at once (memory: 16 * (coils * sources)^2 bytes each).
+SOLVE_CHUNK = 2048
+#: Source differences equal to this many grid units share one factorisation.
+SHARED_DIFFERENCE_TOLERANCE = 1e-4
+#: Smallest ridge, relative to the mean source power: keeps ``Q`` positive definite (it binds only
+#: where hundreds of samples share a grid point: the middle of k-space, which the block fills).
+MIN_RELATIVE_LOADING = 1e-6
+#: finufft precision of the correlations: ``Q`` (whose positive definiteness the solve needs)
+#: and ``P``.
+_EPS_Q = 1e-8
+_EPS_P = 1e-5
+
+
+class BlockCorrelation:
+    """``R_cd(delta)`` of a calibration block at arbitrary shifts (see the module docstring).
+
+    ``padding``: zero-padding factor of the block's images (2 keeps its autocorrelation, twice
+    the block's width, free of wrap-around).
+    """
+
+    def __init__(self, block: CalibrationBlock, padding: int = 2) -> None:
+        coils = block.kspace.shape[0]
+        self.coils = coils
+        self.dims = block.dims
+        self.grid = tuple(int(padding * n) for n in block.shape)  # ([az,] ay, ax)
+        padded = np.zeros((coils, *self.grid), dtype=np.complex128)
+        corner = tuple(reversed(block.origin))
+        region = tuple(slice(g // 2 + o, g // 2 + o + n) for g, o, n in zip(self.grid, corner, block.shape))
+        padded[(slice(None),) + region] = block.kspace
+        images = centred_fftn(padded, tuple(range(-self.dims, 0)), inverse=True)
+        # sum_r m_c conj(m_d) exp(-2 pi i delta r) = sum over the block's points (Parseval)
+        self.products = np.ascontiguousarray(
+            (images[:, None] * images[None].conj()).reshape(coils * coils, *self.grid) / math.prod(block.shape)
+        )
+        """Shape (coils * coils, [az,] ay, ax), complex128: ``m_c conj(m_d)`` over the padded image grid."""
+        self._products_single = self.products.astype(np.complex64)
+        self.at_zero = self(np.zeros((1, self.dims)), precise=True)[0]
+        """``R(0)`` (coils, coils), complex128: the block's mean coil covariance."""
+
+    def __call__(self, shifts: np.ndarray, precise: bool) -> np.ndarray:
+        """``R(shifts)``: shifts (m, dims) grid units → (m, coils, coils), complex128 at 1e-9
+        relative when ``precise``, else complex64 at 1e-5."""
+        if shifts.shape[0] == 0:
+            return np.zeros((0, self.coils, self.coils), dtype=np.complex128 if precise else np.complex64)
+        dtype = np.float64 if precise else np.float32
+        points = tuple(
+            ((2 * np.pi / n) * shifts[:, self.dims - 1 - axis].astype(np.float64)).astype(dtype)
+            for axis, n in enumerate(self.grid)
+        )
+        data = self.products if precise else self._products_single
+        eps = _EPS_Q if precise else _EPS_P
+        transform = finufft.nufft2d2 if self.dims == 2 else finufft.nufft3d2
+        values = transform(*points, data, eps=eps, isign=-1)
+        return np.ascontiguousarray(values.T).reshape(-1, self.coils, self.coils)
+
+
+def closed_form_kernels(
+    correlation: BlockCorrelation, offsets: np.ndarray, loading: np.ndarray, device: torch.device
+) -> torch.Tensor:
+    """The least-squares kernel of every sample (see the module docstring).
+
+    Args:
+        correlation: the calibration block's ``R``.
+        offsets: shape (n, sources, dims), grid units: source positions minus target grid point.
+        loading: shape (n,), data units squared: ridge ``lambda`` of each sample.
+        device: where the solves run.
+    Returns:
+        shape (n, coils, coils * sources), complex64 on ``device``.
+    """
+    n, num_sources, dims = offsets.shape
+    coils = correlation.coils
+    size = coils * num_sources
+    kernels = torch.empty((n, coils, size), dtype=torch.complex64, device=device)
+    for start in range(0, n, SOLVE_CHUNK):
+        stop = min(start + SOLVE_CHUNK, n)
+        kernels[start:stop] = _solve_chunk(correlation, offsets[start:stop].astype(np.float64), loading[start:stop], device)
+    return kernels
+
+
+def _solve_chunk(correlation: BlockCorrelation, offsets: np.ndarray, loading: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``closed_form_kernels`` of one chunk: offsets (b, S, dims) float64, loading (b,).
+
+    Samples with equal source differences (a radial spoke's) share one ``Q``, made and inverted in
+    double precision. Otherwise (a spiral) each sample has its own, made and factored in single
+    precision (twice as fast); a sample whose single-precision ``Q`` does not factor is solved
+    again in double precision.
+    """
+    b, num_sources, dims = offsets.shape
+    coils = correlation.coils
+    upper = np.triu_indices(num_sources, 1)
+    differences = offsets[:, upper[0]] - offsets[:, upper[1]]  # (b, pairs, dims)
+    power = float(np.real(np.trace(correlation.at_zero))) / coils
+    if not (math.isfinite(power) and power > 0):
+        raise CalibrationError(f"the calibration block has power {power:g}: it cannot calibrate kernels")
+    ridge = np.maximum(loading, MIN_RELATIVE_LOADING * power)
+    # P[c, (d, j)] = R_cd(-o_j)
+    r_targets = correlation((-offsets).reshape(-1, dims), precise=False).reshape(b, num_sources, coils, coils)
+    p = torch.from_numpy(np.ascontiguousarray(r_targets.transpose(0, 2, 3, 1)).reshape(b, coils, -1)).to(device)
+    first, group = _shared_rows(differences.reshape(b, -1))
+    if len(first) * 4 <= b:  # equal differences (e.g. radial spokes): one inverse per group
+        # each group's Q from its first member's own differences (rounded values would not be the
+        # differences of one set of positions, and Q could lose its positive definiteness)
+        group_ridge = np.bincount(group, weights=ridge, minlength=len(first)) / np.bincount(group, minlength=len(first))
+        q = _source_correlation(correlation, differences[first], group_ridge, precise=True, device=device)
+        inverse = torch.cholesky_inverse(_cholesky(q)).to(torch.complex64)
+        return _per_group_product(p, inverse, group)
+    q = _source_correlation(correlation, differences, ridge, precise=False, device=device)
+    factor, info = torch.linalg.cholesky_ex(q)
+    kernels = torch.cholesky_solve(p.to(torch.complex64).conj().transpose(1, 2), factor).conj().transpose(1, 2)
+    failed = torch.nonzero(info > 0).reshape(-1)
+    if failed.numel():
+        rows = failed.cpu().numpy()
+        q = _source_correlation(correlation, differences[rows], ridge[rows], precise=True, device=device)
+        kernels[failed] = torch.cholesky_solve(p[failed].to(q.dtype).conj().transpose(1, 2), _cholesky(q)).conj().transpose(1, 2).to(torch.complex64)
+    return kernels
+
+
+def _per_group_product(p: torch.Tensor, inverse: torch.Tensor, group: np.ndarray) -> torch.Tensor:
+    """``p[i] @ inverse[group[i]]``: p (b, coils, m), inverse (groups, m, m) → (b, coils, m); one
+    matrix product per group (no per-sample copy of its inverse)."""
+    order = np.argsort(group, kind="stable")
+    counts = np.bincount(group, minlength=inverse.shape[0])
+    index = torch.from_numpy(order).to(p.device)
+    out = torch.empty_like(p)
+    start = 0
+    for number, count in enumerate(counts):
+        if count:
+            rows = index[start : start + count]
+            out[rows] = (p[rows].reshape(-1, p.shape[-1]) @ inverse[number]).reshape(count, p.shape[1], -1)
+            start += count
+    return out
+
+
+def _source_correlation(
+    correlation: BlockCorrelation, differences: np.ndarray, ridge: np.ndarray, precise: bool, device: torch.device
+) -> torch.Tensor:
+    """``Q + ridge I`` of samples whose sources differ by ``differences`` (m, pairs, dims)
+    (pairs ``j < l`` in ``np.triu_indices`` order): (m, coils * S, coils * S), complex128 when
+    ``precise``, else complex64; entry ``[(d, j), (e, l)]`` at ``d * S + j``, ``e * S + l``."""
+    m, pairs, dims = differences.shape
+    coils = correlation.coils
+    num_sources = int(round((1 + math.sqrt(1 + 8 * pairs)) / 2))
+    upper = np.triu_indices(num_sources, 1)
+    dtype = torch.complex128 if precise else torch.complex64
+    r_pairs = torch.from_numpy(correlation(differences.reshape(-1, dims), precise=precise).reshape(m, pairs, coils, coils))
+    r_zero = torch.from_numpy(correlation.at_zero).expand(m, 1, coils, coils)
+    # entries: R(0), R(o_j - o_l) for j < l, and R(o_l - o_j) = R(o_j - o_l)^H
+    entries = torch.cat([r_zero, r_pairs, r_pairs.conj().transpose(-1, -2)], dim=1).to(device=device, dtype=dtype)
+    index = np.zeros((num_sources, num_sources), dtype=np.int64)
+    index[upper] = 1 + np.arange(pairs)
+    index[upper[1], upper[0]] = 1 + pairs + np.arange(pairs)
+    q = entries[:, torch.from_numpy(index).to(device)]  # (m, S, S, coils, coils): [j, l, d, e]
+    q = q.permute(0, 3, 1, 4, 2).reshape(m, coils * num_sources, coils * num_sources)
+    diagonal = torch.arange(coils * num_sources, device=device)
+    q[:, diagonal, diagonal] += torch.from_numpy(ridge).to(device=device, dtype=q.real.dtype)[:, None]
+    return q
+
+
+def _shared_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (b, m) float equal within ``SHARED_DIFFERENCE_TOLERANCE``: ``(first (u,), group (b,))``
+    with ``first`` the index of each distinct row's first occurrence and ``group`` each row's
+    distinct row (``rows[first[group]]`` ~ ``rows``)."""
+    keys = np.round(rows / SHARED_DIFFERENCE_TOLERANCE).astype(np.int64)
+    keys = np.ascontiguousarray(keys).view(np.dtype((np.void, keys.dtype.itemsize * keys.shape[1]))).reshape(-1)
+    _, first, group = np.unique(keys, return_index=True, return_inverse=True)
+    return first, group.reshape(-1)
+
+
+def _cholesky(matrices: torch.Tensor) -> torch.Tensor:
+    """Lower Cholesky factors of Hermitian positive definite (m, n, n) matrices."""
+    factor, info = torch.linalg.cholesky_ex(matrices)
+    if bool((info > 0).any()):
+        raise CalibrationError(
+            "the calibration block's source correlation is not positive definite: it cannot calibrate kernels "
+            "(a block of repeated or constant values?)"
+        )
+    return factor
+
+
+class ClosedFormKernelModel(nn.Module):
+    """The engine's model for closed-form kernels: nothing to train, ``model(batch)`` solves.
+
+    Input: ``batch["offsets"]`` (batch, sources, dims) grid units; ``batch["hits"]`` (batch,):
+    samples averaged into each target grid point (absent: 1, e.g. training pairs). Output:
+    kernels (batch, coils, coils * sources), complex64, for raw (unwhitened) sources.
+    """
+
+    def __init__(self, block: CalibrationBlock, noise_variance: float, loading: float) -> None:
+        """``noise_variance``: the data's noise variance per sample (data units squared);
+        ``loading``: multiple of it the ridge takes (``calibration.noise_augmentation`` squared)."""
+        super().__init__()
+        self.correlation = BlockCorrelation(block)
+        self.ridge = float(noise_variance) * float(loading)
+        self.register_buffer("_device_marker", torch.zeros(0))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        offsets = batch["offsets"].detach().cpu().numpy()
+        hits = batch.get("hits")
+        averaged = np.ones(offsets.shape[0]) if hits is None else np.maximum(hits.detach().cpu().numpy().astype(np.float64), 1.0)
+        return closed_form_kernels(self.correlation, offsets, self.ridge / averaged, self._device_marker.device)
+
+
+def closed_form_model(datamodule: "GriddingDataModule", config: "IgrogConfig") -> nn.Module:
+    """``ClosedFormKernelModel`` of the datamodule's calibration block, its ridge the noise of
+    ``calibration.noise_augmentation`` times the data's noise std."""
+    block = datamodule.calibration_block()
+    if block is None:
+        raise ConfigError(f"variant {config.variant!r} has no calibration block to solve kernels from: set training.fit = network")
+    loading = config.calibration.noise_augmentation**2
+    return ClosedFormKernelModel(block, datamodule.noise_std**2, loading)
