@@ -36,7 +36,7 @@ class VariantSpec:
 def kernel_model(datamodule: GriddingDataModule, config: IgrogConfig) -> nn.Module:
     """The shared ``KernelModel`` for the datamodule's coils and source whitening, or with
     ``training.fit = closed_form`` the ``ClosedFormKernelModel`` of its calibration block."""
-    if config.training.fit == "closed_form":
+    if config.kernel_fit() == "closed_form":
         return closed_form_model(datamodule, config)
     return KernelModel(
         datamodule.num_sources,

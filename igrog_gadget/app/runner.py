@@ -259,7 +259,7 @@ class VariantGridder:
         loss = self.spec.loss(config)
         val_loader = datamodule.val_dataloader()
         fit_started = time.perf_counter()
-        if training.fit == "closed_form":  # solved per sample when kernels are made: no gradient steps
+        if config.kernel_fit() == "closed_form":  # solved per sample when kernels are made: no gradient steps
             warm, steps, stop, final_loss, metrics = False, 0, "closed form (no gradient steps)", None, {}
         else:
             warm = self._warm_start(model, previous)
@@ -285,7 +285,7 @@ class VariantGridder:
             "training_steps": steps,
             "training_loss": final_loss,
             "training_stop": stop,
-            "kernel_fit": training.fit,
+            "kernel_fit": config.kernel_fit(),
             "warm_start": warm,
             "calibration": datamodule.calibration_source,
             "trained_from": f"first {frame.samples.shape[1]} readouts" if partial else "whole frame",

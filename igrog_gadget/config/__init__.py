@@ -248,7 +248,7 @@ class TrainingConfig:
     """How kernels are fitted to the calibration: closed_form (each sample's least-squares kernel,
     solved from the calibration block's autocorrelation: no gradient steps, the loss weighted by
     the block's energy) or network (the kernel MLP trained by gradient steps on synthesised pairs;
-    the only fit of fieldcorr.mode = kernel)."""
+    fieldcorr.mode = kernel always trains it: time-dependent kernels have no closed form)."""
     fit_3d: str = _choice_field("network", KERNEL_FITS)
     """fit of a 3D frame (its kernels take gridding.neighbour_sources more sources: per-sample
     solves of (coils * 9)^2 systems cost more than the network there)."""
@@ -421,6 +421,13 @@ class IgrogConfig:
             calibration = dataclasses.replace(calibration, num_training_pairs=calibration.num_training_pairs_3d)
         return dataclasses.replace(self, training=self.training.for_dims(dims), calibration=calibration)
 
+    def kernel_fit(self) -> str:
+        """How kernels are fitted: ``training.fit`` (take ``for_dims`` first for a 3D frame's),
+        except network for fieldcorr.mode = kernel (time-dependent kernels have no closed form)."""
+        if self.fieldcorr is not None and self.fieldcorr.mode == "kernel":
+            return "network"
+        return self.training.fit
+
     def sections(self) -> Iterator[tuple[str, Any]]:
         """(name, section) of the sections this configuration has."""
         for name in SECTIONS:
@@ -512,11 +519,6 @@ class IgrogConfig:
         _at_least("training.batch_size_3d", t.batch_size_3d, 0)
         _at_least("training.learning_rate_3d", t.learning_rate_3d, 0.0)
         _at_least("training.warm_start_steps", t.warm_start_steps, 1)
-        if self.fieldcorr is not None and self.fieldcorr.mode == "kernel" and "closed_form" in (t.fit, t.fit_3d):
-            raise ConfigError(
-                "fieldcorr.mode = kernel trains time-dependent kernels, which have no closed form: "
-                "set training.fit = network and training.fit_3d = network"
-            )
         _at_least("training.early_readouts", t.early_readouts, 0)
         _at_least("training.offset_coverage_max", t.offset_coverage_max, 0.0)
         _at_least("training.plateau_patience", t.plateau_patience, 0)

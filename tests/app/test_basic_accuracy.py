@@ -74,8 +74,9 @@ def test_kernels_are_reused_for_a_new_frame_of_the_same_trajectory(data_file):
     case = load_case("radial", data_file("radial_acs"), config)
     gridder = VariantGridder(config)
     first = gridder.grid(case.frame)
-    doubled = case.frame
+    doubled = case.frame  # a new frame: the same trajectory, twice the data (calibration lines too)
     doubled.samples = 2 * doubled.samples
+    doubled.calibration_lines = [(2 * data, positions) for data, positions in doubled.calibration_lines]
     second = gridder.grid(doubled)
     assert second.info["path"] == "cached kernels" and gridder.trainings == 1
     np.testing.assert_allclose(second.kspace, 2 * first.kspace, rtol=1e-4, atol=1e-6)

@@ -65,16 +65,17 @@ def test_training_starts_at_the_first_readouts_and_grids_as_well_as_from_the_who
     assert error(frame, "radial_acs") <= 1.1 * error(whole[0], "radial_acs")
 
 
-def test_background_training_gives_the_inline_result_bit_for_bit():
+@pytest.mark.parametrize("fit, warm_starts", [("network", [False, True]), ("closed_form", [False, False])])
+def test_background_training_gives_the_inline_result_bit_for_bit(fit, warm_starts):
     # 2 slices x 2 repetitions: slice 1 trains early (16 of 32 spokes) while its spokes stream,
-    # warm-started from slice 0; repetitions reuse the kernels
-    overrides = ["training.early_readouts=16", "training.max_steps=40", "training.warm_start_steps=20"]
+    # warm-started from slice 0 (a network); repetitions reuse the kernels
+    overrides = [f"training.fit={fit}", "training.early_readouts=16", "training.max_steps=40", "training.warm_start_steps=20"]
     inline, _ = run_pipeline(DATA / "radial_multi.h5", overrides, background=False)
     background, _ = run_pipeline(DATA / "radial_multi.h5", overrides, background=True)
     assert [f.frame_key for f in inline] == [f.frame_key for f in background] and len(inline) == 4
     trained = [f for f in inline if f.info["path"] == "trained"]
     assert [f.info["trained_from"] for f in trained] == ["first 16 readouts"] * 2
-    assert [f.info["warm_start"] for f in trained] == [False, True]
+    assert [f.info["warm_start"] for f in trained] == warm_starts
     for a, b in zip(inline, background):
         np.testing.assert_array_equal(a.kspace, b.kspace)
         np.testing.assert_array_equal(a.hits, b.hits)
@@ -91,11 +92,11 @@ def test_a_frame_whose_first_spokes_span_a_few_degrees_is_retrained_from_the_who
         return others + [imaging[i] for i in np.argsort(angle, kind="stable")]
 
     path = reordered(DATA / "radial_acs.h5", tmp_path / "linear_order.h5", by_angle)
-    frames, _ = run_pipeline(path, ["training.early_readouts=32"])
+    frames, _ = run_pipeline(path, ["training.fit=network", "training.early_readouts=32"])
     assert "farther from those the model was trained on" in frames[0].info["retrained"]
     assert frames[0].info["trained_from"] == "whole frame" and frames[0].info["warm_start"]
-    kept, _ = run_pipeline(path, ["training.early_readouts=32", "training.offset_coverage_max=0"])
-    whole, _ = run_pipeline(path, ["training.early_readouts=0"])
+    kept, _ = run_pipeline(path, ["training.fit=network", "training.early_readouts=32", "training.offset_coverage_max=0"])
+    whole, _ = run_pipeline(path, ["training.fit=network", "training.early_readouts=0"])
     assert "retrained" not in kept[0].info
     assert error(frames[0], "radial_acs") <= 1.1 * error(whole[0], "radial_acs")
     assert error(kept[0], "radial_acs") > 1.5 * error(frames[0], "radial_acs")  # what the check prevents

@@ -16,7 +16,7 @@ from igrog_gadget.errors import GriddingCancelled
 
 
 def test_cancel_stops_training_promptly_and_refuses_new_work(data_file):
-    config = load_config("basic", overrides=["training.max_seconds=60", "training.epochs=1000", "training.max_steps=100000"])
+    config = load_config("basic", overrides=["training.fit=network", "training.max_seconds=60", "training.epochs=1000", "training.max_steps=100000"])
     case = load_case("radial", data_file("radial_acs"), config)
     gridder = VariantGridder(config)
     timer = threading.Timer(1.0, gridder.cancel)

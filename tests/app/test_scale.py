@@ -74,8 +74,8 @@ def test_error_estimate_and_training_end_are_reported(many_coils_replay):
     out, report = many_coils_replay
     _, facts = read_output(out)
     trained = [f for f in facts if f["path"] == "trained"]
-    assert len(trained) == 1 and trained[0]["training_steps"] == STEPS
-    assert trained[0]["training_stop"].startswith("step count reached")
+    assert len(trained) == 1 and trained[0]["training_steps"] == 0  # the default fit: closed form
+    assert trained[0]["training_stop"] == "closed form (no gradient steps)"
     assert all(0 < f["estimated_nrmse"] < 1 for f in facts)
     assert facts[1]["path"] == "cached kernels"
 
@@ -141,7 +141,7 @@ def test_kernels_recomputed_when_the_cache_is_too_small_give_the_same_output(man
 
 def test_safety_time_cap_is_reported(many_coils, tmp_path):
     out = tmp_path / "capped.h5"
-    report = replay_file(many_coils, out, load_config("basic", overrides=QUICK + ["training.max_seconds=0.05"]))
+    report = replay_file(many_coils, out, load_config("basic", overrides=QUICK + ["training.fit=network", "training.max_seconds=0.05"]))
     info = report.frames[0].info
     assert info["training_stop"].startswith("safety time cap")
     assert info["training_steps"] < STEPS
@@ -216,7 +216,7 @@ def test_stack_of_stars_partitions_warm_start_with_the_first_partitions_virtual_
     partitions (encodedSpace z)."""
     source = tmp_path / "sos16.h5"
     simulate_to_file(source, SimulationSpec(matrix=48, coils=16, spokes=64, acs=24, partitions=4, seed=4))
-    energy_rule = QUICK + ["gridding.min_virtual_coils=1", "gridding.compression_energy=0.995"]
+    energy_rule = QUICK + ["training.fit=network", "gridding.min_virtual_coils=1", "gridding.compression_energy=0.995"]
     counts_only = energy_rule + ["training.warm_start=false", "training.max_steps=5", "calibration.source=acs"]
     alone = replay_file(source, tmp_path / "alone.h5", load_config("basic", overrides=counts_only))
     counts = [f.info["virtual_coils"] for f in alone.frames]

@@ -62,7 +62,7 @@ class BasicDataModule(GriddingDataModule):
                 logger.info("%d samples lie outside the grid and are not gridded", self.geometry.num_dropped)
         if self.with_training:
             self.block = self.make_calibration_block()
-            if cfg.training.fit == "closed_form":  # nothing to train: the pairs only estimate the error
+            if cfg.kernel_fit() == "closed_form":  # nothing to train: the pairs only estimate the error
                 self.val_pairs = self.make_training_pairs(self.block, held_out_pair_count(cfg))
                 self.whitening = torch.eye(self.val_pairs.sources.shape[1], dtype=torch.complex64)
                 return self

@@ -32,6 +32,6 @@ def build_model(datamodule: GriddingDataModule, config: IgrogConfig) -> torch.nn
         return TimeKernelModel(
             config.gridding.num_sources, coils, config.model, time_scale_s, whitening, seed=config.training.seed
         )
-    if config.training.fit == "closed_form":
+    if config.kernel_fit() == "closed_form":
         return closed_form_model(datamodule, config)
     return KernelModel(config.gridding.num_sources, coils, config.model, whitening, seed=config.training.seed)
