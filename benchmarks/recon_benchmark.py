@@ -3,7 +3,7 @@ GROG and nearest neighbour against NUFFT CG-SENSE of the samples.
 
 Usage: python benchmarks/recon_benchmark.py [--cases radial200,radial64,radial32,spiral16,spiral8,radial402_256]
            [--set section.field=value ...] [--workdir DIR] [--iterations 30] [--lambdas 0,1e-4,...]
-           [--maps block|truth] [--check-bart] [--verbose]
+           [--maps block|truth] [--weight-hits] [--nufft-direct] [--check-bart] [--verbose]
 
 Each case is simulated with the project's simulator (128 x 128, 8 coils, image SNR 50, 32 ACS
 lines; ``radial402_256``: 256 x 256, 16 coils) and gridded by
@@ -15,9 +15,10 @@ lines; ``radial402_256``: 256 x 256, 16 coils) and gridded by
   NN       nearest neighbour.
 Every gridded k-space is reconstructed by Cartesian CG-SENSE, ``||M F S x - y||^2 + lam ||x||^2``
 with M the mask of points with hits > 0, UNWEIGHTED (a point averaged from many samples counts as
-much as a point with one); the samples themselves by NUFFT CG-SENSE, ``||N S x - y||^2 +
-lam ||x||^2`` (imaging samples only, the ACS lines are not used; iGROG's gridded centre does
-use them through its calibration block). Same ESPIRiT maps (``bart ecalib -m1`` of the
+much as a point with one; ``--weight-hits``: weighted by hits); the samples themselves by NUFFT
+CG-SENSE, ``||N S x - y||^2 + lam ||x||^2`` (imaging samples only, the ACS lines are not used;
+iGROG's gridded centre does use them through its calibration block), N^H N applied by its
+Toeplitz embedding (``--nufft-direct``: a forward and an adjoint NUFFT per iteration). Same ESPIRiT maps (``bart ecalib -m1`` of the
 calibration block, zero-padded; ``--maps truth``: of the truth's central 32 x 32 plus noise of
 the data's std), same iteration count, same lambda grid for every method: lam = factor x the
 largest eigenvalue of that method's normal operator (power iteration), and each method is scored
@@ -26,9 +27,13 @@ at its best factor. ``+`` after an error: the best factor was the largest of the
 Image error: ||x - x_true|| / ||x_true|| over the object support (the simulator's object mask
 where the maps are non-zero), x_true = sum_c conj(S_c) ifft(truth_c) / sum_c |S_c|^2, no scale
 fitted (a biased gain shows). k-space: NRMSE and least-squares gain Re<t, g> / <t, t> against
-the truth per |k| band over the points with hits > 0. Times: the iGROG grid call (calibration,
-fit, gridding; ``fit s`` = its training_s), one CG solve (at one lambda) and iGROG + CG end to
-end against one NUFFT CG solve; the power iterations are not counted.
+the truth per |k| band over the points with hits > 0. Times: ``fit s`` and ``grid s`` = iGROG's
+training_s and gridding_s (the closed-form fit solves its kernels while gridding, so its fit s is
+~0); ``iG+CG s`` = the whole iGROG grid call (calibration, fit, gridding) plus one Cartesian CG
+solve (at one lambda); ``NUFFT s`` = one NUFFT CG solve (Toeplitz kernel included); the power
+iterations are not counted. ``--check-bart`` compares our unweighted Cartesian CG-SENSE of the
+first case's iGROG k-space with ``bart pics -l2 -r lam -i N -w 1`` (no data scaling), raw and
+after a least-squares complex scale.
 """
 
 from __future__ import annotations
@@ -216,17 +221,21 @@ def run_case(name: str, path: Path, config: IgrogConfig, args: argparse.Namespac
     recons: dict[str, Recon] = {}
     for method in GRIDDERS:
         kspace, hits = gridded[method]
-        op = CartesianSense(maps, hits > 0)
+        op = CartesianSense(maps, hits > 0, hits if args.weight_hits else None)
         recons[method] = sweep(op.normal, lambda: op.adjoint(kspace), (ny, nx), factors, args.iterations, score)
         log(verbose, f"{name}: {method} errors {np.round(recons[method].errors, 4).tolist()}")
-    op_nufft = NufftSense(maps, coords)
+    start = time.perf_counter()
+    op_nufft = NufftSense(maps, coords, toeplitz=not args.nufft_direct)
+    nufft_setup_s = time.perf_counter() - start
     recons["nufft"] = sweep(op_nufft.normal, lambda: op_nufft.adjoint(samples), (ny, nx), factors, args.iterations, score)
+    recons["nufft"].seconds += nufft_setup_s
     log(verbose, f"{name}: nufft errors {np.round(recons['nufft'].errors, 4).tolist()}")
 
     if args.check_bart:
         kspace, hits = gridded["igrog"]
         lam = recons["igrog"].lam
-        ours = recons["igrog"].image
+        op = CartesianSense(maps, hits > 0)  # unweighted, as bart pics without -p
+        ours = conjugate_gradient(op.normal, op.adjoint(kspace), lam, args.iterations)
         theirs = bart_pics(kspace * (hits > 0), maps.astype(np.complex64), lam, args.iterations, workdir)
         raw = np.linalg.norm(theirs - ours) / np.linalg.norm(ours)
         scale = np.vdot(theirs, ours) / np.vdot(theirs, theirs)
@@ -267,7 +276,7 @@ def print_tables(rows: list[CaseResult], verbose: bool) -> None:
 
     header = (
         f"{'case':<14} {'iGROG':>8} {'perfect':>8} {'GROG':>8} {'NN':>8} {'NUFFT':>8} {'iG/perf':>7} "
-        f"{'iG/NUFFT':>8} {'gain<8':>7} {'fit s':>6} {'iG+CG s':>7} {'NUFFT s':>7}"
+        f"{'iG/NUFFT':>8} {'gain<8':>7} {'fit s':>6} {'grid s':>6} {'iG+CG s':>7} {'NUFFT s':>7}"
     )
     print("Image error ||x - x_true|| / ||x_true|| in the object, each method at its best lambda")
     print(header)
@@ -277,7 +286,7 @@ def print_tables(rows: list[CaseResult], verbose: bool) -> None:
         print(
             f"{r.name:<14} " + " ".join(err(r, m) for m in METHODS)
             + f" {ig.error / r.recons['perfect'].error:7.3f} {ig.error / r.recons['nufft'].error:8.3f}"
-            f" {r.gain_low:7.4f} {r.fit_s:6.2f} {r.grid_call_s + ig.seconds:7.2f} {r.recons['nufft'].seconds:7.2f}"
+            f" {r.gain_low:7.4f} {r.fit_s:6.2f} {r.grid_s:6.2f} {r.grid_call_s + ig.seconds:7.2f} {r.recons['nufft'].seconds:7.2f}"
         )
     print()
     print("k-space NRMSE and gain Re<t,g>/<t,t> per |k| band, points with hits > 0: iGROG vs perfect")
@@ -312,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=30, help="CG iterations of every reconstruction")
     parser.add_argument("--lambdas", default=DEFAULT_LAMBDAS, help="lambda factors (x the normal operator's largest eigenvalue)")
     parser.add_argument("--maps", choices=("block", "truth"), default="block", help="ESPIRiT from the calibration block or the truth centre + noise")
+    parser.add_argument("--weight-hits", action="store_true", help="Cartesian data term weighted by hits (default: unweighted mask)")
+    parser.add_argument("--nufft-direct", action="store_true", help="NUFFT normal operator as forward + adjoint NUFFT (default: its Toeplitz embedding)")
     parser.add_argument("--check-bart", action="store_true", help="compare our Cartesian CG-SENSE with bart pics once")
     parser.add_argument("--verbose", "-v", action="store_true", help="progress on stderr and a details table")
     args = parser.parse_args(argv)

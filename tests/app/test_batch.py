@@ -100,7 +100,7 @@ def test_batch_equals_single_replays_survives_a_killed_worker_reports_the_corrup
     for number in range(SCANS):
         row = report[f"scan{number}.h5"]
         assert row["status"] == "done", row
-        assert int(row["frames"]) == (2 if number == 1 else 1) and int(row["training_steps"]) > 0
+        assert int(row["frames"]) == (2 if number == 1 else 1) and int(row["training_steps"]) == 0  # closed-form fit
         assert float(row["peak_memory_mb"]) > 50 and float(row["estimated_nrmse"]) > 0
         ours, theirs = kspace(out / f"scan{number}_cartesian.h5"), kspace(tmp_path / f"single{number}.h5")
         assert len(ours) == len(theirs) > 0

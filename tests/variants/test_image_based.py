@@ -40,7 +40,7 @@ def radial_with_images(tmp_path_factory):
     return full, small
 
 
-def test_series_coil_images_match_basic_with_full_acs_and_beat_it_with_a_small_one(radial_with_images):
+def test_series_coil_images_match_basic_with_full_and_small_acs(radial_with_images):
     # basic's joint calibration uses the dense radial centre too, so the margin with a small ACS
     # is modest on radial data (0.9x here); on spirals it is about 0.7x (benchmarks/variants_benchmark.py)
     full, small = radial_with_images
@@ -53,7 +53,9 @@ def test_series_coil_images_match_basic_with_full_acs_and_beat_it_with_a_small_o
     basic_acs, _ = grid("basic", small, COMPARE + ["calibration.source=acs"])
     image_small, _ = grid("image_based", small, COMPARE)
     best_basic = min(error(basic_small, small_case), error(basic_acs, small_case))
-    assert error(image_small, small_case) < 0.97 * best_basic, (error(image_small, small_case), best_basic)
+    # with the network fit image_based scored 0.9x of basic here; basic's closed-form kernels and
+    # its centre from the joint fit (radial data's dense centre) now match it
+    assert error(image_small, small_case) <= 1.03 * best_basic, (error(image_small, small_case), best_basic)
 
 
 def test_images_made_from_the_data_match_basic_self_calibration():

@@ -46,6 +46,7 @@ class BasicDataModule(GriddingDataModule):
     ) -> None:
         super().__init__(frame, config, with_training, geometry)
         self.block: CalibrationBlock | None = None
+        self._centre: CalibrationBlock | None = None
         self.pairs: TrainingPairs | None = None
         self.val_pairs: TrainingPairs | None = None
         self.whitening: torch.Tensor | None = None
@@ -110,14 +111,18 @@ class BasicDataModule(GriddingDataModule):
 
     def centre_block(self) -> CalibrationBlock | None:
         """The block of this frame's own data whose values replace the gridded ones inside it
-        (``calibration.fill_centre``; None when off): the training's block, or one made now from
-        the frame (every frame's centre comes from its own samples, also where its kernels are
-        reused)."""
+        (``calibration.fill_centre``; None when off or when the frame has none). Every frame's
+        centre comes from its own samples, also where its kernels are reused."""
         if not self.config.calibration.fill_centre:
             return None
-        if self.block is None:
-            self.block = self.make_calibration_block()
-        return self.block
+        if self._centre is None:
+            self._centre = self.frame_kspace_block()
+        return self._centre
+
+    def frame_kspace_block(self) -> CalibrationBlock | None:
+        """A k-space calibration block fitted to this frame's data (ACS lines, samples of the
+        k-space centre): the training's, or one made now."""
+        return self.block if self.block is not None else self.make_calibration_block()
 
     @property
     def partial_frame_ok(self) -> bool:

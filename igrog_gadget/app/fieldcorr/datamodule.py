@@ -101,6 +101,10 @@ class FieldCorrDataModule(ImageBasedDataModule):
         digest.update(b"none" if times is None else np.ascontiguousarray(times, dtype=np.float32).tobytes())
         return digest.hexdigest()
 
+    def frame_kspace_block(self) -> CalibrationBlock | None:
+        """None: a fit of the frame's samples holds their off-resonance, not the field-free values."""
+        return None
+
     # --- engine contract -------------------------------------------------------
     def preprocess(self) -> "FieldCorrDataModule":
         self.load_field_inputs()  # fail on a bad map or missing times before training

@@ -18,12 +18,14 @@ import logging
 import numpy as np
 
 from igrog_gadget.app.basic.datamodule import BasicDataModule
+from igrog_gadget.app.common.calibrate import calibration_block
 from igrog_gadget.app.common.frame import FrameInputs
 from igrog_gadget.app.common.pairs import TrainingPairs, synthesize_pairs
 from igrog_gadget.app.common.virtual_coils import COIL_IMAGE_SERIES
 from igrog_gadget.app.image_based.pairs import trajectory_pairs
 from igrog_gadget.app.image_based.sources import CalibrationImages, calibration_images
 from igrog_gadget.config import IgrogConfig
+from igrog_gadget.errors import CalibrationError
 from igrog_gadget.gridding.calibration import CalibrationBlock
 from igrog_gadget.gridding.geometry import SampleGeometry
 from igrog_gadget.gridding.fft import centred_fft2
@@ -93,9 +95,14 @@ class ImageBasedDataModule(BasicDataModule):
         """Complex noise std of one sample in the images' k-space units (0: unknown)."""
         return float(self.images.noise_std or 0.0) if self.images is not None else 0.0
 
-    def centre_block(self) -> CalibrationBlock | None:
-        """None: the block is the coil images' (or maps') k-space, not a fit of this frame's data."""
-        return None
+    def frame_kspace_block(self) -> CalibrationBlock | None:
+        """The k-space calibration block of the frame's own data (its ACS lines or its densely
+        sampled centre; ``block`` is the images' k-space), None when it has neither."""
+        try:
+            return calibration_block(self.frame, self.config.calibration, self.config.gridding.grid_oversampling)
+        except CalibrationError as error:
+            logger.info("the centre keeps its gridded values: %s", error)
+            return None
 
     def make_training_pairs(self, block: CalibrationBlock, count: int) -> TrainingPairs:
         """``count`` pairs from the coil images, at the trajectory's own samples or at random targets.
