@@ -63,6 +63,7 @@ from benchmarks.cgsense import (  # noqa: E402
 from benchmarks.evaluation import Case, benchmark_workdir, grog_block, load_case, simulate_once  # noqa: E402
 from igrog_gadget.app.runner import VariantGridder  # noqa: E402
 from igrog_gadget.config import IgrogConfig, load_config  # noqa: E402
+from igrog_gadget.gridding.calibration import CalibrationBlock  # noqa: E402
 from igrog_gadget.gridding.fft import centred_fftn  # noqa: E402
 from igrog_gadget.simulate import SimulationSpec  # noqa: E402
 
@@ -156,7 +157,7 @@ def sweep(
     return best
 
 
-def sensitivity_maps(case: Case, block, mode: str, workdir: Path) -> np.ndarray:
+def sensitivity_maps(case: Case, block: CalibrationBlock, mode: str, workdir: Path) -> np.ndarray:
     """ESPIRiT maps (coils, ny, nx) from the calibration block or the truth's centre + noise."""
     nx, ny = case.frame.matrix[:2]
     if mode == "block":
@@ -212,6 +213,7 @@ def run_case(name: str, path: Path, config: IgrogConfig, args: argparse.Namespac
     coil_images = centred_fftn(truth.astype(np.complex128), inverse=True)
     target = np.where(power > 1e-6, np.sum(np.conj(maps) * coil_images, axis=0) / np.maximum(power, 1e-6), 0)
     target_norm = float(np.linalg.norm(target[support]))
+    log(verbose, f"{name}: {block.source} block {block.shape}; support {support.sum()} of {object_mask.sum()} object pixels")
 
     def score(image: np.ndarray) -> float:
         return float(np.linalg.norm((image - target)[support]) / target_norm)

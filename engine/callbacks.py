@@ -159,13 +159,15 @@ class StepCounter(AbstractTrainingCallback):
 
 _BAR_KEY = "LossLogger.progress_bar"
 _EPOCH_START_KEY = "LossLogger.epoch_start"
+_STEP_LOSSES_KEY = "LossLogger.step_losses"
 
 
 class LossLogger(AbstractTrainingCallback):
     """Records losses, logs them, and optionally shows a tqdm progress bar over steps.
 
-    Per step: appends ``state.loss`` to ``state.history["step_loss"]``; logs every
-    ``every_n_steps`` steps (``None``: never). Per epoch: appends the mean step loss to
+    Per step: keeps the loss tensor and logs it every ``every_n_steps`` steps (``None``: never;
+    the only per-step host syncs). Per epoch: appends the epoch's step losses to
+    ``state.history["step_loss"]`` (one sync). Per epoch: appends the mean step loss to
     ``state.epoch_losses`` and ``state.history["train_loss"]``, sets
     ``state.metrics["train_loss"]``. The bar shows when ``progress`` is true and stderr
     is a TTY, or when ``force_progress`` is true.
@@ -201,19 +203,24 @@ class LossLogger(AbstractTrainingCallback):
             bar.set_description(f"epoch {state.epoch + 1}/{state.max_epochs}")
 
     def train_step_ended(self, state: TrainingState) -> None:
-        """Record (and maybe log) the step loss."""
-        if state.loss is None:
+        """Keep the step loss tensor (no host sync); log it every ``every_n_steps`` steps."""
+        if state.loss_tensor is None:
             return
-        state.history["step_loss"].append(state.loss)
-        if self.every_n_steps is not None and state.step % self.every_n_steps == 0:
+        state.extras.setdefault(_STEP_LOSSES_KEY, []).append(state.loss_tensor)
+        logged = self.every_n_steps is not None and state.step % self.every_n_steps == 0
+        if logged:
             logger.info("epoch %d step %d loss %.6g", state.epoch + 1, state.step, state.loss)
         bar = state.extras.get(_BAR_KEY)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{state.loss:.4g}", refresh=False)
+            if logged:
+                bar.set_postfix(loss=f"{state.loss:.4g}", refresh=False)
 
     def epoch_ended(self, state: TrainingState) -> None:
-        """Record the epoch's mean loss."""
+        """Record the epoch's step losses (one host sync) and their mean."""
+        pending = state.extras.pop(_STEP_LOSSES_KEY, [])
+        if pending:
+            state.history["step_loss"].extend(torch.stack(pending).float().cpu().tolist())
         start = state.extras.get(_EPOCH_START_KEY, 0)
         losses = state.history["step_loss"][start:]
         if not losses:
@@ -231,6 +238,7 @@ class LossLogger(AbstractTrainingCallback):
         if bar is not None:
             bar.close()
         state.extras.pop(_EPOCH_START_KEY, None)
+        state.extras.pop(_STEP_LOSSES_KEY, None)  # an error's unfinished epoch
 
 
 class GradientClipping(AbstractTrainingCallback):
@@ -249,7 +257,7 @@ class GradientClipping(AbstractTrainingCallback):
         if not params:
             return
         norm = torch.nn.utils.clip_grad_norm_(params, self.max_norm, norm_type=self.norm_type)
-        state.metrics["grad_norm"] = float(norm)
+        state.metrics["grad_norm"] = norm.detach()  # a 0-d tensor: float() of it is a host sync
 
 
 class Validation(AbstractTrainingCallback):

@@ -23,7 +23,8 @@ class TrainingState:
     ``epoch`` and ``step`` count *completed* epochs/steps and are maintained by the
     ``StepCounter`` callback, not by the loop. ``history`` holds per-epoch series
     (``"train_loss"`` written by ``LossLogger``, ``"val_loss"`` by ``Validation``) plus
-    the per-step ``"step_loss"`` series. Callbacks may add entries to ``extras``.
+    the per-step ``"step_loss"`` series (filled at each epoch's end: no host sync per step).
+    Callbacks may add entries to ``extras``.
     """
 
     model: torch.nn.Module
@@ -39,8 +40,8 @@ class TrainingState:
     train_loader: Any = None
     val_loader: Any = None
     batch: Any = None
-    loss: float | None = None
     loss_tensor: torch.Tensor | None = None
+    """The last step's loss, a detached 0-d tensor on the training device (no host sync per step)."""
     epoch_losses: list[float] = field(default_factory=list)
     history: dict[str, list[float]] = field(default_factory=dict)
     stop_requested: bool = False
@@ -62,6 +63,11 @@ class TrainingState:
         if self.started_at is not None:
             self.elapsed_s = time.monotonic() - self.started_at
         return self.elapsed_s
+
+    @property
+    def loss(self) -> float | None:
+        """The last step's loss as a float (reading it waits for the device: a host sync)."""
+        return None if self.loss_tensor is None else float(self.loss_tensor)
 
     @property
     def lr(self) -> float | None:

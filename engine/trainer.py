@@ -9,7 +9,7 @@ Counting, logging, validation, clipping, stopping are callbacks. Event order per
             batch = prepare_batch(batch)         # the only device move; state.batch = batch
             train_step_started
             zero_grad; outputs = model(batch); loss = loss_fn(outputs, batch); loss.backward()
-            state.loss, state.loss_tensor = loss.item(), loss.detach()
+            state.loss_tensor = loss.detach()    # no host sync: state.loss reads it when asked
             train_step_ended                     # after backward, BEFORE optimizer.step()
             optimizer.step(); per-step scheduler step; state.batch = None
             stop if state.stop_requested or state.step >= config.max_steps
@@ -227,8 +227,7 @@ class Trainer:
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise ValueError(f"loss_fn must return a scalar tensor, got {loss!r}")
         loss.backward()
-        state.loss_tensor = loss.detach()
-        state.loss = float(state.loss_tensor.item())
+        state.loss_tensor = loss.detach()  # no .item(): a GPU step never waits for the host
         state.update_elapsed()
         self._fire("train_step_ended", callbacks, state)
         self.optimizer.step()

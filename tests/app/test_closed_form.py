@@ -1,0 +1,150 @@
+"""Closed-form kernels (``igrog_gadget.app.common.closed_form``) and the centre fill
+(``igrog_gadget.app.common.centre``): checked against explicit least squares over synthesised
+pairs, against the truth of recorded files, and for determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from app_helpers import DATA
+
+from benchmarks.evaluation import load_case
+from igrog_gadget.app.common.calibrate import calibration_block
+from igrog_gadget.app.common.centre import block_interior, fill_from_block, fill_margin
+from igrog_gadget.app.common.closed_form import BlockCorrelation, closed_form_kernels
+from igrog_gadget.app.runner import VariantGridder
+from igrog_gadget.config import load_config
+from igrog_gadget.errors import CalibrationError
+from igrog_gadget.gridding.calibration import CalibrationBlock, OffGridInterpolator
+
+
+def random_block(coils: int = 3, side: int = 12, seed: int = 0) -> CalibrationBlock:
+    rng = np.random.default_rng(seed)
+    kspace = (rng.standard_normal((coils, side, side)) + 1j * rng.standard_normal((coils, side, side))).astype(np.complex64)
+    return CalibrationBlock(kspace=kspace, kx0=-side // 2, ky0=-side // 2, source="joint", noise_std=0.1)
+
+
+def explicit_least_squares(block: CalibrationBlock, offsets: np.ndarray, ridge: float) -> np.ndarray:
+    """The kernel minimising sum |t - K s|^2 / points + ridge |K|^2 over every target of the block's
+    twice zero-padded grid (the block's values there, zero outside it) with sources sinc-interpolated
+    from the same padded block: the problem the closed form solves. offsets (S, 2) → (coils, coils*S)."""
+    interpolate = OffGridInterpolator(block, padding=2)
+    coils, side = block.kspace.shape[0], block.shape[0]
+    ks = np.arange(-side, side)
+    ky, kx = np.meshgrid(ks, ks, indexing="ij")
+    targets_k = np.stack([kx.ravel(), ky.ravel()], axis=1).astype(np.float64)
+    padded = np.zeros((coils, 2 * side, 2 * side), np.complex128)
+    padded[:, side // 2 : side // 2 + side, side // 2 : side // 2 + side] = block.kspace
+    targets = padded.reshape(coils, -1).T  # (points, coils)
+    sources = np.concatenate(
+        [interpolate(targets_k + offset)[:, :, None] for offset in offsets], axis=2
+    )  # (coils, points, S)
+    sources = sources.transpose(1, 0, 2).reshape(targets.shape[0], -1).astype(np.complex128)  # coil-major
+    points = block.shape[0] * block.shape[1]
+    normal = sources.T @ sources.conj() / points + ridge * np.eye(sources.shape[1])  # E[s s^H]
+    cross = targets.T @ sources.conj() / points  # E[t s^H]
+    return cross @ np.linalg.inv(normal)
+
+
+@pytest.mark.parametrize("offsets", [
+    np.array([[-0.8, 0.3], [-0.3, 0.1], [0.2, -0.1], [0.7, -0.3]]),  # evenly spaced (a spoke)
+    np.array([[0.4, -0.45], [0.1, 0.2], [-0.2, 0.6]]),  # curved (a spiral)
+])
+def test_kernel_is_the_least_squares_kernel_of_the_block(offsets):
+    block = random_block()
+    power = float(np.mean(np.abs(block.kspace) ** 2))
+    ridge = 0.01 * power
+    expected = explicit_least_squares(block, offsets, ridge)
+    kernels = closed_form_kernels(BlockCorrelation(block), offsets[None].repeat(5, axis=0), np.full(5, ridge), torch.device("cpu"))
+    assert kernels.shape == (5, 3, 3 * offsets.shape[0])
+    for kernel in kernels.numpy():
+        np.testing.assert_allclose(kernel, expected, rtol=0, atol=2e-4 * np.abs(expected).max())
+
+
+def test_shared_and_separate_solves_agree():
+    """Samples with equal source differences share one factorisation (a radial spoke); the same
+    offsets solved one by one give the same kernels."""
+    block = random_block(seed=1)
+    rng = np.random.default_rng(2)
+    step = np.array([0.45, 0.2])
+    centres = rng.uniform(-0.5, 0.5, (64, 2))
+    offsets = centres[:, None, :] + (np.arange(5) - 2)[None, :, None] * step  # (64, 5, 2), one direction
+    ridge = np.full(64, 0.05 * float(np.mean(np.abs(block.kspace) ** 2)))
+    correlation = BlockCorrelation(block)
+    shared = closed_form_kernels(correlation, offsets, ridge, torch.device("cpu"))
+    separate = torch.cat([closed_form_kernels(correlation, offsets[i : i + 1], ridge[i : i + 1], torch.device("cpu")) for i in range(64)])
+    np.testing.assert_allclose(shared.numpy(), separate.numpy(), rtol=0, atol=1e-4 * float(separate.abs().max()))
+
+
+def test_zero_block_is_a_calibration_error():
+    block = random_block()
+    block.kspace[:] = 0
+    with pytest.raises(CalibrationError, match="power 0"):
+        closed_form_kernels(BlockCorrelation(block), np.zeros((2, 3, 2)), np.zeros(2), torch.device("cpu"))
+
+
+def test_fill_replaces_only_sampled_points_inside_the_block_interior():
+    block = random_block(coils=2, side=16)
+    matrix = (2, 32, 32)
+    kspace = torch.full(matrix, 7 + 0j, dtype=torch.complex64)
+    hits = torch.ones(matrix[1:], dtype=torch.int32)
+    hits[16, 16] = 0  # k = 0 not reached: stays as gridded
+    fill_from_block(kspace, hits, block, edge_margin=3)
+    grid_region, block_region = block_interior(block, 3, matrix[1:])
+    assert (grid_region[0].start, grid_region[0].stop) == (16 - 8 + 3, 16 + 8 - 1 - 3 + 1)  # k -5 .. 4
+    inside = kspace[(slice(None),) + grid_region].numpy()
+    values = block.kspace[(slice(None),) + block_region]
+    mask = hits[grid_region].numpy() > 0
+    np.testing.assert_array_equal(inside[:, mask], values[:, mask])
+    assert np.all(kspace[:, 16, 16].numpy() == 7)
+    outside = np.ones(matrix[1:], bool)
+    outside[grid_region] = False
+    assert np.all(kspace.numpy()[:, outside] == 7)
+    block.source = "self-calibration"
+    assert fill_margin(block, 3) == 4.0  # the central half of a self-calibration block
+
+
+@pytest.fixture(scope="module")
+def radial_results():
+    """The recorded 64^2 radial file gridded with the closed form (with and without the centre
+    fill) and with the network fit."""
+    results = {}
+    for name, overrides in {
+        "closed": [],
+        "closed_no_fill": ["calibration.fill_centre=false"],
+        "network": ["training.fit=network", "calibration.fill_centre=false"],
+    }.items():
+        config = load_config("basic", overrides=overrides)
+        case = load_case("radial", DATA / "radial_acs.h5", config)
+        results[name] = VariantGridder(config).grid(case.frame)
+    return case, results
+
+
+def band_error_and_gain(result, truth: np.ndarray, low: float, high: float) -> tuple[float, float]:
+    ny, nx = result.hits.shape
+    ky, kx = np.meshgrid(np.arange(ny) - ny // 2, np.arange(nx) - nx // 2, indexing="ij")
+    mask = (result.hits > 0) & (np.hypot(kx, ky) >= low) & (np.hypot(kx, ky) < high)
+    t, g = truth[:, mask].ravel(), result.kspace[:, mask].ravel()
+    return float(np.linalg.norm(g - t) / np.linalg.norm(t)), float(np.vdot(t, g).real / np.vdot(t, t).real)
+
+
+def test_closed_form_is_accurate_and_unbiased_where_the_image_lives(radial_results):
+    case, results = radial_results
+    closed_error, closed_gain = band_error_and_gain(results["closed"], case.truth, 0, 8)
+    no_fill_error, _ = band_error_and_gain(results["closed_no_fill"], case.truth, 0, 8)
+    network_error, _ = band_error_and_gain(results["network"], case.truth, 0, 8)
+    assert abs(closed_gain - 1) < 0.005, closed_gain
+    assert closed_error < 0.5 * no_fill_error < 0.5 * network_error, (closed_error, no_fill_error, network_error)
+    assert results["closed"].info["training_steps"] == 0
+    assert results["closed"].info["training_stop"] == "closed form (no gradient steps)"
+    for low, high in ((8, 16), (16, 1e9)):  # no band worse than the network fit's
+        closed, _ = band_error_and_gain(results["closed"], case.truth, low, high)
+        network, _ = band_error_and_gain(results["network"], case.truth, low, high)
+        assert closed <= 1.1 * network, (low, closed, network)
+
+
+def test_closed_form_gives_the_same_result_twice(radial_results):
+    case, results = radial_results
+    again = VariantGridder(load_config("basic")).grid(case.frame)
+    np.testing.assert_array_equal(again.kspace, results["closed"].kspace)
