@@ -236,7 +236,7 @@ class ClosedFormKernelModel(nn.Module):
 
     def __init__(self, block: CalibrationBlock, noise_variance: float, loading: float) -> None:
         """``noise_variance``: the data's noise variance per sample (data units squared);
-        ``loading``: multiple of it the ridge takes (``calibration.noise_augmentation`` squared)."""
+        ``loading``: multiple of it the ridge takes (``calibration.closed_form_noise`` squared)."""
         super().__init__()
         self.correlation = BlockCorrelation(block)
         self.ridge = float(noise_variance) * float(loading)
@@ -251,9 +251,9 @@ class ClosedFormKernelModel(nn.Module):
 
 def closed_form_model(datamodule: "GriddingDataModule", config: "IgrogConfig") -> nn.Module:
     """``ClosedFormKernelModel`` of the datamodule's calibration block, its ridge the noise of
-    ``calibration.noise_augmentation`` times the data's noise std."""
+    ``calibration.closed_form_noise`` times the data's noise std."""
     block = datamodule.calibration_block()
     if block is None:
         raise ConfigError(f"variant {config.variant!r} has no calibration block to solve kernels from: set training.fit = network")
-    loading = config.calibration.noise_augmentation**2
+    loading = config.calibration.closed_form_noise**2
     return ClosedFormKernelModel(block, datamodule.noise_std**2, loading)
