@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from igrog_engine import Inferencer, resolve_device
+from igrog_gadget.app.common.centre import fill_from_block
 from igrog_gadget.app.common.coverage import offset_distance_ratio
 from igrog_gadget.app.common.datamodule import GriddingDataModule, trajectory_fingerprint
 from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace, check_frame_values, sample_geometry
@@ -401,8 +402,8 @@ class VariantGridder:
             return None, None  # checked when the kernels were made
         geometry = sample_geometry(frame, self.config.gridding)
         limit = self.config.training.offset_coverage_max
-        if limit <= 0:
-            return geometry, None
+        if limit <= 0 or self.config.for_dims(frame.dims).kernel_fit() == "closed_form":
+            return geometry, None  # closed-form kernels are solved for the frame's own offsets
         ratio = offset_distance_ratio(trained.offsets, geometry.offsets)
         if ratio > limit:
             return geometry, (
@@ -446,9 +447,22 @@ class VariantGridder:
             if datamodule.keep_kernels and datamodule.kernels is not None:
                 self.kernel_cache.put(cache_key, datamodule.geometry, datamodule.kernels)
             info.setdefault("path", "reused model")
+        output = self._output_coils(datamodule.data, trained.coil_transform, info)
+        centre = self._centre_block(frame, datamodule, trained.coil_transform)
+        if centre is not None:
+            fill_from_block(output.kspace, output.hits, centre, self.config.calibration.edge_margin)
+            info["centre"] = f"{centre.source} block {' x '.join(str(n) for n in centre.shape)}"
         info["gridding_s"] = time.perf_counter() - infer_start
         info["estimated_nrmse"] = trained.estimate
-        return self._output_coils(datamodule.data, trained.coil_transform, info), info
+        return output, info
+
+    def _centre_block(self, frame: FrameInputs, datamodule: GriddingDataModule, transform: CoilTransform):
+        """The calibration block of ``frame``'s own data in the output's coils (``fill_centre``), or
+        None: physical-coil output after compression takes the physical data's block, so the centre
+        keeps the energy outside the virtual coils."""
+        if transform.is_identity or self.config.gridding.output_coils == "virtual":
+            return datamodule.centre_block()
+        return self.spec.datamodule(frame, self.config, with_training=False).centre_block()
 
     def _output_coils(self, result: GriddedKSpace, transform: CoilTransform, info: dict) -> GriddedKSpace:
         """The gridded k-space in the coils the configuration asks for (new object)."""

@@ -87,20 +87,20 @@ def test_zero_block_is_a_calibration_error():
 def test_fill_replaces_only_sampled_points_inside_the_block_interior():
     block = random_block(coils=2, side=16)
     matrix = (2, 32, 32)
-    kspace = torch.full(matrix, 7 + 0j, dtype=torch.complex64)
-    hits = torch.ones(matrix[1:], dtype=torch.int32)
+    kspace = np.full(matrix, 7 + 0j, dtype=np.complex64)
+    hits = np.ones(matrix[1:], dtype=np.int32)
     hits[16, 16] = 0  # k = 0 not reached: stays as gridded
     fill_from_block(kspace, hits, block, edge_margin=3)
     grid_region, block_region = block_interior(block, 3, matrix[1:])
     assert (grid_region[0].start, grid_region[0].stop) == (16 - 8 + 3, 16 + 8 - 1 - 3 + 1)  # k -5 .. 4
-    inside = kspace[(slice(None),) + grid_region].numpy()
+    inside = kspace[(slice(None),) + grid_region]
     values = block.kspace[(slice(None),) + block_region]
-    mask = hits[grid_region].numpy() > 0
+    mask = hits[grid_region] > 0
     np.testing.assert_array_equal(inside[:, mask], values[:, mask])
-    assert np.all(kspace[:, 16, 16].numpy() == 7)
+    assert np.all(kspace[:, 16, 16] == 7)
     outside = np.ones(matrix[1:], bool)
     outside[grid_region] = False
-    assert np.all(kspace.numpy()[:, outside] == 7)
+    assert np.all(kspace[:, outside] == 7)
     block.source = "self-calibration"
     assert fill_margin(block, 3) == 4.0  # the central half of a self-calibration block
 

@@ -17,7 +17,6 @@ from torch.utils.data import DataLoader
 from igrog_engine import resolve_device
 from igrog_gadget.app.common.batches import TensorDictDataset, batch_loader
 from igrog_gadget.app.common.calibrate import calibration_block
-from igrog_gadget.app.common.centre import fill_from_block
 from igrog_gadget.app.common.datamodule import GriddingDataModule
 from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace, sample_geometry
 from igrog_gadget.app.common.kernels import grid_with_kernels, mean_time_on_grid
@@ -111,8 +110,9 @@ class BasicDataModule(GriddingDataModule):
 
     def centre_block(self) -> CalibrationBlock | None:
         """The block of this frame's own data whose values replace the gridded ones inside it
-        (``calibration.fill_centre``; None when off or when the frame has none). Every frame's
-        centre comes from its own samples, also where its kernels are reused."""
+        (``calibration.fill_centre``, applied by the runner in the output's coils; None when off
+        or when the frame has none). Every frame's centre comes from its own samples, also where
+        its kernels are reused."""
         if not self.config.calibration.fill_centre:
             return None
         if self._centre is None:
@@ -193,9 +193,6 @@ class BasicDataModule(GriddingDataModule):
     def grid(self, kernels: torch.Tensor | Iterable[torch.Tensor]) -> GriddedKSpace:
         """Apply ``kernels`` (n, coils, coils*sources), or chunks of it, to the frame and average on the grid."""
         kspace, hits = self.apply_kernels(kernels)
-        centre = self.centre_block()
-        if centre is not None:
-            fill_from_block(kspace, hits, centre, self.config.calibration.edge_margin)
         mean_time = None
         if self.frame.sample_times_us is not None:
             mean_time = mean_time_on_grid(self.frame.sample_times_us.reshape(-1), self.geometry)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
 from igrog_gadget.gridding.calibration import CalibrationBlock
 
@@ -48,7 +47,7 @@ def fill_margin(block: CalibrationBlock, edge_margin: float) -> float:
     return edge_margin
 
 
-def fill_from_block(kspace: torch.Tensor, hits: torch.Tensor, block: CalibrationBlock, edge_margin: float) -> None:
+def fill_from_block(kspace: np.ndarray, hits: np.ndarray, block: CalibrationBlock, edge_margin: float) -> None:
     """Set the sampled grid points inside ``block`` (``fill_margin`` from its edge) to the
     block's values, in place.
 
@@ -59,10 +58,9 @@ def fill_from_block(kspace: torch.Tensor, hits: torch.Tensor, block: Calibration
     """
     if block.dims != hits.ndim or block.kspace.shape[0] != kspace.shape[0]:
         raise ValueError(
-            f"calibration block of shape {block.kspace.shape} does not fit gridded k-space of shape {tuple(kspace.shape)}"
+            f"calibration block of shape {block.kspace.shape} does not fit gridded k-space of shape {kspace.shape}"
         )
-    grid_region, block_region = block_interior(block, fill_margin(block, edge_margin), tuple(hits.shape))
+    grid_region, block_region = block_interior(block, fill_margin(block, edge_margin), hits.shape)
     sampled = hits[grid_region] > 0
-    values = torch.from_numpy(np.ascontiguousarray(block.kspace[(slice(None),) + block_region])).to(kspace.device, kspace.dtype)
     target = kspace[(slice(None),) + grid_region]  # a view
-    target[:, sampled] = values[:, sampled]
+    target[:, sampled] = block.kspace[(slice(None),) + block_region][:, sampled]

@@ -100,6 +100,11 @@ class GriddingDataModule(DataModule):
         ``preprocess()``; None: the variant has none, and no closed-form fit)."""
         return None
 
+    def centre_block(self) -> CalibrationBlock | None:
+        """A block of this frame's own k-space whose values replace the gridded ones inside it
+        (``calibration.fill_centre``), None when there is none."""
+        return None
+
     def model_options(self) -> dict[str, Any]:
         """Variant-specific inputs of the model factory (e.g. fieldcorr's time scale)."""
         return {}
