@@ -91,6 +91,14 @@ class BlockCorrelation:
         relative when ``precise``, else complex64 at 1e-5."""
         if shifts.shape[0] == 0:
             return np.zeros((0, self.coils, self.coils), dtype=np.complex128 if precise else np.complex64)
+        # equal shifts recur (the same two samples in the windows of neighbouring samples): once each
+        shifts = np.ascontiguousarray(shifts, dtype=np.float64)
+        rows = shifts.view(np.dtype((np.void, shifts.dtype.itemsize * shifts.shape[1]))).reshape(-1)
+        _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+        return self._evaluate(shifts[first], precise)[inverse.reshape(-1)]
+
+    def _evaluate(self, shifts: np.ndarray, precise: bool) -> np.ndarray:
+        """``R(shifts)`` without the de-duplication of ``__call__``."""
         dtype = np.float64 if precise else np.float32
         points = tuple(
             ((2 * np.pi / n) * shifts[:, self.dims - 1 - axis].astype(np.float64)).astype(dtype)
@@ -192,14 +200,18 @@ def _source_correlation(
     upper = np.triu_indices(num_sources, 1)
     dtype = torch.complex128 if precise else torch.complex64
     r_pairs = torch.from_numpy(correlation(differences.reshape(-1, dims), precise=precise).reshape(m, pairs, coils, coils))
-    r_zero = torch.from_numpy(correlation.at_zero).expand(m, 1, coils, coils)
+    r_zero = torch.from_numpy(correlation.at_zero).to(r_pairs.dtype).expand(m, 1, coils, coils)
     # entries: R(0), R(o_j - o_l) for j < l, and R(o_l - o_j) = R(o_j - o_l)^H
     entries = torch.cat([r_zero, r_pairs, r_pairs.conj().transpose(-1, -2)], dim=1).to(device=device, dtype=dtype)
     index = np.zeros((num_sources, num_sources), dtype=np.int64)
     index[upper] = 1 + np.arange(pairs)
     index[upper[1], upper[0]] = 1 + pairs + np.arange(pairs)
-    q = entries[:, torch.from_numpy(index).to(device)]  # (m, S, S, coils, coils): [j, l, d, e]
-    q = q.permute(0, 3, 1, 4, 2).reshape(m, coils * num_sources, coils * num_sources)
+    # one gather straight into the layout [(d, j), (e, l)]: q[i, d, j, e, l] = entries[i, index[j, l], d, e]
+    sample = torch.arange(m, device=device).view(m, 1, 1, 1, 1)
+    entry = torch.from_numpy(index).to(device).view(1, 1, num_sources, 1, num_sources)
+    coil = torch.arange(coils, device=device)
+    q = entries[sample, entry, coil.view(1, coils, 1, 1, 1), coil.view(1, 1, 1, coils, 1)]
+    q = q.reshape(m, coils * num_sources, coils * num_sources)
     diagonal = torch.arange(coils * num_sources, device=device)
     q[:, diagonal, diagonal] += torch.from_numpy(ridge).to(device=device, dtype=q.real.dtype)[:, None]
     return q
