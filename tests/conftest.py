@@ -24,6 +24,8 @@ LONGEST_MODULES = (
     "tests/gadget/test_gadget_hostile.py",
     "tests/app/test_basic_accuracy.py",
     "tests/app/test_scale.py",
+    "tests/app/test_closed_form.py",
+    "tests/app/test_volume.py",
     "tests/variants/test_fieldcorr.py",
     "tests/gadget/test_gadget_active.py",
     "tests/variants/test_image_based.py",

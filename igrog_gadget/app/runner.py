@@ -27,6 +27,7 @@ trajectory (``KernelCache``, bounded by ``gridding.cache_mb``).
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import math
 import threading
@@ -40,6 +41,7 @@ import torch
 from igrog_engine import Inferencer, resolve_device
 from igrog_gadget.app.common.centre import fill_from_block
 from igrog_gadget.app.common.coverage import offset_distance_ratio
+from igrog_gadget.app.common.error_estimate import CENTRE_RADIUS, estimated_nrmse, radius_from_centre
 from igrog_gadget.app.common.datamodule import GriddingDataModule, trajectory_fingerprint
 from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace, check_frame_values, sample_geometry
 from igrog_gadget.app.common.training import build_trainer, held_out_nrmse
@@ -49,6 +51,7 @@ from igrog_gadget.app.registry import get_variant
 from igrog_gadget.app.training_queue import TrainingQueue
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import ConfigError, GriddingCancelled
+from igrog_gadget.gridding.calibration import CalibrationBlock
 from igrog_gadget.gridding.coils import CoilTransform
 from igrog_gadget.gridding.geometry import SampleGeometry
 
@@ -117,7 +120,17 @@ class TrainedKernels:
     calibration_lines: int
     """Calibration lines the training inputs held."""
     estimate: float
-    """Estimated gridding NRMSE (held-out pairs)."""
+    """Error on held-out pairs: the network's (noise-augmented, normalised pairs), or the closed
+    form's misfit (noise-free pairs, energy weighted)."""
+    fit: str = "network"
+    """``IgrogConfig.kernel_fit()`` of the training."""
+    noise_std: float = 0.0
+    """The calibration's noise std of one sample (virtual coils), 0 when unknown."""
+    centre: CalibrationBlock | None = None
+    """The training's ``centre_block()`` (virtual coils) when it was made from a whole frame, for
+    that frame's centre (``centre_data``): a 3D calibration solve is not repeated."""
+    centre_data: str = ""
+    """``frame_data_digest`` of the frame ``centre`` belongs to."""
     info: dict = field(default_factory=dict)
     used: bool = False
     """Whether a frame was gridded with it (its training info goes with the first)."""
@@ -298,7 +311,7 @@ class VariantGridder:
         info["training_job_s"] = prepared.seconds + time.perf_counter() - started
         logger.info(
             "trained %s kernels%s from the %s in %.1f s (after %.1f s of compression, calibration and pairs; "
-            "%.1f s in all): %s, loss %.3g, estimated gridding NRMSE %.3g (held-out pairs)",
+            "%.1f s in all): %s, loss %.3g, error on held-out pairs %.3g",
             self.config.variant, " (warm start)" if warm else "", info["trained_from"], info["training_s"],
             info["training_preparation_s"], info["training_job_s"], info["training_stop"], final_loss or float("nan"), estimate,
         )
@@ -313,6 +326,10 @@ class VariantGridder:
             partial_ok=datamodule.partial_frame_ok,
             calibration_lines=prepared.calibration_lines,
             estimate=estimate,
+            fit=config.kernel_fit(),
+            noise_std=datamodule.noise_std,
+            centre=None if partial else datamodule.centre_block(),
+            centre_data="" if partial else frame_data_digest(frame),
             info=info,
         )
 
@@ -448,19 +465,44 @@ class VariantGridder:
                 self.kernel_cache.put(cache_key, datamodule.geometry, datamodule.kernels)
             info.setdefault("path", "reused model")
         output = self._output_coils(datamodule.data, trained.coil_transform, info)
-        centre = self._centre_block(frame, datamodule, trained.coil_transform)
+        centre = self._centre_block(frame, datamodule, trained)
+        filled = None
         if centre is not None:
-            fill_from_block(output.kspace, output.hits, centre, self.config.calibration.edge_margin)
+            filled = fill_from_block(output.kspace, output.hits, centre, self.config.calibration.edge_margin)
             info["centre"] = f"{centre.source} block {' x '.join(str(n) for n in centre.shape)}"
         info["gridding_s"] = time.perf_counter() - infer_start
-        info["estimated_nrmse"] = trained.estimate
+        info.update(self._estimates(trained, output, filled, centre))
         return output, info
 
-    def _centre_block(self, frame: FrameInputs, datamodule: GriddingDataModule, transform: CoilTransform):
+    def _estimates(
+        self, trained: TrainedKernels, output: GriddedKSpace, filled: np.ndarray | None, centre: CalibrationBlock | None
+    ) -> dict[str, float]:
+        """``estimated_nrmse`` (and ``estimated_centre_nrmse``): with the closed-form fit the
+        frame's noise (the calibration fit's noise std over each point's hits) and the kernels'
+        misfit on noise-free held-out pairs (``error_estimate``); with the network, its error on
+        held-out training pairs (noise-augmented, each pair normalised)."""
+        noise_std = centre.noise_std if centre is not None else trained.noise_std
+        if trained.fit != "closed_form" or not noise_std:
+            return {"estimated_nrmse": trained.estimate}
+        centre_region = radius_from_centre(output.hits.shape) < CENTRE_RADIUS
+        return {
+            "estimated_nrmse": estimated_nrmse(output.kspace, output.hits, noise_std, trained.estimate, filled),
+            "estimated_centre_nrmse": estimated_nrmse(
+                output.kspace, output.hits, noise_std, trained.estimate, filled, centre_region
+            ),
+            "estimated_kernel_misfit": trained.estimate,
+        }
+
+    def _centre_block(
+        self, frame: FrameInputs, datamodule: GriddingDataModule, trained: TrainedKernels
+    ) -> CalibrationBlock | None:
         """The calibration block of ``frame``'s own data in the output's coils (``fill_centre``), or
         None: physical-coil output after compression takes the physical data's block, so the centre
         keeps the energy outside the virtual coils."""
+        transform = trained.coil_transform
         if transform.is_identity or self.config.gridding.output_coils == "virtual":
+            if trained.centre is not None and trained.centre_data == frame_data_digest(datamodule.frame):
+                return trained.centre  # the training's own frame: its block is this frame's
             return datamodule.centre_block()
         return self.spec.datamodule(frame, self.config, with_training=False).centre_block()
 
@@ -482,6 +524,17 @@ class VariantGridder:
 def _raise(error: BaseException) -> None:
     """A queued job that fails with ``error`` (a training whose preparation failed)."""
     raise error
+
+
+def frame_data_digest(frame: FrameInputs) -> str:
+    """Hash of a frame's samples, trajectory and calibration lines (what its calibration block is
+    made from): two frames with equal digests have the same block."""
+    digest = hashlib.sha1(np.ascontiguousarray(frame.samples).tobytes())
+    digest.update(np.ascontiguousarray(frame.traj).tobytes())
+    for data, positions in frame.calibration_lines:
+        digest.update(np.ascontiguousarray(data).tobytes())
+        digest.update(np.ascontiguousarray(positions).tobytes())
+    return digest.hexdigest()
 
 
 def to_virtual_shape(frame: FrameInputs, trained: TrainedKernels) -> FrameInputs:

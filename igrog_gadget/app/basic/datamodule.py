@@ -8,7 +8,7 @@ References:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -63,7 +63,7 @@ class BasicDataModule(GriddingDataModule):
         if self.with_training:
             self.block = self.make_calibration_block()
             if cfg.kernel_fit() == "closed_form":  # nothing to train: the pairs only estimate the error
-                self.val_pairs = self.make_training_pairs(self.block, held_out_pair_count(cfg))
+                self.val_pairs = self.make_held_out_pairs(self.block, held_out_pair_count(cfg))
                 self.whitening = torch.eye(self.val_pairs.sources.shape[1], dtype=torch.complex64)
                 return self
             pairs = self.make_training_pairs(self.block, cfg.calibration.num_training_pairs)
@@ -146,14 +146,28 @@ class BasicDataModule(GriddingDataModule):
         """The k-space block the training pairs come from."""
         return calibration_block(self.frame, self.config.calibration, self.config.gridding.grid_oversampling)
 
+    def off_grid_values(self, block: CalibrationBlock) -> Callable[[np.ndarray], np.ndarray]:
+        """The calibration's values at off-grid positions (m, dims) → (coils, m): ``block``'s sinc interpolation."""
+        return OffGridInterpolator(block, padding=self.config.calibration.interpolation_padding)
+
+    def make_held_out_pairs(self, block: CalibrationBlock, count: int) -> TrainingPairs:
+        """``count`` noise-free pairs, each weighted by its energy (not normalised): the closed-form
+        fit's held-out set, whose error is the kernels' own misfit (the data's noise is estimated
+        apart, per frame: ``igrog_gadget.app.common.error_estimate``)."""
+        cal = self.config.calibration
+        rng = np.random.default_rng(self.config.training.seed)
+        return synthesize_pairs(
+            block, self.off_grid_values(block), self.geometry.offsets, count, cal.edge_margin, cal.offset_jitter, rng,
+            normalize=False,
+        )
+
     def make_training_pairs(self, block: CalibrationBlock, count: int) -> TrainingPairs:
         """``count`` pairs at the trajectory's own offsets, interpolated from ``block``."""
         cal = self.config.calibration
         rng = np.random.default_rng(self.config.training.seed)
-        interpolator = OffGridInterpolator(block, padding=cal.interpolation_padding)
         return synthesize_pairs(
             block,
-            interpolator,
+            self.off_grid_values(block),
             self.geometry.offsets,
             count,
             cal.edge_margin,

@@ -47,9 +47,9 @@ def fill_margin(block: CalibrationBlock, edge_margin: float) -> float:
     return edge_margin
 
 
-def fill_from_block(kspace: np.ndarray, hits: np.ndarray, block: CalibrationBlock, edge_margin: float) -> None:
+def fill_from_block(kspace: np.ndarray, hits: np.ndarray, block: CalibrationBlock, edge_margin: float) -> np.ndarray:
     """Set the sampled grid points inside ``block`` (``fill_margin`` from its edge) to the
-    block's values, in place.
+    block's values, in place; returns where (([nz,] ny, nx) bool).
 
     Args:
         kspace: shape (coils, [nz,] ny, nx), complex: gridded k-space in the block's coils.
@@ -64,3 +64,6 @@ def fill_from_block(kspace: np.ndarray, hits: np.ndarray, block: CalibrationBloc
     sampled = hits[grid_region] > 0
     target = kspace[(slice(None),) + grid_region]  # a view
     target[:, sampled] = block.kspace[(slice(None),) + block_region][:, sampled]
+    filled = np.zeros(hits.shape, dtype=bool)
+    filled[grid_region] = sampled
+    return filled

@@ -14,6 +14,7 @@ References:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 
@@ -104,6 +105,11 @@ class ImageBasedDataModule(BasicDataModule):
             logger.info("the centre keeps its gridded values: %s", error)
             return None
 
+    def off_grid_values(self, block: CalibrationBlock) -> Callable[[np.ndarray], np.ndarray]:
+        """The coil images' k-space at off-grid positions (m, 2) → (coils, m), by NUFFT (exact, not interpolated)."""
+        images = self.images.images
+        return lambda positions: nufft_forward(images, positions)
+
     def make_training_pairs(self, block: CalibrationBlock, count: int) -> TrainingPairs:
         """``count`` pairs from the coil images, at the trajectory's own samples or at random targets.
 
@@ -130,7 +136,7 @@ class ImageBasedDataModule(BasicDataModule):
             )
         return synthesize_pairs(
             block,
-            lambda positions: nufft_forward(images, positions),
+            self.off_grid_values(block),
             self.geometry.offsets,
             count,
             cal.edge_margin,
