@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from app_helpers import DATA
+from app_helpers import ACCURATE, DATA
 
 from benchmarks.evaluation import load_case
 from igrog_gadget.app.common.calibrate import calibration_block
@@ -108,12 +108,12 @@ def test_fill_replaces_only_sampled_points_inside_the_block_interior():
 @pytest.fixture(scope="module")
 def radial_results():
     """The recorded 64^2 radial file gridded with the closed form (with and without the centre
-    fill) and with the network fit."""
+    fill) and with the network fit (its accurate test settings: 6 epochs of 1024-pair steps)."""
     results = {}
     for name, overrides in {
         "closed": [],
         "closed_no_fill": ["calibration.fill_centre=false"],
-        "network": ["training.fit=network", "calibration.fill_centre=false"],
+        "network": ["training.fit=network", "calibration.fill_centre=false", *ACCURATE],
     }.items():
         config = load_config("basic", overrides=overrides)
         case = load_case("radial", DATA / "radial_acs.h5", config)
