@@ -10,7 +10,6 @@ import torch
 from app_helpers import ACCURATE, DATA
 
 from benchmarks.evaluation import load_case
-from igrog_gadget.app.common.calibrate import calibration_block
 from igrog_gadget.app.common.centre import block_interior, fill_from_block, fill_margin
 from igrog_gadget.app.common.closed_form import BlockCorrelation, closed_form_kernels
 from igrog_gadget.app.runner import VariantGridder

@@ -51,8 +51,8 @@ if TYPE_CHECKING:  # the datamodule imports the model's callers, not this module
 SOLVE_CHUNK = 2048
 #: Source differences equal to this many grid units share one factorisation.
 SHARED_DIFFERENCE_TOLERANCE = 1e-4
-#: Smallest ridge, relative to the mean source power: keeps ``Q`` positive definite (it binds only
-#: where hundreds of samples share a grid point: the middle of k-space, which the block fills).
+#: Smallest ridge, relative to the mean source power: keeps ``Q`` positive definite where the
+#: calibration gives no noise estimate (an ACS block alone) or thousands of samples share a point.
 MIN_RELATIVE_LOADING = 1e-6
 #: finufft precision of the correlations: ``Q`` (whose positive definiteness the solve needs)
 #: and ``P``.
@@ -87,8 +87,8 @@ class BlockCorrelation:
         """``R(0)`` (coils, coils), complex128: the block's mean coil covariance."""
 
     def __call__(self, shifts: np.ndarray, precise: bool) -> np.ndarray:
-        """``R(shifts)``: shifts (m, dims) grid units → (m, coils, coils), complex128 at 1e-9
-        relative when ``precise``, else complex64 at 1e-5."""
+        """``R(shifts)``: shifts (m, dims) grid units → (m, coils, coils), complex128 at 1e-8
+        relative when ``precise``, else complex64 at 1e-5 (finufft, on the CPU)."""
         if shifts.shape[0] == 0:
             return np.zeros((0, self.coils, self.coils), dtype=np.complex128 if precise else np.complex64)
         # equal shifts recur (the same two samples in the windows of neighbouring samples): once each
@@ -243,7 +243,8 @@ class ClosedFormKernelModel(nn.Module):
 
     Input: ``batch["offsets"]`` (batch, sources, dims) grid units; ``batch["hits"]`` (batch,):
     samples averaged into each target grid point (absent: 1, e.g. training pairs). Output:
-    kernels (batch, coils, coils * sources), complex64, for raw (unwhitened) sources.
+    kernels (batch, coils, coils * sources), complex64, for raw (unwhitened) sources, on the
+    model's device (the correlations are evaluated by finufft on the CPU, the solves there).
     """
 
     def __init__(self, block: CalibrationBlock, noise_variance: float, loading: float) -> None:
@@ -252,7 +253,7 @@ class ClosedFormKernelModel(nn.Module):
         super().__init__()
         self.correlation = BlockCorrelation(block)
         self.ridge = float(noise_variance) * float(loading)
-        self.register_buffer("_device_marker", torch.zeros(0))
+        self.register_buffer("_device_marker", torch.zeros(0))  # follows .to(device): where the solves run
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         offsets = batch["offsets"].detach().cpu().numpy()
