@@ -107,7 +107,8 @@ class BlockCorrelation:
         data = self.products if precise else self._products_single
         eps = _EPS_Q if precise else _EPS_P
         transform = finufft.nufft2d2 if self.dims == 2 else finufft.nufft3d2
-        values = transform(*points, data, eps=eps, isign=-1)
+        # finufft's threads follow torch's (set from the configuration), not OMP_NUM_THREADS
+        values = transform(*points, data, eps=eps, isign=-1, nthreads=torch.get_num_threads())
         return np.ascontiguousarray(values.T).reshape(-1, self.coils, self.coils)
 
 
