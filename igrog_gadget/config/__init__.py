@@ -194,8 +194,10 @@ class CalibrationConfig:
     """Side of the block reconstructed from the k-space centre when self-calibrating."""
     selfcal_grid: int = 64
     """Image grid of the self-calibration solve (its k-space spans [-grid/2, grid/2))."""
-    selfcal_iterations: int = 15
-    """Conjugate-gradient iterations of the self-calibration solve."""
+    selfcal_iterations: int = 30
+    """Conjugate-gradient iterations of the self-calibration solve (it stops earlier once converged:
+    a 200-spoke radial centre does; an undersampled 8-interleaf spiral's needs the 30, whose error at
+    3 <= |k| < 8 is then 1.9 % instead of 3.4 % after 15)."""
     selfcal_min_coverage: float = 0.9
     """Fraction of grid cells around the centre that must hold a sample to self-calibrate."""
     selfcal_min_size: int = 16
