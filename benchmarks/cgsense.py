@@ -28,6 +28,7 @@ import numpy as np
 
 from igrog_gadget.gridding.fft import centred_fftn
 from igrog_gadget.gridding.nufft import nufft_adjoint, nufft_forward
+from igrog_gadget.gridding.solve import conjugate_gradients
 from igrog_gadget.gridding.toeplitz import ToeplitzNormal
 
 BART = shutil.which("bart") or "/usr/bin/bart"
@@ -173,13 +174,11 @@ def max_eigenvalue(normal: Operator, shape: tuple[int, ...], iterations: int = 2
 
 
 def conjugate_gradient(normal: Operator, rhs: np.ndarray, lam: float, iterations: int) -> np.ndarray:
-    """``iterations`` CG steps on ``(normal + lam I) x = rhs`` from x = 0 (complex128)."""
-    x = np.zeros_like(rhs, dtype=np.complex128)
-    r = rhs.astype(np.complex128)
-    p = r.copy()
-    rr = float(np.real(np.vdot(r, r)))
-    if rr == 0.0:
-        return x
+    """``iterations`` CG steps on ``(normal + lam I) x = rhs`` from x = 0 (complex128), by the
+    package's solver (``igrog_gadget.gridding.solve.conjugate_gradients``)."""
+    return conjugate_gradients(
+        lambda x: normal(x) + lam * x, rhs.astype(np.complex128), iterations, stop=lambda rr: rr == 0
+    )
     for _ in range(iterations):
         q = normal(p) + lam * p
         alpha = rr / float(np.real(np.vdot(p, q)))
