@@ -274,6 +274,7 @@ class VariantGridder:
         val_loader = datamodule.val_dataloader()
         fit_started = time.perf_counter()
         if config.kernel_fit() == "closed_form":  # solved per sample when kernels are made: no gradient steps
+            model.to(self.device)  # its solves run there (the trainer moves a network)
             warm, steps, stop, final_loss, metrics = False, 0, "closed form (no gradient steps)", None, {}
         else:
             warm = self._warm_start(model, previous)
