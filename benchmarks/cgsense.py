@@ -179,14 +179,3 @@ def conjugate_gradient(normal: Operator, rhs: np.ndarray, lam: float, iterations
     return conjugate_gradients(
         lambda x: normal(x) + lam * x, rhs.astype(np.complex128), iterations, stop=lambda rr: rr == 0
     )
-    for _ in range(iterations):
-        q = normal(p) + lam * p
-        alpha = rr / float(np.real(np.vdot(p, q)))
-        x += alpha * p
-        r -= alpha * q
-        rr_new = float(np.real(np.vdot(r, r)))
-        if rr_new == 0.0:
-            break
-        p = r + (rr_new / rr) * p
-        rr = rr_new
-    return x
