@@ -66,7 +66,7 @@ class BasicDataModule(GriddingDataModule):
                 self.val_pairs = self.make_held_out_pairs(self.block, held_out_pair_count(cfg))
                 self.whitening = torch.eye(self.val_pairs.sources.shape[1], dtype=torch.complex64)
                 return self
-            pairs = self.make_training_pairs(self.block, cfg.calibration.num_training_pairs)
+            pairs = self.make_training_pairs(self.block)
             self.pairs, self.val_pairs = split_pairs(pairs, cfg.training.validation_fraction)
             size = self.pairs.sources.shape[1]
             self.whitening = (
@@ -161,15 +161,15 @@ class BasicDataModule(GriddingDataModule):
             normalize=False,
         )
 
-    def make_training_pairs(self, block: CalibrationBlock, count: int) -> TrainingPairs:
-        """``count`` pairs at the trajectory's own offsets, interpolated from ``block``."""
+    def make_training_pairs(self, block: CalibrationBlock) -> TrainingPairs:
+        """Pairs at the trajectory's own offsets, interpolated from ``block``."""
         cal = self.config.calibration
         rng = np.random.default_rng(self.config.training.seed)
         return synthesize_pairs(
             block,
             self.off_grid_values(block),
             self.geometry.offsets,
-            count,
+            cal.num_training_pairs,
             cal.edge_margin,
             cal.offset_jitter,
             rng,

@@ -85,6 +85,10 @@ class BlockCorrelation:
         self._products_single = self.products.astype(np.complex64)
         self.at_zero = self(np.zeros((1, self.dims)), precise=True)[0]
         """``R(0)`` (coils, coils), complex128: the block's mean coil covariance."""
+        self.power = float(np.real(np.trace(self.at_zero))) / coils
+        """Mean source power ``tr R(0) / coils`` (data units squared)."""
+        if not (math.isfinite(self.power) and self.power > 0):
+            raise CalibrationError(f"the calibration block has power {self.power:g}: it cannot calibrate kernels")
 
     def __call__(self, shifts: np.ndarray, precise: bool) -> np.ndarray:
         """``R(shifts)``: shifts (m, dims) grid units → (m, coils, coils), complex128 at 1e-8
@@ -93,9 +97,8 @@ class BlockCorrelation:
             return np.zeros((0, self.coils, self.coils), dtype=np.complex128 if precise else np.complex64)
         # equal shifts recur (the same two samples in the windows of neighbouring samples): once each
         shifts = np.ascontiguousarray(shifts, dtype=np.float64)
-        rows = shifts.view(np.dtype((np.void, shifts.dtype.itemsize * shifts.shape[1]))).reshape(-1)
-        _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
-        return self._evaluate(shifts[first], precise)[inverse.reshape(-1)]
+        first, inverse = _distinct_rows(shifts)
+        return self._evaluate(shifts[first], precise)[inverse]
 
     def _evaluate(self, shifts: np.ndarray, precise: bool) -> np.ndarray:
         """``R(shifts)`` without the de-duplication of ``__call__``."""
@@ -147,10 +150,7 @@ def _solve_chunk(correlation: BlockCorrelation, offsets: np.ndarray, loading: np
     coils = correlation.coils
     upper = np.triu_indices(num_sources, 1)
     differences = offsets[:, upper[0]] - offsets[:, upper[1]]  # (b, pairs, dims)
-    power = float(np.real(np.trace(correlation.at_zero))) / coils
-    if not (math.isfinite(power) and power > 0):
-        raise CalibrationError(f"the calibration block has power {power:g}: it cannot calibrate kernels")
-    ridge = np.maximum(loading, MIN_RELATIVE_LOADING * power)
+    ridge = np.maximum(loading, MIN_RELATIVE_LOADING * correlation.power)
     # P[c, (d, j)] = R_cd(-o_j)
     r_targets = correlation((-offsets).reshape(-1, dims), precise=False).reshape(b, num_sources, coils, coils)
     p = torch.from_numpy(np.ascontiguousarray(r_targets.transpose(0, 2, 3, 1)).reshape(b, coils, -1)).to(device)
@@ -164,7 +164,7 @@ def _solve_chunk(correlation: BlockCorrelation, offsets: np.ndarray, loading: np
         return _per_group_product(p, inverse, group)
     q = _source_correlation(correlation, differences, ridge, precise=False, device=device)
     factor, info = torch.linalg.cholesky_ex(q)
-    kernels = torch.cholesky_solve(p.to(torch.complex64).conj().transpose(1, 2), factor).conj().transpose(1, 2)
+    kernels = torch.cholesky_solve(p.conj().transpose(1, 2), factor).conj().transpose(1, 2)
     failed = torch.nonzero(info > 0).reshape(-1)
     if failed.numel():
         rows = failed.cpu().numpy()
@@ -222,10 +222,16 @@ def _shared_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows (b, m) float equal within ``SHARED_DIFFERENCE_TOLERANCE``: ``(first (u,), group (b,))``
     with ``first`` the index of each distinct row's first occurrence and ``group`` each row's
     distinct row (``rows[first[group]]`` ~ ``rows``)."""
-    keys = np.round(rows / SHARED_DIFFERENCE_TOLERANCE).astype(np.int64)
-    keys = np.ascontiguousarray(keys).view(np.dtype((np.void, keys.dtype.itemsize * keys.shape[1]))).reshape(-1)
-    _, first, group = np.unique(keys, return_index=True, return_inverse=True)
-    return first, group.reshape(-1)
+    return _distinct_rows(np.round(rows / SHARED_DIFFERENCE_TOLERANCE).astype(np.int64))
+
+
+def _distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exactly equal rows of ``rows`` (b, m): ``(first (u,), inverse (b,))``, the index of each
+    distinct row's first occurrence and each row's distinct row (one sort of the rows as bytes)."""
+    rows = np.ascontiguousarray(rows)
+    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).reshape(-1)
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
 
 
 def _cholesky(matrices: torch.Tensor) -> torch.Tensor:

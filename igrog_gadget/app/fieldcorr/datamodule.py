@@ -129,13 +129,13 @@ class FieldCorrDataModule(ImageBasedDataModule):
         return dataset
 
     # --- training pairs ----------------------------------------------------------
-    def make_training_pairs(self, block: CalibrationBlock, count: int) -> TrainingPairs:
-        """``count`` pairs. hybrid: field-free pairs (as image_based); kernel: B0-aware sources, field-free targets."""
+    def make_training_pairs(self, block: CalibrationBlock) -> TrainingPairs:
+        """hybrid: field-free pairs (as image_based); kernel: B0-aware sources, field-free targets."""
         if self.mode != "kernel":
-            return super().make_training_pairs(block, count)
-        return self._time_pairs(block, count)
+            return super().make_training_pairs(block)
+        return self._time_pairs(block)
 
-    def _time_pairs(self, block: CalibrationBlock, count: int) -> TrainingPairs:
+    def _time_pairs(self, block: CalibrationBlock) -> TrainingPairs:
         """Kernel-mode pairs: sources with the field's phase at their own times, field-free targets.
 
         Targets anywhere in the images' k-space (less the margin): a kernel that undoes the field
@@ -152,6 +152,7 @@ class FieldCorrDataModule(ImageBasedDataModule):
         kspace = centred_fft2(self.images.images)
         coils, my, mx = kspace.shape
         nx, ny = geometry.matrix
+        count = cal.num_training_pairs
         reach = float(np.max(np.abs(geometry.offsets))) + 4 * cal.offset_jitter
         noise = self.images.noise_std or 0.0
         gx = geometry.grid_index % nx - nx // 2

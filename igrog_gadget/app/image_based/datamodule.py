@@ -110,8 +110,8 @@ class ImageBasedDataModule(BasicDataModule):
         images = self.images.images
         return lambda positions: nufft_forward(images, positions)
 
-    def make_training_pairs(self, block: CalibrationBlock, count: int) -> TrainingPairs:
-        """``count`` pairs from the coil images, at the trajectory's own samples or at random targets.
+    def make_training_pairs(self, block: CalibrationBlock) -> TrainingPairs:
+        """Pairs from the coil images, at the trajectory's own samples or at random targets.
 
         ``trajectory``: ``trajectory_pairs`` with noise ``trajectory_noise`` x the data's noise.
         ``random``: random targets in the central ``target_size`` (the block), offsets drawn from
@@ -126,7 +126,7 @@ class ImageBasedDataModule(BasicDataModule):
             return trajectory_pairs(
                 images,
                 self.geometry,
-                count,
+                cal.num_training_pairs,
                 ic.trajectory_region,
                 cal.edge_margin,
                 cal.offset_jitter,
@@ -138,7 +138,7 @@ class ImageBasedDataModule(BasicDataModule):
             block,
             self.off_grid_values(block),
             self.geometry.offsets,
-            count,
+            cal.num_training_pairs,
             cal.edge_margin,
             cal.offset_jitter,
             rng,
