@@ -39,6 +39,7 @@ from igrog_gadget.io import read_dataset  # noqa: E402
 from igrog_gadget.simulate import SimulationSpec  # noqa: E402
 
 CASES: dict[str, dict] = {
+    "koosh_32x8": dict(trajectory="kooshball", matrix=32, coils=8, spokes=1200, acs=12),
     "koosh_64x8": dict(trajectory="kooshball", matrix=64, coils=8, spokes=4000, acs=16),
     "koosh_64x8_self": dict(trajectory="kooshball", matrix=64, coils=8, spokes=4000, acs=None),
     "sos_64x8": dict(trajectory="stack_of_spirals", matrix=64, coils=8, interleaves=16, partitions=64, acs=16),

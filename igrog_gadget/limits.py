@@ -111,6 +111,12 @@ class ResourceLimits:
                 continue  # a field the variant does not use (it keeps its default)
             if value > limit:
                 raise ConfigError(f"{name} = {_number(value)} exceeds the resource limit {limit_name} = {_number(limit)}")
+        if "selfcal_size" in layout["calibration"] and c.solve_grid(c.selfcal_size) > self.max_selfcal_grid:
+            raise ConfigError(
+                f"calibration.selfcal_size = {c.selfcal_size} needs a calibration solve grid of "
+                f"{c.solve_grid(c.selfcal_size)} (twice the side), beyond the resource limit max_selfcal_grid = "
+                f"{self.max_selfcal_grid}"
+            )
         image = config.image_calibration  # None in a variant without image calibration
         if image is not None:
             for name in ("lowres_size", "target_size"):

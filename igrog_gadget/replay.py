@@ -192,7 +192,8 @@ def replay_file(
 
 #: Facts of each frame's run written to the output header (``igrog.frames``, JSON list).
 FRAME_FACTS = (
-    "path", "training_s", "gridding_s", "training_steps", "training_stop", "warm_start", "estimated_nrmse", "calibration",
+    "path", "training_s", "gridding_s", "training_steps", "training_stop", "warm_start", "warm_start_model", "estimated_nrmse",
+    "calibration",
     "trained_from", "retrained", "coils", "virtual_coils", "prewhitened", "compression_energy",
 )
 

@@ -47,6 +47,7 @@ from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace, check_fram
 from igrog_gadget.app.common.training import build_trainer, held_out_nrmse
 from igrog_gadget.app.common.virtual_coils import frame_coil_transform, to_virtual_coils
 from igrog_gadget.app.kernel_cache import KernelCache, kernel_bytes
+from igrog_gadget.app.model_store import MISMATCH_RATIO, ModelStore, StoredModelKey, network_signature, trajectory_family
 from igrog_gadget.app.registry import get_variant
 from igrog_gadget.app.training_queue import TrainingQueue
 from igrog_gadget.config import IgrogConfig
@@ -276,8 +277,13 @@ class VariantGridder:
         if config.kernel_fit() == "closed_form":  # solved per sample when kernels are made: no gradient steps
             model.to(self.device)  # its solves run there (the trainer moves a network)
             warm, steps, stop, final_loss, metrics = False, 0, "closed form (no gradient steps)", None, {}
+            stored_key = None
         else:
             warm = self._warm_start(model, previous)
+            refine = warm
+            stored_key = self._stored_model_key(prepared, model) if previous is None else None
+            if stored_key is not None and not warm:
+                warm, refine = self._start_from_store(model, stored_key, val_loader, loss)
             train_loader = datamodule.train_dataloader()
             trainer = build_trainer(
                 model,
@@ -288,7 +294,7 @@ class VariantGridder:
                 steps_per_epoch=len(train_loader),
                 refit_pairs=datamodule.refit_batch(training.refit_pairs) if training.refit_head else None,
                 cancel=self.cancelled,
-                max_steps=min(training.warm_start_steps, training.max_steps) if warm else training.max_steps,
+                max_steps=min(training.warm_start_steps, training.max_steps) if refine else training.max_steps,
             )
             state = trainer.fit(train_loader)
             steps, stop, final_loss, metrics = state.step, describe_stop(state.stop_reason, state.step), state.loss, state.metrics
@@ -302,6 +308,7 @@ class VariantGridder:
             "training_stop": stop,
             "kernel_fit": config.kernel_fit(),
             "warm_start": warm,
+            "warm_start_model": stored_key.name if warm and stored_key is not None else None,
             "calibration": datamodule.calibration_source,
             "trained_from": f"first {frame.samples.shape[1]} readouts" if partial else "whole frame",
         }
@@ -309,6 +316,9 @@ class VariantGridder:
             if metric in metrics:
                 info[name] = metrics[metric]
         estimate = held_out_nrmse(model, val_loader, loss, self.inferencer) if val_loader is not None else math.nan
+        if stored_key is not None:
+            self._check_cancelled()
+            ModelStore(training.warm_start_dir).save(stored_key, model.state_dict(), estimate)
         info["training_job_s"] = prepared.seconds + time.perf_counter() - started
         logger.info(
             "trained %s kernels%s from the %s in %.1f s (after %.1f s of compression, calibration and pairs; "
@@ -351,11 +361,44 @@ class VariantGridder:
         whitening buffers stay the new calibration's). Returns whether it did."""
         if previous is None or not self.config.training.warm_start:
             return False
-        mine, theirs = model.state_dict(), previous.model.state_dict()
-        if mine.keys() != theirs.keys() or any(mine[k].shape != theirs[k].shape for k in mine):
-            return False
-        model.load_state_dict({k: (mine[k] if k.endswith("whitening") else theirs[k].clone()) for k in mine})
-        return True
+        return _load_weights(model, previous.model.state_dict())
+
+    def _stored_model_key(self, prepared: _PreparedTraining, model: torch.nn.Module) -> StoredModelKey | None:
+        """The ``training.warm_start_dir`` key of a scan's first training (None: no store)."""
+        if not (self.config.training.warm_start and self.config.training.warm_start_dir):
+            return None
+        frame, transform = prepared.frame, prepared.coil_transform
+        return StoredModelKey(
+            variant=self.config.variant,
+            dims=frame.dims,
+            matrix=tuple(int(n) for n in frame.matrix),
+            physical_coils=transform.num_physical,
+            virtual_coils=transform.num_virtual,
+            family=trajectory_family(frame.traj, frame.lengths),
+            network=network_signature(model.state_dict()),
+        )
+
+    def _start_from_store(
+        self, model: torch.nn.Module, key: StoredModelKey, val_loader, loss: torch.nn.Module
+    ) -> tuple[bool, bool]:
+        """Load the stored network of ``key`` into ``model`` (logged): ``(started from it, only a
+        refinement)``; every step is trained when it misses this scan's held-out pairs by more
+        than ``MISMATCH_RATIO`` times its own scan's error."""
+        store = ModelStore(self.config.training.warm_start_dir)
+        stored = store.load(key)
+        if stored is None or not _load_weights(model, stored.state):
+            logger.info("warm-start store: no model %s yet; training from scratch", key.name)
+            return False, False
+        if val_loader is not None and math.isfinite(stored.held_out_error):
+            error = held_out_nrmse(model, val_loader, loss, self.inferencer)
+            if not error <= MISMATCH_RATIO * stored.held_out_error:
+                logger.info(
+                    "warm-start store: %s misses this scan's held-out pairs by %.3g (its own scan's: %.3g; "
+                    "coils or anatomy changed?); training every step from it", store.path(key), error, stored.held_out_error,
+                )
+                return True, False
+        logger.info("warm-start store: starting from %s", store.path(key))
+        return True, True
 
     # --- gridding ------------------------------------------------------------------------
     def grid(self, frame: FrameInputs) -> GriddedKSpace:
@@ -520,6 +563,16 @@ class VariantGridder:
             else:
                 info["coil_compression"] = transform.compress
         return GriddedKSpace(kspace=kspace, hits=result.hits, mean_time_us=result.mean_time_us, info=dict(result.info))
+
+
+def _load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> bool:
+    """Load ``state`` into ``model`` when names and shapes agree, keeping the model's own
+    whitening buffers (the new calibration's). Returns whether it did."""
+    mine = model.state_dict()
+    if mine.keys() != state.keys() or any(mine[k].shape != state[k].shape for k in mine):
+        return False
+    model.load_state_dict({k: (mine[k] if k.endswith("whitening") else state[k].clone()) for k in mine})
+    return True
 
 
 def _raise(error: BaseException) -> None:

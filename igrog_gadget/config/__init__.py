@@ -192,8 +192,11 @@ class CalibrationConfig:
     """Zero-padding factor of the block for the sinc (NUFFT) interpolation of off-grid values."""
     selfcal_size: int = 32
     """Side of the block reconstructed from the k-space centre when self-calibrating."""
-    selfcal_grid: int = 64
-    """Image grid of the self-calibration solve (its k-space spans [-grid/2, grid/2))."""
+    selfcal_grid: int = 0
+    """Image grid of a calibration solve (its k-space spans [-grid/2, grid/2)): at least twice the
+    block's side; 0 = twice the side (64 for the 32-side 2D block; a 3D joint block of 16 solves on
+    32^3, 8x fewer FFT points than 64^3 and the same block: 32^3 kooshball NRMSE 0.0386 both, 18 s
+    less)."""
     selfcal_iterations: int = 30
     """Conjugate-gradient iterations of the self-calibration solve (it stops earlier once converged:
     a 200-spoke radial centre does; an undersampled 8-interleaf spiral's needs the 30, whose error at
@@ -211,6 +214,11 @@ class CalibrationConfig:
     from its edge) that samples reached take the block's value: the calibration solve already fits
     every sample there, where kernels would add their shift error (128^2 radial, 200 spokes: error
     at |k| < 3 0.07 % instead of 0.3 %). Not for blocks made from coil images or sensitivity maps."""
+
+    def solve_grid(self, block_side: int) -> int:
+        """Image grid side of the calibration solve for a block of ``block_side``: selfcal_grid,
+        at least twice the side."""
+        return max(self.selfcal_grid, 2 * block_side)
 
 
 @dataclass
@@ -264,6 +272,13 @@ class TrainingConfig:
     """A new calibration key (slice, partition, contrast) starts from the last trained model of the same shape."""
     warm_start_steps: int = 200
     """Optimizer steps of a warm-started training (needs warm_start)."""
+    warm_start_dir: str = ""
+    """Directory of networks kept across scans (empty: off). A scan's first training starts from the
+    network the last scan with the same variant, grid, coils, trajectory family (straight or curved
+    readouts) and network shape saved there, and trains warm_start_steps; its own network is then
+    saved in its place. The output's igrog.frames names the model it started from
+    (warm_start_model). Network fit only (the closed form has nothing to start from); set by the
+    server's operator, never by a connection."""
     early_readouts: int = 64
     """A calibration key's model is trained from its calibration data and the offsets of the first
     this many imaging readouts of its first frame, as soon as they have arrived (training overlaps
@@ -490,10 +505,7 @@ class IgrogConfig:
         _at_least("calibration.closed_form_noise", c.closed_form_noise, 0.0)
         _at_least("calibration.interpolation_padding", c.interpolation_padding, 2)
         _at_least("calibration.selfcal_size", c.selfcal_size, 8)
-        if not c.selfcal_grid >= c.selfcal_size:
-            raise ConfigError(
-                f"calibration.selfcal_grid = {c.selfcal_grid} must be >= calibration.selfcal_size = {c.selfcal_size}"
-            )
+        _at_least("calibration.selfcal_grid", c.selfcal_grid, 0)
         _at_least("calibration.selfcal_iterations", c.selfcal_iterations, 1)
         _at_least("calibration.selfcal_min_size", c.selfcal_min_size, 8)
         if c.selfcal_min_size > c.selfcal_size:

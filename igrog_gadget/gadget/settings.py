@@ -27,7 +27,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping
 
-from igrog_gadget.config import DEVICES, VARIANTS, IgrogConfig, load_config
+from igrog_gadget.config import DEVICES, VARIANTS, IgrogConfig, load_config, read_toml
 from igrog_gadget.errors import ConfigError
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,8 @@ MAX_CONFIG_FILE_BYTES = 1 << 20
 
 #: Configuration fields that name a file (``set`` overrides a peer may send).
 FILE_FIELDS = ("fieldcorr.b0map_file", "image_calibration.image_file")
+#: Configuration fields only the server's operator sets, never a connection (a directory the server writes).
+SERVER_FIELDS = ("training.warm_start_dir",)
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,7 @@ class GadgetSettings:
                 result.variant = value
             elif name == "config":
                 result.config_file = self.files.resolve(value, f"{origin}: property config", MAX_CONFIG_FILE_BYTES)
+                _refuse_server_fields(read_toml(result.config_file), f"{origin}: config file {value!r}")
             elif name == "set":
                 result.overrides.extend(
                     self._peer_override(part.strip(), origin) for part in value.split(";") if part.strip()
@@ -174,6 +177,8 @@ class GadgetSettings:
     def _peer_override(self, override: str, origin: str) -> str:
         """A peer's ``section.field=value``; file fields are resolved through ``files``."""
         name, sep, value = override.partition("=")
+        if name.strip() in SERVER_FIELDS:
+            raise ConfigError(f"{origin}: {name.strip()} is the server's setting; a connection may not set it")
         if sep and name.strip() in FILE_FIELDS and value.strip():
             return f"{name.strip()}={self.files.resolve(value.strip(), f'{origin}: {name.strip()}')}"
         return override
@@ -184,6 +189,14 @@ class GadgetSettings:
         if self.device:
             overrides.append(f"gridding.device={self.device}")
         return load_config(self.variant, self.config_file, overrides)
+
+
+def _refuse_server_fields(table: dict, origin: str) -> None:
+    """ConfigError when a connection's configuration file sets one of ``SERVER_FIELDS``."""
+    for name in SERVER_FIELDS:
+        section, field_name = name.split(".")
+        if isinstance(table.get(section), dict) and field_name in table[section]:
+            raise ConfigError(f"{origin}: {name} is the server's setting; a connection may not set it")
 
 
 def _local(tag: str) -> str:

@@ -526,7 +526,7 @@ def test_config_absurd_size(scan, tmp_path, caplog):
         ("model.hidden_layers=100000", r"model\.hidden_layers = 100000 exceeds"),
         ("gridding.grid_oversampling=1000", r"grid_oversampling = 1000 exceeds .*max_grid_oversampling = 4"),
         ("gridding.num_sources=100000", r"gridding\.num_sources = 100000 exceeds"),
-        ("calibration.selfcal_size=100000", r"calibration\.selfcal_grid = 64 must be >= calibration\.selfcal_size = 100000"),
+        ("calibration.selfcal_size=100000", r"calibration\.selfcal_size = 100000 needs a calibration solve grid of 200000 .*max_selfcal_grid = 512"),
     ],
 )
 def test_bad_override(scan, tmp_path, caplog, override, pattern):

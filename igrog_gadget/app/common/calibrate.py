@@ -81,7 +81,7 @@ def calibration_block(frame: FrameInputs, config: CalibrationConfig, grid_oversa
             frame.flat_samples(),
             frame.flat_coords(),
             size=config.selfcal_size,
-            grid=config.selfcal_grid,
+            grid=config.solve_grid(config.selfcal_size),
             iterations=config.selfcal_iterations,
             min_coverage=config.selfcal_min_coverage,
             min_size=config.selfcal_min_size,
@@ -169,7 +169,7 @@ def _joint_block(frame: FrameInputs, config: CalibrationConfig) -> tuple[Calibra
         if size == 0:
             logger.info("joint calibration not possible (the centre around the ACS is sparse); using the ACS block %s", acs.shape)
             return acs, None
-    grid = max(config.selfcal_grid, 2 * size)
+    grid = config.solve_grid(size)
     joint = fit_centre(samples, coords, grid, config.selfcal_iterations)
     if config.acs_noise_ratio_max > 0:
         if dims == 3:  # one solve less: the lines' own residual in the joint fit against the fit's

@@ -31,6 +31,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import TYPE_CHECKING
 
@@ -49,11 +50,19 @@ if TYPE_CHECKING:  # the datamodule imports the model's callers, not this module
 
 #: Samples whose ``Q`` is assembled and factored at once (memory: 16 * (coils * sources)^2 bytes each).
 SOLVE_CHUNK = 2048
+#: Largest calibration block (points) the correlation is computed from: its central part beyond
+#: (2D: 64 x 64, 3D: 16^3; the product grid is twice that per side, per coil pair).
+CORRELATION_MAX_POINTS = 4096
+#: Correlation values (shifts x coils^2) a span of samples evaluates in one finufft call (8 bytes
+#: each): every call transforms the whole product grid, so few large calls.
+EVALUATION_VALUES = 2**24
 #: Source differences equal to this many grid units share one factorisation.
 SHARED_DIFFERENCE_TOLERANCE = 1e-4
 #: Smallest ridge, relative to the mean source power: keeps ``Q`` positive definite where the
 #: calibration gives no noise estimate (an ACS block alone) or thousands of samples share a point.
 MIN_RELATIVE_LOADING = 1e-6
+#: Grid units the shifts of ``BlockCorrelation`` are rounded to (far below finufft's precision).
+SHIFT_QUANTUM = 2.0**-30
 #: finufft precision of the correlations: ``Q`` (whose positive definiteness the solve needs)
 #: and ``P``.
 _EPS_Q = 1e-8
@@ -68,6 +77,7 @@ class BlockCorrelation:
     """
 
     def __init__(self, block: CalibrationBlock, padding: int = 2) -> None:
+        block = central_part(block, CORRELATION_MAX_POINTS)
         coils = block.kspace.shape[0]
         self.coils = coils
         self.dims = block.dims
@@ -95,8 +105,10 @@ class BlockCorrelation:
         relative when ``precise``, else complex64 at 1e-5 (finufft, on the CPU)."""
         if shifts.shape[0] == 0:
             return np.zeros((0, self.coils, self.coils), dtype=np.complex128 if precise else np.complex64)
-        # equal shifts recur (the same two samples in the windows of neighbouring samples): once each
-        shifts = np.ascontiguousarray(shifts, dtype=np.float64)
+        # equal shifts recur (the same two samples in the windows of neighbouring samples, a readout's
+        # source spacing seen from each of its targets): once each. Quantised to SHIFT_QUANTUM
+        # first, so that a difference computed from two targets' offsets matches to the bit.
+        shifts = np.round(np.asarray(shifts, dtype=np.float64) / SHIFT_QUANTUM) * SHIFT_QUANTUM
         first, inverse = _distinct_rows(shifts)
         return self._evaluate(shifts[first], precise)[inverse]
 
@@ -115,6 +127,22 @@ class BlockCorrelation:
         return np.ascontiguousarray(values.T).reshape(-1, self.coils, self.coils)
 
 
+def central_part(block: CalibrationBlock, max_points: int) -> CalibrationBlock:
+    """The part of ``block`` around k = 0 with at most ``max_points ** (1 / dims)`` points per side
+    (the block itself when it is that small)."""
+    side = int(math.floor(max_points ** (1.0 / block.dims) + 1e-9))
+    if max(block.shape) <= side:
+        return block
+    origin, slices = [], []
+    for low, extent in zip(block.origin, block.extent):  # (x, y[, z]) order
+        start = min(max(low, -(side // 2)), low + extent - min(side, extent)) if extent > side else low
+        origin.append(start)
+        slices.append(slice(start - low, start - low + min(side, extent)))
+    region = (slice(None),) + tuple(reversed(slices))
+    origin += [0] * (3 - block.dims)
+    return dataclasses.replace(block, kspace=np.ascontiguousarray(block.kspace[region]), kx0=origin[0], ky0=origin[1], kz0=origin[2])
+
+
 def closed_form_kernels(
     correlation: BlockCorrelation, offsets: np.ndarray, loading: np.ndarray, device: torch.device
 ) -> torch.Tensor:
@@ -130,16 +158,19 @@ def closed_form_kernels(
     """
     n, num_sources, dims = offsets.shape
     coils = correlation.coils
-    size = coils * num_sources
-    kernels = torch.empty((n, coils, size), dtype=torch.complex64, device=device)
-    for start in range(0, n, SOLVE_CHUNK):
-        stop = min(start + SOLVE_CHUNK, n)
-        kernels[start:stop] = _solve_chunk(correlation, offsets[start:stop].astype(np.float64), loading[start:stop], device)
+    kernels = torch.empty((n, coils, coils * num_sources), dtype=torch.complex64, device=device)
+    shifts_per_sample = num_sources * (num_sources + 1) // 2  # targets and source differences
+    span = max(SOLVE_CHUNK, EVALUATION_VALUES // (coils * coils * shifts_per_sample))
+    for start in range(0, n, span):
+        stop = min(start + span, n)
+        _solve_span(correlation, offsets[start:stop].astype(np.float64), loading[start:stop], kernels[start:stop])
     return kernels
 
 
-def _solve_chunk(correlation: BlockCorrelation, offsets: np.ndarray, loading: np.ndarray, device: torch.device) -> torch.Tensor:
-    """``closed_form_kernels`` of one chunk: offsets (b, S, dims) float64, loading (b,).
+def _solve_span(correlation: BlockCorrelation, offsets: np.ndarray, loading: np.ndarray, out: torch.Tensor) -> None:
+    """``closed_form_kernels`` of a span of samples into ``out`` (b, coils, coils * S): offsets
+    (b, S, dims) float64, loading (b,). The span's correlations take one finufft call (each call
+    transforms the whole product grid once), the solves run in chunks of ``SOLVE_CHUNK``.
 
     Samples with equal source differences (a radial spoke's) share one ``Q``, made and inverted in
     double precision. Otherwise (a spiral) each sample has its own, made and factored in single
@@ -148,29 +179,41 @@ def _solve_chunk(correlation: BlockCorrelation, offsets: np.ndarray, loading: np
     """
     b, num_sources, dims = offsets.shape
     coils = correlation.coils
+    device = out.device
     upper = np.triu_indices(num_sources, 1)
     differences = offsets[:, upper[0]] - offsets[:, upper[1]]  # (b, pairs, dims)
     ridge = np.maximum(loading, MIN_RELATIVE_LOADING * correlation.power)
-    # P[c, (d, j)] = R_cd(-o_j)
-    r_targets = correlation((-offsets).reshape(-1, dims), precise=False).reshape(b, num_sources, coils, coils)
-    p = torch.from_numpy(np.ascontiguousarray(r_targets.transpose(0, 2, 3, 1)).reshape(b, coils, -1)).to(device)
     first, group = _shared_rows(differences.reshape(b, -1))
-    if len(first) * 4 <= b:  # equal differences (e.g. radial spokes): one inverse per group
+    shared = len(first) * 4 <= b  # equal differences (e.g. radial spokes): one inverse per group
+    targets = (-offsets).reshape(-1, dims)
+    if shared:
+        r_targets = correlation(targets, precise=False)
         # each group's Q from its first member's own differences (rounded values would not be the
         # differences of one set of positions, and Q could lose its positive definiteness)
         group_ridge = np.bincount(group, weights=ridge, minlength=len(first)) / np.bincount(group, minlength=len(first))
         q = _source_correlation(correlation, differences[first], group_ridge, precise=True, device=device)
         inverse = torch.cholesky_inverse(_cholesky(q)).to(torch.complex64)
-        return _per_group_product(p, inverse, group)
-    q = _source_correlation(correlation, differences, ridge, precise=False, device=device)
-    factor, info = torch.linalg.cholesky_ex(q)
-    kernels = torch.cholesky_solve(p.conj().transpose(1, 2), factor).conj().transpose(1, 2)
-    failed = torch.nonzero(info > 0).reshape(-1)
-    if failed.numel():
-        rows = failed.cpu().numpy()
-        q = _source_correlation(correlation, differences[rows], ridge[rows], precise=True, device=device)
-        kernels[failed] = torch.cholesky_solve(p[failed].to(q.dtype).conj().transpose(1, 2), _cholesky(q)).conj().transpose(1, 2).to(torch.complex64)
-    return kernels
+    else:
+        values = correlation(np.concatenate([targets, differences.reshape(-1, dims)]), precise=False)
+        r_targets, r_pairs = values[: b * num_sources], values[b * num_sources :].reshape(b, len(upper[0]), coils, coils)
+    r_targets = r_targets.reshape(b, num_sources, coils, coils)
+    for start in range(0, b, SOLVE_CHUNK):
+        rows = slice(start, min(start + SOLVE_CHUNK, b))
+        # P[c, (d, j)] = R_cd(-o_j)
+        p = torch.from_numpy(np.ascontiguousarray(r_targets[rows].transpose(0, 2, 3, 1)).reshape(-1, coils, coils * num_sources))
+        p = p.to(device)
+        if shared:
+            out[rows] = _per_group_product(p, inverse, group[rows])
+            continue
+        q = _assemble_source_correlation(torch.from_numpy(r_pairs[rows]), correlation.at_zero, ridge[rows], torch.complex64, device)
+        factor, info = torch.linalg.cholesky_ex(q)
+        out[rows] = torch.cholesky_solve(p.conj().transpose(1, 2), factor).conj().transpose(1, 2)
+        failed = torch.nonzero(info > 0).reshape(-1)
+        if failed.numel():
+            again = start + failed.cpu().numpy()
+            q = _source_correlation(correlation, differences[again], ridge[again], precise=True, device=device)
+            solved = torch.cholesky_solve(p[failed].to(q.dtype).conj().transpose(1, 2), _cholesky(q)).conj().transpose(1, 2)
+            out[torch.from_numpy(again).to(device)] = solved.to(torch.complex64)
 
 
 def _per_group_product(p: torch.Tensor, inverse: torch.Tensor, group: np.ndarray) -> torch.Tensor:
@@ -194,27 +237,35 @@ def _source_correlation(
 ) -> torch.Tensor:
     """``Q + ridge I`` of samples whose sources differ by ``differences`` (m, pairs, dims)
     (pairs ``j < l`` in ``np.triu_indices`` order): (m, coils * S, coils * S), complex128 when
-    ``precise``, else complex64; entry ``[(d, j), (e, l)]`` at ``d * S + j``, ``e * S + l``."""
+    ``precise``, else complex64 (see ``_assemble_source_correlation``)."""
     m, pairs, dims = differences.shape
     coils = correlation.coils
+    r_pairs = correlation(differences.reshape(-1, dims), precise=precise).reshape(m, pairs, coils, coils)
+    dtype = torch.complex128 if precise else torch.complex64
+    return _assemble_source_correlation(torch.from_numpy(r_pairs), correlation.at_zero, ridge, dtype, device)
+
+
+def _assemble_source_correlation(
+    r_pairs: torch.Tensor, at_zero: np.ndarray, ridge: np.ndarray, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """``Q + ridge I`` from ``R(o_j - o_l)`` of each sample's source pairs ``j < l``
+    (``np.triu_indices`` order), r_pairs (m, pairs, coils, coils), and ``R(0)`` (coils, coils):
+    (m, coils * S, coils * S) of ``dtype``, entry ``[(d, j), (e, l)]`` at ``d * S + j``, ``e * S + l``."""
+    m, pairs, coils, _ = r_pairs.shape
     num_sources = int(round((1 + math.sqrt(1 + 8 * pairs)) / 2))
     upper = np.triu_indices(num_sources, 1)
-    dtype = torch.complex128 if precise else torch.complex64
-    r_pairs = torch.from_numpy(correlation(differences.reshape(-1, dims), precise=precise).reshape(m, pairs, coils, coils))
-    r_zero = torch.from_numpy(correlation.at_zero).to(r_pairs.dtype).expand(m, 1, coils, coils)
+    r_zero = torch.from_numpy(at_zero).to(r_pairs.dtype).expand(m, 1, coils, coils)
     # entries: R(0), R(o_j - o_l) for j < l, and R(o_l - o_j) = R(o_j - o_l)^H
     entries = torch.cat([r_zero, r_pairs, r_pairs.conj().transpose(-1, -2)], dim=1).to(device=device, dtype=dtype)
     index = np.zeros((num_sources, num_sources), dtype=np.int64)
     index[upper] = 1 + np.arange(pairs)
     index[upper[1], upper[0]] = 1 + pairs + np.arange(pairs)
-    # one gather straight into the layout [(d, j), (e, l)]: q[i, d, j, e, l] = entries[i, index[j, l], d, e]
-    sample = torch.arange(m, device=device).view(m, 1, 1, 1, 1)
-    entry = torch.from_numpy(index).to(device).view(1, 1, num_sources, 1, num_sources)
-    coil = torch.arange(coils, device=device)
-    q = entries[sample, entry, coil.view(1, coils, 1, 1, 1), coil.view(1, 1, 1, coils, 1)]
+    # blocks in source order, [i, j, l] = entries[i, index[j, l]] (coils x coils each), then the
+    # layout [(d, j), (e, l)]: q[i, d, j, e, l] = blocks[i, j, l, d, e]
+    blocks = entries.index_select(1, torch.from_numpy(index.reshape(-1)).to(device))
+    q = blocks.view(m, num_sources, num_sources, coils, coils).permute(0, 3, 1, 4, 2)
     q = q.reshape(m, coils * num_sources, coils * num_sources)
-    diagonal = torch.arange(coils * num_sources, device=device)
-    q[:, diagonal, diagonal] += torch.from_numpy(ridge).to(device=device, dtype=q.real.dtype)[:, None]
+    q.diagonal(dim1=-2, dim2=-1).add_(torch.from_numpy(ridge).to(device=device, dtype=q.real.dtype)[:, None])
     return q
 
 
