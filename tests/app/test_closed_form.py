@@ -58,7 +58,8 @@ def test_kernel_is_the_least_squares_kernel_of_the_block(offsets):
     kernels = closed_form_kernels(BlockCorrelation(block), offsets[None].repeat(5, axis=0), np.full(5, ridge), torch.device("cpu"))
     assert kernels.shape == (5, 3, 3 * offsets.shape[0])
     for kernel in kernels.numpy():
-        np.testing.assert_allclose(kernel, expected, rtol=0, atol=2e-4 * np.abs(expected).max())
+        # P is evaluated at finufft's tolerance 1e-4 (a wrong formula would be off by O(1))
+        np.testing.assert_allclose(kernel, expected, rtol=0, atol=1e-3 * np.abs(expected).max())
 
 
 def test_shared_and_separate_solves_agree():
