@@ -156,11 +156,14 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_serve(args)
         parser.error(f"unknown command {args.command}")
-    except IgrogError as error:
+    except IgrogError as error:  # the user's input or configuration: one message naming it
         logger.error("%s", error)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         logger.error("interrupted")
+        return EXIT_FAILURE
+    except Exception as error:  # noqa: BLE001 - a bug, never the user's fault: its traceback, exit 1
+        logger.exception("internal error: %s: %s (please report)", type(error).__name__, error)
         return EXIT_FAILURE
     return EXIT_FAILURE
 

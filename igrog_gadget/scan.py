@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from igrog_gadget.errors import InputDataError
+
 # ISMRMRD acquisition flag bit numbers (1-based, as in the ISMRMRD standard).
 FLAG_FIRST_IN_SLICE = 7
 FLAG_LAST_IN_SLICE = 8
@@ -103,14 +105,14 @@ class Readout:
         centre sample); itself when there are none.
 
         Raises:
-            ValueError: the discards leave no sample.
+            InputDataError: the discards leave no sample.
         """
         pre, post = max(int(self.discard_pre), 0), max(int(self.discard_post), 0)
         if pre == 0 and post == 0:
             return self
         stop = self.num_samples - post
         if stop <= pre:
-            raise ValueError(
+            raise InputDataError(
                 f"acquisition {self.scan_counter}: discard_pre {pre} + discard_post {post} leave none of its "
                 f"{self.num_samples} samples"
             )

@@ -292,11 +292,11 @@ class GadgetSession:
         except GriddingCancelled as error:  # the reader met a broken stream and cancelled the work
             cause = self._inbox.error
             self._fail(str(cause or error), peer_gone=isinstance(cause, PeerClosedError), logged=cause is not None)
-        except (IgrogError, ValueError) as error:
+        except IgrogError as error:  # the peer's data or configuration: its message names the problem
             self._fail(str(error))
-        except Exception as error:  # noqa: BLE001 - the connection boundary: log, report, carry on serving
+        except Exception as error:  # noqa: BLE001 - a bug, never the peer's fault: log, report, carry on serving
             logger.exception("%s: internal error", self.channel.peer)
-            self._fail(f"internal error in the iGROG gadget: {type(error).__name__}: {error}")
+            self._fail(f"internal error (please report): {type(error).__name__}: {error}")
         finally:
             self._inbox.stop()
             if self._holds_slot and self.slots is not None:

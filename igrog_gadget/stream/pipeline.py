@@ -153,7 +153,7 @@ class GriddingPipeline:
                 if not self.buffer.volumetric and readout.is_imaging() and is_volumetric(self.header, self.config, readout):
                     self.buffer.mark_volumetric()
                 completed = self.buffer.add(readout)
-            except (InputDataError, ValueError) as error:
+            except InputDataError as error:
                 raise InputDataError(f"{self.source}{error}") from None
             if not completed and readout.is_imaging():
                 self._train_early(readout)
