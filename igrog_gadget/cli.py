@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from igrog_gadget.environment import configure_process
+from igrog_gadget.environment import configure_process, set_thread_counts
 from igrog_gadget.errors import IgrogError
 
 logger = logging.getLogger("igrog_gadget.cli")
@@ -113,7 +113,7 @@ def _run_replay(args: argparse.Namespace) -> int:
     input_path = Path(args.input) if args.input else SAMPLE_FILE
     output_path = Path(args.output) if args.output else Path.cwd() / f"{input_path.stem}_cartesian.h5"
     dataset = read_replay_input(input_path, output_path, config, png_path=args.png)  # bad input: refused without torch
-    configure_process(config.gridding.cpu_threads)  # once per process, before any work: results never depend on load
+    set_thread_counts(config.gridding.cpu_threads)  # once per process, before any work: results never depend on load
     report = replay_file(input_path, output_path, config, show_progress=not args.quiet, png_path=args.png, dataset=dataset)
     first = report.frames[0].info
     for frame in report.frames:

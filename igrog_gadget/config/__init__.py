@@ -136,7 +136,9 @@ class GriddingConfig:
     cache_mb: float = 1024.0
     """Bytes (MiB) the per-trajectory kernel cache may hold; kernels that do not fit are recomputed per frame."""
     cpu_threads: int = 0
-    """torch CPU threads of a replay (0 = torch's default, all cores); fixed, so results never depend on load.
+    """CPU threads of a replay's native libraries (torch, numpy's BLAS, finufft; 0 = the processors the
+    process may run on), fixed from here, never from OMP_NUM_THREADS and the like, so results depend
+    only on the input and the configuration, never on load or environment.
     ``igrog serve`` sets its threads once for the whole process (``--cpu-threads``) and ignores this."""
     coil_compression: str = _choice_field("auto", COIL_COMPRESSION)
     """Virtual coils: auto (compress when the data have more than compression_threshold coils), on or off."""

@@ -112,7 +112,7 @@ def _parse_limits(items: list[str]) -> dict[str, float]:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Run the server until SIGINT / SIGTERM; returns the exit code."""
-    from igrog_gadget.environment import configure_process
+    from igrog_gadget.environment import configure_process, set_thread_counts
     from igrog_gadget.gadget.protocol import ProtocolLimits
     from igrog_gadget.gadget.server import GadgetServer, ServerOptions
     from igrog_gadget.gadget.session import Dialect
@@ -140,7 +140,8 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     if args.cpu_threads < 0:
         raise ConfigError(f"--cpu-threads must be >= 0, got {args.cpu_threads}")
-    configure_process(args.cpu_threads)
+    configure_process()
+    set_thread_counts(args.cpu_threads)
     dialect = Dialect.MRD if args.mrd else Dialect.GADGETRON
     if dialect is Dialect.MRD and defaults.output == "recondata":
         raise ConfigError("--output recondata is for Gadgetron peers; MRD clients read images or acquisitions")

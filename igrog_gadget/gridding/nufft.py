@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import finufft
 import numpy as np
+import torch
 
 _EPS = 1e-7
 #: Precision of the 3D transforms: 1e-5 (relative) lies far below the noise of any MRI data and
@@ -18,6 +19,14 @@ _EPS = 1e-7
 #: run tens of transforms of the whole frame). 3D transforms run in single precision (finufft's
 #: float32 library reaches 1e-5): half the memory and about half the time of double precision.
 _EPS_3D = 1e-5
+
+
+def native_threads() -> int:
+    """finufft's thread count for a transform on the calling thread: torch's count there, which
+    the configuration fixes (``igrog_gadget.environment.set_thread_counts``, a training worker's
+    ``training.cpu_threads``), never ``OMP_NUM_THREADS``. (``showwarn`` is off in the calls: finufft
+    warns when this exceeds the cores OpenMP's environment allows.)"""
+    return torch.get_num_threads()
 
 
 def _angles(coords: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
@@ -57,9 +66,9 @@ def nufft_forward(image: np.ndarray, coords: np.ndarray) -> np.ndarray:
     points = _angles(coords, tuple(shape))
     data = np.ascontiguousarray(image, dtype=_complex(dims))
     if dims == 2:
-        values = finufft.nufft2d2(*points, data, eps=_EPS, isign=-1)
+        values = finufft.nufft2d2(*points, data, eps=_EPS, isign=-1, nthreads=native_threads(), showwarn=0)
     else:
-        values = finufft.nufft3d2(*points, data, eps=_EPS_3D, isign=-1)
+        values = finufft.nufft3d2(*points, data, eps=_EPS_3D, isign=-1, nthreads=native_threads(), showwarn=0)
     return (values / np.sqrt(np.prod(shape))).reshape(channels, -1).astype(np.complex64)
 
 
@@ -78,7 +87,7 @@ def nufft_adjoint(samples: np.ndarray, coords: np.ndarray, shape: tuple[int, ...
     points = _angles(coords, shape)
     data = np.ascontiguousarray(samples, dtype=_complex(dims))
     if dims == 2:
-        image = finufft.nufft2d1(*points, data, n_modes=shape, eps=_EPS, isign=1)
+        image = finufft.nufft2d1(*points, data, n_modes=shape, eps=_EPS, isign=1, nthreads=native_threads(), showwarn=0)
     else:
-        image = finufft.nufft3d1(*points, data, n_modes=shape, eps=_EPS_3D, isign=1)
+        image = finufft.nufft3d1(*points, data, n_modes=shape, eps=_EPS_3D, isign=1, nthreads=native_threads(), showwarn=0)
     return (image / np.sqrt(np.prod(shape))).reshape(samples.shape[0], *shape).astype(np.complex64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -13,6 +14,17 @@ import pytest
 from igrog_gadget.io.acquisitions import copy_acquisitions, each_acquisition
 
 DATA = Path(__file__).resolve().parents[1] / "data"
+ROOT = Path(__file__).resolve().parents[2]
+#: Environment variables that set native libraries' thread counts (Dask's workers and the test
+#: workers set OMP_NUM_THREADS; the product's thread counts come from its configuration).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def plain_environment(**extra: str) -> dict[str, str]:
+    """This process's environment without the thread variables (a plain shell), with the
+    checkout on ``PYTHONPATH``, plus ``extra``."""
+    environment = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
+    return {**environment, "PYTHONPATH": str(ROOT), **extra}
 
 #: The batch these epoch counts were sized with (the product's default is 256 pairs at 5e-3).
 EPOCH_BATCH = ["training.batch_size=1024", "training.learning_rate=3e-3"]

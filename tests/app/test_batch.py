@@ -18,6 +18,8 @@ import pytest
 
 pytest.importorskip("distributed")
 
+from app_helpers import ROOT, plain_environment  # noqa: E402
+
 from igrog_gadget.batch import (
     configuration_record,
     output_is_current,
@@ -27,7 +29,6 @@ from igrog_gadget.cli import main
 from igrog_gadget.config import load_config
 from igrog_gadget.simulate import SimulationSpec, simulate_to_file
 
-ROOT = Path(__file__).resolve().parents[2]
 QUICK = ["training.max_steps=60", "calibration.num_training_pairs=4000", "training.plateau_patience=0"]
 
 
@@ -96,7 +97,8 @@ def test_batch_equals_single_replays_survives_a_killed_worker_reports_the_corrup
         for number in range(SCANS)
     ]
     script = "import sys; from igrog_gadget.cli import main; sys.exit(max(main(args) for args in %r))" % (replays,)
-    subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    # in a plain shell: no OMP_NUM_THREADS & co. (the workers have them; the configuration rules)
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT, env=plain_environment())
     for number in range(SCANS):
         row = report[f"scan{number}.h5"]
         assert row["status"] == "done", row

@@ -43,6 +43,7 @@ from torch import nn
 from igrog_gadget.errors import CalibrationError, ConfigError
 from igrog_gadget.gridding.calibration import CalibrationBlock
 from igrog_gadget.gridding.fft import centred_fftn
+from igrog_gadget.gridding.nufft import native_threads
 
 if TYPE_CHECKING:  # the datamodule imports the model's callers, not this module
     from igrog_gadget.app.common.datamodule import GriddingDataModule
@@ -130,8 +131,7 @@ class BlockCorrelation:
         )
         data = self.products if precise else self._products_single
         transform = finufft.nufft2d2 if self.dims == 2 else finufft.nufft3d2
-        # finufft's threads follow torch's (set from the configuration), not OMP_NUM_THREADS
-        values = transform(*points, data, eps=eps, isign=-1, nthreads=torch.get_num_threads())
+        values = transform(*points, data, eps=eps, isign=-1, nthreads=native_threads(), showwarn=0)
         return np.ascontiguousarray(values.T).reshape(-1, self.coils, self.coils)
 
 

@@ -1,0 +1,60 @@
+"""Results depend only on the input and the configuration: every native library's thread count
+(torch, numpy's BLAS, finufft) comes from ``gridding.cpu_threads``, so the same replay with and
+without ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS`` in its environment
+(what Dask's workers set) gives the same bits."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+from app_helpers import DATA, THREAD_VARIABLES, plain_environment
+
+from igrog_gadget.config import load_config
+from igrog_gadget.environment import available_processors, set_thread_counts
+from igrog_gadget.replay import replay_file
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def kspace(path: Path) -> list[np.ndarray]:
+    with h5py.File(path, "r") as file:
+        return [row["data"] for row in file["dataset/data"][()]]
+
+
+def test_a_replay_gives_the_same_bits_whatever_the_thread_variables(tmp_path):
+    """One thread by the configuration: in this process, and in a replay whose environment asks
+    OpenMP, MKL and OpenBLAS for two (were those obeyed, sums would split differently)."""
+    import torch
+
+    source, one_thread = DATA / "spiral_acs.h5", "gridding.cpu_threads=1"
+    before = torch.get_num_threads()
+    set_thread_counts(1)
+    try:
+        replay_file(source, tmp_path / "here.h5", load_config("basic", overrides=[one_thread]))
+    finally:
+        set_thread_counts(before)
+    subprocess.run(
+        [sys.executable, "-m", "igrog_gadget", "replay", "-q", str(source), str(tmp_path / "there.h5"), "--set", one_thread],
+        check=True, cwd=ROOT, env=plain_environment(**{name: "2" for name in THREAD_VARIABLES}), capture_output=True,
+    )
+    here, there = kspace(tmp_path / "here.h5"), kspace(tmp_path / "there.h5")
+    assert len(here) == len(there) > 0
+    for mine, theirs in zip(here, there):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_thread_counts_come_from_the_configuration():
+    import torch
+    from threadpoolctl import threadpool_info
+
+    before = torch.get_num_threads()
+    try:
+        assert set_thread_counts(0) == available_processors() == torch.get_num_threads()
+        assert set_thread_counts(1) == 1 == torch.get_num_threads()
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info() if pool["user_api"] == "blas")
+    finally:
+        set_thread_counts(before)
