@@ -26,7 +26,7 @@ import os
 import socket
 from typing import Any
 
-from igrog_gadget.environment import configure_process
+from igrog_gadget.environment import configure_process, set_thread_counts
 from igrog_gadget.gadget.protocol import MessageChannel, ProtocolLimits
 from igrog_gadget.gadget.session import Dialect, GadgetSession, Handshake, SessionReport
 from igrog_gadget.gadget.settings import GadgetSettings, PeerFiles
@@ -90,6 +90,7 @@ def igrog_gadget(
         they are not raised).
     """
     configure_process()  # this is the process's entry point under Gadgetron
+    set_thread_counts(0)  # the processors Gadgetron's process may run on, whatever its environment says
     limits = limits or ProtocolLimits()
     if defaults is None:  # files the chain's properties may name: below $IGROG_DATA_DIR only (none when unset)
         defaults = GadgetSettings(files=PeerFiles(os.environ.get(DATA_DIR_VARIABLE) or None))
