@@ -86,8 +86,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--read-timeout", type=float, default=60.0, help="seconds a peer may stall inside a message (default 60)"
     )
     parser.add_argument(
-        "--message-deadline", type=float, default=300.0,
-        help="seconds one whole message may take from its first byte to its last (default 300)",
+        "--message-deadline", type=float, default=20.0,
+        help="base seconds one whole message may take from its first byte to its last; its size at "
+        "--min-message-rate comes on top (default 20)",
+    )
+    parser.add_argument(
+        "--min-message-rate", type=float, default=10.0,
+        help="MB/s a message is allowed at the least beyond --message-deadline (default 10: a 256 MiB "
+        "message has 47 s)",
     )
     parser.add_argument(
         "--max-message-mb", type=float, default=1024.0, help="largest message accepted, MiB (default 1024)"
@@ -126,7 +132,7 @@ def run_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--data-dir {args.data_dir!r} is not a directory")
     for name, value in (("--max-file-mb", args.max_file_mb), ("--max-session-mb", args.max_session_mb),
                         ("--handshake-timeout", args.handshake_timeout), ("--message-deadline", args.message_deadline),
-                        ("--read-timeout", args.read_timeout)):
+                        ("--min-message-rate", args.min_message_rate), ("--read-timeout", args.read_timeout)):
         if not value > 0:
             raise ConfigError(f"{name} must be > 0, got {value}")
     resource_limits = ResourceLimits().with_overrides(**_parse_limits(args.limits))
@@ -163,6 +169,7 @@ def run_serve(args: argparse.Namespace) -> int:
         idle_timeout_s=args.idle_timeout if args.idle_timeout and args.idle_timeout > 0 else None,
         read_timeout_s=args.read_timeout,
         message_deadline_s=args.message_deadline,
+        min_message_rate=args.min_message_rate * 1e6,
     )
     options = ServerOptions(
         host=args.host,

@@ -222,7 +222,13 @@ class MessageChannel:
         self.bytes_sent = 0
         self.closed = False
         self._deadline = float("inf")
-        """When the message being read must be complete (monotonic clock)."""
+        """When the message being read must be complete (monotonic clock): ``_message_started`` +
+        the base deadline + its size at the minimum rate (``_extend_deadline``)."""
+        self._message_started = 0.0
+        self._announced = 0
+        """Bytes the message being read has announced so far."""
+        self._message_received = 0
+        """Bytes of the message being read received so far."""
         self._until: float | None = None
         """Handshake deadline of the message being read, if any."""
         _enable_keepalive(sock)
@@ -264,9 +270,18 @@ class MessageChannel:
                     raise PeerClosedError("the peer closed the connection without a CLOSE message")
                 raise TruncatedMessageError(f"connection ended in the middle of {what}: {got} of {n} bytes received")
             if started:
-                self._deadline = time.monotonic() + self.limits.message_deadline_s
+                self._message_started = time.monotonic()
+                self._announced = self._message_received = 0
             got += count
+            self._message_received += count
+            self._extend_deadline()
         self.bytes_received += n
+
+    def _extend_deadline(self) -> None:
+        """The message's deadline: its base time plus its size (announced, or received so far if
+        more) at ``min_message_rate``."""
+        size = max(self._announced, self._message_received)
+        self._deadline = self._message_started + self.limits.message_deadline_s + size / self.limits.min_message_rate
 
     def _recv_timeout(self, started: bool) -> float | None:
         """How long the next ``recv`` may wait: the idle timeout before a message's first byte,
@@ -291,20 +306,26 @@ class MessageChannel:
         if started:
             return PeerTimeoutError(f"no message for {self.limits.idle_timeout_s:g} s (idle timeout); closing")
         if now >= self._deadline:
+            allowed = self._deadline - self._message_started
             return PeerTimeoutError(
-                f"{what} did not arrive within the message deadline of {self.limits.message_deadline_s:g} s "
-                f"({got} of {n} bytes received); closing"
+                f"{what} did not arrive within the message deadline of {allowed:.3g} s ({self.limits.message_deadline_s:g} s "
+                f"+ {max(self._announced, self._message_received)} bytes at {self.limits.min_message_rate:g} bytes/s; "
+                f"{got} of {n} bytes received); closing"
             )
         return PeerTimeoutError(
             f"peer stalled for {self.limits.read_timeout_s:g} s in the middle of {what} ({got} of {n} bytes received)"
         )
 
     def _check_size(self, size: int, limit: int, what: str) -> None:
+        """Refuse a part of a message larger than ``limit``; else count it into the message's
+        announced size (its deadline)."""
         if size > limit:
             raise MessageTooLargeError(
                 f"{what} announces {size} bytes, more than the limit of {limit} bytes; "
                 "the stream is corrupt or the message is too large"
             )
+        self._announced = max(self._announced, self._message_received) + size
+        self._extend_deadline()
 
     # --- messages -------------------------------------------------------------------------
     def read_message(self, until: float | None = None) -> Message:

@@ -109,9 +109,15 @@ class ProtocolLimits:
     """Longest wait for the next message to start (None: wait forever; EOF still ends it)."""
     read_timeout_s: float = 60.0
     """Longest silence in the middle of a message before the peer counts as stalled."""
-    message_deadline_s: float = 300.0
-    """Longest a whole message may take from its first byte to its last (a peer trickling a
-    byte at a time inside the read timeout is cut off here)."""
+    message_deadline_s: float = 20.0
+    """Base time a whole message may take from its first byte to its last; it gets its size on top
+    at ``min_message_rate`` (a peer trickling a byte at a time inside the read timeout is cut
+    off after this base time; a genuine large message is never cut)."""
+    min_message_rate: float = 10e6
+    """Bytes per second a message is allowed at the least beyond the base time: a message must be
+    complete ``message_deadline_s + size / min_message_rate`` after its first byte, its size being
+    the bytes its header announces (or, for a message that announces its parts one at a time, the
+    bytes received so far). 10 MB/s: a 256 MiB acquisition has 47 s; at 1 Gbit/s it takes 2 s."""
     send_timeout_s: float = 120.0
     """Longest a blocked send may wait for the peer to read."""
     max_array_dimensions: int = 16

@@ -223,6 +223,49 @@ def test_error_text_has_no_printf_conversions():
 # --------------------------------------------------------------------------------------------
 # Broken peers: each ends promptly with a named error, never a busy loop
 # --------------------------------------------------------------------------------------------
+def _send_paced(peer: socket.socket, message: bytes, bytes_per_second: float, chunk: int) -> None:
+    """Send ``message`` in ``chunk``-byte pieces at about ``bytes_per_second``."""
+    started = time.monotonic()
+    for offset in range(0, len(message), chunk):
+        peer.sendall(message[offset : offset + chunk])
+        ahead = (offset + chunk) / bytes_per_second - (time.monotonic() - started)
+        if ahead > 0:
+            time.sleep(ahead)
+
+
+def test_message_deadline_defaults_drop_a_trickle_and_pass_a_large_transfer():
+    limits = ProtocolLimits()
+    trickled = 2 + 4 + 400  # a small text message: id, length, 400 bytes
+    assert limits.message_deadline_s + trickled / limits.min_message_rate < 30  # 1 byte per 2 s: dropped in 30 s
+    large = 256 << 20  # a 256 MiB acquisition at 50 MB/s takes 5.4 s
+    assert limits.message_deadline_s + large / limits.min_message_rate > large / 50e6
+
+
+def test_the_deadline_grows_with_the_announced_size():
+    """Scaled down: a 0.5 s base time and 10 MB/s; 40 MiB at 50 MB/s (0.8 s) arrives whole, a few
+    bytes trickled at 20 per second are cut off after the base time."""
+    limits = ProtocolLimits(read_timeout_s=2, idle_timeout_s=2, message_deadline_s=0.5, min_message_rate=10e6)
+    channel, peer = channel_pair(limits)
+    text = "x" * (40 << 20)
+    sender = threading.Thread(target=_send_paced, args=(peer, protocol.encode_text_message(protocol.HEADER, text), 50e6, 1 << 20))
+    started = time.monotonic()
+    sender.start()
+    message = channel.read_message()
+    sender.join()
+    assert message.value == text and time.monotonic() - started > limits.message_deadline_s
+
+    trickle = threading.Thread(
+        target=_send_paced, args=(peer, protocol.encode_text_message(protocol.HEADER, "y" * 400), 20.0, 1), daemon=True
+    )
+    started = time.monotonic()
+    trickle.start()
+    with pytest.raises(PeerTimeoutError, match=r"message deadline of 0\.5 s \(0\.5 s \+ 406 bytes"):
+        channel.read_message()
+    assert time.monotonic() - started < 1.5
+    channel.close()
+    peer.close()
+
+
 def test_eof_between_messages_is_peer_closed():
     channel, peer = channel_pair()
     peer.close()
