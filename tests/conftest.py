@@ -26,6 +26,7 @@ LONGEST_MODULES = (
     "tests/app/test_scale.py",
     "tests/app/test_closed_form.py",
     "tests/app/test_volume.py",
+    "tests/gadget/test_gadget_volume.py",
     "tests/variants/test_fieldcorr.py",
     "tests/gadget/test_gadget_active.py",
     "tests/variants/test_image_based.py",

@@ -8,7 +8,7 @@ import ismrmrd
 import numpy as np
 
 from igrog_gadget.gadget.settings import IMAGE_DTYPES
-from igrog_gadget.gridding.fft import centred_fft2, centred_ifft2, rss_image
+from igrog_gadget.gridding.fft import centred_fftn, rss_image
 from igrog_gadget.scan import FRAME_COUNTER_FIELDS, GriddedFrame
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,9 @@ def frame_image(
 ) -> ismrmrd.Image:
     """The RSS magnitude image of a gridded frame with a complete image header.
 
-    Header: matrix_size (nx, ny, 1), field_of_view ``fov_mm``, channels 1, image_type
+    Header: matrix_size (nx, ny, 1) (a 3D frame: (nx, ny, nz), one 3D image: the volume is one
+    frame, as the Cartesian gadgets hand a 3D encoding on; a stack-of-stars partition is a 2D
+    frame and gives its own 2D image), field_of_view ``fov_mm``, channels 1, image_type
     MAGNITUDE, data_type FLOAT or USHORT; position / read_dir / phase_dir / slice_dir /
     patient_table_position, measurement_uid and time stamps from the frame's template
     acquisition; average, slice, contrast, phase, repetition and set from its counters;
@@ -38,7 +40,7 @@ def frame_image(
     (stored value = magnitude x scale).
 
     Args:
-        frame: kspace (coils, ny, nx).
+        frame: kspace (coils, ny, nx) or (coils, nz, ny, nx).
         fov_mm: field of view of the gridded image (x, y, z) in mm.
         image_index: 1-based running index of the image in its connection.
         image_series_index: series number written into the header.
@@ -47,7 +49,7 @@ def frame_image(
     if dtype not in IMAGE_DTYPES:
         raise ValueError(f"image dtype must be one of {', '.join(IMAGE_DTYPES)}, got {dtype!r}")
     magnitude = rss_image(frame.kspace)
-    ny, nx = magnitude.shape
+    nz, ny, nx = (1, *magnitude.shape) if magnitude.ndim == 2 else magnitude.shape
     meta = ismrmrd.Meta()
     meta["DataRole"] = "Image"
     meta["ImageProcessingHistory"] = ["IGROG", "RSS"]
@@ -69,11 +71,11 @@ def frame_image(
     else:
         pixels = magnitude
         data_type = ismrmrd.DATATYPE_FLOAT
-    image = ismrmrd.Image.from_array(pixels.reshape(1, 1, ny, nx))
+    image = ismrmrd.Image.from_array(pixels.reshape(1, nz, ny, nx))
     head = image.getHead()
     head.version = 1
     head.data_type = data_type
-    head.matrix_size[:] = (nx, ny, 1)
+    head.matrix_size[:] = (nx, ny, nz)
     head.field_of_view[:] = tuple(float(v) for v in fov_mm)
     head.channels = 1
     head.image_type = ismrmrd.IMTYPE_MAGNITUDE
@@ -100,25 +102,25 @@ def crop_to_fov(
     """Remove oversampling: keep the central part of the image that covers ``target_fov_mm``.
 
     The gridded k-space covers ``grid_fov_mm`` (encoded FOV x grid oversampling); when the
-    header's reconSpace FOV is smaller along x or y (e.g. 2x readout oversampling), the image
+    header's reconSpace FOV is smaller along an axis (e.g. 2x readout oversampling), the image
     is cropped there (``round(n * target / grid)`` pixels around index ``n // 2``) and
-    transformed back, so that the Cartesian gadgets' E0 x E1 image is the recon FOV.
+    transformed back, so that the Cartesian gadgets' E0 x E1 (x E2) image is the recon FOV.
     Axes where the target is not smaller are left alone. Pixel values are unchanged
     (orthonormal transforms both ways).
 
     Args:
-        kspace: shape (coils, ny, nx), k = 0 at (ny // 2, nx // 2).
+        kspace: shape (coils, ny, nx) or (coils, nz, ny, nx), k = 0 at index n // 2.
         grid_fov_mm: FOV (x, y, z) the grid covers.
         target_fov_mm: wanted FOV (x, y, z), e.g. the reconSpace FOV.
 
     Returns:
-        k-space (coils, ny', nx') complex64 with k = 0 at (ny' // 2, nx' // 2), and its FOV.
+        k-space of the same rank, complex64, k = 0 at index n' // 2, and its FOV (x, y, z).
     """
     kspace = np.asarray(kspace)
-    coils, ny, nx = kspace.shape
+    spatial = kspace.shape[1:][::-1]  # (nx, ny[, nz])
     keep = []
     fov = list(float(v) for v in grid_fov_mm)
-    for axis, n in ((0, nx), (1, ny)):
+    for axis, n in enumerate(spatial):
         grid, target = float(grid_fov_mm[axis]), float(target_fov_mm[axis])
         if target <= 0 or grid <= 0 or target >= grid * (1 - 1e-6):
             keep.append(n)
@@ -126,11 +128,10 @@ def crop_to_fov(
         kept = max(1, min(n, int(round(n * target / grid))))
         keep.append(kept)
         fov[axis] = grid * kept / n
-    keep_x, keep_y = keep
-    if (keep_x, keep_y) == (nx, ny):
+    if tuple(keep) == tuple(spatial):
         return kspace.astype(np.complex64, copy=False), tuple(fov)  # type: ignore[return-value]
-    images = centred_ifft2(kspace)
-    y0, x0 = ny // 2 - keep_y // 2, nx // 2 - keep_x // 2
-    cropped = images[:, y0 : y0 + keep_y, x0 : x0 + keep_x]
-    result = centred_fft2(cropped)
+    axes = tuple(range(1, kspace.ndim))
+    images = centred_fftn(kspace, axes, inverse=True)
+    region = tuple(slice(n // 2 - k // 2, n // 2 - k // 2 + k) for n, k in zip(spatial[::-1], keep[::-1]))
+    result = centred_fftn(images[(slice(None),) + region], axes)
     return result.astype(np.complex64), tuple(fov)  # type: ignore[return-value]

@@ -43,20 +43,20 @@ def centred_ifft2(kspace: Any) -> Any:
 
 
 def rss_image(kspace: Any) -> Any:
-    """Root-sum-of-squares magnitude image of centred Cartesian k-space.
+    """Root-sum-of-squares magnitude image of centred Cartesian k-space, 2D or 3D.
 
     Args:
-        kspace: shape (coils, ny, nx), complex; k = 0 at (ny // 2, nx // 2).
+        kspace: shape (coils, ny, nx) or (coils, nz, ny, nx), complex; k = 0 at index n // 2.
 
     Returns:
-        Shape (ny, nx), float32 (an array, or a tensor for a tensor); pixel r = 0 at
-        (ny // 2, nx // 2); orthonormal FFT scaling.
+        Shape (ny, nx) or (nz, ny, nx), float32 (an array, or a tensor for a tensor); pixel r = 0
+        at index n // 2; orthonormal FFT scaling.
     """
     if not _is_tensor(kspace):
         kspace = np.asarray(kspace)
-    if kspace.ndim != 3:
-        raise ValueError(f"kspace must have shape (coils, ny, nx), got {tuple(kspace.shape)}")
-    power = abs(centred_ifft2(kspace)) ** 2
+    if kspace.ndim not in (3, 4):
+        raise ValueError(f"kspace must have shape (coils, ny, nx) or (coils, nz, ny, nx), got {tuple(kspace.shape)}")
+    power = abs(centred_fftn(kspace, tuple(range(1, kspace.ndim)), inverse=True)) ** 2
     if _is_tensor(kspace):
         return power.sum(dim=0).sqrt().float()
     return np.sqrt(np.sum(power, axis=0)).astype(np.float32)
