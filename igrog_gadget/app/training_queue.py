@@ -37,6 +37,8 @@ class TrainingQueue:
         self._changed = threading.Condition()
         self._waiting = 0
         """Jobs submitted and not started yet."""
+        self._blocked = 0
+        """``submit`` calls waiting for room (``max_waiting`` jobs wait to start)."""
         self._closed = False
         self.submitted = 0
         self._pin_worker_threads(cpu_threads or torch.get_num_threads())
@@ -54,7 +56,9 @@ class TrainingQueue:
         """Queue ``job``; its future holds its result (or exception)."""
         self.submitted += 1
         with self._changed:
+            self._blocked += 1
             self._changed.wait_for(lambda: self._closed or self._waiting < self.max_waiting)
+            self._blocked -= 1
             if self._closed:
                 future: Future = Future()
                 future.cancel()
@@ -64,6 +68,12 @@ class TrainingQueue:
         if not self.background:
             concurrent.futures.wait([future])
         return future
+
+    @property
+    def submits_blocked(self) -> int:
+        """``submit`` calls now waiting for room in the queue."""
+        with self._changed:
+            return self._blocked
 
     def _started(self, job: Callable[[], Any]) -> Any:
         with self._changed:

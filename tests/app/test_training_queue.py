@@ -11,6 +11,14 @@ import torch
 from igrog_gadget.app.training_queue import TrainingQueue
 
 
+
+def wait_until(condition, timeout_s: float = 10.0) -> None:
+    """Poll ``condition`` until it holds (an AssertionError after ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.005)
+
 def test_the_worker_has_its_own_thread_count_and_the_process_keeps_its_own():
     before = torch.get_num_threads()
     worker_count = 1 if before > 1 else 2
@@ -71,8 +79,8 @@ def test_submit_waits_while_max_waiting_jobs_wait_to_start_and_close_releases_it
     late: list = []
     blocked = threading.Thread(target=lambda: late.append(queue.submit(lambda: "never")))
     blocked.start()
-    time.sleep(0.2)
-    queue.close()
-    blocked.join(timeout=30)
-    block.set()
+    wait_until(lambda: queue.submits_blocked == 1)  # the submit waits for room
+    queue.close()  # must release it: nothing else will (the running job stays blocked)
+    blocked.join(timeout=10)
     assert not blocked.is_alive() and late[0].cancelled()
+    block.set()

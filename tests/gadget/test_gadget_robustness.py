@@ -36,11 +36,12 @@ def served(tmp_path_factory):
         process.wait()
 
 
-def wait_for_log(log: Path, text: str, timeout_s: float = 20.0) -> float:
-    """Seconds until ``text`` appears in the log (fails after ``timeout_s``)."""
+def wait_for_log(log: Path, text: str, timeout_s: float = 20.0, after: int = 0) -> float:
+    """Seconds until ``text`` appears in the log past its first ``after`` characters (fails
+    after ``timeout_s``)."""
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
-        if text in log.read_text():
+        if text in log.read_text()[after:]:
             return time.monotonic() - started
         time.sleep(0.02)
     raise AssertionError(f"{text!r} not logged within {timeout_s} s; log tail:\n{log.read_text()[-3000:]}")
@@ -89,12 +90,14 @@ def test_peer_vanishing_mid_stream_is_noticed_at_once_even_while_training(served
     sock = raw_connection(port)
     peer = "%s:%d" % sock.getsockname()[:2]
     client = StreamClient(sock)
-    client.send_handshake(configuration_xml({"set": "training.max_seconds=3"}), radial_acs.header_xml)
+    training = "training.fit=network; training.max_steps=100000; training.max_seconds=3"  # 3 s of training
+    client.send_handshake(configuration_xml({"set": training}), radial_acs.header_xml)
+    offset = len(log.read_text())
     for message in dataset_messages(radial_acs):  # completes the frame: training starts
         client.send(message)
-    time.sleep(0.3)
+    wait_for_log(log, "calibration solve:", after=offset)  # its training's preparation is done: the fit runs
     client.close()  # gone, no CLOSE
-    seconds = wait_for_log(log, "the peer closed the connection without a CLOSE message")
+    seconds = wait_for_log(log, "the peer closed the connection without a CLOSE message", after=offset)
     assert seconds < 2.5  # the reader notices while the worker is still training (3 s)
     wait_for_log(log, "nothing buffered is gridded or sent")
     assert idle_cpu_seconds(process.pid) < 0.1  # the training was cancelled: nothing runs (it had 3 s)
