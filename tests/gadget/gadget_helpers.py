@@ -98,8 +98,11 @@ def send_all(client: StreamClient, config: str, dataset: RawDataset, messages: I
 
 
 def start_server_process(args: list[str], log_path: Path, env: dict | None = None) -> tuple[subprocess.Popen, int]:
-    """Start ``igrog serve ARGS --port 0`` in a subprocess; returns it and the port it listens on."""
-    command = [sys.executable, "-m", "igrog_gadget", "serve", "--host", "127.0.0.1", "--port", "0", *args]
+    """Start ``igrog serve ARGS --port 0`` in a subprocess; returns it and the port it listens on.
+    One thread (``--cpu-threads 1``) unless ``args`` say otherwise: the suite's two workers share
+    two cores (the product takes its thread counts from its settings, never OMP_NUM_THREADS)."""
+    threads = [] if "--cpu-threads" in args else ["--cpu-threads", "1"]
+    command = [sys.executable, "-m", "igrog_gadget", "serve", "--host", "127.0.0.1", "--port", "0", *threads, *args]
     environment = dict(os.environ if env is None else env)
     environment["PYTHONPATH"] = str(ROOT) + os.pathsep + environment.get("PYTHONPATH", "")
     log = log_path.open("w")
