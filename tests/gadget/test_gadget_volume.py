@@ -1,4 +1,4 @@
-"""3D frames through every front end of a session: a small volume_scan and a stack-of-spirals
+"""3D frames through every front end of a session: a small kooshball and a stack-of-spirals
 streamed to ``igrog serve`` come back as Cartesian acquisitions, Gadgetron ReconData (the (E0,
 E1, E2, CHA) buffer) and one 3D image (Gadgetron and MRD dialects), each checked against
 ``igrog replay`` of the same file: the k-space bit for bit, the image as the RSS of replay's
@@ -28,7 +28,7 @@ N = 24
 VOLUME = ["training.fit_3d=closed_form", "gridding.neighbour_sources=0", "calibration.edge_margin=2"]
 
 
-#: The recorded 3D scans: a volume_scan (N^3) and a stack-of-spirals (N x N x 12 partitions).
+#: The recorded 3D scans: a kooshball (N^3) and a stack-of-spirals (N x N x 12 partitions).
 SCANS = {
     "kooshball": SimulationSpec(trajectory="kooshball", matrix=N, coils=4, spokes=900, acs=12, seed=7),
     "stack_of_spirals": SimulationSpec(
