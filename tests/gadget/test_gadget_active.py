@@ -76,3 +76,32 @@ def test_active_mode_reports_an_unknown_property_to_gadgetron(radial_acs, tmp_pa
     assert trailing == b""
     assert returncode == 0
     assert "Traceback" not in log
+
+
+def test_active_mode_hands_a_3d_volume_to_gadgetron(tmp_path: Path):
+    """A kooshball in active mode: one (E0, E1, E2, CHA) ReconData buffer equal to replay's k-space."""
+    from igrog_gadget.config import load_config
+    from igrog_gadget.io import read_dataset
+    from igrog_gadget.replay import replay_file
+    from igrog_gadget.simulate import SimulationSpec, simulate_to_file
+
+    volume = ["training.fit_3d=closed_form", "gridding.neighbour_sources=0", "calibration.edge_margin=2"]
+    path = tmp_path / "koosh.h5"
+    simulate_to_file(path, SimulationSpec(trajectory="kooshball", matrix=20, coils=4, spokes=700, acs=12, seed=9))
+    import torch
+
+    from igrog_gadget.environment import set_thread_counts
+
+    before = torch.get_num_threads()
+    set_thread_counts(0)  # the external process's count: the processors it may run on
+    try:
+        (frame,) = replay_file(path, tmp_path / "replay.h5", load_config("basic", overrides=volume)).frames
+    finally:
+        set_thread_counts(before)
+    properties = [("output", "recondata")] + [("set", o) for o in volume]
+    received, trailing, returncode, log = run_active(properties, read_dataset(path), tmp_path)
+    assert received.closed and returncode == 0, log[-3000:]
+    (message,) = received.of(protocol.RECONDATA)
+    buffer = decode_recon_data(message.value).bits[0].data
+    assert buffer.data.shape == (20, 20, 20, 4, 1, 1, 1)
+    np.testing.assert_array_equal(buffer.data[..., 0, 0, 0].transpose(3, 2, 1, 0), frame.kspace)
