@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from igrog_engine import Inferencer, resolve_device
 from igrog_gadget.app.common.centre import fill_from_block
@@ -379,7 +380,7 @@ class VariantGridder:
         )
 
     def _start_from_store(
-        self, model: torch.nn.Module, key: StoredModelKey, val_loader, loss: torch.nn.Module
+        self, model: torch.nn.Module, key: StoredModelKey, val_loader: DataLoader | None, loss: torch.nn.Module
     ) -> tuple[bool, bool]:
         """Load the stored network of ``key`` into ``model`` (logged): ``(started from it, only a
         refinement)``; every step is trained when it misses this scan's held-out pairs by more
