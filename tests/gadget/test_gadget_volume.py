@@ -23,14 +23,14 @@ from igrog_gadget.io import read_dataset
 from igrog_gadget.replay import replay_file
 from igrog_gadget.simulate import SimulationSpec, simulate_to_file
 
-N = 24
+N = 20
 #: A quick deterministic 3D fit: closed-form kernels that read their spoke alone.
 VOLUME = ["training.fit_3d=closed_form", "gridding.neighbour_sources=0", "calibration.edge_margin=2"]
 
 
 #: The recorded 3D scans: a kooshball (N^3) and a stack-of-spirals (N x N x 12 partitions).
 SCANS = {
-    "kooshball": SimulationSpec(trajectory="kooshball", matrix=N, coils=4, spokes=900, acs=12, seed=7),
+    "kooshball": SimulationSpec(trajectory="kooshball", matrix=N, coils=4, spokes=700, acs=12, seed=7),
     "stack_of_spirals": SimulationSpec(
         trajectory="stack_of_spirals", matrix=N, coils=4, interleaves=8, partitions=12, acs=12, seed=8
     ),
