@@ -8,6 +8,12 @@ torch settings.
 from __future__ import annotations
 
 import os
+import threading
+
+_process_threads: int | None = None
+"""The count ``set_thread_counts`` fixed for the process (None: never called, e.g. a library user)."""
+_thread_local = threading.local()
+"""Per thread: ``native`` = the count ``pin_native_threads`` fixed for that thread."""
 
 
 def configure_process() -> None:
@@ -31,7 +37,7 @@ def set_thread_counts(cpu_threads: int) -> int:
     """Fix the process's native thread counts from the configuration, never from the environment
     (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``, ... which e.g. Dask's workers set): torch's intra-op
     threads, numpy's BLAS (threadpoolctl) and finufft's (every call passes torch's count of its
-    thread, ``igrog_gadget.gridding.nufft.native_threads``). Sums over threads change in their
+    thread, ``native_threads``). Sums over threads change in their
     last bits with the count, so results then depend only on the input and the configuration.
 
     Args:
@@ -39,13 +45,36 @@ def set_thread_counts(cpu_threads: int) -> int:
     Returns:
         The count set.
     """
+    global _process_threads
     count = cpu_threads if cpu_threads > 0 else available_processors()
     import torch
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(count)
     threadpool_limits(limits=count, user_api="blas")
+    _process_threads = count
     return count
+
+
+def pin_native_threads(count: int) -> None:
+    """Fix the calling thread's native thread count (``native_threads``), e.g. a training worker's
+    ``training.cpu_threads``; the process's count stays for every other thread."""
+    _thread_local.native = int(count)
+
+
+def native_threads() -> int:
+    """Threads a native library (finufft) may use on the calling thread: the thread's pinned count,
+    else the process's (``set_thread_counts``), else torch's. Never read from torch once configured:
+    torch's count is process-global while another thread pins its own (a training queue being made),
+    and a transform must not change its thread count, and bits, with what another session does."""
+    pinned = getattr(_thread_local, "native", None)
+    if pinned is not None:
+        return pinned
+    if _process_threads is not None:
+        return _process_threads
+    import torch
+
+    return torch.get_num_threads()
 
 
 def available_processors() -> int:

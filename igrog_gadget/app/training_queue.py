@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from igrog_gadget.environment import pin_native_threads
+
 
 class TrainingQueue:
     """FIFO of jobs on one worker thread. ``background=True``: ``submit`` returns at once
@@ -92,6 +94,8 @@ class TrainingQueue:
 
 def _pin_calling_thread(count: int) -> None:
     """Fix the calling thread's torch intra-op thread count (after torch's own first
-    initialisation of the thread, which would otherwise replace it)."""
+    initialisation of the thread, which would otherwise replace it) and its native libraries'
+    (``igrog_gadget.environment.native_threads``)."""
     torch.get_num_threads()
     torch.set_num_threads(count)
+    pin_native_threads(count)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import finufft
 import numpy as np
-import torch
+
+from igrog_gadget.environment import native_threads
 
 _EPS = 1e-7
 #: Precision of the 3D transforms: 1e-5 (relative) lies far below the noise of any MRI data and
@@ -19,14 +20,6 @@ _EPS = 1e-7
 #: run tens of transforms of the whole frame). 3D transforms run in single precision (finufft's
 #: float32 library reaches 1e-5): half the memory and about half the time of double precision.
 _EPS_3D = 1e-5
-
-
-def native_threads() -> int:
-    """finufft's thread count for a transform on the calling thread: torch's count there, which
-    the configuration fixes (``igrog_gadget.environment.set_thread_counts``, a training worker's
-    ``training.cpu_threads``), never ``OMP_NUM_THREADS``. (``showwarn`` is off in the calls: finufft
-    warns when this exceeds the cores OpenMP's environment allows.)"""
-    return torch.get_num_threads()
 
 
 def _angles(coords: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:

@@ -14,7 +14,7 @@ import finufft
 import numpy as np
 import torch
 
-from igrog_gadget.gridding.nufft import native_threads
+from igrog_gadget.environment import native_threads
 
 
 class ToeplitzNormal:

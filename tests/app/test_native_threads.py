@@ -58,3 +58,42 @@ def test_thread_counts_come_from_the_configuration():
         assert all(pool["num_threads"] == 1 for pool in threadpool_info() if pool["user_api"] == "blas")
     finally:
         set_thread_counts(before)
+
+
+def test_a_threads_native_count_does_not_follow_another_threads_torch_pin():
+    """torch's count is process-global while a thread pins its own (a session making its training
+    queue): a thread that starts then (another session's gridding) reads torch's count as the
+    pinned one, but finufft's count there stays the process's."""
+    import threading
+
+    import torch
+
+    from igrog_gadget.app.training_queue import TrainingQueue
+    from igrog_gadget.environment import native_threads
+
+    before = torch.get_num_threads()
+    set_thread_counts(2)
+    try:
+        pinned, release = threading.Event(), threading.Event()
+        seen: list[int] = []
+
+        def pin_one() -> None:  # what a training worker's pin does to torch, held open
+            torch.get_num_threads()
+            torch.set_num_threads(1)
+            pinned.set()
+            release.wait(10)
+
+        other = threading.Thread(target=pin_one)
+        other.start()
+        pinned.wait(10)
+        newcomer = threading.Thread(target=lambda: seen.append(native_threads()))
+        newcomer.start()
+        newcomer.join(10)
+        release.set()
+        other.join()
+        assert seen == [2]
+        queue = TrainingQueue(background=True, cpu_threads=1)
+        assert queue.submit(native_threads).result(timeout=10) == 1 and native_threads() == 2
+        queue.close()
+    finally:
+        set_thread_counts(before)

@@ -43,7 +43,7 @@ from torch import nn
 from igrog_gadget.errors import CalibrationError, ConfigError
 from igrog_gadget.gridding.calibration import CalibrationBlock
 from igrog_gadget.gridding.fft import centred_fftn
-from igrog_gadget.gridding.nufft import native_threads
+from igrog_gadget.environment import native_threads
 
 if TYPE_CHECKING:  # the datamodule imports the model's callers, not this module
     from igrog_gadget.app.common.datamodule import GriddingDataModule
