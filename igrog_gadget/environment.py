@@ -36,9 +36,9 @@ def configure_process() -> None:
 def set_thread_counts(cpu_threads: int) -> int:
     """Fix the process's native thread counts from the configuration, never from the environment
     (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``, ... which e.g. Dask's workers set): torch's intra-op
-    threads, numpy's BLAS (threadpoolctl) and finufft's (every call passes torch's count of its
-    thread, ``native_threads``). Sums over threads change in their
-    last bits with the count, so results then depend only on the input and the configuration.
+    threads, numpy's BLAS (threadpoolctl) and finufft's (every call passes ``native_threads``: this
+    count, or a training worker's pinned one). Sums over threads change in their last bits with the
+    count, so results then depend only on the input and the configuration.
 
     Args:
         cpu_threads: the count; 0 = the processors this process may run on.
