@@ -18,6 +18,7 @@ from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import InputDataError, OutputError
 from igrog_gadget.io import RawDataset, cartesian_output_header, read_dataset, write_cartesian_file
 from igrog_gadget.io.reader import array_coil_count
+from igrog_gadget.io.weights import weights_image
 from igrog_gadget.io.writer import remove_quietly
 from igrog_gadget.limits import ResourceLimits
 from igrog_gadget.scan import FRAME_COUNTER_FIELDS, FRAME_KEY_FIELDS, GriddedFrame, ImageItem, Readout
@@ -172,7 +173,8 @@ def replay_file(
     png_temporary = _write_png(png_path, report.frames) if png_path is not None else None
     try:
         try:
-            write_cartesian_file(output_path, xml, report.frames, passthrough, images, dataset.waveforms)
+            weights = [weights_image(frame, fov, number) for number, frame in enumerate(report.frames, start=1)]
+            write_cartesian_file(output_path, xml, report.frames, passthrough, images + weights, dataset.waveforms)
         except OSError as error:
             raise OutputError(f"cannot write {output_path}: {error.strerror or error}") from None
         if png_temporary is not None:

@@ -87,6 +87,31 @@ def test_several_slices_and_repetitions_train_once_per_slice(tmp_path, data_file
     assert z[0] != z[1]
 
 
+def test_each_frame_carries_its_weights_as_an_image_series(tmp_path, data_file):
+    """``igrog_weights``: per frame, the samples averaged into each grid point, with its counters
+    and slice geometry, read back from the file."""
+    output = tmp_path / "multi.h5"
+    report = replay_file(data_file("radial_multi"), output, load_config("basic", overrides=FAST))
+    dataset = ismrmrd.Dataset(str(output), "dataset", create_if_needed=False)
+    try:
+        images = [dataset.read_image("igrog_weights", i) for i in range(dataset.number_of_images("igrog_weights"))]
+    finally:
+        dataset.close()
+    _, acquisitions = read_output(output)
+    assert len(images) == len(report.frames) == 4
+    for number, (image, frame) in enumerate(zip(images, report.frames), start=1):
+        head = image.getHead()
+        counters = dict(zip(("slice", "contrast", "phase", "set", "repetition", "average"), frame.frame_key))
+        assert (head.slice, head.repetition, head.image_index) == (counters["slice"], counters["repetition"], number)
+        assert image.data.shape == (1, 1, 64, 64) and image.data.dtype == np.float32
+        np.testing.assert_array_equal(image.data[0, 0], frame.hits)
+        line = next(a for a in acquisitions if a.idx.slice == head.slice and a.idx.repetition == head.repetition)
+        assert tuple(head.position) == tuple(line.position)  # the frame's slice geometry
+        hits = image.data[0, 0]
+        assert hits[32, 32] >= 32 and hits[32, 32] == hits.max()  # all 32 spokes cross the centre
+        assert image.meta["SeriesName"] == "igrog_weights"
+
+
 @pytest.mark.parametrize("bad", ["training.optimizer=lbfgs", "gridding.num_sources=0", "nosuch.field=1"])
 def test_bad_configuration_is_named(bad):
     from igrog_gadget.errors import ConfigError
