@@ -37,6 +37,9 @@ FLAG_IS_SURFACECOILCORRECTIONSCAN_DATA = 29
 FLAG_IS_PHASE_STABILIZATION_REFERENCE = 30
 FLAG_IS_PHASE_STABILIZATION = 31
 
+#: Slice geometry fields of an acquisition header that an image made from its frame copies.
+GEOMETRY_FIELDS = ("position", "read_dir", "phase_dir", "slice_dir", "patient_table_position")
+
 #: Encoding counters kept on every readout (names as in ISMRMRD's EncodingCounters).
 IDX_FIELDS = (
     "kspace_encode_step_1",

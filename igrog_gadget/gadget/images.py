@@ -9,7 +9,7 @@ import numpy as np
 
 from igrog_gadget.gadget.settings import IMAGE_DTYPES
 from igrog_gadget.gridding.fft import centred_fftn, rss_image
-from igrog_gadget.scan import FRAME_COUNTER_FIELDS, GriddedFrame
+from igrog_gadget.scan import FRAME_COUNTER_FIELDS, GEOMETRY_FIELDS, GriddedFrame
 
 logger = logging.getLogger(__name__)
 
@@ -17,7 +17,6 @@ logger = logging.getLogger(__name__)
 USHORT_MAX = 4095
 
 
-_GEOMETRY_FIELDS = ("position", "read_dir", "phase_dir", "slice_dir", "patient_table_position")
 
 
 def frame_image(
@@ -83,7 +82,7 @@ def frame_image(
     head.image_series_index = int(image_series_index)
     source = frame.template.source_header
     if isinstance(source, ismrmrd.AcquisitionHeader):
-        for name in _GEOMETRY_FIELDS:
+        for name in GEOMETRY_FIELDS:
             getattr(head, name)[:] = getattr(source, name)[:]
         head.measurement_uid = source.measurement_uid
         head.acquisition_time_stamp = source.acquisition_time_stamp

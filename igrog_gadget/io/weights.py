@@ -16,13 +16,12 @@ from __future__ import annotations
 import ismrmrd
 import numpy as np
 
-from igrog_gadget.scan import FRAME_COUNTER_FIELDS, GriddedFrame, ImageItem
+from igrog_gadget.scan import FRAME_COUNTER_FIELDS, GEOMETRY_FIELDS, GriddedFrame, ImageItem
 
 #: Name of the image series that holds the weights.
 WEIGHTS_SERIES = "igrog_weights"
 #: ``image_series_index`` of the weights images.
 WEIGHTS_SERIES_INDEX = 99
-_GEOMETRY_FIELDS = ("position", "read_dir", "phase_dir", "slice_dir", "patient_table_position")
 
 
 def weights_image(frame: GriddedFrame, fov_mm: tuple[float, float, float], image_index: int) -> ImageItem:
@@ -47,7 +46,7 @@ def weights_image(frame: GriddedFrame, fov_mm: tuple[float, float, float], image
     head.image_series_index = WEIGHTS_SERIES_INDEX
     source = frame.template.source_header
     if isinstance(source, ismrmrd.AcquisitionHeader):
-        for name in _GEOMETRY_FIELDS:
+        for name in GEOMETRY_FIELDS:
             getattr(head, name)[:] = getattr(source, name)[:]
         head.measurement_uid = source.measurement_uid
     for name in FRAME_COUNTER_FIELDS:
