@@ -9,14 +9,13 @@ import numpy as np
 
 from igrog_gadget.gadget.settings import IMAGE_DTYPES
 from igrog_gadget.gridding.fft import centred_fftn, rss_image
-from igrog_gadget.scan import FRAME_COUNTER_FIELDS, GEOMETRY_FIELDS, GriddedFrame
+from igrog_gadget.io.convert import frame_image_of
+from igrog_gadget.scan import GriddedFrame
 
 logger = logging.getLogger(__name__)
 
 #: Largest pixel value of ``ushort`` images (12 bit, as DICOM viewers expect from MR images).
 USHORT_MAX = 4095
-
-
 
 
 def frame_image(
@@ -70,27 +69,9 @@ def frame_image(
     else:
         pixels = magnitude
         data_type = ismrmrd.DATATYPE_FLOAT
-    image = ismrmrd.Image.from_array(pixels.reshape(1, nz, ny, nx))
-    head = image.getHead()
-    head.version = 1
-    head.data_type = data_type
-    head.matrix_size[:] = (nx, ny, nz)
-    head.field_of_view[:] = tuple(float(v) for v in fov_mm)
-    head.channels = 1
-    head.image_type = ismrmrd.IMTYPE_MAGNITUDE
-    head.image_index = int(image_index)
-    head.image_series_index = int(image_series_index)
-    source = frame.template.source_header
-    if isinstance(source, ismrmrd.AcquisitionHeader):
-        for name in GEOMETRY_FIELDS:
-            getattr(head, name)[:] = getattr(source, name)[:]
-        head.measurement_uid = source.measurement_uid
-        head.acquisition_time_stamp = source.acquisition_time_stamp
-        head.physiology_time_stamp[:] = source.physiology_time_stamp[:]
-    idx = frame.template.idx
-    for name in FRAME_COUNTER_FIELDS:
-        setattr(head, name, int(idx.get(name, 0)))
-    image.setHead(head)
+    image = frame_image_of(
+        pixels.reshape(1, nz, ny, nx), frame, fov_mm, image_index, image_series_index, data_type, ismrmrd.IMTYPE_MAGNITUDE
+    )
     image.meta = meta
     return image
 

@@ -26,7 +26,9 @@ import numpy as np
 
 from igrog_gadget.errors import InputDataError
 from igrog_gadget.scan import (
+    FRAME_COUNTER_FIELDS,
     FRAME_KEY_FIELDS,
+    GEOMETRY_FIELDS,
     IDX_FIELDS,
     EncodingGeometry,
     GriddedFrame,
@@ -665,6 +667,44 @@ def _volume_acquisitions(frame: GriddedFrame, kspace: np.ndarray, first_scan_cou
 # --------------------------------------------------------------------------------------------
 # Images
 # --------------------------------------------------------------------------------------------
+def frame_image_of(
+    pixels: np.ndarray,
+    frame: GriddedFrame,
+    fov_mm: tuple[float, float, float],
+    image_index: int,
+    image_series_index: int,
+    data_type: int,
+    image_type: int,
+) -> ismrmrd.Image:
+    """An ISMRMRD image of ``frame`` holding ``pixels`` (1, nz, ny, nx): header matrix_size (nx,
+    ny, nz), ``field_of_view`` ``fov_mm``, channels 1, ``data_type`` and ``image_type`` as given,
+    ``image_index`` and ``image_series_index``; position / read, phase, slice directions / table
+    position, measurement uid and time stamps from the frame's first readout, and its counters
+    (``FRAME_COUNTER_FIELDS``). No meta attributes."""
+    _, nz, ny, nx = pixels.shape
+    image = ismrmrd.Image.from_array(np.ascontiguousarray(pixels))
+    head = image.getHead()
+    head.version = 1
+    head.data_type = data_type
+    head.matrix_size[:] = (nx, ny, nz)
+    head.field_of_view[:] = tuple(float(v) for v in fov_mm)
+    head.channels = 1
+    head.image_type = image_type
+    head.image_index = int(image_index)
+    head.image_series_index = int(image_series_index)
+    source = frame.template.source_header
+    if isinstance(source, ismrmrd.AcquisitionHeader):
+        for name in GEOMETRY_FIELDS:
+            getattr(head, name)[:] = getattr(source, name)[:]
+        head.measurement_uid = source.measurement_uid
+        head.acquisition_time_stamp = source.acquisition_time_stamp
+        head.physiology_time_stamp[:] = source.physiology_time_stamp[:]
+    for name in FRAME_COUNTER_FIELDS:
+        setattr(head, name, int(frame.template.idx.get(name, 0)))
+    image.setHead(head)
+    return image
+
+
 def image_item_from_image(img: ismrmrd.Image, series: str) -> ImageItem:
     """Convert an ISMRMRD image to an :class:`ImageItem`.
 
