@@ -22,6 +22,13 @@ _EPS = 1e-7
 _EPS_3D = 1e-5
 
 
+def finufft_options() -> dict[str, int]:
+    """Keyword options of every finufft call of the package: the calling thread's configured
+    thread count (``igrog_gadget.environment.native_threads``, never OMP_NUM_THREADS), and no
+    warning when that exceeds the threads OpenMP's environment would allow."""
+    return {"nthreads": native_threads(), "showwarn": 0}
+
+
 def _angles(coords: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
     """finufft's point arrays, first image axis first: (ky, kx) or (kz, ky, kx), radians
     (float64 in 2D, float32 in 3D: the precision of the transform)."""
@@ -59,9 +66,9 @@ def nufft_forward(image: np.ndarray, coords: np.ndarray) -> np.ndarray:
     points = _angles(coords, tuple(shape))
     data = np.ascontiguousarray(image, dtype=_complex(dims))
     if dims == 2:
-        values = finufft.nufft2d2(*points, data, eps=_EPS, isign=-1, nthreads=native_threads(), showwarn=0)
+        values = finufft.nufft2d2(*points, data, eps=_EPS, isign=-1, **finufft_options())
     else:
-        values = finufft.nufft3d2(*points, data, eps=_EPS_3D, isign=-1, nthreads=native_threads(), showwarn=0)
+        values = finufft.nufft3d2(*points, data, eps=_EPS_3D, isign=-1, **finufft_options())
     return (values / np.sqrt(np.prod(shape))).reshape(channels, -1).astype(np.complex64)
 
 
@@ -80,7 +87,7 @@ def nufft_adjoint(samples: np.ndarray, coords: np.ndarray, shape: tuple[int, ...
     points = _angles(coords, shape)
     data = np.ascontiguousarray(samples, dtype=_complex(dims))
     if dims == 2:
-        image = finufft.nufft2d1(*points, data, n_modes=shape, eps=_EPS, isign=1, nthreads=native_threads(), showwarn=0)
+        image = finufft.nufft2d1(*points, data, n_modes=shape, eps=_EPS, isign=1, **finufft_options())
     else:
-        image = finufft.nufft3d1(*points, data, n_modes=shape, eps=_EPS_3D, isign=1, nthreads=native_threads(), showwarn=0)
+        image = finufft.nufft3d1(*points, data, n_modes=shape, eps=_EPS_3D, isign=1, **finufft_options())
     return (image / np.sqrt(np.prod(shape))).reshape(samples.shape[0], *shape).astype(np.complex64)

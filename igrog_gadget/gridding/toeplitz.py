@@ -14,7 +14,7 @@ import finufft
 import numpy as np
 import torch
 
-from igrog_gadget.environment import native_threads
+from igrog_gadget.gridding.nufft import finufft_options
 
 
 class ToeplitzNormal:
@@ -34,7 +34,7 @@ class ToeplitzNormal:
         points = tuple((2 * np.pi / n) * coords[:, dims - 1 - axis].astype(np.float64) for axis, n in enumerate(self.shape))
         doubled = tuple(2 * n for n in self.shape)
         transform = finufft.nufft2d1 if dims == 2 else finufft.nufft3d1
-        kernel = transform(*points, weights.astype(np.complex128), n_modes=doubled, eps=1e-7, isign=1, nthreads=native_threads(), showwarn=0)
+        kernel = transform(*points, weights.astype(np.complex128), n_modes=doubled, eps=1e-7, isign=1, **finufft_options())
         kernel = np.fft.ifftshift(kernel / np.prod(self.shape))  # h(d) at index d mod 2n
         self._axes = tuple(range(-dims, 0))
         self._spectrum = torch.fft.fftn(torch.from_numpy(kernel.astype(np.complex64)), dim=self._axes)

@@ -43,7 +43,7 @@ from torch import nn
 from igrog_gadget.errors import CalibrationError, ConfigError
 from igrog_gadget.gridding.calibration import CalibrationBlock
 from igrog_gadget.gridding.fft import centred_fftn
-from igrog_gadget.environment import native_threads
+from igrog_gadget.gridding.nufft import finufft_options
 
 if TYPE_CHECKING:  # the datamodule imports the model's callers, not this module
     from igrog_gadget.app.common.datamodule import GriddingDataModule
@@ -131,7 +131,7 @@ class BlockCorrelation:
         )
         data = self.products if precise else self._products_single
         transform = finufft.nufft2d2 if self.dims == 2 else finufft.nufft3d2
-        values = transform(*points, data, eps=eps, isign=-1, nthreads=native_threads(), showwarn=0)
+        values = transform(*points, data, eps=eps, isign=-1, **finufft_options())
         return np.ascontiguousarray(values.T).reshape(-1, self.coils, self.coils)
 
 
