@@ -327,6 +327,7 @@ class VariantGridder:
             self.config.variant, " (warm start)" if warm else "", info["trained_from"], info["training_s"],
             info["training_preparation_s"], info["training_job_s"], info["training_stop"], final_loss or float("nan"), estimate,
         )
+        centre = None if partial else datamodule.centre_block()
         return TrainedKernels(
             model=model,
             coil_transform=prepared.coil_transform,
@@ -340,8 +341,8 @@ class VariantGridder:
             estimate=estimate,
             fit=config.kernel_fit(),
             noise_std=datamodule.noise_std,
-            centre=None if partial else datamodule.centre_block(),
-            centre_data="" if partial else frame_data_digest(frame),
+            centre=centre,
+            centre_data="" if centre is None else frame_data_digest(frame),  # hashed only when there is a block
             info=info,
         )
 
