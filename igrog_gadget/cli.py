@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("input", nargs="?", default=None, help=f"input ISMRMRD HDF5 file (default: the embedded sample {SAMPLE_FILE.name})")
     replay.add_argument("output", nargs="?", default=None, help="output file (default: <input stem>_cartesian.h5 in the current directory)")
     _add_variant_arguments(replay)
-    replay.add_argument("--png", default=None, help="also write the root-sum-of-squares image of the gridded k-space")
+    replay.add_argument("--png", default=None, help="also write the frames' images ([recon]: SENSE of undersampled frames, else RSS) as a PNG")
+    replay.add_argument("--images", action="store_true", help="also write the frames' images into the output (image series igrog_image)")
 
     batch = commands.add_parser(
         "batch", parents=[verbosity], help="replay many ISMRMRD files on a Dask cluster (pip install igrog-gadget[batch])"
@@ -114,7 +115,9 @@ def _run_replay(args: argparse.Namespace) -> int:
     output_path = Path(args.output) if args.output else Path.cwd() / f"{input_path.stem}_cartesian.h5"
     dataset = read_replay_input(input_path, output_path, config, png_path=args.png)  # bad input: refused without torch
     set_thread_counts(config.gridding.cpu_threads)  # once per process, before any work: results never depend on load
-    report = replay_file(input_path, output_path, config, show_progress=not args.quiet, png_path=args.png, dataset=dataset)
+    report = replay_file(
+        input_path, output_path, config, show_progress=not args.quiet, png_path=args.png, dataset=dataset, with_images=args.images
+    )
     first = report.frames[0].info
     for frame in report.frames:
         if frame.info.get("path") == "trained":

@@ -1,4 +1,4 @@
-"""A root-sum-of-squares PNG of gridded k-space, so a person can look at the result."""
+"""A PNG of the frames' images (SENSE or RSS), so a person can look at the result."""
 
 from __future__ import annotations
 
@@ -7,25 +7,25 @@ from typing import Sequence
 
 import numpy as np
 
-from igrog_gadget.gridding.fft import centred_fftn, rss_image
+from igrog_gadget.gridding.fft import rss_image
 
 
-def central_slices(kspace: np.ndarray) -> list[np.ndarray]:
-    """The RSS image of a 3D frame, kspace (coils, nz, ny, nx), through its centre in three
-    orientations: [y, x] at z = nz // 2, [z, x] at y = ny // 2, [z, y] at x = nx // 2 (float32)."""
-    volume = np.sqrt(np.sum(np.abs(centred_fftn(np.asarray(kspace), (-3, -2, -1), inverse=True)) ** 2, axis=0))
+def central_slices(volume: np.ndarray) -> list[np.ndarray]:
+    """A 3D image (nz, ny, nx) through its centre in three orientations: [y, x] at z = nz // 2,
+    [z, x] at y = ny // 2, [z, y] at x = nx // 2 (float32)."""
     nz, ny, nx = volume.shape
     return [volume[nz // 2].astype(np.float32), volume[:, ny // 2].astype(np.float32), volume[:, :, nx // 2].astype(np.float32)]
 
 
-def write_rss_png(path: str | Path, kspaces: Sequence[np.ndarray]) -> Path:
-    """Write the RSS images of the frames side by side (each scaled to its 99.5th percentile); a
-    3D frame (coils, nz, ny, nx) shows its three central slices (``central_slices``)."""
+def write_png(path: str | Path, magnitudes: Sequence[np.ndarray]) -> Path:
+    """Write the frames' magnitude images side by side (each scaled to its 99.5th percentile); a
+    3D image (nz, ny, nx) shows its three central slices (``central_slices``)."""
     from PIL import Image
 
     tiles = []
-    for kspace in kspaces:
-        views = central_slices(kspace) if np.ndim(kspace) == 4 else [rss_image(kspace)]
+    for magnitude in magnitudes:
+        magnitude = np.asarray(magnitude, np.float32)
+        views = central_slices(magnitude) if magnitude.ndim == 3 else [magnitude]
         top = float(np.percentile(np.concatenate([v.reshape(-1) for v in views]), 99.5)) or 1.0
         tiles.extend(np.clip(view / top, 0.0, 1.0) for view in views)
     if not tiles:
@@ -36,3 +36,8 @@ def write_rss_png(path: str | Path, kspaces: Sequence[np.ndarray]) -> Path:
     path = Path(path)
     Image.fromarray((mosaic * 255).astype(np.uint8)).save(path)  # row 0 on top, as Gadgetron shows images
     return path
+
+
+def write_rss_png(path: str | Path, kspaces: Sequence[np.ndarray]) -> Path:
+    """Write the RSS images of gridded k-spaces, (coils, ny, nx) or (coils, nz, ny, nx), as :func:`write_png`."""
+    return write_png(path, [np.asarray(rss_image(np.asarray(kspace))) for kspace in kspaces])

@@ -10,6 +10,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,10 +19,13 @@ from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import InputDataError, OutputError
 from igrog_gadget.io import RawDataset, cartesian_output_header, read_dataset, write_cartesian_file
 from igrog_gadget.io.reader import array_coil_count
-from igrog_gadget.io.weights import weights_image
+from igrog_gadget.io.frame_images import replay_image, weights_image
 from igrog_gadget.io.writer import remove_quietly
 from igrog_gadget.limits import ResourceLimits
 from igrog_gadget.scan import FRAME_COUNTER_FIELDS, FRAME_KEY_FIELDS, GriddedFrame, ImageItem, Readout
+
+if TYPE_CHECKING:
+    from igrog_gadget.recon.images import FrameImage
 
 logger = logging.getLogger(__name__)
 
@@ -117,9 +121,11 @@ def replay_file(
     png_path: str | os.PathLike[str] | None = None,
     limits: ResourceLimits | None = None,
     dataset: RawDataset | None = None,
+    with_images: bool = False,
 ) -> ReplayReport:
     """Grid every frame of ``input_path`` with the configured variant and write ``output_path``
-    (and the root-sum-of-squares image of the frames to ``png_path`` when given).
+    (and the frames' images, ``[recon]``: SENSE of undersampled frames, else RSS, to ``png_path``
+    when given, and with ``with_images`` into the output as the image series ``igrog_image``).
 
     Refused before any work (``IgrogError``): see :func:`read_replay_input`, which reads the input
     here unless its ``dataset`` is given. The outputs are written atomically: on any error
@@ -170,11 +176,20 @@ def replay_file(
             **coil_compression_parameters(report.frames),
         },
     )
-    png_temporary = _write_png(png_path, report.frames) if png_path is not None else None
+    pictures = frame_pictures(report.frames, config, pipeline.gridder.device) if png_path or with_images else []
+    png_temporary = _write_png(png_path, [p.magnitude for p in pictures]) if png_path is not None else None
     try:
         try:
-            weights = [weights_image(frame, fov, number) for number, frame in enumerate(report.frames, start=1)]
-            write_cartesian_file(output_path, xml, report.frames, passthrough, images + weights, dataset.waveforms)
+            if config.output.weights:
+                images += [weights_image(frame, fov, number) for number, frame in enumerate(report.frames, start=1)]
+            if with_images:
+                images += [
+                    replay_image(frame, picture, fov, number)
+                    for number, (frame, picture) in enumerate(zip(report.frames, pictures), start=1)
+                ]
+            write_cartesian_file(
+                output_path, xml, report.frames, passthrough, images, dataset.waveforms, calibration=config.output.calibration
+            )
         except OSError as error:
             raise OutputError(f"cannot write {output_path}: {error.strerror or error}") from None
         if png_temporary is not None:
@@ -236,16 +251,24 @@ def coil_compression_parameters(frames: list[GriddedFrame]) -> dict[str, str]:
     return parameters
 
 
-def _write_png(path: str, frames: list[GriddedFrame]) -> str:
-    """The RSS image of the frames written beside ``path`` under a temporary name (returned);
-    nothing is left behind when writing fails."""
+def frame_pictures(frames: list[GriddedFrame], config: IgrogConfig, device: object) -> list["FrameImage"]:
+    """The image of each frame (``igrog_gadget.recon.images``: ``[recon]``)."""
+    from igrog_gadget.recon.images import FrameImager
+
+    imager = FrameImager(config.recon, device)  # type: ignore[arg-type]
+    return [imager.image(frame) for frame in frames]
+
+
+def _write_png(path: str, magnitudes: list[np.ndarray]) -> str:
+    """The frames' images written beside ``path`` under a temporary name (returned); nothing
+    is left behind when writing fails."""
     from igrog_gadget import preview
 
     directory, name = os.path.split(os.path.abspath(path))
     # a fresh name beside the target, created with the usual permissions (mkstemp's are 0600)
     temporary = os.path.join(directory, f".{name}.partial-{uuid.uuid4().hex}.png")
     try:
-        preview.write_rss_png(temporary, [f.kspace for f in frames])
+        preview.write_png(temporary, magnitudes)
     except BaseException as error:
         remove_quietly(temporary)
         if isinstance(error, OSError):

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from igrog_gadget.errors import InputDataError
+
+if TYPE_CHECKING:
+    from igrog_gadget.gridding.calibration import CalibrationBlock
 
 # ISMRMRD acquisition flag bit numbers (1-based, as in the ISMRMRD standard).
 FLAG_FIRST_IN_SLICE = 7
@@ -55,6 +58,14 @@ IDX_FIELDS = (
 
 #: Counters that separate one gridded frame from another.
 FRAME_KEY_FIELDS = ("slice", "contrast", "phase", "set", "repetition", "average", "kspace_encode_step_2")
+#: Counters that select the calibration a frame uses (repetitions, averages... share it).
+CALIBRATION_KEY_FIELDS = ("slice", "contrast", "kspace_encode_step_2")
+
+
+def calibration_key_of_frame(frame_key: tuple[int, ...]) -> tuple[int, ...]:
+    """Calibration key from a frame key (see ``FRAME_KEY_FIELDS``)."""
+    values = dict(zip(FRAME_KEY_FIELDS, frame_key))
+    return tuple(values[name] for name in CALIBRATION_KEY_FIELDS)
 #: ``FRAME_KEY_FIELDS`` without the partition (encode step 2): the counters an image header and
 #: the output header's encodingLimits carry.
 FRAME_COUNTER_FIELDS = tuple(name for name in FRAME_KEY_FIELDS if name != "kspace_encode_step_2")
@@ -243,3 +254,11 @@ class GriddedFrame:
     """Shape (ny, nx), float32: mean acquisition time of the samples on each grid point (fieldcorr)."""
     info: dict[str, Any] = field(default_factory=dict)
     """Facts of the run that produced it (variant, training/gridding seconds, calibration source)."""
+    calibration: "CalibrationBlock | None" = None
+    """The frame's calibration block on the output grid, in the output's coils (None: the variant
+    has none, e.g. fieldcorr), for the calibration pass-through and the coil maps."""
+
+    @property
+    def calibration_key(self) -> tuple[int, ...]:
+        """The frame's calibration key (``CALIBRATION_KEY_FIELDS``)."""
+        return calibration_key_of_frame(self.frame_key)

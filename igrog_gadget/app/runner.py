@@ -511,7 +511,10 @@ class VariantGridder:
                 self.kernel_cache.put(cache_key, datamodule.geometry, datamodule.kernels)
             info.setdefault("path", "reused model")
         output = self._output_coils(datamodule.data, trained.coil_transform, info)
-        centre = self._centre_block(frame, datamodule, trained)
+        centre = self._frame_block(frame, datamodule, trained, for_centre=True)
+        output.calibration = centre if centre is not None or not self._passes_block_on() else (
+            self._frame_block(frame, datamodule, trained, for_centre=False)
+        )
         filled = None
         if centre is not None:
             filled = fill_from_block(output.kspace, output.hits, centre, self.config.calibration.edge_margin)
@@ -539,18 +542,27 @@ class VariantGridder:
             "estimated_kernel_misfit": trained.estimate,
         }
 
-    def _centre_block(
-        self, frame: FrameInputs, datamodule: GriddingDataModule, trained: TrainedKernels
+    def _passes_block_on(self) -> bool:
+        """Whether the output carries the frame's calibration block: for the calibration
+        pass-through (``output.calibration``) or the coil maps (``recon.image``)."""
+        return self.config.output.calibration or self.config.recon.image != "rss"
+
+    def _frame_block(
+        self, frame: FrameInputs, datamodule: GriddingDataModule, trained: TrainedKernels, for_centre: bool
     ) -> CalibrationBlock | None:
-        """The calibration block of ``frame``'s own data in the output's coils (``fill_centre``), or
-        None: physical-coil output after compression takes the physical data's block, so the centre
-        keeps the energy outside the virtual coils."""
+        """The calibration block of ``frame``'s own data in the output's coils, or None: with
+        ``for_centre`` the block that replaces the gridded centre (``centre_block``: None when
+        ``fill_centre`` is off or the variant fills none), else the block the variant calibrates
+        from (``frame_kspace_block``; None: it has none). Physical-coil output after compression
+        takes the physical data's block, so the centre keeps the energy outside the virtual coils."""
         transform = trained.coil_transform
         if transform.is_identity or self.config.gridding.output_coils == "virtual":
             if trained.centre is not None and trained.centre_data == frame_data_digest(datamodule.frame):
                 return trained.centre  # the training's own frame: its block is this frame's
-            return datamodule.centre_block()
-        return self.spec.datamodule(frame, self.config, with_training=False).centre_block()
+            source = datamodule
+        else:
+            source = self.spec.datamodule(frame, self.config, with_training=False)
+        return source.centre_block() if for_centre else source.frame_kspace_block()
 
     def _output_coils(self, result: GriddedKSpace, transform: CoilTransform, info: dict) -> GriddedKSpace:
         """The gridded k-space in the coils the configuration asks for (new object)."""

@@ -70,6 +70,8 @@ FIELDCORR_MODES = ("hybrid", "kernel")
 KERNEL_FITS = ("closed_form", "network")
 IMAGE_SOURCES = ("auto", "series", "file", "data")
 PAIR_POSITIONS = ("auto", "trajectory", "random")
+IMAGE_METHODS = ("auto", "sense", "rss")
+DATA_WEIGHTINGS = ("hits", "mask")
 
 
 class SchedulerParam(NamedTuple):
@@ -402,6 +404,50 @@ class ImageCalibrationConfig:
     """From the data: share of the central grid cells that must hold a sample to make coil images."""
 
 
+@dataclass
+class OutputConfig:
+    """What the gridded output carries besides the Cartesian k-space (every sink: the replay file,
+    Cartesian acquisitions, ReconData)."""
+
+    calibration: bool = True
+    """Pass the calibration data on, on the output grid and in the output's coils: the calibration block
+    of each calibration key (its Cartesian ACS lines placed on the grid, or the block the joint or
+    self-calibration solved) as ACQ_IS_PARALLEL_CALIBRATION acquisitions before the key's first frame
+    (ReconData: the recon bit's reference buffer). Off for a minimal Cartesian consumer that would stack
+    flagged lines into its image."""
+    weights: bool = True
+    """Per-point weights: the number of samples gridded onto each point, as the image series
+    igrog_weights (replay file, acquisitions output) or the ReconData density array."""
+
+
+@dataclass
+class ReconConfig:
+    """The image made of a gridded frame (the gadget's images output, replay --png and --images):
+    Cartesian SENSE with ESPIRiT maps of the calibration block, or the root-sum-of-squares."""
+
+    image: str = _choice_field("auto", IMAGE_METHODS)
+    """sense (CG-SENSE; RSS with a warning when the frame has no calibration block to make maps of), rss,
+    or auto (sense for undersampled frames, rss when the gridded points cover full_coverage of the sampled
+    k-space disc)."""
+    full_coverage: float = 0.95
+    """auto: a frame whose gridded points cover this share of the disc its samples reach is fully sampled (RSS)."""
+    iterations: int = 30
+    """Conjugate-gradient iterations of SENSE (a fixed count: the same input gives the same image)."""
+    regularization: float = 0.001
+    """Tikhonov weight relative to the mean data weight of the gridded points (0: none; 128^2, 8 coils,
+    radial 64 and 32 spokes, SNR 50 and 15: 0 to 0.001 best with hits weighting, 0.01 with mask)."""
+    weighting: str = _choice_field("hits", DATA_WEIGHTINGS)
+    """Data weight of each grid point: hits (the samples gridded onto it: its noise variance is the
+    sample variance over it) or mask (1 wherever something was gridded, as BART pics weights); hits gave
+    0.66x to 0.87x mask's image error (radial 64 and 32 spokes, spiral)."""
+    map_kernel: int = 6
+    """ESPIRiT kernel side (points per axis) of the calibration matrix."""
+    map_threshold: float = 0.02
+    """ESPIRiT: singular values of the calibration matrix kept, relative to the largest."""
+    map_crop: float = 0.8
+    """ESPIRiT: maps are zero (no image) where the eigenvalue is below this."""
+
+
 #: Section name -> its dataclass, in the order of the standard files.
 SECTIONS: dict[str, type] = {
     "gridding": GriddingConfig,
@@ -410,6 +456,8 @@ SECTIONS: dict[str, type] = {
     "training": TrainingConfig,
     "image_calibration": ImageCalibrationConfig,
     "fieldcorr": FieldCorrectionConfig,
+    "output": OutputConfig,
+    "recon": ReconConfig,
 }
 #: Sections only some variants have (None in the others).
 OPTIONAL_SECTIONS = ("image_calibration", "fieldcorr")
@@ -430,6 +478,8 @@ class IgrogConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     image_calibration: ImageCalibrationConfig | None = None
     fieldcorr: FieldCorrectionConfig | None = None
+    output: OutputConfig = field(default_factory=OutputConfig)
+    recon: ReconConfig = field(default_factory=ReconConfig)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -553,6 +603,16 @@ class IgrogConfig:
             raise ConfigError(f"training.whitening_regularization must be > 0, got {t.whitening_regularization}")
         if not 0.0 <= t.validation_fraction < 0.5:
             raise ConfigError(f"training.validation_fraction must be in [0, 0.5), got {t.validation_fraction}")
+        r = self.recon
+        if not 0.0 < r.full_coverage <= 1.0:
+            raise ConfigError(f"recon.full_coverage must be in (0, 1], got {r.full_coverage}")
+        _at_least("recon.iterations", r.iterations, 1)
+        _at_least("recon.regularization", r.regularization, 0.0)
+        _at_least("recon.map_kernel", r.map_kernel, 2)
+        if not 0.0 < r.map_threshold < 1.0:
+            raise ConfigError(f"recon.map_threshold must be in (0, 1), got {r.map_threshold}")
+        if not 0.0 <= r.map_crop < 1.0:
+            raise ConfigError(f"recon.map_crop must be in [0, 1), got {r.map_crop}")
         if self.fieldcorr is not None:
             fc = self.fieldcorr
             _at_least("fieldcorr.time_segments", fc.time_segments, 1)

@@ -1,16 +1,20 @@
-"""Root-sum-of-squares magnitude images of gridded frames, as ISMRMRD images for MRD clients."""
+"""Magnitude images of gridded frames (SENSE or RSS, ``igrog_gadget.recon.images``) as ISMRMRD images for MRD clients."""
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import ismrmrd
 import numpy as np
 
 from igrog_gadget.gadget.settings import IMAGE_DTYPES
-from igrog_gadget.gridding.fft import centred_fftn, rss_image
+from igrog_gadget.gridding.fft import centred_fftn
 from igrog_gadget.io.convert import frame_image_of
 from igrog_gadget.scan import GriddedFrame
+
+if TYPE_CHECKING:
+    from igrog_gadget.recon.images import FrameImage
 
 logger = logging.getLogger(__name__)
 
@@ -20,12 +24,13 @@ USHORT_MAX = 4095
 
 def frame_image(
     frame: GriddedFrame,
+    picture: "FrameImage",
     fov_mm: tuple[float, float, float],
     image_index: int,
     image_series_index: int = 1,
     dtype: str = "float",
 ) -> ismrmrd.Image:
-    """The RSS magnitude image of a gridded frame with a complete image header.
+    """The magnitude image ``picture`` of a gridded frame with a complete image header.
 
     Header: matrix_size (nx, ny, 1) (a 3D frame: (nx, ny, nz), one 3D image: the volume is one
     frame, as the Cartesian gadgets hand a 3D encoding on; a stack-of-stars partition is a 2D
@@ -33,25 +38,29 @@ def frame_image(
     MAGNITUDE, data_type FLOAT or USHORT; position / read_dir / phase_dir / slice_dir /
     patient_table_position, measurement_uid and time stamps from the frame's template
     acquisition; average, slice, contrast, phase, repetition and set from its counters;
-    ``image_index`` and ``image_series_index`` as given. ``ushort`` images are scaled so that
-    the largest pixel is ``USHORT_MAX``; the factor is in the meta attribute ``IgrogScale``
-    (stored value = magnitude x scale).
+    ``image_index`` and ``image_series_index`` as given. Meta: ``ImageProcessingHistory``
+    [IGROG, SENSE or RSS], ``SeriesName`` igrog_sense or igrog_rss, ``IgrogImageNote`` why RSS
+    stood in for SENSE. ``ushort`` images are scaled so that the largest pixel is
+    ``USHORT_MAX``; the factor is in the meta attribute ``IgrogScale`` (stored value = magnitude x scale).
 
     Args:
-        frame: kspace (coils, ny, nx) or (coils, nz, ny, nx).
-        fov_mm: field of view of the gridded image (x, y, z) in mm.
+        frame: the gridded frame (header fields and facts).
+        picture: its image, magnitude (ny, nx) or (nz, ny, nx), already cropped to ``fov_mm``.
+        fov_mm: field of view of the image (x, y, z) in mm.
         image_index: 1-based running index of the image in its connection.
         image_series_index: series number written into the header.
         dtype: ``"float"`` or ``"ushort"``.
     """
     if dtype not in IMAGE_DTYPES:
         raise ValueError(f"image dtype must be one of {', '.join(IMAGE_DTYPES)}, got {dtype!r}")
-    magnitude = rss_image(frame.kspace)
+    magnitude = np.asarray(picture.magnitude, np.float32)
     nz, ny, nx = (1, *magnitude.shape) if magnitude.ndim == 2 else magnitude.shape
     meta = ismrmrd.Meta()
     meta["DataRole"] = "Image"
-    meta["ImageProcessingHistory"] = ["IGROG", "RSS"]
-    meta["SeriesName"] = "igrog_rss"
+    meta["ImageProcessingHistory"] = ["IGROG", picture.method.upper()]
+    meta["SeriesName"] = f"igrog_{picture.method}"
+    if picture.note:
+        meta["IgrogImageNote"] = picture.note
     meta["IgrogVariant"] = str(frame.info.get("variant", ""))
     estimate = frame.info.get("estimated_nrmse")
     if estimate is not None and np.isfinite(estimate):
@@ -76,6 +85,25 @@ def frame_image(
     return image
 
 
+def fov_crop(
+    shape: tuple[int, ...], grid_fov_mm: tuple[float, float, float], target_fov_mm: tuple[float, float, float]
+) -> tuple[tuple[slice, ...], tuple[float, float, float]]:
+    """The central image region that covers ``target_fov_mm`` of an image grid covering
+    ``grid_fov_mm``: slices for (ny, nx) or (nz, ny, nx) ``shape`` (``round(n * target / grid)``
+    pixels around index ``n // 2`` along an axis where the target is smaller, the whole axis
+    elsewhere) and the region's FOV (x, y, z)."""
+    spatial = tuple(shape)[::-1]  # (nx, ny[, nz])
+    region, fov = [], [float(v) for v in grid_fov_mm]
+    for axis, n in enumerate(spatial):
+        grid, target = float(grid_fov_mm[axis]), float(target_fov_mm[axis])
+        kept = n
+        if target > 0 and grid > 0 and target < grid * (1 - 1e-6):
+            kept = max(1, min(n, int(round(n * target / grid))))
+            fov[axis] = grid * kept / n
+        region.append(slice(n // 2 - kept // 2, n // 2 - kept // 2 + kept))
+    return tuple(region[::-1]), (fov[0], fov[1], fov[2])
+
+
 def crop_to_fov(
     kspace: np.ndarray, grid_fov_mm: tuple[float, float, float], target_fov_mm: tuple[float, float, float]
 ) -> tuple[np.ndarray, tuple[float, float, float]]:
@@ -97,21 +125,10 @@ def crop_to_fov(
         k-space of the same rank, complex64, k = 0 at index n' // 2, and its FOV (x, y, z).
     """
     kspace = np.asarray(kspace)
-    spatial = kspace.shape[1:][::-1]  # (nx, ny[, nz])
-    keep = []
-    fov = list(float(v) for v in grid_fov_mm)
-    for axis, n in enumerate(spatial):
-        grid, target = float(grid_fov_mm[axis]), float(target_fov_mm[axis])
-        if target <= 0 or grid <= 0 or target >= grid * (1 - 1e-6):
-            keep.append(n)
-            continue
-        kept = max(1, min(n, int(round(n * target / grid))))
-        keep.append(kept)
-        fov[axis] = grid * kept / n
-    if tuple(keep) == tuple(spatial):
-        return kspace.astype(np.complex64, copy=False), tuple(fov)  # type: ignore[return-value]
+    region, fov = fov_crop(kspace.shape[1:], grid_fov_mm, target_fov_mm)
+    if all(r.stop - r.start == n for r, n in zip(region, kspace.shape[1:])):
+        return kspace.astype(np.complex64, copy=False), fov
     axes = tuple(range(1, kspace.ndim))
     images = centred_fftn(kspace, axes, inverse=True)
-    region = tuple(slice(n // 2 - k // 2, n // 2 - k // 2 + k) for n, k in zip(spatial[::-1], keep[::-1]))
     result = centred_fftn(images[(slice(None),) + region], axes)
-    return result.astype(np.complex64), tuple(fov)  # type: ignore[return-value]
+    return result.astype(np.complex64), fov

@@ -50,7 +50,9 @@ from igrog_gadget.gadget.wire import (
     MessageTooLargeError,
     ProtocolLimits,
 )
+from igrog_gadget.gadget.images import crop_to_fov
 from igrog_gadget.io import cartesian_acquisitions
+from igrog_gadget.io.calibration_lines import calibration_acquisitions
 from igrog_gadget.scan import GriddedFrame
 
 logger = logging.getLogger(__name__)
@@ -259,9 +261,92 @@ def _volume_buffer(
     return ReconBuffer(data=data, headers=headers, sampling=sampling)
 
 
-def encode_frame(frame: GriddedFrame, fov_mm: tuple[float, float, float], first_scan_counter: int = 0) -> bytes:
-    """One RECONDATA message (a single recon bit, no reference) for a gridded frame."""
-    return encode_recon_data(ReconData([ReconBit(recon_buffer_from_frame(frame, fov_mm, first_scan_counter))]))
+def reference_buffer(frame: GriddedFrame, fov_mm: tuple[float, float, float], first_scan_counter: int = 0) -> ReconBuffer | None:
+    """The frame's calibration block as a recon bit's reference buffer (Gadgetron's ``ref``), or
+    None when the frame has none.
+
+    data [E0=nx, E1=ay, E2=az (1 in 2D), CHA, 1, 1, 1]: the block's rows on the frame's full
+    readout (zero outside the block's columns), row ``iy`` at ky = ky0 + iy; headers [ay, az, 1, 1,
+    1]: the calibration acquisitions' (``calibration_acquisitions``: ``kspace_encode_step_1`` the
+    output grid's line); sampling: the frame's matrix and FOV, limits E0 = the block's columns
+    (centre nx // 2), E1 = (0, -ky0, ay - 1) (centre: the row at ky = 0), E2 likewise or 0.
+    """
+    block = frame.calibration
+    if block is None:
+        return None
+    grid = frame.kspace.shape[1:]
+    nx, ny = grid[-1], grid[-2]
+    nz = grid[0] if len(grid) == 3 else 1
+    kspace = np.asarray(block.kspace, np.complex64)
+    coils = kspace.shape[0]
+    az, ay, ax = (1, *kspace.shape[1:]) if kspace.ndim == 3 else kspace.shape[1:]
+    rows = np.zeros((coils, az, ay, nx), np.complex64)
+    x0 = block.kx0 + nx // 2
+    rows[..., x0 : x0 + ax] = kspace.reshape(coils, az, ay, ax)
+    data = rows.transpose(3, 2, 1, 0).reshape(nx, ay, az, coils, 1, 1, 1, order="F")
+    headers = np.empty((ay, az, 1, 1, 1), dtype=object)
+    for row, line in enumerate(calibration_acquisitions(frame, first_scan_counter)):
+        iz, iy = divmod(row, ay)
+        headers[iy, iz, 0, 0, 0] = line.getHead()
+    sampling = SamplingDescription(
+        encoded_fov_mm=tuple(fov_mm),
+        recon_fov_mm=tuple(fov_mm),
+        encoded_matrix=(nx, ny, nz),
+        recon_matrix=(nx, ny, nz),
+        limits=((x0, nx // 2, x0 + ax - 1), (0, -block.ky0, ay - 1), (0, -block.kz0 if block.dims == 3 else 0, az - 1)),
+    )
+    return ReconBuffer(data=np.asfortranarray(data), headers=headers, sampling=sampling)
+
+
+def frame_in_recon_fov(
+    frame: GriddedFrame, grid_fov_mm: tuple[float, float, float], recon_fov_mm: tuple[float, float, float]
+) -> tuple[GriddedFrame, tuple[float, float, float]]:
+    """The frame with oversampling beyond the reconSpace FOV removed (``crop_to_fov``) and its FOV.
+
+    Where the image is cropped, the coarser k-space grid's point (i, j) gets as weight the hits
+    of the finer grid's points nearest to it (their sum), and the calibration block is dropped
+    (it lies on the finer grid; a block resampled by the crop would be smeared at its edges).
+    """
+    kspace, fov = crop_to_fov(frame.kspace, grid_fov_mm, recon_fov_mm)
+    if kspace.shape == frame.kspace.shape:
+        return frame, fov
+    hits = _binned_hits(np.asarray(frame.hits), kspace.shape[1:])
+    logger.debug("frame %s: reconSpace FOV crop %s -> %s; no reference buffer", frame.frame_key, frame.kspace.shape, kspace.shape)
+    return dataclasses.replace(frame, kspace=kspace, hits=hits, calibration=None), fov
+
+
+def _binned_hits(hits: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Hits of a grid of ``shape`` whose spacing is (fine n / coarse n) fine points: each fine point
+    adds to the coarse point nearest to it (k = 0 at n // 2 on both)."""
+    out = np.zeros(shape, np.int32)
+    index = []
+    for fine, coarse in zip(hits.shape, shape):
+        k = (np.arange(fine) - fine // 2) * (coarse / fine)
+        target = np.rint(k).astype(np.int64) + coarse // 2
+        index.append(np.clip(target, 0, coarse - 1))
+    np.add.at(out, tuple(np.meshgrid(*index, indexing="ij")), hits.astype(np.int32))
+    return out
+
+
+def encode_frame(
+    frame: GriddedFrame,
+    fov_mm: tuple[float, float, float],
+    first_scan_counter: int = 0,
+    *,
+    reference: bool = False,
+    density: bool = False,
+) -> bytes:
+    """One RECONDATA message (a single recon bit) for a gridded frame: with ``reference`` its
+    calibration block as the bit's reference buffer (``reference_buffer``; none when the frame
+    has no block), with ``density`` its hits as the data buffer's density array
+    [E0, E1, E2, 1, 1, 1] float32 (the samples gridded onto each point)."""
+    buffer = recon_buffer_from_frame(frame, fov_mm, first_scan_counter)
+    if density:
+        hits = np.asarray(frame.hits, np.float32)
+        hits = hits.reshape((1,) * (3 - hits.ndim) + hits.shape)  # (nz, ny, nx)
+        buffer.density = np.asfortranarray(hits.transpose(2, 1, 0).reshape(*hits.shape[::-1], 1, 1, 1, order="F"))
+    ref = reference_buffer(frame, fov_mm, first_scan_counter) if reference else None
+    return encode_recon_data(ReconData([ReconBit(buffer, ref)]))
 
 
 # --------------------------------------------------------------------------------------------

@@ -34,9 +34,11 @@ import numpy as np
 
 from igrog_gadget.errors import ConfigError, GriddingCancelled, IgrogError
 from igrog_gadget.gadget import protocol
-from igrog_gadget.gadget.images import crop_to_fov, frame_image
+from igrog_gadget.gadget.images import fov_crop, frame_image
 from igrog_gadget.gadget.protocol import Message, MessageChannel, PeerClosedError, ProtocolError
-from igrog_gadget.gadget.recondata import encode_frame, grid_fov_mm
+from igrog_gadget.gadget.recondata import encode_frame, frame_in_recon_fov, grid_fov_mm
+from igrog_gadget.io.calibration_lines import CalibrationLedger, calibration_acquisitions
+from igrog_gadget.io.frame_images import weights_image
 from igrog_gadget.gadget.settings import (
     GadgetSettings,
     parse_json_text,
@@ -52,6 +54,7 @@ from igrog_gadget.io import (
     readout_from_header_and_arrays,
 )
 from igrog_gadget.limits import ResourceLimits
+from igrog_gadget.recon.images import FrameImager
 from igrog_gadget.scan import GriddedFrame, ImageItem, Readout, ScanHeader
 from igrog_gadget.stream.pipeline import GriddingPipeline
 
@@ -266,6 +269,11 @@ class GadgetSession:
         self._reader: threading.Thread | None = None
         self._acquisitions_sent = 0
         self._images_sent = 0
+        self._weights_sent = 0
+        self._imager: FrameImager | None = None
+        """Makes the images of ``output=images`` (coil maps cached per calibration key)."""
+        self._calibration = CalibrationLedger(False)
+        """Calibration keys whose blocks were passed on (``[output] calibration``)."""
         self._last_calibration: float | None = None
         self._arrival: float | None = None
         self._last_readout_arrival: dict[tuple, float] = {}
@@ -453,6 +461,7 @@ class GadgetSession:
         self.resource_limits.check_config(config)
         self.settings = settings
         self.output = output
+        self._calibration = CalibrationLedger(config.output.calibration)
         self.report.variant = config.variant
         self.report.output = output
         assert self.header is not None
@@ -592,19 +601,28 @@ class GadgetSession:
             self._raw_waiting[id(item)] = message.raw  # it leaves later, behind a frame still training
 
     def _encode_frame(self, frame: GriddedFrame) -> list[bytes]:
+        assert self.header is not None and self.settings is not None and self.pipeline is not None
+        config = self.pipeline.config
         if self.output == "acquisitions":  # the full grid, exactly as replay writes it
-            lines = cartesian_acquisitions(frame, first_scan_counter=self._acquisitions_sent)
+            lines = calibration_acquisitions(frame, self._acquisitions_sent) if self._calibration.due(frame) else []
+            lines += cartesian_acquisitions(frame, first_scan_counter=self._acquisitions_sent + len(lines))
             self._acquisitions_sent += len(lines)
-            return [protocol.encode_acquisition(line) for line in lines]
-        # recon data and images: oversampling beyond the reconSpace FOV removed
-        assert self.header is not None and self.settings is not None
-        kspace, fov = crop_to_fov(frame.kspace, self.fov_mm, self.header.recon_fov_mm)
-        if kspace.shape != frame.kspace.shape:
-            frame = dataclasses.replace(frame, kspace=kspace, hits=np.zeros(kspace.shape[1:], np.int32))
-        if self.output == "recondata":
-            return [encode_frame(frame, fov, self._acquisitions_sent)]
+            payloads = [protocol.encode_acquisition(line) for line in lines]
+            if config.output.weights:
+                self._weights_sent += 1
+                payloads.append(protocol.encode_image(image_from_item(weights_image(frame, self.fov_mm, self._weights_sent))))
+            return payloads
+        if self.output == "recondata":  # oversampling beyond the reconSpace FOV removed
+            cropped, fov = frame_in_recon_fov(frame, self.fov_mm, self.header.recon_fov_mm)
+            reference = self._calibration.due(cropped)
+            return [encode_frame(cropped, fov, self._acquisitions_sent, reference=reference, density=config.output.weights)]
+        if self._imager is None:
+            self._imager = FrameImager(config.recon, self.pipeline.gridder.device)
+        picture = self._imager.image(frame)
+        region, fov = fov_crop(picture.magnitude.shape, self.fov_mm, self.header.recon_fov_mm)
+        picture = dataclasses.replace(picture, magnitude=picture.magnitude[region])
         self._images_sent += 1
-        image = frame_image(frame, fov, self._images_sent, self.settings.image_series_index, self.settings.image_dtype)
+        image = frame_image(frame, picture, fov, self._images_sent, self.settings.image_series_index, self.settings.image_dtype)
         return [protocol.encode_image(image)]
 
     def _frame_sent(self, frame: GriddedFrame) -> None:

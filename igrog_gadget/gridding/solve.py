@@ -58,6 +58,6 @@ def conjugate_gradients(
         x = x + alpha * direction
         residual = residual - alpha * a_dir
         rr_new = dot(residual, residual)
-        direction = residual + (rr_new / rr) * direction
+        direction = residual + (rr_new / at_least_tiny(rr)) * direction
         rr = rr_new
     return x

@@ -557,7 +557,7 @@ def cartesian_output_header(
 # --------------------------------------------------------------------------------------------
 # GriddedFrame -> Cartesian acquisitions
 # --------------------------------------------------------------------------------------------
-def _line_template(frame: GriddedFrame, coils: int, nx: int) -> ismrmrd.AcquisitionHeader:
+def line_template(frame: GriddedFrame, coils: int, nx: int) -> ismrmrd.AcquisitionHeader:
     """Header shared by all output lines of ``frame`` (step-1 counter, flags, scan counter unset)."""
     head = ismrmrd.AcquisitionHeader()
     source = frame.template.source_header
@@ -611,7 +611,7 @@ def cartesian_acquisitions(frame: GriddedFrame, first_scan_counter: int = 0) -> 
         raise ValueError(f"frame.kspace must have shape (coils, ny, nx) or (coils, nz, ny, nx), got {kspace.shape}")
     kspace = np.ascontiguousarray(kspace, dtype=np.complex64)
     coils, ny, nx = kspace.shape
-    template = _line_template(frame, coils, nx)
+    template = line_template(frame, coils, nx)
     acquisitions = []
     for ky in range(ny):
         head = ismrmrd.AcquisitionHeader.from_buffer_copy(template)
@@ -637,7 +637,7 @@ def _volume_acquisitions(frame: GriddedFrame, kspace: np.ndarray, first_scan_cou
     partition; FIRST_IN_SLICE + FIRST_IN_ENCODE_STEP2 on the first line; LAST_IN_SLICE +
     LAST_IN_REPETITION + LAST_IN_ENCODE_STEP2 on the last."""
     coils, nz, ny, nx = kspace.shape
-    template = _line_template(frame, coils, nx)
+    template = line_template(frame, coils, nx)
     first_step1, last_step1 = flag_mask(ismrmrd.ACQ_FIRST_IN_ENCODE_STEP1), flag_mask(ismrmrd.ACQ_LAST_IN_ENCODE_STEP1)
     first_volume = flag_mask(ismrmrd.ACQ_FIRST_IN_SLICE) | flag_mask(ismrmrd.ACQ_FIRST_IN_ENCODE_STEP2)
     last_volume = (

@@ -22,6 +22,7 @@ import ismrmrd
 import numpy as np
 
 from igrog_gadget.io.acquisitions import AcquisitionSink
+from igrog_gadget.io.calibration_lines import CalibrationLedger, calibration_acquisitions
 from igrog_gadget.io.convert import acquisition_from_readout, cartesian_acquisitions, image_from_item, parse_header
 from igrog_gadget.scan import GriddedFrame, ImageItem, Readout
 
@@ -82,13 +83,16 @@ def write_cartesian_file(
     images: Iterable[ImageItem] = (),
     waveforms: Iterable[ismrmrd.Waveform] = (),
     *,
+    calibration: bool = False,
     group: str = "dataset",
 ) -> int:
     """Write a Cartesian ISMRMRD file atomically.
 
     Order of the acquisitions: pass-through ones (e.g. noise scans) as given, then the
-    Cartesian lines of every frame (see :func:`cartesian_acquisitions`), numbered with
-    consecutive scan counters after the pass-through ones. Images are appended to their
+    Cartesian lines of every frame (see :func:`cartesian_acquisitions`), with ``calibration``
+    the frame's calibration block as calibration acquisitions before the first frame of each
+    calibration key (``igrog_gadget.io.calibration_lines``), numbered with consecutive scan
+    counters after the pass-through ones. Images are appended to their
     series (``ImageItem.series``), waveforms appended.
 
     Args:
@@ -118,6 +122,7 @@ def write_cartesian_file(
             sink.append([_as_acquisition(a) for a in passthrough_acquisitions])
             passthrough_count = sink.count
             frame_count = 0
+            ledger = CalibrationLedger(calibration)
             for frame in frames:
                 shape = np.shape(frame.kspace)
                 if not (len(shape) == 3 and shape[1:] == (ny, nx)) and not (len(shape) == 4 and shape[1:] == (nz, ny, nx)):
@@ -125,6 +130,8 @@ def write_cartesian_file(
                         f"frame {frame_count} (key {frame.frame_key}): kspace shape {shape} does not match "
                         f"(coils, ny={ny}, nx={nx}) or (coils, nz={nz}, ny={ny}, nx={nx}) of the output header"
                     )
+                if ledger.due(frame):
+                    sink.append(calibration_acquisitions(frame, first_scan_counter=sink.count))
                 sink.append(cartesian_acquisitions(frame, first_scan_counter=sink.count))
                 frame_count += 1
             total = sink.count
@@ -148,7 +155,7 @@ def write_cartesian_file(
         remove_quietly(temporary)
         raise
     logger.info(
-        "wrote %s: %d pass-through + %d Cartesian acquisitions (%d frames), %d images, %d waveforms",
+        "wrote %s: %d pass-through + %d Cartesian and calibration acquisitions (%d frames), %d images, %d waveforms",
         path,
         passthrough_count,
         total - passthrough_count,

@@ -37,11 +37,13 @@ import numpy as np
 
 from igrog_gadget.errors import InputDataError
 from igrog_gadget.scan import (
+    CALIBRATION_KEY_FIELDS,
     FLAG_LAST_IN_MEASUREMENT,
     FLAG_LAST_IN_REPETITION,
     FLAG_LAST_IN_SLICE,
     FRAME_KEY_FIELDS,
     Readout,
+    calibration_key_of_frame,
     has_flag,
 )
 
@@ -50,19 +52,9 @@ logger = logging.getLogger(__name__)
 #: Share of a frame's readouts (from the header's e1 limits) a LAST flag needs to complete it.
 LAST_FLAG_MIN_SHARE = 0.9
 
-#: Counters that select the calibration a frame uses (repetitions, averages... share it).
-CALIBRATION_KEY_FIELDS = ("slice", "contrast", "kspace_encode_step_2")
-
-
 def calibration_key(readout: Readout) -> tuple[int, ...]:
     """Calibration key of a readout (slice, contrast, encode step 2)."""
     return tuple(int(readout.idx.get(name, 0)) for name in CALIBRATION_KEY_FIELDS)
-
-
-def calibration_key_of_frame(frame_key: tuple[int, ...]) -> tuple[int, ...]:
-    """Calibration key from a frame key (see ``FRAME_KEY_FIELDS``)."""
-    values = dict(zip(FRAME_KEY_FIELDS, frame_key))
-    return tuple(values[name] for name in CALIBRATION_KEY_FIELDS)
 
 
 @dataclass

@@ -37,10 +37,11 @@ from igrog_gadget.scan import (
     ImageItem,
     Readout,
     ScanHeader,
+    calibration_key_of_frame,
     flag_mask,
     has_flag,
 )
-from igrog_gadget.stream.buffer import CompletedFrame, ReadoutBuffer, calibration_key_of_frame
+from igrog_gadget.stream.buffer import CompletedFrame, ReadoutBuffer
 from igrog_gadget.stream.frames import frame_inputs, is_volumetric
 
 logger = logging.getLogger(__name__)
@@ -256,6 +257,7 @@ class GriddingPipeline:
             template=pending.template,
             mean_time_us=result.mean_time_us,
             info=dict(result.info),
+            calibration=result.calibration,
         )
 
 

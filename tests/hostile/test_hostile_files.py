@@ -636,7 +636,7 @@ def test_failure_while_writing_png_leaves_nothing(scan, tmp_path, caplog, monkey
         Path(path).write_bytes(b"partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(preview, "write_rss_png", failing)
+    monkeypatch.setattr(preview, "write_png", failing)
     output, png = tmp_path / "out.h5", tmp_path / "rss.png"
     assert_refused(replay(caplog, scan, output, "--png", png), r"rss\.png.*No space left", output, png)
 

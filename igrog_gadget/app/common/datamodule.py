@@ -105,6 +105,11 @@ class GriddingDataModule(DataModule):
         (``calibration.fill_centre``), None when there is none."""
         return None
 
+    def frame_kspace_block(self) -> CalibrationBlock | None:
+        """The Cartesian calibration block of this frame's own data (its calibration lines, its
+        densely sampled centre), None when the variant has none."""
+        return None
+
     def model_options(self) -> dict[str, Any]:
         """Variant-specific inputs of the model factory (e.g. fieldcorr's time scale)."""
         return {}

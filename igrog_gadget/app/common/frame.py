@@ -8,6 +8,7 @@ import numpy as np
 
 from igrog_gadget.config import GriddingConfig
 from igrog_gadget.errors import InputDataError
+from igrog_gadget.gridding.calibration import CalibrationBlock
 from igrog_gadget.gridding.coils import CoilTransform
 from igrog_gadget.gridding.geometry import SampleGeometry, add_neighbour_sources, build_geometry
 
@@ -85,6 +86,8 @@ class GriddedKSpace:
     """Shape (ny, nx) (3D: (nz, ny, nx)), float32: mean sample time of the samples on each point (if times were given)."""
     info: dict = field(default_factory=dict)
     """Timings and facts of the run (training seconds, calibration source, ...)."""
+    calibration: CalibrationBlock | None = None
+    """The frame's own calibration block in the output's coils (None: the variant has none)."""
 
 
 def check_frame_values(frame: "FrameInputs") -> None:

@@ -1,4 +1,5 @@
-"""Per-point weights of a gridded frame as an ISMRMRD image series (``igrog_weights``).
+"""Images the replay output carries beside the gridded k-space: per-point weights
+(``igrog_weights``, ``[output] weights``) and the frames' images (``igrog_image``, ``--images``).
 
 Each grid point of the output averages from 0 to hundreds of samples: a Cartesian reconstruction
 that weights its data term by that count (the noise variance of a point is the sample noise
@@ -14,16 +15,24 @@ output order).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import ismrmrd
 import numpy as np
 
 from igrog_gadget.io.convert import frame_image_of
 from igrog_gadget.scan import GriddedFrame, ImageItem
 
+if TYPE_CHECKING:
+    from igrog_gadget.recon.images import FrameImage
+
 #: Name of the image series that holds the weights.
 WEIGHTS_SERIES = "igrog_weights"
 #: ``image_series_index`` of the weights images.
 WEIGHTS_SERIES_INDEX = 99
+#: Name and ``image_series_index`` of the frames' images (``igrog replay --images``).
+IMAGE_SERIES = "igrog_image"
+IMAGE_SERIES_INDEX = 1
 
 
 def weights_image(frame: GriddedFrame, fov_mm: tuple[float, float, float], image_index: int) -> ImageItem:
@@ -41,3 +50,19 @@ def weights_image(frame: GriddedFrame, fov_mm: tuple[float, float, float], image
     )
     meta = {"SeriesName": WEIGHTS_SERIES, "IgrogWeights": "samples averaged into each grid point"}
     return ImageItem(series=WEIGHTS_SERIES, data=data, meta=meta, source=image)
+
+
+def replay_image(frame: GriddedFrame, picture: "FrameImage", fov_mm: tuple[float, float, float], image_index: int) -> ImageItem:
+    """The ``igrog_image`` image of ``frame``: its magnitude image ``picture`` (SENSE or RSS,
+    ``igrog_gadget.recon.images``), float32 ``(1, nz, ny, nx)`` on the gridded FOV ``fov_mm``,
+    header as the weights image's, image type MAGNITUDE; meta ``ImageProcessingHistory``
+    [IGROG, SENSE or RSS] and ``IgrogImageNote`` (why RSS stood in for SENSE)."""
+    magnitude = np.asarray(picture.magnitude, dtype=np.float32)
+    data = magnitude.reshape((1,) * (4 - magnitude.ndim) + magnitude.shape)
+    image = frame_image_of(
+        data, frame, fov_mm, image_index, IMAGE_SERIES_INDEX, ismrmrd.DATATYPE_FLOAT, ismrmrd.IMTYPE_MAGNITUDE
+    )
+    meta: dict = {"SeriesName": IMAGE_SERIES, "ImageProcessingHistory": ["IGROG", picture.method.upper()]}
+    if picture.note:
+        meta["IgrogImageNote"] = picture.note
+    return ImageItem(series=IMAGE_SERIES, data=data, meta=meta, source=image)
