@@ -40,8 +40,10 @@ def test_output_is_a_cartesian_ismrmrd_file(radial_acs_replay):
     assert "[training]" in parameters["igrog.config"]
 
     noise = [a for a in acquisitions if a.isFlagSet(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)]
-    lines = [a for a in acquisitions if not a.isFlagSet(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)]
+    calibration = [a for a in acquisitions if a.isFlagSet(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION)]
+    lines = [a for a in acquisitions if not a.isFlagSet(ismrmrd.ACQ_IS_NOISE_MEASUREMENT) and a not in calibration]
     assert len(noise) == 1, "the noise scan passes through"
+    assert acquisitions[1 : 1 + len(calibration)] == calibration, "the calibration block comes before the frame"
     assert len(lines) == 64
     assert [a.idx.kspace_encode_step_1 for a in lines] == list(range(64))
     assert all(a.number_of_samples == 64 and a.center_sample == 32 and a.active_channels == 4 for a in lines)
@@ -76,7 +78,10 @@ def test_several_slices_and_repetitions_train_once_per_slice(tmp_path, data_file
     assert paths.count("cached kernels") == 2
 
     header, acquisitions = read_output(output)
-    lines = [a for a in acquisitions if not a.isFlagSet(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)]
+    lines = [
+        a for a in acquisitions
+        if not (a.isFlagSet(ismrmrd.ACQ_IS_NOISE_MEASUREMENT) or a.isFlagSet(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION))
+    ]
     assert len(lines) == 4 * 64
     assert {(a.idx.slice, a.idx.repetition) for a in lines} == {(0, 0), (0, 1), (1, 0), (1, 1)}
     limits = header.encoding[0].encodingLimits

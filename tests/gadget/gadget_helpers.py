@@ -124,3 +124,17 @@ def process_cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def is_calibration_line(acquisition) -> bool:
+    """Whether a received acquisition is a passed-on calibration line (``[output] calibration``)."""
+    return bool(int(acquisition.head.flags) & (1 << 19))  # ACQ_IS_PARALLEL_CALIBRATION = 20
+
+
+def gridded_lines(received: Received) -> list:
+    """The Cartesian lines of the gridded frames in a received stream: its acquisitions after the
+    passed-through noise scan (the first), without the calibration lines passed on."""
+    from igrog_gadget.gadget import protocol
+
+    acquisitions = [m.value for m in received.messages if m.mid == protocol.ACQUISITION][1:]
+    return [a for a in acquisitions if not is_calibration_line(a)]

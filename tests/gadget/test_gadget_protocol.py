@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from igrog_gadget.gadget import protocol
+from igrog_gadget.recon.images import FrameImage
 from igrog_gadget.gadget.images import frame_image
 from igrog_gadget.gridding.fft import rss_image
 from igrog_gadget.gadget.protocol import (
@@ -161,7 +162,8 @@ def test_rss_image_of_a_centred_point_is_flat():
 @pytest.mark.parametrize("dtype, data_type", [("float", ismrmrd.DATATYPE_FLOAT), ("ushort", ismrmrd.DATATYPE_USHORT)])
 def test_frame_image_header(dtype, data_type):
     frame = make_frame(slice_=1, repetition=2)
-    image = frame_image(frame, (256.0, 250.0, 5.0), image_index=3, image_series_index=9, dtype=dtype)
+    picture = FrameImage(rss_image(frame.kspace), "rss")
+    image = frame_image(frame, picture, (256.0, 250.0, 5.0), image_index=3, image_series_index=9, dtype=dtype)
     head = image.getHead()
     assert tuple(head.matrix_size) == (10, 8, 1)
     assert tuple(head.field_of_view) == pytest.approx((256.0, 250.0, 5.0))

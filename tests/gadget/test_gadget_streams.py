@@ -12,7 +12,7 @@ import ismrmrd
 import numpy as np
 import pytest
 
-from gadget_helpers import DETERMINISTIC_OVERRIDES, data_file, send_all, stream_dataset
+from gadget_helpers import DETERMINISTIC_OVERRIDES, data_file, gridded_lines, send_all, stream_dataset
 from igrog_gadget.config import load_config
 from igrog_gadget.gadget import protocol
 from igrog_gadget.gridding.fft import rss_image
@@ -114,8 +114,9 @@ def test_four_concurrent_streams_in_all_output_modes(server, radial_acs, spiral_
 
     received = results["acquisitions"][0]
     mids = [m.mid for m in received.messages]
-    assert mids == [protocol.ACQUISITION] * 65 + [protocol.CLOSE]
-    lines = [m.value for m in received.messages[1:-1]]
+    # the noise scan, the calibration block's 32 rows, the frame's 64 lines, its igrog_weights image
+    assert mids == [protocol.ACQUISITION] * (1 + 32 + 64) + [protocol.IMAGE, protocol.CLOSE]
+    lines = gridded_lines(received)
     assert [int(line.head.idx.kspace_encode_step_1) for line in lines] == list(range(64))
     assert all(line.data.shape == (4, 64) and int(line.head.center_sample) == 32 for line in lines)
 
@@ -144,7 +145,7 @@ def test_streamed_acquisitions_equal_replay(server, radial_acs, tmp_path: Path):
     streamed = [m.value for m in received.messages if m.mid == protocol.ACQUISITION]
     with h5py.File(output, "r") as h5:
         records = h5["dataset/data"][()]
-    assert len(streamed) == len(records) == 1 + 64
+    assert len(streamed) == len(records) == 1 + 32 + 64  # noise scan, calibration block rows, frame lines
     for i, (wire, record) in enumerate(zip(streamed, records)):
         assert bytes(wire.head) == record["head"].tobytes(), f"header of acquisition {i} differs"
         np.testing.assert_array_equal(
@@ -272,7 +273,7 @@ def test_recondata_covers_the_recon_fov(server, radial_acs):
     deterministic = [("set", o) for o in DETERMINISTIC_OVERRIDES]
 
     full, _ = stream_with_report(server, radial_acs, [("output", "acquisitions")] + deterministic)
-    lines = [m.value for m in full.messages if m.mid == protocol.ACQUISITION][1:]
+    lines = gridded_lines(full)
     kspace = np.stack([line.data for line in lines], axis=1)  # (coils, ny, nx)
     expected = rss_image(kspace)[:, 16:48]  # [y, x]: the central half along x
 
@@ -325,7 +326,7 @@ def test_coils_reduced_upstream_are_gridded_in_the_coils_they_carry(server, radi
     )
     received, report = stream_with_report(server, reduced, [("output", "acquisitions")])
     assert report.error is None
-    lines = [m.value for m in received.messages if m.mid == protocol.ACQUISITION][1:]
+    lines = gridded_lines(received)
     assert len(lines) == 64 and all(line.data.shape == (3, 64) for line in lines)
     kspace = np.stack([line.data for line in lines], axis=1)  # (3, ny, nx)
     truth = np.load(data_file("radial_acs.truth.npz"))["kspace"][0, 0][:3]
@@ -347,7 +348,7 @@ def test_concurrent_sessions_give_the_output_of_a_lone_one(server, radial_acs):
         thread.start()
     for thread in threads:
         thread.join(120)
-    expected = np.stack([m.value.data for m in alone.messages if m.mid == protocol.ACQUISITION][1:])
+    expected = np.stack([line.data for line in gridded_lines(alone)])
     for received in results:
-        got = np.stack([m.value.data for m in received.messages if m.mid == protocol.ACQUISITION][1:])
+        got = np.stack([line.data for line in gridded_lines(received)])
         np.testing.assert_array_equal(got, expected)
