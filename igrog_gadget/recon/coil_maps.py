@@ -79,6 +79,8 @@ def espirit_maps(
     matrix = calibration_matrix(block.to(torch.complex64), kernel)
     _, singular, right = torch.linalg.svd(matrix, full_matrices=False)
     kept = right[singular > threshold * singular[0]]  # (kernels, coils * kernel^dims), rows = V^H
+    if kept.shape[0] == 0:  # an all-zero block: no signal space, no maps
+        return torch.zeros((coils, *shape), dtype=torch.complex64, device=block.device)
     kernels = kept.reshape(-1, coils, *([kernel] * dims))
     operator = _pixel_operator(kernels, tuple(int(n) for n in shape))  # (*shape, coils, coils)
     vectors = torch.ones((*operator.shape[:-1], 1), dtype=operator.dtype, device=operator.device)
