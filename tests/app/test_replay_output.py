@@ -123,3 +123,77 @@ def test_bad_configuration_is_named(bad):
 
     with pytest.raises(ConfigError, match=bad.split("=")[0].split(".")[-1]):
         load_config("basic", overrides=[bad])
+
+
+def _placed_calibration(acquisitions, ny: int, nx: int) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """The calibration lines of an output placed on its grid as a downstream reader places them
+    (line ``kspace_encode_step_1``, sample ``s`` at column ``s - center_sample + nx // 2``), and
+    the rectangle they fill."""
+    lines = [a for a in acquisitions if a.isFlagSet(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION)]
+    kspace = np.zeros((lines[0].active_channels, ny, nx), np.complex64)
+    rows, columns = [], []
+    for line in lines:
+        x0 = nx // 2 - line.center_sample
+        kspace[:, line.idx.kspace_encode_step_1, x0 : x0 + line.number_of_samples] = line.data
+        rows.append(line.idx.kspace_encode_step_1)
+        columns = [x0, x0 + line.number_of_samples]
+    return kspace, (slice(min(rows), max(rows) + 1), slice(*columns))
+
+
+def test_the_calibration_lines_let_a_downstream_reader_calibrate(tmp_path):
+    """An 8-interleaf spiral: the passed-on calibration block, read back from the file and placed
+    as a Cartesian reader places lines, gives ESPIRiT maps aligned with the true coils (and BART's
+    ecalib runs on it when BART is installed); it equals the frame's own calibration block."""
+    import shutil
+    import subprocess
+
+    import torch
+
+    from igrog_gadget.recon.coil_maps import espirit_maps
+
+    output = tmp_path / "spiral.h5"
+    report = replay_file(DATA / "spiral_acs.h5", output, load_config("basic", overrides=FAST))
+    _, acquisitions = read_output(output)
+    kspace, (rows, columns) = _placed_calibration(acquisitions, 64, 64)
+    block = report.frames[0].calibration
+    np.testing.assert_array_equal(kspace[:, rows, columns], block.kspace)
+    assert (rows.start - 32, columns.start - 32) == (block.ky0, block.kx0)
+    truth = np.load(DATA / "spiral_acs.truth.npz")
+    maps = espirit_maps(torch.as_tensor(kspace[:, rows, columns]), (64, 64)).numpy()
+    unit = truth["sensitivity_maps"] / np.linalg.norm(truth["sensitivity_maps"], axis=0, keepdims=True)
+    alignment = np.abs(np.sum(np.conj(maps) * unit, axis=0))
+    assert alignment[truth["object_mask"] > 0].min() > 0.99
+    if shutil.which("bart"):
+        (tmp_path / "calib.hdr").write_text(f"# Dimensions\n64 64 1 {kspace.shape[0]}\n")
+        kspace.tofile(tmp_path / "calib.cfl")
+        size = str(rows.stop - rows.start)
+        subprocess.run(["bart", "ecalib", "-m1", "-r", size, str(tmp_path / "calib"), str(tmp_path / "maps")], check=True, capture_output=True)
+
+
+def test_calibration_and_weights_can_be_left_out(tmp_path):
+    output = tmp_path / "bare.h5"
+    replay_file(DATA / "radial_acs.h5", output, load_config("basic", overrides=[*FAST, "output.calibration=false", "output.weights=false"]))
+    _, acquisitions = read_output(output)
+    assert not any(a.isFlagSet(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION) for a in acquisitions)
+    assert len(acquisitions) == 1 + 64
+    dataset = ismrmrd.Dataset(str(output), "dataset", create_if_needed=False)
+    try:
+        assert "igrog_weights" not in dataset.list()
+    finally:
+        dataset.close()
+
+
+def test_replay_writes_the_frames_images(tmp_path):
+    """``--images``: one igrog_image per frame, SENSE for the undersampled radial_multi frames."""
+    output = tmp_path / "multi.h5"
+    report = replay_file(DATA / "radial_multi.h5", output, load_config("basic", overrides=FAST), with_images=True)
+    dataset = ismrmrd.Dataset(str(output), "dataset", create_if_needed=False)
+    try:
+        images = [dataset.read_image("igrog_image", i) for i in range(dataset.number_of_images("igrog_image"))]
+    finally:
+        dataset.close()
+    assert len(images) == len(report.frames) == 4
+    for image, frame in zip(images, report.frames):
+        assert image.meta["ImageProcessingHistory"] == ["IGROG", "SENSE"]
+        assert (image.slice, image.repetition) == (frame.template.idx["slice"], frame.template.idx["repetition"])
+        assert image.data.shape == (1, 1, 64, 64)
