@@ -21,6 +21,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -100,19 +101,56 @@ def espirit_maps(kspace: np.ndarray, calibration_size: int, workdir: Path | None
         return read_coil_array(base / "maps", coils, ny, nx)
 
 
-def bart_pics(kspace: np.ndarray, maps: np.ndarray, lam: float, iterations: int, workdir: Path | None = None) -> np.ndarray:
+def bart_pics(
+    kspace: np.ndarray,
+    maps: np.ndarray,
+    lam: float,
+    iterations: int,
+    workdir: Path | None = None,
+    weights: np.ndarray | None = None,
+) -> np.ndarray:
     """``bart pics -l2 -r lam -i iterations -w 1`` (``-w 1``: no data scaling, so ``lam`` is the
     same Tikhonov weight as ours) of gridded k-space (coils, ny, nx); image (ny, nx). BART takes
-    the sampling pattern from the non-zero k-space points."""
+    the sampling pattern from the non-zero k-space points; with ``weights`` W (ny, nx) the data
+    term is ``||W^(1/2) (F S x - y)||^2``: pattern ``-p W`` (BART applies the pattern once in its
+    normal operator, ``S^H F^H P F S``, and in its right-hand side, ``S^H F^H P y``)."""
     coils, ny, nx = kspace.shape
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         base = Path(tmp)
+        options = []
+        if weights is not None:
+            write_cfl(base / "p", np.asarray(weights, np.complex64), [nx, ny])
+            options = ["-p", str(base / "p")]
         write_coil_array(base / "k", kspace)
         write_coil_array(base / "s", maps)
-        _bart("pics", "-l2", "-r", repr(float(lam)), "-i", str(int(iterations)), "-w", "1",
+        _bart("pics", "-l2", "-r", repr(float(lam)), "-i", str(int(iterations)), "-w", "1", *options,
               str(base / "k"), str(base / "s"), str(base / "x"))
         data, _ = read_cfl(base / "x")
         return data.reshape(ny, nx)
+
+
+def bart_nufft_pics(
+    samples: np.ndarray, coords: np.ndarray, maps: np.ndarray, lam: float, iterations: int, workdir: Path | None = None
+) -> tuple[np.ndarray, float]:
+    """``bart pics -t traj -l2 -r lam -i iterations`` (BART's NUFFT CG-SENSE) of non-Cartesian
+    samples (coils, n) at ``coords`` (n, 2) grid units, with maps (coils, ny, nx): (image (ny, nx),
+    seconds of the ``bart pics`` process). BART scales the data itself (no ``-w``): compare its
+    image after a least-squares complex scale."""
+    coils, ny, nx = maps.shape
+    n = coords.shape[0]
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        base = Path(tmp)
+        traj = np.zeros((n, 3), np.complex64)  # BART [3, n]: column-major = C-order (n, 3)
+        traj[:, :2] = coords
+        write_cfl(base / "t", traj, [3, n])
+        write_cfl(base / "k", np.ascontiguousarray(samples, np.complex64), [1, n, 1, coils])
+        write_coil_array(base / "s", maps)
+        start = time.perf_counter()
+        _bart("pics", "-t", str(base / "t"), "-l2", "-r", repr(float(lam)), "-i", str(int(iterations)),
+              str(base / "k"), str(base / "s"), str(base / "x"))
+        seconds = time.perf_counter() - start
+        data, _ = read_cfl(base / "x")
+        return data.reshape(ny, nx), seconds
 
 
 # --- operators -----------------------------------------------------------------------------------

@@ -6,7 +6,10 @@ mrpro's direct reconstruction (coil images, then RSS) equals the RSS of igrog's 
 (inverse FFT, cropped to the recon FOV), up to one global scale. Then the other direction: a
 radial scan read by mrpro (``KTrajectoryIsmrmrd``) and written back by its ``KData.to_file``
 (its own header, flags and 3-column trajectory) is gridded by igrog exactly as the original.
-Prints tables; exit code 1 when a check fails.
+The outputs carry the calibration block as ACQ_IS_PARALLEL_CALIBRATION lines (``[output]
+calibration``): mrpro's default reading leaves them out (the checks above), and read on their
+own (``acquisition_filter_criterion`` = the calibration flag) they give the block itself at its k
+positions (an 8-interleaf spiral with 24 ACS lines). Prints tables; exit code 1 when a check fails.
 
 mrpro needs torchvision, whose PyPI build does not import beside the CPU torch 2.13.0 of the
 project's environment, so run it from its own environment:
@@ -147,6 +150,31 @@ def _slabs(frames, spec: SimulationSpec) -> list[np.ndarray]:
     return [np.stack([parts[e2] for e2 in sorted(parts)], axis=1) for _, parts in sorted(by_slice.items())]
 
 
+def calibration_lines(workdir: Path) -> dict:
+    """mrpro reads the passed-on calibration block of a spiral output as a Cartesian KData."""
+    from mrpro.data import KData
+    from mrpro.data.traj_calculators import KTrajectoryCartesian
+
+    source, output = workdir / "spiral.h5", workdir / "spiral_grid.h5"
+    simulate_to_file(source, SimulationSpec(trajectory="spiral", matrix=64, coils=4, interleaves=8, acs=24, seed=5))
+    report = replay_file(source, output, load_config("basic", overrides=QUICK))
+    block = report.frames[0].calibration
+    calibration_flag = 1 << 19  # ACQ_IS_PARALLEL_CALIBRATION (bit 20)
+    kdata = KData.from_file(output, KTrajectoryCartesian(), acquisition_filter_criterion=lambda a: bool(a.flags & calibration_flag))
+    data = kdata.data.numpy()[0, :, 0]  # (coils, k1, k0)
+    ky, kx = kdata.traj.ky.flatten().numpy(), kdata.traj.kx.flatten().numpy()
+    same = data.shape == block.kspace.shape and float(np.abs(data - block.kspace).max()) == 0.0
+    placed = (int(ky.min()), int(kx.min())) == (block.ky0, block.kx0) and len(ky) == block.shape[0] and len(kx) == block.shape[1]
+    return {
+        "output": "spiral 64, 8 interleaves, 24 ACS lines",
+        "block (source)": f"{block.shape[0]}x{block.shape[1]} ({block.source}) at ky {block.ky0}, kx {block.kx0}",
+        "mrpro data shape": "x".join(str(d) for d in kdata.data.shape),
+        "mrpro k (min)": f"ky {int(ky.min())}, kx {int(kx.min())}",
+        "data equal": same,
+        "ok": same and placed,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated: " + ", ".join(CASES))
@@ -163,10 +191,13 @@ def main(argv: list[str] | None = None) -> int:
             spec, overrides = CASES[name]
             rows.append(check(name, spec, overrides, Path(tmp)))
         written = mrpro_written_input(Path(tmp))
+        calibration = calibration_lines(Path(tmp))
     print_table(rows)
     print()
     print_table([written])
-    return 0 if all(r["ok"] for r in rows) and written["ok"] else 1
+    print()
+    print_table([calibration])
+    return 0 if all(r["ok"] for r in rows) and written["ok"] and calibration["ok"] else 1
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ GROG and nearest neighbour against NUFFT CG-SENSE of the samples.
 Usage: python benchmarks/recon_benchmark.py [--cases radial200,radial64,radial32,spiral16,spiral8,radial402_256]
            [--set section.field=value ...] [--workdir DIR] [--iterations 30] [--lambdas 0,1e-4,...]
            [--maps block|truth] [--weight-hits] [--nufft-direct] [--check-bart] [--verbose]
+           [--images-only] [--no-images]
 
 Each case is simulated with the project's simulator (128 x 128, 8 coils, image SNR 50, 32 ACS
 lines; ``radial402_256``: 256 x 256, 16 coils) and gridded by
@@ -34,6 +35,19 @@ solve (at one lambda); ``NUFFT s`` = one NUFFT CG solve (Toeplitz kernel include
 iterations are not counted. ``--check-bart`` compares our unweighted Cartesian CG-SENSE of the
 first case's iGROG k-space with ``bart pics -l2 -r lam -i N -w 1`` (no data scaling), raw and
 after a least-squares complex scale.
+
+The product's own images (second table; ``--images-only``: that table alone, ``--no-images``:
+without it): ``igrog_gadget.recon.images.FrameImager`` (the gadget's ``images`` output, ``igrog
+replay --png/--images``) on iGROG's gridded frame, with ``[recon]`` as configured: its image
+error (magnitude against the truth's RSS inside the object) against today's RSS of the same
+gridded k-space; BART ``pics`` on the same gridded data with the product's own ESPIRiT maps, the
+same weights (``-p`` W), lambda and iterations (relative difference of
+the complex images); BART's NUFFT ``pics -t`` on the samples with the same maps (its own data
+scaling, lambda = ``recon.regularization``; magnitude error after a least-squares scale); the
+product's seconds for the first frame of a key (ESPIRiT maps + CG) and a later one (CG only;
+gridding with cached kernels is ``grid s`` of the first table) against the ``bart pics -t``
+process. A PNG montage per case (truth RSS, NUFFT pics, iGROG + SENSE, today's RSS; their error
+maps x5 below) is written to the work directory.
 """
 
 from __future__ import annotations
@@ -54,6 +68,7 @@ from benchmarks.baselines import ClassicGrog, grid_nearest_neighbour  # noqa: E4
 from benchmarks.cgsense import (  # noqa: E402
     CartesianSense,
     NufftSense,
+    bart_nufft_pics,
     bart_pics,
     conjugate_gradient,
     espirit_maps,
@@ -64,7 +79,9 @@ from benchmarks.evaluation import Case, benchmark_workdir, grog_block, load_case
 from igrog_gadget.app.runner import VariantGridder  # noqa: E402
 from igrog_gadget.config import IgrogConfig, load_config  # noqa: E402
 from igrog_gadget.gridding.calibration import CalibrationBlock  # noqa: E402
-from igrog_gadget.gridding.fft import centred_fftn  # noqa: E402
+from igrog_gadget.gridding.fft import centred_fftn, rss_image  # noqa: E402
+from igrog_gadget.recon.images import FrameImager  # noqa: E402
+from igrog_gadget.scan import GriddedFrame  # noqa: E402
 from igrog_gadget.simulate import SimulationSpec  # noqa: E402
 
 BASE = dict(trajectory="radial", matrix=128, coils=8, acs=32, snr=50.0)
@@ -96,6 +113,21 @@ class Recon:
 
 
 @dataclass
+class ProductImages:
+    """The product's image of one case against today's RSS, BART and NUFFT pics."""
+
+    rss_error: float
+    image_error: float
+    method: str
+    bart_difference: float
+    nufft_error: float
+    first_s: float
+    later_s: float
+    nufft_s: float
+    montage: str
+
+
+@dataclass
 class CaseResult:
     name: str
     recons: dict[str, Recon]
@@ -108,6 +140,7 @@ class CaseResult:
     grid_s: float
     grog_s: float
     lambdas: list[float]
+    images: ProductImages | None = None
 
 
 def log(verbose: bool, *parts: object) -> None:
@@ -192,6 +225,10 @@ def run_case(name: str, path: Path, config: IgrogConfig, args: argparse.Namespac
     gridded["igrog"] = (result.kspace, result.hits)
     log(verbose, f"{name}: iGROG {grid_call_s:.2f} s ({result.info.get('training_s')} s fit)")
 
+    images = product_images(name, case, result, config, object_mask, samples, coords, workdir) if args.images else None
+    if args.images_only:
+        return CaseResult(name, {}, {}, float("nan"), 0.0, grid_call_s, 0.0, 0.0, [], images)
+
     mask = result.hits > 0
     rng = np.random.default_rng(12345)
     noise = (rng.standard_normal(truth.shape) + 1j * rng.standard_normal(truth.shape)) / np.sqrt(2)
@@ -267,7 +304,99 @@ def run_case(name: str, path: Path, config: IgrogConfig, args: argparse.Namespac
         float(result.info.get("gridding_s", float("nan"))),
         grog_s,
         factors,
+        images,
     )
+
+
+def product_images(
+    name: str,
+    case: Case,
+    result,
+    config: IgrogConfig,
+    object_mask: np.ndarray,
+    samples: np.ndarray,
+    coords: np.ndarray,
+    workdir: Path,
+) -> ProductImages:
+    """The product's image of iGROG's gridded frame (see the module docstring, second table)."""
+    from igrog_gadget.recon.sense import CartesianSense as TorchSense
+    from igrog_gadget.recon.sense import sense_reconstruct
+
+    import torch
+
+    frame = GriddedFrame(
+        kspace=result.kspace, hits=result.hits, frame_key=case.frame.frame_key, template=None,  # type: ignore[arg-type]
+        calibration=result.calibration,
+    )
+    reference = np.asarray(rss_image(case.truth))
+
+    def error(image: np.ndarray) -> float:
+        return float(np.linalg.norm((image - reference)[object_mask]) / np.linalg.norm(reference[object_mask]))
+
+    imager = FrameImager(config.recon)
+    start = time.perf_counter()
+    picture = imager.image(frame)
+    first_s = time.perf_counter() - start
+    start = time.perf_counter()
+    imager.image(frame)
+    later_s = time.perf_counter() - start
+    rss = np.asarray(rss_image(frame.kspace))
+    maps = imager._maps_for(frame)  # the product's own maps (a tensor, or why there are none)
+    bart_difference = nufft_error = nufft_s = float("nan")
+    nufft_image = np.zeros_like(reference)
+    if isinstance(maps, torch.Tensor):
+        recon = config.recon
+        hits = frame.hits.astype(np.float32)
+        weights = hits if recon.weighting == "hits" else (hits > 0).astype(np.float32)
+        lam = recon.regularization * float(weights[hits > 0].mean())
+        ours = sense_reconstruct(
+            torch.as_tensor(frame.kspace), TorchSense(maps, torch.as_tensor(weights)), lam, recon.iterations
+        ).numpy()
+        theirs = bart_pics(frame.kspace * (hits > 0), maps.numpy(), lam, recon.iterations, workdir, weights=weights)
+        bart_difference = float(np.linalg.norm(theirs - ours) / np.linalg.norm(ours))
+        nufft, nufft_s = bart_nufft_pics(samples, coords, maps.numpy(), recon.regularization, recon.iterations, workdir)
+        magnitude = np.abs(nufft)
+        scale = float(np.vdot(magnitude[object_mask], reference[object_mask]).real / max(np.vdot(magnitude[object_mask], magnitude[object_mask]).real, 1e-30))
+        nufft_image = magnitude * scale
+        nufft_error = error(nufft_image)
+    montage = workdir / f"recon_{name}.png"
+    write_montage(montage, reference, [nufft_image, picture.magnitude, rss], object_mask)
+    return ProductImages(
+        error(rss), error(picture.magnitude), picture.method, bart_difference, nufft_error, first_s, later_s, nufft_s, str(montage)
+    )
+
+
+def write_montage(path: Path, reference: np.ndarray, images: list[np.ndarray], object_mask: np.ndarray) -> None:
+    """Top row: the reference and ``images`` (scaled to the reference's 99.5th percentile); bottom
+    row: blank under the reference, each image's |error| x5 (same scale)."""
+    from PIL import Image
+
+    top = float(np.percentile(reference, 99.5)) or 1.0
+    tiles = [np.clip(reference / top, 0, 1)] + [np.clip(np.nan_to_num(image) / top, 0, 1) for image in images]
+    errors = [np.zeros_like(reference)] + [np.clip(5 * np.abs(np.nan_to_num(image) - reference) / top, 0, 1) for image in images]
+    rows = [np.concatenate([np.pad(t, ((0, 2), (0, 2))) for t in row], axis=1) for row in (tiles, errors)]
+    Image.fromarray((np.concatenate(rows, axis=0) * 255).astype(np.uint8)).save(path)
+
+
+def print_image_table(rows: list[CaseResult]) -> None:
+    """The product's images (see the module docstring, second table)."""
+    print("The product's image of the gridded frame vs today's RSS, BART pics on the same data, NUFFT pics")
+    header = (
+        f"{'case':<14} {'method':>6} {'RSS err':>8} {'image err':>9} {'img/RSS':>7} {'vs BART':>8} {'NUFFT err':>9} "
+        f"{'first s':>7} {'later s':>7} {'NUFFT s':>7} {'later/NUFFT':>11}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        p = r.images
+        if p is None:
+            continue
+        print(
+            f"{r.name:<14} {p.method:>6} {p.rss_error:8.4f} {p.image_error:9.4f} {p.image_error / p.rss_error:7.3f} "
+            f"{p.bart_difference:8.1e} {p.nufft_error:9.4f} {p.first_s:7.3f} {p.later_s:7.3f} {p.nufft_s:7.3f} "
+            f"{p.later_s / p.nufft_s:11.3f}"
+        )
+    print("montages: " + ", ".join(r.images.montage for r in rows if r.images is not None))
 
 
 def print_tables(rows: list[CaseResult], verbose: bool) -> None:
@@ -326,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weight-hits", action="store_true", help="Cartesian data term weighted by hits (default: unweighted mask)")
     parser.add_argument("--nufft-direct", action="store_true", help="NUFFT normal operator as forward + adjoint NUFFT (default: its Toeplitz embedding)")
     parser.add_argument("--check-bart", action="store_true", help="compare our Cartesian CG-SENSE with bart pics once")
+    parser.add_argument("--images-only", action="store_true", help="only the table of the product's images")
+    parser.add_argument("--no-images", dest="images", action="store_false", help="without the table of the product's images")
     parser.add_argument("--verbose", "-v", action="store_true", help="progress on stderr and a details table")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -341,7 +472,11 @@ def main(argv: list[str] | None = None) -> int:
         seconds = simulate_once(path, SimulationSpec(**{**BASE, **CASES[name]}))
         log(args.verbose, f"{name}: simulated in {seconds:.1f} s" if seconds else f"{name}: reused {path}")
         rows.append(run_case(name, path, config, args, workdir))
-    print_tables(rows, args.verbose)
+    if not args.images_only:
+        print_tables(rows, args.verbose)
+        print()
+    if args.images:
+        print_image_table(rows)
     return 0
 
 

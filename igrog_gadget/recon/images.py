@@ -68,7 +68,6 @@ class FrameImager:
             return FrameImage(np.asarray(rss_image(frame.kspace), np.float32), "rss")
         maps = self._maps_for(frame)
         if isinstance(maps, str):
-            logger.warning("frame %s: RSS image instead of SENSE: %s", frame.frame_key, maps)
             return FrameImage(np.asarray(rss_image(frame.kspace), np.float32), "rss", maps)
         return FrameImage(self._sense(frame, maps), "sense")
 
@@ -77,6 +76,10 @@ class FrameImager:
         key = (frame.calibration_key, shape, int(frame.kspace.shape[0]))
         if key not in self._maps:
             self._maps[key] = self._make_maps(frame, shape)
+            if isinstance(self._maps[key], str):  # once per calibration key
+                logger.warning(
+                    "calibration %s: RSS images instead of SENSE: %s", frame.calibration_key, self._maps[key]
+                )
         return self._maps[key]
 
     def _make_maps(self, frame: GriddedFrame, shape: tuple[int, ...]) -> torch.Tensor | str:

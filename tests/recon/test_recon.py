@@ -145,7 +145,7 @@ def test_a_frame_without_usable_calibration_falls_back_to_rss(undersampled, chan
     picture = FrameImager(ReconConfig(image="sense")).image(frame)
     assert picture.method == "rss" and reason in picture.note
     np.testing.assert_array_equal(picture.magnitude, rss_image(frame.kspace))
-    assert any("RSS image instead of SENSE" in r.getMessage() and reason in r.getMessage() for r in caplog.records)
+    assert any("RSS images instead of SENSE" in r.getMessage() and reason in r.getMessage() for r in caplog.records)
 
 
 def test_maps_cropped_away_everywhere_fall_back_to_rss(undersampled):
