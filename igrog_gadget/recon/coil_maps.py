@@ -29,6 +29,8 @@ from igrog_gadget.gridding.fft import centred_fftn
 
 #: Power iterations of the per-pixel eigenvector.
 POWER_ITERATIONS = 30
+#: Iterations between normalisations of the power iteration.
+NORMALISE_EVERY = 5
 
 
 def calibration_matrix(block: torch.Tensor, kernel: int) -> torch.Tensor:
@@ -82,26 +84,33 @@ def espirit_maps(
     if kept.shape[0] == 0:  # an all-zero block: no signal space, no maps
         return torch.zeros((coils, *shape), dtype=torch.complex64, device=block.device)
     kernels = kept.reshape(-1, coils, *([kernel] * dims))
-    operator = _pixel_operator(kernels, tuple(int(n) for n in shape))  # (*shape, coils, coils)
+    operator = _pixel_operator(kernels, tuple(int(n) for n in shape))  # (*shape, coils, coils), origin first
     vectors = torch.ones((*operator.shape[:-1], 1), dtype=operator.dtype, device=operator.device)
-    value = torch.zeros(operator.shape[:-2], dtype=torch.float32, device=operator.device)
-    for _ in range(POWER_ITERATIONS):
+    for step in range(1, POWER_ITERATIONS + 1):
         vectors = operator @ vectors
-        value = torch.linalg.vector_norm(vectors, dim=(-2, -1))
-        vectors = vectors / value.clamp_min(1e-30)[..., None, None]
+        if step % NORMALISE_EVERY == 0 or step == POWER_ITERATIONS:  # eigenvalues <= ~1: no overflow between
+            vectors = vectors / _coil_norm(vectors).clamp_min(1e-30)[..., None, None]
+    value = _coil_norm(operator @ vectors)  # the eigenvalue, |G v| for |v| = 1
     maps = vectors[..., 0]  # (*shape, coils)
     reference = maps[..., :1]
     maps = maps * torch.where(reference.abs() > 0, reference.conj() / reference.abs().clamp_min(1e-30), 1)
     maps = torch.where((value >= crop)[..., None], maps, torch.zeros((), dtype=maps.dtype, device=maps.device))
-    return maps.movedim(-1, 0).contiguous()
+    return torch.fft.fftshift(maps.movedim(-1, 0), dim=tuple(range(1, dims + 1))).contiguous()
+
+
+def _coil_norm(vectors: torch.Tensor) -> torch.Tensor:
+    """|v| over the last two axes of (..., coils, 1) complex vectors (real arithmetic: faster
+    than a complex ``vector_norm``)."""
+    return torch.view_as_real(vectors).square().sum(dim=(-3, -2, -1)).sqrt()
 
 
 def _pixel_operator(kernels: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """``G(r) = sum_j w_j(r) w_j(r)^H / kernel^dims`` on the image grid, (*shape, coils, coils).
+    """``G(r) = sum_j w_j(r) w_j(r)^H / kernel^dims`` on the image grid in origin-first pixel
+    order (pixel r = 0 at index 0), (*shape, coils, coils).
 
     kernels: (kernels, coils, *[kernel] * dims). ``G``'s k-space spans ``2 kernel - 1`` points
     per axis: computed exactly on a ``2 kernel`` grid, then interpolated to ``shape`` by
-    zero-padding its k-space."""
+    zero-padding its k-space (placed origin first, so that no full-size array is shifted)."""
     count, coils = kernels.shape[:2]
     dims = kernels.ndim - 2
     kernel = kernels.shape[-1]
@@ -113,7 +122,10 @@ def _pixel_operator(kernels: torch.Tensor, shape: tuple[int, ...]) -> torch.Tens
     gram = torch.einsum("kap,kbp->pab", values, values.conj()) / kernel**dims  # (points, coils, coils)
     gram = gram.reshape(*small, coils, coils).movedim((-2, -1), (0, 1))  # (coils, coils, *small)
     spectrum = centred_fftn(gram, axes, norm="forward")  # exact: support 2 kernel - 1 < 2 kernel
-    full = centred_fftn(_embed(spectrum, shape), axes, inverse=True, norm="forward")
+    full = torch.zeros((coils, coils, *shape), dtype=spectrum.dtype, device=spectrum.device)
+    wrapped = [(torch.arange(m, device=spectrum.device) - m // 2) % n for m, n in zip(small, shape)]
+    full[(slice(None), slice(None), *torch.meshgrid(*wrapped, indexing="ij"))] = spectrum
+    full = torch.fft.ifftn(full, dim=axes, norm="forward")
     return full.movedim((0, 1), (-2, -1)).contiguous()  # (*shape, coils, coils)
 
 
