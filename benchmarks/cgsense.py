@@ -27,7 +27,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from igrog_gadget.gridding.fft import centred_fftn
 from igrog_gadget.gridding.nufft import nufft_adjoint, nufft_forward
 from igrog_gadget.gridding.solve import conjugate_gradients
 from igrog_gadget.gridding.toeplitz import ToeplitzNormal
@@ -154,25 +153,32 @@ def bart_nufft_pics(
 
 
 # --- operators -----------------------------------------------------------------------------------
-def _fft(x: np.ndarray, inverse: bool = False) -> np.ndarray:
-    return centred_fftn(x, (-2, -1), inverse=inverse)
-
-
 class CartesianSense:
     """``A = M F S`` for gridded k-space: M the mask of gridded points (unweighted), or with
-    ``weights`` (ny, nx) the weighted data term ``||W^(1/2) (F S x - y)||^2`` (e.g. W = hits)."""
+    ``weights`` (ny, nx) the weighted data term ``||W^(1/2) (F S x - y)||^2`` (e.g. W = hits).
+    The product's operator (``igrog_gadget.recon.sense.CartesianSense``, in torch) on numpy
+    arrays in the centred order, complex128."""
 
     def __init__(self, maps: np.ndarray, mask: np.ndarray, weights: np.ndarray | None = None) -> None:
-        self.maps = maps.astype(np.complex128)
-        self.mask = mask.astype(bool) if weights is None else np.where(mask, weights, 0).astype(np.float64)
+        import torch
+
+        from igrog_gadget.recon.sense import CartesianSense as ProductSense
+
+        self._torch = torch
+        data_weights = mask.astype(np.float64) if weights is None else np.where(mask, weights, 0).astype(np.float64)
+        self._operator = ProductSense(torch.as_tensor(maps.astype(np.complex128)), torch.as_tensor(data_weights))
+
+    def _apply(self, method: Callable, array: np.ndarray) -> np.ndarray:
+        tensor = self._operator.to_origin_first(self._torch.as_tensor(np.asarray(array, np.complex128)))
+        return self._operator.to_centred(method(tensor)).numpy()
 
     def adjoint(self, kspace: np.ndarray) -> np.ndarray:
         """``S^H F^H M y``: (coils, ny, nx) → (ny, nx)."""
-        return np.sum(np.conj(self.maps) * _fft(kspace * self.mask, inverse=True), axis=0)
+        return self._apply(self._operator.adjoint, kspace)
 
     def normal(self, image: np.ndarray) -> np.ndarray:
         """``S^H F^H M F S x``."""
-        return np.sum(np.conj(self.maps) * _fft(_fft(self.maps * image) * self.mask, inverse=True), axis=0)
+        return self._apply(self._operator.normal, image)
 
 
 class NufftSense:
