@@ -377,3 +377,39 @@ def test_images_of_an_undersampled_stream_are_sense_images(server, radial_multi)
         rss_error = np.linalg.norm((rss_image(kspace) - reference)[inside]) / np.linalg.norm(reference[inside])
         sense_error = np.linalg.norm((picture.data[0, 0] - reference)[inside]) / np.linalg.norm(reference[inside])
         assert sense_error < 0.5 * rss_error, (index, sense_error, rss_error)
+
+
+def test_streams_carry_the_calibration_block_and_the_weights_of_replay(server, radial_acs, tmp_path: Path):
+    """recondata: the reference buffer holds replay's calibration block, the density replay's
+    hits; acquisitions: the igrog_weights image after the frame's lines equals replay's."""
+    output = tmp_path / "replay.h5"
+    report = replay_file(data_file("radial_acs.h5"), output, load_config("basic", None, DETERMINISTIC_OVERRIDES))
+    (frame,) = report.frames
+    block = frame.calibration
+    deterministic = [("set", o) for o in DETERMINISTIC_OVERRIDES]
+
+    received, _ = stream_with_report(server, radial_acs, [("output", "recondata")] + deterministic)
+    bit = decode_recon_data(received.of(protocol.RECONDATA)[0].value).bits[0]
+    np.testing.assert_array_equal(bit.data.density[:, :, 0, 0, 0, 0].T, frame.hits)
+    reference = bit.reference
+    ay, ax = block.shape
+    assert reference.data.shape == (64, ay, 1, 4, 1, 1, 1) and reference.headers.shape == (ay, 1, 1, 1, 1)
+    x_first, x_centre, x_last = reference.sampling.limits[0]
+    assert (x_first, x_centre, x_last) == (block.kx0 + 32, 32, block.kx0 + 32 + ax - 1)
+    assert reference.sampling.limits[1] == (0, -block.ky0, ay - 1)
+    rows = reference.data[:, :, 0, :, 0, 0, 0].transpose(2, 1, 0)  # (coils, ay, nx)
+    np.testing.assert_array_equal(rows[:, :, x_first : x_last + 1], block.kspace)
+    assert not rows[:, :, :x_first].any() and not rows[:, :, x_last + 1 :].any()
+    assert [int(h.idx.kspace_encode_step_1) for h in reference.headers[:, 0, 0, 0, 0]] == list(range(block.ky0 + 32, block.ky0 + 32 + ay))
+
+    received, _ = stream_with_report(server, radial_acs, [("output", "acquisitions")] + deterministic)
+    assert [m.mid for m in received.messages][-2:] == [protocol.IMAGE, protocol.CLOSE]
+    weights = received.messages[-2].value
+    assert weights.meta["SeriesName"] == "igrog_weights"
+    dataset = ismrmrd.Dataset(str(output), "dataset", create_if_needed=False)
+    try:
+        stored = dataset.read_image("igrog_weights", 0)
+    finally:
+        dataset.close()
+    np.testing.assert_array_equal(weights.data, stored.data)
+    np.testing.assert_array_equal(weights.data[0, 0], frame.hits)
