@@ -66,6 +66,8 @@ def calibration_key_of_frame(frame_key: tuple[int, ...]) -> tuple[int, ...]:
     """Calibration key from a frame key (see ``FRAME_KEY_FIELDS``)."""
     values = dict(zip(FRAME_KEY_FIELDS, frame_key))
     return tuple(values[name] for name in CALIBRATION_KEY_FIELDS)
+
+
 #: ``FRAME_KEY_FIELDS`` without the partition (encode step 2): the counters an image header and
 #: the output header's encodingLimits carry.
 FRAME_COUNTER_FIELDS = tuple(name for name in FRAME_KEY_FIELDS if name != "kspace_encode_step_2")

@@ -512,9 +512,9 @@ class VariantGridder:
             info.setdefault("path", "reused model")
         output = self._output_coils(datamodule.data, trained.coil_transform, info)
         centre = self._frame_block(frame, datamodule, trained, for_centre=True)
-        output.calibration = centre if centre is not None or not self._passes_block_on() else (
-            self._frame_block(frame, datamodule, trained, for_centre=False)
-        )
+        output.calibration = centre
+        if centre is None and self._passes_block_on():
+            output.calibration = self._frame_block(frame, datamodule, trained, for_centre=False)
         filled = None
         if centre is not None:
             filled = fill_from_block(output.kspace, output.hits, centre, self.config.calibration.edge_margin)

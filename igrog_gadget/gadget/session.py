@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-import numpy as np
 
 from igrog_gadget.errors import ConfigError, GriddingCancelled, IgrogError
 from igrog_gadget.gadget import protocol

@@ -43,7 +43,7 @@ def calibration_acquisitions(frame: GriddedFrame, first_scan_counter: int = 0) -
     rows = kspace.reshape(coils, -1, kspace.shape[-1])  # (coils, [az *] ay, ax)
     ay, ax = block.shape[-2], block.shape[-1]
     grid = frame.kspace.shape[1:]  # (ny, nx) or (nz, ny, nx)
-    ny, nx = grid[-2], grid[-1]
+    ny = grid[-2]
     nz = grid[0] if len(grid) == 3 else 1
     if not 0 <= -block.kx0 < ax:
         raise ValueError(f"calibration block columns kx {block.kx0}..{block.kx0 + ax - 1} do not hold kx = 0")

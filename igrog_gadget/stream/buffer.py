@@ -52,6 +52,7 @@ logger = logging.getLogger(__name__)
 #: Share of a frame's readouts (from the header's e1 limits) a LAST flag needs to complete it.
 LAST_FLAG_MIN_SHARE = 0.9
 
+
 def calibration_key(readout: Readout) -> tuple[int, ...]:
     """Calibration key of a readout (slice, contrast, encode step 2)."""
     return tuple(int(readout.idx.get(name, 0)) for name in CALIBRATION_KEY_FIELDS)
