@@ -30,14 +30,15 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+import ismrmrd
 
 from igrog_gadget.errors import ConfigError, GriddingCancelled, IgrogError
 from igrog_gadget.gadget import protocol
 from igrog_gadget.gadget.images import fov_crop, frame_image
 from igrog_gadget.gadget.protocol import Message, MessageChannel, PeerClosedError, ProtocolError
 from igrog_gadget.gadget.recondata import encode_frame, frame_in_recon_fov, grid_fov_mm
-from igrog_gadget.io.calibration_lines import CalibrationLedger, calibration_acquisitions
-from igrog_gadget.io.frame_images import weights_image
+from igrog_gadget.io.acquisitions_output import AcquisitionsOutput
+from igrog_gadget.io.calibration_lines import CalibrationLedger
 from igrog_gadget.gadget.settings import (
     GadgetSettings,
     parse_json_text,
@@ -46,7 +47,6 @@ from igrog_gadget.gadget.settings import (
 )
 from igrog_gadget.io import (
     acquisition_from_readout,
-    cartesian_acquisitions,
     image_from_item,
     image_item_from_image,
     parse_header,
@@ -266,13 +266,13 @@ class GadgetSession:
         self.fov_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
         self._inbox = _Inbox(max_buffered_bytes)
         self._reader: threading.Thread | None = None
-        self._acquisitions_sent = 0
         self._images_sent = 0
-        self._weights_sent = 0
         self._imager: FrameImager | None = None
         """Makes the images of ``output=images`` (coil maps cached per calibration key)."""
         self._calibration = CalibrationLedger(False)
-        """Calibration keys whose blocks were passed on (``[output] calibration``)."""
+        """Calibration keys whose blocks were passed on in ``output=recondata`` (``[output] calibration``)."""
+        self._acquisitions = AcquisitionsOutput((0.0, 0.0, 0.0), calibration=False, weights=False)
+        """What frames become in ``output=acquisitions``; counts the acquisitions sent."""
         self._last_calibration: float | None = None
         self._arrival: float | None = None
         self._last_readout_arrival: dict[tuple, float] = {}
@@ -465,6 +465,7 @@ class GadgetSession:
         self.report.output = output
         assert self.header is not None
         self.fov_mm = grid_fov_mm(self.header.encoded_fov_mm, config.gridding.grid_oversampling)
+        self._acquisitions = AcquisitionsOutput(self.fov_mm, config.output.calibration, config.output.weights)
         try:
             self.pipeline = GriddingPipeline(
                 self.header, config, resource_limits=self.resource_limits, background_training=True
@@ -577,7 +578,7 @@ class GadgetSession:
                 payloads = [raw]  # exactly as it arrived
                 self.report.passthrough_out += 1
                 if isinstance(out, Readout):
-                    self._acquisitions_sent += 1
+                    self._acquisitions.count_passed_through()
             elif isinstance(out, _PassThrough):
                 payloads = [out.message.raw]
                 self.report.passthrough_out += 1
@@ -585,7 +586,7 @@ class GadgetSession:
                 payloads = self._encode_frame(out)
             elif isinstance(out, Readout):
                 payloads = [protocol.encode_acquisition(acquisition_from_readout(out))]
-                self._acquisitions_sent += 1
+                self._acquisitions.count_passed_through()
                 self.report.passthrough_out += 1
             elif isinstance(out, ImageItem):
                 payloads = [protocol.encode_image(image_from_item(out))]
@@ -603,18 +604,15 @@ class GadgetSession:
         assert self.header is not None and self.settings is not None and self.pipeline is not None
         config = self.pipeline.config
         if self.output == "acquisitions":  # the full grid, exactly as replay writes it
-            lines = calibration_acquisitions(frame, self._acquisitions_sent) if self._calibration.due(frame) else []
-            lines += cartesian_acquisitions(frame, first_scan_counter=self._acquisitions_sent + len(lines))
-            self._acquisitions_sent += len(lines)
-            payloads = [protocol.encode_acquisition(line) for line in lines]
-            if config.output.weights:
-                self._weights_sent += 1
-                payloads.append(protocol.encode_image(image_from_item(weights_image(frame, self.fov_mm, self._weights_sent))))
-            return payloads
+            return [
+                protocol.encode_acquisition(item) if isinstance(item, ismrmrd.Acquisition) else protocol.encode_image(item)
+                for item in self._acquisitions.items(frame)
+            ]
         if self.output == "recondata":  # oversampling beyond the reconSpace FOV removed
             cropped, fov = frame_in_recon_fov(frame, self.fov_mm, self.header.recon_fov_mm)
             reference = self._calibration.due(cropped)
-            return [encode_frame(cropped, fov, self._acquisitions_sent, reference=reference, density=config.output.weights)]
+            first_scan_counter = self._acquisitions.acquisitions_sent
+            return [encode_frame(cropped, fov, first_scan_counter, reference=reference, density=config.output.weights)]
         if self._imager is None:
             self._imager = FrameImager(config.recon, self.pipeline.gridder.device)
         picture = self._imager.image(frame)
