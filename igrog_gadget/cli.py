@@ -1,4 +1,4 @@
-"""The ``igrog`` command: replay ISMRMRD files through the gadget's pipeline, simulate test data."""
+"""The ``igrog`` command: replay ISMRMRD files through the gadget's pipeline, pipe MRD streams, simulate test data."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from igrog_gadget.environment import configure_process, set_thread_counts
-from igrog_gadget.errors import IgrogError
+from igrog_gadget.errors import IgrogError, InputDataError
 
 logger = logging.getLogger("igrog_gadget.cli")
 
@@ -57,6 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (default: a LocalCluster here)")
     batch.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2); one file per worker at a time")
     batch.add_argument("--report", default=None, help="report file: .csv, else JSON lines (default: <out>/batch_report.csv)")
+
+    pipe = commands.add_parser(
+        "pipe", parents=[verbosity],
+        help="grid an MRD v2 or ISMRMRD v1 stream from stdin to stdout (a stage of a Pingvin pipe; pip install igrog-gadget[mrd])",
+    )
+    pipe.add_argument("-i", "--input", default=None, help="input stream file (default: stdin)")
+    pipe.add_argument("-o", "--output", default=None, help="output stream file (default: stdout)")
+    _add_variant_arguments(pipe)
+    pipe.add_argument("--emit", choices=("acquisitions", "images"), default="acquisitions",
+                      help="gridded frames as Cartesian acquisitions (default) or as images")
+    pipe.add_argument("--format", dest="output_format", choices=("mrd2", "ismrmrd"), default=None,
+                      help="output stream format (default: the input's)")
 
     simulate = commands.add_parser("simulate", parents=[verbosity], help="write a simulated ISMRMRD test file with its Cartesian ground truth")
     from igrog_gadget.simulate import add_simulate_arguments
@@ -136,6 +148,54 @@ def _run_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_pipe(args: argparse.Namespace) -> int:
+    from igrog_gadget.config import load_config
+    from igrog_gadget.pipe import run_pipe
+
+    overrides = list(args.overrides) + ([f"gridding.device={args.device}"] if args.device else [])
+    config = load_config(args.variant, args.config, overrides)
+    set_thread_counts(config.gridding.cpu_threads)
+    if args.input is not None and not Path(args.input).is_file():
+        raise InputDataError(f"input stream {args.input!r} does not exist or is not a file")
+    source = open(args.input, "rb") if args.input else sys.stdin.buffer
+    sink = _LazyOutput(args.output) if args.output else sys.stdout.buffer
+    try:
+        report = run_pipe(
+            source, sink, config, output=args.emit, output_format=args.output_format, name=args.input or "stdin"
+        )
+    finally:
+        if args.input:
+            source.close()
+        if args.output:
+            sink.close()
+    logger.info(
+        "%s -> %s: %d items in, %d out, %d frame(s) in %.2f s",
+        report.input_format, report.output_format, report.items_in, report.items_out, len(report.frames), report.seconds,
+    )
+    return EXIT_OK
+
+
+class _LazyOutput:
+    """An output file opened at its first write (a stream refused at its header leaves none)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._file = None
+
+    def write(self, data: bytes) -> int:
+        if self._file is None:
+            self._file = open(self.path, "wb")
+        return self._file.write(data)
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``igrog`` console script; returns the exit code."""
     parser = build_parser()
@@ -150,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run_replay(args)
         if args.command == "batch":
             return _run_batch(args)
+        if args.command == "pipe":
+            return _run_pipe(args)
         if args.command == "simulate":
             from igrog_gadget.simulate import run_simulate
 

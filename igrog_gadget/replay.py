@@ -1,4 +1,4 @@
-"""Offline replay: an ISMRMRD file in, a Cartesian ISMRMRD file out, through the streaming pipeline."""
+"""Offline replay: an ISMRMRD file (HDF5, or an MRD v2 stream file) in, a Cartesian ISMRMRD file out, through the streaming pipeline."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from igrog_gadget.errors import InputDataError, OutputError
 from igrog_gadget.io import RawDataset, cartesian_output_header, read_dataset, write_cartesian_file
 from igrog_gadget.io.reader import array_coil_count
 from igrog_gadget.io.frame_images import replay_image, weights_image
+from igrog_gadget.io.mrd2 import is_mrd2_file, read_mrd2_dataset
 from igrog_gadget.io.writer import remove_quietly
 from igrog_gadget.limits import ResourceLimits
 from igrog_gadget.scan import FRAME_COUNTER_FIELDS, FRAME_KEY_FIELDS, GriddedFrame, ImageItem, Readout
@@ -107,9 +108,10 @@ def read_replay_input(
             raise OutputError(f"--png {png_path} is the same file as the input or the output; choose another path")
         check_output_path(png_path, "--png")
     limits.check_config(config)
-    return read_dataset(
-        input_path, limits=limits, on_header=lambda header: limits.check_header(header, config, input_path)
-    )
+    check_header = lambda header: limits.check_header(header, config, input_path)  # noqa: E731
+    if is_mrd2_file(input_path):  # an MRD v2 stream file (Pingvin's format)
+        return read_mrd2_dataset(input_path, limits=limits, on_header=check_header)
+    return read_dataset(input_path, limits=limits, on_header=check_header)
 
 
 def replay_file(

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv and install igrog-gadget with its test, Gadgetron and batch (Dask) extras.
+# Create .venv and install igrog-gadget with its test, Gadgetron, batch (Dask) and MRD v2 extras.
 #
 # torch: the CPU build by default (TORCH_SPEC=torch==2.13.0). A GPU user picks theirs, e.g.
 #   TORCH_SPEC="torch" TORCH_INDEX_URL=https://download.pytorch.org/whl/cu124 bash scripts/bootstrap.sh
@@ -22,5 +22,5 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
         "$VENV/bin/python" -m pip install --quiet "$TORCH_SPEC"
     fi
 fi
-"$VENV/bin/python" -m pip install --quiet -e ".[test,gadgetron,batch]"
+"$VENV/bin/python" -m pip install --quiet -e ".[test,gadgetron,batch,mrd]"
 "$VENV/bin/python" -c "import torch, igrog_gadget; print('igrog-gadget', igrog_gadget.__version__, 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"

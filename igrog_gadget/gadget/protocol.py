@@ -548,6 +548,45 @@ class MessageChannel:
             pass
 
 
+class StreamFileReader(MessageChannel):
+    """Reads protocol messages from a binary file or pipe instead of a socket: an ISMRMRD v1
+    stream (``ismrmrd_hdf5_to_stream``, Gadgetron's ``--from_stream`` / ``--to_stream``), with the
+    message decoders and size limits of :class:`MessageChannel`. No timeouts: a pipe's writer
+    sets the pace. End of data between messages raises :class:`PeerClosedError`, inside one
+    :class:`TruncatedMessageError`. It cannot send."""
+
+    def __init__(self, stream: Any, limits: ProtocolLimits | None = None, name: str = "stream") -> None:
+        self.stream = stream
+        self.sock = None  # type: ignore[assignment]
+        self.limits = limits or ProtocolLimits()
+        self.peer = name
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self.closed = False
+        self._deadline = float("inf")
+        self._message_started = 0.0
+        self._announced = 0
+        self._message_received = 0
+        self._until = None
+
+    def _recv_into(self, view: memoryview, what: str, first: bool = False) -> None:
+        n, got = len(view), 0
+        while got < n:
+            count = self.stream.readinto(view[got:])
+            if not count:
+                if first and got == 0:
+                    raise PeerClosedError(f"{self.peer} ended")
+                raise TruncatedMessageError(f"{self.peer} ended in the middle of {what}: {got} of {n} bytes")
+            got += count
+        self.bytes_received += n
+
+    def send(self, *messages: bytes | bytearray | memoryview) -> None:
+        raise ProtocolError("a stream file reader cannot send")
+
+    def close(self) -> None:
+        self.closed = True
+
+
 def _peer_name(sock: socket.socket) -> str:
     try:
         address = sock.getpeername()

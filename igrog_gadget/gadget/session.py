@@ -49,6 +49,7 @@ from igrog_gadget.io import (
     acquisition_from_readout,
     image_from_item,
     image_item_from_image,
+    image_series_name,
     parse_header,
     readout_from_header_and_arrays,
 )
@@ -60,10 +61,11 @@ from igrog_gadget.stream.pipeline import GriddingPipeline
 logger = logging.getLogger(__name__)
 
 #: Meta attributes that name an incoming image's series (first found wins).
-SERIES_META_KEYS = ("SeriesName", "igrog.series", "GADGETRON_SeriesName")
 
 #: CONFIG_FILE names the gadget understands (besides these, ``igrog_<variant>`` and ``<variant>``).
-GENERIC_CONFIG_NAMES = ("", "igrog", "igrog_gadget", "default")
+#: Config names that mean the server's own settings (``igrog serve`` options): Siemens OpenRecon
+#: always sends ``openrecon``.
+GENERIC_CONFIG_NAMES = ("", "igrog", "igrog_gadget", "default", "openrecon")
 
 
 class Dialect(str, Enum):
@@ -554,8 +556,11 @@ class GadgetSession:
             return False
         if mid == protocol.IMAGE:
             image = message.value
-            item = image_item_from_image(image, _series_name(image))
+            item = image_item_from_image(image, image_series_name(image))
             self._emit(pipeline.process(item), item, message)
+            return False
+        if mid == protocol.TEXT and self.dialect is Dialect.MRD:  # e.g. OpenRecon's status texts mid-stream
+            logger.info("%s: TEXT from the client, ignored: %s", self.channel.peer, str(message.value)[:200])
             return False
         if mid in (protocol.WAVEFORM, protocol.TEXT, protocol.RECONDATA):
             token = _PassThrough(message)
@@ -671,15 +676,6 @@ class GadgetSession:
             report = protocol.encode_text_message(protocol.TEXT, f"ERROR    iGROG gadget: {text}", nul_terminate=True)
         self._send_quietly(report, protocol.encode_close())
         self._error_reported = True
-
-
-def _series_name(image: Any) -> str:
-    meta = image.meta
-    for key in SERIES_META_KEYS:
-        value = meta.get(key) if hasattr(meta, "get") else None
-        if value:
-            return str(value[0] if isinstance(value, list) else value)
-    return f"image_{int(image.image_series_index)}"
 
 
 def _frame_label(frame: GriddedFrame) -> str:

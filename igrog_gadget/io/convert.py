@@ -723,6 +723,21 @@ def image_item_from_image(img: ismrmrd.Image, series: str) -> ImageItem:
     return ImageItem(series=series, data=data, meta=meta, source=img)
 
 
+#: Meta attributes that name an incoming image's series (the first present wins).
+SERIES_META_KEYS = ("SeriesName", "igrog.series", "GADGETRON_SeriesName")
+
+
+def image_series_name(image: ismrmrd.Image) -> str:
+    """The series an incoming image belongs to: its meta ``SeriesName`` (or ``igrog.series``,
+    ``GADGETRON_SeriesName``), else ``image_<image_series_index>``."""
+    meta = image.meta
+    for key in SERIES_META_KEYS:
+        value = meta.get(key) if hasattr(meta, "get") else None
+        if value:
+            return str(value[0] if isinstance(value, list) else value)
+    return f"image_{int(image.image_series_index)}"
+
+
 def image_from_item(item: ImageItem) -> ismrmrd.Image:
     """Turn an :class:`ImageItem` back into an ISMRMRD image.
 

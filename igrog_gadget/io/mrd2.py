@@ -29,9 +29,12 @@ import dataclasses
 import datetime
 import enum
 import functools
+import logging
+import os
+import struct
 import types
 import typing
-from typing import Any, BinaryIO, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator
 
 import ismrmrd
 import ismrmrd.xsd
@@ -39,8 +42,19 @@ import numpy as np
 
 from igrog_gadget.errors import ConfigError, InputDataError
 
+if TYPE_CHECKING:
+    from igrog_gadget.io.reader import RawDataset
+    from igrog_gadget.limits import ResourceLimits
+    from igrog_gadget.scan import ScanHeader
+
+logger = logging.getLogger(__name__)
+
 #: The first bytes of an MRD v2 binary stream.
 MRD2_MAGIC = b"yardl"
+#: What mrd-python raises on a stream that is cut or corrupt (it does not wrap them).
+STREAM_ERRORS: tuple[type[BaseException], ...] = (
+    EOFError, ValueError, BufferError, OverflowError, struct.error, UnicodeDecodeError, KeyError, IndexError, TypeError,
+)
 #: Installing the optional dependency.
 INSTALL_HINT = "MRD v2 needs the optional package mrd-python: pip install 'igrog-gadget[mrd]' (mrd-python>=2.1.1,<2.2)"
 
@@ -52,6 +66,15 @@ def require_mrd() -> types.ModuleType:
     except ImportError:
         raise ConfigError(INSTALL_HINT) from None
     return mrd
+
+
+def is_mrd2_item(item: Any) -> bool:
+    """Whether ``item`` is an ``mrd.StreamItem`` (mrd-python already imported: it could not be
+    one otherwise)."""
+    import sys
+
+    mrd = sys.modules.get("mrd")
+    return mrd is not None and isinstance(item, mrd.StreamItem)
 
 
 def is_mrd2_stream(first_bytes: bytes) -> bool:
@@ -178,7 +201,8 @@ class _WithDefaults:
         from igrog_gadget.io.convert import DEFAULT_H1_RESONANCE_HZ
 
         self.__dict__.update({k: v for k, v in vars(header).items() if not k.startswith("_")})
-        if getattr(header, "experimental_conditions", None) is None:
+        conditions = getattr(header, "experimental_conditions", None)
+        if conditions is None or not getattr(conditions, "h1resonance_frequency_hz", 0):
             self.experimental_conditions = types.SimpleNamespace(h1resonance_frequency_hz=DEFAULT_H1_RESONANCE_HZ)
 
 
@@ -410,8 +434,8 @@ def read_mrd2(stream: BinaryIO | str) -> tuple[str, Iterator[Any]]:
     try:
         reader = mrd.BinaryMrdReader(stream)
         header = reader.read_header()
-    except (ValueError, EOFError, mrd.ProtocolError) as error:
-        raise InputDataError(f"not a readable MRD v2 stream: {error}") from None
+    except (*STREAM_ERRORS, mrd.ProtocolError) as error:
+        raise InputDataError(f"not a readable MRD v2 stream: {type(error).__name__}: {error}") from None
     if header is None:
         raise InputDataError("the MRD v2 stream has no header (igrog needs the encoding it describes)")
     return header_from_mrd2(header), iter(reader.read_data())
@@ -423,4 +447,62 @@ def write_mrd2(stream: BinaryIO | str, header_xml: str, items: Iterable[Any]) ->
     mrd = require_mrd()
     with mrd.BinaryMrdWriter(stream) as writer:
         writer.write_header(header_to_mrd2(header_xml))
-        writer.write_data(item if type(item).__module__.startswith("mrd") else item_to_mrd2(item) for item in items)
+        writer.write_data(item if is_mrd2_item(item) else item_to_mrd2(item) for item in items)
+
+
+def is_mrd2_file(path: str | os.PathLike[str]) -> bool:
+    """Whether the file at ``path`` starts like an MRD v2 binary stream."""
+    try:
+        with open(path, "rb") as stream:
+            return is_mrd2_stream(stream.read(len(MRD2_MAGIC)))
+    except OSError:
+        return False
+
+
+def read_mrd2_dataset(
+    path: str | os.PathLike[str],
+    *,
+    limits: "ResourceLimits | None" = None,
+    on_header: "Callable[[ScanHeader], None] | None" = None,
+) -> "RawDataset":
+    """An MRD v2 file read as the ISMRMRD dataset ``igrog replay`` grids: header, acquisitions
+    (``scan_counter`` = index in the stream), images (series from their meta ``SeriesName``)
+    and waveforms; items v1 has no counterpart of are left out with a warning.
+
+    Raises:
+        InputDataError: not readable, no header, an acquisition beyond the limits (checked as
+            each is read), more acquisitions than ``max_acquisitions``, a stream cut inside an item.
+    """
+    from igrog_gadget.io.convert import image_item_from_image, image_series_name, parse_header, readout_from_acquisition
+    from igrog_gadget.io.reader import RawDataset
+    from igrog_gadget.limits import ResourceLimits
+
+    limits = limits if limits is not None else ResourceLimits()
+    path = os.fspath(path)
+    readouts, images, waveforms, skipped = [], [], [], 0
+    with open(path, "rb") as stream:
+        xml, items = read_mrd2(stream)
+        header = parse_header(xml, source=path)
+        if on_header is not None:
+            on_header(header)
+        try:
+            for item in items:
+                converted = item_from_mrd2(item)
+                if isinstance(converted, ismrmrd.Acquisition):
+                    where = f"{path}: acquisition {len(readouts)}"
+                    limits.check_acquisition(int(converted.active_channels), int(converted.number_of_samples), where)
+                    limits.check_acquisition_count(len(readouts) + 1, path)
+                    readouts.append(readout_from_acquisition(converted, len(readouts), path))
+                elif isinstance(converted, ismrmrd.Image):
+                    images.append(image_item_from_image(converted, image_series_name(converted)))
+                elif isinstance(converted, ismrmrd.Waveform):
+                    waveforms.append(converted)
+                else:
+                    skipped += 1
+        except STREAM_ERRORS as error:
+            raise InputDataError(f"{path}: the MRD v2 stream ends inside an item after {len(readouts)} acquisitions: {error}") from None
+    if not readouts:
+        raise InputDataError(f"{path}: the MRD v2 stream holds no acquisitions")
+    if skipped:
+        logger.warning("%s: %d MRD v2 items without an ISMRMRD v1 form are left out", path, skipped)
+    return RawDataset(path=path, header=header, readouts=readouts, images=images, waveforms=waveforms, header_xml=xml)

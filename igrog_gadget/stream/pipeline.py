@@ -83,6 +83,8 @@ class GriddingPipeline:
         """Coil noise covariance of the noise scans seen so far (prewhitening before compression)."""
         self.image_inputs: dict[str, list[ImageItem]] = {}
         self.defer_frames = background_training
+        self._centre_warned = False
+        """Whether a ``center_sample`` that contradicts the trajectory was reported."""
         self._waiting: deque[Any] = deque()
         """Outputs in order behind a frame whose model is still training (``_PendingFrame`` or items)."""
 
@@ -95,6 +97,15 @@ class GriddingPipeline:
         """Grid every frame still buffered or waiting (end of stream); stop the training worker."""
         try:
             self._waiting.extend(self._pending(frame) for frame in self.buffer.close())
+            return self._release(wait=True)
+        finally:
+            self.gridder.close()
+
+    def completed_frames(self) -> list[Any]:
+        """What is waiting behind frames still training, once they are gridded, without
+        completing the frames still open (a stream cut short: its last frames are incomplete);
+        stops the training worker."""
+        try:
             return self._release(wait=True)
         finally:
             self.gridder.close()
@@ -145,6 +156,8 @@ class GriddingPipeline:
                         )
                     return [item]
                 readout = self._as_gridded(item.without_discards())
+                if readout.is_imaging() and not self._centre_warned:
+                    self._check_centre_sample(readout)
                 if not readout.is_calibration() and readout.encoding_space_ref != 0:
                     raise InputDataError(
                         f"acquisition {readout.scan_counter} is imaging data of encoding {readout.encoding_space_ref} "
@@ -162,6 +175,23 @@ class GriddingPipeline:
         if isinstance(item, ImageItem) and item.series in INPUT_IMAGE_SERIES:
             self.image_inputs.setdefault(item.series, []).append(item)
         return [item]
+
+    def _check_centre_sample(self, readout: Readout) -> None:
+        """Warn (once) when an imaging readout's ``center_sample`` contradicts its trajectory:
+        beyond its samples (seen from OpenRecon once readout oversampling is removed upstream),
+        or 0 where the trajectory passes k = 0 mid-readout. Gridding places samples by the
+        trajectory, never by ``center_sample``: the data are gridded as they are."""
+        if readout.traj is None or readout.traj.size == 0:
+            return
+        samples = readout.num_samples
+        centre = int(np.argmin(np.sum(np.asarray(readout.traj, np.float32)[:, :2] ** 2, axis=1)))
+        if readout.center_sample >= samples or (readout.center_sample == 0 and centre > max(2, samples // 8)):
+            self._centre_warned = True
+            logger.warning(
+                "%sacquisition %d: center_sample = %d, but it has %d samples and its trajectory passes k = 0 at "
+                "sample %d; the trajectory places the samples (center_sample is not used)",
+                self.source, readout.scan_counter, readout.center_sample, samples, centre,
+            )
 
     def _as_gridded(self, readout: Readout) -> Readout:
         """``ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING`` lines without a trajectory in a non-Cartesian
