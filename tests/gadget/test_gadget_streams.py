@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from pathlib import Path
@@ -413,3 +414,38 @@ def test_streams_carry_the_calibration_block_and_the_weights_of_replay(server, r
         dataset.close()
     np.testing.assert_array_equal(weights.data, stored.data)
     np.testing.assert_array_equal(weights.data[0, 0], frame.hits)
+
+
+# --------------------------------------------------------------------------------------------
+# OpenRecon's quirks (MRD dialect)
+# --------------------------------------------------------------------------------------------
+def _mrd_images(mrd_server, dataset, config_name: str, messages=None):
+    """Stream ``dataset`` (or ``messages``) to the MRD server under a config name: what came back."""
+    with StreamClient.connect("127.0.0.1", mrd_server.port) as client:
+        client.send_handshake(config_name, dataset.header_xml, config_is_name=True, nul_terminate=True)
+        for message in messages if messages is not None else dataset_messages(dataset):
+            client.send(message)
+        client.send_close()
+        return client.wait_closed(120)
+
+
+def test_openrecon_config_name_text_mid_stream_and_a_centre_sample_beyond_the_readout(mrd_server, radial_acs, caplog):
+    """OpenRecon sends the config name ``openrecon`` (the server's settings, no WARNING back),
+    TEXT messages mid-stream (logged, neither echoed nor an error) and, once readout
+    oversampling is removed upstream, ``center_sample >= number_of_samples`` (a warning; the
+    trajectory places the samples): the image is the one of a plain stream."""
+    caplog.set_level(logging.INFO)
+    plain = _mrd_images(mrd_server, radial_acs, "igrog")
+    shifted = dataclasses.replace(
+        radial_acs,
+        readouts=[dataclasses.replace(r, center_sample=r.num_samples + 5) if r.is_imaging() else r for r in radial_acs.readouts],
+    )
+    messages = list(dataset_messages(shifted))
+    status = protocol.encode_text_message(protocol.TEXT, "OpenRecon: status update", nul_terminate=True)
+    received = _mrd_images(mrd_server, shifted, "openrecon", messages=messages[:40] + [status] + messages[40:])
+    assert [m.mid for m in received.messages] == [m.mid for m in plain.messages] == [protocol.ACQUISITION, protocol.IMAGE, protocol.CLOSE]
+    np.testing.assert_array_equal(received.messages[1].value.data, plain.messages[1].value.data)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("TEXT from the client, ignored: OpenRecon: status update" in m for m in messages)
+    assert sum("center_sample" in m and "the trajectory places the samples" in m for m in messages) == 1
+    assert not any("unknown config name 'openrecon'" in m for m in messages)
