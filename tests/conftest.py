@@ -31,6 +31,7 @@ LONGEST_MODULES = (
     "tests/gadget/test_gadget_active.py",
     "tests/variants/test_image_based.py",
     "tests/app/test_early_training.py",
+    "tests/app/test_pipe.py",
 )
 
 
