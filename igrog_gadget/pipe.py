@@ -18,6 +18,7 @@ been written (frames still open at the cut are not gridded).
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from dataclasses import dataclass, field
@@ -79,7 +80,7 @@ def run_pipe(
     """Grid the stream ``source`` into ``sink`` (see the module docstring).
 
     Args:
-        source: a binary stream with ``peek`` (``sys.stdin.buffer``, a file opened ``"rb"``).
+        source: a binary stream (``sys.stdin.buffer``, a file opened ``"rb"``).
         sink: a binary stream; written as outputs are ready, flushed after each.
         config: the variant's configuration.
         output: ``acquisitions`` or ``images``.
@@ -97,7 +98,9 @@ def run_pipe(
     if output not in PIPE_OUTPUTS:
         raise InputDataError(f"output must be one of {', '.join(PIPE_OUTPUTS)}, got {output!r}")
     report = PipeReport()
-    report.input_format = "mrd2" if mrd2.is_mrd2_stream(source.peek(len(mrd2.MRD2_MAGIC))[: len(mrd2.MRD2_MAGIC)]) else "ismrmrd"
+    first = source.read(len(mrd2.MRD2_MAGIC))  # blocks until the magic's length or the end
+    source = io.BufferedReader(_Prefixed(first, source))  # type: ignore[arg-type]
+    report.input_format = "mrd2" if mrd2.is_mrd2_stream(first) else "ismrmrd"
     report.output_format = output_format or report.input_format
     if report.output_format not in FORMATS:
         raise InputDataError(f"output format must be one of {', '.join(FORMATS)}, got {report.output_format!r}")
@@ -134,6 +137,27 @@ def run_pipe(
     if failure is not None:
         raise failure
     return report
+
+
+class _Prefixed(io.RawIOBase):
+    """``prefix`` (bytes already read to tell the format), then the rest of ``stream``."""
+
+    def __init__(self, prefix: bytes, stream: BinaryIO) -> None:
+        self._prefix = memoryview(prefix)
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if len(self._prefix):
+            count = min(len(buffer), len(self._prefix))
+            buffer[:count] = self._prefix[:count]
+            self._prefix = self._prefix[count:]
+            return count
+        data = self._stream.read1(len(buffer)) if hasattr(self._stream, "read1") else self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def _read_ismrmrd_stream(source: BinaryIO, limits: ResourceLimits, name: str) -> tuple[str, Iterator[Any]]:
