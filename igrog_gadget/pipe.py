@@ -114,24 +114,28 @@ def run_pipe(
 
     pipeline = GriddingPipeline(header, config, source=name, resource_limits=limits, background_training=True)
     writer = _StreamWriter(sink, report.output_format, xml, header, config, output, pipeline.gridder.device)
-    failure: InputDataError | None = None
-    while failure is None:
-        try:
-            item = next(items)
-        except StopIteration:
-            break
-        except (ProtocolError, *mrd2.STREAM_ERRORS) as error:  # only the reading: a cut or corrupt stream
-            failure = InputDataError(f"{name}: the stream ends inside item {report.items_in}: {type(error).__name__}: {error}")
-            break
-        report.items_in += 1
-        try:
-            writer.write(pipeline.process(_typed(item, report.items_in - 1, name, limits)), report)
-        except InputDataError as error:
-            failure = error
-    if failure is None:
-        writer.write(pipeline.close(), report)
-    else:
-        writer.write(pipeline.completed_frames(), report)
+    try:
+        failure: InputDataError | None = None
+        while failure is None:
+            try:
+                item = next(items)
+            except StopIteration:
+                break
+            except (ProtocolError, *mrd2.STREAM_ERRORS) as error:  # only the reading: a cut or corrupt stream
+                failure = InputDataError(f"{name}: the stream ends inside item {report.items_in}: {type(error).__name__}: {error}")
+                break
+            report.items_in += 1
+            try:
+                writer.write(pipeline.process(_typed(item, report.items_in - 1, name, limits)), report)
+            except InputDataError as error:
+                failure = error
+        if failure is None:
+            writer.write(pipeline.close(), report)
+        else:
+            writer.write(pipeline.completed_frames(), report)
+    except BaseException:
+        pipeline.gridder.close()  # a bug or an interrupt: the training worker must not outlive the call
+        raise
     writer.close()
     report.seconds = time.perf_counter() - started
     if failure is not None:
