@@ -187,3 +187,37 @@ def test_replay_reads_mrd2_files(tmp_path, replayed):
     for ours, theirs in zip(read_acquisitions(tmp_path / "out.h5"), replayed):
         assert bytes(ours.getHead()) == bytes(theirs.getHead())
         np.testing.assert_array_equal(ours.data, theirs.data)
+
+
+def _pingvin() -> str | None:
+    """The command that runs Pingvin: ``$PINGVIN`` (e.g. a wrapper setting its library path), or
+    ``pingvin`` on the PATH; None when neither is there."""
+    import os
+    import shutil
+
+    return os.environ.get("PINGVIN") or shutil.which("pingvin")
+
+
+@pytest.mark.skipif(_pingvin() is None, reason="no Pingvin here (set PINGVIN to its command; docs/pingvin.md builds one)")
+@pytest.mark.parametrize("scan", ["radial_acs", "spiral_acs", "stack_of_stars"])
+def test_pingvin_images_the_pipe_output(tmp_path, scan, stack_of_stars):
+    """``igrog pipe < in.mrd | pingvin -c default.xml``: Pingvin's Cartesian chain (noise
+    adjust, buckets, SimpleRecon) returns the RSS of replay's gridded k-space, the calibration
+    block taken as its reference data, the weights images passed through."""
+    path = stack_of_stars if scan == "stack_of_stars" else DATA / f"{scan}.h5"
+    source = _write_mrd2(tmp_path / "in.mrd", path)
+    sets = " ".join(f"--set {o}" for o in QUICK)
+    result = subprocess.run(
+        f"{sys.executable} -m igrog_gadget -q pipe {sets} < {source} | {_pingvin()} -c default.xml",
+        shell=True, capture_output=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    reader = mrd.BinaryMrdReader(__import__("io").BytesIO(result.stdout))
+    reader.read_header()
+    images = [item.value for item in reader.read_data()]
+    (recon,) = [image for image in images if image.head.image_series_index != 99]  # 99: igrog_weights, passed through
+    report = replay_file(path, tmp_path / "replay.h5", load_config("basic", overrides=QUICK))
+    kspace = np.stack([frame.kspace for frame in report.frames], axis=1)  # (coils, partitions, ny, nx)
+    expected = np.asarray(rss_image(kspace if kspace.shape[1] > 1 else kspace[:, 0]))
+    got = recon.data[0] if kspace.shape[1] > 1 else recon.data[0, 0]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * float(expected.max()))
