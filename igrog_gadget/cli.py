@@ -170,7 +170,7 @@ def _run_pipe(args: argparse.Namespace) -> int:
             sink.close()
     logger.info(
         "%s -> %s: %d items in, %d out, %d frame(s) in %.2f s",
-        report.input_format, report.output_format, report.items_in, report.items_out, len(report.frames), report.seconds,
+        report.input_format, report.output_format, report.items_in, report.items_out, report.frames, report.seconds,
     )
     return EXIT_OK
 

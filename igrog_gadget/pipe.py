@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, BinaryIO, Iterator
 
 import ismrmrd
@@ -63,7 +63,8 @@ class PipeReport:
     output_format: str = ""
     items_in: int = 0
     items_out: int = 0
-    frames: list[GriddedFrame] = field(default_factory=list)
+    frames: int = 0
+    """Frames gridded (each is written and let go: a stream's frames are never all held)."""
     seconds: float = 0.0
 
 
@@ -243,7 +244,7 @@ class _StreamWriter:
         items: list[Any] = []
         for out in outputs:
             if isinstance(out, GriddedFrame):
-                report.frames.append(out)
+                report.frames += 1
                 if not self._started:
                     self._start(out)
                 items += self._frame_items(out)
