@@ -51,9 +51,12 @@ logger = logging.getLogger(__name__)
 
 #: The first bytes of an MRD v2 binary stream.
 MRD2_MAGIC = b"yardl"
-#: What mrd-python raises on a stream that is cut or corrupt (it does not wrap them).
+#: What mrd-python raises on a stream that is cut or corrupt (it does not wrap them); MemoryError:
+#: an array whose declared size cannot be allocated (mrd-python allocates before reading, so a
+#: stream's arrays cost the memory of the bytes actually sent, or fail here at once).
 STREAM_ERRORS: tuple[type[BaseException], ...] = (
     EOFError, ValueError, BufferError, OverflowError, struct.error, UnicodeDecodeError, KeyError, IndexError, TypeError,
+    MemoryError,
 )
 #: Installing the optional dependency.
 INSTALL_HINT = "MRD v2 needs the optional package mrd-python: pip install 'igrog-gadget[mrd]' (mrd-python>=2.1.1,<2.2)"

@@ -228,3 +228,33 @@ def test_pingvin_images_the_pipe_output(tmp_path, scan, stack_of_stars):
     expected = np.asarray(rss_image(kspace if kspace.shape[1] > 1 else kspace[:, 0]))
     got = recon.data[0] if kspace.shape[1] > 1 else recon.data[0, 0]
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * float(expected.max()))
+
+
+def test_images_on_request_and_what_is_not_gridded_passes_through(tmp_path):
+    """``--emit images``: the frame's image (as the gadget's ``images`` output makes it); the
+    stream's own images (spiral_b0's B0 map, coil images, maps) and a waveform pass through, in order."""
+    from igrog_gadget.recon.images import FrameImager
+
+    source = DATA / "spiral_b0.h5"
+    dataset = ismrmrd.Dataset(str(source), "dataset", create_if_needed=False)
+    try:
+        images = [dataset.read_image(s, i) for s in ("b0map", "coil_images") for i in range(dataset.number_of_images(s))]
+    finally:
+        dataset.close()
+    waveform = ismrmrd.Waveform.from_array(np.arange(12, dtype=np.uint32).reshape(2, 6))
+    acquisitions = read_acquisitions(source)
+    with open(tmp_path / "in.mrd", "wb") as stream:
+        mrd2.write_mrd2(stream, read_header_xml(source).decode(), [acquisitions[0], waveform, *images, *acquisitions[1:]])
+    code, output = _igrog(tmp_path, "--emit", "images", *sum((["--set", o] for o in QUICK), []), stdin=(tmp_path / "in.mrd").read_bytes())
+    assert code == 0
+    _, items = _mrd2_items(output)
+    kinds = [type(i).__name__ for i in items]
+    assert kinds == ["Acquisition", "Waveform", *["Image"] * len(images), "Image"]  # noise, waveform, images, the frame
+    np.testing.assert_array_equal(items[1].data, waveform.data)
+    for passed, original in zip(items[2:-1], images):
+        np.testing.assert_array_equal(passed.data, original.data)
+    report = replay_file(source, tmp_path / "replay.h5", load_config("basic", overrides=QUICK))
+    expected = FrameImager(load_config("basic").recon).image(report.frames[0])
+    picture = items[-1]
+    assert picture.meta["ImageProcessingHistory"] == ["IGROG", expected.method.upper()]
+    np.testing.assert_allclose(picture.data[0, 0], expected.magnitude, rtol=1e-4, atol=1e-5 * float(expected.magnitude.max()))
