@@ -6,8 +6,8 @@ stream is converted item by item at the boundary. What differs and how it is map
 - **Header**: the same schema in both (v1 XML, v2 yardl records); every field is mapped by name
   (v1 ``fieldOfView_mm`` ↔ v2 ``field_of_view_mm``: names compared without case and
   underscores), enumerations by name (v1 ``radial`` ↔ v2 ``Trajectory.RADIAL``), dates and
-  times (v2 ``Time`` in nanoseconds), user parameters and the trajectory description with its
-  parameters. v2 stores some numbers narrower than v1's XML (TR, TE, TI, flip angles and echo
+  times (v2 ``Time`` in nanoseconds), user parameters (v2 keeps base64 parameters as their text,
+  v1 as bytes) and the trajectory description with its parameters. v2 stores some numbers narrower than v1's XML (TR, TE, TI, flip angles and echo
   spacing as float32): a round trip keeps them to float32 precision. Fields v1 requires but v2 leaves optional get v1's defaults only where the v1
   reader needs them (experimentalConditions: ``DEFAULT_H1_RESONANCE_HZ``).
 - **Acquisitions**: v2's ``trajectory`` is (basis, samples), v1's ``traj`` (samples, basis):
@@ -25,6 +25,7 @@ needs Python 3.12 and changes the time stamps to nanoseconds.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime
 import enum
@@ -134,7 +135,7 @@ def _convert(value: Any, hint: Any, to_v2: bool) -> Any:
         return [_convert(v, item, to_v2) for v in values]
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return _enum(value, hint)
-    if isinstance(hint, type) and (dataclasses.is_dataclass(hint) or hint.__module__.startswith("mrd.")):
+    if isinstance(hint, type) and (dataclasses.is_dataclass(hint) or hint.__module__ == "mrd.types"):
         return _record(value, hint, to_v2)
     return _scalar(value, hint)
 
@@ -170,15 +171,16 @@ def _scalar(value: Any, hint: Any) -> Any:
         seconds, rest = divmod(nanoseconds, 1_000_000_000)
         minutes, second = divmod(seconds, 60)
         hour, minute = divmod(minutes, 60)
-        return XmlTime(hour, minute, second, rest // 1_000_000 if rest % 1_000_000 == 0 else None, None)
+        return XmlTime(hour, minute, second, rest)  # xsdata: fractional seconds in nanoseconds
     if hint is datetime.date:
         return value.to_date()
     if getattr(hint, "__name__", "") == "Time":  # yardl's time of day, nanoseconds
-        time = value.to_time()
-        nanoseconds = ((time.hour * 60 + time.minute) * 60 + time.second) * 1_000_000_000 + time.microsecond * 1000
-        return hint(nanoseconds)
-    if hint is bytes:
-        return bytes(value)
+        seconds = (value.hour * 60 + value.minute) * 60 + value.second
+        return hint(seconds * 1_000_000_000 + int(value.fractional_second or 0))
+    if hint is bytes:  # v1's base64 parameters are bytes, v2's the base64 text
+        return base64.b64decode(value) if isinstance(value, str) else bytes(value)
+    if hint is str and isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode("ascii")
     if hint in (int, float, str):
         return hint(value)
     return value

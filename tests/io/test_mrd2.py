@@ -129,3 +129,32 @@ def test_not_a_stream_is_refused_with_a_message():
 
     with pytest.raises(InputDataError, match="MRD v2"):
         mrd2.read_mrd2(io.BytesIO(b"yardl" + b"\x00" * 3))
+
+
+def test_dates_times_and_descriptions_survive_the_round_trip():
+    """Study and series dates and times (to the nanosecond), patient position, a trajectory
+    description with its parameters and user parameters of every kind."""
+    from xsdata.models.datatype import XmlDate, XmlTime
+
+    X = ismrmrd.xsd
+    header = X.CreateFromDocument(read_header_xml(DATA / "spiral_acs.h5").decode())
+    header.studyInformation = X.studyInformationType(studyDate=XmlDate(2026, 12, 7), studyTime=XmlTime.from_string("08:15:30.123456"))
+    header.measurementInformation = X.measurementInformationType(
+        seriesDate=XmlDate(2026, 12, 7), seriesTime=XmlTime.from_string("08:16:00"), patientPosition=X.patientPositionType.FFS,
+        protocolName="spiral_b0",
+    )
+    header.encoding[0].trajectoryDescription = X.trajectoryDescriptionType(
+        identifier="vds_spiral",
+        userParameterLong=[X.userParameterLongType(name="interleaves", value=8)],
+        userParameterDouble=[X.userParameterDoubleType(name="fov_reduction", value=0.25)],
+        comment="variable density",
+    )
+    header.userParameters = X.userParametersType(
+        userParameterString=[X.userParameterStringType(name="site", value="scanner 1")],
+        userParameterBase64=[X.userParameterBase64Type(name="blob", value=b"\x00\x01igrog")],
+    )
+    stream = io.BytesIO()
+    mrd2.write_mrd2(stream, X.ToXML(header), [])
+    stream.seek(0)
+    xml_back, _ = mrd2.read_mrd2(stream)
+    _same(header, X.CreateFromDocument(xml_back))
