@@ -258,7 +258,14 @@ def acquisition_from_mrd2(acquisition: Any) -> ismrmrd.Acquisition:
     head = acquisition.head
     data = np.asarray(acquisition.data, dtype=np.complex64)
     trajectory = np.asarray(acquisition.trajectory, dtype=np.float32)
+    where = f"MRD v2 acquisition {head.scan_counter}"
+    if data.ndim != 2:
+        raise InputDataError(f"{where}: data of shape {data.shape}, not (coils, samples)")
     coils, samples = data.shape
+    if trajectory.size and (trajectory.ndim != 2 or trajectory.shape[1] != samples):
+        raise InputDataError(f"{where}: trajectory of shape {trajectory.shape} for {samples} samples (MRD v2: (basis, samples))")
+    if any(not 0 <= int(channel) < 1024 for channel in head.channel_order):
+        raise InputDataError(f"{where}: channel_order {list(head.channel_order)[:8]} outside 0..1023 (ISMRMRD's channel mask)")
     v1 = ismrmrd.AcquisitionHeader()
     v1.version = 1
     v1.flags = int(head.flags)

@@ -158,3 +158,24 @@ def test_dates_times_and_descriptions_survive_the_round_trip():
     stream.seek(0)
     xml_back, _ = mrd2.read_mrd2(stream)
     _same(header, X.CreateFromDocument(xml_back))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda a: setattr(a, "trajectory", a.trajectory.T.copy()), "trajectory of shape"),
+        (lambda a: setattr(a.head, "channel_order", [0, 5000]), "channel_order"),
+        (lambda a: setattr(a, "data", a.data[None]), r"not \(coils, samples\)"),
+    ],
+    ids=["untransposed-trajectory", "channel-beyond-mask", "data-rank"],
+)
+def test_inconsistent_mrd2_acquisitions_are_bad_input(change, message):
+    """A writer that kept v1's (samples, basis) trajectory, a channel beyond ISMRMRD's mask, data
+    of another rank: one error naming it, never a crash."""
+    from igrog_gadget.errors import InputDataError
+
+    (acquisition,) = [a for a in read_acquisitions(DATA / "radial_acs.h5") if a.trajectory_dimensions][:1]
+    v2 = mrd2.acquisition_to_mrd2(acquisition)
+    change(v2)
+    with pytest.raises(InputDataError, match=message):
+        mrd2.acquisition_from_mrd2(v2)
