@@ -353,6 +353,8 @@ def _meta_value(mrd: types.ModuleType, value: Any) -> Any:
 def image_from_mrd2(image: Any) -> ismrmrd.Image:
     """An ``mrd.Image`` (the value of an image StreamItem) as an ISMRMRD v1 image."""
     data = np.ascontiguousarray(image.data)
+    if data.ndim != 4:
+        raise InputDataError(f"MRD v2 image {image.head.image_index}: data of shape {data.shape}, not (channels, z, y, x)")
     out = ismrmrd.Image.from_array(data, transpose=False)
     head = out.getHead()
     v2 = image.head
@@ -392,6 +394,8 @@ def waveform_to_mrd2(waveform: ismrmrd.Waveform) -> Any:
 def waveform_from_mrd2(waveform: Any) -> ismrmrd.Waveform:
     """An ``mrd.Waveform`` as an ISMRMRD v1 waveform."""
     data = np.ascontiguousarray(waveform.data, dtype=np.uint32)
+    if data.ndim != 2:
+        raise InputDataError(f"MRD v2 waveform {waveform.scan_counter}: data of shape {data.shape}, not (channels, samples)")
     head = ismrmrd.WaveformHeader()
     head.version = 1
     head.flags = int(waveform.flags)
