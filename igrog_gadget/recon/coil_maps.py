@@ -8,8 +8,10 @@ eigenvalue ~1 is the coil sensitivity vector there (up to a phase). Here:
 2. its right singular vectors above ``threshold`` x the largest singular value: the kernels;
 3. the per-pixel operator ``G(r) = sum_j w_j(r) w_j(r)^H / kernel^dims``, ``w_j`` the kernel's
    Fourier transform. ``G`` is band-limited (its k-space spans ``2 kernel - 1`` points per
-   axis), so it is evaluated exactly on a small grid and zero-padded to the image grid by FFT
-   (coils^2 image-sized FFTs, whatever the number of kernels);
+   axis), so its spectrum is computed exactly on a small grid, zero-padded and inverse
+   transformed to the image grid: by FFT along every axis but the first, then plane by plane
+   along the first as a small sum (``SLAB_BYTES`` of operator at a time: the maps' memory is
+   bounded whatever the grid);
 4. its leading eigenvector per pixel by power iteration; pixels whose eigenvalue is below
    ``crop`` get a zero map (outside the object, as ESPIRiT crops), the others have unit norm
    across coils and the phase of coil 0 removed.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from igrog_gadget.gridding.fft import centred_fftn
@@ -31,6 +34,9 @@ from igrog_gadget.gridding.fft import centred_fftn
 POWER_ITERATIONS = 30
 #: Iterations between normalisations of the power iteration.
 NORMALISE_EVERY = 5
+#: Bytes of the per-pixel operator evaluated at once (planes of the first image axis): bounds
+#: the maps' memory whatever the grid (a 128^3 grid with 16 coils would need 8.6 GB at once).
+SLAB_BYTES = 256 << 20
 
 
 def calibration_matrix(block: torch.Tensor, kernel: int) -> torch.Tensor:
@@ -84,18 +90,32 @@ def espirit_maps(
     if kept.shape[0] == 0:  # an all-zero block: no signal space, no maps
         return torch.zeros((coils, *shape), dtype=torch.complex64, device=block.device)
     kernels = kept.reshape(-1, coils, *([kernel] * dims))
-    operator = _pixel_operator(kernels, tuple(int(n) for n in shape))  # (*shape, coils, coils), origin first
+    shape = tuple(int(n) for n in shape)
+    spectrum = _operator_spectrum(kernels)  # (coils, coils, *small), centred
+    partial = _transform_inner_axes(spectrum, shape)  # (coils, coils, small[0], *shape[1:]), origin first
+    maps = torch.empty((*shape, coils), dtype=torch.complex64, device=block.device)
+    value = torch.empty(shape, dtype=torch.float32, device=block.device)
+    plane = coils * coils * int(np.prod(shape[1:])) * 8  # bytes of the operator on one plane of the first axis
+    slab = max(1, min(shape[0], SLAB_BYTES // max(plane, 1)))
+    for start in range(0, shape[0], slab):
+        stop = min(shape[0], start + slab)
+        operator = _operator_planes(partial, shape[0], start, stop)  # (stop - start, *shape[1:], coils, coils)
+        maps[start:stop], value[start:stop] = _leading_eigenvectors(operator)
+    reference = maps[..., :1]
+    maps = maps * torch.where(reference.abs() > 0, reference.conj() / reference.abs().clamp_min(1e-30), 1)
+    maps = torch.where((value >= crop)[..., None], maps, torch.zeros((), dtype=maps.dtype, device=maps.device))
+    return torch.fft.fftshift(maps.movedim(-1, 0), dim=tuple(range(1, dims + 1))).contiguous()
+
+
+def _leading_eigenvectors(operator: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Power iteration of (..., coils, coils) Hermitian matrices from a vector of ones: the
+    unit eigenvectors (..., coils) and their eigenvalues (...)."""
     vectors = torch.ones((*operator.shape[:-1], 1), dtype=operator.dtype, device=operator.device)
     for step in range(1, POWER_ITERATIONS + 1):
         vectors = operator @ vectors
         if step % NORMALISE_EVERY == 0 or step == POWER_ITERATIONS:  # eigenvalues <= ~1: no overflow between
             vectors = vectors / _coil_norm(vectors).clamp_min(1e-30)[..., None, None]
-    value = _coil_norm(operator @ vectors)  # the eigenvalue, |G v| for |v| = 1
-    maps = vectors[..., 0]  # (*shape, coils)
-    reference = maps[..., :1]
-    maps = maps * torch.where(reference.abs() > 0, reference.conj() / reference.abs().clamp_min(1e-30), 1)
-    maps = torch.where((value >= crop)[..., None], maps, torch.zeros((), dtype=maps.dtype, device=maps.device))
-    return torch.fft.fftshift(maps.movedim(-1, 0), dim=tuple(range(1, dims + 1))).contiguous()
+    return vectors[..., 0], _coil_norm(operator @ vectors)  # the eigenvalue: |G v| for |v| = 1
 
 
 def _coil_norm(vectors: torch.Tensor) -> torch.Tensor:
@@ -104,29 +124,47 @@ def _coil_norm(vectors: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(vectors).square().sum(dim=(-3, -2, -1)).sqrt()
 
 
-def _pixel_operator(kernels: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """``G(r) = sum_j w_j(r) w_j(r)^H / kernel^dims`` on the image grid in origin-first pixel
-    order (pixel r = 0 at index 0), (*shape, coils, coils).
+def _operator_spectrum(kernels: torch.Tensor) -> torch.Tensor:
+    """The k-space of ``G(r) = sum_j w_j(r) w_j(r)^H / kernel^dims`` (``w_j`` the kernels' Fourier
+    transforms): (coils, coils, *[2 kernel] * dims), centred. ``G`` spans ``2 kernel - 1`` points
+    per axis, so it is exact on a ``2 kernel`` grid.
 
-    kernels: (kernels, coils, *[kernel] * dims). ``G``'s k-space spans ``2 kernel - 1`` points
-    per axis: computed exactly on a ``2 kernel`` grid, then interpolated to ``shape`` by
-    zero-padding its k-space (placed origin first, so that no full-size array is shifted)."""
+    kernels: (kernels, coils, *[kernel] * dims)."""
     count, coils = kernels.shape[:2]
     dims = kernels.ndim - 2
     kernel = kernels.shape[-1]
-    small = tuple(2 * kernel for _ in shape)
+    small = tuple(2 * kernel for _ in range(dims))
     axes = tuple(range(-dims, 0))
     padded = _embed(kernels, small)  # (kernels, coils, *small), kernel centred at n // 2
     transformed = centred_fftn(padded, axes, inverse=True, norm="forward")  # w_j(r), unnormalised
     values = transformed.reshape(count, coils, -1)  # (kernels, coils, points)
     gram = torch.einsum("kap,kbp->pab", values, values.conj()) / kernel**dims  # (points, coils, coils)
     gram = gram.reshape(*small, coils, coils).movedim((-2, -1), (0, 1))  # (coils, coils, *small)
-    spectrum = centred_fftn(gram, axes, norm="forward")  # exact: support 2 kernel - 1 < 2 kernel
-    full = torch.zeros((coils, coils, *shape), dtype=spectrum.dtype, device=spectrum.device)
-    wrapped = [(torch.arange(m, device=spectrum.device) - m // 2) % n for m, n in zip(small, shape)]
-    full[(slice(None), slice(None), *torch.meshgrid(*wrapped, indexing="ij"))] = spectrum
-    full = torch.fft.ifftn(full, dim=axes, norm="forward")
-    return full.movedim((0, 1), (-2, -1)).contiguous()  # (*shape, coils, coils)
+    return centred_fftn(gram, axes, norm="forward")
+
+
+def _transform_inner_axes(spectrum: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """``G``'s spectrum zero-padded to ``shape`` and inverse-transformed along every spatial axis
+    but the first (placed origin first, so that no full-size array is shifted): (coils, coils,
+    small[0], *shape[1:]), pixel order origin first."""
+    small = spectrum.shape[2:]
+    inner = len(shape) - 1
+    out = torch.zeros((*spectrum.shape[:3], *shape[1:]), dtype=spectrum.dtype, device=spectrum.device)
+    wrapped = [(torch.arange(m, device=spectrum.device) - m // 2) % n for m, n in zip(small[1:], shape[1:])]
+    out[(slice(None), slice(None), slice(None), *torch.meshgrid(*wrapped, indexing="ij"))] = spectrum
+    return torch.fft.ifftn(out, dim=tuple(range(-inner, 0)), norm="forward")
+
+
+def _operator_planes(partial: torch.Tensor, n0: int, start: int, stop: int) -> torch.Tensor:
+    """``G`` on the planes ``start:stop`` of the first spatial axis (origin-first indices):
+    the remaining inverse transform of ``partial`` as a small sum over its ``small[0]`` rows,
+    (stop - start, *shape[1:], coils, coils)."""
+    rows = partial.shape[2]
+    k = torch.arange(rows, device=partial.device, dtype=torch.float64) - rows // 2
+    z = torch.arange(start, stop, device=partial.device, dtype=torch.float64)
+    phases = torch.exp(2j * np.pi * z[:, None] * k[None, :] / n0).to(partial.dtype)  # (planes, rows)
+    planes = torch.einsum("zr,abr...->z...ab", phases, partial)
+    return planes.contiguous()
 
 
 def _embed(array: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
