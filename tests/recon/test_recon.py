@@ -210,4 +210,4 @@ def test_maps_are_the_same_whatever_the_slab(monkeypatch):
     block = torch.as_tensor(truth["kspace"][0, 0][:, 20:44, 20:44])
     whole = espirit_maps(block, (64, 64)).numpy()
     monkeypatch.setattr(coil_maps, "SLAB_BYTES", 1)
-    np.testing.assert_allclose(espirit_maps(block, (64, 64)).numpy(), whole, atol=1e-6)
+    np.testing.assert_allclose(espirit_maps(block, (64, 64)).numpy(), whole, atol=1e-5)  # float32 sums in another order
