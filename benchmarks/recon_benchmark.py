@@ -350,7 +350,7 @@ def product_images(
     imager.image(frame)
     later_s = time.perf_counter() - start
     rss = np.asarray(rss_image(frame.kspace))
-    maps = imager._maps_for(frame)  # the product's own maps (a tensor, or why there are none)
+    maps = imager.maps_for(frame)  # the product's own maps (a tensor, or why there are none)
     bart_difference = nufft_error = nufft_s = float("nan")
     nufft_image = np.zeros_like(reference)
     if isinstance(maps, torch.Tensor):

@@ -66,12 +66,14 @@ class FrameImager:
             method = "rss" if sampled_coverage(frame.hits) >= self.config.full_coverage else "sense"
         if method == "rss":
             return FrameImage(np.asarray(rss_image(frame.kspace), np.float32), "rss")
-        maps = self._maps_for(frame)
+        maps = self.maps_for(frame)
         if isinstance(maps, str):
             return FrameImage(np.asarray(rss_image(frame.kspace), np.float32), "rss", maps)
         return FrameImage(self._sense(frame, maps), "sense")
 
-    def _maps_for(self, frame: GriddedFrame) -> torch.Tensor | str:
+    def maps_for(self, frame: GriddedFrame) -> torch.Tensor | str:
+        """The coil maps of ``frame``'s calibration key, (coils, *shape) on the device (made from
+        the key's first frame's block, then cached), or why there are none."""
         shape = tuple(int(n) for n in frame.kspace.shape[1:])
         key = (frame.calibration_key, shape, int(frame.kspace.shape[0]))
         if key not in self._maps:
