@@ -429,23 +429,41 @@ def _mrd_images(mrd_server, dataset, config_name: str, messages=None):
         return client.wait_closed(120)
 
 
-def test_openrecon_config_name_text_mid_stream_and_a_centre_sample_beyond_the_readout(mrd_server, radial_acs, caplog):
-    """OpenRecon sends the config name ``openrecon`` (the server's settings, no WARNING back),
-    TEXT messages mid-stream (logged, neither echoed nor an error) and, once readout
-    oversampling is removed upstream, ``center_sample >= number_of_samples`` (a warning; the
-    trajectory places the samples): the image is the one of a plain stream."""
+@pytest.fixture
+def plain_mrd_image(mrd_server, radial_acs):
+    """The MRD server's image of radial_acs streamed plainly (config name ``igrog``)."""
+    received = _mrd_images(mrd_server, radial_acs, "igrog")
+    assert [m.mid for m in received.messages] == [protocol.ACQUISITION, protocol.IMAGE, protocol.CLOSE]
+    return received.messages[1].value.data
+
+
+def test_openrecon_config_name_means_the_servers_settings(mrd_server, radial_acs, plain_mrd_image, caplog):
+    """OpenRecon always sends the config name ``openrecon``: the server's settings, no WARNING back."""
+    received = _mrd_images(mrd_server, radial_acs, "openrecon")
+    assert [m.mid for m in received.messages] == [protocol.ACQUISITION, protocol.IMAGE, protocol.CLOSE]
+    np.testing.assert_array_equal(received.messages[1].value.data, plain_mrd_image)
+    assert not any("unknown config name" in r.getMessage() for r in caplog.records)
+
+
+def test_openrecon_text_mid_stream_is_logged_and_ignored(mrd_server, radial_acs, plain_mrd_image, caplog):
+    """A TEXT message in the middle of the data: logged, neither echoed nor an error."""
     caplog.set_level(logging.INFO)
-    plain = _mrd_images(mrd_server, radial_acs, "igrog")
+    messages = list(dataset_messages(radial_acs))
+    status = protocol.encode_text_message(protocol.TEXT, "OpenRecon: status update", nul_terminate=True)
+    received = _mrd_images(mrd_server, radial_acs, "openrecon", messages=messages[:40] + [status] + messages[40:])
+    assert [m.mid for m in received.messages] == [protocol.ACQUISITION, protocol.IMAGE, protocol.CLOSE]
+    np.testing.assert_array_equal(received.messages[1].value.data, plain_mrd_image)
+    assert any("TEXT from the client, ignored: OpenRecon: status update" in r.getMessage() for r in caplog.records)
+
+
+def test_openrecon_centre_sample_beyond_the_readout_is_reported_once(mrd_server, radial_acs, plain_mrd_image, caplog):
+    """``center_sample >= number_of_samples`` (seen once readout oversampling is removed upstream):
+    one warning; the trajectory places the samples, so the image is the plain stream's."""
     shifted = dataclasses.replace(
         radial_acs,
         readouts=[dataclasses.replace(r, center_sample=r.num_samples + 5) if r.is_imaging() else r for r in radial_acs.readouts],
     )
-    messages = list(dataset_messages(shifted))
-    status = protocol.encode_text_message(protocol.TEXT, "OpenRecon: status update", nul_terminate=True)
-    received = _mrd_images(mrd_server, shifted, "openrecon", messages=messages[:40] + [status] + messages[40:])
-    assert [m.mid for m in received.messages] == [m.mid for m in plain.messages] == [protocol.ACQUISITION, protocol.IMAGE, protocol.CLOSE]
-    np.testing.assert_array_equal(received.messages[1].value.data, plain.messages[1].value.data)
+    received = _mrd_images(mrd_server, shifted, "openrecon")
+    np.testing.assert_array_equal(received.messages[1].value.data, plain_mrd_image)
     messages = [r.getMessage() for r in caplog.records]
-    assert any("TEXT from the client, ignored: OpenRecon: status update" in m for m in messages)
     assert sum("center_sample" in m and "the trajectory places the samples" in m for m in messages) == 1
-    assert not any("unknown config name 'openrecon'" in m for m in messages)
