@@ -44,13 +44,19 @@ def _write_ismrmrd_stream(path: Path, source: Path) -> Path:
 
 
 def _igrog(tmp_path: Path, *args: str, stdin: bytes) -> tuple[int, bytes]:
-    """``igrog pipe ARGS < stdin`` run in this process (the CLI's ``main``): (exit code, output)."""
+    """``igrog pipe ARGS < stdin`` run in this process (the CLI's ``main``): (exit code, output).
+    The CLI fixes the process's native thread count from ``gridding.cpu_threads``: it is given
+    this worker's count, so that the pipe and the replays it is compared with (and the tests after
+    it in this process) sum in the same order."""
+    import torch
+
     from igrog_gadget.cli import main
 
     source, output = tmp_path / "stdin.bin", tmp_path / "stdout.bin"
     source.write_bytes(stdin)
     output.unlink(missing_ok=True)
-    code = main(["-q", "pipe", "-i", str(source), "-o", str(output), *args])
+    threads = ["--set", f"gridding.cpu_threads={torch.get_num_threads()}"]
+    code = main(["-q", "pipe", "-i", str(source), "-o", str(output), *threads, *args])
     return code, output.read_bytes() if output.exists() else b""
 
 
