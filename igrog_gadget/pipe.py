@@ -30,7 +30,7 @@ from igrog_gadget import __version__
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import InputDataError
 from igrog_gadget.gadget import protocol
-from igrog_gadget.gadget.images import fov_crop, frame_image
+from igrog_gadget.gadget.images import ImagesOutput
 from igrog_gadget.gadget.protocol import PeerClosedError, ProtocolError, ProtocolLimits, StreamFileReader
 from igrog_gadget.gadget.recondata import grid_fov_mm
 from igrog_gadget.io import (
@@ -230,11 +230,9 @@ class _StreamWriter:
         self.header = header
         self.config = config
         self.output = output
-        self.device = device
         self.fov_mm = grid_fov_mm(header.encoded_fov_mm, config.gridding.grid_oversampling)
-        self.acquisitions = AcquisitionsOutput(self.fov_mm, config.output.calibration, config.output.weights)
-        self._imager = None
-        self._images_sent = 0
+        self.acquisitions = AcquisitionsOutput(config.output.calibration, self.fov_mm if config.output.weights else None)
+        self.images = ImagesOutput(config.recon, device, self.fov_mm, header.recon_fov_mm)
         self._held: list[Any] = []
         """Items before the first frame (the output header needs the grid a frame shows)."""
         self._mrd_writer: Any = None
@@ -273,15 +271,7 @@ class _StreamWriter:
     def _frame_items(self, frame: GriddedFrame) -> list[Any]:
         if self.output == "acquisitions":
             return self.acquisitions.items(frame)
-        if self._imager is None:
-            from igrog_gadget.recon.images import FrameImager
-
-            self._imager = FrameImager(self.config.recon, self.device)
-        picture = self._imager.image(frame)
-        region, fov = fov_crop(picture.magnitude.shape, self.fov_mm, self.header.recon_fov_mm)
-        picture = type(picture)(picture.magnitude[region], picture.method, picture.note)
-        self._images_sent += 1
-        return [frame_image(frame, picture, fov, self._images_sent)]
+        return [self.images.image(frame)]
 
     def _start(self, first: GriddedFrame | None) -> None:
         """Write the output header (from the first frame's grid; without frames, the input's 2D grid)."""
@@ -300,7 +290,7 @@ class _StreamWriter:
         if not items:
             return
         if self.format == "mrd2":
-            self._mrd_writer.write_data([item if mrd2.is_mrd2_item(item) else mrd2.item_to_mrd2(item) for item in items])
+            self._mrd_writer.write_data([mrd2.as_mrd2_item(item) for item in items])
         else:
             for item in items:
                 if mrd2.is_mrd2_item(item):

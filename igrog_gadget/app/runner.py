@@ -511,10 +511,7 @@ class VariantGridder:
                 self.kernel_cache.put(cache_key, datamodule.geometry, datamodule.kernels)
             info.setdefault("path", "reused model")
         output = self._output_coils(datamodule.data, trained.coil_transform, info)
-        centre = self._frame_block(frame, datamodule, trained, for_centre=True)
-        output.calibration = centre
-        if centre is None and self._passes_block_on():
-            output.calibration = self._frame_block(frame, datamodule, trained, for_centre=False)
+        centre, output.calibration = self._frame_blocks(frame, datamodule, trained)
         filled = None
         if centre is not None:
             filled = fill_from_block(output.kspace, output.hits, centre, self.config.calibration.edge_margin)
@@ -547,22 +544,26 @@ class VariantGridder:
         pass-through (``output.calibration``) or the coil maps (``recon.image``)."""
         return self.config.output.calibration or self.config.recon.image != "rss"
 
-    def _frame_block(
-        self, frame: FrameInputs, datamodule: GriddingDataModule, trained: TrainedKernels, for_centre: bool
-    ) -> CalibrationBlock | None:
-        """The calibration block of ``frame``'s own data in the output's coils, or None: with
-        ``for_centre`` the block that replaces the gridded centre (``centre_block``: None when
-        ``fill_centre`` is off or the variant fills none), else the block the variant calibrates
-        from (``frame_kspace_block``; None: it has none). Physical-coil output after compression
-        takes the physical data's block, so the centre keeps the energy outside the virtual coils."""
+    def _frame_blocks(
+        self, frame: FrameInputs, datamodule: GriddingDataModule, trained: TrainedKernels
+    ) -> tuple[CalibrationBlock | None, CalibrationBlock | None]:
+        """The calibration blocks of ``frame``'s own data in the output's coils: (the block that
+        replaces the gridded centre, ``centre_block``: None when ``fill_centre`` is off or the
+        variant fills none; the block the output carries, ``_passes_block_on``: that one, else the
+        block the variant calibrates from, ``frame_kspace_block``, or None). Physical-coil output
+        after compression takes the physical data's block (one datamodule for both), so the centre
+        keeps the energy outside the virtual coils."""
         transform = trained.coil_transform
         if transform.is_identity or self.config.gridding.output_coils == "virtual":
             if trained.centre is not None and trained.centre_data == frame_data_digest(datamodule.frame):
-                return trained.centre  # the training's own frame: its block is this frame's
+                return trained.centre, trained.centre  # the training's own frame: its block is this frame's
             source = datamodule
         else:
             source = self.spec.datamodule(frame, self.config, with_training=False)
-        return source.centre_block() if for_centre else source.frame_kspace_block()
+        centre = source.centre_block()
+        if centre is not None or not self._passes_block_on():
+            return centre, centre
+        return None, source.frame_kspace_block()
 
     def _output_coils(self, result: GriddedKSpace, transform: CoilTransform, info: dict) -> GriddedKSpace:
         """The gridded k-space in the coils the configuration asks for (new object)."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import ismrmrd
 import numpy as np
@@ -14,7 +15,8 @@ from igrog_gadget.io.convert import frame_image_of
 from igrog_gadget.scan import GriddedFrame
 
 if TYPE_CHECKING:
-    from igrog_gadget.recon.images import FrameImage
+    from igrog_gadget.config import ReconConfig
+    from igrog_gadget.recon.images import FrameImage, FrameImager
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +85,42 @@ def frame_image(
     )
     image.meta = meta
     return image
+
+
+class ImagesOutput:
+    """The ``images`` output (the gadget's ``output=images``, ``igrog pipe --emit images``): each
+    frame's image (``igrog_gadget.recon.images``: SENSE or RSS, maps cached per calibration key)
+    cropped to the recon FOV (``fov_crop``), as an ISMRMRD image (``frame_image``) numbered from 1."""
+
+    def __init__(
+        self,
+        recon: "ReconConfig",
+        device: Any,
+        grid_fov_mm: tuple[float, float, float],
+        recon_fov_mm: tuple[float, float, float],
+        image_series_index: int = 1,
+        dtype: str = "float",
+    ) -> None:
+        self.recon = recon
+        self.device = device
+        self.grid_fov_mm = grid_fov_mm
+        self.recon_fov_mm = recon_fov_mm
+        self.image_series_index = image_series_index
+        self.dtype = dtype
+        self._imager: "FrameImager | None" = None
+        self._images_sent = 0
+
+    def image(self, frame: GriddedFrame) -> ismrmrd.Image:
+        """The image of ``frame`` (see the class docstring)."""
+        if self._imager is None:  # torch and the reconstruction load with the first frame
+            from igrog_gadget.recon.images import FrameImager
+
+            self._imager = FrameImager(self.recon, self.device)
+        picture = self._imager.image(frame)
+        region, fov = fov_crop(picture.magnitude.shape, self.grid_fov_mm, self.recon_fov_mm)
+        picture = dataclasses.replace(picture, magnitude=picture.magnitude[region])
+        self._images_sent += 1
+        return frame_image(frame, picture, fov, self._images_sent, self.image_series_index, self.dtype)
 
 
 def fov_crop(

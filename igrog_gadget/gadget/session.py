@@ -34,7 +34,7 @@ import ismrmrd
 
 from igrog_gadget.errors import ConfigError, GriddingCancelled, IgrogError
 from igrog_gadget.gadget import protocol
-from igrog_gadget.gadget.images import fov_crop, frame_image
+from igrog_gadget.gadget.images import ImagesOutput
 from igrog_gadget.gadget.protocol import Message, MessageChannel, PeerClosedError, ProtocolError
 from igrog_gadget.gadget.recondata import encode_frame, frame_in_recon_fov, grid_fov_mm
 from igrog_gadget.io.acquisitions_output import AcquisitionsOutput
@@ -54,7 +54,6 @@ from igrog_gadget.io import (
     readout_from_header_and_arrays,
 )
 from igrog_gadget.limits import ResourceLimits
-from igrog_gadget.recon.images import FrameImager
 from igrog_gadget.scan import GriddedFrame, ImageItem, Readout, ScanHeader
 from igrog_gadget.stream.pipeline import GriddingPipeline
 
@@ -268,12 +267,11 @@ class GadgetSession:
         self.fov_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
         self._inbox = _Inbox(max_buffered_bytes)
         self._reader: threading.Thread | None = None
-        self._images_sent = 0
-        self._imager: FrameImager | None = None
-        """Makes the images of ``output=images`` (coil maps cached per calibration key)."""
+        self._images: ImagesOutput | None = None
+        """What frames become in ``output=images`` (coil maps cached per calibration key)."""
         self._calibration = CalibrationLedger(False)
         """Calibration keys whose blocks were passed on in ``output=recondata`` (``[output] calibration``)."""
-        self._acquisitions = AcquisitionsOutput((0.0, 0.0, 0.0), calibration=False, weights=False)
+        self._acquisitions = AcquisitionsOutput(calibration=False, weights_fov_mm=None)
         """What frames become in ``output=acquisitions``; counts the acquisitions sent."""
         self._last_calibration: float | None = None
         self._arrival: float | None = None
@@ -467,7 +465,7 @@ class GadgetSession:
         self.report.output = output
         assert self.header is not None
         self.fov_mm = grid_fov_mm(self.header.encoded_fov_mm, config.gridding.grid_oversampling)
-        self._acquisitions = AcquisitionsOutput(self.fov_mm, config.output.calibration, config.output.weights)
+        self._acquisitions = AcquisitionsOutput(config.output.calibration, self.fov_mm if config.output.weights else None)
         try:
             self.pipeline = GriddingPipeline(
                 self.header, config, resource_limits=self.resource_limits, background_training=True
@@ -618,14 +616,12 @@ class GadgetSession:
             reference = self._calibration.due(cropped)
             first_scan_counter = self._acquisitions.acquisitions_sent
             return [encode_frame(cropped, fov, first_scan_counter, reference=reference, density=config.output.weights)]
-        if self._imager is None:
-            self._imager = FrameImager(config.recon, self.pipeline.gridder.device)
-        picture = self._imager.image(frame)
-        region, fov = fov_crop(picture.magnitude.shape, self.fov_mm, self.header.recon_fov_mm)
-        picture = dataclasses.replace(picture, magnitude=picture.magnitude[region])
-        self._images_sent += 1
-        image = frame_image(frame, picture, fov, self._images_sent, self.settings.image_series_index, self.settings.image_dtype)
-        return [protocol.encode_image(image)]
+        if self._images is None:
+            self._images = ImagesOutput(
+                config.recon, self.pipeline.gridder.device, self.fov_mm, self.header.recon_fov_mm,
+                self.settings.image_series_index, self.settings.image_dtype,
+            )
+        return [protocol.encode_image(self._images.image(frame))]
 
     def _frame_sent(self, frame: GriddedFrame) -> None:
         sent = time.perf_counter()

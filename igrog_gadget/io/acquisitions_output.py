@@ -1,12 +1,12 @@
-"""The ``acquisitions`` output of a stream (the gadget's ``output=acquisitions``, ``igrog pipe``):
-what each gridded frame becomes, in order.
+"""The ``acquisitions`` output (the replay file, the gadget's ``output=acquisitions``, ``igrog
+pipe``): what each gridded frame becomes, in order.
 
 Per frame: its calibration block as calibration lines when it is the first frame of its
 calibration key (``[output] calibration``, ``igrog_gadget.io.calibration_lines``), its Cartesian
 lines (``cartesian_acquisitions``), then its ``igrog_weights`` image (``[output] weights``,
-``igrog_gadget.io.frame_images``) — the replay file's acquisitions in the same order. Scan
-counters continue the count of acquisitions the stream has sent (pass-through ones included:
-``count_passed_through``).
+``igrog_gadget.io.frame_images``; the replay file keeps them in their own series instead). Scan
+counters continue the count of acquisitions the output holds (pass-through ones included:
+``count_passed_through``, or ``first_scan_counter``).
 """
 
 from __future__ import annotations
@@ -20,15 +20,18 @@ from igrog_gadget.scan import GriddedFrame
 
 
 class AcquisitionsOutput:
-    """Turns gridded frames into the ISMRMRD items of a stream's ``acquisitions`` output."""
+    """Turns gridded frames into the ISMRMRD items of an ``acquisitions`` output."""
 
-    def __init__(self, fov_mm: tuple[float, float, float], calibration: bool, weights: bool) -> None:
-        """``fov_mm``: the gridded FOV (x, y, z) the weights images state."""
-        self.fov_mm = fov_mm
-        self.weights = weights
+    def __init__(
+        self, calibration: bool, weights_fov_mm: tuple[float, float, float] | None, first_scan_counter: int = 0
+    ) -> None:
+        """``calibration``: pass the calibration blocks on; ``weights_fov_mm``: the gridded FOV
+        (x, y, z) of the weights images each frame is followed by (None: no weights images, as
+        in the replay file, which holds them in their own series)."""
+        self.weights_fov_mm = weights_fov_mm
         self._calibration = CalibrationLedger(calibration)
-        self.acquisitions_sent = 0
-        """Acquisitions of the stream so far (the next scan counter)."""
+        self.acquisitions_sent = first_scan_counter
+        """Acquisitions of the output so far (the next scan counter)."""
         self._frames = 0
 
     def count_passed_through(self) -> None:
@@ -43,6 +46,6 @@ class AcquisitionsOutput:
         items += cartesian_acquisitions(frame, first_scan_counter=self.acquisitions_sent + len(items))
         self.acquisitions_sent += len(items)
         self._frames += 1
-        if self.weights:
-            items.append(image_from_item(weights_image(frame, self.fov_mm, self._frames)))
+        if self.weights_fov_mm is not None:
+            items.append(image_from_item(weights_image(frame, self.weights_fov_mm, self._frames)))
         return items

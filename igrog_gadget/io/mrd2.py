@@ -439,6 +439,11 @@ def item_to_mrd2(item: ismrmrd.Acquisition | ismrmrd.Image | ismrmrd.Waveform) -
     raise TypeError(f"no MRD v2 stream item for {type(item).__name__}")
 
 
+def as_mrd2_item(item: Any) -> Any:
+    """``item`` as an ``mrd.StreamItem``: converted from ISMRMRD v1, or as it is when it is one."""
+    return item if is_mrd2_item(item) else item_to_mrd2(item)
+
+
 def read_mrd2(stream: BinaryIO | str) -> tuple[str, Iterator[Any]]:
     """(v1 XML header, the stream's items as they are read: ``mrd.StreamItem`` objects) of an
     MRD v2 binary stream or file.
@@ -463,7 +468,7 @@ def write_mrd2(stream: BinaryIO | str, header_xml: str, items: Iterable[Any]) ->
     mrd = require_mrd()
     with mrd.BinaryMrdWriter(stream) as writer:
         writer.write_header(header_to_mrd2(header_xml))
-        writer.write_data(item if is_mrd2_item(item) else item_to_mrd2(item) for item in items)
+        writer.write_data(as_mrd2_item(item) for item in items)
 
 
 def is_mrd2_file(path: str | os.PathLike[str]) -> bool:

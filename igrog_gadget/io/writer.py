@@ -22,8 +22,8 @@ import ismrmrd
 import numpy as np
 
 from igrog_gadget.io.acquisitions import AcquisitionSink
-from igrog_gadget.io.calibration_lines import CalibrationLedger, calibration_acquisitions
-from igrog_gadget.io.convert import acquisition_from_readout, cartesian_acquisitions, image_from_item, parse_header
+from igrog_gadget.io.acquisitions_output import AcquisitionsOutput
+from igrog_gadget.io.convert import acquisition_from_readout, image_from_item, parse_header
 from igrog_gadget.scan import GriddedFrame, ImageItem, Readout
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def write_cartesian_file(
     """Write a Cartesian ISMRMRD file atomically.
 
     Order of the acquisitions: pass-through ones (e.g. noise scans) as given, then the
-    Cartesian lines of every frame (see :func:`cartesian_acquisitions`), with ``calibration``
+    Cartesian lines of every frame (``igrog_gadget.io.convert.cartesian_acquisitions``), with ``calibration``
     the frame's calibration block as calibration acquisitions before the first frame of each
     calibration key (``igrog_gadget.io.calibration_lines``), numbered with consecutive scan
     counters after the pass-through ones. Images are appended to their
@@ -122,7 +122,7 @@ def write_cartesian_file(
             sink.append([_as_acquisition(a) for a in passthrough_acquisitions])
             passthrough_count = sink.count
             frame_count = 0
-            ledger = CalibrationLedger(calibration)
+            output = AcquisitionsOutput(calibration, weights_fov_mm=None, first_scan_counter=sink.count)
             for frame in frames:
                 shape = np.shape(frame.kspace)
                 if not (len(shape) == 3 and shape[1:] == (ny, nx)) and not (len(shape) == 4 and shape[1:] == (nz, ny, nx)):
@@ -130,9 +130,7 @@ def write_cartesian_file(
                         f"frame {frame_count} (key {frame.frame_key}): kspace shape {shape} does not match "
                         f"(coils, ny={ny}, nx={nx}) or (coils, nz={nz}, ny={ny}, nx={nx}) of the output header"
                     )
-                if ledger.due(frame):
-                    sink.append(calibration_acquisitions(frame, first_scan_counter=sink.count))
-                sink.append(cartesian_acquisitions(frame, first_scan_counter=sink.count))
+                sink.append(output.items(frame))
                 frame_count += 1
             total = sink.count
         dataset = ismrmrd.Dataset(temporary, group, create_if_needed=True)
