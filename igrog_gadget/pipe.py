@@ -45,6 +45,7 @@ from igrog_gadget.io import (
 )
 from igrog_gadget.io import mrd2
 from igrog_gadget.io.acquisitions_output import AcquisitionsOutput
+from igrog_gadget.io.convert import cartesian_grid
 from igrog_gadget.limits import ResourceLimits
 from igrog_gadget.scan import GriddedFrame, ImageItem, Readout, ScanHeader
 
@@ -316,18 +317,13 @@ def stream_output_header(xml: str, header: ScanHeader, config: IgrogConfig, firs
     header's partitions, 1 for a single slab), the input's counters' limits, and the user
     parameters ``igrog.variant``, ``igrog.version``, ``igrog.config``."""
     factor = config.gridding.grid_oversampling
-    fov = (header.encoded_fov_mm[0] * factor, header.encoded_fov_mm[1] * factor, header.encoded_fov_mm[2])
-    if first is not None and first.kspace.ndim == 4:
-        nz, ny, nx = first.kspace.shape[1:]
-        fov = (fov[0], fov[1], header.encoded_fov_mm[2] * factor)
-    else:
-        ny, nx = first.kspace.shape[-2:] if first is not None else (
-            int(round(header.encoded_matrix[1] * factor)), int(round(header.encoded_matrix[0] * factor))
-        )
-        nz = int(header.encoded_matrix[2])
+    shape = first.kspace.shape[1:] if first is not None else (
+        int(round(header.encoded_matrix[1] * factor)), int(round(header.encoded_matrix[0] * factor))
+    )
+    matrix, fov = cartesian_grid(header, factor, shape, stacked=header.encoded_matrix[2] > 1)
     return cartesian_output_header(
         xml,
-        (nx, ny, nz),
+        matrix,
         fov,
         {},
         {"igrog.variant": config.variant, "igrog.version": __version__, "igrog.config": config.to_toml()},

@@ -18,6 +18,7 @@ from igrog_gadget import __version__
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import InputDataError, OutputError
 from igrog_gadget.io import RawDataset, cartesian_output_header, read_dataset, write_cartesian_file
+from igrog_gadget.io.convert import cartesian_grid
 from igrog_gadget.io.reader import array_coil_count
 from igrog_gadget.io.frame_images import replay_image, weights_image
 from igrog_gadget.io.mrd2 import is_mrd2_file, read_mrd2_dataset
@@ -157,17 +158,13 @@ def replay_file(
     if not report.frames:
         raise InputDataError(f"{input_path}: no imaging acquisitions to grid")
     header = dataset.header
-    nx, ny = report.frames[0].kspace.shape[-1], report.frames[0].kspace.shape[-2]
-    factor = config.gridding.grid_oversampling
-    fov = (header.encoded_fov_mm[0] * factor, header.encoded_fov_mm[1] * factor, header.encoded_fov_mm[2])
     partitions = {dict(zip(FRAME_KEY_FIELDS, f.frame_key))["kspace_encode_step_2"] for f in report.frames}
-    nz = header.encoded_matrix[2] if partitions != {0} else 1  # stack-of-stars: the partitions' kz grid
-    if report.frames[0].kspace.ndim == 4:  # 3D frames: their own kz grid
-        nz = report.frames[0].kspace.shape[1]
-        fov = (fov[0], fov[1], header.encoded_fov_mm[2] * factor)
+    matrix, fov = cartesian_grid(
+        header, config.gridding.grid_oversampling, report.frames[0].kspace.shape[1:], stacked=partitions != {0}
+    )
     xml = cartesian_output_header(
         dataset.header_xml,
-        (nx, ny, nz),
+        matrix,
         fov,
         output_limits(report.frames),
         {

@@ -469,6 +469,22 @@ def output_recon_space(
     return (sizes[0], sizes[1], sizes[2]), (fovs[0], fovs[1], fovs[2])
 
 
+def cartesian_grid(
+    header: ScanHeader, grid_oversampling: float, frame_shape: tuple[int, ...], stacked: bool
+) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """The Cartesian output's matrix (nx, ny, nz) and FOV (x, y, z) in mm, for frames gridded onto
+    ``frame_shape`` ((ny, nx), or (nz, ny, nx) for a 3D frame): x and y the frame's grid over the
+    encoded FOV x ``grid_oversampling``; z a 3D frame's own kz grid over the encoded z FOV x
+    ``grid_oversampling``, else the header's partitions when the frames are partitions of a stack
+    (``stacked``; 1 otherwise) over the encoded z FOV."""
+    fx, fy, fz = (float(v) for v in header.encoded_fov_mm)
+    ny, nx = (int(n) for n in frame_shape[-2:])
+    if len(frame_shape) == 3:
+        return (nx, ny, int(frame_shape[0])), (fx * grid_oversampling, fy * grid_oversampling, fz * grid_oversampling)
+    nz = int(header.encoded_matrix[2]) if stacked else 1
+    return (nx, ny, nz), (fx * grid_oversampling, fy * grid_oversampling, fz)
+
+
 def cartesian_output_header(
     xml: str,
     matrix: tuple[int, int, int],
