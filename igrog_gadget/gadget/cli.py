@@ -41,7 +41,19 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-session-mb", type=float, default=2048.0,
-        help="per connection: MiB of messages read ahead while it trains (default 2048)",
+        help="per connection: MiB of memory its session may use beyond its warmed-up worker process, "
+        "enforced by the OS with --isolation process (RLIMIT_DATA), and MiB of messages read ahead while "
+        "it trains (default 2048)",
+    )
+    parser.add_argument(
+        "--isolation", choices=("process", "thread"), default="process",
+        help="process (default): each connection's session in a worker process of its own, so that a "
+        "session killed, out of memory or crashed ends alone; thread: every session in this process",
+    )
+    parser.add_argument(
+        "--spare-workers", type=int, default=2,
+        help="--isolation process: worker processes kept started and warmed for the next connections "
+        "(default 2)",
     )
     parser.add_argument(
         "--handshake-timeout", type=float, default=30.0,
@@ -146,6 +158,8 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     if args.cpu_threads < 0:
         raise ConfigError(f"--cpu-threads must be >= 0, got {args.cpu_threads}")
+    if args.spare_workers < 1:
+        raise ConfigError(f"--spare-workers must be >= 1, got {args.spare_workers}")
     configure_process()
     set_thread_counts(args.cpu_threads)
     dialect = Dialect.MRD if args.mrd else Dialect.GADGETRON
@@ -179,6 +193,11 @@ def run_serve(args: argparse.Namespace) -> int:
         handshake_timeout_s=args.handshake_timeout,
         max_buffered_bytes=int(args.max_session_mb * (1 << 20)),
         resource_limits=resource_limits,
+        isolation=args.isolation,
+        spare_workers=args.spare_workers,
+        memory_limit_mb=args.max_session_mb,
+        cpu_threads=args.cpu_threads,
+        log_level=logging.getLogger().getEffectiveLevel(),
     )
     if args.host in ("", "0.0.0.0", "::"):
         logger.warning(
@@ -197,6 +216,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if server.pool is not None and not server.pool.wait_ready():
+        logger.warning("the worker processes are not ready yet; the first connections wait for them")
     print(f"listening on port {server.port}", flush=True)
     server.serve_forever()
     server.shutdown()

@@ -1,9 +1,14 @@
 """``igrog serve``: a TCP server for Gadgetron's ``<connect>`` (passive) mode and for MRD clients.
 
-Each accepted connection gets its own thread, its own :class:`GadgetSession` and so its own
-pipeline and models; a connection that fails never affects the others or the server. The
-accept loop waits in a selector on the listening socket and a wake-up pipe (no polling), so
-:meth:`GadgetServer.shutdown` stops it at once.
+Each accepted connection gets a thread of this (front) process, which reads and checks its
+handshake; then, with ``isolation = "process"`` (the default), a pre-started worker process
+serves the session (:mod:`igrog_gadget.gadget.workers`), so that a session that is killed, runs
+out of memory or crashes in native code ends alone, with ERROR + CLOSE to its peer, while the
+server and every other session go on. With ``isolation = "thread"`` the session runs in the
+connection's thread (embedding, debugging: no process start, but one process holds every scan).
+Either way each session has its own pipeline and models. The accept loop waits in a selector
+on the listening socket and a wake-up pipe (no polling), so :meth:`GadgetServer.shutdown`
+stops it at once.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from igrog_gadget.gadget import protocol
 from igrog_gadget.gadget.protocol import MessageChannel, ProtocolLimits
 from igrog_gadget.gadget.session import Dialect, GadgetSession, SessionReport, SessionSlots
 from igrog_gadget.gadget.settings import DEFAULT_GADGETRON_PORT, GadgetSettings
+from igrog_gadget.gadget.workers import SessionWorker, WorkerPool, WorkerSpec
 from igrog_gadget.limits import ResourceLimits
 
 logger = logging.getLogger(__name__)
@@ -49,10 +55,30 @@ class ServerOptions:
     """What one connection may ask for (matrix, coils, training size and time, buffered data)."""
     keep_reports: int = 256
     """Finished sessions' reports kept in memory (for tests and monitoring)."""
+    isolation: str = "process"
+    """``process``: each session in a worker process of its own; ``thread``: in this process."""
+    spare_workers: int = 2
+    """``process`` isolation: warmed worker processes kept ready for the next connections."""
+    memory_limit_mb: float | None = None
+    """``process`` isolation: memory a session may add to its warmed-up worker, MiB, enforced by
+    the OS (``RLIMIT_DATA``); None = no limit."""
+    cpu_threads: int = 0
+    """``process`` isolation: native thread count of each worker (0 = the processors it may use)."""
+    log_level: int = logging.INFO
+    """``process`` isolation: the workers' log level."""
+
+    def __post_init__(self) -> None:
+        if self.isolation not in ISOLATION_MODES:
+            raise ValueError(f"isolation must be one of {', '.join(ISOLATION_MODES)}, got {self.isolation!r}")
+
+
+#: How sessions are separated from each other (``ServerOptions.isolation``).
+ISOLATION_MODES = ("process", "thread")
 
 
 class GadgetServer:
-    """Listens on a TCP port and serves every connection in its own thread."""
+    """Listens on a TCP port and serves every connection in its own thread, and with process
+    isolation its session in its own worker process."""
 
     def __init__(
         self,
@@ -73,6 +99,25 @@ class GadgetServer:
         self._wake_read, self._wake_write = os.pipe()
         self._listener = self._listen()
         self.port = int(self._listener.getsockname()[1])
+        self._workers: dict[int, SessionWorker] = {}
+        """Process isolation: the worker serving each connection (by connection number)."""
+        self._worker_started = threading.Condition(self._lock)
+        self.pool: WorkerPool | None = None
+        if self.options.isolation == "process":
+            self.pool = WorkerPool(self._worker_spec(), self.options.spare_workers)
+
+    def _worker_spec(self) -> WorkerSpec:
+        return WorkerSpec(
+            dialect=self.options.dialect,
+            defaults=self.defaults,
+            protocol_limits=self.limits,
+            resource_limits=self.options.resource_limits,
+            max_buffered_bytes=self.options.max_buffered_bytes,
+            memory_limit_mb=self.options.memory_limit_mb,
+            cpu_threads=self.options.cpu_threads,
+            log_level=self.options.log_level,
+            environment={k: v for k, v in os.environ.items() if k in ("HDF5_USE_FILE_LOCKING", "OMP_WAIT_POLICY")},
+        )
 
     # --- listening ------------------------------------------------------------------------
     def _listen(self) -> socket.socket:
@@ -140,12 +185,17 @@ class GadgetServer:
             sessions = list(self._sessions.values())
             threads = list(self._threads.values())
         for session in sessions:
-            session.channel.close()
+            session.channel.close()  # a worker's copy of the socket is shut down too
         deadline = time.monotonic() + wait_s
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         with self._lock:  # not while serve_forever registers it
             self._close_listener()
+            workers = list(self._workers.values())
+        for worker in workers:  # still running after the wait: stop them
+            worker.stop()
+        if self.pool is not None:
+            self.pool.close()
 
     def _close_listener(self) -> None:
         try:
@@ -172,6 +222,7 @@ class GadgetServer:
             resource_limits=self.options.resource_limits,
             slots=self.slots,
             handshake_timeout_s=self.options.handshake_timeout_s,
+            memory_limit_mb=self.options.memory_limit_mb,
         )
         thread = threading.Thread(
             target=self._run_session,
@@ -188,13 +239,59 @@ class GadgetServer:
     def _run_session(self, number: int, session: GadgetSession) -> None:
         report = session.report
         try:
-            report = session.run()
+            report = session.run() if self.pool is None else self._run_in_worker(number, session)
         finally:
             with self._lock:
                 self.reports.append(report)
                 del self.reports[: -self.options.keep_reports]
                 self._sessions.pop(number, None)
                 self._threads.pop(number, None)
+
+    def _run_in_worker(self, number: int, session: GadgetSession) -> SessionReport:
+        """Process isolation: the handshake here, the session in a worker process."""
+        assert self.pool is not None
+        handshake = session.accept()
+        if handshake is None:
+            return session.report
+        try:
+            worker = self.pool.take()
+        except RuntimeError as error:
+            return session.end_elsewhere(None, f"could not start: {error}")
+        with self._lock:
+            self._workers[number] = worker
+            self._worker_started.notify_all()
+        try:
+            logger.info("%s: session handed to worker process %s", session.channel.peer, worker.pid)
+            worker.serve(session.channel.sock, handshake, session.report.messages_in)
+            report, ended = worker.wait_report()
+        except OSError as error:  # the worker died before it took the connection
+            report, ended = None, f"could not take the connection: {error}"
+        finally:
+            with self._lock:
+                self._workers.pop(number, None)
+        return session.end_elsewhere(report, ended)
+
+    def worker_pids(self) -> dict[str, int]:
+        """Process isolation: the worker process serving each open connection, by peer address."""
+        with self._lock:
+            return {
+                self._sessions[number].channel.peer: worker.pid
+                for number, worker in self._workers.items()
+                if number in self._sessions and worker.pid is not None
+            }
+
+    def wait_for_worker(self, peer: str, timeout_s: float = 30.0) -> int | None:
+        """Wait until a worker process serves the connection from ``peer``; its pid (None on timeout)."""
+        deadline = time.monotonic() + timeout_s
+        with self._worker_started:
+            while True:
+                for number, worker in self._workers.items():
+                    session = self._sessions.get(number)
+                    if session is not None and session.channel.peer == peer:
+                        return worker.pid
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._worker_started.wait(remaining):
+                    return None
 
     def _refuse(self, channel: MessageChannel, busy: int) -> None:
         text = f"iGROG gadget: server busy ({busy} sessions, limit {self.options.max_connections}); try again later"

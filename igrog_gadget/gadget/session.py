@@ -28,6 +28,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from enum import Enum
+from collections.abc import Callable
 from typing import Any
 
 import ismrmrd
@@ -242,7 +243,10 @@ class GadgetSession:
         resource_limits: ResourceLimits | None = None,
         slots: "SessionSlots | None" = None,
         handshake_timeout_s: float | None = 30.0,
+        memory_limit_mb: float | None = None,
     ) -> None:
+        self.memory_limit_mb = memory_limit_mb
+        """The OS limit on this session's memory, when it runs in a worker process (for messages)."""
         self.resource_limits = resource_limits or ResourceLimits()
         # an acquisition's coils and samples are refused from its header, before its data are read
         channel.limits = dataclasses.replace(
@@ -288,38 +292,15 @@ class GadgetSession:
 
         Args:
             handshake: config and header already read by someone else (Gadgetron's own
-                ``Connection`` in active mode); None reads them from the channel.
+                ``Connection`` in active mode, or the server's front process that handed the
+                connection to a worker process); None reads them from the channel.
         """
-        self.report.started = time.perf_counter()
+        if not self.report.started:
+            self.report.started = time.perf_counter()
         try:
-            self._serve(handshake)
-        except ProtocolError as error:
-            # the reader thread has logged its own errors the moment it met them
-            self._fail(str(error), peer_gone=isinstance(error, PeerClosedError), logged=error is self._inbox.error)
-        except GriddingCancelled as error:  # the reader met a broken stream and cancelled the work
-            cause = self._inbox.error
-            self._fail(str(cause or error), peer_gone=isinstance(cause, PeerClosedError), logged=cause is not None)
-        except IgrogError as error:  # the peer's data or configuration: its message names the problem
-            self._fail(str(error))
-        except Exception as error:  # noqa: BLE001 - a bug, never the peer's fault: log, report, carry on serving
-            logger.exception("%s: internal error", self.channel.peer)
-            self._fail(f"internal error (please report): {type(error).__name__}: {error}")
+            self._report_failures(self._serve, handshake)
         finally:
-            self._inbox.stop()
-            if self._holds_slot and self.slots is not None:
-                self.slots.release()
-                self._holds_slot = False
-            if self._error_reported:
-                self.channel.linger()
-            self.channel.close()
-            if self._reader is not None:
-                self._reader.join(timeout=5.0)
-            self.report.ended = time.perf_counter()
-            if self.pipeline is not None:
-                if self.report.error is not None:
-                    self.pipeline.gridder.cancel()  # a training still running for a failed session stops
-                self.pipeline.gridder.close()
-                self.report.trainings = self.pipeline.gridder.trainings
+            self._end()
         if self.report.error is None:
             logger.info(
                 "%s: done in %.2f s: %d message(s) in (%d acquisitions), %d frame(s) out as %s, "
@@ -334,6 +315,93 @@ class GadgetSession:
                 self.report.trainings,
             )
         return self.report
+
+    def accept(self) -> Handshake | None:
+        """Read and check the handshake and take a session slot, then stop: what the server's
+        front process does before it hands the connection to a worker process (which calls
+        :meth:`run` with the handshake). Returns None when the session has already ended (the
+        peer closed, or was told what was wrong, and the connection is closed)."""
+        self.report.started = time.perf_counter()
+        accepted: list[Handshake] = []
+
+        def read() -> None:
+            handshake = self._read_handshake()
+            if handshake is not None:
+                self._check_handshake(handshake)
+                accepted.append(handshake)
+
+        if self._report_failures(read) and accepted:
+            return accepted[0]
+        self._end()
+        return None
+
+    def end_elsewhere(self, report: SessionReport | None, lost: str = "") -> SessionReport:
+        """After :meth:`accept`: the worker process that served the connection has ended. With its
+        ``report`` the session is over (the worker closed the connection); without one the worker
+        died (killed, out of memory, a native crash: ``lost`` says how), and the peer is told so
+        here. Releases the slot and closes this process's copy of the connection."""
+        if report is not None:
+            report.started = self.report.started
+            self.report = report
+        else:
+            self.report.ended = time.perf_counter()
+            if self.memory_limit_mb:
+                lost += (
+                    f" (its memory limit of {self.memory_limit_mb:.0f} MiB may be the cause: a native library that "
+                    "cannot allocate ends the process)"
+                )
+            logger.error("%s: the session's worker process %s", self.channel.peer, lost)
+            self._fail(f"internal error (please report): the session's worker process {lost}", logged=True)
+        self._end()
+        return self.report
+
+    def _report_failures(self, work: Callable[..., None], *args: Any) -> bool:
+        """Run ``work``; a failure is logged and reported to the peer (never raised). True when it
+        completed."""
+        try:
+            work(*args)
+            return True
+        except ProtocolError as error:
+            # the reader thread has logged its own errors the moment it met them
+            self._fail(str(error), peer_gone=isinstance(error, PeerClosedError), logged=error is self._inbox.error)
+        except GriddingCancelled as error:  # the reader met a broken stream and cancelled the work
+            cause = self._inbox.error
+            self._fail(str(cause or error), peer_gone=isinstance(cause, PeerClosedError), logged=cause is not None)
+        except IgrogError as error:  # the peer's data or configuration: its message names the problem
+            self._fail(str(error))
+        except MemoryError:
+            logger.exception("%s: out of memory", self.channel.peer)
+            self._fail(self._out_of_memory_text())
+        except Exception as error:  # noqa: BLE001 - a bug, never the peer's fault: log, report, carry on serving
+            if _is_allocation_failure(error):
+                logger.exception("%s: out of memory", self.channel.peer)
+                self._fail(self._out_of_memory_text())
+            else:
+                logger.exception("%s: internal error", self.channel.peer)
+                self._fail(f"internal error (please report): {type(error).__name__}: {error}")
+        return False
+
+    def _out_of_memory_text(self) -> str:
+        limit = f" of {self.memory_limit_mb:.0f} MiB" if self.memory_limit_mb else ""
+        return f"out of memory: this scan needs more than the session's memory limit{limit} (the server's --max-session-mb)"
+
+    def _end(self) -> None:
+        """Stop the reader, give the slot back, close the connection and free the models."""
+        self._inbox.stop()
+        if self._holds_slot and self.slots is not None:
+            self.slots.release()
+            self._holds_slot = False
+        if self._error_reported:
+            self.channel.linger()
+        self.channel.close()
+        if self._reader is not None:
+            self._reader.join(timeout=5.0)
+        self.report.ended = self.report.ended or time.perf_counter()
+        if self.pipeline is not None:
+            if self.report.error is not None:
+                self.pipeline.gridder.cancel()  # a training still running for a failed session stops
+            self.pipeline.gridder.close()
+            self.report.trainings = self.pipeline.gridder.trainings
 
     # --- handshake ------------------------------------------------------------------------
     def _serve(self, handshake: Handshake | None) -> None:
@@ -350,13 +418,7 @@ class GadgetSession:
             else f"text of {len(handshake.config_text or '')} chars",
             len(handshake.header_xml),
         )
-        properties = self._handshake_properties(handshake)
-        # report bad settings now, not when the first data arrive (a JSON TEXT may add more later)
-        config = self.defaults.merged(properties, "configuration").igrog_config()
-        self.resource_limits.check_config(config)
-        self.header = parse_header(handshake.header_xml)
-        self.resource_limits.check_header(self.header, config, "ISMRMRD header")
-        self._take_slot()
+        properties = self._check_handshake(handshake)
         self._start_reader()
         message, arrival = self._next()
         if message.mid == protocol.TEXT:
@@ -369,6 +431,18 @@ class GadgetSession:
             if self._handle(message, arrival):
                 return
             message, arrival = self._next()
+
+    def _check_handshake(self, handshake: Handshake) -> list[tuple[str, str]]:
+        """Check the configuration and header (bad settings are reported now, not when the first
+        data arrive; a JSON TEXT may add more later) and take a session slot; returns the
+        configuration's properties."""
+        properties = self._handshake_properties(handshake)
+        config = self.defaults.merged(properties, "configuration").igrog_config()
+        self.resource_limits.check_config(config)
+        self.header = parse_header(handshake.header_xml)
+        self.resource_limits.check_header(self.header, config, "ISMRMRD header")
+        self._take_slot()
+        return properties
 
     def _take_slot(self) -> None:
         if self.slots is None or self._holds_slot:
@@ -672,6 +746,13 @@ class GadgetSession:
             report = protocol.encode_text_message(protocol.TEXT, f"ERROR    iGROG gadget: {text}", nul_terminate=True)
         self._send_quietly(report, protocol.encode_close())
         self._error_reported = True
+
+
+def _is_allocation_failure(error: BaseException) -> bool:
+    """True for torch's failed CPU allocation (a plain ``RuntimeError``; numpy raises
+    ``MemoryError``) and CUDA's out-of-memory error."""
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
 
 
 def _frame_label(frame: GriddedFrame) -> str:

@@ -52,7 +52,7 @@ def spiral_acs() -> RawDataset:
 @pytest.fixture(scope="module")
 def server():
     """An in-process ``igrog serve`` (Gadgetron dialect) with fast training defaults."""
-    options = ServerOptions(host="127.0.0.1", port=0, dialect=Dialect.GADGETRON)
+    options = ServerOptions(host="127.0.0.1", port=0, dialect=Dialect.GADGETRON, isolation="thread")
     with GadgetServer(
         options, GadgetSettings(overrides=list(FAST_OVERRIDES)), ProtocolLimits(read_timeout_s=10)
     ) as srv:
@@ -63,7 +63,7 @@ def server():
 @pytest.fixture(scope="module")
 def mrd_server():
     """An in-process ``igrog serve --mrd`` with fast training defaults."""
-    options = ServerOptions(host="127.0.0.1", port=0, dialect=Dialect.MRD)
+    options = ServerOptions(host="127.0.0.1", port=0, dialect=Dialect.MRD, isolation="thread")
     with GadgetServer(
         options, GadgetSettings(overrides=list(FAST_OVERRIDES)), ProtocolLimits(read_timeout_s=10)
     ) as srv:

@@ -31,7 +31,8 @@ RESOURCES = ResourceLimits(max_matrix=256, max_coils=32, max_buffered_samples=2_
 
 def make_server(dialect: Dialect, data_dir: Path | None) -> GadgetServer:
     options = ServerOptions(
-        host="127.0.0.1", port=0, dialect=dialect, max_connections=2, handshake_timeout_s=1.0, resource_limits=RESOURCES
+        host="127.0.0.1", port=0, dialect=dialect, max_connections=2, handshake_timeout_s=1.0, resource_limits=RESOURCES,
+        isolation="thread",  # the protocol's limits are the same code in a worker (tests/gadget/test_isolation.py)
     )
     defaults = GadgetSettings(overrides=list(FAST_OVERRIDES), files=PeerFiles(str(data_dir) if data_dir else None, 1 << 20))
     server = GadgetServer(options, defaults, LIMITS)

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 def served(tmp_path_factory):
     """``igrog serve`` in a subprocess: (process, port, log path)."""
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    args = ["--read-timeout", "1", "--idle-timeout", "30", "--max-message-mb", "64"]
+    # sessions in the server's own process: its CPU time shows a training that was not cancelled
+    args = ["--read-timeout", "1", "--idle-timeout", "30", "--max-message-mb", "64", "--isolation", "thread"]
     for override in FAST_OVERRIDES:
         args += ["--set", override]
     process, port = start_server_process(args, log)

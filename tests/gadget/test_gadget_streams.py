@@ -291,7 +291,7 @@ def test_recondata_covers_the_recon_fov(server, radial_acs):
 def test_connections_beyond_the_limit_are_told_the_server_is_busy(radial_acs):
     """A session slot is taken once the handshake is complete; a second complete handshake
     beyond the limit is told the server is busy."""
-    options = ServerOptions(host="127.0.0.1", port=0, max_connections=1)
+    options = ServerOptions(host="127.0.0.1", port=0, max_connections=1, isolation="thread")
     with GadgetServer(options) as busy_server:
         busy_server.serve_in_background()
         with StreamClient.connect("127.0.0.1", busy_server.port) as first:

@@ -54,7 +54,7 @@ def volume_scan(request, tmp_path_factory):
 
 @pytest.fixture(scope="module", params=[Dialect.GADGETRON, Dialect.MRD], ids=["gadgetron", "mrd"])
 def volume_server(request):
-    options = ServerOptions(host="127.0.0.1", port=0, dialect=request.param)
+    options = ServerOptions(host="127.0.0.1", port=0, dialect=request.param, isolation="thread")
     with GadgetServer(options, GadgetSettings(overrides=list(VOLUME)), ProtocolLimits(read_timeout_s=10)) as server:
         server.serve_in_background()
         yield request.param, server

@@ -53,3 +53,16 @@ def test_the_gadget_sends_internal_error_and_frees_the_session(server, radial_ac
     again = stream_dataset(server.port, radial_acs)  # the server and its slots are fine
     assert not again.of(protocol.ERROR)
     assert [m for m in again.messages if m.mid != protocol.CLOSE]  # its gridded frame came back
+
+
+@pytest.mark.parametrize(
+    "error",
+    [MemoryError(), RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 419430400 bytes")],
+)
+def test_a_session_out_of_memory_says_so(server, radial_acs, monkeypatch, error):
+    """numpy's MemoryError and torch's failed CPU allocation (a RuntimeError) are out of memory,
+    not a bug: the peer is told that the scan needs more memory than the session may use."""
+    monkeypatch.setattr(VariantGridder, "grid", _fail_with(error))
+    received = stream_dataset(server.port, radial_acs)
+    (message,) = received.of(protocol.ERROR)
+    assert message.value.startswith("iGROG gadget: out of memory: this scan needs more than the session's memory limit")

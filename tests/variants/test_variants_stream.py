@@ -26,7 +26,7 @@ DETERMINISTIC = ["training.max_seconds=600", "training.epochs=1", "calibration.n
 
 @pytest.fixture(scope="module")
 def server():
-    options = ServerOptions(host="127.0.0.1", port=0, dialect=Dialect.GADGETRON)
+    options = ServerOptions(host="127.0.0.1", port=0, dialect=Dialect.GADGETRON, isolation="thread")
     with GadgetServer(options, GadgetSettings(), ProtocolLimits(read_timeout_s=10)) as srv:
         srv.serve_in_background()
         yield srv
