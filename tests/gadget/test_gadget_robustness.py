@@ -3,6 +3,7 @@ spinning the CPU; the server logs a clear error and keeps serving."""
 
 from __future__ import annotations
 
+import re
 import socket
 import struct
 import sys
@@ -23,8 +24,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 def served(tmp_path_factory):
     """``igrog serve`` in a subprocess: (process, port, log path)."""
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    # sessions in the server's own process: its CPU time shows a training that was not cancelled
-    args = ["--read-timeout", "1", "--idle-timeout", "30", "--max-message-mb", "64", "--isolation", "thread"]
+    args = ["--read-timeout", "1", "--idle-timeout", "30", "--max-message-mb", "64", "--spare-workers", "1"]
     for override in FAST_OVERRIDES:
         args += ["--set", override]
     process, port = start_server_process(args, log)
@@ -48,13 +48,38 @@ def wait_for_log(log: Path, text: str, timeout_s: float = 20.0, after: int = 0) 
     raise AssertionError(f"{text!r} not logged within {timeout_s} s; log tail:\n{log.read_text()[-3000:]}")
 
 
+def descendants(pid: int) -> list[int]:
+    """The server's worker processes and their fork server (Linux /proc)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            children = [int(c) for c in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
+        except OSError:
+            continue
+        found += children
+        todo += children
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    total = 0.0
+    for member in [pid, *descendants(pid)]:
+        try:
+            total += process_cpu_seconds(member)
+        except OSError:  # ended meanwhile
+            pass
+    return total
+
+
 def idle_cpu_seconds(pid: int, seconds: float = 1.0) -> float:
-    """CPU seconds the process uses in a window of ``seconds`` after its work settled (an idle
-    server: none; a busy-waiting thread or a training that was not cancelled: about one a second)."""
+    """CPU seconds the server and its workers use in a window of ``seconds`` after their work
+    settled (idle: none; a busy-waiting thread or a training that was not cancelled: about one a
+    second)."""
     time.sleep(0.3)  # let thread pools settle after the last work
-    before = process_cpu_seconds(pid)
+    before = tree_cpu_seconds(pid)
     time.sleep(seconds)
-    return process_cpu_seconds(pid) - before
+    return tree_cpu_seconds(pid) - before
 
 
 def raw_connection(port: int) -> socket.socket:
@@ -155,4 +180,9 @@ def test_server_still_serves_after_all_that(served, radial_acs):
         send_all(client, configuration_xml({"output": "recondata"}), radial_acs)
         received = client.wait_closed(120)
     assert [m.mid for m in received.messages] == [protocol.ACQUISITION, protocol.RECONDATA, protocol.CLOSE]
-    assert "Traceback" not in log.read_text()
+    text = log.read_text()
+    assert "Traceback" not in text
+    # the command's default: every session above ran in a worker process, not the server's
+    workers = set(re.findall(r"session handed to worker process (\d+)", text))
+    assert len(workers) >= 4 and str(process.pid) not in workers
+    assert all(f"[worker {pid}]" in text for pid in workers)

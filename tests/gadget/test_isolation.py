@@ -8,7 +8,6 @@ the server goes on serving. A session past its memory limit fails alone, told wh
 from __future__ import annotations
 
 import os
-import re
 import signal
 import threading
 
@@ -23,7 +22,7 @@ from igrog_gadget.gadget.server import GadgetServer, ServerOptions
 from igrog_gadget.gadget.session import Dialect
 from igrog_gadget.gadget.settings import GadgetSettings
 
-from gadget_helpers import gridded_lines, radial_acs, start_server_process, stream_dataset  # noqa: F401  (fixture)
+from gadget_helpers import gridded_lines, radial_acs, stream_dataset  # noqa: F401  (fixture)
 
 PROPERTIES = [("output", "acquisitions")]
 
@@ -102,19 +101,3 @@ def test_process_isolation_is_the_servers_default_and_thread_is_a_choice():
     with pytest.raises(ValueError, match="isolation"):
         ServerOptions(isolation="fork")
 
-
-def test_igrog_serve_runs_each_session_in_a_worker_process(radial_acs, tmp_path):  # noqa: F811
-    """The command's default: the session is served by a worker process, not the server's."""
-    log = tmp_path / "serve.log"
-    process, port = start_server_process(["--spare-workers", "1"], log)
-    try:
-        received = stream_dataset(port, radial_acs, PROPERTIES)
-        assert len(gridded_lines(received)) == 64 and not received.of(protocol.ERROR)
-        text = log.read_text()
-        handed = re.search(r"session handed to worker process (\d+)", text)
-        assert handed and int(handed.group(1)) != process.pid
-        assert f"[worker {handed.group(1)}]" in text and "done in" in text
-        assert process.poll() is None
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
