@@ -157,6 +157,7 @@ def replay_in_child(input_path: str, output_path: str, replay_args: list[str], t
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
     )
+    assert child.stderr is not None  # stderr=PIPE
     try:
         with child.stderr:
             stderr = child.stderr.read()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import typing
 from pathlib import Path
 
 from igrog_gadget.environment import configure_process, set_thread_counts
@@ -158,7 +159,8 @@ def _run_pipe(args: argparse.Namespace) -> int:
     if args.input is not None and not Path(args.input).is_file():
         raise InputDataError(f"input stream {args.input!r} does not exist or is not a file")
     source = open(args.input, "rb") if args.input else sys.stdin.buffer
-    sink = _LazyOutput(args.output) if args.output else sys.stdout.buffer
+    # _LazyOutput has the write, flush and close a sink is used for
+    sink = typing.cast(typing.BinaryIO, _LazyOutput(args.output)) if args.output else sys.stdout.buffer
     try:
         report = run_pipe(
             source, sink, config, output=args.emit, output_format=args.output_format, name=args.input or "stdin"
@@ -180,7 +182,7 @@ class _LazyOutput:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._file = None
+        self._file: typing.BinaryIO | None = None
 
     def write(self, data: bytes) -> int:
         if self._file is None:

@@ -69,6 +69,10 @@ class PipeReport:
     seconds: float = 0.0
 
 
+#: Errors of reading a stream (a cut or corrupt one), whichever format it is in.
+_READ_ERRORS: tuple[type[BaseException], ...] = (ProtocolError, *mrd2.STREAM_ERRORS)
+
+
 def run_pipe(
     source: BinaryIO,
     sink: BinaryIO,
@@ -123,7 +127,7 @@ def run_pipe(
                 item = next(items)
             except StopIteration:
                 break
-            except (ProtocolError, *mrd2.STREAM_ERRORS) as error:  # only the reading: a cut or corrupt stream
+            except _READ_ERRORS as error:  # only the reading: a cut or corrupt stream
                 failure = InputDataError(f"{name}: the stream ends inside item {report.items_in}: {type(error).__name__}: {error}")
                 break
             report.items_in += 1

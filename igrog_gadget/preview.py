@@ -22,7 +22,7 @@ def write_png(path: str | Path, magnitudes: Sequence[np.ndarray]) -> Path:
     3D image (nz, ny, nx) shows its three central slices (``central_slices``)."""
     from PIL import Image
 
-    tiles = []
+    tiles: list[np.ndarray] = []
     for magnitude in magnitudes:
         magnitude = np.asarray(magnitude, np.float32)
         views = central_slices(magnitude) if magnitude.ndim == 3 else [magnitude]

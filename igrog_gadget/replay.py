@@ -191,7 +191,7 @@ def replay_file(
             )
         except OSError as error:
             raise OutputError(f"cannot write {output_path}: {error.strerror or error}") from None
-        if png_temporary is not None:
+        if png_temporary is not None and png_path is not None:
             try:
                 os.replace(png_temporary, png_path)
             except OSError as error:  # the .h5 is in place: take it back, nothing half-written stays

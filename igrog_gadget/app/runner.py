@@ -331,7 +331,7 @@ class VariantGridder:
         return TrainedKernels(
             model=model,
             coil_transform=prepared.coil_transform,
-            offsets=datamodule.geometry.offsets,
+            offsets=datamodule.prepared_geometry.offsets,
             fingerprint=trajectory_fingerprint(frame),
             version=version,
             frame_key=prepared.frame_key,
@@ -503,13 +503,15 @@ class VariantGridder:
         else:
             datamodule = self.spec.datamodule(virtual, self.config, with_training=False, geometry=geometry)
             datamodule.preprocess()
-            layout = datamodule.geometry
+            layout = datamodule.prepared_geometry
             size = kernel_bytes(layout.num_samples, virtual.num_coils, layout.source_index.shape[1])
             datamodule.keep_kernels = self.kernel_cache.admits(size, cache_key)
             datamodule.postprocess(self.inferencer.iterate(trained.model, datamodule.test_dataloader()))
             if datamodule.keep_kernels and datamodule.kernels is not None:
                 self.kernel_cache.put(cache_key, datamodule.geometry, datamodule.kernels)
             info.setdefault("path", "reused model")
+        if datamodule.data is None:
+            raise RuntimeError("the datamodule's postprocess() left no gridded k-space")
         output = self._output_coils(datamodule.data, trained.coil_transform, info)
         centre, output.calibration = self._frame_blocks(frame, datamodule, trained)
         filled = None

@@ -34,6 +34,9 @@ class FourierFeatures(nn.Module):
         Low Dimensional Domains", NeurIPS 2020.
     """
 
+    frequencies: torch.Tensor
+    """Shape (in_features, num_features): the random frequencies B (a buffer)."""
+
     def __init__(self, in_features: int, num_features: int, scale: float, seed: int = 0) -> None:
         super().__init__()
         generator = torch.Generator().manual_seed(seed)
@@ -109,6 +112,7 @@ class ComplexKernelMLP(nn.Module):
         """(batch, sources, offset_dims) float [+ extra (batch, extra_inputs)] → (batch, feature_size): the head's input."""
         inputs = offsets.reshape(offsets.shape[0], -1)
         if self.extra_inputs:
+            assert extra is not None, "this network takes extra inputs"
             inputs = torch.cat([inputs, extra.reshape(offsets.shape[0], self.extra_inputs).to(inputs.dtype)], dim=1)
         return self.body(inputs)
 

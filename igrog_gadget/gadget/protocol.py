@@ -100,6 +100,11 @@ class WireAcquisition:
     """Shape (channels, samples), complex64."""
 
 
+#: The bytes of a message as read: small fields as ``bytes``, large ones in the buffer they were
+#: read into, recon data as views of one buffer.
+WireBytes = bytes | bytearray | memoryview
+
+
 @dataclass
 class Message:
     """One complete message: its id, its decoded value and its exact bytes (id included)."""
@@ -108,7 +113,7 @@ class Message:
     value: Any
     """str for config/header/text/error, WireAcquisition, ismrmrd.Image, ismrmrd.Waveform,
     bytes (recon data payload), None for CLOSE."""
-    raw: bytes | bytearray
+    raw: WireBytes
     """The whole message as received, 2-byte id first (pass-through sends exactly this). Large
     messages are read into one buffer that also backs ``value``'s arrays: a message costs
     about its own size in memory."""
@@ -235,7 +240,7 @@ class MessageChannel:
         sock.setblocking(False)
 
     # --- low level ------------------------------------------------------------------------
-    def _recv_exact(self, n: int, what: str, first: bool = False) -> bytes:
+    def _recv_exact(self, n: int, what: str, first: bool = False) -> bytes | bytearray:
         """Exactly ``n`` bytes; ``first`` marks the start of a message (idle timeout applies)."""
         buffer = bytearray(n)
         self._recv_into(memoryview(buffer), what, first)
@@ -357,10 +362,10 @@ class MessageChannel:
             return Message(mid, value, body)
         return Message(mid, value, id_bytes + body)
 
-    def _read_close(self) -> tuple[None, bytes]:
+    def _read_close(self) -> tuple[None, WireBytes]:
         return None, b""
 
-    def _read_sized_text(self, length_struct: struct.Struct, what: str) -> tuple[str, bytes]:
+    def _read_sized_text(self, length_struct: struct.Struct, what: str) -> tuple[str, WireBytes]:
         length_bytes = self._recv_exact(length_struct.size, f"the length of {what}")
         length = length_struct.unpack(length_bytes)[0]
         self._check_size(length, self.limits.max_text_bytes, what)
@@ -372,19 +377,19 @@ class MessageChannel:
             raise MalformedMessageError(f"{what} is not valid UTF-8: {error}") from None
         return decoded, length_bytes + payload
 
-    def _read_config_text(self) -> tuple[str, bytes]:
+    def _read_config_text(self) -> tuple[str, WireBytes]:
         return self._read_sized_text(U32, "the CONFIG_TEXT message")
 
-    def _read_header(self) -> tuple[str, bytes]:
+    def _read_header(self) -> tuple[str, WireBytes]:
         return self._read_sized_text(U32, "the HEADER message")
 
-    def _read_text(self) -> tuple[str, bytes]:
+    def _read_text(self) -> tuple[str, WireBytes]:
         return self._read_sized_text(U32, "a TEXT message")
 
-    def _read_error(self) -> tuple[str, bytes]:
+    def _read_error(self) -> tuple[str, WireBytes]:
         return self._read_sized_text(U64, "an ERROR message")
 
-    def _read_config_file(self) -> tuple[str, bytes]:
+    def _read_config_file(self) -> tuple[str, WireBytes]:
         payload = self._recv_exact(CONFIG_FILE_SIZE, "the CONFIG_FILE message")
         try:
             name = payload.split(b"\x00", 1)[0].decode("utf-8")
@@ -465,7 +470,7 @@ class MessageChannel:
         body = read_recon_data_bytes(self._recv_into, self.limits, self.peer, prefix=ID.pack(RECONDATA))
         return body[2:], body
 
-    _READERS: dict[int, Callable[["MessageChannel"], tuple[Any, bytes]]] = {
+    _READERS: dict[int, Callable[["MessageChannel"], tuple[Any, WireBytes]]] = {
         CONFIG_FILE: _read_config_file,
         CONFIG_TEXT: _read_config_text,
         HEADER: _read_header,

@@ -35,7 +35,7 @@ import logging
 import mmap
 import struct
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import ismrmrd
 import numpy as np
@@ -89,12 +89,12 @@ class SamplingDescription:
         )
 
     @classmethod
-    def from_bytes(cls, payload: bytes) -> "SamplingDescription":
+    def from_bytes(cls, payload: bytes | memoryview) -> "SamplingDescription":
         values = _SAMPLING.unpack(payload)
         limits = values[12:21]
         return cls(
-            encoded_fov_mm=tuple(values[0:3]),
-            recon_fov_mm=tuple(values[3:6]),
+            encoded_fov_mm=_three(values[0:3]),
+            recon_fov_mm=_three(values[3:6]),
             encoded_matrix=tuple(values[6:9]),
             recon_matrix=tuple(values[9:12]),
             limits=(tuple(limits[0:3]), tuple(limits[3:6]), tuple(limits[6:9])),
@@ -192,6 +192,12 @@ def encode_recon_data(recon: ReconData) -> bytes:
 # --------------------------------------------------------------------------------------------
 # From a gridded frame
 # --------------------------------------------------------------------------------------------
+def _three(values: Any) -> tuple[float, float, float]:
+    """A field of view (x, y, z) as three floats."""
+    x, y, z = (float(v) for v in values)
+    return x, y, z
+
+
 def grid_fov_mm(encoded_fov_mm: tuple[float, float, float], oversampling: float) -> tuple[float, float, float]:
     """Field of view (mm) of the gridded image: the encoded FOV x grid oversampling in x and y."""
     fx, fy, fz = (float(v) for v in encoded_fov_mm)
@@ -231,8 +237,8 @@ def recon_buffer_from_frame(
     for ky, line in enumerate(lines):
         headers[ky, 0, 0, 0, 0] = line.getHead()
     sampling = SamplingDescription(
-        encoded_fov_mm=tuple(fov_mm),
-        recon_fov_mm=tuple(fov_mm),
+        encoded_fov_mm=_three(fov_mm),
+        recon_fov_mm=_three(fov_mm),
         encoded_matrix=(nx, ny, 1),
         recon_matrix=(nx, ny, 1),
         limits=((0, nx // 2, nx - 1), (0, ny // 2, ny - 1), (0, 0, 0)),
@@ -252,8 +258,8 @@ def _volume_buffer(
         head = line.getHead()
         headers[head.idx.kspace_encode_step_1, head.idx.kspace_encode_step_2, 0, 0, 0] = head
     sampling = SamplingDescription(
-        encoded_fov_mm=tuple(fov_mm),
-        recon_fov_mm=tuple(fov_mm),
+        encoded_fov_mm=_three(fov_mm),
+        recon_fov_mm=_three(fov_mm),
         encoded_matrix=(nx, ny, nz),
         recon_matrix=(nx, ny, nz),
         limits=((0, nx // 2, nx - 1), (0, ny // 2, ny - 1), (0, nz // 2, nz - 1)),
@@ -289,8 +295,8 @@ def reference_buffer(frame: GriddedFrame, fov_mm: tuple[float, float, float], fi
         iz, iy = divmod(row, ay)
         headers[iy, iz, 0, 0, 0] = line.getHead()
     sampling = SamplingDescription(
-        encoded_fov_mm=tuple(fov_mm),
-        recon_fov_mm=tuple(fov_mm),
+        encoded_fov_mm=_three(fov_mm),
+        recon_fov_mm=_three(fov_mm),
         encoded_matrix=(nx, ny, nz),
         recon_matrix=(nx, ny, nz),
         limits=((x0, nx // 2, x0 + ax - 1), (0, -block.ky0, ay - 1), (0, -block.kz0 if block.dims == 3 else 0, az - 1)),

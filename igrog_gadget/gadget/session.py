@@ -36,7 +36,7 @@ import ismrmrd
 from igrog_gadget.errors import ConfigError, GriddingCancelled, IgrogError
 from igrog_gadget.gadget import protocol
 from igrog_gadget.gadget.images import ImagesOutput
-from igrog_gadget.gadget.protocol import Message, MessageChannel, PeerClosedError, ProtocolError
+from igrog_gadget.gadget.protocol import Message, MessageChannel, PeerClosedError, ProtocolError, WireBytes
 from igrog_gadget.gadget.recondata import encode_frame, frame_in_recon_fov, grid_fov_mm
 from igrog_gadget.io.acquisitions_output import AcquisitionsOutput
 from igrog_gadget.io.calibration_lines import CalibrationLedger
@@ -281,7 +281,7 @@ class GadgetSession:
         self._arrival: float | None = None
         self._last_readout_arrival: dict[tuple, float] = {}
         """Per frame key: arrival of its latest imaging readout (for the frame's latency)."""
-        self._raw_waiting: dict[int, bytes] = {}
+        self._raw_waiting: dict[int, WireBytes] = {}
         """Raw messages of pass-through items the pipeline holds behind a training frame (by id)."""
         """perf_counter() arrival of the message being handled (the one that completes frames)."""
         self._error_reported = False
@@ -601,6 +601,7 @@ class GadgetSession:
             if got is not None:
                 self.report.messages_in += 1
                 return got
+            assert pipeline is not None  # only a pipeline that holds frames waits with a timeout
             self._emit(pipeline.release_ready(), None, None)
 
     # --- processing -----------------------------------------------------------------------
@@ -650,7 +651,8 @@ class GadgetSession:
         if self._inbox.error is not None:  # the peer went away while this item was processed
             raise self._inbox.error
         for out in outputs:
-            raw = message.raw if item is not None and out is item else self._raw_waiting.pop(id(out), None)
+            payloads: list[WireBytes]
+            raw = message.raw if message is not None and item is not None and out is item else self._raw_waiting.pop(id(out), None)
             if raw is not None:
                 payloads = [raw]  # exactly as it arrived
                 self.report.passthrough_out += 1
@@ -674,10 +676,10 @@ class GadgetSession:
             self.report.messages_out += len(payloads)
             if isinstance(out, GriddedFrame):
                 self._frame_sent(out)
-        if item is not None and self.pipeline is not None and self.pipeline.holds(item):
+        if message is not None and item is not None and self.pipeline is not None and self.pipeline.holds(item):
             self._raw_waiting[id(item)] = message.raw  # it leaves later, behind a frame still training
 
-    def _encode_frame(self, frame: GriddedFrame) -> list[bytes]:
+    def _encode_frame(self, frame: GriddedFrame) -> list[WireBytes]:
         assert self.header is not None and self.settings is not None and self.pipeline is not None
         config = self.pipeline.config
         if self.output == "acquisitions":  # the full grid, exactly as replay writes it

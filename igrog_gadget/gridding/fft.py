@@ -11,7 +11,7 @@ Importing this module does not import torch.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
@@ -20,7 +20,7 @@ def _is_tensor(x: Any) -> bool:
     return type(x).__module__.startswith("torch") and hasattr(x, "device")
 
 
-def centred_fftn(x: Any, axes: Sequence[int] = (-2, -1), *, inverse: bool = False, norm: str = "ortho") -> Any:
+def centred_fftn(x: Any, axes: Sequence[int] = (-2, -1), *, inverse: bool = False, norm: Literal["backward", "ortho", "forward"] = "ortho") -> Any:
     """Centred FFT (``inverse``: its inverse) over ``axes``; ``norm`` as numpy / torch take it."""
     axes = tuple(axes)
     if _is_tensor(x):

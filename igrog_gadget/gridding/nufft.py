@@ -64,7 +64,7 @@ def nufft_forward(image: np.ndarray, coords: np.ndarray) -> np.ndarray:
     channels, *shape = image.shape
     dims = _check(coords, len(shape))
     points = _angles(coords, tuple(shape))
-    data = np.ascontiguousarray(image, dtype=_complex(dims))
+    data: np.ndarray = np.ascontiguousarray(image, dtype=_complex(dims))
     if dims == 2:
         values = finufft.nufft2d2(*points, data, eps=_EPS, isign=-1, **finufft_options())
     else:
@@ -85,7 +85,7 @@ def nufft_adjoint(samples: np.ndarray, coords: np.ndarray, shape: tuple[int, ...
     shape = tuple(int(n) for n in shape)
     dims = _check(coords, len(shape))
     points = _angles(coords, shape)
-    data = np.ascontiguousarray(samples, dtype=_complex(dims))
+    data: np.ndarray = np.ascontiguousarray(samples, dtype=_complex(dims))
     if dims == 2:
         image = finufft.nufft2d1(*points, data, n_modes=shape, eps=_EPS, isign=1, **finufft_options())
     else:

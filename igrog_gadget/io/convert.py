@@ -331,7 +331,7 @@ def _matrix(space: Any, element: str, source: str) -> tuple[int, int, int]:
     matrix = tuple(_whole_number(getattr(m, axis), f"<{element}><matrixSize><{axis}>", source) for axis in "xyz")
     if min(matrix) < 1:
         raise InputDataError(f"{_header_location(source)}: <{element}><matrixSize> must be >= 1, got {matrix}")
-    return matrix
+    return matrix[0], matrix[1], matrix[2]
 
 
 def _whole_number(value: Any, element: str, source: str) -> int:
@@ -560,13 +560,13 @@ def cartesian_output_header(
         if header.userParameters is None:
             header.userParameters = xsd.userParametersType()
         strings = header.userParameters.userParameterString
-        for name, value in user_parameters.items():
+        for name, parameter in user_parameters.items():
             for existing in strings:
                 if existing.name == name:
-                    existing.value = str(value)
+                    existing.value = str(parameter)
                     break
             else:
-                strings.append(xsd.userParameterStringType(name=str(name), value=str(value)))
+                strings.append(xsd.userParameterStringType(name=str(name), value=str(parameter)))
     return header_to_xml(header)
 
 

@@ -46,7 +46,7 @@ from igrog_gadget.errors import ConfigError, InputDataError
 if TYPE_CHECKING:
     from igrog_gadget.io.reader import RawDataset
     from igrog_gadget.limits import ResourceLimits
-    from igrog_gadget.scan import ScanHeader
+    from igrog_gadget.scan import ImageItem, Readout, ScanHeader
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def _v1_fields(cls: type) -> dict[str, tuple[str, Any]]:
 @functools.lru_cache(maxsize=None)
 def _v2_fields(cls: type) -> dict[str, tuple[str, Any]]:
     """key -> (argument name, type) of an mrd-python record (its ``__init__`` keywords)."""
-    hints = typing.get_type_hints(cls.__init__)
+    hints = typing.get_type_hints(cls.__init__)  # type: ignore[misc]  # the class's own, not an instance's
     return {_key(name): (name, hint) for name, hint in hints.items() if name != "return"}
 
 
@@ -500,7 +500,10 @@ def read_mrd2_dataset(
 
     limits = limits if limits is not None else ResourceLimits()
     path = os.fspath(path)
-    readouts, images, waveforms, skipped = [], [], [], 0
+    readouts: list[Readout] = []
+    images: list[ImageItem] = []
+    waveforms: list[ismrmrd.Waveform] = []
+    skipped = 0
     with open(path, "rb") as stream:
         xml, items = read_mrd2(stream)
         header = parse_header(xml, source=path)

@@ -118,7 +118,7 @@ def _check_written_rows(heads: np.ndarray, count: int, path: str) -> None:
     """Rows whose header is all zero bytes were never written (HDF5 reads them as its fill value;
     a table resized past its data within one chunk stores them implicitly): no writer makes such
     an acquisition (version, channels and samples all 0)."""
-    unwritten = ~np.ascontiguousarray(heads).view(np.uint8).reshape(len(heads), -1).any(axis=1)
+    unwritten = np.logical_not(np.ascontiguousarray(heads).view(np.uint8).reshape(len(heads), -1).any(axis=1))
     if not unwritten.any():
         return
     first = int(np.flatnonzero(unwritten)[0])

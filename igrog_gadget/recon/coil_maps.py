@@ -23,6 +23,7 @@ r = 0 at index n // 2, centred orthonormal FFT; a block entry ``[c, iy, ix]`` li
 
 from __future__ import annotations
 
+from types import EllipsisType
 from typing import Sequence
 
 import numpy as np
@@ -151,7 +152,8 @@ def _transform_inner_axes(spectrum: torch.Tensor, shape: tuple[int, ...]) -> tor
     inner = len(shape) - 1
     out = torch.zeros((*spectrum.shape[:3], *shape[1:]), dtype=spectrum.dtype, device=spectrum.device)
     wrapped = [(torch.arange(m, device=spectrum.device) - m // 2) % n for m, n in zip(small[1:], shape[1:])]
-    out[(slice(None), slice(None), slice(None), *torch.meshgrid(*wrapped, indexing="ij"))] = spectrum
+    index: tuple[slice | torch.Tensor, ...] = (slice(None), slice(None), slice(None), *torch.meshgrid(*wrapped, indexing="ij"))
+    out[index] = spectrum
     return torch.fft.ifftn(out, dim=tuple(range(-inner, 0)), norm="forward")
 
 
@@ -173,10 +175,11 @@ def _embed(array: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     dims = len(shape)
     lead = array.shape[: array.ndim - dims]
     out = torch.zeros((*lead, *shape), dtype=array.dtype, device=array.device)
-    source, target = [], []
+    source: list[slice | EllipsisType] = [Ellipsis]
+    target: list[slice | EllipsisType] = [Ellipsis]
     for inner, outer in zip(array.shape[-dims:], shape):
         size = min(inner, outer)
         source.append(slice(inner // 2 - size // 2, inner // 2 - size // 2 + size))
         target.append(slice(outer // 2 - size // 2, outer // 2 - size // 2 + size))
-    out[(..., *target)] = array[(..., *source)]
+    out[tuple(target)] = array[tuple(source)]
     return out

@@ -155,9 +155,9 @@ class ReadoutBuffer:
         if not readout.is_imaging():
             return []
         key = self.frame_key_of(readout)
-        step = int(readout.idx.get("kspace_encode_step_1", 0))
+        step: int | tuple[int, int] = int(readout.idx.get("kspace_encode_step_1", 0))
         if self.volumetric:
-            step = (step, int(readout.idx.get("kspace_encode_step_2", 0)))
+            step = (int(readout.idx.get("kspace_encode_step_1", 0)), int(readout.idx.get("kspace_encode_step_2", 0)))
         held = self._steps.setdefault(key, _FrameSteps())
         if self.readouts_per_frame is not None and step in held.steps:
             self.duplicates += 1
@@ -193,8 +193,9 @@ class ReadoutBuffer:
         if self.readouts_per_frame is None:
             return None
         held = self._steps.get(key)
-        if self.volumetric and held is not None and (self.partitions_per_frame or 1) > 1 and held.per_partition:
-            return self.readouts_per_frame * self.partitions_per_frame
+        partitions = self.partitions_per_frame or 1
+        if self.volumetric and held is not None and partitions > 1 and held.per_partition:
+            return self.readouts_per_frame * partitions
         return self.readouts_per_frame
 
     def close(self) -> list[CompletedFrame]:

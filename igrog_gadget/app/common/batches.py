@@ -26,6 +26,7 @@ class TensorDictDataset(Dataset):
 
 def batch_loader(dataset: TensorDictDataset, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
     """DataLoader yielding dict batches of ``batch_size`` rows (the last one may be smaller)."""
+    sampler: RandomSampler | SequentialSampler
     if shuffle:
         sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
     else:

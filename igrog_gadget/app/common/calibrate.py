@@ -166,7 +166,7 @@ def _joint_block(frame: FrameInputs, config: CalibrationConfig) -> tuple[Calibra
     coords = np.concatenate([frame.flat_coords()] + [pos for _, pos in lines], axis=0)
     if dims == 3:  # the largest block the centre fills (3D fits are costly: none that cannot be used)
         size = _volume_joint_size(coords, frame.matrix, size, acs, config)
-        if size == 0:
+        if size == 0 and acs is not None:  # (0 only when there is an ACS block to fall back on)
             logger.info("joint calibration not possible (the centre around the ACS is sparse); using the ACS block %s", acs.shape)
             return acs, None
     grid = config.solve_grid(size)

@@ -316,6 +316,7 @@ class ClosedFormKernelModel(nn.Module):
         super().__init__()
         self.correlation = BlockCorrelation(block)
         self.ridge = float(noise_variance) * float(loading)
+        self._device_marker: torch.Tensor
         self.register_buffer("_device_marker", torch.zeros(0))  # follows .to(device): where the solves run
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -77,7 +77,14 @@ class GriddingDataModule(DataModule):
     def num_sources(self) -> int:
         """Sources per kernel (after ``preprocess()``): the geometry's, i.e. gridding.num_sources
         readout samples plus, in 3D, gridding.neighbour_sources samples of other readouts."""
-        return int(self.geometry.source_index.shape[1])
+        return int(self.prepared_geometry.source_index.shape[1])
+
+    @property
+    def prepared_geometry(self) -> SampleGeometry:
+        """The frame's sample geometry (after ``preprocess()``, or given when constructed)."""
+        if self.geometry is None:
+            raise RuntimeError("the datamodule has no sample geometry: preprocess() has not run")
+        return self.geometry
 
     @property
     def offset_dims(self) -> int:

@@ -27,6 +27,9 @@ class KernelModel(nn.Module):
     ``W``; a batch without them (the frame's samples) gets the kernels for raw sources.
     """
 
+    whitening: torch.Tensor
+    """Shape (coils * sources, coils * sources), complex (a buffer; the identity without whitening)."""
+
     def __init__(
         self,
         num_sources: int,

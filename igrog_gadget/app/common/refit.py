@@ -13,12 +13,14 @@ import logging
 
 import torch
 
+from igrog_gadget.arch.mlp import ComplexKernelMLP
+
 logger = logging.getLogger(__name__)
 
 
 @torch.no_grad()
 def refit_head(
-    net: torch.nn.Module,
+    net: ComplexKernelMLP,
     offsets: torch.Tensor,
     sources: torch.Tensor,
     targets: torch.Tensor,
