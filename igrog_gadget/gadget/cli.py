@@ -7,6 +7,13 @@ import logging
 import os
 import signal
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import socket
+
+    from igrog_gadget.gadget.settings import GadgetSettings
+    from igrog_gadget.limits import ResourceLimits
 
 logger = logging.getLogger(__name__)
 
@@ -130,14 +137,9 @@ def _parse_limits(items: list[str]) -> dict[str, float]:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Run the server until SIGINT / SIGTERM; returns the exit code."""
-    from igrog_gadget.environment import configure_process, set_thread_counts
-    from igrog_gadget.gadget.protocol import ProtocolLimits
-    from igrog_gadget.gadget.server import GadgetServer, ServerOptions
-    from igrog_gadget.gadget.session import Dialect
-    from igrog_gadget.gadget.settings import DEFAULT_GADGETRON_PORT, DEFAULT_MRD_PORT, GadgetSettings
-
     from igrog_gadget.errors import ConfigError
-    from igrog_gadget.gadget.settings import PeerFiles
+    from igrog_gadget.gadget.listener import bind_listener
+    from igrog_gadget.gadget.settings import DEFAULT_GADGETRON_PORT, DEFAULT_MRD_PORT, GadgetSettings, PeerFiles
     from igrog_gadget.limits import ResourceLimits
 
     if args.data_dir is not None and not os.path.isdir(args.data_dir):
@@ -160,13 +162,33 @@ def run_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--cpu-threads must be >= 0, got {args.cpu_threads}")
     if args.spare_workers < 1:
         raise ConfigError(f"--spare-workers must be >= 1, got {args.spare_workers}")
+    if args.mrd and defaults.output == "recondata":
+        raise ConfigError("--output recondata is for Gadgetron peers; MRD clients read images or acquisitions")
+    resource_limits.check_config(defaults.igrog_config())  # the defaults are valid before anything starts
+    port = args.port if args.port is not None else (DEFAULT_MRD_PORT if args.mrd else DEFAULT_GADGETRON_PORT)
+    try:  # before torch loads: a port in use is reported at once
+        listener = bind_listener(args.host, port, max(16, args.max_connections))
+    except OSError as error:  # port in use, address not on this machine, no permission
+        raise ConfigError(f"cannot listen on {args.host or '*'}:{port}: {error.strerror or error}") from None
+    try:
+        return _serve_on(listener, args, defaults, resource_limits, port)
+    finally:
+        listener.close()
+
+
+def _serve_on(listener: "socket.socket", args: argparse.Namespace, defaults: "GadgetSettings",
+              resource_limits: "ResourceLimits", port: int) -> int:
+    """``run_serve`` once its arguments are checked and its port is bound."""
+    from igrog_gadget.environment import configure_process, set_thread_counts
+    from igrog_gadget.errors import ConfigError
+    from igrog_gadget.gadget.protocol import ProtocolLimits
+    from igrog_gadget.gadget.server import GadgetServer, ServerOptions
+    from igrog_gadget.gadget.session import Dialect
+
     configure_process()
     set_thread_counts(args.cpu_threads)
     dialect = Dialect.MRD if args.mrd else Dialect.GADGETRON
-    if dialect is Dialect.MRD and defaults.output == "recondata":
-        raise ConfigError("--output recondata is for Gadgetron peers; MRD clients read images or acquisitions")
-    config = defaults.igrog_config()  # validate the defaults before listening
-    resource_limits.check_config(config)
+    config = defaults.igrog_config()
     import igrog_gadget.stream.pipeline  # noqa: F401  (torch and the variants load now, not on the first scan)
     from igrog_engine import resolve_device
     from igrog_gadget.app.common.training import load_training_modules
@@ -177,7 +199,6 @@ def run_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--device / gridding.device: {error}") from None
     logger.info("default device: %s", device)
 
-    port = args.port if args.port is not None else (DEFAULT_MRD_PORT if args.mrd else DEFAULT_GADGETRON_PORT)
     limits = ProtocolLimits(
         max_message_bytes=int(args.max_message_mb * (1 << 20)),
         idle_timeout_s=args.idle_timeout if args.idle_timeout and args.idle_timeout > 0 else None,
@@ -204,10 +225,7 @@ def run_serve(args: argparse.Namespace) -> int:
             "listening on every interface (--host %s): any peer that reaches this port may connect; "
             "there is no authentication (docs/gadget.md, threat model)", args.host or "''",
         )
-    try:
-        server = GadgetServer(options, defaults, limits)
-    except OSError as error:  # port in use, address not on this machine, no permission
-        raise ConfigError(f"cannot listen on {args.host or '*'}:{port}: {error.strerror or error}") from None
+    server = GadgetServer(options, defaults, limits, listener=listener)
     load_training_modules()  # bound: now the first scan's training needs no imports
 
     def stop(signum: int, _frame: object) -> None:

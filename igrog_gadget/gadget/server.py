@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 
 from igrog_gadget.gadget import protocol
+from igrog_gadget.gadget.listener import bind_listener
 from igrog_gadget.gadget.protocol import MessageChannel, ProtocolLimits
 from igrog_gadget.gadget.session import Dialect, GadgetSession, SessionReport, SessionSlots
 from igrog_gadget.gadget.settings import DEFAULT_GADGETRON_PORT, GadgetSettings
@@ -72,6 +73,11 @@ class ServerOptions:
             raise ValueError(f"isolation must be one of {', '.join(ISOLATION_MODES)}, got {self.isolation!r}")
 
 
+def listen_backlog(options: ServerOptions) -> int:
+    """Connections the OS queues before the server accepts them."""
+    return max(16, options.max_connections)
+
+
 #: How sessions are separated from each other (``ServerOptions.isolation``).
 ISOLATION_MODES = ("process", "thread")
 
@@ -85,7 +91,10 @@ class GadgetServer:
         options: ServerOptions | None = None,
         defaults: GadgetSettings | None = None,
         limits: ProtocolLimits | None = None,
+        listener: socket.socket | None = None,
     ) -> None:
+        """``listener``: a socket already bound and listening (``bind_listener``); None binds
+        ``options.host:options.port`` here."""
         self.options = options or ServerOptions()
         self.defaults = defaults or GadgetSettings()
         self.limits = limits or ProtocolLimits()
@@ -97,7 +106,7 @@ class GadgetServer:
         self.slots = SessionSlots(self.options.max_connections)
         self._stopping = threading.Event()
         self._wake_read, self._wake_write = os.pipe()
-        self._listener = self._listen()
+        self._listener = listener if listener is not None else self._listen()
         self.port = int(self._listener.getsockname()[1])
         self._workers: dict[int, SessionWorker] = {}
         """Process isolation: the worker serving each connection (by connection number)."""
@@ -121,13 +130,7 @@ class GadgetServer:
 
     # --- listening ------------------------------------------------------------------------
     def _listen(self) -> socket.socket:
-        host, port = self.options.host, int(self.options.port)
-        if host in ("", "::") and socket.has_dualstack_ipv6():  # every interface, IPv4 and IPv6
-            listener = socket.create_server((host or "::", port), family=socket.AF_INET6, dualstack_ipv6=True)
-        else:
-            listener = socket.create_server((host or "0.0.0.0", port))
-        listener.listen(max(16, self.options.max_connections))
-        return listener
+        return bind_listener(self.options.host, self.options.port, listen_backlog(self.options))
 
     @property
     def address(self) -> str:
