@@ -46,8 +46,9 @@ from igrog_gadget.gridding.nufft import nufft_forward
 
 logger = logging.getLogger(__name__)
 
-#: Bytes of the field-modulated coil images the kernel mode's pairs transform at once (a 3D
-#: frame's segments are modulated a few at a time; a 2D frame's all at once).
+#: Bytes of the field-modulated coil images the kernel mode's pairs transform at once, and of
+#: their values at the pairs' positions (a 3D frame's segments are modulated a few at a time and
+#: its positions transformed in spans; a 2D frame's all at once).
 MODULATED_BYTES = 256 << 20
 
 
@@ -207,14 +208,18 @@ class FieldCorrDataModule(ImageBasedDataModule):
         segmentation = segments_for_tolerance(times_s, frequencies, weights, self.config.fieldcorr.kernel_phase_tolerance)
         coefficients = segmentation.coefficients.astype(np.complex64)  # (L, m)
         field = self.field_hz[None].astype(np.float64)
+        coils, total = images.shape[0], positions.shape[0]
         step = max(1, MODULATED_BYTES // (16 * images.size))  # segments modulated at once (a 2D frame's: all)
-        out = np.zeros((images.shape[0], positions.shape[0]), dtype=np.complex64)
+        out = np.zeros((coils, total), dtype=np.complex64)
         for start in range(0, segmentation.num_segments, step):
             tau = segmentation.tau_s[start : start + step]
             phases = np.exp(-2j * np.pi * field * tau.reshape(-1, *[1] * len(grid)))
             modulated = (phases[:, None] * images[None]).reshape(-1, *grid)  # (segments * coils, [nz,] ny, nx)
-            values = nufft_forward(modulated, positions).reshape(tau.shape[0], images.shape[0], -1)
-            out += np.einsum("lm,lcm->cm", coefficients[start : start + step], values)
+            span = max(1, MODULATED_BYTES // (8 * tau.shape[0] * coils))  # positions whose values are held at once
+            for first in range(0, total, span):
+                part = slice(first, first + span)
+                values = nufft_forward(modulated, positions[part]).reshape(tau.shape[0], coils, -1)
+                out[:, part] += np.einsum("lm,lcm->cm", coefficients[start : start + step, part], values)
         logger.info("B0-aware pairs: %d time segments (phase error %.1g)", segmentation.num_segments, segmentation.max_error)
         return out
 
