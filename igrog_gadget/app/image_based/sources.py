@@ -98,11 +98,6 @@ class CalibrationImages:
     the images' (3D images made from a kooshball's centre; None: all of it)."""
 
     @property
-    def dims(self) -> int:
-        """2 or 3 (image axes)."""
-        return int(self.images.ndim - 1)
-
-    @property
     def matrix(self) -> tuple[int, ...]:
         """(mx, my) of the images; (mx, my, mz) of 3D images."""
         return tuple(int(n) for n in reversed(self.images.shape[1:]))
