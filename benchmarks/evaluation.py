@@ -60,7 +60,7 @@ def load_case(name: str, path: str | Path, config: IgrogConfig) -> Case:
     completed += buffer.close()
     images = {}
     for item in dataset.images:
-        images.setdefault(item.series, []).append(np.asarray(item.data).reshape(-1, *item.data.shape[-2:]))
+        images.setdefault(item.series, []).append(item.channels())
     images = {k: np.concatenate(v) for k, v in images.items()}
     frame = frame_inputs(completed[0], dataset.header, config, images)
     truth_file = np.load(Path(path).with_name(Path(path).stem + ".truth.npz"))

@@ -16,7 +16,20 @@ case, with the same overrides. Rows:
 
 Cases ``*_acs32`` / ``*_acs16`` have a 32 / 16-line Cartesian ACS, ``*_self`` none.
 ``spiral_b0``: 16 interleaves of 9.6 ms, smooth B0 map of +60 / -33 Hz, ACS 32;
-``spiral_nob0``: the same spiral without off-resonance (zero map). Columns: k-space NRMSE
+``spiral_nob0``: the same spiral without off-resonance (zero map).
+
+3D cases (one 3D frame each; closed-form kernels, ``training.fit_3d = closed_form``, the more
+accurate fit at 32^3 and a fraction of the network's time):
+
+- ``koosh32_acs12`` / ``koosh32_self``: 32^3 golden-means kooshball, 8 coils, 1200 spokes, SNR 50,
+  a 12 x 12 (ky, kz) ACS block or none; a 3D ``coil_images`` series (field-free truth);
+- ``sos32_b0``: 32 x 32 x 16 stack of spirals (8 interleaves of 9.6 ms a partition), 8 coils,
+  16 x 16 ACS, a smooth 3D B0 map of up to 60 Hz as a 3D ``b0map`` series; ``sos32_nob0`` the
+  same without off-resonance (zero map). ``fieldcorr kernel`` trains 600 steps on 60000 pairs;
+  ``image_based series`` (the same coil images, the field ignored) separates the gain of the
+  images' calibration from that of the field correction.
+
+Columns: k-space NRMSE
 against the field-free truth on the sampled grid points, its ratio to basic's, training
 seconds, gridding seconds (kernel inference, application and any field correction), the
 time to grid a new frame with cached kernels, and the whole first frame (calibration images,
@@ -56,6 +69,19 @@ FIELD_METHODS = [
     ("fieldcorr kernel", "fieldcorr", ["fieldcorr.mode=kernel"], True),
     ("fieldcorr hybrid data", "fieldcorr", [], "b0map"),
 ]
+#: 3D cases: their spec fields replace all of COMMON's that differ; every method adds CLOSED_3D.
+COMMON_3D = dict(coils=8, snr=50.0, write_coil_images=True, write_sensitivity_maps=True)
+CLOSED_3D = ["training.fit_3d=closed_form", "calibration.edge_margin=2"]
+FIELD_METHODS_3D = [
+    FIELD_METHODS[0],
+    ("image_based series", "image_based", [], True),  # the images' calibration without the field's correction
+    FIELD_METHODS[1],
+    ("fieldcorr kernel", "fieldcorr",
+     ["fieldcorr.mode=kernel", "training.max_steps_3d=600", "calibration.num_training_pairs_3d=60000"], True),
+    FIELD_METHODS[3],
+]
+KOOSH_32 = dict(trajectory="kooshball", matrix=32, spokes=1200)
+SOS_32 = dict(trajectory="stack_of_spirals", matrix=32, interleaves=8, partitions=16, acs=16, readout_ms=9.6, write_b0map=True)
 CASES: dict[str, tuple[dict, list]] = {
     "radial_acs32": (dict(trajectory="radial", acs=32), IMAGE_METHODS),
     "radial_acs16": (dict(trajectory="radial", acs=16), IMAGE_METHODS),
@@ -65,7 +91,12 @@ CASES: dict[str, tuple[dict, list]] = {
     "spiral_self": (dict(trajectory="spiral", acs=None), IMAGE_METHODS),
     "spiral_b0": (dict(trajectory="spiral", acs=32, b0_max_hz=60.0, readout_ms=9.6, write_b0map=True), FIELD_METHODS),
     "spiral_nob0": (dict(trajectory="spiral", acs=32, b0_max_hz=0.0, readout_ms=9.6, write_b0map=True), FIELD_METHODS[:2]),
+    "koosh32_acs12": (dict(**KOOSH_32, acs=12), IMAGE_METHODS),
+    "koosh32_self": (dict(**KOOSH_32, acs=None), IMAGE_METHODS),
+    "sos32_b0": (dict(**SOS_32, b0_max_hz=60.0), FIELD_METHODS_3D),
+    "sos32_nob0": (dict(**SOS_32, b0_max_hz=0.0), FIELD_METHODS_3D[:3]),
 }
+VOLUME_CASES = ("koosh32_acs12", "koosh32_self", "sos32_b0", "sos32_nob0")
 
 
 def run_method(path: Path, label: str, variant: str, overrides: list[str], keep) -> dict:
@@ -97,7 +128,7 @@ def run_method(path: Path, label: str, variant: str, overrides: list[str], keep)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--cases", default=",".join(CASES), help="default: all (the 3D ones: " + ",".join(VOLUME_CASES) + ")")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--workdir", default=None, help="keep the simulated files here")
     args = parser.parse_args(argv)
@@ -112,10 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.cases.split(","):
         spec, methods = CASES[name]
         path = workdir / f"{name}.h5"
-        simulate_once(path, SimulationSpec(**{**COMMON, **spec}))
+        volume = name in VOLUME_CASES
+        simulate_once(path, SimulationSpec(**{**(COMMON_3D if volume else COMMON), **spec}))
         basic = None
         for label, variant, extra, keep in methods:
-            row = run_method(path, label, variant, extra + args.overrides, keep)
+            row = run_method(path, label, variant, (CLOSED_3D if volume else []) + extra + args.overrides, keep)
             if "error" in row:
                 print(f"{name:<13} {label:<22} failed: {row['error']}")
                 continue

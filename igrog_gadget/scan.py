@@ -239,6 +239,20 @@ class ImageItem:
     source: Any = None
     """The original ISMRMRD Image; only the I/O layer reads it."""
 
+    def channels(self) -> np.ndarray:
+        """The image as channels of one matrix: (channels, ny, nx) for a 2D image (nz = 1), or
+        (channels, nz, ny, nx) for a volume (nz > 1): what an image input series is stacked from."""
+        return image_channels(self.data)
+
+
+def image_channels(data: np.ndarray) -> np.ndarray:
+    """``data`` (channels, nz, ny, nx) as (channels, ny, nx) when nz = 1 (or fewer axes: all
+    leading axes are channels), as (channels, nz, ny, nx) when nz > 1 (a 3D image)."""
+    data = np.asarray(data)
+    if data.ndim >= 4 and data.shape[-3] > 1:
+        return data.reshape(-1, *data.shape[-3:])
+    return data.reshape(-1, *data.shape[-2:])
+
 
 @dataclass
 class GriddedFrame:

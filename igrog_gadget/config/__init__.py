@@ -368,8 +368,8 @@ class FieldCorrectionConfig:
     """hybrid (field-free kernels + Cartesian-side correction; the more accurate) or kernel
     (time-dependent kernels of a TimeKernelModel)."""
     b0map_file: str = ""
-    """B0 map (Hz) when the input carries no "b0map" image series: .npy (ny, nx) | .npz (b0map or
-    b0map_hz) | .h5/.mrd; none = error."""
+    """B0 map (Hz) when the input carries no "b0map" image series: .npy (ny, nx) (a 3D frame's:
+    (nz, ny, nx)) | .npz (b0map or b0map_hz) | .h5/.mrd; none = error."""
     time_segments: int = 12
     """hybrid: time segments of the Cartesian-side (conjugate-phase) correction."""
     cg_iterations: int = 0
@@ -386,7 +386,8 @@ class ImageCalibrationConfig:
     """Coil images: auto (image series in the input, else image_file, else made from the data), series, file or data."""
     image_file: str = ""
     """File with coil images or sensitivity maps used when the input carries no image series: .npy
-    (coils, ny, nx) coil images | .npz / .h5 / .mrd with coil_images or sensitivity_maps (+ reference_image)."""
+    (coils, ny, nx) coil images (a 3D frame's: (coils, nz, ny, nx)) | .npz / .h5 / .mrd with coil_images or
+    sensitivity_maps (+ reference_image)."""
     lowres_size: int = 48
     """From the data: side of the central k-space region reconstructed (and of its image grid)."""
     cg_iterations: int = 15

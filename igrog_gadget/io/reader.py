@@ -231,7 +231,8 @@ def _read_images_and_waveforms(
 
 def read_named_arrays(path: str | os.PathLike[str], names: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Named arrays from an HDF5 file: the ISMRMRD image series of those names in group
-    ``dataset`` (each series' images stacked along channels: (images * channels, ny, nx)), else
+    ``dataset`` (each series' images stacked along channels: (images * channels, ny, nx), or
+    (images * channels, nz, ny, nx) for 3D images), else
     the root datasets of those names. Missing names are left out."""
     path = os.fspath(path)
     with h5py.File(path, "r") as handle:
@@ -243,8 +244,7 @@ def read_named_arrays(path: str | os.PathLike[str], names: tuple[str, ...]) -> d
     items, _ = _read_images_and_waveforms(path, "dataset", series, False)
     arrays: dict[str, list[np.ndarray]] = {}
     for item in items:
-        data = np.asarray(item.data)
-        arrays.setdefault(item.series, []).append(data.reshape(-1, *data.shape[-2:]))
+        arrays.setdefault(item.series, []).append(item.channels())
     return {name: np.concatenate(parts) for name, parts in arrays.items()}
 
 

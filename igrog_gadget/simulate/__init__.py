@@ -65,7 +65,12 @@ partition ``kz + nz // 2`` (stack); a 3D Cartesian ACS block of ``acs x min(acs,
 kx at (ky, kz) (ky fastest), ``kspace_encode_step_1 = ky + N//2``, ``kspace_encode_step_2 = kz +
 nz//2``; header encodedSpace z = nz with FOV z = fov_mm * nz / N (isotropic voxels), e2 limits
 0..nz-1 (centre nz // 2). Truth arrays gain the z axis: ``kspace`` (1, 1, coils, nz, N, N),
-``image`` (1, 1, nz, N, N), ``sensitivity_maps`` (coils, nz, N, N), ``object_mask`` (nz, N, N).
+``image`` (1, 1, nz, N, N), ``sensitivity_maps`` (coils, nz, N, N), ``object_mask`` (nz, N, N),
+``b0map_hz`` (nz, N, N). A 3D scan's optional image series are one 3D image each (data
+``[channel, nz, N, N]``, FOV z as the header's): "b0map" (a smooth 3D map, ``smooth_b0_map_3d``),
+"coil_images" (3D ortho IFFT of the noiseless field-free truth), "sensitivity_maps"; with
+``b0_max_hz`` its samples carry the 3D off-resonance (``forward_b0_3d``: time-segmented 3D
+NUFFTs, segmentation error 1e-6).
 
 Ground truth ``<stem>.truth.npz``: ``kspace`` (planes, contrasts, coils, N, N) (planes =
 slices or partitions)

@@ -48,7 +48,7 @@ class SimulationSpec:
     trajectory_units: str = "grid"
     """"grid": traj in grid units (cycles/FOV); "normalized": k / N in [-0.5, 0.5)."""
     b0_max_hz: float = 0.0
-    """Largest |off-resonance| of the smooth B0 map over the FOV (0 = none)."""
+    """Largest |off-resonance| of the smooth B0 map over the FOV (0 = none); a 3D scan's map is 3D."""
     readout_ms: float = 10.0
     """Spiral readout duration."""
     spiral_sample_time_us: float | None = None
@@ -119,11 +119,6 @@ class SimulationSpec:
                 raise ValueError(
                     f"SimulationSpec: the 3D trajectory {self.trajectory!r} needs slices = 1 and contrasts = 1, "
                     f"got slices = {self.slices}, contrasts = {self.contrasts}"
-                )
-            if self.b0_max_hz or self.write_b0map or self.write_coil_images or self.write_sensitivity_maps:
-                raise ValueError(
-                    f"SimulationSpec: the 3D trajectory {self.trajectory!r} has no off-resonance or image series "
-                    "(b0_max_hz, write_b0map, write_coil_images, write_sensitivity_maps)"
                 )
             if self.trajectory == "stack_of_spirals" and self.partitions < 2:
                 raise ValueError(f"SimulationSpec: stack_of_spirals needs partitions >= 2, got {self.partitions}")

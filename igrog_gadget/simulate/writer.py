@@ -27,11 +27,13 @@ from .acquire import (
     cartesian_kspace_3d,
     complex_noise,
     forward_b0,
+    forward_b0_3d,
     ifft2c,
     noise_covariance,
     nufft_forward,
     nufft_forward_3d,
     smooth_b0_map,
+    smooth_b0_map_3d,
 )
 from .coils import coil_sensitivities, coil_sensitivities_3d
 from .phantoms import CONTRAST_ECHO_SPACING_S, object_support, object_support_3d, phantom, phantom_3d
@@ -278,7 +280,7 @@ class _Truth:
     kspace: np.ndarray  # (slices, contrasts, coils, N, N) complex64
     image: np.ndarray  # (slices, contrasts, N, N) complex64
     maps: np.ndarray  # (coils, N, N) complex64
-    b0map: np.ndarray | None  # (N, N) float32
+    b0map: np.ndarray | None  # (N, N) float32; 3D: (nz, N, N)
     mask: np.ndarray  # (N, N) bool
     imaging: np.ndarray  # (slices, contrasts, coils, readouts, samples) complex128, noiseless
     acs: np.ndarray  # (slices, contrasts, coils, acs, 2N) complex128, noiseless
@@ -328,26 +330,36 @@ def _simulate_clean(spec: SimulationSpec, design: _Design) -> _Truth:
 def _simulate_clean_3d(spec: SimulationSpec, design: _Design) -> _Truth:
     """Noiseless samples and Cartesian truth of a 3D scan, one coil at a time (memory: a few
     fine-grid volumes). Arrays carry the 2D layout's leading (planes, contrasts) axes of size 1:
-    kspace (1, 1, coils, nz, N, N), image (1, 1, nz, N, N), maps (coils, nz, N, N), mask (nz, N, N)."""
+    kspace (1, 1, coils, nz, N, N), image (1, 1, nz, N, N), maps (coils, nz, N, N), mask (nz, N, N),
+    b0map (nz, N, N) (with ``b0_max_hz``: the samples carry its off-resonance, ``forward_b0_3d``)."""
     N, nz = spec.matrix, spec.nz
     shape = (nz, N, N)
     fine = (FINE_FACTOR * nz, FINE_FACTOR * N, FINE_FACTOR * N)
     obj = phantom_3d(fine)
     k_all = np.concatenate([design.traj.reshape(-1, 3), design.acs_traj.reshape(-1, 3)], axis=0)
     n_img = design.traj.shape[0] * design.traj.shape[1]
+    b0_fine = smooth_b0_map_3d(fine, spec.b0_max_hz) if spec.b0_max_hz > 0 else None
+    b0 = smooth_b0_map_3d(shape, spec.b0_max_hz).astype(np.float32) if spec.b0_max_hz > 0 else None
+    if b0_fine is not None:
+        t_img = np.tile(np.arange(design.traj.shape[1]) * design.sample_time_us, design.traj.shape[0])
+        t_acs = np.tile(np.arange(design.acs_traj.shape[1]) * float(spec.radial_sample_time_us), design.acs_traj.shape[0])
+        t_all = np.concatenate([t_img, t_acs]) * 1e-6
     kspace = np.empty((1, 1, spec.coils) + shape, dtype=np.complex64)
     imaging = np.empty((1, 1, spec.coils) + design.traj.shape[:2], dtype=np.complex128)
     acs = np.empty((1, 1, spec.coils) + design.acs_traj.shape[:2], dtype=np.complex128)
     for c in range(spec.coils):
         coil_obj = coil_sensitivities_3d(spec.coils, fine, c) * obj
         kspace[0, 0, c] = cartesian_kspace_3d(coil_obj, shape)
-        samples = nufft_forward_3d(coil_obj, k_all, shape)
+        if b0_fine is None:
+            samples = nufft_forward_3d(coil_obj, k_all, shape)
+        else:
+            samples = forward_b0_3d(coil_obj, k_all, t_all, b0_fine, shape)
         imaging[0, 0, c] = samples[:n_img].reshape(design.traj.shape[:2])
         acs[0, 0, c] = samples[n_img:].reshape(design.acs_traj.shape[:2])
         del coil_obj
     image = centred_fftn(cartesian_kspace_3d(obj, shape), (0, 1, 2), inverse=True)[None, None].astype(np.complex64)
     maps = coil_sensitivities_3d(spec.coils, shape).astype(np.complex64)
-    return _Truth(kspace, image, maps, None, object_support_3d(shape), imaging, acs)
+    return _Truth(kspace, image, maps, b0, object_support_3d(shape), imaging, acs)
 
 
 def _partition_image(size: int, partition: int, contrast: int, partitions: int) -> np.ndarray:
@@ -443,7 +455,10 @@ def _flag(*bits: int) -> int:
 def _write_images(
     dataset: ismrmrd.Dataset, spec: SimulationSpec, truth: _Truth, writer: _AcquisitionWriter
 ) -> None:
-    fov = (float(spec.fov_mm), float(spec.fov_mm), float(spec.slice_thickness_mm))
+    N, nz = spec.matrix, (spec.nz if spec.volumetric else 1)  # a 3D scan's images are volumes
+    fov_z = float(spec.fov_mm) * nz / N if spec.volumetric else float(spec.slice_thickness_mm)
+    fov = (float(spec.fov_mm), float(spec.fov_mm), fov_z)
+    axes = (-3, -2, -1) if spec.volumetric else (-2, -1)
 
     def append(series: str, data: np.ndarray, image_type: int, index: int, slice_index: int, contrast: int) -> None:
         img = ismrmrd.Image.from_array(np.ascontiguousarray(data), transpose=False)
@@ -466,19 +481,18 @@ def _write_images(
         img.meta = meta
         dataset.append_image(series, img)
 
-    N = spec.matrix
     index = {name: 1 for name in IMAGE_SERIES_INDEX}
     for s in range(spec.slices):
         if spec.write_b0map:
-            b0 = truth.b0map if truth.b0map is not None else np.zeros((N, N), np.float32)
-            append("b0map", b0.astype(np.float32).reshape(1, 1, N, N), ismrmrd.IMTYPE_REAL, index["b0map"], s, 0)
+            b0 = truth.b0map if truth.b0map is not None else np.zeros((nz, N, N), np.float32)
+            append("b0map", b0.astype(np.float32).reshape(1, nz, N, N), ismrmrd.IMTYPE_REAL, index["b0map"], s, 0)
             index["b0map"] += 1
         if spec.write_coil_images:
             for c in range(spec.contrasts):
-                coil_img = ifft2c(truth.kspace[s, c].astype(np.complex128)).astype(np.complex64)
+                coil_img = centred_fftn(truth.kspace[s, c].astype(np.complex128), axes, inverse=True).astype(np.complex64)
                 append(
                     "coil_images",
-                    coil_img.reshape(spec.coils, 1, N, N),
+                    coil_img.reshape(spec.coils, nz, N, N),
                     ismrmrd.IMTYPE_COMPLEX,
                     index["coil_images"],
                     s,
@@ -488,7 +502,7 @@ def _write_images(
         if spec.write_sensitivity_maps:
             append(
                 "sensitivity_maps",
-                truth.maps.reshape(spec.coils, 1, N, N),
+                truth.maps.reshape(spec.coils, nz, N, N),
                 ismrmrd.IMTYPE_COMPLEX,
                 index["sensitivity_maps"],
                 s,

@@ -233,7 +233,7 @@ class GriddingPipeline:
 
 
     def images_for(self, completed: CompletedFrame) -> dict[str, np.ndarray]:
-        """Image inputs for a frame: per series, (channels, ny, nx).
+        """Image inputs for a frame: per series, (channels, ny, nx) (a 3D series: (channels, nz, ny, nx)).
 
         The series' images of the frame's slice are chosen (slice from the ISMRMRD image
         header, else the meta attribute ``slice``; untagged images fit every slice; when none
@@ -245,8 +245,8 @@ class GriddingPipeline:
         for series, items in self.image_inputs.items():
             chosen = [i for i in items if _image_counter(i, "slice") in (None, slice_index)] or items
             chosen = [i for i in chosen if _image_counter(i, "contrast") in (None, contrast)] or chosen
-            parts = [np.asarray(i.data).reshape(-1, *np.asarray(i.data).shape[-2:]) for i in chosen]
-            shapes = sorted({part.shape[-2:] for part in parts})
+            parts = [i.channels() for i in chosen]
+            shapes = sorted({part.shape[1:] for part in parts})
             if len(shapes) > 1:
                 raise InputDataError(
                     f"{self.source}image series {series!r}: images of different matrices {shapes} "

@@ -128,11 +128,6 @@ def test_a_2d_acs_for_a_3d_grid_is_refused(tmp_path):
     assert not (tmp_path / "out.h5").exists()
 
 
-def test_image_based_refuses_3d_frames(kooshball, tmp_path):
-    with pytest.raises(Exception, match="grids 2D frames only"):
-        replay_file(kooshball, tmp_path / "out.h5", load_config("image_based", overrides=QUICK_3D[:1]))
-
-
 def test_recon_data_carries_the_3d_buffer(kooshball_replay):
     from igrog_gadget.gadget.recondata import ID, ReconBit, ReconData, decode_recon_data, encode_recon_data, recon_buffer_from_frame
 

@@ -55,9 +55,22 @@ def copy_with(
     """A copy of a recorded file (and its truth) with acquisitions passed through ``change(index, acq)``
     (None drops one), the image series in ``drop_series`` left out and ``images``
     ({series: (channels, ny, nx) array}) appended as ISMRMRD image series."""
-    source = recorded(name)
+    return copy_with_file(tmp_path, recorded(name), images, change, drop_series, suffix)
+
+
+def copy_with_file(
+    tmp_path: Path,
+    source: Path,
+    images: dict[str, np.ndarray] | None = None,
+    change: Callable[[int, ismrmrd.Acquisition], ismrmrd.Acquisition | None] | None = None,
+    drop_series: tuple[str, ...] = (),
+    suffix: str = "_copy",
+) -> Path:
+    """``copy_with`` of any simulated file ``source`` (its truth beside it); ``images`` may be 3D
+    ({series: (channels, nz, ny, nx) array})."""
+    name = source.stem
     target = tmp_path / f"{name}{suffix}.h5"
-    shutil.copy(DATA / f"{name}.truth.npz", tmp_path / f"{name}{suffix}.truth.npz")
+    shutil.copy(source.with_name(f"{name}.truth.npz"), tmp_path / f"{name}{suffix}.truth.npz")
     if change is None and not drop_series:
         shutil.copy(source, target)
         dst = ismrmrd.Dataset(str(target), "dataset", create_if_needed=False)
@@ -77,7 +90,7 @@ def copy_with(
         src.close()
     for series, array in (images or {}).items():
         data = np.asarray(array)
-        data = data.reshape(data.shape[0], 1, *data.shape[-2:])
+        data = data if data.ndim == 4 else data.reshape(data.shape[0], 1, *data.shape[-2:])
         image = ismrmrd.Image.from_array(np.ascontiguousarray(data), transpose=False)
         image.image_type = ismrmrd.IMTYPE_COMPLEX if np.iscomplexobj(data) else ismrmrd.IMTYPE_REAL
         dst.append_image(series, image)

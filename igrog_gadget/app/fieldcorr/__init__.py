@@ -30,8 +30,11 @@ def build_model(datamodule: GriddingDataModule, config: IgrogConfig) -> torch.nn
     if config.fieldcorr.mode == "kernel":
         time_scale_s = datamodule.model_options()["time_scale_s"]
         return TimeKernelModel(
-            config.gridding.num_sources, coils, config.model, time_scale_s, whitening, seed=config.training.seed
+            datamodule.num_sources, coils, config.model, time_scale_s, whitening, seed=config.training.seed,
+            offset_dims=datamodule.offset_dims,
         )
     if config.kernel_fit() == "closed_form":
         return closed_form_model(datamodule, config)
-    return KernelModel(config.gridding.num_sources, coils, config.model, whitening, seed=config.training.seed)
+    return KernelModel(
+        datamodule.num_sources, coils, config.model, whitening, seed=config.training.seed, offset_dims=datamodule.offset_dims
+    )

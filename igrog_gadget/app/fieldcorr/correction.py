@@ -11,7 +11,8 @@ With the time segmentation ``exp(-2 pi i f t) ~= sum_l b_l(t) phi_l``,
 and M the mask of grid points that received samples. The field-free k-space is
 ``FFT[x]`` on M. ``x`` is estimated by conjugate phase, ``x0 = A^H d``, optionally refined by
 ``cg_iterations`` of conjugate gradients on ``A^H M A x = A^H d`` started at ``x0``.
-Everything runs in torch on the gridding device; coils are processed together.
+Everything runs in torch on the gridding device; coils are processed together. 2D and 3D alike:
+a 3D frame's map is (nz, ny, nx) and its FFTs are 3D (``FFT`` runs over the map's axes).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import logging
 import numpy as np
 import torch
 
-from igrog_gadget.gridding.fft import centred_fft2, centred_ifft2
+from igrog_gadget.gridding.fft import centred_fftn
 from igrog_gadget.gridding.solve import conjugate_gradients
 
 logger = logging.getLogger(__name__)
@@ -31,9 +32,10 @@ class SegmentedFieldOperator:
     """``A`` and ``A^H`` of the module docstring for one frame.
 
     Args:
-        field_hz: shape (ny, nx), the B0 map.
+        field_hz: shape (ny, nx) (3D: (nz, ny, nx)), the B0 map.
         tau_s: shape (L,), segment times.
-        weights: shape (L, ny, nx), complex tensor or array: ``B_l(g)`` (zero where no sample landed).
+        weights: shape (L, ny, nx) (3D: (L, nz, ny, nx)), complex tensor or array: ``B_l(g)``
+            (zero where no sample landed).
         device: where to compute.
     """
 
@@ -42,21 +44,23 @@ class SegmentedFieldOperator:
     ) -> None:
         field = torch.as_tensor(np.asarray(field_hz, dtype=np.float64), device=device)
         tau = torch.as_tensor(np.asarray(tau_s, dtype=np.float64), device=device)
-        self.phases = torch.exp(-2j * np.pi * field[None] * tau[:, None, None]).to(torch.complex64)  # (L, ny, nx)
-        self.weights = torch.as_tensor(weights, device=device).to(torch.complex64)  # (L, ny, nx)
+        self.axes = tuple(range(-field.ndim, 0))
+        """The image axes the FFTs run over: (-2, -1), or (-3, -2, -1) for a 3D map."""
+        self.phases = torch.exp(-2j * np.pi * field[None] * tau.reshape(-1, *[1] * field.ndim)).to(torch.complex64)  # (L, [nz,] ny, nx)
+        self.weights = torch.as_tensor(weights, device=device).to(torch.complex64)  # (L, [nz,] ny, nx)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(coils, ny, nx) image → (coils, ny, nx) k-space with the field at each point's times."""
+        """(coils, [nz,] ny, nx) image → (coils, [nz,] ny, nx) k-space with the field at each point's times."""
         out = torch.zeros_like(x)
         for phase, weight in zip(self.phases, self.weights):
-            out += weight * centred_fft2(phase * x)
+            out += weight * centred_fftn(phase * x, self.axes)
         return out
 
     def adjoint(self, d: torch.Tensor) -> torch.Tensor:
-        """(coils, ny, nx) k-space → (coils, ny, nx) image (conjugate phase)."""
+        """(coils, [nz,] ny, nx) k-space → (coils, [nz,] ny, nx) image (conjugate phase)."""
         out = torch.zeros_like(d)
         for phase, weight in zip(self.phases, self.weights):
-            out += phase.conj() * centred_ifft2(weight.conj() * d)
+            out += phase.conj() * centred_fftn(weight.conj() * d, self.axes, inverse=True)
         return out
 
 
@@ -73,14 +77,15 @@ def correct_field(
     when already on ``device``).
 
     Args:
-        kspace: shape (coils, ny, nx), complex: gridded data (zero where ``hits`` is 0).
-        hits: shape (ny, nx), int: samples per grid point.
-        field_hz: shape (ny, nx), float: B0 map.
+        kspace: shape (coils, ny, nx) (3D: (coils, nz, ny, nx)), complex: gridded data (zero
+            where ``hits`` is 0).
+        hits: shape ([nz,] ny, nx), int: samples per grid point.
+        field_hz: shape ([nz,] ny, nx), float: B0 map.
         tau_s: shape (L,), segment times (s).
-        weights: shape (L, ny, nx), complex: mean segment coefficients per grid point.
+        weights: shape (L, [nz,] ny, nx), complex: mean segment coefficients per grid point.
         cg_iterations: CG refinement iterations after the conjugate-phase estimate.
     Returns:
-        shape (coils, ny, nx), complex64 tensor on ``device``: corrected k-space, zero where ``hits`` is 0.
+        shape (coils, [nz,] ny, nx), complex64 tensor on ``device``: corrected k-space, zero where ``hits`` is 0.
     """
     device = torch.device(device)
     operator = SegmentedFieldOperator(field_hz, tau_s, weights, device)
@@ -95,4 +100,4 @@ def correct_field(
             lambda image: operator.adjoint(mask * operator.forward(image)), rhs, cg_iterations,
             stop=lambda rr: bool(rr <= floor), x0=x,
         )
-    return (centred_fft2(x) * mask).to(torch.complex64)
+    return (centred_fftn(x, operator.axes) * mask).to(torch.complex64)

@@ -12,6 +12,10 @@ from the data). Two modes (``fieldcorr.mode``):
   time, seconds); training sources are the coil images with the phase the B0 map predicts at
   each source's own time, ``exp(-2 pi i f(r) t_s)`` (time-segmented to a phase error below
   ``kernel_phase_tolerance``, i.e. exact for practical purposes), targets the field-free values.
+
+2D and 3D frames alike: a 3D frame (a kooshball, a stack of spirals gridded in 3D, cones) takes
+3D coil images and a 3D B0 map (nz, ny, nx); its pairs and the Cartesian-side correction use 3D
+NUFFTs and FFTs.
 """
 
 from __future__ import annotations
@@ -27,19 +31,25 @@ from torch.utils.data import DataLoader
 from igrog_gadget.app.common.batches import TensorDictDataset, batch_loader
 from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace
 from igrog_gadget.app.common.kernels import average_on_grid, mean_time_on_grid
-from igrog_gadget.app.common.pairs import TrainingPairs, complex_noise, packed_pairs, rms_scale, target_range
+from igrog_gadget.app.common.pairs import TrainingPairs, target_range
 from igrog_gadget.app.fieldcorr.correction import correct_field
 from igrog_gadget.app.fieldcorr.fieldmap import B0MAP_SERIES, field_map, sample_times_s
+from igrog_gadget.app.image_based.pairs import hits_at, image_kspace, image_pairs, sample_targets
 from igrog_gadget.gridding.segmentation import frequency_histogram, segments_for_tolerance, time_segmentation
 from igrog_gadget.app.image_based.datamodule import ImageBasedDataModule
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import CalibrationError
 from igrog_gadget.gridding.calibration import CalibrationBlock
 from igrog_gadget.gridding.geometry import SampleGeometry
-from igrog_gadget.gridding.fft import centred_fft2, centred_ifft2
+from igrog_gadget.gridding.fft import centred_fftn
 from igrog_gadget.gridding.nufft import nufft_forward
 
 logger = logging.getLogger(__name__)
+
+#: Bytes of the field-modulated coil images the kernel mode's pairs transform at once, and of
+#: their values at the pairs' positions (a 3D frame's segments are modulated a few at a time and
+#: its positions transformed in spans; a 2D frame's all at once).
+MODULATED_BYTES = 256 << 20
 
 
 def effective_times(times_s: np.ndarray, geometry: SampleGeometry) -> np.ndarray:
@@ -56,7 +66,7 @@ def effective_times(times_s: np.ndarray, geometry: SampleGeometry) -> np.ndarray
 class FieldCorrDataModule(ImageBasedDataModule):
     """``ImageBasedDataModule`` plus the B0 map and sample times of the frame.
 
-    After ``preprocess()``: ``field_hz`` (ny, nx) and ``times_s`` (readouts, samples) of the
+    After ``preprocess()``: ``field_hz`` (ny, nx) (3D: (nz, ny, nx)) and ``times_s`` (readouts, samples) of the
     frame; in ``kernel`` mode the pairs carry ``extra["times"]`` (pairs,) seconds and the test
     batches ``times`` (n,). ``time_scale_s`` (largest sample time) normalises the model input.
     """
@@ -149,44 +159,35 @@ class FieldCorrDataModule(ImageBasedDataModule):
         geometry = self.geometry
         if geometry.num_samples == 0:
             raise CalibrationError("no imaging samples inside the grid: nothing to train kernels for")
-        kspace = centred_fft2(self.images.images)
-        coils, my, mx = kspace.shape
-        nx, ny = geometry.matrix
+        kspace = image_kspace(self.images.images)
         count = cal.num_training_pairs
         reach = float(np.max(np.abs(geometry.offsets))) + 4 * cal.offset_jitter
         noise = self.images.noise_std or 0.0
-        gx = geometry.grid_index % nx - nx // 2
-        gy = geometry.grid_index // nx - ny // 2
+        image_matrix = tuple(reversed(kspace.shape[1:]))  # (mx, my[, mz])
         if self.pair_positions() == "trajectory":
-            limit_x, limit_y = mx / 2 - cal.edge_margin - reach, my / 2 - cal.edge_margin - reach
-            allowed = np.flatnonzero((np.abs(gx) < limit_x) & (np.abs(gy) < limit_y))
-            if allowed.size == 0:
-                raise CalibrationError("no imaging sample lies inside the k-space the calibration images cover")
-            pick = allowed[rng.integers(0, allowed.size, count)]
-            targets_k = np.stack([gx[pick], gy[pick]], axis=1)
-            hits = np.bincount(geometry.grid_index, minlength=nx * ny)[geometry.grid_index[pick]]
-            noise_std = ic.trajectory_noise * noise / np.sqrt(np.maximum(hits, 1))
+            limits = [m / 2 - cal.edge_margin - reach for m in image_matrix]
+            pick, targets_k = sample_targets(geometry, count, limits, rng, "that the calibration images cover")
+            noise_std = ic.trajectory_noise * noise / np.sqrt(np.maximum(hits_at(geometry, pick), 1))
         else:
             pick = rng.integers(0, geometry.num_samples, count)
-            full = CalibrationBlock(kspace=kspace, kx0=-(mx // 2), ky0=-(my // 2), source=block.source)
+            corner = [-(m // 2) for m in image_matrix] + [0]
+            full = CalibrationBlock(kspace=kspace, kx0=corner[0], ky0=corner[1], kz0=corner[2], source=block.source)
             low, high = target_range(full, cal.edge_margin + reach)
-            targets_k = rng.integers(low, high + 1, size=(count, 2))
+            targets_k = rng.integers(low, high + 1, size=(count, len(image_matrix)))
             noise_std = np.full(count, cal.noise_augmentation * noise)
-        offsets = geometry.offsets[pick].astype(np.float32)
-        if cal.offset_jitter > 0:
-            offsets = offsets + rng.normal(0.0, cal.offset_jitter, offsets.shape).astype(np.float32)
         source_times = self.times_s.reshape(-1)[geometry.source_index[pick]]  # (P, S)
-        positions = (targets_k[:, None, :] + offsets).reshape(-1, 2)
-        sources = self._b0_aware_values(positions, source_times.reshape(-1))  # (coils, P*S)
-        num_sources = offsets.shape[1]
-        sources = sources.reshape(coils, count, num_sources).transpose(1, 0, 2).reshape(count, coils * num_sources)
-        if noise > 0:
-            std = (noise_std / np.sqrt(2.0))[:, None]
-            sources = sources + std * complex_noise(rng, sources.shape)
-        targets = kspace[:, targets_k[:, 1] + my // 2, targets_k[:, 0] + mx // 2].T
-        scale = rms_scale(kspace)
         times = {"times": source_times.mean(axis=1).astype(np.float32)}
-        return packed_pairs(offsets, sources / scale, targets / scale, scale, cal.normalize_pairs, extra=times)
+        return image_pairs(
+            kspace,
+            geometry.offsets[pick],
+            targets_k,
+            lambda positions: self._b0_aware_values(positions, source_times.reshape(-1)),  # (coils, P*S)
+            cal.offset_jitter,
+            noise_std / np.sqrt(2.0) if noise > 0 else None,
+            rng,
+            cal.normalize_pairs,
+            extra=times,
+        )
 
     def _b0_aware_values(self, positions: np.ndarray, times_s: np.ndarray) -> np.ndarray:
         """k-space of the coil images with the field's phase at each time: (coils, m).
@@ -196,20 +197,31 @@ class FieldCorrDataModule(ImageBasedDataModule):
         recon grid are zero-padded (in k-space) to it, where the field map lives.
         """
         images = self.images.images
-        nx, ny = self.frame.matrix
-        if images.shape[1:] != (ny, nx):
-            padded = np.zeros((images.shape[0], ny, nx), dtype=np.complex64)
-            my, mx = images.shape[1:]
-            oy, ox = ny // 2 - my // 2, nx // 2 - mx // 2
-            padded[:, oy : oy + my, ox : ox + mx] = centred_fft2(images)
-            images = centred_ifft2(padded)  # same k-space values on the finer grid (orthonormal FFTs)
+        grid = tuple(reversed(self.frame.matrix))  # ([nz,] ny, nx): the field map's
+        axes = tuple(range(-len(grid), 0))
+        if images.shape[1:] != grid:
+            padded = np.zeros((images.shape[0], *grid), dtype=np.complex64)
+            region = tuple(slice(n // 2 - m // 2, n // 2 - m // 2 + m) for n, m in zip(grid, images.shape[1:]))
+            padded[(slice(None),) + region] = image_kspace(images)
+            images = centred_fftn(padded, axes, inverse=True)  # same k-space values on the finer grid (orthonormal FFTs)
         frequencies, weights = frequency_histogram(self.field_hz)
         segmentation = segments_for_tolerance(times_s, frequencies, weights, self.config.fieldcorr.kernel_phase_tolerance)
-        phases = np.exp(-2j * np.pi * self.field_hz[None].astype(np.float64) * segmentation.tau_s[:, None, None])
-        modulated = (phases[:, None] * images[None]).reshape(-1, ny, nx)  # (L * coils, ny, nx)
-        values = nufft_forward(modulated, positions).reshape(segmentation.num_segments, images.shape[0], -1)
+        coefficients = segmentation.coefficients.astype(np.complex64)  # (L, m)
+        field = self.field_hz[None].astype(np.float64)
+        coils, total = images.shape[0], positions.shape[0]
+        step = max(1, MODULATED_BYTES // (16 * images.size))  # segments modulated at once (a 2D frame's: all)
+        out = np.zeros((coils, total), dtype=np.complex64)
+        for start in range(0, segmentation.num_segments, step):
+            tau = segmentation.tau_s[start : start + step]
+            phases = np.exp(-2j * np.pi * field * tau.reshape(-1, *[1] * len(grid)))
+            modulated = (phases[:, None] * images[None]).reshape(-1, *grid)  # (segments * coils, [nz,] ny, nx)
+            span = max(1, MODULATED_BYTES // (8 * tau.shape[0] * coils))  # positions whose values are held at once
+            for first in range(0, total, span):
+                part = slice(first, first + span)
+                values = nufft_forward(modulated, positions[part]).reshape(tau.shape[0], coils, -1)
+                out[:, part] += np.einsum("lm,lcm->cm", coefficients[start : start + step, part], values)
         logger.info("B0-aware pairs: %d time segments (phase error %.1g)", segmentation.num_segments, segmentation.max_error)
-        return np.einsum("lm,lcm->cm", segmentation.coefficients.astype(np.complex64), values)
+        return out
 
     # --- gridding ---------------------------------------------------------------
     def grid(self, kernels: torch.Tensor | Iterable[torch.Tensor]) -> GriddedKSpace:
@@ -235,7 +247,7 @@ class FieldCorrDataModule(ImageBasedDataModule):
         Args:
             times: shape (n,), seconds, per kept sample.
         Returns:
-            ``(TimeSegmentation, weights (L, ny, nx) complex tensor on the gridding device)``.
+            ``(TimeSegmentation, weights (L, [nz,] ny, nx) complex tensor on the gridding device)``.
         """
         frequencies, freq_weights = frequency_histogram(self.field_hz)
         segmentation = time_segmentation(times, frequencies, freq_weights, self.config.fieldcorr.time_segments)
@@ -247,5 +259,5 @@ class FieldCorrDataModule(ImageBasedDataModule):
             )
         coefficients = torch.from_numpy(segmentation.coefficients.T.copy()).to(self.device)  # (n, L)
         index = torch.from_numpy(self.geometry.grid_index).to(self.device)
-        weights, _ = average_on_grid(coefficients, index, self.geometry.matrix)  # (L, ny, nx)
+        weights, _ = average_on_grid(coefficients, index, self.geometry.matrix)  # (L, [nz,] ny, nx)
         return segmentation, weights

@@ -3,8 +3,10 @@
 B0 map (in this order of preference):
 
 1. the ``b0map`` image series of the input (file or stream): one real channel, Hz, on the
-   recon grid (ny, nx), pixel [y, x] with r = 0 at index n//2 (DESIGN.md);
-2. ``fieldcorr.b0map_file``: ``.npy`` (ny, nx) real Hz; ``.npz`` with an array ``b0map`` or
+   recon grid (ny, nx), pixel [y, x] with r = 0 at index n//2 (DESIGN.md); a 3D frame's
+   (kooshball, stack of spirals gridded in 3D, cones) is one 3D image (nz, ny, nx), pixel
+   [z, y, x];
+2. ``fieldcorr.b0map_file``: ``.npy`` (ny, nx) (3D: (nz, ny, nx)) real Hz; ``.npz`` with an array ``b0map`` or
    ``b0map_hz`` (the simulator's truth file works); ``.h5`` / ``.mrd``: an ISMRMRD image
    series ``b0map`` or an HDF5 dataset ``b0map`` / ``b0map_hz`` at the root.
 
@@ -35,7 +37,7 @@ B0MAP_SERIES = "b0map"
 
 
 def field_map(frame: FrameInputs, config: FieldCorrectionConfig) -> tuple[np.ndarray, str]:
-    """The frame's B0 map: ``(map (ny, nx) float32 Hz, where it came from)``.
+    """The frame's B0 map: ``(map (ny, nx) (3D: (nz, ny, nx)) float32 Hz, where it came from)``.
 
     Raises:
         InputDataError: no map anywhere, or a map of the wrong shape, type or values.
@@ -54,15 +56,20 @@ def field_map(frame: FrameInputs, config: FieldCorrectionConfig) -> tuple[np.nda
 
 
 def check_field_map(data: np.ndarray, frame: FrameInputs, name: str) -> np.ndarray:
-    """``data`` as a (ny, nx) float32 map in Hz, checked against the frame's recon grid."""
+    """``data`` as a (ny, nx) float32 map in Hz (a 3D frame's: (nz, ny, nx)), checked against
+    the frame's recon grid."""
     array = np.asarray(data)
-    nx, ny = frame.matrix
-    squeezed = array.reshape(-1, *array.shape[-2:]) if array.ndim >= 2 else array
-    if squeezed.ndim != 3 or squeezed.shape[0] != 1:
-        raise InputDataError(f"{name} has shape {array.shape}; expected one real channel of {ny} x {nx} (ny x nx) in Hz")
-    if squeezed.shape[1:] != (ny, nx):
+    grid = tuple(reversed(frame.matrix))  # ([nz,] ny, nx)
+    dims = len(grid)
+    axes = "nz x ny x nx" if dims == 3 else "ny x nx"
+    size = " x ".join(str(n) for n in grid)
+    squeezed = array.reshape(-1, *array.shape[-dims:]) if array.ndim >= dims else array
+    if squeezed.ndim != dims + 1 or squeezed.shape[0] != 1:
+        raise InputDataError(f"{name} has shape {array.shape}; expected one real channel of {size} ({axes}) in Hz")
+    if squeezed.shape[1:] != grid:
+        what = f" (a {dims}D frame needs a {dims}D map)" if dims == 3 and squeezed.shape[1] == 1 else ""
         raise InputDataError(
-            f"{name} has matrix {squeezed.shape[1]} x {squeezed.shape[2]} (ny x nx) but the recon grid is {ny} x {nx}; "
+            f"{name} has matrix {' x '.join(str(n) for n in squeezed.shape[1:])} ({axes}) but the recon grid is {size}{what}; "
             "the B0 map must be on the recon grid"
         )
     field = squeezed[0]

@@ -14,7 +14,7 @@ from igrog_gadget.config import ModelConfig
 
 
 class TimeKernelModel(nn.Module):
-    """Engine wrapper: ``model(batch)`` reads ``batch["offsets"]`` (batch, sources, 2) and
+    """Engine wrapper: ``model(batch)`` reads ``batch["offsets"]`` (batch, sources, offset_dims) and
     ``batch["times"]`` (batch,) seconds; returns kernels (batch, coils, coils * sources) for the
     raw sources (``net(...) @ whitening``), or, for training pairs (a batch with
     ``whitened_sources``), for their whitened sources (``net(...)``), as ``KernelModel``.
@@ -31,7 +31,9 @@ class TimeKernelModel(nn.Module):
         time_scale_s: float,
         whitening: torch.Tensor | None = None,
         seed: int = 0,
+        offset_dims: int = 2,
     ) -> None:
+        """``offset_dims``: coordinates per source offset (2, or 3 for a 3D frame)."""
         super().__init__()
         self.register_buffer("whitening", whitening_or_identity(whitening, num_coils * num_sources))
         self.register_buffer("time_scale_s", torch.tensor(float(time_scale_s)))
@@ -45,6 +47,7 @@ class TimeKernelModel(nn.Module):
             fourier_scale=config.fourier_scale,
             extra_inputs=1,
             seed=seed,
+            offset_dims=offset_dims,
         )
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -6,6 +6,10 @@ their values on the grid (the centred FFT of the images), so calibration is limi
 images' k-space extent (the whole recon grid for full-resolution images), not by the size
 of an ACS block. Where the images come from: ``igrog_gadget.app.image_based.sources``.
 
+2D and 3D frames alike: a 3D frame (kooshball, 3D stack of spirals, cones) calibrates from 3D
+coil images (coils, mz, my, mx), its pairs by a 3D NUFFT and FFT; the kernels are fitted as
+``basic`` fits a 3D frame's (``training.fit_3d``).
+
 References:
     Abraham, Nishimura, Cao, Liao, Setsompop, "Implicit Representation of GRAPPA Kernels
     for Fast MRI Reconstruction", arXiv:2310.10823.
@@ -23,26 +27,25 @@ from igrog_gadget.app.common.calibrate import calibration_block
 from igrog_gadget.app.common.frame import FrameInputs
 from igrog_gadget.app.common.pairs import TrainingPairs, synthesize_pairs
 from igrog_gadget.app.common.virtual_coils import COIL_IMAGE_SERIES
-from igrog_gadget.app.image_based.pairs import trajectory_pairs
+from igrog_gadget.app.image_based.pairs import image_kspace, trajectory_pairs
 from igrog_gadget.app.image_based.sources import CalibrationImages, calibration_images
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import CalibrationError
 from igrog_gadget.gridding.calibration import CalibrationBlock
 from igrog_gadget.gridding.geometry import SampleGeometry
-from igrog_gadget.gridding.fft import centred_fft2
 from igrog_gadget.gridding.nufft import nufft_forward
 
 logger = logging.getLogger(__name__)
 
 
 class ImageBasedDataModule(BasicDataModule):
-    """``BasicDataModule`` whose calibration is a set of coil images (2D frames only).
+    """``BasicDataModule`` whose calibration is a set of coil images (2D and 3D frames).
 
     After ``preprocess()`` (with training): ``images`` (the ``CalibrationImages``), ``block``
-    (their Cartesian k-space, (coils, my, mx), for the targets) and the pairs.
+    (their Cartesian k-space, (coils, my, mx) or (coils, mz, my, mx), for the targets) and the pairs.
     """
 
-    volumetric = False  # its image-domain calibration (coil images, sensitivity maps) is 2D
+    volumetric = True
 
     def __init__(
         self, frame: FrameInputs, config: IgrogConfig, with_training: bool = True, geometry: SampleGeometry | None = None
@@ -51,22 +54,27 @@ class ImageBasedDataModule(BasicDataModule):
         self.images: CalibrationImages | None = None
 
     def make_calibration_block(self) -> CalibrationBlock:
-        """The coil images' Cartesian k-space as a block (targets are its on-grid values)."""
+        """The coil images' Cartesian k-space as a block (targets are its on-grid values): its
+        central ``target_size`` square (cube), within the part the data determine."""
         self.images = calibration_images(self.frame, self.config.image_calibration, seed=self.config.training.seed)
-        kspace = centred_fft2(self.images.images).astype(np.complex64)
-        mx, my = self.images.matrix
+        kspace = image_kspace(self.images.images).astype(np.complex64)
+        shape = kspace.shape[1:]  # ([mz,] my, mx)
         size = self.config.image_calibration.target_size
-        ay, ax = (min(size, my), min(size, mx)) if size > 0 else (my, mx)
-        oy, ox = my // 2 - ay // 2, mx // 2 - ax // 2
+        if self.images.dense_size is not None:
+            size = min(size, self.images.dense_size) if size > 0 else self.images.dense_size
+        sides = tuple(min(size, m) for m in shape) if size > 0 else shape
+        region = tuple(slice(m // 2 - a // 2, m // 2 - a // 2 + a) for m, a in zip(shape, sides))
         logger.info(
-            "image calibration from %s: %d coils, %d x %d, targets in the central %d x %d",
-            self.images.source, kspace.shape[0], my, mx, ay, ax,
+            "image calibration from %s: %d coils, %s, targets in the central %s",
+            self.images.source, kspace.shape[0], " x ".join(map(str, shape)), " x ".join(map(str, sides)),
         )
+        corner = [-(a // 2) for a in reversed(sides)] + [0]  # (kx0, ky0, kz0)
         return CalibrationBlock(
-            kspace=np.ascontiguousarray(kspace[:, oy : oy + ay, ox : ox + ax]),
-            kx0=-(ax // 2),
-            ky0=-(ay // 2),
+            kspace=np.ascontiguousarray(kspace[(slice(None),) + region]),
+            kx0=corner[0],
+            ky0=corner[1],
             source=f"images ({self.images.source})",
+            kz0=corner[2],
         )
 
     @property
@@ -76,9 +84,11 @@ class ImageBasedDataModule(BasicDataModule):
 
     @classmethod
     def trains_before_frame_ends(cls, frame: FrameInputs, config: IgrogConfig) -> bool:
-        """With coil images or sensitivity maps in the input, or an image file configured."""
+        """With coil images or sensitivity maps in the input, or an image file configured, in
+        2D. A 3D frame trains from the whole frame, as ``basic``'s: its first readouts give few
+        of its offsets."""
         ic = config.image_calibration
-        if ic.source == "data":
+        if ic.source == "data" or frame.dims != 2:
             return False
         return any(name in frame.images for name in COIL_IMAGE_SERIES) or bool(ic.image_file)
 
@@ -106,7 +116,7 @@ class ImageBasedDataModule(BasicDataModule):
             return None
 
     def off_grid_values(self, block: CalibrationBlock) -> Callable[[np.ndarray], np.ndarray]:
-        """The coil images' k-space at off-grid positions (m, 2) → (coils, m), by NUFFT (exact, not interpolated)."""
+        """The coil images' k-space at off-grid positions (m, dims) → (coils, m), by NUFFT (exact, not interpolated)."""
         images = self.images.images
         return lambda positions: nufft_forward(images, positions)
 

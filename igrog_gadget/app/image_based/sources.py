@@ -3,7 +3,9 @@
 1. **Image series in the input** (file or stream; ``FrameInputs.images``):
 
    - ``coil_images``: complex, one channel per receive coil (one multi-channel image or
-     one single-channel image per coil, in coil order), shape (coils, my, mx);
+     one single-channel image per coil, in coil order), shape (coils, my, mx); for a 3D frame
+     (kooshball, 3D stack of spirals, cones) 3D images (coils, mz, my, mx) (ISMRMRD images
+     with ``matrix_size[2]`` = mz > 1);
    - ``sensitivity_maps`` (complex, one channel per coil) times ``reference_image``
      (one channel, complex or real magnitude, same matrix as the maps). To give every
      spatial frequency energy, 10 % (of its RMS) of white noise is added to the reference.
@@ -15,7 +17,8 @@
    ISMRMRD image type: any (complex images are read as they are; real images as real).
 2. **A file named in the configuration** (``image_calibration.image_file``):
 
-   - ``.npy``: complex array (coils, my, mx) (or (coils, 1, my, mx)) of coil images;
+   - ``.npy``: complex array (coils, my, mx) (or (coils, 1, my, mx)) of coil images; a 3D
+     frame's: (coils, mz, my, mx);
    - ``.npz``: arrays named ``coil_images``, or ``sensitivity_maps`` (+ optional
      ``reference_image``), same shapes as the series;
    - ``.h5`` / ``.hdf5`` / ``.mrd``: an ISMRMRD dataset (group ``dataset``) holding image
@@ -29,16 +32,21 @@
    ``gridding.calibration.fit_centre``). Its k-space then spans
    ``[-lowres_size/2, lowres_size/2)``. The central ``target_size`` square (where the training
    targets lie) must be densely sampled: ``min_coverage`` of the grid cells within radius
-   ``target_size / sqrt(2) + 1`` hold a sample, else ``CalibrationError``.
+   ``target_size / sqrt(2) + 1`` hold a sample, else ``CalibrationError``. A 3D frame's images
+   are ``lowres_size``^3 (at most the matrix) from its central cube; a kooshball's densely
+   sampled ball grows only with the square root of its spokes (radius about
+   ``sqrt(spokes / 2 pi)``), so there the dense cube is the largest even side from
+   ``target_size`` down to 8 whose ball (radius ``side * sqrt(3) / 2 + 1``) is covered, and the
+   targets lie in it (``CalibrationImages.dense_size``).
 
 Noise level: training adds noise to the sources (see ``ImageBasedDataModule``). Its level is
 the data's noise std estimated from the residual of that CG fit (degrees of freedom
 corrected); for images given in a series or file it is converted to the images' units by
 the ratio of the images' and the data's k-space RMS over the fitted region.
 
-Every image has the field of view of the recon grid: an image of matrix (my, mx) covers
-k in ``[-m/2, m/2)`` grid units of the recon grid, pixel r = 0 at index m//2 (the package's
-convention). Matrices up to the recon grid's are accepted (a low-resolution calibration
+Every image has the field of view of the recon grid: an image of matrix (my, mx) (3D:
+(mz, my, mx)) covers k in ``[-m/2, m/2)`` grid units of the recon grid, pixel r = 0 at index
+m//2 (the package's convention). Matrices up to the recon grid's are accepted (a low-resolution calibration
 scan); larger ones, wrong channel counts and non-finite values are ``CalibrationError``.
 """
 
@@ -54,8 +62,14 @@ from igrog_gadget.app.common.frame import FrameInputs
 from igrog_gadget.app.common.pairs import complex_noise, rms_scale
 from igrog_gadget.config import ImageCalibrationConfig
 from igrog_gadget.errors import CalibrationError, ConfigError
-from igrog_gadget.gridding.calibration import calibration_radius, centre_coverage, fit_centre, sparse_centre
-from igrog_gadget.gridding.fft import centred_ifft2
+from igrog_gadget.gridding.calibration import (
+    calibration_radius,
+    centre_coverage,
+    fit_centre,
+    largest_calibration_size,
+    sparse_centre,
+)
+from igrog_gadget.gridding.fft import centred_fftn
 from igrog_gadget.gridding.nufft import nufft_forward
 
 logger = logging.getLogger(__name__)
@@ -71,7 +85,7 @@ class CalibrationImages:
     """Coil images that training pairs are synthesised from."""
 
     images: np.ndarray
-    """Shape (coils, my, mx), complex64, field of view of the recon grid."""
+    """Shape (coils, my, mx) (3D: (coils, mz, my, mx)), complex64, field of view of the recon grid."""
     source: str
     """Where they came from: "series:coil_images", "series:sensitivity_maps+...", "file:<path>", "data"."""
     noise_std: float | None = None
@@ -79,11 +93,14 @@ class CalibrationImages:
     (estimated; None when unknown). Training adds noise of this level to the sources."""
     weak: bool = False
     """Sensitivity maps without a reference image (x white noise): used only when nothing better exists."""
+    dense_size: int | None = None
+    """Side of the central block of the images' k-space the data determine, where it is less than
+    the images' (3D images made from a kooshball's centre; None: all of it)."""
 
     @property
-    def matrix(self) -> tuple[int, int]:
-        """(mx, my) of the images."""
-        return int(self.images.shape[2]), int(self.images.shape[1])
+    def matrix(self) -> tuple[int, ...]:
+        """(mx, my) of the images; (mx, my, mz) of 3D images."""
+        return tuple(int(n) for n in reversed(self.images.shape[1:]))
 
 
 def calibration_images(frame: FrameInputs, config: ImageCalibrationConfig, seed: int = 0) -> CalibrationImages:
@@ -119,17 +136,10 @@ def calibration_images(frame: FrameInputs, config: ImageCalibrationConfig, seed:
         raise ConfigError("image_calibration.source = file but image_calibration.image_file is empty")
     if found is None:
         try:
-            images, noise_std = coil_images_from_data(
-                frame.flat_samples(),
-                frame.flat_coords(),
-                size=min(config.lowres_size, *frame.matrix),
-                iterations=config.cg_iterations,
-                min_coverage=config.min_coverage,
-                dense_size=config.target_size or None,
-            )
+            images, noise_std, dense = _images_from_frame(frame, config)
             if weak is not None:
                 logger.info("sensitivity maps without a reference image: coil images made from the data instead")
-            return CalibrationImages(images=images, source="data", noise_std=noise_std)
+            return CalibrationImages(images=images, source="data", noise_std=noise_std, dense_size=dense)
         except CalibrationError:
             if weak is None:
                 raise
@@ -161,11 +171,12 @@ def _from_arrays(
     if REFERENCE_IMAGE in arrays:
         name = f"{origin} {REFERENCE_IMAGE!r}"
         given = np.asarray(arrays[REFERENCE_IMAGE])
-        reference = given.reshape(-1, *given.shape[-2:]) if given.ndim >= 2 else given
-        if reference.ndim != 3 or reference.shape[0] != 1 or reference.shape[1:] != maps.shape[1:]:
+        axes = maps.ndim - 1  # image axes: 2, or 3 for a 3D frame's maps
+        reference = given.reshape(-1, *given.shape[-axes:]) if given.ndim >= axes else given
+        if reference.ndim != maps.ndim or reference.shape[0] != 1 or reference.shape[1:] != maps.shape[1:]:
             raise CalibrationError(
                 f"{name} has shape {given.shape}; expected one channel of "
-                f"{maps.shape[1]} x {maps.shape[2]} (the matrix of the sensitivity maps)"
+                f"{' x '.join(str(n) for n in maps.shape[1:])} (the matrix of the sensitivity maps)"
             )
         _check_finite(reference, name)
         reference = reference[0]
@@ -181,7 +192,7 @@ _REFERENCE_STREAM = 12345
 
 
 def broadband_reference(
-    reference: np.ndarray | None, shape: tuple[int, int], floor: float = 0.1, seed: int = 0
+    reference: np.ndarray | None, shape: tuple[int, ...], floor: float = 0.1, seed: int = 0
 ) -> np.ndarray:
     """The image sensitivity maps are multiplied by: ``reference`` plus white noise.
 
@@ -193,7 +204,7 @@ def broadband_reference(
     or ``w`` alone without a reference.
 
     Returns:
-        shape ``shape`` (my, mx), complex64.
+        shape ``shape`` (my, mx) (3D: (mz, my, mx)), complex64.
     """
     rng = np.random.default_rng((_REFERENCE_STREAM + seed) % 2**63)
     white = complex_noise(rng, shape) / np.sqrt(2.0)
@@ -210,30 +221,39 @@ def _check_finite(array: np.ndarray, name: str) -> None:
 
 
 def _check_channels(array: np.ndarray, name: str, frame: FrameInputs) -> np.ndarray:
-    """``array`` as (coils, my, mx) complex64, validated against the frame."""
+    """``array`` as (coils, my, mx) complex64 (a 3D frame's: (coils, mz, my, mx)), validated
+    against the frame."""
     array = np.asarray(array)
-    if array.ndim == 4 and array.shape[1] == 1:
+    dims = frame.dims
+    if dims == 2 and array.ndim == 4 and array.shape[1] == 1:
         array = array[:, 0]
     transform = frame.coil_transform
-    if array.ndim == 3 and transform is not None and array.shape[0] == transform.num_physical != frame.num_coils:
+    if array.ndim == dims + 1 and transform is not None and array.shape[0] == transform.num_physical != frame.num_coils:
         array = transform.to_virtual(array)  # physical-coil images of a file, data in virtual coils
-    nx, ny = frame.matrix
-    if array.ndim != 3:
-        raise CalibrationError(f"{name} has shape {array.shape}; expected (coils, ny, nx) = ({frame.num_coils}, {ny}, {nx})")
+    grid = tuple(reversed(frame.matrix))  # ([nz,] ny, nx)
+    axes = "nz x ny x nx" if dims == 3 else "ny x nx"
+    expected = f"(coils, {axes.replace(' x ', ', ')}) = ({', '.join(str(n) for n in (frame.num_coils, *grid))})"
+    if array.ndim != dims + 1:
+        what = f"; a {dims}D frame needs {dims}D images" if array.ndim in (3, 4) else ""
+        raise CalibrationError(f"{name} has shape {array.shape}; expected {expected}{what}")
     if array.shape[0] != frame.num_coils:
         raise CalibrationError(
             f"{name} has {array.shape[0]} channels but the data have {frame.num_coils} coils "
-            f"(shape {array.shape}; expected ({frame.num_coils}, {ny}, {nx}))"
+            f"(shape {array.shape}; expected {expected})"
         )
-    if array.shape[1] > ny or array.shape[2] > nx or min(array.shape[1:]) < 8:
+    if any(m > n for m, n in zip(array.shape[1:], grid)) or min(array.shape[1:]) < 8:
         raise CalibrationError(
-            f"{name} has matrix {array.shape[1]} x {array.shape[2]} (ny x nx); expected the recon grid's "
-            f"{ny} x {nx} or a smaller one (at least 8 x 8) with the same field of view"
+            f"{name} has matrix {' x '.join(str(n) for n in array.shape[1:])} ({axes}); expected the recon grid's "
+            f"{' x '.join(str(n) for n in grid)} or a smaller one (at least {' x '.join(['8'] * dims)}) with the same field of view"
         )
     _check_finite(array, name)
     if not np.any(array):
         raise CalibrationError(f"{name} is all zero")
     return array.astype(np.complex64)
+
+
+#: Smallest side of the dense central cube 3D coil images are made from (see the module docstring).
+MIN_DENSE_SIZE_3D = 8
 
 
 def coil_images_from_data(
@@ -243,32 +263,55 @@ def coil_images_from_data(
     iterations: int = 15,
     min_coverage: float = 0.9,
     dense_size: int | None = None,
+    min_dense_size: int | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Low-resolution coil images from the central region of non-Cartesian data.
+    """Low-resolution coil images from the central region of non-Cartesian data, 2D or 3D.
 
     The CG-NUFFT solve of ``igrog_gadget.gridding.calibration.fit_centre`` with an image
-    grid of ``size`` x ``size`` (the whole k-space of the solution, ``[-size/2, size/2)``, is
-    kept): ``(F^H W F + lambda I) x = F^H W y`` over the samples with
-    ``max(|kx|, |ky|) < size/2 - 0.5``, ``W`` a density compensation.
+    grid of ``size`` x ``size`` (3D positions: ``size``^3; the whole k-space of the solution,
+    ``[-size/2, size/2)``, is kept): ``(F^H W F + lambda I) x = F^H W y`` over the samples with
+    ``max(|k_d|) < size/2 - 0.5``, ``W`` a density compensation.
 
     Args:
         samples: shape (coils, n), complex.
-        coords: shape (n, 2), (kx, ky) grid units.
+        coords: shape (n, 2) = (kx, ky) or (n, 3) = (kx, ky, kz), grid units.
         size: image matrix (made even, >= 8).
-        dense_size: the central square that must be densely sampled (default ``size``):
-            ``min_coverage`` of the grid cells within radius ``dense_size / sqrt(2) + 1`` must
-            hold a sample (beyond it the solution is regularised, not aliased, but less exact).
+        dense_size: the central square (cube) that must be densely sampled (default ``size``):
+            ``min_coverage`` of the grid cells within radius ``calibration_radius(dense_size, dims)``
+            must hold a sample (beyond it the solution is regularised, not aliased, but less exact).
+        min_dense_size: when given, a sparser centre is accepted down to this side (the largest
+            even side whose ball is covered; ``dense_size`` exact otherwise).
     Returns:
-        ``(images (coils, size, size) complex64, noise_std)``: the images and the complex noise
-        std of one k-space sample estimated from the fit residual (data units).
+        ``(images (coils, size, size[, size]) complex64, noise_std)``: the images and the complex
+        noise std of one k-space sample estimated from the fit residual (data units).
     Raises:
         CalibrationError: the centre is not densely sampled.
     """
+    images, noise_std, _ = _coil_images(samples, coords, size, iterations, min_coverage, dense_size, min_dense_size)
+    return images, noise_std
+
+
+def _coil_images(
+    samples: np.ndarray,
+    coords: np.ndarray,
+    size: int,
+    iterations: int,
+    min_coverage: float,
+    dense_size: int | None,
+    min_dense_size: int | None,
+) -> tuple[np.ndarray, float, int]:
+    """``coil_images_from_data`` and the side of the densely sampled centre it used."""
+    dims = int(coords.shape[1])
     size = int(size) - int(size) % 2
     if size < 8:
-        raise CalibrationError(f"image_calibration.lowres_size gives a {size} x {size} grid; need at least 8")
+        grid = " x ".join([str(size)] * dims)
+        raise CalibrationError(f"image_calibration.lowres_size gives a {grid} grid; need at least 8")
     dense = min(size, dense_size or size)
-    radius = calibration_radius(dense)
+    if min_dense_size is not None:
+        top = dense - dense % 2
+        side, coverage = largest_calibration_size(coords, top, min(min_dense_size, top), min_coverage)
+        dense = side or min(min_dense_size, top)
+    radius = calibration_radius(dense, dims)
     coverage = centre_coverage(coords, radius)
     if coverage < min_coverage:
         raise CalibrationError(
@@ -276,12 +319,30 @@ def coil_images_from_data(
             f"give a {COIL_IMAGES!r} or {SENSITIVITY_MAPS!r} image series or image_calibration.image_file"
         )
     fit = fit_centre(samples, coords, grid=size, iterations=iterations)
-    images = centred_ifft2(fit.block(size, "coil images").kspace).astype(np.complex64)  # its whole k-space, complex64
+    axes = tuple(range(-dims, 0))
+    images = centred_fftn(fit.block(size, "coil images").kspace, axes, inverse=True).astype(np.complex64)  # its whole k-space
     logger.info(
-        "coil images from the data: %d x %d, centre coverage %.0f%%, noise std %.3g",
-        size, size, 100 * coverage, fit.noise_std,
+        "coil images from the data: %s, dense centre %d, coverage %.0f%%, noise std %.3g",
+        " x ".join([str(size)] * dims), dense, 100 * coverage, fit.noise_std,
     )
-    return images, fit.noise_std
+    return images, fit.noise_std, dense
+
+
+def _images_from_frame(frame: FrameInputs, config: ImageCalibrationConfig) -> tuple[np.ndarray, float, int | None]:
+    """Coil images made from ``frame``'s centre: ``(images, noise std, dense side)``; the dense
+    side is None where the targets may use all of the images' k-space (2D: the central
+    ``target_size`` square must be dense; 3D: the largest dense cube, see the module docstring)."""
+    volume = frame.dims == 3
+    images, noise_std, dense = _coil_images(
+        frame.flat_samples(),
+        frame.flat_coords(),
+        size=min(config.lowres_size, *frame.matrix),
+        iterations=config.cg_iterations,
+        min_coverage=config.min_coverage,
+        dense_size=config.target_size or None,
+        min_dense_size=MIN_DENSE_SIZE_3D if volume else None,
+    )
+    return images, noise_std, dense if volume and dense < images.shape[-1] else None
 
 
 def data_noise_in_image_units(frame: FrameInputs, images: np.ndarray, config: ImageCalibrationConfig) -> float | None:
@@ -301,6 +362,7 @@ def data_noise_in_image_units(frame: FrameInputs, images: np.ndarray, config: Im
             iterations=config.cg_iterations,
             min_coverage=config.min_coverage,
             dense_size=config.target_size or None,
+            min_dense_size=MIN_DENSE_SIZE_3D if frame.dims == 3 else None,
         )
     except CalibrationError as error:
         logger.info("no noise estimate for the calibration images: %s", error)
