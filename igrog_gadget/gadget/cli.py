@@ -138,7 +138,7 @@ def _parse_limits(items: list[str]) -> dict[str, float]:
 def run_serve(args: argparse.Namespace) -> int:
     """Run the server until SIGINT / SIGTERM; returns the exit code."""
     from igrog_gadget.errors import ConfigError
-    from igrog_gadget.gadget.listener import bind_listener
+    from igrog_gadget.gadget.server_options import bind_listener
     from igrog_gadget.gadget.settings import DEFAULT_GADGETRON_PORT, DEFAULT_MRD_PORT, GadgetSettings, PeerFiles
     from igrog_gadget.limits import ResourceLimits
 
@@ -178,27 +178,17 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def _serve_on(listener: "socket.socket", args: argparse.Namespace, defaults: "GadgetSettings",
               resource_limits: "ResourceLimits", port: int) -> int:
-    """``run_serve`` once its arguments are checked and its port is bound."""
+    """``run_serve`` once its arguments are checked and its port is bound: with process isolation
+    the worker pool starts first (its fork server loads torch and the product while this process
+    loads its own modules)."""
     from igrog_gadget.environment import configure_process, set_thread_counts
     from igrog_gadget.errors import ConfigError
     from igrog_gadget.gadget.protocol import ProtocolLimits
-    from igrog_gadget.gadget.server import GadgetServer, ServerOptions
-    from igrog_gadget.gadget.session import Dialect
+    from igrog_gadget.gadget.server_options import ServerOptions, worker_spec
+    from igrog_gadget.gadget.settings import Dialect
+    from igrog_gadget.gadget.workers import WorkerPool
 
     configure_process()
-    set_thread_counts(args.cpu_threads)
-    dialect = Dialect.MRD if args.mrd else Dialect.GADGETRON
-    config = defaults.igrog_config()
-    import igrog_gadget.stream.pipeline  # noqa: F401  (torch and the variants load now, not on the first scan)
-    from igrog_engine import resolve_device
-    from igrog_gadget.app.common.training import load_training_modules
-
-    try:
-        device = resolve_device(config.gridding.device)
-    except ValueError as error:
-        raise ConfigError(f"--device / gridding.device: {error}") from None
-    logger.info("default device: %s", device)
-
     limits = ProtocolLimits(
         max_message_bytes=int(args.max_message_mb * (1 << 20)),
         idle_timeout_s=args.idle_timeout if args.idle_timeout and args.idle_timeout > 0 else None,
@@ -209,7 +199,7 @@ def _serve_on(listener: "socket.socket", args: argparse.Namespace, defaults: "Ga
     options = ServerOptions(
         host=args.host,
         port=port,
-        dialect=dialect,
+        dialect=Dialect.MRD if args.mrd else Dialect.GADGETRON,
         max_connections=args.max_connections,
         handshake_timeout_s=args.handshake_timeout,
         max_buffered_bytes=int(args.max_session_mb * (1 << 20)),
@@ -220,13 +210,28 @@ def _serve_on(listener: "socket.socket", args: argparse.Namespace, defaults: "Ga
         cpu_threads=args.cpu_threads,
         log_level=logging.getLogger().getEffectiveLevel(),
     )
+    pool = WorkerPool(worker_spec(options, defaults, limits), args.spare_workers) if args.isolation == "process" else None
+    set_thread_counts(args.cpu_threads)
+    from igrog_engine import resolve_device
+    from igrog_gadget.gadget.server import GadgetServer
+
+    try:
+        device = resolve_device(defaults.igrog_config().gridding.device)
+    except ValueError as error:
+        if pool is not None:
+            pool.close()
+        raise ConfigError(f"--device / gridding.device: {error}") from None
+    logger.info("default device: %s", device)
+    if pool is None:  # sessions in this process: torch and the variants load now, not on the first scan
+        from igrog_gadget.app.common.training import load_training_modules
+
+        load_training_modules()
     if args.host in ("", "0.0.0.0", "::"):
         logger.warning(
             "listening on every interface (--host %s): any peer that reaches this port may connect; "
             "there is no authentication (docs/gadget.md, threat model)", args.host or "''",
         )
-    server = GadgetServer(options, defaults, limits, listener=listener)
-    load_training_modules()  # bound: now the first scan's training needs no imports
+    server = GadgetServer(options, defaults, limits, listener=listener, pool=pool)
 
     def stop(signum: int, _frame: object) -> None:
         logger.info("signal %d: shutting down", signum)

@@ -19,68 +19,22 @@ import selectors
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
 
 from igrog_gadget.gadget import protocol
-from igrog_gadget.gadget.listener import bind_listener
 from igrog_gadget.gadget.protocol import MessageChannel, ProtocolLimits
+from igrog_gadget.gadget.server_options import (  # noqa: F401  (ServerOptions and DEFAULT_HOST: this module's API too)
+    DEFAULT_HOST,
+    ISOLATION_MODES,
+    ServerOptions,
+    bind_listener,
+    listen_backlog,
+    worker_spec,
+)
 from igrog_gadget.gadget.session import Dialect, GadgetSession, SessionReport, SessionSlots
-from igrog_gadget.gadget.settings import DEFAULT_GADGETRON_PORT, GadgetSettings
-from igrog_gadget.gadget.workers import SessionWorker, WorkerPool, WorkerSpec
-from igrog_gadget.limits import ResourceLimits
+from igrog_gadget.gadget.settings import GadgetSettings
+from igrog_gadget.gadget.workers import SessionWorker, WorkerPool
 
 logger = logging.getLogger(__name__)
-
-#: Loopback: exposing the server to a network is an explicit ``--host``.
-DEFAULT_HOST = "127.0.0.1"
-
-
-@dataclass
-class ServerOptions:
-    """How the server listens and what it allows."""
-
-    host: str = DEFAULT_HOST
-    """Address to bind: loopback by default; "" or "0.0.0.0" / "::" = every interface (an
-    explicit choice: the server has no authentication, see docs/gadget.md)."""
-    port: int = DEFAULT_GADGETRON_PORT
-    dialect: Dialect = Dialect.GADGETRON
-    max_connections: int = 16
-    """Concurrent sessions (connections past their handshake); more are told so and closed."""
-    max_handshaking: int = 64
-    """Connections still in their handshake at once (they hold no session slot); more are refused."""
-    handshake_timeout_s: float = 30.0
-    """Seconds from connecting to a complete handshake (configuration and header)."""
-    max_buffered_bytes: int = 2 << 30
-    """Per connection: bytes of messages read ahead while the worker is busy (training)."""
-    resource_limits: ResourceLimits = field(default_factory=ResourceLimits)
-    """What one connection may ask for (matrix, coils, training size and time, buffered data)."""
-    keep_reports: int = 256
-    """Finished sessions' reports kept in memory (for tests and monitoring)."""
-    isolation: str = "process"
-    """``process``: each session in a worker process of its own; ``thread``: in this process."""
-    spare_workers: int = 2
-    """``process`` isolation: warmed worker processes kept ready for the next connections."""
-    memory_limit_mb: float | None = None
-    """``process`` isolation: memory a session may add to its warmed-up worker, MiB, enforced by
-    the OS (``RLIMIT_DATA``); None = no limit."""
-    cpu_threads: int = 0
-    """``process`` isolation: native thread count of each worker (0 = the processors it may use)."""
-    log_level: int = logging.INFO
-    """``process`` isolation: the workers' log level."""
-
-    def __post_init__(self) -> None:
-        if self.isolation not in ISOLATION_MODES:
-            raise ValueError(f"isolation must be one of {', '.join(ISOLATION_MODES)}, got {self.isolation!r}")
-
-
-def listen_backlog(options: ServerOptions) -> int:
-    """Connections the OS queues before the server accepts them."""
-    return max(16, options.max_connections)
-
-
-#: How sessions are separated from each other (``ServerOptions.isolation``).
-ISOLATION_MODES = ("process", "thread")
-
 
 class GadgetServer:
     """Listens on a TCP port and serves every connection in its own thread, and with process
@@ -92,9 +46,11 @@ class GadgetServer:
         defaults: GadgetSettings | None = None,
         limits: ProtocolLimits | None = None,
         listener: socket.socket | None = None,
+        pool: WorkerPool | None = None,
     ) -> None:
         """``listener``: a socket already bound and listening (``bind_listener``); None binds
-        ``options.host:options.port`` here."""
+        ``options.host:options.port`` here. ``pool``: process isolation's workers, already
+        started (``worker_spec``); None starts them here."""
         self.options = options or ServerOptions()
         self.defaults = defaults or GadgetSettings()
         self.limits = limits or ProtocolLimits()
@@ -113,20 +69,9 @@ class GadgetServer:
         self._worker_started = threading.Condition(self._lock)
         self.pool: WorkerPool | None = None
         if self.options.isolation == "process":
-            self.pool = WorkerPool(self._worker_spec(), self.options.spare_workers)
-
-    def _worker_spec(self) -> WorkerSpec:
-        return WorkerSpec(
-            dialect=self.options.dialect,
-            defaults=self.defaults,
-            protocol_limits=self.limits,
-            resource_limits=self.options.resource_limits,
-            max_buffered_bytes=self.options.max_buffered_bytes,
-            memory_limit_mb=self.options.memory_limit_mb,
-            cpu_threads=self.options.cpu_threads,
-            log_level=self.options.log_level,
-            environment={k: v for k, v in os.environ.items() if k in ("HDF5_USE_FILE_LOCKING", "OMP_WAIT_POLICY")},
-        )
+            self.pool = pool or WorkerPool(worker_spec(self.options, self.defaults, self.limits), self.options.spare_workers)
+        elif pool is not None:
+            raise ValueError("a worker pool was given to a server with thread isolation")
 
     # --- listening ------------------------------------------------------------------------
     def _listen(self) -> socket.socket:

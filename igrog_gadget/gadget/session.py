@@ -27,7 +27,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from enum import Enum
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +40,7 @@ from igrog_gadget.gadget.recondata import encode_frame, frame_in_recon_fov, grid
 from igrog_gadget.io.acquisitions_output import AcquisitionsOutput
 from igrog_gadget.io.calibration_lines import CalibrationLedger
 from igrog_gadget.gadget.settings import (
+    Dialect,
     GadgetSettings,
     parse_json_text,
     properties_from_json,
@@ -66,19 +66,6 @@ logger = logging.getLogger(__name__)
 #: Config names that mean the server's own settings (``igrog serve`` options): Siemens OpenRecon
 #: always sends ``openrecon``.
 GENERIC_CONFIG_NAMES = ("", "igrog", "igrog_gadget", "default", "openrecon")
-
-
-class Dialect(str, Enum):
-    """Who is on the other side."""
-
-    GADGETRON = "gadgetron"
-    """A Gadgetron 4 external-language peer: results go to Cartesian gadgets; errors as ERROR (8)."""
-    MRD = "mrd"
-    """An MRD / python-ismrmrd-server client (OpenRecon): images back; errors as TEXT (5)."""
-
-    @property
-    def default_output(self) -> str:
-        return "recondata" if self is Dialect.GADGETRON else "images"
 
 
 class SessionSlots:

@@ -25,6 +25,7 @@ import os
 import stat
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from typing import Iterable, Mapping
 
 from igrog_gadget.config import DEVICES, VARIANTS, IgrogConfig, load_config, read_toml
@@ -74,6 +75,18 @@ FILE_FIELDS = ("fieldcorr.b0map_file", "image_calibration.image_file")
 #: Configuration fields only the server's operator sets, never a connection (a directory the server writes).
 SERVER_FIELDS = ("training.warm_start_dir",)
 
+
+class Dialect(str, Enum):
+    """Who is on the other side."""
+
+    GADGETRON = "gadgetron"
+    """A Gadgetron 4 external-language peer: results go to Cartesian gadgets; errors as ERROR (8)."""
+    MRD = "mrd"
+    """An MRD / python-ismrmrd-server client (OpenRecon): images back; errors as TEXT (5)."""
+
+    @property
+    def default_output(self) -> str:
+        return "recondata" if self is Dialect.GADGETRON else "images"
 
 @dataclass(frozen=True)
 class PeerFiles:

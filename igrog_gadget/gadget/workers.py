@@ -13,7 +13,9 @@ before the ERROR: the peer sees a broken message, then the error).
 Workers are forked from multiprocessing's fork server, which imported torch and the product
 once (:data:`PRELOAD`), and each warms up (thread counts, the device, one small transform) before
 it says it is ready, so a connection never waits for an import: the pool keeps
-``spare_workers`` ready and starts a replacement as soon as one is taken. Before it serves, a
+``spare_workers`` ready and starts a replacement as soon as one is taken. This module loads neither the session
+nor torch, so that ``igrog serve`` starts its pool (the fork server's imports) first and loads
+its own modules meanwhile. Before it serves, a
 worker caps its own memory with the OS (``RLIMIT_DATA``: its writable private memory, the
 heap and anonymous maps, at its warmed-up size plus ``memory_limit_mb``): an allocation past it
 fails in that process only (reported to the peer as out of memory).
@@ -33,12 +35,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from multiprocessing import reduction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from igrog_gadget.gadget.protocol import MessageChannel, ProtocolLimits
-from igrog_gadget.gadget.session import Dialect, GadgetSession, Handshake, SessionReport
-from igrog_gadget.gadget.settings import GadgetSettings
+from igrog_gadget.gadget.settings import Dialect, GadgetSettings
 from igrog_gadget.limits import ResourceLimits
+
+if TYPE_CHECKING:  # the session (and torch) load in the workers, not where a pool starts
+    from igrog_gadget.gadget.session import Handshake, SessionReport
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +129,8 @@ def worker_main(pipe: multiprocessing.connection.Connection, spec: WorkerSpec) -
         os._exit(0)
     if order[0] != "serve":
         os._exit(0)
+    from igrog_gadget.gadget.session import GadgetSession  # loaded by the fork server already
+
     _, handshake, messages_in = order
     fd = reduction.recv_handle(pipe)
     sock = socket.socket(fileno=fd)
