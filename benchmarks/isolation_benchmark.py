@@ -46,7 +46,8 @@ PROPERTIES = [("output", "acquisitions")]
 def start_server(mode: str, log_path: Path) -> tuple[subprocess.Popen, int]:
     command = [sys.executable, "-m", "igrog_gadget", "serve", "--host", "127.0.0.1", "--port", "0",
                "--isolation", mode, "--spare-workers", "1"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=log_path.open("w"), text=True)
+    with log_path.open("w") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
     line = process.stdout.readline()
     if not line.startswith("listening on port"):
         process.kill()
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             for process, _ in servers.values():
                 process.terminate()
                 process.wait(30)
+                process.stdout.close()
     identical = np.array_equal(outputs["thread"], outputs["process"])
     print(f"{args.file.name}: {args.runs} alternating streams per mode, medians (min-max)")
     print(f"{'isolation':10} {'connect->first s':>22} {'connect->CLOSE s':>22} {'server peak MB':>15} {'worker peak MB':>15}")
