@@ -507,8 +507,8 @@ class VariantGridder:
             size = kernel_bytes(layout.num_samples, virtual.num_coils, layout.source_index.shape[1])
             datamodule.keep_kernels = self.kernel_cache.admits(size, cache_key)
             datamodule.postprocess(self.inferencer.iterate(trained.model, datamodule.test_dataloader()))
-            if datamodule.keep_kernels and datamodule.kernels is not None:
-                self.kernel_cache.put(cache_key, datamodule.geometry, datamodule.kernels)
+            if datamodule.keep_kernels and isinstance(datamodule.kernels, tuple):  # kept while gridding
+                self.kernel_cache.put(cache_key, datamodule.prepared_geometry, datamodule.kernels)
             info.setdefault("path", "reused model")
         if datamodule.data is None:
             raise RuntimeError("the datamodule's postprocess() left no gridded k-space")

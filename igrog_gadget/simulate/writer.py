@@ -97,13 +97,20 @@ def _spoke_timing(spec: SimulationSpec) -> tuple[float, int, float, float]:
     return dwell, center, max(5.0, spec.samples_per_spoke * dwell / 1000.0 + 2.0), center * dwell / 1000.0 + 1.0
 
 
+def _samples_per_spoke(spec: SimulationSpec) -> int:
+    """Readout samples of a spoke (the spec sets it from the matrix when not given)."""
+    if spec.samples_per_spoke is None:
+        raise ValueError("SimulationSpec.samples_per_spoke is not set")
+    return int(spec.samples_per_spoke)
+
+
 def _design_3d(spec: SimulationSpec) -> _Design:
     """Trajectory design of a 3D scan: traj (readouts, samples, 3); a 3D Cartesian ACS block of
     ``acs`` x ``min(acs, nz)`` lines along kx at (ky, kz), ky fastest."""
     N, nz = spec.matrix, spec.nz
     if spec.trajectory == "kooshball":
         dwell, center, tr_ms, te_ms = _spoke_timing(spec)
-        traj = kooshball_golden_means(spec.spokes, spec.samples_per_spoke, N, readout_oversampling=2)
+        traj = kooshball_golden_means(spec.spokes, _samples_per_spoke(spec), N, readout_oversampling=2)
         imaging_e2 = np.zeros(traj.shape[0], dtype=np.int64)
     else:
         traj, dwell = stack_of_spirals(spec.interleaves, N, nz, spec.readout_ms, spec.spiral_sample_time_us)
@@ -127,7 +134,7 @@ def _design(spec: SimulationSpec) -> _Design:
         return _design_3d(spec)
     if spec.trajectory == "radial":
         dwell, center, tr_ms, te_ms = _spoke_timing(spec)
-        traj = radial_golden_angle(spec.spokes, spec.samples_per_spoke, N, readout_oversampling=2)
+        traj = radial_golden_angle(spec.spokes, _samples_per_spoke(spec), N, readout_oversampling=2)
     else:
         traj, dwell = spiral(spec.interleaves, N, spec.readout_ms, spec.spiral_sample_time_us)
         if traj.shape[1] > 65535:

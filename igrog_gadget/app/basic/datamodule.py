@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from igrog_engine import resolve_device
 from igrog_gadget.app.common.batches import TensorDictDataset, batch_loader
 from igrog_gadget.app.common.calibrate import calibration_block
-from igrog_gadget.app.common.datamodule import GriddingDataModule
+from igrog_gadget.app.common.datamodule import GriddingDataModule, prepared
 from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace, sample_geometry
 from igrog_gadget.app.common.kernels import grid_with_kernels, mean_time_on_grid
 from igrog_gadget.app.common.pairs import TrainingPairs, source_whitening, synthesize_pairs
@@ -77,7 +77,7 @@ class BasicDataModule(GriddingDataModule):
         return self
 
     def train_dataloader(self) -> DataLoader:
-        return batch_loader(self.pair_dataset(self.pairs), self.config.training.batch_size, True, self.config.training.seed)
+        return batch_loader(self.pair_dataset(prepared(self.pairs, 'training pairs')), self.config.training.batch_size, True, self.config.training.seed)
 
     def val_dataloader(self) -> DataLoader | None:
         if self.val_pairs is None or self.val_pairs.offsets.shape[0] == 0:
@@ -86,8 +86,9 @@ class BasicDataModule(GriddingDataModule):
 
     def test_dataloader(self) -> DataLoader:
         """Offsets (n, sources, dims) and ``hits`` (n,): samples landing on each one's grid point."""
-        hits = np.bincount(self.geometry.grid_index)[self.geometry.grid_index].astype(np.float32)
-        dataset = TensorDictDataset(offsets=torch.from_numpy(self.geometry.offsets), hits=torch.from_numpy(hits))
+        geometry = self.prepared_geometry
+        hits = np.bincount(geometry.grid_index)[geometry.grid_index].astype(np.float32)
+        dataset = TensorDictDataset(offsets=torch.from_numpy(geometry.offsets), hits=torch.from_numpy(hits))
         return batch_loader(dataset, self.config.gridding.inference_batch_size, False)
 
     def postprocess(self, outputs: Iterable[torch.Tensor]) -> "BasicDataModule":
@@ -139,7 +140,7 @@ class BasicDataModule(GriddingDataModule):
 
     def refit_batch(self, count: int) -> dict[str, torch.Tensor] | None:
         """The first ``count`` training pairs (they are in random order), as ``pair_dataset``'s."""
-        return {name: tensor[:count] for name, tensor in self.pair_dataset(self.pairs).tensors.items()}
+        return {name: tensor[:count] for name, tensor in self.pair_dataset(prepared(self.pairs, 'training pairs')).tensors.items()}
 
     # --- variant hooks (overridden by other variants) --------------------------
     def make_calibration_block(self) -> CalibrationBlock:
@@ -157,7 +158,7 @@ class BasicDataModule(GriddingDataModule):
         cal = self.config.calibration
         rng = np.random.default_rng(self.config.training.seed)
         return synthesize_pairs(
-            block, self.off_grid_values(block), self.geometry.offsets, count, cal.edge_margin, cal.offset_jitter, rng,
+            block, self.off_grid_values(block), self.prepared_geometry.offsets, count, cal.edge_margin, cal.offset_jitter, rng,
             normalize=False,
         )
 
@@ -168,7 +169,7 @@ class BasicDataModule(GriddingDataModule):
         return synthesize_pairs(
             block,
             self.off_grid_values(block),
-            self.geometry.offsets,
+            self.prepared_geometry.offsets,
             cal.num_training_pairs,
             cal.edge_margin,
             cal.offset_jitter,
@@ -183,7 +184,7 @@ class BasicDataModule(GriddingDataModule):
         targets (pairs, coils)."""
         return TensorDictDataset(
             offsets=torch.from_numpy(pairs.offsets),
-            whitened_sources=torch.from_numpy(pairs.sources) @ self.whitening.T,
+            whitened_sources=torch.from_numpy(pairs.sources) @ prepared(self.whitening, 'the source whitening').T,
             targets=torch.from_numpy(pairs.targets),
         )
 
@@ -196,9 +197,9 @@ class BasicDataModule(GriddingDataModule):
         reused = isinstance(kernels, (torch.Tensor, tuple))  # already computed (a tuple: cached, transposed)
         kept: list[torch.Tensor] | None = [] if self.keep_kernels and not reused else None
         kspace, hits = grid_with_kernels(
-            self.frame.flat_samples(), self.geometry, kernels, self.device, kept, transposed=isinstance(kernels, tuple)
+            self.frame.flat_samples(), self.prepared_geometry, kernels, self.device, kept, transposed=isinstance(kernels, tuple)
         )
-        if reused:
+        if isinstance(kernels, (torch.Tensor, tuple)):  # reused
             self.kernels = kernels
         else:
             self.kernels = tuple(kept) if kept else None
@@ -209,7 +210,7 @@ class BasicDataModule(GriddingDataModule):
         kspace, hits = self.apply_kernels(kernels)
         mean_time = None
         if self.frame.sample_times_us is not None:
-            mean_time = mean_time_on_grid(self.frame.sample_times_us.reshape(-1), self.geometry)
+            mean_time = mean_time_on_grid(self.frame.sample_times_us.reshape(-1), self.prepared_geometry)
         self.data = GriddedKSpace(kspace=kspace.cpu().numpy(), hits=hits.cpu().numpy(), mean_time_us=mean_time)
         return self.data
 

@@ -9,7 +9,7 @@ only these members too (``num_coils``, ``whitening``, ``model_options``).
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -30,6 +30,17 @@ def trajectory_fingerprint(frame: FrameInputs) -> str:
     return digest.hexdigest()
 
 
+
+Prepared = TypeVar("Prepared")
+
+
+def prepared(value: Prepared | None, what: str) -> Prepared:
+    """``value``, made by ``preprocess()`` (or a variant's configuration section); a clear
+    error when it is missing (a caller that skipped ``preprocess()``, a variant without it)."""
+    if value is None:
+        raise RuntimeError(f"{what} is missing: preprocess() has not made it")
+    return value
+
 class GriddingDataModule(DataModule):
     """Base of the variants' datamodules: one frame in, ``GriddedKSpace`` out (``data``).
 
@@ -48,7 +59,7 @@ class GriddingDataModule(DataModule):
     (after a training ``preprocess()``)."""
     keep_kernels: bool = False
     """Set by the runner before ``postprocess``: keep the applied kernels in ``kernels``."""
-    kernels: tuple[torch.Tensor, ...] | None = None
+    kernels: torch.Tensor | tuple[torch.Tensor, ...] | None = None
     """After ``postprocess`` with ``keep_kernels``: the applied kernels, in the layout
     ``postprocess`` accepts back (a tuple of chunks) for a later frame of the same trajectory."""
     data: GriddedKSpace | None = None
@@ -82,9 +93,7 @@ class GriddingDataModule(DataModule):
     @property
     def prepared_geometry(self) -> SampleGeometry:
         """The frame's sample geometry (after ``preprocess()``, or given when constructed)."""
-        if self.geometry is None:
-            raise RuntimeError("the datamodule has no sample geometry: preprocess() has not run")
-        return self.geometry
+        return prepared(self.geometry, "the frame's sample geometry")
 
     @property
     def offset_dims(self) -> int:

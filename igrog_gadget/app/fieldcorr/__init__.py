@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from igrog_gadget.app.common.datamodule import GriddingDataModule
+from igrog_gadget.app.common.datamodule import GriddingDataModule, prepared
 from igrog_gadget.app.common.closed_form import closed_form_model
 from igrog_gadget.app.common.kernel_model import KernelModel
 from igrog_gadget.app.fieldcorr.correction import correct_field
@@ -27,7 +27,7 @@ def build_model(datamodule: GriddingDataModule, config: IgrogConfig) -> torch.nn
     """The network of the configured mode (after ``datamodule.preprocess()``)."""
     whitening = datamodule.whitening
     coils = datamodule.num_coils
-    if config.fieldcorr.mode == "kernel":
+    if prepared(config.fieldcorr, "the [fieldcorr] section").mode == "kernel":
         time_scale_s = datamodule.model_options()["time_scale_s"]
         return TimeKernelModel(
             datamodule.num_sources, coils, config.model, time_scale_s, whitening, seed=config.training.seed,

@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from igrog_gadget.app.common.batches import TensorDictDataset, batch_loader
+from igrog_gadget.app.common.datamodule import prepared
 from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace
 from igrog_gadget.app.common.kernels import average_on_grid, mean_time_on_grid
 from igrog_gadget.app.common.pairs import TrainingPairs, target_range
@@ -37,7 +38,7 @@ from igrog_gadget.app.fieldcorr.fieldmap import B0MAP_SERIES, field_map, sample_
 from igrog_gadget.app.image_based.pairs import hits_at, image_kspace, image_pairs, sample_targets
 from igrog_gadget.gridding.segmentation import frequency_histogram, segments_for_tolerance, time_segmentation
 from igrog_gadget.app.image_based.datamodule import ImageBasedDataModule
-from igrog_gadget.config import IgrogConfig
+from igrog_gadget.config import FieldCorrectionConfig, IgrogConfig
 from igrog_gadget.errors import CalibrationError
 from igrog_gadget.gridding.calibration import CalibrationBlock
 from igrog_gadget.gridding.geometry import SampleGeometry
@@ -81,19 +82,34 @@ class FieldCorrDataModule(ImageBasedDataModule):
         self.time_scale_s = 1.0
 
     @property
+    def field_config(self) -> FieldCorrectionConfig:
+        """The configuration's ``[fieldcorr]`` section (the variant always has one)."""
+        return prepared(self.config.fieldcorr, "the [fieldcorr] section")
+
+    @property
+    def prepared_field(self) -> np.ndarray:
+        """The B0 map, Hz, ([nz,] ny, nx) (after ``load_field_inputs()``)."""
+        return prepared(self.field_hz, "the B0 map")
+
+    @property
+    def prepared_times(self) -> np.ndarray:
+        """Sample times, seconds, (readouts, samples) (after ``load_field_inputs()``)."""
+        return prepared(self.times_s, "the sample times")
+
+    @property
     def mode(self) -> str:
-        return self.config.fieldcorr.mode
+        return self.field_config.mode
 
     def load_field_inputs(self) -> None:
         """Read and check the frame's B0 map and sample times (InputDataError when unusable)."""
-        self.field_hz, self.field_source = field_map(self.frame, self.config.fieldcorr)
+        self.field_hz, self.field_source = field_map(self.frame, self.field_config)
         self.times_s = sample_times_s(self.frame)
-        self.time_scale_s = max(float(self.times_s.max()), 1e-6)
+        self.time_scale_s = max(float(self.prepared_times.max()), 1e-6)
 
     @classmethod
     def trains_before_frame_ends(cls, frame: FrameInputs, config: IgrogConfig) -> bool:
         """As ``image_based``, and the B0 map in the input or a file."""
-        has_map = B0MAP_SERIES in frame.images or bool(config.fieldcorr.b0map_file)
+        has_map = B0MAP_SERIES in frame.images or bool(prepared(config.fieldcorr, "the [fieldcorr] section").b0map_file)
         return has_map and super().trains_before_frame_ends(frame, config)
 
     def model_options(self) -> dict:
@@ -104,7 +120,7 @@ class FieldCorrDataModule(ImageBasedDataModule):
     def kernel_fingerprint(cls, frame: FrameInputs, config: IgrogConfig) -> str:
         """Kernel mode: the sample times too (the kernels depend on them)."""
         fingerprint = super().kernel_fingerprint(frame, config)
-        if config.fieldcorr.mode != "kernel":
+        if prepared(config.fieldcorr, "the [fieldcorr] section").mode != "kernel":
             return fingerprint
         times = frame.sample_times_us
         digest = hashlib.sha1(fingerprint.encode())
@@ -121,21 +137,21 @@ class FieldCorrDataModule(ImageBasedDataModule):
         super().preprocess()
         logger.info(
             "B0 map from %s: %.1f .. %.1f Hz; readouts up to %.2f ms; mode %s",
-            self.field_source, float(self.field_hz.min()), float(self.field_hz.max()), 1e3 * self.time_scale_s, self.mode,
+            self.field_source, float(self.prepared_field.min()), float(self.prepared_field.max()), 1e3 * self.time_scale_s, self.mode,
         )
         return self
 
     def test_dataloader(self) -> DataLoader:
         if self.mode != "kernel":
             return super().test_dataloader()
-        times = effective_times(self.times_s, self.geometry).astype(np.float32)
-        dataset = TensorDictDataset(offsets=torch.from_numpy(self.geometry.offsets), times=torch.from_numpy(times))
+        times = effective_times(self.prepared_times, self.prepared_geometry).astype(np.float32)
+        dataset = TensorDictDataset(offsets=torch.from_numpy(self.prepared_geometry.offsets), times=torch.from_numpy(times))
         return batch_loader(dataset, self.config.gridding.inference_batch_size, False)
 
     def pair_dataset(self, pairs: TrainingPairs) -> TensorDictDataset:
         dataset = super().pair_dataset(pairs)
         if self.mode == "kernel":
-            dataset = TensorDictDataset(**dataset.tensors, times=torch.from_numpy(pairs.extra["times"]))
+            dataset = TensorDictDataset(**dataset.tensors, times=torch.from_numpy(prepared(pairs.extra, "the pairs' times")["times"]))
         return dataset
 
     # --- training pairs ----------------------------------------------------------
@@ -154,15 +170,15 @@ class FieldCorrDataModule(ImageBasedDataModule):
         plus noise ``trajectory_noise`` x the data's noise / sqrt(hits); ``random``: random
         targets, offsets and times of random samples, sources plus ``noise_augmentation`` x noise.
         """
-        cal, ic = self.config.calibration, self.config.image_calibration
+        cal, ic = self.config.calibration, self.image_config
         rng = np.random.default_rng(self.config.training.seed)
-        geometry = self.geometry
+        geometry = self.prepared_geometry
         if geometry.num_samples == 0:
             raise CalibrationError("no imaging samples inside the grid: nothing to train kernels for")
-        kspace = image_kspace(self.images.images)
+        kspace = image_kspace(self.prepared_images.images)
         count = cal.num_training_pairs
         reach = float(np.max(np.abs(geometry.offsets))) + 4 * cal.offset_jitter
-        noise = self.images.noise_std or 0.0
+        noise = self.prepared_images.noise_std or 0.0
         image_matrix = tuple(reversed(kspace.shape[1:]))  # (mx, my[, mz])
         if self.pair_positions() == "trajectory":
             limits = [m / 2 - cal.edge_margin - reach for m in image_matrix]
@@ -175,7 +191,7 @@ class FieldCorrDataModule(ImageBasedDataModule):
             low, high = target_range(full, cal.edge_margin + reach)
             targets_k = rng.integers(low, high + 1, size=(count, len(image_matrix)))
             noise_std = np.full(count, cal.noise_augmentation * noise)
-        source_times = self.times_s.reshape(-1)[geometry.source_index[pick]]  # (P, S)
+        source_times = self.prepared_times.reshape(-1)[geometry.source_index[pick]]  # (P, S)
         times = {"times": source_times.mean(axis=1).astype(np.float32)}
         return image_pairs(
             kspace,
@@ -196,7 +212,7 @@ class FieldCorrDataModule(ImageBasedDataModule):
         phase error stays below ``fieldcorr.kernel_phase_tolerance``. Images smaller than the
         recon grid are zero-padded (in k-space) to it, where the field map lives.
         """
-        images = self.images.images
+        images = self.prepared_images.images
         grid = tuple(reversed(self.frame.matrix))  # ([nz,] ny, nx): the field map's
         axes = tuple(range(-len(grid), 0))
         if images.shape[1:] != grid:
@@ -204,10 +220,10 @@ class FieldCorrDataModule(ImageBasedDataModule):
             region = tuple(slice(n // 2 - m // 2, n // 2 - m // 2 + m) for n, m in zip(grid, images.shape[1:]))
             padded[(slice(None),) + region] = image_kspace(images)
             images = centred_fftn(padded, axes, inverse=True)  # same k-space values on the finer grid (orthonormal FFTs)
-        frequencies, weights = frequency_histogram(self.field_hz)
-        segmentation = segments_for_tolerance(times_s, frequencies, weights, self.config.fieldcorr.kernel_phase_tolerance)
+        frequencies, weights = frequency_histogram(self.prepared_field)
+        segmentation = segments_for_tolerance(times_s, frequencies, weights, self.field_config.kernel_phase_tolerance)
         coefficients = segmentation.coefficients.astype(np.complex64)  # (L, m)
-        field = self.field_hz[None].astype(np.float64)
+        field = self.prepared_field[None].astype(np.float64)
         coils, total = images.shape[0], positions.shape[0]
         step = max(1, MODULATED_BYTES // (16 * images.size))  # segments modulated at once (a 2D frame's: all)
         out = np.zeros((coils, total), dtype=np.complex64)
@@ -228,13 +244,13 @@ class FieldCorrDataModule(ImageBasedDataModule):
         """Grid with ``kernels`` (a tensor or chunks); in hybrid mode remove the field on the Cartesian side."""
         self.load_field_inputs()  # the frame may be new (cached kernels)
         kspace, hits = self.apply_kernels(kernels)
-        times = effective_times(self.times_s, self.geometry)
-        mean_time = mean_time_on_grid(self.times_s.reshape(-1) * 1e6, self.geometry)
+        times = effective_times(self.prepared_times, self.prepared_geometry)
+        mean_time = mean_time_on_grid(self.prepared_times.reshape(-1) * 1e6, self.prepared_geometry)
         info: dict = {"b0map": self.field_source, "fieldcorr_mode": self.mode}
         if self.mode == "hybrid":
             segmentation, weights = self.segment_weights(times)
             kspace = correct_field(
-                kspace, hits, self.field_hz, segmentation.tau_s, weights, self.config.fieldcorr.cg_iterations, self.device
+                kspace, hits, self.prepared_field, segmentation.tau_s, weights, self.field_config.cg_iterations, self.device
             )
             info["time_segments"] = segmentation.num_segments
             info["segmentation_error"] = segmentation.max_error
@@ -249,15 +265,15 @@ class FieldCorrDataModule(ImageBasedDataModule):
         Returns:
             ``(TimeSegmentation, weights (L, [nz,] ny, nx) complex tensor on the gridding device)``.
         """
-        frequencies, freq_weights = frequency_histogram(self.field_hz)
-        segmentation = time_segmentation(times, frequencies, freq_weights, self.config.fieldcorr.time_segments)
+        frequencies, freq_weights = frequency_histogram(self.prepared_field)
+        segmentation = time_segmentation(times, frequencies, freq_weights, self.field_config.time_segments)
         if segmentation.max_error > 0.01:
             logger.warning(
                 "fieldcorr: %d time segments model the field phase only to %.1g (field range %.0f Hz over %.1f ms); "
                 "raise fieldcorr.time_segments",
-                segmentation.num_segments, segmentation.max_error, float(np.ptp(self.field_hz)), 1e3 * float(np.ptp(times)),
+                segmentation.num_segments, segmentation.max_error, float(np.ptp(self.prepared_field)), 1e3 * float(np.ptp(times)),
             )
         coefficients = torch.from_numpy(segmentation.coefficients.T.copy()).to(self.device)  # (n, L)
-        index = torch.from_numpy(self.geometry.grid_index).to(self.device)
-        weights, _ = average_on_grid(coefficients, index, self.geometry.matrix)  # (L, [nz,] ny, nx)
+        index = torch.from_numpy(self.prepared_geometry.grid_index).to(self.device)
+        weights, _ = average_on_grid(coefficients, index, self.prepared_geometry.matrix)  # (L, [nz,] ny, nx)
         return segmentation, weights

@@ -36,6 +36,7 @@ class TimeKernelModel(nn.Module):
         """``offset_dims``: coordinates per source offset (2, or 3 for a 3D frame)."""
         super().__init__()
         self.register_buffer("whitening", whitening_or_identity(whitening, num_coils * num_sources))
+        self.time_scale_s: torch.Tensor
         self.register_buffer("time_scale_s", torch.tensor(float(time_scale_s)))
         self.net = ComplexKernelMLP(
             num_sources,

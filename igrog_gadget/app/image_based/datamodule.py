@@ -24,12 +24,13 @@ import numpy as np
 
 from igrog_gadget.app.basic.datamodule import BasicDataModule
 from igrog_gadget.app.common.calibrate import calibration_block
+from igrog_gadget.app.common.datamodule import prepared
 from igrog_gadget.app.common.frame import FrameInputs
 from igrog_gadget.app.common.pairs import TrainingPairs, synthesize_pairs
 from igrog_gadget.app.common.virtual_coils import COIL_IMAGE_SERIES
 from igrog_gadget.app.image_based.pairs import image_kspace, trajectory_pairs
 from igrog_gadget.app.image_based.sources import CalibrationImages, calibration_images
-from igrog_gadget.config import IgrogConfig
+from igrog_gadget.config import IgrogConfig, ImageCalibrationConfig
 from igrog_gadget.errors import CalibrationError
 from igrog_gadget.gridding.calibration import CalibrationBlock
 from igrog_gadget.gridding.geometry import SampleGeometry
@@ -53,27 +54,37 @@ class ImageBasedDataModule(BasicDataModule):
         super().__init__(frame, config, with_training, geometry)
         self.images: CalibrationImages | None = None
 
+    @property
+    def image_config(self) -> ImageCalibrationConfig:
+        """The configuration's ``[image_calibration]`` section (every image variant has one)."""
+        return prepared(self.config.image_calibration, "the [image_calibration] section")
+
+    @property
+    def prepared_images(self) -> CalibrationImages:
+        """The calibration images (after ``make_calibration_block()``)."""
+        return prepared(self.images, "the calibration images")
+
     def make_calibration_block(self) -> CalibrationBlock:
         """The coil images' Cartesian k-space as a block (targets are its on-grid values): its
         central ``target_size`` square (cube), within the part the data determine."""
-        self.images = calibration_images(self.frame, self.config.image_calibration, seed=self.config.training.seed)
-        kspace = image_kspace(self.images.images).astype(np.complex64)
+        self.images = calibration_images(self.frame, self.image_config, seed=self.config.training.seed)
+        kspace = image_kspace(self.prepared_images.images).astype(np.complex64)
         shape = kspace.shape[1:]  # ([mz,] my, mx)
-        size = self.config.image_calibration.target_size
-        if self.images.dense_size is not None:
-            size = min(size, self.images.dense_size) if size > 0 else self.images.dense_size
+        size = self.image_config.target_size
+        if self.prepared_images.dense_size is not None:
+            size = min(size, self.prepared_images.dense_size) if size > 0 else self.prepared_images.dense_size
         sides = tuple(min(size, m) for m in shape) if size > 0 else shape
         region = tuple(slice(m // 2 - a // 2, m // 2 - a // 2 + a) for m, a in zip(shape, sides))
         logger.info(
             "image calibration from %s: %d coils, %s, targets in the central %s",
-            self.images.source, kspace.shape[0], " x ".join(map(str, shape)), " x ".join(map(str, sides)),
+            self.prepared_images.source, kspace.shape[0], " x ".join(map(str, shape)), " x ".join(map(str, sides)),
         )
         corner = [-(a // 2) for a in reversed(sides)] + [0]  # (kx0, ky0, kz0)
         return CalibrationBlock(
             kspace=np.ascontiguousarray(kspace[(slice(None),) + region]),
             kx0=corner[0],
             ky0=corner[1],
-            source=f"images ({self.images.source})",
+            source=f"images ({self.prepared_images.source})",
             kz0=corner[2],
         )
 
@@ -87,7 +98,7 @@ class ImageBasedDataModule(BasicDataModule):
         """With coil images or sensitivity maps in the input, or an image file configured, in
         2D. A 3D frame trains from the whole frame, as ``basic``'s: its first readouts give few
         of its offsets."""
-        ic = config.image_calibration
+        ic = prepared(config.image_calibration, "the [image_calibration] section")
         if ic.source == "data" or frame.dims != 2:
             return False
         return any(name in frame.images for name in COIL_IMAGE_SERIES) or bool(ic.image_file)
@@ -96,15 +107,15 @@ class ImageBasedDataModule(BasicDataModule):
         """"trajectory" or "random" (``image_calibration.pair_positions``; auto: trajectory for
         images given in a series or file, random for images made from the data, whose noise
         is shared by sources and targets)."""
-        choice = self.config.image_calibration.pair_positions
+        choice = self.image_config.pair_positions
         if choice == "auto":
-            return "random" if self.images.source == "data" else "trajectory"
+            return "random" if self.prepared_images.source == "data" else "trajectory"
         return choice
 
     @property
     def noise_std(self) -> float:
         """Complex noise std of one sample in the images' k-space units (0: unknown)."""
-        return float(self.images.noise_std or 0.0) if self.images is not None else 0.0
+        return float(self.prepared_images.noise_std or 0.0) if self.images is not None else 0.0
 
     def frame_kspace_block(self) -> CalibrationBlock | None:
         """The k-space calibration block of the frame's own data (its ACS lines or its densely
@@ -117,7 +128,7 @@ class ImageBasedDataModule(BasicDataModule):
 
     def off_grid_values(self, block: CalibrationBlock) -> Callable[[np.ndarray], np.ndarray]:
         """The coil images' k-space at off-grid positions (m, dims) → (coils, m), by NUFFT (exact, not interpolated)."""
-        images = self.images.images
+        images = self.prepared_images.images
         return lambda positions: nufft_forward(images, positions)
 
     def make_training_pairs(self, block: CalibrationBlock) -> TrainingPairs:
@@ -128,14 +139,14 @@ class ImageBasedDataModule(BasicDataModule):
         the trajectory's, sources by NUFFT of the images plus ``calibration.noise_augmentation``
         x the data's noise (as ``basic``).
         """
-        cal, ic = self.config.calibration, self.config.image_calibration
+        cal, ic = self.config.calibration, self.image_config
         rng = np.random.default_rng(self.config.training.seed)
-        images = self.images.images
-        noise = self.images.noise_std or 0.0
+        images = self.prepared_images.images
+        noise = self.prepared_images.noise_std or 0.0
         if self.pair_positions() == "trajectory":
             return trajectory_pairs(
                 images,
-                self.geometry,
+                self.prepared_geometry,
                 cal.num_training_pairs,
                 ic.trajectory_region,
                 cal.edge_margin,
@@ -147,7 +158,7 @@ class ImageBasedDataModule(BasicDataModule):
         return synthesize_pairs(
             block,
             self.off_grid_values(block),
-            self.geometry.offsets,
+            self.prepared_geometry.offsets,
             cal.num_training_pairs,
             cal.edge_margin,
             cal.offset_jitter,

@@ -107,8 +107,8 @@ def image_pairs(
     if jitter > 0:
         offsets = offsets + rng.normal(0.0, jitter, offsets.shape).astype(np.float32)
     positions = (targets[:, None, :] + offsets).reshape(-1, dims)
-    sources = values(positions).reshape(coils, count, num_sources)
-    sources = sources.transpose(1, 0, 2).reshape(count, coils * num_sources)
+    per_coil = values(positions).reshape(coils, count, num_sources)
+    sources = per_coil.transpose(1, 0, 2).reshape(count, coils * num_sources)
     if component_std is not None:
         sources = sources + component_std[:, None] * complex_noise(rng, sources.shape)
     index = tuple(targets[:, axis] + kspace.shape[-1 - axis] // 2 for axis in reversed(range(dims)))  # ([iz,] iy, ix)
