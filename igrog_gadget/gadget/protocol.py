@@ -219,8 +219,14 @@ class MessageChannel:
     ``recv`` or ``send`` (it then fails with EAGAIN).
     """
 
-    def __init__(self, sock: socket.socket, limits: ProtocolLimits | None = None, peer: str = "") -> None:
+    def __init__(
+        self, sock: socket.socket, limits: ProtocolLimits | None = None, peer: str = "", shared: bool = False
+    ) -> None:
+        """``shared``: another process holds the same connection (a worker process serving it for
+        the server's front process): ``close`` then only closes this process's descriptor and
+        leaves the connection to the other, which can still tell the peer why a session ended."""
         self.sock = sock
+        self.shared = shared
         self.limits = limits or ProtocolLimits()
         self.peer = peer or _peer_name(sock)
         self.bytes_received = 0
@@ -543,10 +549,11 @@ class MessageChannel:
         if self.closed:
             return
         self.closed = True
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        if not self.shared:
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         try:
             self.sock.close()
         except OSError:

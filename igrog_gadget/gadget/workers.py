@@ -137,7 +137,7 @@ def worker_main(pipe: multiprocessing.connection.Connection, spec: WorkerSpec) -
     if spec.memory_limit_mb:
         limit_memory(spec.memory_limit_mb)
     session = GadgetSession(
-        MessageChannel(sock, spec.protocol_limits),
+        MessageChannel(sock, spec.protocol_limits, shared=True),
         spec.dialect,
         spec.defaults,
         spec.max_buffered_bytes,
@@ -147,7 +147,10 @@ def worker_main(pipe: multiprocessing.connection.Connection, spec: WorkerSpec) -
     )
     session.report.messages_in = messages_in
     report = session.run(handshake)
-    pipe.send(("report", report))
+    try:
+        pipe.send(("report", report))
+    except BaseException:  # noqa: BLE001 - e.g. out of memory: the front process tells the peer
+        os._exit(3)
     logging.shutdown()
     os._exit(0)  # no interpreter teardown: nothing of it matters, and native atexit handlers may crash
 
@@ -214,8 +217,14 @@ class SessionWorker:
             logger.warning("worker %s did not exit after its session; killing it", self.pid)
             self.process.kill()
             self.process.join()
-        self.pipe.close()
+        self._close_pipe()
         return report, _how_it_ended(self.process.exitcode)
+
+    def _close_pipe(self) -> None:
+        try:
+            self.pipe.close()
+        except OSError:  # closed already (a shutdown stopping a worker whose session just ended)
+            pass
 
     def stop(self) -> None:
         """Stop a worker that has no session (idle spare) or must go (server shutdown)."""
@@ -227,7 +236,7 @@ class SessionWorker:
         if self.process.is_alive():
             self.process.kill()
             self.process.join()
-        self.pipe.close()
+        self._close_pipe()
 
 
 def _how_it_ended(exitcode: int | None) -> str:
