@@ -78,7 +78,7 @@ def test_a_killed_worker_ends_its_own_session_only(radial_acs):  # noqa: F811
 
 
 def test_a_session_past_its_memory_limit_fails_alone_and_says_why(radial_acs):  # noqa: F811
-    with isolated_server(spare_workers=1, memory_limit_mb=8) as server:
+    with isolated_server(spare_workers=1, memory_limit_mb=24) as server:  # the scan needs about 50 MiB
         server.serve_in_background()
         for _ in range(2):  # the server serves on after a session ran out of memory
             with StreamClient.connect("127.0.0.1", server.port) as client:
@@ -92,7 +92,7 @@ def test_a_session_past_its_memory_limit_fails_alone_and_says_why(radial_acs):  
             errors = [m.value for m in received.messages if m.mid == protocol.ERROR]
             assert received.closed and errors, received.error
             # a Python allocation says so; a native library that cannot allocate ends the process
-            assert "memory limit of 8 MiB" in errors[0]
+            assert "memory limit of 24 MiB" in errors[0]
         assert server.wait_idle(30) and server.slots.in_use == 0
 
 
