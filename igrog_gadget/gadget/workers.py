@@ -4,8 +4,8 @@ The server's front process accepts a connection, reads and checks its handshake 
 session slot (:meth:`GadgetSession.accept`); then it hands the connection's socket (the file
 descriptor, over a Unix pipe) and the handshake to a pre-started worker process, which serves
 the session to its end (:meth:`GadgetSession.run`), sends its :class:`SessionReport` back and
-exits. One process per session: an out-of-memory kill, a native crash, a CUDA fault or a wedged
-native call ends that session only. The front process keeps its copy of the socket until the
+exits. One process per session: an out-of-memory kill, a native crash or a CUDA fault ends that
+session only, and a wedged native call holds that session's process only. The front process keeps its copy of the socket until the
 worker ends; a worker that dies without a report leaves the peer to the front process, which
 sends ERROR + CLOSE (a worker killed while writing a message leaves that message cut short
 before the ERROR: the peer sees a broken message, then the error).
@@ -13,12 +13,13 @@ before the ERROR: the peer sees a broken message, then the error).
 Workers are forked from multiprocessing's fork server, which imported torch and the product
 once (:data:`PRELOAD`), and each warms up (thread counts, the device, one small transform) before
 it says it is ready, so a connection never waits for an import: the pool keeps
-``spare_workers`` ready and starts a replacement as soon as one is taken. This module loads neither the session
-nor torch, so that ``igrog serve`` starts its pool (the fork server's imports) first and loads
-its own modules meanwhile. Before it serves, a
-worker caps its own memory with the OS (``RLIMIT_DATA``: its writable private memory, the
-heap and anonymous maps, at its warmed-up size plus ``memory_limit_mb``): an allocation past it
-fails in that process only (reported to the peer as out of memory).
+``spare_workers`` ready and starts a replacement as soon as one is taken. This module loads
+neither the session nor torch, so that ``igrog serve`` starts its pool (the fork server's
+imports) first and loads its own modules meanwhile.
+
+Before it serves, a worker caps its own memory with the OS (``RLIMIT_DATA``: its writable
+private memory, the heap and anonymous maps, at its warmed-up size plus ``memory_limit_mb``): an
+allocation past it fails in that process only (reported to the peer as out of memory).
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def worker_main(pipe: multiprocessing.connection.Connection, spec: WorkerSpec) -
     pipe.send(("ready", os.getpid()))
     try:
         order = pipe.recv()
-    except EOFError:  # the server stopped before it needed this worker
+    except (EOFError, OSError):  # the server stopped before it needed this worker
         os._exit(0)
     if order[0] != "serve":
         os._exit(0)
