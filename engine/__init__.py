@@ -22,7 +22,7 @@ from igrog_engine.optim import (
     build_optimizer,
     build_scheduler,
 )
-from igrog_engine.state import TrainingState
+from igrog_engine.state import StopReason, TrainingState
 from igrog_engine.trainer import Trainer, TrainerConfig
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "SchedulerConfig",
     "SchedulerHandle",
     "StepCounter",
+    "StopReason",
     "TimeBudget",
     "Trainer",
     "TrainerConfig",

@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from igrog_engine.inferencer import Inferencer, check_max_batches
-from igrog_engine.state import TrainingState
+from igrog_engine.state import StopReason, TrainingState
 
 logger = logging.getLogger(__name__)
 
@@ -346,6 +346,7 @@ class EarlyStopping(AbstractTrainingCallback):
                 since_best += 1
         if since_best >= self.patience:
             state.request_stop(
+                StopReason.PLATEAU,
                 f"EarlyStopping: {self.monitor} did not improve by more than {self.min_delta:g} "
                 f"(+{self.min_rel_delta:g} x best) for {since_best} epoch(s) (best {best:.6g})"
             )
@@ -363,4 +364,4 @@ class TimeBudget(AbstractTrainingCallback):
             return
         elapsed = time.monotonic() - state.started_at
         if elapsed >= self.max_seconds:
-            state.request_stop(f"TimeBudget: {elapsed:.3f} s elapsed >= budget {self.max_seconds:g} s")
+            state.request_stop(StopReason.TIME_BUDGET, f"TimeBudget: {elapsed:.3f} s elapsed >= budget {self.max_seconds:g} s")

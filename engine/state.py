@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -14,6 +15,21 @@ if TYPE_CHECKING:
     from igrog_engine.optim import SchedulerHandle
 
 logger = logging.getLogger(__name__)
+
+
+class StopReason(str, Enum):
+    """Why a training ended (``TrainingState.stop_reason``; the details are in ``stop_detail``)."""
+
+    MAX_STEPS = "max_steps"
+    """The step count was reached (deterministic)."""
+    MAX_EPOCHS = "max_epochs"
+    """Every epoch ran (deterministic)."""
+    PLATEAU = "plateau"
+    """Early stopping: the monitored loss stopped improving (deterministic)."""
+    TIME_BUDGET = "time_budget"
+    """A time budget ran out: the result depends on the machine's speed."""
+    CANCELLED = "cancelled"
+    """Stopped from outside (the stream it served is gone)."""
 
 
 @dataclass
@@ -45,18 +61,21 @@ class TrainingState:
     epoch_losses: list[float] = field(default_factory=list)
     history: dict[str, list[float]] = field(default_factory=dict)
     stop_requested: bool = False
-    stop_reason: str = ""
+    stop_reason: StopReason | None = None
+    stop_detail: str = ""
+    """The stop in words (e.g. which series plateaued at which value)."""
     metrics: dict[str, float] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
     started_at: float | None = None
     elapsed_s: float = 0.0
 
-    def request_stop(self, reason: str) -> None:
+    def request_stop(self, reason: StopReason, detail: str = "") -> None:
         """Ask the loop to stop after the current step; the first reason given is kept."""
         if not self.stop_requested:
             self.stop_requested = True
             self.stop_reason = reason
-            logger.info("stop requested at epoch %d step %d: %s", self.epoch, self.step, reason)
+            self.stop_detail = detail or reason.value
+            logger.info("stop requested at epoch %d step %d: %s", self.epoch, self.step, self.stop_detail)
 
     def update_elapsed(self) -> float:
         """Refresh ``elapsed_s`` from ``started_at`` (a ``time.monotonic()`` value) and return it."""

@@ -40,7 +40,7 @@ from igrog_engine.optim import (
     build_scheduler,
     normalize_name,
 )
-from igrog_engine.state import TrainingState
+from igrog_engine.state import StopReason, TrainingState
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class Trainer:
         if state.stop_requested:
             return True
         if self.config.max_steps is not None and state.step >= self.config.max_steps:
-            state.request_stop(f"max_steps={self.config.max_steps} reached")
+            state.request_stop(StopReason.MAX_STEPS, f"max_steps={self.config.max_steps} reached")
             return True
         return False
 
@@ -193,7 +193,7 @@ class Trainer:
                         logger.exception("%s.train_ended failed after a training error", type(callback).__name__)
         logger.info(
             "training ended after %d epoch(s), %d step(s), %.2f s: %s",
-            state.epoch, state.step, state.elapsed_s, state.stop_reason,
+            state.epoch, state.step, state.elapsed_s, state.stop_detail,
         )
         return state
 
@@ -215,7 +215,8 @@ class Trainer:
                 scheduler.step()
             if self._should_stop(state):
                 return
-        state.stop_reason = state.stop_reason or f"max_epochs={self.config.epochs} reached"
+        if state.stop_reason is None:
+            state.stop_reason, state.stop_detail = StopReason.MAX_EPOCHS, f"max_epochs={self.config.epochs} reached"
 
     def _train_step(self, state: TrainingState, callbacks: Sequence[AbstractTrainingCallback], batch: Any) -> None:
         batch = self.prepare_batch(batch)

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from igrog_engine import Inferencer, resolve_device
+from igrog_engine import Inferencer, StopReason, resolve_device
 from igrog_gadget.app.common.centre import fill_from_block
 from igrog_gadget.app.common.coverage import offset_distance_ratio
 from igrog_gadget.app.common.error_estimate import CENTRE_RADIUS, estimated_nrmse, radius_from_centre
@@ -59,18 +59,21 @@ from igrog_gadget.gridding.geometry import SampleGeometry
 
 logger = logging.getLogger(__name__)
 
-def describe_stop(reason: str | None, steps: int) -> str:
+#: How each way a training ends reads in logs, headers and image meta ({steps}: its steps).
+STOP_WORDS = {
+    StopReason.PLATEAU: "converged (validation plateau) after {steps} steps",
+    StopReason.MAX_STEPS: "step count reached ({steps} steps)",
+    StopReason.MAX_EPOCHS: "epochs done ({steps} steps)",
+    StopReason.TIME_BUDGET: "safety time cap after {steps} steps (result depends on machine speed)",
+    StopReason.CANCELLED: "cancelled",
+}
+
+
+def describe_stop(reason: StopReason | None, steps: int) -> str:
     """How a training ended, in words (``state.stop_reason`` of the engine)."""
-    reason = reason or ""
-    if reason.startswith("EarlyStopping"):
-        return f"converged (validation plateau) after {steps} steps"
-    if reason.startswith("max_steps"):
-        return f"step count reached ({steps} steps)"
-    if reason.startswith("TimeBudget"):
-        return f"safety time cap after {steps} steps (result depends on machine speed)"
-    if reason == "cancelled":
-        return "cancelled"
-    return f"{reason or 'epochs done'} ({steps} steps)"
+    if reason is None:
+        return f"not stopped ({steps} steps)"
+    return STOP_WORDS[reason].format(steps=steps)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from igrog_engine import (
     LossLogger,
     OptimizerConfig,
     StepCounter,
+    StopReason,
     TimeBudget,
     Trainer,
     TrainerConfig,
@@ -226,21 +227,21 @@ def test_early_stopping_stops_a_plateau(tiny_batches, make_model, loss_fn) -> No
         tiny_batches
     )
     assert state.epoch == 4 and state.step == 12
-    assert state.stop_requested and "EarlyStopping" in state.stop_reason and "train_loss" in state.stop_reason
+    assert state.stop_requested and state.stop_reason is StopReason.PLATEAU and "train_loss" in state.stop_detail
 
 
 def test_early_stopping_lets_an_improving_run_finish(regression, make_loader, make_model, loss_fn) -> None:
     config = TrainerConfig(epochs=5, device="cpu", optimizer=OptimizerConfig("sgd", {"lr": 0.05}))
     loader = make_loader(regression["x"], regression["y"], batch_size=64)
     state = Trainer(make_model(nn.Linear(3, 1)), loss_fn, config, [LossLogger(), EarlyStopping(2, 1e-6)]).fit(loader)
-    assert state.epoch == 5 and not state.stop_requested and "max_epochs" in state.stop_reason
+    assert state.epoch == 5 and not state.stop_requested and state.stop_reason is StopReason.MAX_EPOCHS
 
 
 def test_early_stopping_on_val_loss(tiny_batches, make_model, loss_fn) -> None:
     config = TrainerConfig(epochs=50, device="cpu", optimizer=OptimizerConfig("sgd", {"lr": 0.0}))
     callbacks = [Validation(tiny_batches[:1]), EarlyStopping(patience=2, monitor="val_loss"), LossLogger()]
     state = Trainer(make_model(nn.Linear(3, 1)), loss_fn, config, callbacks).fit(tiny_batches)
-    assert state.epoch == 3 and "val_loss" in state.stop_reason
+    assert state.epoch == 3 and state.stop_reason is StopReason.PLATEAU and "val_loss" in state.stop_detail
     assert len(state.history["val_loss"]) == 3
 
 
@@ -255,7 +256,7 @@ def test_time_budget_stops(tiny_batches, make_model, loss_fn) -> None:
     config = TrainerConfig(epochs=1000, **CPU_SGD)
     state = Trainer(make_model(nn.Linear(3, 1)), loss_fn, config, [TimeBudget(max_seconds=1e-9)]).fit(tiny_batches)
     assert state.step == 1 and state.epoch == 1
-    assert state.stop_requested and "TimeBudget" in state.stop_reason
+    assert state.stop_requested and state.stop_reason is StopReason.TIME_BUDGET
     assert state.elapsed_s > 0
 
 
@@ -263,7 +264,7 @@ def test_max_steps_stops_mid_epoch(tiny_batches, make_model, loss_fn) -> None:
     config = TrainerConfig(epochs=10, max_steps=5, **CPU_SGD)
     state = Trainer(make_model(nn.Linear(3, 1)), loss_fn, config).fit(tiny_batches)
     assert (state.step, state.epoch) == (5, 2)
-    assert "max_steps=5" in state.stop_reason and state.total_steps == 5
+    assert state.stop_reason is StopReason.MAX_STEPS and "max_steps=5" in state.stop_detail and state.total_steps == 5
 
 
 def test_validation_records_val_loss(tiny_batches, make_model, loss_fn) -> None:

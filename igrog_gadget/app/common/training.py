@@ -16,6 +16,7 @@ from igrog_engine import (
     OptimizerConfig,
     SchedulerConfig,
     StepCounter,
+    StopReason,
     TimeBudget,
     Trainer,
     TrainerConfig,
@@ -37,7 +38,7 @@ class SafetyTimeCap(TimeBudget):
 
     def train_step_ended(self, state: TrainingState) -> None:
         super().train_step_ended(state)
-        if state.stop_requested and (state.stop_reason or "").startswith("TimeBudget"):
+        if state.stop_requested and state.stop_reason is StopReason.TIME_BUDGET:
             logger.warning(
                 "training stopped by the safety time cap training.max_seconds = %g s after %d steps: "
                 "the result now depends on the machine's speed; raise the cap or lower training.max_steps",
@@ -55,7 +56,7 @@ class Cancellation(AbstractTrainingCallback):
 
     def train_step_ended(self, state: TrainingState) -> None:
         if self.event.is_set():
-            state.request_stop("cancelled")
+            state.request_stop(StopReason.CANCELLED)
 
 
 class HeadRefit(AbstractTrainingCallback):
