@@ -117,8 +117,13 @@ class BlockCorrelation:
 
     def at_targets(self, shifts: np.ndarray) -> np.ndarray:
         """``R(shifts)`` for ``P``: shifts (m, dims) grid units (a sample's sources seen from its
-        target: distinct, none de-duplicated) → (m, coils, coils), complex64 at 1e-4."""
-        return self._evaluate(np.asarray(shifts, dtype=np.float64), False, _EPS_TARGETS)
+        target) → (m, coils, coils), complex64 at 1e-4. Equal shifts are evaluated once: the
+        samples that share a grid point share most of their sources (consecutive readout
+        samples), so about a third of a radial or spiral frame's shifts recur exactly. finufft
+        interpolates each point on its own, so the values are those of evaluating every shift."""
+        shifts = np.asarray(shifts, dtype=np.float64)
+        first, inverse = _distinct_rows(shifts)
+        return self._evaluate(shifts[first], False, _EPS_TARGETS)[inverse]
 
     def _evaluate(self, shifts: np.ndarray, precise: bool, eps: float) -> np.ndarray:
         """``R(shifts)`` at finufft tolerance ``eps``, in double precision when ``precise``."""
