@@ -206,7 +206,7 @@ def _serve_on(listener: "socket.socket", args: argparse.Namespace, defaults: "Ga
         resource_limits=resource_limits,
         isolation=args.isolation,
         spare_workers=args.spare_workers,
-        memory_limit_mb=args.max_session_mb,
+        memory_limit_mb=args.max_session_mb if args.isolation == "process" else None,  # an OS limit only on workers
         cpu_threads=args.cpu_threads,
         log_level=logging.getLogger().getEffectiveLevel(),
     )

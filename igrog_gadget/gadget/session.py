@@ -369,8 +369,12 @@ class GadgetSession:
         return False
 
     def _out_of_memory_text(self) -> str:
-        limit = f" of {self.memory_limit_mb:.0f} MiB" if self.memory_limit_mb else ""
-        return f"out of memory: this scan needs more than the session's memory limit{limit} (the server's --max-session-mb)"
+        if self.memory_limit_mb:
+            return (
+                f"out of memory: this scan needs more than the session's memory limit of "
+                f"{self.memory_limit_mb:.0f} MiB (the server's --max-session-mb)"
+            )
+        return "out of memory: this scan needs more memory than the server has free"
 
     def _end(self) -> None:
         """Stop the reader, give the slot back, close the connection and free the models."""

@@ -65,4 +65,5 @@ def test_a_session_out_of_memory_says_so(server, radial_acs, monkeypatch, error)
     monkeypatch.setattr(VariantGridder, "grid", _fail_with(error))
     received = stream_dataset(server.port, radial_acs)
     (message,) = received.of(protocol.ERROR)
-    assert message.value.startswith("iGROG gadget: out of memory: this scan needs more than the session's memory limit")
+    # this server runs sessions in its own process, without a per-session limit
+    assert message.value == "iGROG gadget: out of memory: this scan needs more memory than the server has free"
