@@ -43,7 +43,7 @@ from igrog_engine import Inferencer, StopReason, resolve_device
 from igrog_gadget.app.common.centre import fill_from_block
 from igrog_gadget.app.common.coverage import offset_distance_ratio
 from igrog_gadget.app.common.error_estimate import CENTRE_RADIUS, estimated_nrmse, radius_from_centre
-from igrog_gadget.app.common.datamodule import GriddingDataModule, trajectory_fingerprint
+from igrog_gadget.app.common.datamodule import GriddingDataModule
 from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace, check_frame_values, sample_geometry
 from igrog_gadget.app.common.training import build_trainer, held_out_nrmse
 from igrog_gadget.app.common.virtual_coils import frame_coil_transform, to_virtual_coils
@@ -113,7 +113,7 @@ class TrainedKernels:
     offsets: np.ndarray
     """Shape (n, sources, 2): the offsets the training pairs were drawn from."""
     fingerprint: str
-    """``trajectory_fingerprint`` of the training inputs (in virtual coils)."""
+    """``FrameTrajectory.fingerprint`` of the training inputs (in virtual coils)."""
     version: int
     """Submission number of the training: kernels are cached per version."""
     frame_key: tuple
@@ -335,7 +335,7 @@ class VariantGridder:
             model=model,
             coil_transform=prepared.coil_transform,
             offsets=datamodule.prepared_geometry.offsets,
-            fingerprint=trajectory_fingerprint(frame),
+            fingerprint=frame.trajectory().fingerprint(),
             version=version,
             frame_key=prepared.frame_key,
             partial=partial,
@@ -462,7 +462,7 @@ class VariantGridder:
     ) -> tuple[SampleGeometry | None, str | None]:
         """The frame's geometry (None when its kernels are cached) and why the model does not
         cover its offsets (None: it does); ``cache_key``: the frame's kernels with ``trained``."""
-        if trajectory_fingerprint(to_virtual_shape(frame, trained)) == trained.fingerprint:
+        if frame.trajectory(trained.coil_transform.num_virtual).fingerprint() == trained.fingerprint:
             return None, None
         if self.kernel_cache.get(cache_key) is not None:
             return None, None  # checked when the kernels were made
@@ -480,7 +480,7 @@ class VariantGridder:
 
     def _cache_key(self, trained: TrainedKernels, frame: FrameInputs) -> tuple:
         """Key of ``frame``'s kernels with ``trained`` in the kernel cache."""
-        fingerprint = self.spec.datamodule.kernel_fingerprint(to_virtual_shape(frame, trained), self.config)
+        fingerprint = self.spec.datamodule.kernel_fingerprint(frame.trajectory(trained.coil_transform.num_virtual), self.config)
         return (frame.calibration_key, trained.version, fingerprint)
 
     def _apply(
@@ -610,16 +610,3 @@ def frame_data_digest(frame: FrameInputs) -> str:
         digest.update(np.ascontiguousarray(positions).tobytes())
     return digest.hexdigest()
 
-
-def to_virtual_shape(frame: FrameInputs, trained: TrainedKernels) -> FrameInputs:
-    """A stand-in of ``frame`` with the model's coil count and no data, for fingerprints
-    (which depend on the trajectory, grid, coil count and sample times, not on the samples)."""
-    coils = trained.coil_transform.num_virtual
-    return FrameInputs(
-        samples=np.empty((coils, 0, 0), dtype=np.complex64),
-        traj=frame.traj,
-        matrix=frame.matrix,
-        lengths=frame.lengths,
-        sample_times_us=frame.sample_times_us,
-        calibration_key=frame.calibration_key,
-    )

@@ -8,27 +8,16 @@ only these members too (``num_coils``, ``whitening``, ``model_options``).
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, TypeVar
 
-import numpy as np
 import torch
 
 from igrog_engine import DataModule
-from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace
+from igrog_gadget.app.common.frame import FrameInputs, FrameTrajectory, GriddedKSpace
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import ConfigError
 from igrog_gadget.gridding.calibration import CalibrationBlock
 from igrog_gadget.gridding.geometry import SampleGeometry
-
-
-def trajectory_fingerprint(frame: FrameInputs) -> str:
-    """Hash of the trajectory, grid and coil count (what kernels depend on in every variant)."""
-    digest = hashlib.sha1()
-    digest.update(np.ascontiguousarray(frame.traj, dtype=np.float32).tobytes())
-    digest.update(repr((frame.matrix, frame.num_coils, frame.traj.shape)).encode())
-    return digest.hexdigest()
-
 
 
 Prepared = TypeVar("Prepared")
@@ -40,6 +29,7 @@ def prepared(value: Prepared | None, what: str) -> Prepared:
     if value is None:
         raise RuntimeError(f"{what} is missing: preprocess() has not made it")
     return value
+
 
 class GriddingDataModule(DataModule):
     """Base of the variants' datamodules: one frame in, ``GriddedKSpace`` out (``data``).
@@ -135,10 +125,10 @@ class GriddingDataModule(DataModule):
         return None
 
     @classmethod
-    def kernel_fingerprint(cls, frame: FrameInputs, config: IgrogConfig) -> str:
-        """Identifies what the kernels of ``frame`` depend on: frames with equal fingerprints
+    def kernel_fingerprint(cls, trajectory: FrameTrajectory, config: IgrogConfig) -> str:
+        """Identifies what the kernels of a frame depend on: frames with equal fingerprints
         (and the same model) share kernels. Default: the trajectory, grid and coils."""
-        return trajectory_fingerprint(frame)
+        return trajectory.fingerprint()
 
     @classmethod
     def trains_before_frame_ends(cls, frame: FrameInputs, config: IgrogConfig) -> bool:

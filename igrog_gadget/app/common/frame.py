@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +24,26 @@ MAX_SAMPLE_MAGNITUDE = 1.0e15
 #: Smallest largest-sample magnitude: below it squares underflow float32 (smallest normal 1.2e-38)
 #: and the pair normalisation's guard dominates (data scaled by 1e-30 gridded to garbage).
 MIN_SAMPLE_MAGNITUDE = 1.0e-20
+
+
+@dataclass(frozen=True)
+class FrameTrajectory:
+    """What a frame's kernels depend on, without its samples: the trajectory, the grid, the coil
+    count (the model's, e.g. virtual coils) and the sample times (fingerprints, kernel reuse)."""
+
+    traj: np.ndarray
+    """Shape (readouts, samples, dims), float32, grid units (``FrameInputs.traj``)."""
+    matrix: tuple[int, ...]
+    num_coils: int
+    sample_times_us: np.ndarray | None = None
+    """Shape (readouts, samples), float32 (``FrameInputs.sample_times_us``)."""
+
+    def fingerprint(self) -> str:
+        """Hash of the trajectory, grid and coil count (what kernels depend on in every variant)."""
+        digest = hashlib.sha1()
+        digest.update(np.ascontiguousarray(self.traj, dtype=np.float32).tobytes())
+        digest.update(repr((self.matrix, self.num_coils, self.traj.shape)).encode())
+        return digest.hexdigest()
 
 
 @dataclass
@@ -63,6 +85,11 @@ class FrameInputs:
     def dims(self) -> int:
         """2 for a 2D frame, 3 for a 3D one (trajectory columns)."""
         return int(self.traj.shape[-1])
+
+    def trajectory(self, num_coils: int | None = None) -> FrameTrajectory:
+        """The frame's trajectory, grid and sample times, with ``num_coils`` coils (default: its own)."""
+        coils = self.num_coils if num_coils is None else int(num_coils)
+        return FrameTrajectory(self.traj, tuple(self.matrix), coils, self.sample_times_us)
 
     def flat_samples(self) -> np.ndarray:
         """Shape (coils, readouts * samples)."""

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 
 from igrog_gadget.app.common.batches import TensorDictDataset, batch_loader
 from igrog_gadget.app.common.datamodule import prepared
-from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace
+from igrog_gadget.app.common.frame import FrameInputs, FrameTrajectory, GriddedKSpace
 from igrog_gadget.app.common.kernels import average_on_grid, mean_time_on_grid
 from igrog_gadget.app.common.pairs import TrainingPairs, target_range
 from igrog_gadget.app.fieldcorr.correction import correct_field
@@ -117,12 +117,12 @@ class FieldCorrDataModule(ImageBasedDataModule):
         return {"time_scale_s": self.time_scale_s}
 
     @classmethod
-    def kernel_fingerprint(cls, frame: FrameInputs, config: IgrogConfig) -> str:
+    def kernel_fingerprint(cls, trajectory: FrameTrajectory, config: IgrogConfig) -> str:
         """Kernel mode: the sample times too (the kernels depend on them)."""
-        fingerprint = super().kernel_fingerprint(frame, config)
+        fingerprint = super().kernel_fingerprint(trajectory, config)
         if prepared(config.fieldcorr, "the [fieldcorr] section").mode != "kernel":
             return fingerprint
-        times = frame.sample_times_us
+        times = trajectory.sample_times_us
         digest = hashlib.sha1(fingerprint.encode())
         digest.update(b"none" if times is None else np.ascontiguousarray(times, dtype=np.float32).tobytes())
         return digest.hexdigest()
