@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Smallest ``--max-session-mb``: below it a session's threads may fail to start (a 64² 8-coil scan
+#: needs about 50 MiB beyond its warmed worker).
+MIN_SESSION_MB = 64.0
+
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``igrog serve``."""
@@ -149,6 +153,11 @@ def run_serve(args: argparse.Namespace) -> int:
                         ("--min-message-rate", args.min_message_rate), ("--read-timeout", args.read_timeout)):
         if not value > 0:
             raise ConfigError(f"{name} must be > 0, got {value}")
+    if args.max_session_mb < MIN_SESSION_MB:
+        raise ConfigError(
+            f"--max-session-mb must be at least {MIN_SESSION_MB:g} (a session's own threads and buffers need that "
+            f"much), got {args.max_session_mb:g}"
+        )
     resource_limits = ResourceLimits().with_overrides(**_parse_limits(args.limits))
     defaults = GadgetSettings(
         variant=args.variant,

@@ -743,9 +743,11 @@ class GadgetSession:
 
 def _is_allocation_failure(error: BaseException) -> bool:
     """True for torch's failed CPU allocation (a plain ``RuntimeError``; numpy raises
-    ``MemoryError``) and CUDA's out-of-memory error."""
+    ``MemoryError``), CUDA's out-of-memory error and a thread that cannot start (its stack is
+    memory too)."""
     text = str(error)
-    return isinstance(error, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
+    markers = ("can't allocate memory", "can't start new thread")
+    return isinstance(error, RuntimeError) and (any(m in text for m in markers) or "out of memory" in text.lower())
 
 
 def _frame_label(frame: GriddedFrame) -> str:

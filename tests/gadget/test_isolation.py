@@ -101,3 +101,10 @@ def test_process_isolation_is_the_servers_default_and_thread_is_a_choice():
     with pytest.raises(ValueError, match="isolation"):
         ServerOptions(isolation="fork")
 
+
+
+def test_a_session_limit_too_small_to_serve_is_refused_before_listening(caplog):
+    from igrog_gadget.cli import EXIT_BAD_INPUT, main
+
+    assert main(["-q", "serve", "--port", "0", "--max-session-mb", "32"]) == EXIT_BAD_INPUT
+    assert "--max-session-mb must be at least 64" in caplog.text
