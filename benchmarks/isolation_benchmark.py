@@ -32,9 +32,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "gadget"))
 
 import numpy as np  # noqa: E402
 
+from gadget_helpers import descendants  # noqa: E402
 from igrog_gadget.cli import SAMPLE_FILE  # noqa: E402
 from igrog_gadget.gadget import protocol  # noqa: E402
 from igrog_gadget.gadget.client import StreamClient, configuration_xml, dataset_messages  # noqa: E402
@@ -65,20 +67,6 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def child_pids(pid: int) -> list[int]:
-    """Every descendant of ``pid`` (the fork server and the workers)."""
-    found, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        try:
-            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
-        except OSError:
-            continue
-        found += [int(c) for c in children]
-        todo += [int(c) for c in children]
-    return found
-
-
 class WorkerPeaks:
     """Samples the peak memory of a server's descendants while a stream runs."""
 
@@ -90,7 +78,7 @@ class WorkerPeaks:
 
     def _run(self) -> None:
         while not self._stop.wait(0.05):
-            for child in child_pids(self.pid):
+            for child in descendants(self.pid):
                 self.peak = max(self.peak, peak_rss_mb(child))
 
     def stop(self) -> float:

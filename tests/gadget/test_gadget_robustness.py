@@ -13,7 +13,7 @@ from pathlib import Path
 import ismrmrd
 import pytest
 
-from gadget_helpers import FAST_OVERRIDES, process_cpu_seconds, send_all, start_server_process
+from gadget_helpers import FAST_OVERRIDES, descendants, process_cpu_seconds, send_all, start_server_process
 from igrog_gadget.gadget import protocol
 from igrog_gadget.gadget.client import StreamClient, configuration_xml, dataset_messages
 
@@ -46,20 +46,6 @@ def wait_for_log(log: Path, text: str, timeout_s: float = 20.0, after: int = 0) 
             return time.monotonic() - started
         time.sleep(0.02)
     raise AssertionError(f"{text!r} not logged within {timeout_s} s; log tail:\n{log.read_text()[-3000:]}")
-
-
-def descendants(pid: int) -> list[int]:
-    """The server's worker processes and their fork server (Linux /proc)."""
-    found, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        try:
-            children = [int(c) for c in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
-        except OSError:
-            continue
-        found += children
-        todo += children
-    return found
 
 
 def tree_cpu_seconds(pid: int) -> float:
