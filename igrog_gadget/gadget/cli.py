@@ -142,7 +142,7 @@ def _parse_limits(items: list[str]) -> dict[str, float]:
 def run_serve(args: argparse.Namespace) -> int:
     """Run the server until SIGINT / SIGTERM; returns the exit code."""
     from igrog_gadget.errors import ConfigError
-    from igrog_gadget.gadget.server_options import bind_listener
+    from igrog_gadget.gadget.server_options import bind_listener, listen_backlog
     from igrog_gadget.gadget.settings import DEFAULT_GADGETRON_PORT, DEFAULT_MRD_PORT, GadgetSettings, PeerFiles
     from igrog_gadget.limits import ResourceLimits
 
@@ -176,7 +176,7 @@ def run_serve(args: argparse.Namespace) -> int:
     resource_limits.check_config(defaults.igrog_config())  # the defaults are valid before anything starts
     port = args.port if args.port is not None else (DEFAULT_MRD_PORT if args.mrd else DEFAULT_GADGETRON_PORT)
     try:  # before torch loads: a port in use is reported at once
-        listener = bind_listener(args.host, port, max(16, args.max_connections))
+        listener = bind_listener(args.host, port, listen_backlog(args.max_connections))
     except OSError as error:  # port in use, address not on this machine, no permission
         raise ConfigError(f"cannot listen on {args.host or '*'}:{port}: {error.strerror or error}") from None
     try:

@@ -75,7 +75,7 @@ class GadgetServer:
 
     # --- listening ------------------------------------------------------------------------
     def _listen(self) -> socket.socket:
-        return bind_listener(self.options.host, self.options.port, listen_backlog(self.options))
+        return bind_listener(self.options.host, self.options.port, listen_backlog(self.options.max_connections))
 
     @property
     def address(self) -> str:
@@ -218,15 +218,6 @@ class GadgetServer:
             with self._lock:
                 self._workers.pop(number, None)
         return session.end_elsewhere(report, ended)
-
-    def worker_pids(self) -> dict[str, int]:
-        """Process isolation: the worker process serving each open connection, by peer address."""
-        with self._lock:
-            return {
-                self._sessions[number].channel.peer: worker.pid
-                for number, worker in self._workers.items()
-                if number in self._sessions and worker.pid is not None
-            }
 
     def wait_for_worker(self, peer: str, timeout_s: float = 30.0) -> int | None:
         """Wait until a worker process serves the connection from ``peer``; its pid (None on timeout)."""

@@ -6,7 +6,6 @@ torch and the product) before it loads its own modules."""
 from __future__ import annotations
 
 import logging
-import os
 import socket
 from dataclasses import dataclass, field
 
@@ -68,18 +67,16 @@ def worker_spec(options: ServerOptions, defaults: GadgetSettings, limits: Protoc
         memory_limit_mb=options.memory_limit_mb,
         cpu_threads=options.cpu_threads,
         log_level=options.log_level,
-        environment={k: v for k, v in os.environ.items() if k in ("HDF5_USE_FILE_LOCKING", "OMP_WAIT_POLICY")},
     )
 
 
-def listen_backlog(options: ServerOptions) -> int:
+def listen_backlog(max_connections: int) -> int:
     """Connections the OS queues before the server accepts them."""
-    return max(16, options.max_connections)
+    return max(16, max_connections)
 
 
 #: How sessions are separated from each other (``ServerOptions.isolation``).
 ISOLATION_MODES = ("process", "thread")
-
 
 
 def bind_listener(host: str, port: int, backlog: int) -> socket.socket:

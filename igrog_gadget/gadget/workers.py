@@ -34,7 +34,7 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import reduction
 from typing import TYPE_CHECKING, Any
 
@@ -70,8 +70,6 @@ class WorkerSpec:
     cpu_threads: int = 0
     """Native thread count of each worker (0 = the processors it may run on)."""
     log_level: int = logging.INFO
-    environment: dict[str, str] = field(default_factory=dict)
-    """Environment variables the worker sets before it warms up (the server's process settings)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -117,8 +115,10 @@ def _warm_up(spec: WorkerSpec) -> None:
 def worker_main(pipe: multiprocessing.connection.Connection, spec: WorkerSpec) -> None:
     """A worker process: warm up, say ``("ready", pid)``, wait for one connection, serve it, send
     ``("report", SessionReport)`` and exit."""
+    from igrog_gadget.environment import configure_process
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the front process decides when workers stop
-    os.environ.update(spec.environment)
+    configure_process()  # a worker is an entry point of its own (and inherits the server's environment)
     logging.basicConfig(level=spec.log_level, format=f"%(asctime)s %(levelname)s [worker {os.getpid()}] %(name)s: %(message)s")
     started = time.perf_counter()
     _warm_up(spec)
@@ -169,7 +169,6 @@ class SessionWorker:
         )
         self.process.start()
         child_pipe.close()
-        self.started = time.monotonic()
         self.ready = False
 
     @property
@@ -218,10 +217,11 @@ class SessionWorker:
             logger.warning("worker %s did not exit after its session; killing it", self.pid)
             self.process.kill()
             self.process.join()
-        self._close_pipe()
+        self.close_pipe()
         return report, _how_it_ended(self.process.exitcode)
 
-    def _close_pipe(self) -> None:
+    def close_pipe(self) -> None:
+        """Close the front process's end of the worker's pipe (idempotent)."""
         try:
             self.pipe.close()
         except OSError:  # closed already (a shutdown stopping a worker whose session just ended)
@@ -237,7 +237,7 @@ class SessionWorker:
         if self.process.is_alive():
             self.process.kill()
             self.process.join()
-        self._close_pipe()
+        self.close_pipe()
 
 
 def _how_it_ended(exitcode: int | None) -> str:
@@ -287,7 +287,7 @@ class WorkerPool:
                 for worker in dead:
                     logger.error("worker %s %s while warming up", worker.pid, _how_it_ended(worker.process.exitcode))
                     self._spares.remove(worker)
-                    worker.pipe.close()
+                    worker.close_pipe()
                 for worker in self._spares:
                     if worker.poll_ready():
                         self._spares.remove(worker)
