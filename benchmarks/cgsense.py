@@ -2,9 +2,9 @@
 
 Conventions: images and maps are (ny, nx) / (coils, ny, nx) with pixel r = 0 at index n // 2;
 k-space is (coils, ny, nx) with k = 0 at index n // 2, related to the coil images by the centred
-orthonormal FFT (``igrog_gadget.gridding.fft.centred_fftn``); non-Cartesian samples are
+orthonormal FFT (``igrog_gadget.numerics.fft.centred_fftn``); non-Cartesian samples are
 (coils, n) at positions (n, 2) = (kx, ky) in grid units, transformed by
-``igrog_gadget.gridding.nufft`` (the same FFT on integer k).
+``igrog_gadget.numerics.nufft`` (the same FFT on integer k).
 
 Both reconstructions minimise ``||A S x - y||^2 + lam ||x||^2`` by conjugate gradients on the
 normal equations ``(S^H A^H A S + lam I) x = S^H A^H y`` from x = 0, a fixed number of
@@ -27,9 +27,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from igrog_gadget.gridding.nufft import nufft_adjoint, nufft_forward
-from igrog_gadget.gridding.solve import conjugate_gradients
-from igrog_gadget.gridding.toeplitz import ToeplitzNormal
+from igrog_gadget.numerics.nufft import nufft_adjoint, nufft_forward
+from igrog_gadget.numerics.solve import conjugate_gradients
+from igrog_gadget.numerics.toeplitz import ToeplitzNormal
 
 BART = shutil.which("bart") or "/usr/bin/bart"
 
@@ -183,7 +183,7 @@ class CartesianSense:
 
 class NufftSense:
     """``A = N S`` for the non-Cartesian samples: N the NUFFT at ``coords`` (n, 2). ``toeplitz``:
-    ``N^H N`` applied as its Toeplitz embedding (``igrog_gadget.gridding.toeplitz``: two FFTs of
+    ``N^H N`` applied as its Toeplitz embedding (``igrog_gadget.numerics.toeplitz``: two FFTs of
     the doubled grid, the same operator to ~1e-7) instead of a type-2 and a type-1 NUFFT."""
 
     def __init__(self, maps: np.ndarray, coords: np.ndarray, toeplitz: bool = True) -> None:
@@ -219,7 +219,7 @@ def max_eigenvalue(normal: Operator, shape: tuple[int, ...], iterations: int = 2
 
 def conjugate_gradient(normal: Operator, rhs: np.ndarray, lam: float, iterations: int) -> np.ndarray:
     """``iterations`` CG steps on ``(normal + lam I) x = rhs`` from x = 0 (complex128), by the
-    package's solver (``igrog_gadget.gridding.solve.conjugate_gradients``)."""
+    package's solver (``igrog_gadget.numerics.solve.conjugate_gradients``)."""
     return conjugate_gradients(
         lambda x: normal(x) + lam * x, rhs.astype(np.complex128), iterations, stop=lambda rr: rr == 0
     )

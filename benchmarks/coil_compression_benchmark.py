@@ -5,7 +5,7 @@ Usage: python benchmarks/coil_compression_benchmark.py [--matrix 256] [--coils 3
 Both compressions are learned from the simulated file's Cartesian ACS lines (fully sampled
 along the oversampled readout, as GCC needs), then applied to the file's noiseless Cartesian
 truth k-space and undone; printed: the relative error this projection leaves, per number of
-virtual coils. PCA (``igrog_gadget.gridding.coils``) uses one matrix for all of k-space; GCC
+virtual coils. PCA (``igrog_gadget.numerics.coils``) uses one matrix for all of k-space; GCC
 (Zhang et al., MRM 69:571, 2013) one aligned matrix per readout position x, which needs the
 data in the hybrid (x, ky) space: a Cartesian readout. iGROG compresses the non-Cartesian
 samples *before* gridding, where no readout is Cartesian, so it uses PCA; this table says
@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.evaluation import benchmark_workdir, simulate_once  # noqa: E402
-from igrog_gadget.gridding.coils import compression_transform  # noqa: E402
+from igrog_gadget.numerics.coils import compression_transform  # noqa: E402
 from igrog_gadget.io import read_dataset  # noqa: E402
 from igrog_gadget.simulate import SimulationSpec  # noqa: E402
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from igrog_gadget.app.common.calibrate import calibration_block
-from igrog_gadget.app.common.frame import FrameInputs
+from igrog_gadget.core.calibrate import calibration_block
+from igrog_gadget.core.frame import FrameInputs
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.io import read_dataset
 from igrog_gadget.simulate import SimulationSpec, simulate_to_file

@@ -79,8 +79,8 @@ from benchmarks.cgsense import (  # noqa: E402
 from benchmarks.evaluation import Case, benchmark_workdir, grog_block, load_case, simulate_once  # noqa: E402
 from igrog_gadget.app.runner import VariantGridder  # noqa: E402
 from igrog_gadget.config import IgrogConfig, load_config  # noqa: E402
-from igrog_gadget.gridding.calibration import CalibrationBlock  # noqa: E402
-from igrog_gadget.gridding.fft import centred_fftn, rss_image  # noqa: E402
+from igrog_gadget.numerics.calibration import CalibrationBlock  # noqa: E402
+from igrog_gadget.numerics.fft import centred_fftn, rss_image  # noqa: E402
 from igrog_gadget.recon.images import FrameImager  # noqa: E402
 from igrog_gadget.scan import GriddedFrame  # noqa: E402
 from igrog_gadget.simulate import SimulationSpec  # noqa: E402

@@ -26,7 +26,7 @@ from benchmarks.baselines import ClassicGrog, grid_nearest_neighbour  # noqa: E4
 from benchmarks.evaluation import benchmark_workdir, grog_block, load_case, nrmse_on_sampled, simulate_once  # noqa: E402
 from igrog_gadget.app.runner import VariantGridder  # noqa: E402
 from igrog_gadget.config import load_config  # noqa: E402
-from igrog_gadget.gridding.nufft import nufft_adjoint  # noqa: E402
+from igrog_gadget.numerics.nufft import nufft_adjoint  # noqa: E402
 from igrog_gadget.simulate import SimulationSpec  # noqa: E402
 
 CASES = {

@@ -40,7 +40,7 @@ from benchmarks.baselines import ClassicGrog, grid_nearest_neighbour  # noqa: E4
 from benchmarks.evaluation import benchmark_workdir, grog_block, load_case, nrmse_on_sampled, simulate_once  # noqa: E402
 from benchmarks.run_benchmark import best_time, noise_floor  # noqa: E402
 from igrog_gadget.config import load_config  # noqa: E402
-from igrog_gadget.gridding.nufft import nufft_adjoint  # noqa: E402
+from igrog_gadget.numerics.nufft import nufft_adjoint  # noqa: E402
 from igrog_gadget.io import read_dataset  # noqa: E402
 from igrog_gadget.scan import FRAME_KEY_FIELDS  # noqa: E402
 from igrog_gadget.simulate import SimulationSpec  # noqa: E402
@@ -98,7 +98,7 @@ def classic_grog(case, config):
 
     from benchmarks.baselines import GriddingResult
     from benchmarks.evaluation import Case
-    from igrog_gadget.app.common.virtual_coils import frame_coil_transform, to_virtual_coils
+    from igrog_gadget.core.virtual_coils import frame_coil_transform, to_virtual_coils
 
     transform = frame_coil_transform(case.frame, config.gridding)
     frame = to_virtual_coils(case.frame, transform)

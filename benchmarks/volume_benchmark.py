@@ -33,7 +33,7 @@ from benchmarks.baselines3d import ClassicGrog3d, grid_nearest_neighbour_3d  # n
 from benchmarks.evaluation import benchmark_workdir, grog_block, load_case, nrmse_on_sampled, simulate_once  # noqa: E402
 from benchmarks.run_benchmark import noise_floor  # noqa: E402
 from benchmarks.scale_benchmark import run_replay  # noqa: E402
-from igrog_gadget.app.common.virtual_coils import frame_coil_transform  # noqa: E402
+from igrog_gadget.core.virtual_coils import frame_coil_transform  # noqa: E402
 from igrog_gadget.config import load_config  # noqa: E402
 from igrog_gadget.io import read_dataset  # noqa: E402
 from igrog_gadget.simulate import SimulationSpec  # noqa: E402

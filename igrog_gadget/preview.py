@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from igrog_gadget.gridding.fft import rss_image
+from igrog_gadget.numerics.fft import rss_image
 
 
 def central_slices(volume: np.ndarray) -> list[np.ndarray]:

@@ -21,7 +21,7 @@ import numpy as np
 from igrog_gadget.errors import InputDataError
 
 if TYPE_CHECKING:
-    from igrog_gadget.gridding.calibration import CalibrationBlock
+    from igrog_gadget.numerics.calibration import CalibrationBlock
 
 # ISMRMRD acquisition flag bit numbers (1-based, as in the ISMRMRD standard).
 FLAG_FIRST_IN_SLICE = 7

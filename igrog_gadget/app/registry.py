@@ -13,10 +13,10 @@ from typing import Callable
 
 from torch import nn
 
-from igrog_gadget.app.common.datamodule import GriddingDataModule
-from igrog_gadget.app.common.closed_form import closed_form_model
-from igrog_gadget.app.common.kernel_model import KernelModel
-from igrog_gadget.app.common.loss import KernelPredictionLoss
+from igrog_gadget.core.datamodule import GriddingDataModule
+from igrog_gadget.core.closed_form import closed_form_model
+from igrog_gadget.core.kernel_model import KernelModel
+from igrog_gadget.core.loss import KernelPredictionLoss
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import ConfigError
 

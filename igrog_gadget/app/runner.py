@@ -18,9 +18,9 @@ Gridding: ``grid(frame)`` waits for its key's model, then applies the kernels. I
 first readouts of this frame but calibrated without the calibration lines, or before more
 calibration lines arrived; or the frame's offsets lie farther than
 ``training.offset_coverage_max`` from those the model was trained on
-(``igrog_gadget.app.common.coverage``); or another coil count. Data with many coils are
+(``igrog_gadget.core.coverage``); or another coil count. Data with many coils are
 gridded in virtual coils (the compression is made with each training, from its inputs; see
-``igrog_gadget.app.common.virtual_coils``). Kernels are recomputed only for a new model or
+``igrog_gadget.core.virtual_coils``). Kernels are recomputed only for a new model or
 trajectory (``KernelCache``, bounded by ``gridding.cache_mb``).
 """
 
@@ -40,22 +40,22 @@ import torch
 from torch.utils.data import DataLoader
 
 from igrog_engine import Inferencer, StopReason, resolve_device
-from igrog_gadget.app.common.centre import fill_from_block
-from igrog_gadget.app.common.coverage import offset_distance_ratio
-from igrog_gadget.app.common.error_estimate import CENTRE_RADIUS, estimated_nrmse, radius_from_centre
-from igrog_gadget.app.common.datamodule import GriddingDataModule
-from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace, check_frame_values, sample_geometry
-from igrog_gadget.app.common.training import build_trainer, held_out_nrmse
-from igrog_gadget.app.common.virtual_coils import frame_coil_transform, to_virtual_coils
+from igrog_gadget.core.centre import fill_from_block
+from igrog_gadget.core.coverage import offset_distance_ratio
+from igrog_gadget.core.error_estimate import CENTRE_RADIUS, estimated_nrmse, radius_from_centre
+from igrog_gadget.core.datamodule import GriddingDataModule
+from igrog_gadget.core.frame import FrameInputs, GriddedKSpace, check_frame_values, sample_geometry
+from igrog_gadget.core.training import build_trainer, held_out_nrmse
+from igrog_gadget.core.virtual_coils import frame_coil_transform, to_virtual_coils
 from igrog_gadget.app.kernel_cache import KernelCache, kernel_bytes
 from igrog_gadget.app.model_store import MISMATCH_RATIO, ModelStore, StoredModelKey, network_signature, trajectory_family
 from igrog_gadget.app.registry import get_variant
 from igrog_gadget.app.training_queue import TrainingQueue
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import ConfigError, GriddingCancelled
-from igrog_gadget.gridding.calibration import CalibrationBlock
-from igrog_gadget.gridding.coils import CoilTransform
-from igrog_gadget.gridding.geometry import SampleGeometry
+from igrog_gadget.numerics.calibration import CalibrationBlock
+from igrog_gadget.numerics.coils import CoilTransform
+from igrog_gadget.numerics.geometry import SampleGeometry
 
 logger = logging.getLogger(__name__)
 

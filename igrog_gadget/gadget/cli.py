@@ -232,7 +232,7 @@ def _serve_on(listener: "socket.socket", args: argparse.Namespace, defaults: "Ga
         raise ConfigError(f"--device / gridding.device: {error}") from None
     logger.info("default device: %s", device)
     if pool is None:  # sessions in this process: torch and the variants load now, not on the first scan
-        from igrog_gadget.app.common.training import load_training_modules
+        from igrog_gadget.core.training import load_training_modules
 
         load_training_modules()
     if args.host in ("", "0.0.0.0", "::"):

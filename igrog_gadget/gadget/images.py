@@ -10,7 +10,7 @@ import ismrmrd
 import numpy as np
 
 from igrog_gadget.gadget.settings import IMAGE_DTYPES
-from igrog_gadget.gridding.fft import centred_fftn
+from igrog_gadget.numerics.fft import centred_fftn
 from igrog_gadget.io.convert import frame_image_of
 from igrog_gadget.scan import GriddedFrame
 

@@ -7,7 +7,7 @@ purpose; nothing else imports it. It starts no thread and never queries CUDA (th
 is on the CPU): the fork server must fork safely, and a forked worker can use CUDA only when its
 parent never initialised it."""
 
-from igrog_gadget.app.common.training import load_training_modules
+from igrog_gadget.core.training import load_training_modules
 from igrog_gadget.gadget import workers  # noqa: F401  (the worker's entry point and the session)
 from igrog_gadget.stream import pipeline  # noqa: F401
 

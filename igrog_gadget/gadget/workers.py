@@ -102,7 +102,7 @@ def _warm_up(spec: WorkerSpec) -> None:
     import numpy as np
     import torch
     from igrog_engine import resolve_device
-    from igrog_gadget.gridding.nufft import nufft_forward
+    from igrog_gadget.numerics.nufft import nufft_forward
 
     device = resolve_device(spec.defaults.igrog_config().gridding.device)
     probe = torch.ones(8, 8, dtype=torch.complex64, device=device)

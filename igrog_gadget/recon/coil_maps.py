@@ -16,7 +16,7 @@ eigenvalue ~1 is the coil sensitivity vector there (up to a phase). Here:
    ``crop`` get a zero map (outside the object, as ESPIRiT crops), the others have unit norm
    across coils and the phase of coil 0 removed.
 
-Convention (the package's, ``igrog_gadget.gridding.fft``): k = 0 at index n // 2, image pixel
+Convention (the package's, ``igrog_gadget.numerics.fft``): k = 0 at index n // 2, image pixel
 r = 0 at index n // 2, centred orthonormal FFT; a block entry ``[c, iy, ix]`` lies at
 ``k = (kx0 + ix, ky0 + iy)`` (``CalibrationBlock``), its own position does not matter here.
 """
@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from igrog_gadget.gridding.fft import centred_fftn
+from igrog_gadget.numerics.fft import centred_fftn
 
 #: Power iterations of the per-pixel eigenvector.
 POWER_ITERATIONS = 30

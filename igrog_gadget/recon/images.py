@@ -1,7 +1,7 @@
 """The image of a gridded frame: SENSE of an undersampled frame, root-sum-of-squares of a fully sampled one.
 
 ``FrameImager.image(frame)`` decides per frame (``[recon] image``):
-- ``rss``: the RSS of the zero-filled gridded k-space (``igrog_gadget.gridding.fft.rss_image``);
+- ``rss``: the RSS of the zero-filled gridded k-space (``igrog_gadget.numerics.fft.rss_image``);
 - ``sense``: Cartesian CG-SENSE (``igrog_gadget.recon.sense``) with ESPIRiT maps
   (``igrog_gadget.recon.coil_maps``) of the frame's calibration block (``GriddedFrame.calibration``);
 - ``auto``: RSS when the gridded points cover ``full_coverage`` of the disc the samples reach
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from igrog_gadget.config import ReconConfig
-from igrog_gadget.gridding.fft import rss_image
+from igrog_gadget.numerics.fft import rss_image
 from igrog_gadget.recon.coil_maps import espirit_maps
 from igrog_gadget.recon.sense import CartesianSense, sense_reconstruct
 from igrog_gadget.scan import GriddedFrame

@@ -1,7 +1,7 @@
 """Cartesian SENSE of gridded k-space: conjugate gradients on the weighted normal equations, in torch.
 
 Minimises ``sum_k W(k) |(F S x)(k) - y(k)|^2 + lam ||x||^2`` over the image ``x``: ``S`` the
-coil maps, ``F`` the package's centred orthonormal FFT (``igrog_gadget.gridding.fft``; computed
+coil maps, ``F`` the package's centred orthonormal FFT (``igrog_gadget.numerics.fft``; computed
 in origin-first order, see ``CartesianSense``), ``W``
 the per-point data weights (0 where nothing was gridded), ``lam`` = ``regularization`` x the
 mean weight of the gridded points (so it does not depend on the weights' scale; with unit-norm
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from igrog_gadget.gridding.solve import conjugate_gradients
+from igrog_gadget.numerics.solve import conjugate_gradients
 
 class CartesianSense:
     """``A = W^(1/2) F S`` on a Cartesian grid (2D or 3D).

@@ -22,8 +22,8 @@ from __future__ import annotations
 import finufft
 import numpy as np
 
-from igrog_gadget.gridding.fft import centred_fft2, centred_fftn, centred_ifft2
-from igrog_gadget.gridding.segmentation import TimeSegmentation, segments_for_tolerance
+from igrog_gadget.numerics.fft import centred_fft2, centred_fftn, centred_ifft2
+from igrog_gadget.numerics.segmentation import TimeSegmentation, segments_for_tolerance
 
 from .phantoms import grid_coordinates
 
@@ -113,7 +113,7 @@ def cartesian_kspace(images: np.ndarray, N: int) -> np.ndarray:
 
 
 #: The simulator's names of the package's centred orthonormal FFTs (one implementation,
-#: :mod:`igrog_gadget.gridding.fft`).
+#: :mod:`igrog_gadget.numerics.fft`).
 fft2c = centred_fft2
 ifft2c = centred_ifft2
 
@@ -159,7 +159,7 @@ def time_segment_coefficients(
 ) -> TimeSegmentation:
     """Time segmentation of ``exp(-2 pi i f t)`` for every ``f`` in ``[f_min, f_max]``, with
     phases relative to the centre frequency: the segmentation of the gridder
-    (:func:`igrog_gadget.gridding.segmentation.segments_for_tolerance`) fitted on a dense
+    (:func:`igrog_gadget.numerics.segmentation.segments_for_tolerance`) fitted on a dense
     uniform frequency grid over the range, to RMS phase error ``tol``.
 
     Args:

@@ -18,7 +18,7 @@ import ismrmrd
 import ismrmrd.xsd as xsd
 import numpy as np
 
-from igrog_gadget.gridding.fft import centred_fftn
+from igrog_gadget.numerics.fft import centred_fftn
 from igrog_gadget.io.acquisitions import AcquisitionSink
 
 from .acquire import (

@@ -9,7 +9,7 @@ import logging
 
 import numpy as np
 
-from igrog_gadget.app.common.frame import PADDING_POSITION, FrameInputs
+from igrog_gadget.core.frame import PADDING_POSITION, FrameInputs
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import ConfigError, InputDataError
 from igrog_gadget.io.trajectory import (

@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from igrog_gadget.app.common.frame import FrameInputs
+from igrog_gadget.core.frame import FrameInputs
 from igrog_gadget.app.runner import VariantGridder
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import InputDataError
-from igrog_gadget.gridding.coils import NoiseCovariance
+from igrog_gadget.numerics.coils import NoiseCovariance
 from igrog_gadget.limits import ResourceLimits
 from igrog_gadget.scan import (
     FLAG_IS_PARALLEL_CALIBRATION,

@@ -1,5 +1,5 @@
-"""Closed-form kernels (``igrog_gadget.app.common.closed_form``) and the centre fill
-(``igrog_gadget.app.common.centre``): checked against explicit least squares over synthesised
+"""Closed-form kernels (``igrog_gadget.core.closed_form``) and the centre fill
+(``igrog_gadget.core.centre``): checked against explicit least squares over synthesised
 pairs, against the truth of recorded files, and for determinism."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import torch
 from app_helpers import ACCURATE, DATA
 
 from benchmarks.evaluation import load_case
-from igrog_gadget.app.common.centre import block_interior, fill_from_block, fill_margin
-from igrog_gadget.app.common.closed_form import BlockCorrelation, closed_form_kernels
+from igrog_gadget.core.centre import block_interior, fill_from_block, fill_margin
+from igrog_gadget.core.closed_form import BlockCorrelation, closed_form_kernels
 from igrog_gadget.app.runner import VariantGridder
 from igrog_gadget.config import load_config
 from igrog_gadget.errors import CalibrationError
-from igrog_gadget.gridding.calibration import CalibrationBlock, OffGridInterpolator
+from igrog_gadget.numerics.calibration import CalibrationBlock, OffGridInterpolator
 
 
 def random_block(coils: int = 3, side: int = 12, seed: int = 0) -> CalibrationBlock:
@@ -153,7 +153,7 @@ def test_closed_form_gives_the_same_result_twice(radial_results):
 def test_error_estimate_is_the_noise_of_averaged_samples_plus_the_misfit():
     """Gridded k-space = truth + noise of std sigma / sqrt(hits): the estimate recovers the
     measured NRMSE from the gridded data alone; the misfit adds on the points not filled."""
-    from igrog_gadget.app.common.error_estimate import estimated_nrmse, radius_from_centre
+    from igrog_gadget.core.error_estimate import estimated_nrmse, radius_from_centre
 
     rng = np.random.default_rng(5)
     coils, n, sigma = 4, 64, 0.05

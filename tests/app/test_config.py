@@ -14,7 +14,7 @@ from igrog_engine import build_scheduler
 from igrog_engine.optim import OPTIMIZERS as ENGINE_OPTIMIZERS
 from igrog_engine.optim import SCHEDULERS as ENGINE_SCHEDULERS
 from igrog_engine.optim import OptimizerConfig, build_optimizer
-from igrog_gadget.app.common.training import scheduler_config
+from igrog_gadget.core.training import scheduler_config
 from igrog_gadget.arch.mlp import make_activation
 from igrog_gadget.config import (
     ACTIVATIONS,

@@ -10,9 +10,9 @@ import pytest
 from app_helpers import DATA, FAST
 
 from benchmarks.evaluation import nrmse_on_sampled
-from igrog_gadget.app.common.coverage import offset_distance_ratio
+from igrog_gadget.core.coverage import offset_distance_ratio
 from igrog_gadget.config import load_config
-from igrog_gadget.gridding.geometry import build_geometry
+from igrog_gadget.numerics.geometry import build_geometry
 from igrog_gadget.io import read_dataset
 from igrog_gadget.io.acquisitions import copy_acquisitions
 from igrog_gadget.scan import GriddedFrame

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from igrog_gadget.app.common.kernel_model import KernelModel
-from igrog_gadget.app.common.kernels import apply_kernels
+from igrog_gadget.core.kernel_model import KernelModel
+from igrog_gadget.core.kernels import apply_kernels
 from igrog_gadget.config import ModelConfig
 
 
@@ -48,7 +48,7 @@ def test_kernel_cache_is_bounded_and_keeps_what_a_cyclic_series_reuses():
 
 
 def test_kernel_model_initialisation_comes_from_the_seed_not_the_global_rng():
-    from igrog_gadget.app.common.kernel_model import KernelModel
+    from igrog_gadget.core.kernel_model import KernelModel
     from igrog_gadget.config import load_config
 
     config = load_config("basic").model

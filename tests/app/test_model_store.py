@@ -13,7 +13,7 @@ from app_helpers import FAST, nrmse_on_sampled
 
 from benchmarks.evaluation import load_case
 from benchmarks.warm_start_benchmark import mixed_coils
-from igrog_gadget.app.common.frame import PADDING_POSITION
+from igrog_gadget.core.frame import PADDING_POSITION
 from igrog_gadget.app.model_store import ModelStore, StoredModelKey, network_signature, trajectory_family
 from igrog_gadget.app.runner import VariantGridder
 from igrog_gadget.config import load_config

@@ -18,7 +18,7 @@ mrd = pytest.importorskip("mrd", reason="mrd-python (the [mrd] extra) is not ins
 from igrog_gadget.config import load_config  # noqa: E402
 from igrog_gadget.gadget import protocol  # noqa: E402
 from igrog_gadget.gadget.protocol import StreamFileReader  # noqa: E402
-from igrog_gadget.gridding.fft import rss_image  # noqa: E402
+from igrog_gadget.numerics.fft import rss_image  # noqa: E402
 from igrog_gadget.io import mrd2  # noqa: E402
 from igrog_gadget.io.acquisitions import read_acquisitions, read_header_xml  # noqa: E402
 from igrog_gadget.replay import replay_file  # noqa: E402

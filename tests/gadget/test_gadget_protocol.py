@@ -15,7 +15,7 @@ import pytest
 from igrog_gadget.gadget import protocol
 from igrog_gadget.recon.images import FrameImage
 from igrog_gadget.gadget.images import frame_image
-from igrog_gadget.gridding.fft import rss_image
+from igrog_gadget.numerics.fft import rss_image
 from igrog_gadget.gadget.protocol import (
     MalformedMessageError,
     MessageChannel,

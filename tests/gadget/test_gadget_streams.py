@@ -16,7 +16,7 @@ import pytest
 from gadget_helpers import DETERMINISTIC_OVERRIDES, data_file, gridded_lines, send_all, stream_dataset
 from igrog_gadget.config import load_config
 from igrog_gadget.gadget import protocol
-from igrog_gadget.gridding.fft import rss_image
+from igrog_gadget.numerics.fft import rss_image
 from igrog_gadget.gadget.client import StreamClient, configuration_xml, dataset_messages
 from igrog_gadget.gadget.recondata import decode_recon_data
 from igrog_gadget.gadget.server import GadgetServer, ServerOptions

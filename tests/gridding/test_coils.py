@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from igrog_gadget.errors import InputDataError
-from igrog_gadget.gridding.coils import CoilTransform, NoiseCovariance, compression_transform, noise_prewhitener
+from igrog_gadget.numerics.coils import CoilTransform, NoiseCovariance, compression_transform, noise_prewhitener
 
 
 def correlated_noise(coils: int, samples: int, rho: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -6,17 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from igrog_gadget.app.common.kernels import average_on_grid, gather_sources, grid_with_kernels
+from igrog_gadget.core.kernels import average_on_grid, gather_sources, grid_with_kernels
 from igrog_gadget.errors import CalibrationError, InputDataError
-from igrog_gadget.gridding.calibration import (
+from igrog_gadget.numerics.calibration import (
     OffGridInterpolator,
     acs_from_cartesian_lines,
     centre_coverage,
     self_calibrate,
 )
-from igrog_gadget.gridding.geometry import add_neighbour_sources, build_geometry, nearest_grid_points, source_windows
-from igrog_gadget.gridding.fft import centred_fft2
-from igrog_gadget.gridding.nufft import nufft_adjoint, nufft_forward
+from igrog_gadget.numerics.geometry import add_neighbour_sources, build_geometry, nearest_grid_points, source_windows
+from igrog_gadget.numerics.fft import centred_fft2
+from igrog_gadget.numerics.nufft import nufft_adjoint, nufft_forward
 
 
 def smooth_coil_kspace(coils: int = 3, n: int = 64, seed: int = 0) -> np.ndarray:

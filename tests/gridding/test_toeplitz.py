@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from igrog_gadget.gridding.nufft import nufft_adjoint, nufft_forward
-from igrog_gadget.gridding.toeplitz import ToeplitzNormal
+from igrog_gadget.numerics.nufft import nufft_adjoint, nufft_forward
+from igrog_gadget.numerics.toeplitz import ToeplitzNormal
 
 
 @pytest.mark.parametrize("dims, n, tolerance", [(2, 16, 1e-6), (3, 12, 5e-5)])

@@ -692,7 +692,7 @@ def test_console_script_busy_port(tmp_path):
 
 def test_source_whitening_refuses_zero_and_non_finite_sources():
     """The last guard before a Cholesky: no LinAlgError whatever the training pairs hold."""
-    from igrog_gadget.app.common.pairs import source_whitening
+    from igrog_gadget.core.pairs import source_whitening
     from igrog_gadget.errors import CalibrationError
 
     with pytest.raises(CalibrationError, match="training sources are all zero"):

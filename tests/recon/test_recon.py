@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from igrog_gadget.config import ReconConfig, load_config
-from igrog_gadget.gridding.calibration import CalibrationBlock
-from igrog_gadget.gridding.fft import centred_fftn, rss_image
+from igrog_gadget.numerics.calibration import CalibrationBlock
+from igrog_gadget.numerics.fft import centred_fftn, rss_image
 from igrog_gadget.recon.coil_maps import espirit_maps
 from igrog_gadget.recon.images import FrameImager, sampled_coverage
 from igrog_gadget.recon.sense import CartesianSense, sense_reconstruct

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 from variants_helpers import ACCURATE, COMPARE, FAST, copy_with, error, grid, recorded, truth
 
-from igrog_gadget.app.common.frame import FrameInputs
+from igrog_gadget.core.frame import FrameInputs
 from igrog_gadget.app.fieldcorr.correction import correct_field
 from igrog_gadget.app.fieldcorr.fieldmap import field_map, sample_times_s
-from igrog_gadget.gridding.segmentation import frequency_histogram, segments_for_tolerance, time_segmentation
+from igrog_gadget.numerics.segmentation import frequency_histogram, segments_for_tolerance, time_segmentation
 from igrog_gadget.app.runner import VariantGridder
 from igrog_gadget.cli import main
 from igrog_gadget.config import FieldCorrectionConfig, load_config
 from igrog_gadget.errors import ConfigError, InputDataError
-from igrog_gadget.gridding.fft import centred_fft2
+from igrog_gadget.numerics.fft import centred_fft2
 
 
 @pytest.fixture(scope="module")

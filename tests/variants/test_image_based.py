@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from variants_helpers import ACCURATE, COMPARE, FAST, coil_images_of, copy_with, error, grid, recorded, truth
 
-from igrog_gadget.app.common.frame import FrameInputs
+from igrog_gadget.core.frame import FrameInputs
 from igrog_gadget.app.image_based.sources import calibration_images, coil_images_from_data
 from igrog_gadget.cli import main
 from igrog_gadget.config import ImageCalibrationConfig, load_config
 from igrog_gadget.errors import CalibrationError, ConfigError
-from igrog_gadget.gridding.fft import centred_fft2
+from igrog_gadget.numerics.fft import centred_fft2
 
 
 def central_acs(lines: int):

@@ -8,7 +8,7 @@ import pytest
 from variants_helpers import error, grid
 
 from benchmarks.baselines3d import grid_nearest_neighbour_3d
-from igrog_gadget.app.common.frame import FrameInputs
+from igrog_gadget.core.frame import FrameInputs
 from igrog_gadget.app.fieldcorr.fieldmap import field_map
 from igrog_gadget.app.image_based.sources import calibration_images
 from igrog_gadget.config import FieldCorrectionConfig, ImageCalibrationConfig

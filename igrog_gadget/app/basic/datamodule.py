@@ -15,15 +15,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from igrog_engine import resolve_device
-from igrog_gadget.app.common.batches import TensorDictDataset, batch_loader
-from igrog_gadget.app.common.calibrate import calibration_block
-from igrog_gadget.app.common.datamodule import GriddingDataModule, prepared
-from igrog_gadget.app.common.frame import FrameInputs, GriddedKSpace, sample_geometry
-from igrog_gadget.app.common.kernels import grid_with_kernels, mean_time_on_grid
-from igrog_gadget.app.common.pairs import TrainingPairs, source_whitening, synthesize_pairs
+from igrog_gadget.core.batches import TensorDictDataset, batch_loader
+from igrog_gadget.core.calibrate import calibration_block
+from igrog_gadget.core.datamodule import GriddingDataModule, prepared
+from igrog_gadget.core.frame import FrameInputs, GriddedKSpace, sample_geometry
+from igrog_gadget.core.kernels import grid_with_kernels, mean_time_on_grid
+from igrog_gadget.core.pairs import TrainingPairs, source_whitening, synthesize_pairs
 from igrog_gadget.config import IgrogConfig
-from igrog_gadget.gridding.calibration import CalibrationBlock, OffGridInterpolator
-from igrog_gadget.gridding.geometry import SampleGeometry
+from igrog_gadget.numerics.calibration import CalibrationBlock, OffGridInterpolator
+from igrog_gadget.numerics.geometry import SampleGeometry
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class BasicDataModule(GriddingDataModule):
     def make_held_out_pairs(self, block: CalibrationBlock, count: int) -> TrainingPairs:
         """``count`` noise-free pairs, each weighted by its energy (not normalised): the closed-form
         fit's held-out set, whose error is the kernels' own misfit (the data's noise is estimated
-        apart, per frame: ``igrog_gadget.app.common.error_estimate``)."""
+        apart, per frame: ``igrog_gadget.core.error_estimate``)."""
         cal = self.config.calibration
         rng = np.random.default_rng(self.config.training.seed)
         return synthesize_pairs(

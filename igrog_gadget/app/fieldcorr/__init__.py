@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from igrog_gadget.app.common.datamodule import GriddingDataModule, prepared
-from igrog_gadget.app.common.closed_form import closed_form_model
-from igrog_gadget.app.common.kernel_model import KernelModel
+from igrog_gadget.core.datamodule import GriddingDataModule, prepared
+from igrog_gadget.core.closed_form import closed_form_model
+from igrog_gadget.core.kernel_model import KernelModel
 from igrog_gadget.app.fieldcorr.correction import correct_field
 from igrog_gadget.app.fieldcorr.datamodule import FieldCorrDataModule
 from igrog_gadget.app.fieldcorr.fieldmap import field_map, sample_times_s

@@ -22,8 +22,8 @@ import logging
 import numpy as np
 import torch
 
-from igrog_gadget.gridding.fft import centred_fftn
-from igrog_gadget.gridding.solve import conjugate_gradients
+from igrog_gadget.numerics.fft import centred_fftn
+from igrog_gadget.numerics.solve import conjugate_gradients
 
 logger = logging.getLogger(__name__)
 

@@ -28,22 +28,22 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from igrog_gadget.app.common.batches import TensorDictDataset, batch_loader
-from igrog_gadget.app.common.datamodule import prepared
-from igrog_gadget.app.common.frame import FrameInputs, FrameTrajectory, GriddedKSpace
-from igrog_gadget.app.common.kernels import average_on_grid, mean_time_on_grid
-from igrog_gadget.app.common.pairs import TrainingPairs, target_range
+from igrog_gadget.core.batches import TensorDictDataset, batch_loader
+from igrog_gadget.core.datamodule import prepared
+from igrog_gadget.core.frame import FrameInputs, FrameTrajectory, GriddedKSpace
+from igrog_gadget.core.kernels import average_on_grid, mean_time_on_grid
+from igrog_gadget.core.pairs import TrainingPairs, target_range
 from igrog_gadget.app.fieldcorr.correction import correct_field
 from igrog_gadget.app.fieldcorr.fieldmap import B0MAP_SERIES, field_map, sample_times_s
 from igrog_gadget.app.image_based.pairs import hits_at, image_kspace, image_pairs, sample_targets
-from igrog_gadget.gridding.segmentation import frequency_histogram, segments_for_tolerance, time_segmentation
+from igrog_gadget.numerics.segmentation import frequency_histogram, segments_for_tolerance, time_segmentation
 from igrog_gadget.app.image_based.datamodule import ImageBasedDataModule
 from igrog_gadget.config import FieldCorrectionConfig, IgrogConfig
 from igrog_gadget.errors import CalibrationError
-from igrog_gadget.gridding.calibration import CalibrationBlock
-from igrog_gadget.gridding.geometry import SampleGeometry
-from igrog_gadget.gridding.fft import centred_fftn
-from igrog_gadget.gridding.nufft import nufft_forward
+from igrog_gadget.numerics.calibration import CalibrationBlock
+from igrog_gadget.numerics.geometry import SampleGeometry
+from igrog_gadget.numerics.fft import centred_fftn
+from igrog_gadget.numerics.nufft import nufft_forward
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from igrog_gadget.app.common.frame import FrameInputs
+from igrog_gadget.core.frame import FrameInputs
 from igrog_gadget.config import FieldCorrectionConfig
 from igrog_gadget.errors import ConfigError, InputDataError
 

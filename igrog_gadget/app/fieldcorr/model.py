@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from igrog_gadget.app.common.pairs import whitening_or_identity
+from igrog_gadget.core.pairs import whitening_or_identity
 from igrog_gadget.arch.mlp import ComplexKernelMLP
 from igrog_gadget.config import ModelConfig
 

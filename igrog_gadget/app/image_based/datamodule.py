@@ -23,18 +23,18 @@ from collections.abc import Callable
 import numpy as np
 
 from igrog_gadget.app.basic.datamodule import BasicDataModule
-from igrog_gadget.app.common.calibrate import calibration_block
-from igrog_gadget.app.common.datamodule import prepared
-from igrog_gadget.app.common.frame import FrameInputs
-from igrog_gadget.app.common.pairs import TrainingPairs, synthesize_pairs
-from igrog_gadget.app.common.virtual_coils import COIL_IMAGE_SERIES
+from igrog_gadget.core.calibrate import calibration_block
+from igrog_gadget.core.datamodule import prepared
+from igrog_gadget.core.frame import FrameInputs
+from igrog_gadget.core.pairs import TrainingPairs, synthesize_pairs
+from igrog_gadget.core.virtual_coils import COIL_IMAGE_SERIES
 from igrog_gadget.app.image_based.pairs import image_kspace, trajectory_pairs
 from igrog_gadget.app.image_based.sources import CalibrationImages, calibration_images
 from igrog_gadget.config import IgrogConfig, ImageCalibrationConfig
 from igrog_gadget.errors import CalibrationError
-from igrog_gadget.gridding.calibration import CalibrationBlock
-from igrog_gadget.gridding.geometry import SampleGeometry
-from igrog_gadget.gridding.nufft import nufft_forward
+from igrog_gadget.numerics.calibration import CalibrationBlock
+from igrog_gadget.numerics.geometry import SampleGeometry
+from igrog_gadget.numerics.nufft import nufft_forward
 
 logger = logging.getLogger(__name__)
 

@@ -24,11 +24,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from igrog_gadget.app.common.pairs import TrainingPairs, complex_noise, packed_pairs, rms_scale
+from igrog_gadget.core.pairs import TrainingPairs, complex_noise, packed_pairs, rms_scale
 from igrog_gadget.errors import CalibrationError
-from igrog_gadget.gridding.fft import centred_fftn
-from igrog_gadget.gridding.geometry import SampleGeometry
-from igrog_gadget.gridding.nufft import nufft_forward
+from igrog_gadget.numerics.fft import centred_fftn
+from igrog_gadget.numerics.geometry import SampleGeometry
+from igrog_gadget.numerics.nufft import nufft_forward
 
 logger = logging.getLogger(__name__)
 

@@ -58,19 +58,19 @@ from pathlib import Path
 
 import numpy as np
 
-from igrog_gadget.app.common.frame import FrameInputs
-from igrog_gadget.app.common.pairs import complex_noise, rms_scale
+from igrog_gadget.core.frame import FrameInputs
+from igrog_gadget.core.pairs import complex_noise, rms_scale
 from igrog_gadget.config import ImageCalibrationConfig
 from igrog_gadget.errors import CalibrationError, ConfigError
-from igrog_gadget.gridding.calibration import (
+from igrog_gadget.numerics.calibration import (
     calibration_radius,
     centre_coverage,
     fit_centre,
     largest_calibration_size,
     sparse_centre,
 )
-from igrog_gadget.gridding.fft import centred_fftn
-from igrog_gadget.gridding.nufft import nufft_forward
+from igrog_gadget.numerics.fft import centred_fftn
+from igrog_gadget.numerics.nufft import nufft_forward
 
 logger = logging.getLogger(__name__)
 
@@ -267,7 +267,7 @@ def coil_images_from_data(
 ) -> tuple[np.ndarray, float]:
     """Low-resolution coil images from the central region of non-Cartesian data, 2D or 3D.
 
-    The CG-NUFFT solve of ``igrog_gadget.gridding.calibration.fit_centre`` with an image
+    The CG-NUFFT solve of ``igrog_gadget.numerics.calibration.fit_centre`` with an image
     grid of ``size`` x ``size`` (3D positions: ``size``^3; the whole k-space of the solution,
     ``[-size/2, size/2)``, is kept): ``(F^H W F + lambda I) x = F^H W y`` over the samples with
     ``max(|k_d|) < size/2 - 0.5``, ``W`` a density compensation.

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from igrog_gadget.gridding.geometry import SampleGeometry
+from igrog_gadget.numerics.geometry import SampleGeometry
 
 
 def gather_sources(samples: torch.Tensor, source_index: torch.Tensor) -> torch.Tensor:

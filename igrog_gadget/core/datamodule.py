@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 import torch
 
 from igrog_engine import DataModule
-from igrog_gadget.app.common.frame import FrameInputs, FrameTrajectory, GriddedKSpace
+from igrog_gadget.core.frame import FrameInputs, FrameTrajectory, GriddedKSpace
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import ConfigError
-from igrog_gadget.gridding.calibration import CalibrationBlock
-from igrog_gadget.gridding.geometry import SampleGeometry
+from igrog_gadget.numerics.calibration import CalibrationBlock
+from igrog_gadget.numerics.geometry import SampleGeometry
 
 
 Prepared = TypeVar("Prepared")

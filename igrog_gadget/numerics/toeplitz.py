@@ -14,7 +14,7 @@ import finufft
 import numpy as np
 import torch
 
-from igrog_gadget.gridding.nufft import finufft_options
+from igrog_gadget.numerics.nufft import finufft_options
 
 
 class ToeplitzNormal:

@@ -1,4 +1,4 @@
-"""Choosing and applying the coil compression of a frame (see ``igrog_gadget.gridding.coils``)."""
+"""Choosing and applying the coil compression of a frame (see ``igrog_gadget.numerics.coils``)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import logging
 
 import numpy as np
 
-from igrog_gadget.app.common.frame import FrameInputs
+from igrog_gadget.core.frame import FrameInputs
 from igrog_gadget.config import GriddingConfig
-from igrog_gadget.gridding.coils import CoilTransform, compression_transform, noise_prewhitener
+from igrog_gadget.numerics.coils import CoilTransform, compression_transform, noise_prewhitener
 
 logger = logging.getLogger(__name__)
 

@@ -41,12 +41,12 @@ import torch
 from torch import nn
 
 from igrog_gadget.errors import CalibrationError, ConfigError
-from igrog_gadget.gridding.calibration import CalibrationBlock
-from igrog_gadget.gridding.fft import centred_fftn
-from igrog_gadget.gridding.nufft import finufft_options
+from igrog_gadget.numerics.calibration import CalibrationBlock
+from igrog_gadget.numerics.fft import centred_fftn
+from igrog_gadget.numerics.nufft import finufft_options
 
 if TYPE_CHECKING:  # the datamodule imports the model's callers, not this module
-    from igrog_gadget.app.common.datamodule import GriddingDataModule
+    from igrog_gadget.core.datamodule import GriddingDataModule
     from igrog_gadget.config import IgrogConfig
 
 #: Samples whose ``Q`` is assembled and factored at once (memory: 16 * (coils * sources)^2 bytes each).

@@ -167,8 +167,8 @@ def load_training_modules() -> None:
     """Build (and drop) a small kernel model and its trainer, so that the modules torch imports
     on a first model and optimizer (``torch._dynamo``, ``torch.fx``'s symbolic shapes: about
     1 s) are loaded now, e.g. when a server starts, not during its first scan's training."""
-    from igrog_gadget.app.common.kernel_model import KernelModel
-    from igrog_gadget.app.common.loss import KernelPredictionLoss
+    from igrog_gadget.core.kernel_model import KernelModel
+    from igrog_gadget.core.loss import KernelPredictionLoss
     from igrog_gadget.config import ModelConfig
 
     config = TrainingConfig()

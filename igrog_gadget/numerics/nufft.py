@@ -3,7 +3,7 @@
 Convention: an image ``x`` of shape (..., ny, nx) (3D: (..., nz, ny, nx)) with pixel r = 0 at
 index n//2 has k-space ``K(k) = 1/sqrt(prod n) * sum_r x[r] exp(-2 pi i sum_d k_d r_d / n_d)``
 with k in grid units (cycles/FOV). On integer k this is the centred orthonormal FFT
-(``igrog_gadget.gridding.fft.centred_fftn``). Positions are ``(kx, ky)`` or ``(kx, ky, kz)``:
+(``igrog_gadget.numerics.fft.centred_fftn``). Positions are ``(kx, ky)`` or ``(kx, ky, kz)``:
 their column count selects 2D or 3D.
 """
 

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from igrog_gadget.gridding.calibration import CalibrationBlock
+from igrog_gadget.numerics.calibration import CalibrationBlock
 
 
 def block_interior(block: CalibrationBlock, margin: float, matrix_shape: tuple[int, ...]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:

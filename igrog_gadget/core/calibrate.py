@@ -27,11 +27,11 @@ import logging
 
 import numpy as np
 
-from igrog_gadget.app.common.frame import FrameInputs
+from igrog_gadget.core.frame import FrameInputs
 from igrog_gadget.config import CalibrationConfig
 from igrog_gadget.errors import CalibrationError
-from igrog_gadget.gridding.nufft import nufft_forward
-from igrog_gadget.gridding.calibration import (
+from igrog_gadget.numerics.nufft import nufft_forward
+from igrog_gadget.numerics.calibration import (
     CalibrationBlock,
     CentreFit,
     SparseCentreError,

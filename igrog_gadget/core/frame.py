@@ -10,9 +10,9 @@ import numpy as np
 
 from igrog_gadget.config import GriddingConfig
 from igrog_gadget.errors import InputDataError
-from igrog_gadget.gridding.calibration import CalibrationBlock
-from igrog_gadget.gridding.coils import CoilTransform
-from igrog_gadget.gridding.geometry import SampleGeometry, add_neighbour_sources, build_geometry
+from igrog_gadget.numerics.calibration import CalibrationBlock
+from igrog_gadget.numerics.coils import CoilTransform
+from igrog_gadget.numerics.geometry import SampleGeometry, add_neighbour_sources, build_geometry
 
 
 #: k (grid units) of the padding samples of readouts shorter than the frame's longest.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from igrog_gadget.app.common.kernels import apply_kernels
+from igrog_gadget.core.kernels import apply_kernels
 
 
 class KernelPredictionLoss(nn.Module):

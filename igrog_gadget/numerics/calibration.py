@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from igrog_gadget.errors import CalibrationError
-from igrog_gadget.gridding.fft import centred_fftn
-from igrog_gadget.gridding.geometry import box_index
-from igrog_gadget.gridding.nufft import nufft_adjoint, nufft_forward
-from igrog_gadget.gridding.solve import conjugate_gradients
-from igrog_gadget.gridding.toeplitz import ToeplitzNormal
+from igrog_gadget.numerics.fft import centred_fftn
+from igrog_gadget.numerics.geometry import box_index
+from igrog_gadget.numerics.nufft import nufft_adjoint, nufft_forward
+from igrog_gadget.numerics.solve import conjugate_gradients
+from igrog_gadget.numerics.toeplitz import ToeplitzNormal
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from igrog_gadget.errors import CalibrationError
-from igrog_gadget.gridding.calibration import CalibrationBlock
+from igrog_gadget.numerics.calibration import CalibrationBlock
 
 
 @dataclass
