@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 SAMPLE = ROOT / "igrog_gadget" / "data" / "sample_radial.h5"
 
+KOOSHBALL = ["--trajectory", "kooshball", "--matrix", "16", "--coils", "4", "--spokes", "400", "--acs", "16"]
+
 #: name -> (file, simulation arguments or None for a recorded file, replay arguments)
 CASES: dict[str, tuple[str, list[str] | None, list[str]]] = {
     "sample": (str(SAMPLE), None, []),
@@ -43,14 +45,11 @@ CASES: dict[str, tuple[str, list[str] | None, list[str]]] = {
     "radial_acs_image_based": (str(DATA / "radial_acs.h5"), None, ["--variant", "image_based"]),
     "spiral_selfcal": ("spiral_selfcal.h5", ["--trajectory", "spiral", "--interleaves", "12", "--acs", "none", "--coils", "6", "--matrix", "64"], []),
     "stack_of_stars": ("sos.h5", ["--trajectory", "radial", "--matrix", "48", "--coils", "4", "--spokes", "48", "--partitions", "4"], []),
-    "kooshball": ("koosh.h5", ["--trajectory", "kooshball", "--matrix", "16", "--coils", "4", "--spokes", "300", "--acs", "8"], []),
-    "kooshball_closed_form": (
-        "koosh.h5", ["--trajectory", "kooshball", "--matrix", "16", "--coils", "4", "--spokes", "300", "--acs", "8"],
-        ["--set", "training.fit_3d=closed_form"],
-    ),
+    "kooshball": ("koosh.h5", KOOSHBALL, ["--set", "training.max_steps_3d=100"]),
+    "kooshball_closed_form": ("koosh.h5", KOOSHBALL, ["--set", "training.fit_3d=closed_form", "--set", "gridding.neighbour_sources=2"]),
     "stack_of_spirals": (
-        "sospiral.h5", ["--trajectory", "stack_of_spirals", "--matrix", "32", "--coils", "4", "--interleaves", "8", "--partitions", "8", "--acs", "8"],
-        [],
+        "sospiral.h5", ["--trajectory", "stack_of_spirals", "--matrix", "32", "--coils", "4", "--interleaves", "12", "--partitions", "16", "--acs", "16"],
+        ["--set", "training.max_steps_3d=100"],
     ),
     "compressed_virtual": (
         "many_coils.h5", ["--trajectory", "radial", "--matrix", "64", "--coils", "16", "--spokes", "64"],
