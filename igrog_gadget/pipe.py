@@ -32,7 +32,6 @@ from igrog_gadget.errors import InputDataError
 from igrog_gadget.gadget import protocol
 from igrog_gadget.gadget.images import ImagesOutput
 from igrog_gadget.gadget.protocol import PeerClosedError, ProtocolError, ProtocolLimits, StreamFileReader
-from igrog_gadget.gadget.recondata import grid_fov_mm
 from igrog_gadget.io import (
     acquisition_from_readout,
     cartesian_output_header,
@@ -45,8 +44,9 @@ from igrog_gadget.io import (
 )
 from igrog_gadget.io import mrd2
 from igrog_gadget.io.acquisitions_output import AcquisitionsOutput
-from igrog_gadget.io.convert import cartesian_grid
+from igrog_gadget.io.output_geometry import OutputGeometry
 from igrog_gadget.limits import ResourceLimits
+from igrog_gadget.numerics.dimensions import dimensions
 from igrog_gadget.scan import GriddedFrame, ImageItem, Readout, ScanHeader
 
 logger = logging.getLogger(__name__)
@@ -235,9 +235,8 @@ class _StreamWriter:
         self.header = header
         self.config = config
         self.output = output
-        self.fov_mm = grid_fov_mm(header.encoded_fov_mm, config.gridding.grid_oversampling)
-        self.acquisitions = AcquisitionsOutput(config.output.calibration, self.fov_mm if config.output.weights else None)
-        self.images = ImagesOutput(config.recon, device, self.fov_mm, header.recon_fov_mm)
+        self.acquisitions = AcquisitionsOutput(config.output.calibration, config.output.weights)
+        self.images = ImagesOutput(config.recon, device)
         self._held: list[Any] = []
         """Items before the first frame (the output header needs the grid a frame shows)."""
         self._mrd_writer: Any = None
@@ -274,9 +273,10 @@ class _StreamWriter:
         self.sink.flush()
 
     def _frame_items(self, frame: GriddedFrame) -> list[Any]:
+        geometry = stream_geometry(self.header, self.config, frame.kspace.shape[1:])
         if self.output == "acquisitions":
-            return self.acquisitions.items(frame)
-        return [self.images.image(frame)]
+            return self.acquisitions.items(frame, geometry)
+        return [self.images.image(frame, geometry)]
 
     def _start(self, first: GriddedFrame | None) -> None:
         """Write the output header (from the first frame's grid; without frames, the input's 2D grid)."""
@@ -315,20 +315,24 @@ def _encode_v1(item: Any) -> bytes:
     raise TypeError(f"no ISMRMRD v1 message for {type(item).__name__}")
 
 
+def stream_geometry(header: ScanHeader, config: IgrogConfig, frame_shape: tuple[int, ...]) -> OutputGeometry:
+    """The output geometry of a stream whose frames are gridded onto ``frame_shape``: 2D frames of
+    a header with partitions are taken as a stack's (a stream cannot wait for its last frame)."""
+    return OutputGeometry.of_frames(
+        header, config.gridding.grid_oversampling, frame_shape, stacked=header.encoded_matrix[2] > 1
+    )
+
+
 def stream_output_header(xml: str, header: ScanHeader, config: IgrogConfig, first: GriddedFrame | None) -> str:
     """The output header of a stream: the input's made Cartesian on the grid of its first frame
-    (a 3D frame: its (nx, ny, nz) and the z FOV x grid oversampling; a 2D frame: (nx, ny) and the
-    header's partitions, 1 for a single slab), the input's counters' limits, and the user
-    parameters ``igrog.variant``, ``igrog.version``, ``igrog.config``."""
+    (``stream_geometry``; without frames the header's 2D grid), the input's counters' limits, and
+    the user parameters ``igrog.variant``, ``igrog.version``, ``igrog.config``."""
     factor = config.gridding.grid_oversampling
-    shape = first.kspace.shape[1:] if first is not None else (
-        int(round(header.encoded_matrix[1] * factor)), int(round(header.encoded_matrix[0] * factor))
-    )
-    matrix, fov = cartesian_grid(header, factor, shape, stacked=header.encoded_matrix[2] > 1)
+    planes = dimensions(2).grid_shape([int(round(n * factor)) for n in header.encoded_matrix])
+    shape = first.kspace.shape[1:] if first is not None else planes
     return cartesian_output_header(
         xml,
-        matrix,
-        fov,
+        stream_geometry(header, config, shape),
         {},
         {"igrog.variant": config.variant, "igrog.version": __version__, "igrog.config": config.to_toml()},
     )

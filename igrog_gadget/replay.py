@@ -17,8 +17,7 @@ import numpy as np
 from igrog_gadget import __version__
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import InputDataError, OutputError
-from igrog_gadget.io import RawDataset, cartesian_output_header, read_dataset, write_cartesian_file
-from igrog_gadget.io.convert import cartesian_grid
+from igrog_gadget.io import OutputGeometry, RawDataset, cartesian_output_header, read_dataset, write_cartesian_file
 from igrog_gadget.io.reader import array_coil_count
 from igrog_gadget.io.frame_images import replay_image, weights_image
 from igrog_gadget.io.mrd2 import is_mrd2_file, read_mrd2_dataset
@@ -159,13 +158,12 @@ def replay_file(
         raise InputDataError(f"{input_path}: no imaging acquisitions to grid")
     header = dataset.header
     partitions = {dict(zip(FRAME_KEY_FIELDS, f.frame_key))["kspace_encode_step_2"] for f in report.frames}
-    matrix, fov = cartesian_grid(
+    geometry = OutputGeometry.of_frames(
         header, config.gridding.grid_oversampling, report.frames[0].kspace.shape[1:], stacked=partitions != {0}
     )
     xml = cartesian_output_header(
         dataset.header_xml,
-        matrix,
-        fov,
+        geometry,
         output_limits(report.frames),
         {
             "igrog.variant": config.variant,
@@ -180,10 +178,10 @@ def replay_file(
     try:
         try:
             if config.output.weights:
-                images += [weights_image(frame, fov, number) for number, frame in enumerate(report.frames, start=1)]
+                images += [weights_image(frame, geometry, number) for number, frame in enumerate(report.frames, start=1)]
             if with_images:
                 images += [
-                    replay_image(frame, picture, fov, number)
+                    replay_image(frame, picture, geometry, number)
                     for number, (frame, picture) in enumerate(zip(report.frames, pictures), start=1)
                 ]
             write_cartesian_file(

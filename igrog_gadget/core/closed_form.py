@@ -35,15 +35,15 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING
 
-import finufft
 import numpy as np
 import torch
 from torch import nn
 
 from igrog_gadget.errors import CalibrationError, ConfigError
-from igrog_gadget.numerics.calibration import CalibrationBlock
+from igrog_gadget.numerics.calibration import CalibrationBlock, origin_fields
+from igrog_gadget.numerics.dimensions import dimensions
 from igrog_gadget.numerics.fft import centred_fftn
-from igrog_gadget.numerics.nufft import finufft_options
+from igrog_gadget.numerics.nufft import finufft_options, finufft_points
 
 if TYPE_CHECKING:  # the datamodule imports the model's callers, not this module
     from igrog_gadget.core.datamodule import GriddingDataModule
@@ -130,13 +130,9 @@ class BlockCorrelation:
         if shifts.shape[0] == 0:
             return np.zeros((0, self.coils, self.coils), dtype=np.complex128 if precise else np.complex64)
         dtype = np.float64 if precise else np.float32
-        points = tuple(
-            ((2 * np.pi / n) * shifts[:, self.dims - 1 - axis].astype(np.float64)).astype(dtype)
-            for axis, n in enumerate(self.grid)
-        )
+        points = finufft_points(shifts, self.grid, dtype)
         data = self.products if precise else self._products_single
-        transform = finufft.nufft2d2 if self.dims == 2 else finufft.nufft3d2
-        values = transform(*points, data, eps=eps, isign=-1, **finufft_options())
+        values = dimensions(self.dims).nufft_type2()(*points, data, eps=eps, isign=-1, **finufft_options())
         return np.ascontiguousarray(values.T).reshape(-1, self.coils, self.coils)
 
 
@@ -152,8 +148,7 @@ def central_part(block: CalibrationBlock, max_points: int) -> CalibrationBlock:
         origin.append(start)
         slices.append(slice(start - low, start - low + min(side, extent)))
     region = (slice(None),) + tuple(reversed(slices))
-    origin += [0] * (3 - block.dims)
-    return dataclasses.replace(block, kspace=np.ascontiguousarray(block.kspace[region]), kx0=origin[0], ky0=origin[1], kz0=origin[2])
+    return dataclasses.replace(block, kspace=np.ascontiguousarray(block.kspace[region]), **origin_fields(origin))
 
 
 def closed_form_kernels(

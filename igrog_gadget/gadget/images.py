@@ -10,8 +10,8 @@ import ismrmrd
 import numpy as np
 
 from igrog_gadget.gadget.settings import IMAGE_DTYPES
-from igrog_gadget.numerics.fft import centred_fftn
-from igrog_gadget.io.convert import frame_image_of
+from igrog_gadget.io.convert import frame_image_of, image_data
+from igrog_gadget.io.output_geometry import OutputGeometry
 from igrog_gadget.scan import GriddedFrame
 
 if TYPE_CHECKING:
@@ -56,7 +56,6 @@ def frame_image(
     if dtype not in IMAGE_DTYPES:
         raise ValueError(f"image dtype must be one of {', '.join(IMAGE_DTYPES)}, got {dtype!r}")
     magnitude = np.asarray(picture.magnitude, np.float32)
-    nz, ny, nx = (1, *magnitude.shape) if magnitude.ndim == 2 else magnitude.shape
     meta = ismrmrd.Meta()
     meta["DataRole"] = "Image"
     meta["ImageProcessingHistory"] = ["IGROG", picture.method.upper()]
@@ -81,7 +80,7 @@ def frame_image(
         pixels = magnitude
         data_type = ismrmrd.DATATYPE_FLOAT
     image = frame_image_of(
-        pixels.reshape(1, nz, ny, nx), frame, fov_mm, image_index, image_series_index, data_type, ismrmrd.IMTYPE_MAGNITUDE
+        image_data(pixels), frame, fov_mm, image_index, image_series_index, data_type, ismrmrd.IMTYPE_MAGNITUDE
     )
     image.meta = meta
     return image
@@ -90,83 +89,25 @@ def frame_image(
 class ImagesOutput:
     """The ``images`` output (the gadget's ``output=images``, ``igrog pipe --emit images``): each
     frame's image (``igrog_gadget.recon.images``: SENSE or RSS, maps cached per calibration key)
-    cropped to the recon FOV (``fov_crop``), as an ISMRMRD image (``frame_image``) numbered from 1."""
+    cropped to the input's recon FOV (``OutputGeometry.recon_region``), as an ISMRMRD image
+    (``frame_image``) numbered from 1."""
 
-    def __init__(
-        self,
-        recon: "ReconConfig",
-        device: Any,
-        grid_fov_mm: tuple[float, float, float],
-        recon_fov_mm: tuple[float, float, float],
-        image_series_index: int = 1,
-        dtype: str = "float",
-    ) -> None:
+    def __init__(self, recon: "ReconConfig", device: Any, image_series_index: int = 1, dtype: str = "float") -> None:
         self.recon = recon
         self.device = device
-        self.grid_fov_mm = grid_fov_mm
-        self.recon_fov_mm = recon_fov_mm
         self.image_series_index = image_series_index
         self.dtype = dtype
         self._imager: "FrameImager | None" = None
         self._images_sent = 0
 
-    def image(self, frame: GriddedFrame) -> ismrmrd.Image:
-        """The image of ``frame`` (see the class docstring)."""
+    def image(self, frame: GriddedFrame, geometry: OutputGeometry) -> ismrmrd.Image:
+        """The image of ``frame`` on the output's ``geometry`` (see the class docstring)."""
         if self._imager is None:  # torch and the reconstruction load with the first frame
             from igrog_gadget.recon.images import FrameImager
 
             self._imager = FrameImager(self.recon, self.device)
         picture = self._imager.image(frame)
-        region, fov = fov_crop(picture.magnitude.shape, self.grid_fov_mm, self.recon_fov_mm)
+        region, fov = geometry.recon_region(picture.magnitude.shape)
         picture = dataclasses.replace(picture, magnitude=picture.magnitude[region])
         self._images_sent += 1
         return frame_image(frame, picture, fov, self._images_sent, self.image_series_index, self.dtype)
-
-
-def fov_crop(
-    shape: tuple[int, ...], grid_fov_mm: tuple[float, float, float], target_fov_mm: tuple[float, float, float]
-) -> tuple[tuple[slice, ...], tuple[float, float, float]]:
-    """The central image region that covers ``target_fov_mm`` of an image grid covering
-    ``grid_fov_mm``: slices for (ny, nx) or (nz, ny, nx) ``shape`` (``round(n * target / grid)``
-    pixels around index ``n // 2`` along an axis where the target is smaller, the whole axis
-    elsewhere) and the region's FOV (x, y, z)."""
-    spatial = tuple(shape)[::-1]  # (nx, ny[, nz])
-    region, fov = [], [float(v) for v in grid_fov_mm]
-    for axis, n in enumerate(spatial):
-        grid, target = float(grid_fov_mm[axis]), float(target_fov_mm[axis])
-        kept = n
-        if target > 0 and grid > 0 and target < grid * (1 - 1e-6):
-            kept = max(1, min(n, int(round(n * target / grid))))
-            fov[axis] = grid * kept / n
-        region.append(slice(n // 2 - kept // 2, n // 2 - kept // 2 + kept))
-    return tuple(region[::-1]), (fov[0], fov[1], fov[2])
-
-
-def crop_to_fov(
-    kspace: np.ndarray, grid_fov_mm: tuple[float, float, float], target_fov_mm: tuple[float, float, float]
-) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """Remove oversampling: keep the central part of the image that covers ``target_fov_mm``.
-
-    The gridded k-space covers ``grid_fov_mm`` (encoded FOV x grid oversampling); when the
-    header's reconSpace FOV is smaller along an axis (e.g. 2x readout oversampling), the image
-    is cropped there (``round(n * target / grid)`` pixels around index ``n // 2``) and
-    transformed back, so that the Cartesian gadgets' E0 x E1 (x E2) image is the recon FOV.
-    Axes where the target is not smaller are left alone. Pixel values are unchanged
-    (orthonormal transforms both ways).
-
-    Args:
-        kspace: shape (coils, ny, nx) or (coils, nz, ny, nx), k = 0 at index n // 2.
-        grid_fov_mm: FOV (x, y, z) the grid covers.
-        target_fov_mm: wanted FOV (x, y, z), e.g. the reconSpace FOV.
-
-    Returns:
-        k-space of the same rank, complex64, k = 0 at index n' // 2, and its FOV (x, y, z).
-    """
-    kspace = np.asarray(kspace)
-    region, fov = fov_crop(kspace.shape[1:], grid_fov_mm, target_fov_mm)
-    if all(r.stop - r.start == n for r, n in zip(region, kspace.shape[1:])):
-        return kspace.astype(np.complex64, copy=False), fov
-    axes = tuple(range(1, kspace.ndim))
-    images = centred_fftn(kspace, axes, inverse=True)
-    result = centred_fftn(images[(slice(None),) + region], axes)
-    return result.astype(np.complex64), fov

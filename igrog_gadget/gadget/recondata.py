@@ -50,9 +50,10 @@ from igrog_gadget.gadget.wire import (
     MessageTooLargeError,
     ProtocolLimits,
 )
-from igrog_gadget.gadget.images import crop_to_fov
 from igrog_gadget.io import cartesian_acquisitions
 from igrog_gadget.io.calibration_lines import calibration_acquisitions
+from igrog_gadget.io.output_geometry import OutputGeometry
+from igrog_gadget.numerics.dimensions import volume_shape
 from igrog_gadget.scan import GriddedFrame
 
 logger = logging.getLogger(__name__)
@@ -198,65 +199,35 @@ def _three(values: Any) -> tuple[float, float, float]:
     return x, y, z
 
 
-def grid_fov_mm(encoded_fov_mm: tuple[float, float, float], oversampling: float) -> tuple[float, float, float]:
-    """Field of view (mm) of the gridded image: the encoded FOV x grid oversampling in x and y."""
-    fx, fy, fz = (float(v) for v in encoded_fov_mm)
-    return (fx * oversampling, fy * oversampling, fz)
-
-
 def recon_buffer_from_frame(
     frame: GriddedFrame, fov_mm: tuple[float, float, float], first_scan_counter: int = 0
 ) -> ReconBuffer:
-    """The recon buffer of one gridded frame.
+    """The recon buffer of one gridded frame, 2D or 3D.
 
     Args:
-        frame: kspace (coils, ny, nx), k = 0 at (ny // 2, nx // 2).
-        fov_mm: field of view of the gridded image (x, y, z), see :func:`grid_fov_mm`.
+        frame: kspace (coils, ny, nx) or (coils, nz, ny, nx), k = 0 at index n // 2.
+        fov_mm: field of view of the gridded image (x, y, z) (``OutputGeometry``, after its crop).
         first_scan_counter: scan counter of the first line header.
 
     Returns:
-        data [E0=nx, E1=ny, E2=1, CHA=coils, 1, 1, 1] complex64; headers [ny, 1, 1, 1, 1]: the
-        headers of the frame's Cartesian lines (``cartesian_acquisitions``: geometry, counters
-        and time stamps of the frame's template readout, ``kspace_encode_step_1`` = line), so
-        the centre header (E1 = ny // 2) is a real acquisition header; sampling: encoded =
-        recon matrix (nx, ny, 1) and FOV ``fov_mm``, limits (0, n // 2, n - 1) along E0 and E1,
-        (0, 0, 0) along E2. A 3D frame, kspace (coils, nz, ny, nx), gives data [nx, ny, nz, coils,
-        1, 1, 1], headers [ny, nz, 1, 1, 1] (its (ky, kz) lines), matrix (nx, ny, nz) and limits
-        (0, nz // 2, nz - 1) along E2.
+        data [E0=nx, E1=ny, E2=nz, CHA=coils, 1, 1, 1] complex64 (nz = 1 for a 2D frame); headers
+        [ny, nz, 1, 1, 1]: the headers of the frame's Cartesian lines (``cartesian_acquisitions``:
+        geometry, counters and time stamps of the frame's template readout,
+        ``kspace_encode_step_1`` (and in 3D ``_2``) = line), so the centre header (E1 = ny // 2,
+        E2 = nz // 2) is a real acquisition header; sampling: encoded = recon matrix (nx, ny, nz)
+        and FOV ``fov_mm``, limits (0, n // 2, n - 1) along E0, E1 and E2 ((0, 0, 0) in 2D).
     """
     kspace = np.ascontiguousarray(frame.kspace, dtype=np.complex64)
-    if kspace.ndim == 4:
-        return _volume_buffer(frame, kspace, fov_mm, first_scan_counter)
-    if kspace.ndim != 3:
+    if kspace.ndim not in (3, 4):
         raise ValueError(f"frame.kspace must have shape (coils, ny, nx) or (coils, nz, ny, nx), got {kspace.shape}")
-    coils, ny, nx = kspace.shape
-    # (coils, ny, nx) in C order is [nx, ny, coils] in Fortran order: no copy needed.
-    data = kspace.transpose(2, 1, 0).reshape(nx, ny, 1, coils, 1, 1, 1, order="F")
-    lines = cartesian_acquisitions(frame, first_scan_counter)
-    headers = np.empty((ny, 1, 1, 1, 1), dtype=object)
-    for ky, line in enumerate(lines):
-        headers[ky, 0, 0, 0, 0] = line.getHead()
-    sampling = SamplingDescription(
-        encoded_fov_mm=_three(fov_mm),
-        recon_fov_mm=_three(fov_mm),
-        encoded_matrix=(nx, ny, 1),
-        recon_matrix=(nx, ny, 1),
-        limits=((0, nx // 2, nx - 1), (0, ny // 2, ny - 1), (0, 0, 0)),
-    )
-    return ReconBuffer(data=data, headers=headers, sampling=sampling)
-
-
-def _volume_buffer(
-    frame: GriddedFrame, kspace: np.ndarray, fov_mm: tuple[float, float, float], first_scan_counter: int
-) -> ReconBuffer:
-    """The recon buffer of a 3D frame, kspace (coils, nz, ny, nx) (see :func:`recon_buffer_from_frame`)."""
-    coils, nz, ny, nx = kspace.shape
+    coils = kspace.shape[0]
+    nz, ny, nx = volume_shape(kspace.shape[1:])
     # (coils, nz, ny, nx) in C order is [nx, ny, nz, coils] in Fortran order: no copy needed.
-    data = kspace.transpose(3, 2, 1, 0).reshape(nx, ny, nz, coils, 1, 1, 1, order="F")
+    data = kspace.reshape(coils, nz, ny, nx).transpose(3, 2, 1, 0).reshape(nx, ny, nz, coils, 1, 1, 1, order="F")
     headers = np.empty((ny, nz, 1, 1, 1), dtype=object)
-    for line in cartesian_acquisitions(frame, first_scan_counter):  # kz outer, ky inner
-        head = line.getHead()
-        headers[head.idx.kspace_encode_step_1, head.idx.kspace_encode_step_2, 0, 0, 0] = head
+    for number, line in enumerate(cartesian_acquisitions(frame, first_scan_counter)):  # kz outer, ky inner
+        iz, iy = divmod(number, ny)
+        headers[iy, iz, 0, 0, 0] = line.getHead()
     sampling = SamplingDescription(
         encoded_fov_mm=_three(fov_mm),
         recon_fov_mm=_three(fov_mm),
@@ -275,17 +246,15 @@ def reference_buffer(frame: GriddedFrame, fov_mm: tuple[float, float, float], fi
     readout (zero outside the block's columns), row ``iy`` at ky = ky0 + iy; headers [ay, az, 1, 1,
     1]: the calibration acquisitions' (``calibration_acquisitions``: ``kspace_encode_step_1`` the
     output grid's line); sampling: the frame's matrix and FOV, limits E0 = the block's columns
-    (centre nx // 2), E1 = (0, -ky0, ay - 1) (centre: the row at ky = 0), E2 likewise or 0.
+    (centre nx // 2), E1 = (0, -ky0, ay - 1) (centre: the row at ky = 0), E2 likewise (0 in 2D).
     """
     block = frame.calibration
     if block is None:
         return None
-    grid = frame.kspace.shape[1:]
-    nx, ny = grid[-1], grid[-2]
-    nz = grid[0] if len(grid) == 3 else 1
+    nz, ny, nx = volume_shape(frame.kspace.shape[1:])
     kspace = np.asarray(block.kspace, np.complex64)
     coils = kspace.shape[0]
-    az, ay, ax = (1, *kspace.shape[1:]) if kspace.ndim == 3 else kspace.shape[1:]
+    az, ay, ax = volume_shape(kspace.shape[1:])
     rows = np.zeros((coils, az, ay, nx), np.complex64)
     x0 = block.kx0 + nx // 2
     rows[..., x0 : x0 + ax] = kspace.reshape(coils, az, ay, ax)
@@ -299,21 +268,20 @@ def reference_buffer(frame: GriddedFrame, fov_mm: tuple[float, float, float], fi
         recon_fov_mm=_three(fov_mm),
         encoded_matrix=(nx, ny, nz),
         recon_matrix=(nx, ny, nz),
-        limits=((x0, nx // 2, x0 + ax - 1), (0, -block.ky0, ay - 1), (0, -block.kz0 if block.dims == 3 else 0, az - 1)),
+        limits=((x0, nx // 2, x0 + ax - 1), (0, -block.ky0, ay - 1), (0, -block.kz0, az - 1)),  # a 2D block's kz0 is 0
     )
     return ReconBuffer(data=np.asfortranarray(data), headers=headers, sampling=sampling)
 
 
-def frame_in_recon_fov(
-    frame: GriddedFrame, grid_fov_mm: tuple[float, float, float], recon_fov_mm: tuple[float, float, float]
-) -> tuple[GriddedFrame, tuple[float, float, float]]:
-    """The frame with oversampling beyond the reconSpace FOV removed (``crop_to_fov``) and its FOV.
+def frame_in_recon_fov(frame: GriddedFrame, geometry: OutputGeometry) -> tuple[GriddedFrame, tuple[float, float, float]]:
+    """The frame with oversampling beyond the input's reconSpace FOV removed
+    (``OutputGeometry.crop_kspace``) and its FOV.
 
     Where the image is cropped, the coarser k-space grid's point (i, j) gets as weight the hits
     of the finer grid's points nearest to it (their sum), and the calibration block is dropped
     (it lies on the finer grid; a block resampled by the crop would be smeared at its edges).
     """
-    kspace, fov = crop_to_fov(frame.kspace, grid_fov_mm, recon_fov_mm)
+    kspace, fov = geometry.crop_kspace(frame.kspace)
     if kspace.shape == frame.kspace.shape:
         return frame, fov
     hits = _binned_hits(np.asarray(frame.hits), kspace.shape[1:])
@@ -349,7 +317,7 @@ def encode_frame(
     buffer = recon_buffer_from_frame(frame, fov_mm, first_scan_counter)
     if density:
         hits = np.asarray(frame.hits, np.float32)
-        hits = hits.reshape((1,) * (3 - hits.ndim) + hits.shape)  # (nz, ny, nx)
+        hits = hits.reshape(volume_shape(hits.shape))  # (nz, ny, nx)
         buffer.density = np.asfortranarray(hits.transpose(2, 1, 0).reshape(*hits.shape[::-1], 1, 1, 1, order="F"))
     ref = reference_buffer(frame, fov_mm, first_scan_counter) if reference else None
     return encode_recon_data(ReconData([ReconBit(buffer, ref)]))

@@ -36,8 +36,9 @@ from igrog_gadget.errors import ConfigError, GriddingCancelled, IgrogError
 from igrog_gadget.gadget import protocol
 from igrog_gadget.gadget.images import ImagesOutput
 from igrog_gadget.gadget.protocol import Message, MessageChannel, PeerClosedError, ProtocolError, WireBytes
-from igrog_gadget.gadget.recondata import encode_frame, frame_in_recon_fov, grid_fov_mm
+from igrog_gadget.gadget.recondata import encode_frame, frame_in_recon_fov
 from igrog_gadget.io.acquisitions_output import AcquisitionsOutput
+from igrog_gadget.io.output_geometry import OutputGeometry
 from igrog_gadget.io.calibration_lines import CalibrationLedger
 from igrog_gadget.gadget.settings import (
     Dialect,
@@ -255,14 +256,13 @@ class GadgetSession:
         self.header: ScanHeader | None = None
         self.settings: GadgetSettings | None = None
         self.output = ""
-        self.fov_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
         self._inbox = _Inbox(max_buffered_bytes)
         self._reader: threading.Thread | None = None
         self._images: ImagesOutput | None = None
         """What frames become in ``output=images`` (coil maps cached per calibration key)."""
         self._calibration = CalibrationLedger(False)
         """Calibration keys whose blocks were passed on in ``output=recondata`` (``[output] calibration``)."""
-        self._acquisitions = AcquisitionsOutput(calibration=False, weights_fov_mm=None)
+        self._acquisitions = AcquisitionsOutput(calibration=False, weights=False)
         """What frames become in ``output=acquisitions``; counts the acquisitions sent."""
         self._last_calibration: float | None = None
         self._arrival: float | None = None
@@ -529,8 +529,7 @@ class GadgetSession:
         self.report.variant = config.variant
         self.report.output = output
         assert self.header is not None
-        self.fov_mm = grid_fov_mm(self.header.encoded_fov_mm, config.gridding.grid_oversampling)
-        self._acquisitions = AcquisitionsOutput(config.output.calibration, self.fov_mm if config.output.weights else None)
+        self._acquisitions = AcquisitionsOutput(config.output.calibration, config.output.weights)
         try:
             self.pipeline = GriddingPipeline(
                 self.header, config, resource_limits=self.resource_limits, background_training=True
@@ -673,22 +672,22 @@ class GadgetSession:
     def _encode_frame(self, frame: GriddedFrame) -> list[WireBytes]:
         assert self.header is not None and self.settings is not None and self.pipeline is not None
         config = self.pipeline.config
+        geometry = OutputGeometry.of_frames(self.header, config.gridding.grid_oversampling, frame.kspace.shape[1:])
         if self.output == "acquisitions":  # the full grid, exactly as replay writes it
             return [
                 protocol.encode_acquisition(item) if isinstance(item, ismrmrd.Acquisition) else protocol.encode_image(item)
-                for item in self._acquisitions.items(frame)
+                for item in self._acquisitions.items(frame, geometry)
             ]
         if self.output == "recondata":  # oversampling beyond the reconSpace FOV removed
-            cropped, fov = frame_in_recon_fov(frame, self.fov_mm, self.header.recon_fov_mm)
+            cropped, fov = frame_in_recon_fov(frame, geometry)
             reference = self._calibration.due(cropped)
             first_scan_counter = self._acquisitions.acquisitions_sent
             return [encode_frame(cropped, fov, first_scan_counter, reference=reference, density=config.output.weights)]
         if self._images is None:
             self._images = ImagesOutput(
-                config.recon, self.pipeline.gridder.device, self.fov_mm, self.header.recon_fov_mm,
-                self.settings.image_series_index, self.settings.image_dtype,
+                config.recon, self.pipeline.gridder.device, self.settings.image_series_index, self.settings.image_dtype
             )
-        return [protocol.encode_image(self._images.image(frame))]
+        return [protocol.encode_image(self._images.image(frame, geometry))]
 
     def _frame_sent(self, frame: GriddedFrame) -> None:
         sent = time.perf_counter()

@@ -21,6 +21,7 @@ import ismrmrd
 import numpy as np
 
 from igrog_gadget.io.convert import line_template
+from igrog_gadget.numerics.dimensions import dimensions, volume_shape
 from igrog_gadget.scan import GriddedFrame, flag_mask
 
 
@@ -42,9 +43,8 @@ def calibration_acquisitions(frame: GriddedFrame, first_scan_counter: int = 0) -
     coils = kspace.shape[0]
     rows = kspace.reshape(coils, -1, kspace.shape[-1])  # (coils, [az *] ay, ax)
     ay, ax = block.shape[-2], block.shape[-1]
-    grid = frame.kspace.shape[1:]  # (ny, nx) or (nz, ny, nx)
-    ny = grid[-2]
-    nz = grid[0] if len(grid) == 3 else 1
+    nz, ny, _ = volume_shape(frame.kspace.shape[1:])
+    counters = dimensions(block.dims).encode_counters  # kspace_encode_step_1[, _2]
     if not 0 <= -block.kx0 < ax:
         raise ValueError(f"calibration block columns kx {block.kx0}..{block.kx0 + ax - 1} do not hold kx = 0")
     template = line_template(frame, coils, ax)
@@ -54,9 +54,9 @@ def calibration_acquisitions(frame: GriddedFrame, first_scan_counter: int = 0) -
     for row in range(rows.shape[1]):
         iz, iy = divmod(row, ay)
         head = ismrmrd.AcquisitionHeader.from_buffer_copy(template)
-        head.idx.kspace_encode_step_1 = block.ky0 + iy + ny // 2
-        if block.dims == 3:
-            head.idx.kspace_encode_step_2 = block.kz0 + iz + nz // 2
+        lines = (block.ky0 + iy + ny // 2, block.kz0 + iz + nz // 2)  # the output grid's (ky, kz) line
+        for counter, line in zip(counters, lines):  # a 2D frame keeps its partition counter
+            setattr(head.idx, counter, line)
         head.scan_counter = int(first_scan_counter) + row
         if row == 0:
             head.flags |= flag_mask(ismrmrd.ACQ_FIRST_IN_ENCODE_STEP1)

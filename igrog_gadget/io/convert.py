@@ -6,7 +6,8 @@ and a network (Gadgetron) stream.
 Shapes used throughout:
 - ``Readout.data``: ``(coils, samples)`` complex64
 - ``Readout.traj``: ``(samples, dims)`` float32 (file units) or ``None``
-- ``GriddedFrame.kspace``: ``(coils, ny, nx)`` complex64, k = 0 at ``(ny // 2, nx // 2)``
+- ``GriddedFrame.kspace``: ``(coils, ny, nx)`` or, 3D, ``(coils, nz, ny, nx)`` complex64, k = 0
+  at index ``n // 2`` of every axis
 - ``ImageItem.data``: ``(channels, nz, ny, nx)``
 """
 
@@ -25,6 +26,8 @@ import ismrmrd.xsd
 import numpy as np
 
 from igrog_gadget.errors import InputDataError
+from igrog_gadget.io.output_geometry import OutputGeometry
+from igrog_gadget.numerics.dimensions import dimensions_of_grid, volume_shape
 from igrog_gadget.scan import (
     FRAME_COUNTER_FIELDS,
     FRAME_KEY_FIELDS,
@@ -45,16 +48,6 @@ ISMRMRD_NAMESPACE = "http://www.ismrm.org/ISMRMRD"
 
 #: H1 resonance frequency (1.5 T) put into headers that lack ``experimentalConditions``.
 DEFAULT_H1_RESONANCE_HZ = 63_870_000
-
-# Flag bits of the output lines, taken from ismrmrd itself: igrog_gadget.scan has
-# FLAG_LAST_IN_REPETITION = 16, which in the ISMRMRD standard is ACQ_LAST_IN_SET (14 is right).
-_FIRST_LINE_FLAGS = flag_mask(ismrmrd.ACQ_FIRST_IN_SLICE) | flag_mask(ismrmrd.ACQ_FIRST_IN_ENCODE_STEP1)
-_LAST_LINE_FLAGS = (
-    flag_mask(ismrmrd.ACQ_LAST_IN_SLICE)
-    | flag_mask(ismrmrd.ACQ_LAST_IN_REPETITION)
-    | flag_mask(ismrmrd.ACQ_LAST_IN_ENCODE_STEP1)
-)
-
 
 #: Geometry / timing header fields a Cartesian output line copies from the template header.
 _COPIED_HEADER_FIELDS = (
@@ -444,59 +437,18 @@ def _limits(limit) -> tuple[int, int] | None:
     return (low, high) if 0 <= low <= high else None
 
 
-def output_recon_space(
-    matrix: tuple[int, int, int], fov_mm: tuple[float, float, float], recon_fov_mm: tuple[float, float, float]
-) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
-    """reconSpace (matrix, FOV mm) of a Cartesian output grid ``matrix`` over ``fov_mm``.
-
-    Downstream readers (mrpro, Gadgetron) take voxel size = recon FOV / recon matrix and crop the
-    encoded image to the recon FOV. Per axis: the input's recon FOV in whole output voxels
-    (``round(recon_fov / voxel)``, at most the output matrix; the whole output where the input
-    states no recon FOV), and that many voxels' FOV. A 2D output's z (one partition) keeps the
-    input's recon z FOV (the slice thickness).
-    """
-    sizes, fovs = [], []
-    for axis in range(3):
-        n, fov, recon = int(matrix[axis]), float(fov_mm[axis]), float(recon_fov_mm[axis])
-        if axis == 2 and n == 1:
-            sizes.append(1)
-            fovs.append(recon if recon > 0 else fov)
-            continue
-        voxel = fov / n if fov > 0 else 0.0
-        size = n if voxel <= 0 or recon <= 0 else int(min(max(round(recon / voxel), 1), n))
-        sizes.append(size)
-        fovs.append(size * voxel if voxel > 0 else recon)
-    return (sizes[0], sizes[1], sizes[2]), (fovs[0], fovs[1], fovs[2])
-
-
-def cartesian_grid(
-    header: ScanHeader, grid_oversampling: float, frame_shape: tuple[int, ...], stacked: bool
-) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
-    """The Cartesian output's matrix (nx, ny, nz) and FOV (x, y, z) in mm, for frames gridded onto
-    ``frame_shape`` ((ny, nx), or (nz, ny, nx) for a 3D frame): x and y the frame's grid over the
-    encoded FOV x ``grid_oversampling``; z a 3D frame's own kz grid over the encoded z FOV x
-    ``grid_oversampling``, else the header's partitions when the frames are partitions of a stack
-    (``stacked``; 1 otherwise) over the encoded z FOV."""
-    fx, fy, fz = (float(v) for v in header.encoded_fov_mm)
-    ny, nx = (int(n) for n in frame_shape[-2:])
-    if len(frame_shape) == 3:
-        return (nx, ny, int(frame_shape[0])), (fx * grid_oversampling, fy * grid_oversampling, fz * grid_oversampling)
-    nz = int(header.encoded_matrix[2]) if stacked else 1
-    return (nx, ny, nz), (fx * grid_oversampling, fy * grid_oversampling, fz)
-
-
 def cartesian_output_header(
     xml: str,
-    matrix: tuple[int, int, int],
-    fov_mm: tuple[float, float, float],
+    geometry: OutputGeometry,
     limits: Mapping[str, tuple[int, int, int]],
     user_parameters: Mapping[str, str],
 ) -> str:
     """XML header of the Cartesian output, derived from the input header.
 
     Changes to the first encoding: trajectory = cartesian; trajectoryDescription removed;
-    encodedSpace matrix/FOV = ``matrix`` / ``fov_mm``; reconSpace = ``output_recon_space`` (the
-    input's recon FOV on the output's voxels); encodingLimits kspace_encoding_step_0 = 0..nx-1 (centre nx//2),
+    encodedSpace matrix/FOV = ``geometry.matrix`` / ``geometry.fov_mm``; reconSpace =
+    ``geometry.recon_space`` (the input's recon FOV on the output's voxels); encodingLimits
+    kspace_encoding_step_0 = 0..nx-1 (centre nx//2),
     kspace_encoding_step_1 = 0..ny-1 (centre ny//2), kspace_encoding_step_2 = 0..nz-1
     (centre nz//2) when nz > 1 (when nz == 1 the input's step-2 limits are kept, 0..0 if
     absent), then every entry of ``limits`` (applied last, so it may override).
@@ -505,8 +457,7 @@ def cartesian_output_header(
 
     Args:
         xml: input XML header.
-        matrix: output grid (nx, ny, nz).
-        fov_mm: encoded FOV of the output grid (x, y, z) in mm.
+        geometry: the output grid (``igrog_gadget.io.output_geometry``), built from this header.
         limits: encodingLimits name -> (minimum, maximum, center), e.g.
             ``{"slice": (0, 2, 1)}``; EncodingCounters spellings
             (``kspace_encode_step_2``) are accepted too.
@@ -519,10 +470,10 @@ def cartesian_output_header(
         InputDataError: invalid input header.
         ValueError: bad ``matrix`` or an unknown / inconsistent limit.
     """
-    nx, ny, nz = (int(v) for v in matrix)
+    nx, ny, nz = geometry.matrix
     if min(nx, ny, nz) < 1:
-        raise ValueError(f"output matrix must be >= 1 in every dimension, got {tuple(matrix)}")
-    fx, fy, fz = (float(v) for v in fov_mm)
+        raise ValueError(f"output matrix must be >= 1 in every dimension, got {geometry.matrix}")
+    fx, fy, fz = geometry.fov_mm
     xsd = ismrmrd.xsd
 
     header = load_ismrmrd_header(xml, "input header")
@@ -533,7 +484,7 @@ def cartesian_output_header(
         matrixSize=xsd.matrixSizeType(x=nx, y=ny, z=nz),
         fieldOfView_mm=xsd.fieldOfViewMm(x=fx, y=fy, z=fz),
     )
-    recon_matrix, recon_fov = output_recon_space((nx, ny, nz), (fx, fy, fz), _fov(enc.reconSpace))
+    recon_matrix, recon_fov = geometry.recon_space
     enc.reconSpace.matrixSize = xsd.matrixSizeType(x=recon_matrix[0], y=recon_matrix[1], z=recon_matrix[2])
     enc.reconSpace.fieldOfView_mm = xsd.fieldOfViewMm(x=recon_fov[0], y=recon_fov[1], z=recon_fov[2])
 
@@ -601,88 +552,85 @@ def line_template(frame: GriddedFrame, coils: int, nx: int) -> ismrmrd.Acquisiti
 
 
 def cartesian_acquisitions(frame: GriddedFrame, first_scan_counter: int = 0) -> list[ismrmrd.Acquisition]:
-    """One ISMRMRD acquisition per ky line of a gridded frame: a full Cartesian raster.
+    """One ISMRMRD acquisition per Cartesian line of a gridded frame: a full raster, 2D or 3D.
 
-    Every line ky = 0..ny-1 is emitted, also lines where no sample landed (they are zero).
-    Line ``ky``: data ``frame.kspace[:, ky, :]`` (coils, nx), number_of_samples = nx,
-    center_sample = nx // 2, idx.kspace_encode_step_1 = ky, other counters (slice, contrast,
-    repetition, average, set, phase, kspace_encode_step_2) from ``frame.template.idx``,
+    A line is a row ``kspace[:, [kz,] ky, :]`` (coils, nx) of the frame; every line is emitted, also
+    lines where no sample landed (they are zero), kz outer, ky inner. Line number ``l``:
+    number_of_samples = nx, center_sample = nx // 2, idx.kspace_encode_step_1 = ky and, for a 3D
+    frame, idx.kspace_encode_step_2 = kz (the encode counters of its dimension profile; a 2D
+    frame keeps its own kspace_encode_step_2, the partition of a stack), the other counters
+    (slice, contrast, repetition, average, set, phase) from ``frame.template.idx``,
     geometry/time stamps/measurement_uid/version/channel_mask from the template's source
     header, trajectory_dimensions = 0, sample_time_us from the template, discards 0,
-    scan_counter = ``first_scan_counter + ky``.
-    Flags: FIRST_IN_SLICE + FIRST_IN_ENCODE_STEP1 on line 0; LAST_IN_SLICE +
-    LAST_IN_REPETITION + LAST_IN_ENCODE_STEP1 on line ny - 1 (as ismrmrd's Cartesian examples).
+    scan_counter = ``first_scan_counter + l``.
+    Flags (as ismrmrd's Cartesian examples): FIRST_IN_ENCODE_STEP1 / LAST_IN_ENCODE_STEP1 on the
+    first / last ky of every partition; FIRST_IN_SLICE (+ FIRST_IN_ENCODE_STEP2 in 3D) on the
+    first line; LAST_IN_SLICE + LAST_IN_REPETITION (+ LAST_IN_ENCODE_STEP2 in 3D) on the last.
 
     Args:
-        frame: kspace (coils, ny, nx) complex.
+        frame: kspace (coils, ny, nx) or (coils, nz, ny, nx) complex.
         first_scan_counter: scan counter of line 0.
 
     Returns:
-        ny acquisitions, in ky order.
+        ny (x nz) acquisitions, kz outer, ky inner.
     """
     kspace = np.asarray(frame.kspace)
-    if kspace.ndim == 4:
-        return _volume_acquisitions(frame, np.ascontiguousarray(kspace, dtype=np.complex64), first_scan_counter)
-    if kspace.ndim != 3:
+    if kspace.ndim not in (3, 4):
         raise ValueError(f"frame.kspace must have shape (coils, ny, nx) or (coils, nz, ny, nx), got {kspace.shape}")
     kspace = np.ascontiguousarray(kspace, dtype=np.complex64)
-    coils, ny, nx = kspace.shape
+    counters = dimensions_of_grid(kspace.shape[1:]).encode_counters
+    coils, nx = kspace.shape[0], kspace.shape[-1]
+    lines = kspace.reshape(coils, -1, nx)
+    last = tuple(n - 1 for n in kspace.shape[-2:0:-1])  # largest (ky[, kz])
     template = line_template(frame, coils, nx)
     acquisitions = []
-    for ky in range(ny):
+    for number, position in enumerate(np.ndindex(*kspace.shape[1:-1])):  # ([kz,] ky)
+        steps = position[::-1]  # (ky[, kz])
         head = ismrmrd.AcquisitionHeader.from_buffer_copy(template)
-        head.idx.kspace_encode_step_1 = ky
-        head.scan_counter = int(first_scan_counter) + ky
-        flags = 0
-        if ky == 0:
-            flags |= _FIRST_LINE_FLAGS
-        if ky == ny - 1:
-            flags |= _LAST_LINE_FLAGS
-        head.flags = flags
+        for counter, step in zip(counters, steps):
+            setattr(head.idx, counter, step)
+        head.scan_counter = int(first_scan_counter) + number
+        head.flags = _line_flags(steps, last)
         acq = ismrmrd.Acquisition(head)
-        acq.data[:] = kspace[:, ky, :]
+        acq.data[:] = lines[:, number, :]
         acquisitions.append(acq)
     return acquisitions
 
 
-def _volume_acquisitions(frame: GriddedFrame, kspace: np.ndarray, first_scan_counter: int) -> list[ismrmrd.Acquisition]:
-    """One acquisition per (ky, kz) line of a 3D frame, kspace (coils, nz, ny, nx): kz outer, ky
-    inner; idx.kspace_encode_step_1 = ky, idx.kspace_encode_step_2 = kz, scan_counter =
-    ``first_scan_counter + kz * ny + ky``, the other fields as :func:`cartesian_acquisitions`.
-    Flags: FIRST_IN_ENCODE_STEP1 on ky = 0 and LAST_IN_ENCODE_STEP1 on ky = ny - 1 of every
-    partition; FIRST_IN_SLICE + FIRST_IN_ENCODE_STEP2 on the first line; LAST_IN_SLICE +
-    LAST_IN_REPETITION + LAST_IN_ENCODE_STEP2 on the last."""
-    coils, nz, ny, nx = kspace.shape
-    template = line_template(frame, coils, nx)
-    first_step1, last_step1 = flag_mask(ismrmrd.ACQ_FIRST_IN_ENCODE_STEP1), flag_mask(ismrmrd.ACQ_LAST_IN_ENCODE_STEP1)
-    first_volume = flag_mask(ismrmrd.ACQ_FIRST_IN_SLICE) | flag_mask(ismrmrd.ACQ_FIRST_IN_ENCODE_STEP2)
-    last_volume = (
-        flag_mask(ismrmrd.ACQ_LAST_IN_SLICE)
-        | flag_mask(ismrmrd.ACQ_LAST_IN_REPETITION)
-        | flag_mask(ismrmrd.ACQ_LAST_IN_ENCODE_STEP2)
-    )
-    acquisitions = []
-    for kz in range(nz):
-        for ky in range(ny):
-            head = ismrmrd.AcquisitionHeader.from_buffer_copy(template)
-            head.idx.kspace_encode_step_1 = ky
-            head.idx.kspace_encode_step_2 = kz
-            head.scan_counter = int(first_scan_counter) + kz * ny + ky
-            flags = (first_step1 if ky == 0 else 0) | (last_step1 if ky == ny - 1 else 0)
-            if kz == 0 and ky == 0:
-                flags |= first_volume
-            if kz == nz - 1 and ky == ny - 1:
-                flags |= last_volume
-            head.flags = flags
-            acq = ismrmrd.Acquisition(head)
-            acq.data[:] = kspace[:, kz, ky, :]
-            acquisitions.append(acq)
-    return acquisitions
+#: (FIRST_IN_ENCODE_STEPn, LAST_IN_ENCODE_STEPn) for n = 1, 2.
+_STEP_FLAGS = (
+    (ismrmrd.ACQ_FIRST_IN_ENCODE_STEP1, ismrmrd.ACQ_LAST_IN_ENCODE_STEP1),
+    (ismrmrd.ACQ_FIRST_IN_ENCODE_STEP2, ismrmrd.ACQ_LAST_IN_ENCODE_STEP2),
+)
+
+
+def _line_flags(steps: tuple[int, ...], last: tuple[int, ...]) -> int:
+    """Flags of the Cartesian line at encode steps ``steps`` (ky[, kz]) of a raster whose largest
+    steps are ``last``: FIRST/LAST_IN_ENCODE_STEPn where steps 1..n are all first / last, and
+    FIRST_IN_SLICE / LAST_IN_SLICE + LAST_IN_REPETITION on the raster's first / last line."""
+    flags = 0
+    for n, (first_flag, last_flag) in enumerate(_STEP_FLAGS[: len(steps)], start=1):
+        if all(step == 0 for step in steps[:n]):
+            flags |= flag_mask(first_flag)
+        if steps[:n] == last[:n]:
+            flags |= flag_mask(last_flag)
+    if not any(steps):
+        flags |= flag_mask(ismrmrd.ACQ_FIRST_IN_SLICE)
+    if steps == last:
+        flags |= flag_mask(ismrmrd.ACQ_LAST_IN_SLICE) | flag_mask(ismrmrd.ACQ_LAST_IN_REPETITION)
+    return flags
 
 
 # --------------------------------------------------------------------------------------------
 # Images
 # --------------------------------------------------------------------------------------------
+def image_data(pixels: np.ndarray) -> np.ndarray:
+    """An image of a 2D frame (ny, nx) or a 3D frame (nz, ny, nx) as ISMRMRD image data
+    (channels = 1, nz, ny, nx) (nz = 1 for a 2D frame), a view where possible."""
+    pixels = np.asarray(pixels)
+    return pixels.reshape(1, *volume_shape(pixels.shape))
+
+
 def frame_image_of(
     pixels: np.ndarray,
     frame: GriddedFrame,

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 import ismrmrd
 import numpy as np
 
-from igrog_gadget.io.convert import frame_image_of
+from igrog_gadget.io.convert import frame_image_of, image_data
+from igrog_gadget.io.output_geometry import OutputGeometry
 from igrog_gadget.scan import GriddedFrame, ImageItem
 
 if TYPE_CHECKING:
@@ -35,32 +36,30 @@ IMAGE_SERIES = "igrog_image"
 IMAGE_SERIES_INDEX = 1
 
 
-def weights_image(frame: GriddedFrame, fov_mm: tuple[float, float, float], image_index: int) -> ImageItem:
+def weights_image(frame: GriddedFrame, geometry: OutputGeometry, image_index: int) -> ImageItem:
     """The ``igrog_weights`` image of ``frame`` (see the module docstring).
 
     Args:
         frame: hits (ny, nx) or (nz, ny, nx).
-        fov_mm: field of view (x, y, z) of the frame's grid.
+        geometry: the output's geometry (the image's field of view is the frame grid's).
         image_index: 1-based number of the frame in the output.
     """
-    hits = np.asarray(frame.hits, dtype=np.float32)
-    data = hits.reshape((1,) * (4 - hits.ndim) + hits.shape)  # (1, nz, ny, nx)
+    data = image_data(np.asarray(frame.hits, dtype=np.float32))  # (1, nz, ny, nx)
     image = frame_image_of(
-        data, frame, fov_mm, image_index, WEIGHTS_SERIES_INDEX, ismrmrd.DATATYPE_FLOAT, ismrmrd.IMTYPE_REAL
+        data, frame, geometry.fov_mm, image_index, WEIGHTS_SERIES_INDEX, ismrmrd.DATATYPE_FLOAT, ismrmrd.IMTYPE_REAL
     )
     meta = {"SeriesName": WEIGHTS_SERIES, "IgrogWeights": "samples averaged into each grid point"}
     return ImageItem(series=WEIGHTS_SERIES, data=data, meta=meta, source=image)
 
 
-def replay_image(frame: GriddedFrame, picture: "FrameImage", fov_mm: tuple[float, float, float], image_index: int) -> ImageItem:
+def replay_image(frame: GriddedFrame, picture: "FrameImage", geometry: OutputGeometry, image_index: int) -> ImageItem:
     """The ``igrog_image`` image of ``frame``: its magnitude image ``picture`` (SENSE or RSS,
-    ``igrog_gadget.recon.images``), float32 ``(1, nz, ny, nx)`` on the gridded FOV ``fov_mm``,
-    header as the weights image's, image type MAGNITUDE; meta ``ImageProcessingHistory``
-    [IGROG, SENSE or RSS] and ``IgrogImageNote`` (why RSS stood in for SENSE)."""
-    magnitude = np.asarray(picture.magnitude, dtype=np.float32)
-    data = magnitude.reshape((1,) * (4 - magnitude.ndim) + magnitude.shape)
+    ``igrog_gadget.recon.images``), float32 ``(1, nz, ny, nx)`` on the frame grid's FOV
+    (``geometry.fov_mm``), header as the weights image's, image type MAGNITUDE; meta
+    ``ImageProcessingHistory`` [IGROG, SENSE or RSS] and ``IgrogImageNote`` (why RSS stood in for SENSE)."""
+    data = image_data(np.asarray(picture.magnitude, dtype=np.float32))  # (1, nz, ny, nx)
     image = frame_image_of(
-        data, frame, fov_mm, image_index, IMAGE_SERIES_INDEX, ismrmrd.DATATYPE_FLOAT, ismrmrd.IMTYPE_MAGNITUDE
+        data, frame, geometry.fov_mm, image_index, IMAGE_SERIES_INDEX, ismrmrd.DATATYPE_FLOAT, ismrmrd.IMTYPE_MAGNITUDE
     )
     meta: dict = {"SeriesName": IMAGE_SERIES, "ImageProcessingHistory": ["IGROG", picture.method.upper()]}
     if picture.note:

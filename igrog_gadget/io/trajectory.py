@@ -14,6 +14,7 @@ import numpy as np
 
 from igrog_gadget.config import TRAJECTORY_UNITS
 from igrog_gadget.errors import ConfigError, InputDataError
+from igrog_gadget.numerics.dimensions import dimensions
 from igrog_gadget.scan import EncodingGeometry, Readout
 
 logger = logging.getLogger(__name__)
@@ -162,22 +163,28 @@ def cartesian_positions(
             )
     else:
         oversampling = 1
-    step1 = int(readout.idx.get("kspace_encode_step_1", 0))
-    if not 0 <= step1 < ny:
-        raise InputDataError(
-            f"{where}: field 'idx.kspace_encode_step_1' = {step1} is outside its encoding's lines 0..{ny - 1}"
-        )
-    centre = encoding.step1_center if encoding.trajectory == "cartesian" and encoding.step1_center is not None else ny // 2
+    profile = dimensions(dims)
     scale = fov_scale(encoding, grid or encoding, dims)
     positions = np.empty((n, dims), dtype=np.float32)
     positions[:, 0] = (np.arange(n, dtype=np.float64) - readout.center_sample) / oversampling * scale[0]
-    positions[:, 1] = (step1 - centre) * scale[1]
-    if dims == 3:
-        nz = int(encoding.matrix[2])
-        step2 = int(readout.idx.get("kspace_encode_step_2", 0))
-        if not 0 <= step2 < nz:
+    for axis, counter in enumerate(profile.encode_counters, start=1):  # ky, then kz in 3D
+        size, step = int(encoding.matrix[axis]), int(readout.idx.get(counter, 0))
+        if not 0 <= step < size:
             raise InputDataError(
-                f"{where}: field 'idx.kspace_encode_step_2' = {step2} is outside its encoding's partitions 0..{nz - 1}"
+                f"{where}: field 'idx.{counter}' = {step} is outside its encoding's {_ENCODED[axis]} 0..{size - 1}"
             )
-        positions[:, 2] = (step2 - nz // 2) * scale[2]
+        positions[:, axis] = (step - _centre(encoding, axis)) * scale[axis]
     return positions
+
+
+#: What the encoding numbers along y and z (for messages).
+_ENCODED = {1: "lines", 2: "partitions"}
+
+
+def _centre(encoding: EncodingGeometry, axis: int) -> int:
+    """The encoding step at k = 0 along ``axis`` (1: y, 2: z): n // 2, or along y the encoding's
+    ``kspace_encoding_step_1.center`` when the encoding is Cartesian and states one (a
+    non-Cartesian encoding's step 1 counts interleaves)."""
+    if axis == 1 and encoding.trajectory == "cartesian" and encoding.step1_center is not None:
+        return int(encoding.step1_center)
+    return int(encoding.matrix[axis]) // 2

@@ -122,7 +122,7 @@ def write_cartesian_file(
             sink.append([_as_acquisition(a) for a in passthrough_acquisitions])
             passthrough_count = sink.count
             frame_count = 0
-            output = AcquisitionsOutput(calibration, weights_fov_mm=None, first_scan_counter=sink.count)
+            output = AcquisitionsOutput(calibration, weights=False, first_scan_counter=sink.count)
             for frame in frames:
                 shape = np.shape(frame.kspace)
                 if not (len(shape) == 3 and shape[1:] == (ny, nx)) and not (len(shape) == 4 and shape[1:] == (nz, ny, nx)):

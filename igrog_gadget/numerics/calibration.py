@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -46,6 +47,13 @@ class CalibrationBlock:
     kz0: int = 0
     """kz (grid units) of plane 0 of a 3D block."""
 
+    @classmethod
+    def at(
+        cls, kspace: np.ndarray, origin: Sequence[int], source: str, noise_std: float | None = None
+    ) -> "CalibrationBlock":
+        """The block ``kspace`` (coils, [az,] ay, ax) whose first entry lies at ``origin`` (x, y[, z])."""
+        return cls(kspace=kspace, source=source, noise_std=noise_std, **origin_fields(origin))
+
     @property
     def dims(self) -> int:
         """2 or 3."""
@@ -65,6 +73,12 @@ class CalibrationBlock:
     def extent(self) -> tuple[int, ...]:
         """Entries per axis in (x, y[, z]) order (the reverse of ``shape``)."""
         return tuple(reversed(self.shape))
+
+
+def origin_fields(origin: Sequence[int]) -> dict[str, int]:
+    """``kx0``, ``ky0``, ``kz0`` of a block origin (x, y[, z]) (``kz0`` = 0 for a 2D block)."""
+    kx0, ky0, kz0 = (*(int(v) for v in origin), 0, 0)[:3]
+    return {"kx0": kx0, "ky0": ky0, "kz0": kz0}
 
 
 def acs_from_cartesian_lines(
@@ -146,9 +160,7 @@ def acs_from_cartesian_lines(
         )
     region = array_slices(box_lo, box_hi)
     mean = sums.reshape(coils, *shape)[(slice(None),) + region] / counts[region]
-    block = mean.astype(np.complex64)
-    origin = [int(v) for v in box_lo] + [0] * (3 - dims)
-    return CalibrationBlock(kspace=block, kx0=origin[0], ky0=origin[1], source="acs", kz0=origin[2])
+    return CalibrationBlock.at(mean.astype(np.complex64), box_lo, "acs")
 
 
 def centre_coverage(coords: np.ndarray, radius: float) -> float:
@@ -225,10 +237,7 @@ class CentreFit:
         lo = grid // 2 - size // 2
         crop = (slice(None),) + (slice(lo, lo + size),) * dims
         kspace = centred_fftn(self.image, tuple(range(-dims, 0)))[crop].astype(np.complex64)
-        corner = -(size // 2)
-        return CalibrationBlock(
-            kspace=kspace, kx0=corner, ky0=corner, source=source, noise_std=self.noise_std, kz0=corner if dims == 3 else 0
-        )
+        return CalibrationBlock.at(kspace, (-(size // 2),) * dims, source, self.noise_std)
 
 
 def fit_centre(

@@ -4,22 +4,18 @@ Convention: an image ``x`` of shape (..., ny, nx) (3D: (..., nz, ny, nx)) with p
 index n//2 has k-space ``K(k) = 1/sqrt(prod n) * sum_r x[r] exp(-2 pi i sum_d k_d r_d / n_d)``
 with k in grid units (cycles/FOV). On integer k this is the centred orthonormal FFT
 (``igrog_gadget.numerics.fft.centred_fftn``). Positions are ``(kx, ky)`` or ``(kx, ky, kz)``:
-their column count selects 2D or 3D.
+their column count selects the dimensionality, whose profile
+(``igrog_gadget.numerics.dimensions``) gives the transform, its precision and its dtypes.
 """
 
 from __future__ import annotations
 
-import finufft
+from typing import Sequence
+
 import numpy as np
 
 from igrog_gadget.environment import native_threads
-
-_EPS = 1e-7
-#: Precision of the 3D transforms: 1e-5 (relative) lies far below the noise of any MRI data and
-#: spreads each sample onto 5^3 instead of 7^3 grid points (the calibration solves of a 3D scan
-#: run tens of transforms of the whole frame). 3D transforms run in single precision (finufft's
-#: float32 library reaches 1e-5): half the memory and about half the time of double precision.
-_EPS_3D = 1e-5
+from igrog_gadget.numerics.dimensions import DimensionProfile, dimensions_of_positions
 
 
 def finufft_options() -> dict[str, int]:
@@ -29,27 +25,22 @@ def finufft_options() -> dict[str, int]:
     return {"nthreads": native_threads(), "showwarn": 0}
 
 
-def _angles(coords: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
-    """finufft's point arrays, first image axis first: (ky, kx) or (kz, ky, kx), radians
-    (float64 in 2D, float32 in 3D: the precision of the transform)."""
+def finufft_points(coords: np.ndarray, shape: Sequence[int], dtype: type = np.float64) -> tuple[np.ndarray, ...]:
+    """finufft's point arrays of positions ``coords`` (n, dims) = ``(kx, ky[, kz])`` in grid units
+    of a grid of array shape ``shape`` ``([nz,] ny, nx)``: one array (n,) per array axis, first
+    array axis first (``(ky, kx)`` or ``(kz, ky, kx)``), in radians, of ``dtype``."""
     dims = len(shape)
-    dtype = np.float64 if dims == 2 else np.float32
     return tuple(
         ((2 * np.pi / n) * coords[:, dims - 1 - axis].astype(np.float64)).astype(dtype, copy=False)
         for axis, n in enumerate(shape)
     )
 
 
-def _complex(dims: int) -> type:
-    """Complex dtype of a transform's data: complex128 in 2D, complex64 in 3D (see ``_EPS_3D``)."""
-    return np.complex128 if dims == 2 else np.complex64
-
-
-def _check(coords: np.ndarray, image_dims: int) -> int:
+def _profile(coords: np.ndarray, image_dims: int) -> DimensionProfile:
     dims = int(coords.shape[1]) if coords.ndim == 2 else 0
     if dims not in (2, 3) or dims != image_dims:
         raise ValueError(f"positions of shape {coords.shape} do not fit a {image_dims}D image grid")
-    return dims
+    return dimensions_of_positions(coords)
 
 
 def nufft_forward(image: np.ndarray, coords: np.ndarray) -> np.ndarray:
@@ -62,13 +53,10 @@ def nufft_forward(image: np.ndarray, coords: np.ndarray) -> np.ndarray:
         shape (channels, n), complex64.
     """
     channels, *shape = image.shape
-    dims = _check(coords, len(shape))
-    points = _angles(coords, tuple(shape))
-    data: np.ndarray = np.ascontiguousarray(image, dtype=_complex(dims))
-    if dims == 2:
-        values = finufft.nufft2d2(*points, data, eps=_EPS, isign=-1, **finufft_options())
-    else:
-        values = finufft.nufft3d2(*points, data, eps=_EPS_3D, isign=-1, **finufft_options())
+    profile = _profile(coords, len(shape))
+    points = finufft_points(coords, shape, profile.nufft_real)
+    data: np.ndarray = np.ascontiguousarray(image, dtype=profile.nufft_complex)
+    values = profile.nufft_type2()(*points, data, eps=profile.nufft_eps, isign=-1, **finufft_options())
     return (values / np.sqrt(np.prod(shape))).reshape(channels, -1).astype(np.complex64)
 
 
@@ -83,11 +71,8 @@ def nufft_adjoint(samples: np.ndarray, coords: np.ndarray, shape: tuple[int, ...
         shape (channels, *shape), complex64.
     """
     shape = tuple(int(n) for n in shape)
-    dims = _check(coords, len(shape))
-    points = _angles(coords, shape)
-    data: np.ndarray = np.ascontiguousarray(samples, dtype=_complex(dims))
-    if dims == 2:
-        image = finufft.nufft2d1(*points, data, n_modes=shape, eps=_EPS, isign=1, **finufft_options())
-    else:
-        image = finufft.nufft3d1(*points, data, n_modes=shape, eps=_EPS_3D, isign=1, **finufft_options())
+    profile = _profile(coords, len(shape))
+    points = finufft_points(coords, shape, profile.nufft_real)
+    data: np.ndarray = np.ascontiguousarray(samples, dtype=profile.nufft_complex)
+    image = profile.nufft_type1()(*points, data, n_modes=shape, eps=profile.nufft_eps, isign=1, **finufft_options())
     return (image / np.sqrt(np.prod(shape))).reshape(samples.shape[0], *shape).astype(np.complex64)

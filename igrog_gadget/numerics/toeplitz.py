@@ -10,11 +10,11 @@ what costs in a 3D calibration solve of hundreds of thousands of samples).
 
 from __future__ import annotations
 
-import finufft
 import numpy as np
 import torch
 
-from igrog_gadget.numerics.nufft import finufft_options
+from igrog_gadget.numerics.dimensions import dimensions_of_grid
+from igrog_gadget.numerics.nufft import finufft_options, finufft_points
 
 
 class ToeplitzNormal:
@@ -31,9 +31,9 @@ class ToeplitzNormal:
         dims = len(self.shape)
         if coords.ndim != 2 or coords.shape[1] != dims or weights.shape != (coords.shape[0],):
             raise ValueError(f"positions {coords.shape} and weights {weights.shape} do not fit a {dims}D grid {self.shape}")
-        points = tuple((2 * np.pi / n) * coords[:, dims - 1 - axis].astype(np.float64) for axis, n in enumerate(self.shape))
+        points = finufft_points(coords, self.shape)  # double precision in 2D and 3D: h is computed once
         doubled = tuple(2 * n for n in self.shape)
-        transform = finufft.nufft2d1 if dims == 2 else finufft.nufft3d1
+        transform = dimensions_of_grid(self.shape).nufft_type1()
         kernel = transform(*points, weights.astype(np.complex128), n_modes=doubled, eps=1e-7, isign=1, **finufft_options())
         kernel = np.fft.ifftshift(kernel / np.prod(self.shape))  # h(d) at index d mod 2n
         self._axes = tuple(range(-dims, 0))

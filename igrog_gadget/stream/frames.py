@@ -20,6 +20,7 @@ from igrog_gadget.io.trajectory import (
     fov_scale,
     resolve_trajectory_units,
 )
+from igrog_gadget.numerics.dimensions import DimensionProfile, dimensions
 from igrog_gadget.scan import Readout, ScanHeader
 from igrog_gadget.stream.buffer import CompletedFrame
 
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 def grid_matrix(header: ScanHeader, config: IgrogConfig, dims: int = 2) -> tuple[int, ...]:
     """(nx, ny) of the output grid (``dims`` = 3: (nx, ny, nz)): encodedSpace matrix x grid_oversampling."""
     factor = config.gridding.grid_oversampling
-    return tuple(int(round(n * factor)) for n in header.encoded_matrix[:dims])
+    return tuple(int(round(n * factor)) for n in dimensions(dims).matrix(header.encoded_matrix))
 
 
 def is_volumetric(header: ScanHeader, config: IgrogConfig, readout: Readout) -> bool:
@@ -54,50 +55,34 @@ def is_volumetric(header: ScanHeader, config: IgrogConfig, readout: Readout) -> 
     return bool(np.any(np.abs(traj[:, 2]) > 1e-6))
 
 
-def _trajectory_2d(readout: Readout, source: str, planar: bool = True) -> np.ndarray:
-    """(kx, ky) of a readout, shape (samples, 2); ``planar``: the encoded matrix is 2D (nz = 1)."""
+def _trajectory(readout: Readout, source: str, profile: DimensionProfile, nz: int) -> np.ndarray:
+    """The positions (samples, dims) = (kx, ky[, kz]) of a non-Cartesian readout of a scan gridded
+    in ``profile``'s dimensions, file units; ``nz``: the header's encodedSpace z."""
     traj = readout.traj
+    where = f"{source}acquisition {readout.scan_counter}"
+    columns = f"{profile.dims} (" + ", ".join("k" + axis for axis in profile.axes) + ")"
+    gridded = f"the scan is gridded in {profile.name} (encodedSpace z = {nz})"
     if traj is None or traj.size == 0:
         raise InputDataError(
-            f"{source}acquisition {readout.scan_counter} has no trajectory (trajectory_dimensions = 0) "
-            "but the encoding is non-Cartesian; every imaging acquisition needs acq.traj"
+            f"{where} has no trajectory (trajectory_dimensions = 0) but {gridded} from a non-Cartesian encoding; "
+            f"every imaging acquisition needs acq.traj with {columns}"
         )
     if traj.ndim != 2 or traj.shape[0] != readout.num_samples:
+        raise InputDataError(f"{where}: traj has shape {traj.shape}, expected ({readout.num_samples}, {profile.dims})")
+    if traj.shape[1] < profile.dims:
         raise InputDataError(
-            f"{source}acquisition {readout.scan_counter}: traj has shape {traj.shape}, "
-            f"expected ({readout.num_samples}, dims)"
+            f"{where}: trajectory_dimensions = {traj.shape[1]}, but {gridded}: every readout needs {columns}"
         )
-    if traj.shape[1] < 2:
+    # Kept: only a plane can receive a position column it does not grid. With a 2D matrix (z = 1)
+    # a third column is not a position (e.g. Gadgetron's density weights); with z > 1 a non-zero
+    # kz is a 3D trajectory the planes would silently flatten.
+    if profile.dims == 2 and nz > 1 and traj.shape[1] > 2 and np.any(np.abs(traj[:, 2]) > 1e-6):
         raise InputDataError(
-            f"{source}acquisition {readout.scan_counter}: trajectory_dimensions = {traj.shape[1]}; "
-            "need 2 (kx, ky) for 2D gridding"
-        )
-    if traj.shape[1] > 2 and np.any(np.abs(traj[:, 2]) > 1e-6) and not planar:
-        raise InputDataError(
-            f"{source}acquisition {readout.scan_counter}: 3D trajectory (kz != 0) in a scan gridded as 2D planes "
+            f"{where}: 3D trajectory (kz != 0) in a scan gridded as 2D planes "
             "(its first imaging readout had no kz, or gridding.dimensions = 2d): set gridding.dimensions = 3d to "
             "grid it onto a 3D grid; stack-of-2D data must use kspace_encode_step_2 for the partition"
         )
-    return traj[:, :2]  # with a 2D matrix a third column is not a position (e.g. Gadgetron's density weights)
-
-
-def _trajectory_3d(readout: Readout, source: str, nz: int) -> np.ndarray:
-    """(kx, ky, kz) of a readout of a 3D scan, shape (samples, 3)."""
-    traj = readout.traj
-    where = f"{source}acquisition {readout.scan_counter}"
-    if traj is None or traj.size == 0:
-        raise InputDataError(
-            f"{where} has no trajectory (trajectory_dimensions = 0) but the scan is gridded in 3D "
-            f"(encodedSpace z = {nz}); every imaging acquisition needs acq.traj (kx, ky, kz)"
-        )
-    if traj.ndim != 2 or traj.shape[0] != readout.num_samples:
-        raise InputDataError(f"{where}: traj has shape {traj.shape}, expected ({readout.num_samples}, 3)")
-    if traj.shape[1] < 3:
-        raise InputDataError(
-            f"{where}: trajectory_dimensions = {traj.shape[1]}, but the scan is gridded in 3D (encodedSpace z = {nz}, "
-            "3D trajectories or gridding.dimensions = 3d): every readout needs 3 columns (kx, ky, kz)"
-        )
-    return traj[:, :3]
+    return traj[:, : profile.dims]
 
 
 def check_axis_ranges(positions: np.ndarray, matrix: tuple[int, ...], scan_counters: np.ndarray, source: str = "") -> None:
@@ -147,8 +132,9 @@ def frame_inputs(
             acquisition). Readouts of different lengths are padded (``FrameInputs.lengths``).
     """
     readouts = completed.readouts
-    dims = 3 if completed.volumetric else 2
-    encoded = np.array(header.encoded_matrix[:dims], dtype=np.float32)
+    profile = dimensions(3 if completed.volumetric else 2)
+    dims = profile.dims
+    encoded = np.array(profile.matrix(header.encoded_matrix), dtype=np.float32)
     matrix = grid_matrix(header, config, dims)
     oversampling = config.gridding.grid_oversampling
     cartesian_input = header.trajectory == "cartesian" and all(r.traj is None or r.traj.size == 0 for r in readouts)
@@ -158,10 +144,7 @@ def frame_inputs(
         positions = [cartesian_positions(r, imaging, dims=dims) for r in readouts]
     else:
         nz = int(header.encoded_matrix[2])
-        if dims == 3:
-            positions = [_trajectory_3d(r, source, nz).astype(np.float32) for r in readouts]
-        else:
-            positions = [_trajectory_2d(r, source, nz == 1).astype(np.float32) for r in readouts]
+        positions = [_trajectory(r, source, profile, nz).astype(np.float32) for r in readouts]
         factor = unit_factor(np.concatenate(positions)[None], header, config, source)
         if factor != 1.0:  # normalized units: scale each axis by its own matrix size
             positions = [p * encoded for p in positions]
@@ -172,6 +155,8 @@ def frame_inputs(
     for row, (readout, position) in enumerate(zip(readouts, positions)):
         traj[row, : readout.num_samples] = position * oversampling
         samples[:, row, : readout.num_samples] = readout.data
+    # Kept: a 3D grid is anisotropic (nz != nx), so the unit detection (which reads the largest
+    # axis) cannot see a kz beyond nz / 2; a plane's samples beyond the grid are dropped (counted).
     if dims == 3:
         padded = np.where(traj == PADDING_POSITION, 0.0, traj)
         counters = np.array([r.scan_counter for r in readouts])
@@ -233,10 +218,7 @@ def _calibration_positions(readout: Readout, header: ScanHeader, factor: float, 
         # no trajectory, or one left all zero (a writer reusing an imaging acquisition's buffer,
         # as mrpro's test-data writer does): the Cartesian layout of its encoding
         return cartesian_positions(readout, encoding, imaging, dims).astype(np.float32)
-    if dims == 3:
-        traj = _trajectory_3d(readout, source, int(header.encoded_matrix[2])).astype(np.float32)
-    else:
-        traj = _trajectory_2d(readout, source, header.encoded_matrix[2] == 1).astype(np.float32)
+    traj = _trajectory(readout, source, dimensions(dims), int(header.encoded_matrix[2])).astype(np.float32)
     if factor != 1.0:
         traj = traj * np.array(encoding.matrix[:dims], dtype=np.float32)
     return (traj * fov_scale(encoding, imaging, dims)).astype(np.float32)

@@ -12,6 +12,7 @@ import pytest
 from igrog_gadget.errors import InputDataError
 from igrog_gadget.io import (
     DEFAULT_H1_RESONANCE_HZ,
+    OutputGeometry,
     acquisition_from_readout,
     cartesian_acquisitions,
     cartesian_output_header,
@@ -167,11 +168,15 @@ def _limit(limit):
     return (limit.minimum, limit.maximum, limit.center)
 
 
+def _geometry(xml, frame_shape, fov_mm):
+    """The output geometry of frames gridded onto ``frame_shape`` over ``fov_mm`` from the scan of ``xml``."""
+    return OutputGeometry(frame_shape, fov_mm, parse_header(xml).recon_fov_mm)
+
+
 def test_cartesian_output_header(xml_builder):
     xml = cartesian_output_header(
         xml_builder(),
-        matrix=(40, 36, 1),
-        fov_mm=(300.0, 270.0, 5.0),
+        _geometry(xml_builder(), (36, 40), (300.0, 270.0, 5.0)),
         limits={"slice": (0, 1, 0), "repetition": (0, 3, 0), "contrast": (0, 1, 0)},
         user_parameters={"igrog.variant": "implicit", "igrog.config": "kernel=3"},
     )
@@ -202,15 +207,14 @@ def test_cartesian_output_header(xml_builder):
 def test_cartesian_output_header_3d_and_overwrite(xml_builder):
     xml = cartesian_output_header(
         xml_builder(),
-        matrix=(32, 32, 8),
-        fov_mm=(256.0, 256.0, 40.0),
+        _geometry(xml_builder(), (8, 32, 32), (256.0, 256.0, 40.0)),
         limits={"kspace_encode_step_2": (0, 7, 3)},
         user_parameters={"scanner": "replaced"},
     )
     out = xsd.CreateFromDocument(xml)
     assert _limit(out.encoding[0].encodingLimits.kspace_encoding_step_2) == (0, 7, 3)
     assert [(p.name, p.value) for p in out.userParameters.userParameterString] == [("scanner", "replaced")]
-    xml = cartesian_output_header(xml_builder(), (32, 32, 8), (256.0, 256.0, 40.0), {}, {})
+    xml = cartesian_output_header(xml_builder(), _geometry(xml_builder(), (8, 32, 32), (256.0, 256.0, 40.0)), {}, {})
     assert _limit(xsd.CreateFromDocument(xml).encoding[0].encodingLimits.kspace_encoding_step_2) == (0, 7, 4)
 
 
@@ -219,22 +223,24 @@ def test_cartesian_output_header_2d_keeps_input_step2_limits(xml_builder):
         "<slice>", "<kspace_encoding_step_2><minimum>0</minimum><maximum>15</maximum><center>8</center>"
         "</kspace_encoding_step_2><slice>"
     )
-    xml = cartesian_output_header(stack_of_stars, (32, 32, 1), (256.0, 256.0, 5.0), {}, {})
+    xml = cartesian_output_header(stack_of_stars, _geometry(stack_of_stars, (32, 32), (256.0, 256.0, 5.0)), {}, {})
     assert _limit(xsd.CreateFromDocument(xml).encoding[0].encodingLimits.kspace_encoding_step_2) == (0, 15, 8)
 
 
 def test_cartesian_output_header_adds_experimental_conditions(xml_builder, strip_conditions, caplog):
     with caplog.at_level(logging.WARNING, logger="igrog_gadget.io.convert"):
-        xml = cartesian_output_header(strip_conditions(xml_builder()), (32, 32, 1), (256.0, 256.0, 5.0), {}, {})
+        xml = cartesian_output_header(
+            strip_conditions(xml_builder()), _geometry(xml_builder(), (32, 32), (256.0, 256.0, 5.0)), {}, {}
+        )
     assert xsd.CreateFromDocument(xml).experimentalConditions.H1resonanceFrequency_Hz == DEFAULT_H1_RESONANCE_HZ
     assert any("experimentalConditions" in r.getMessage() for r in caplog.records)
 
 
 def test_cartesian_output_header_rejects_bad_limits(xml_builder):
     with pytest.raises(ValueError, match="unknown encoding limit 'slices'"):
-        cartesian_output_header(xml_builder(), (32, 32, 1), (256.0, 256.0, 5.0), {"slices": (0, 1, 0)}, {})
+        cartesian_output_header(xml_builder(), _geometry(xml_builder(), (32, 32), (256.0, 256.0, 5.0)), {"slices": (0, 1, 0)}, {})
     with pytest.raises(ValueError, match="min <= center <= max"):
-        cartesian_output_header(xml_builder(), (32, 32, 1), (256.0, 256.0, 5.0), {"slice": (0, 1, 4)}, {})
+        cartesian_output_header(xml_builder(), _geometry(xml_builder(), (32, 32), (256.0, 256.0, 5.0)), {"slice": (0, 1, 4)}, {})
 
 
 # --- cartesian_acquisitions -------------------------------------------------------------------

@@ -9,7 +9,7 @@ import ismrmrd.xsd as xsd
 import numpy as np
 import pytest
 
-from igrog_gadget.io import cartesian_output_header, read_dataset, write_cartesian_file
+from igrog_gadget.io import OutputGeometry, cartesian_output_header, read_dataset, write_cartesian_file
 from igrog_gadget.scan import GriddedFrame
 
 NY, NX, COILS = 12, 16, 4
@@ -33,8 +33,7 @@ def _frames(raw, rng, *, broken_after=None):
 def _output_xml(raw):
     return cartesian_output_header(
         raw.header_xml,
-        matrix=(NX, NY, 1),
-        fov_mm=(256.0, 192.0, 5.0),
+        OutputGeometry((NY, NX), (256.0, 192.0, 5.0), raw.header.recon_fov_mm),
         limits={"slice": (0, 1, 0), "repetition": (0, 1, 0)},
         user_parameters={"igrog.variant": "implicit", "igrog.config": '{"kernel": 3}'},
     )
@@ -141,7 +140,7 @@ def test_failure_keeps_existing_target(tmp_path, synthetic_file):
 
 def test_frame_shape_mismatch_leaves_no_file(tmp_path, synthetic_file):
     raw = read_dataset(synthetic_file.path)
-    xml = cartesian_output_header(raw.header_xml, (NX, NY + 2, 1), (256.0, 256.0, 5.0), {}, {})
+    xml = cartesian_output_header(raw.header_xml, OutputGeometry((NY + 2, NX), (256.0, 256.0, 5.0), raw.header.recon_fov_mm), {}, {})
     target = tmp_path / "cartesian.h5"
     with pytest.raises(ValueError, match=r"kspace shape \(4, 12, 16\) does not match \(coils, ny=14, nx=16\)"):
         write_cartesian_file(target, xml, _frames(raw, np.random.default_rng(0)))
