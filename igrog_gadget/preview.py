@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Sequence
 
@@ -10,11 +11,16 @@ import numpy as np
 from igrog_gadget.numerics.fft import rss_image
 
 
-def central_slices(volume: np.ndarray) -> list[np.ndarray]:
-    """A 3D image (nz, ny, nx) through its centre in three orientations: [y, x] at z = nz // 2,
-    [z, x] at y = ny // 2, [z, y] at x = nx // 2 (float32)."""
-    nz, ny, nx = volume.shape
-    return [volume[nz // 2].astype(np.float32), volume[:, ny // 2].astype(np.float32), volume[:, :, nx // 2].astype(np.float32)]
+def central_slices(image: np.ndarray) -> list[np.ndarray]:
+    """The planes through an image's centre, float32: a 2D image (ny, nx) itself; a 3D image (nz,
+    ny, nx) in three orientations, [y, x] at z = nz // 2, [z, x] at y = ny // 2 and [z, y] at
+    x = nx // 2 (every way to fix all but two axes at their centre, first axis first)."""
+    image = np.asarray(image)
+    views = []
+    for fixed in itertools.combinations(range(image.ndim), image.ndim - 2):
+        centre = tuple(image.shape[axis] // 2 if axis in fixed else slice(None) for axis in range(image.ndim))
+        views.append(image[centre].astype(np.float32))
+    return views
 
 
 def write_png(path: str | Path, magnitudes: Sequence[np.ndarray]) -> Path:
@@ -25,7 +31,7 @@ def write_png(path: str | Path, magnitudes: Sequence[np.ndarray]) -> Path:
     tiles: list[np.ndarray] = []
     for magnitude in magnitudes:
         magnitude = np.asarray(magnitude, np.float32)
-        views = central_slices(magnitude) if magnitude.ndim == 3 else [magnitude]
+        views = central_slices(magnitude)
         top = float(np.percentile(np.concatenate([v.reshape(-1) for v in views]), 99.5)) or 1.0
         tiles.extend(np.clip(view / top, 0.0, 1.0) for view in views)
     if not tiles:

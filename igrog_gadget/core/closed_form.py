@@ -31,7 +31,6 @@ References:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import TYPE_CHECKING
 
@@ -40,7 +39,7 @@ import torch
 from torch import nn
 
 from igrog_gadget.errors import CalibrationError, ConfigError
-from igrog_gadget.numerics.calibration import CalibrationBlock, origin_fields
+from igrog_gadget.numerics.calibration import CalibrationBlock
 from igrog_gadget.numerics.dimensions import dimensions
 from igrog_gadget.numerics.fft import centred_fftn
 from igrog_gadget.numerics.nufft import finufft_options, finufft_points
@@ -148,7 +147,7 @@ def central_part(block: CalibrationBlock, max_points: int) -> CalibrationBlock:
         origin.append(start)
         slices.append(slice(start - low, start - low + min(side, extent)))
     region = (slice(None),) + tuple(reversed(slices))
-    return dataclasses.replace(block, kspace=np.ascontiguousarray(block.kspace[region]), **origin_fields(origin))
+    return CalibrationBlock.at(np.ascontiguousarray(block.kspace[region]), origin, block.source, block.noise_std)
 
 
 def closed_form_kernels(

@@ -49,7 +49,7 @@ class CalibrationBlock:
 
     @classmethod
     def at(
-        cls, kspace: np.ndarray, origin: Sequence[int], source: str, noise_std: float | None = None
+        cls, kspace: np.ndarray, origin: Sequence[int] | np.ndarray, source: str, noise_std: float | None = None
     ) -> "CalibrationBlock":
         """The block ``kspace`` (coils, [az,] ay, ax) whose first entry lies at ``origin`` (x, y[, z])."""
         return cls(kspace=kspace, source=source, noise_std=noise_std, **origin_fields(origin))
@@ -75,7 +75,7 @@ class CalibrationBlock:
         return tuple(reversed(self.shape))
 
 
-def origin_fields(origin: Sequence[int]) -> dict[str, int]:
+def origin_fields(origin: Sequence[int] | np.ndarray) -> dict[str, int]:
     """``kx0``, ``ky0``, ``kz0`` of a block origin (x, y[, z]) (``kz0`` = 0 for a 2D block)."""
     kx0, ky0, kz0 = (*(int(v) for v in origin), 0, 0)[:3]
     return {"kx0": kx0, "ky0": ky0, "kz0": kz0}

@@ -1,4 +1,7 @@
-"""MRI data simulator: radial/spiral ISMRMRD test files with known Cartesian truth.
+"""MRI data simulator: radial/spiral (2D) and kooshball/stack-of-spirals (3D) ISMRMRD test
+files with known Cartesian truth. One forward model for both: the phantom, coil maps, B0 map,
+NUFFTs and Cartesian truth take a grid's array shape (``(N, N)``, or ``(nz, N, N)``; one size
+``N`` is the square 2D grid), positions ``(kx, ky)`` or ``(kx, ky, kz)``.
 
 Grid and Fourier conventions
 ----------------------------
@@ -6,9 +9,10 @@ Grid and Fourier conventions
   k = 0 at grid index ``N // 2``; Cartesian k-space arrays ``(coils, ny, nx)``
   indexed ``[ky + N//2, kx + N//2]``; images ``[y, x]`` with r = 0 at ``N // 2``.
 - ``K = fftshift(fft2(ifftshift(x), norm="ortho"))`` (centred orthonormal FFT).
-- The object is simulated on the fine grid ``M = 2 N`` (same FOV); its k-space
+- The object is simulated on the fine grid ``M = 2 N`` per axis (same FOV); its k-space
   at any k is ``X(k) = (N / M^2) sum_r' x_fine[r'] exp(-2 pi i k . r' / M)``
-  (finufft type 2). At integer k this is the Cartesian truth.
+  (finufft type 2; 3D: ``sqrt(prod N) / prod M``, per-axis ``M``). At integer k this is
+  the Cartesian truth.
 - Noise: circular complex Gaussian, ``E|n|^2 = noise_std^2`` per sample and
   coil, identical for every readout (noise, ACS, imaging) whatever its dwell;
   ``noise_std = mean(|image|) over the object mask / snr``. In the orthonormal
@@ -67,9 +71,9 @@ nz//2``; header encodedSpace z = nz with FOV z = fov_mm * nz / N (isotropic voxe
 0..nz-1 (centre nz // 2). Truth arrays gain the z axis: ``kspace`` (1, 1, coils, nz, N, N),
 ``image`` (1, 1, nz, N, N), ``sensitivity_maps`` (coils, nz, N, N), ``object_mask`` (nz, N, N),
 ``b0map_hz`` (nz, N, N). A 3D scan's optional image series are one 3D image each (data
-``[channel, nz, N, N]``, FOV z as the header's): "b0map" (a smooth 3D map, ``smooth_b0_map_3d``),
+``[channel, nz, N, N]``, FOV z as the header's): "b0map" (the smooth map in 3D, ``smooth_b0_map``),
 "coil_images" (3D ortho IFFT of the noiseless field-free truth), "sensitivity_maps"; with
-``b0_max_hz`` its samples carry the 3D off-resonance (``forward_b0_3d``: time-segmented 3D
+``b0_max_hz`` its samples carry the 3D off-resonance (``forward_b0``: time-segmented 3D
 NUFFTs, segmentation error 1e-6).
 
 Ground truth ``<stem>.truth.npz``: ``kspace`` (planes, contrasts, coils, N, N) (planes =

@@ -1,198 +1,35 @@
-"""Numerical phantom: a smooth-edged, textured, complex modified Shepp-Logan.
+"""Numerical phantom: a smooth-edged, textured, complex modified Shepp-Logan, 2D or 3D.
 
 The phantom is an analytic object evaluated at pixel centres, so it can be
 sampled on any grid that covers the same field of view (FOV). The simulator
-evaluates it on the fine ``M x M`` grid (``M = 2 N``) so that the object is not
-band-limited to the ``N x N`` gridding matrix.
+evaluates it on the fine grid (``M = 2 N`` per axis) so that the object is not
+band-limited to the gridding matrix. One object for both dimensionalities: the 2D
+phantom is the modified 3D Shepp-Logan's ellipsoids seen in the x-y plane (their
+in-plane semi-axes and centres), each slice of a 2D scan rotated and scaled a little.
 
 Coordinates (shared with :mod:`igrog_gadget.simulate.coils` and the B0 map):
 pixel index ``i`` of a ``size``-long axis sits at the normalised position
 ``u = 2 (i - size // 2) / size`` in ``[-1, 1)``: ``u = 0`` at index
-``size // 2`` and ``u = +-1`` at the FOV edges. Arrays are indexed ``[y, x]``.
+``size // 2`` and ``u = +-1`` at the FOV edges. Arrays are indexed ``[y, x]``
+(``[z, y, x]`` in 3D); a grid is given by its array shape, or by one size for a
+square 2D grid.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy.special import erfc
 
 logger = logging.getLogger(__name__)
 
-#: Modified Shepp-Logan (Toft) ellipses:
-#: (intensity, semi-axis a, semi-axis b, centre x0, centre y0, angle in degrees).
-_ELLIPSES = np.array(
-    [
-        [1.00, 0.6900, 0.9200, 0.00, 0.0000, 0.0],
-        [-0.80, 0.6624, 0.8740, 0.00, -0.0184, 0.0],
-        [-0.20, 0.1100, 0.3100, 0.22, 0.0000, -18.0],
-        [-0.20, 0.1600, 0.4100, -0.22, 0.0000, 18.0],
-        [0.10, 0.2100, 0.2500, 0.00, 0.3500, 0.0],
-        [0.10, 0.0460, 0.0460, 0.00, 0.1000, 0.0],
-        [0.10, 0.0460, 0.0460, 0.00, -0.1000, 0.0],
-        [0.10, 0.0460, 0.0230, -0.08, -0.6050, 0.0],
-        [0.10, 0.0230, 0.0230, 0.00, -0.6060, 0.0],
-        [0.10, 0.0230, 0.0460, 0.06, -0.6050, 0.0],
-    ]
-)
-
-#: Additive relaxation rates (1/s) per ellipse, summed like the intensities:
-#: skull ring 40/s, brain 10/s, ventricles 5/s, small structures 20-25/s.
-_RATES = np.array([40.0, -30.0, -5.0, -5.0, 10.0, 15.0, 15.0, 15.0, 15.0, 15.0])
-
-#: Echo spacing between contrasts (seconds) used for the contrast weighting.
-CONTRAST_ECHO_SPACING_S = 0.010
-
-#: The ellipse table is scaled by this factor so the support stays inside ~85% of the FOV.
-SUPPORT_SCALE = 0.9
-
-#: Texture plane waves (fixed, independent of any seed): frequency in cycles/FOV, angle, phase.
-_TEXTURE_RNG_SEED = 20240611
-_TEXTURE_WAVES = 14
-
-
-def grid_coordinates(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised pixel-centre coordinates of a ``size x size`` grid.
-
-    Returns ``(x, y)``, each of shape ``(size, size)``, indexed ``[y, x]``, with
-    value ``2 (i - size // 2) / size`` (FOV spans ``[-1, 1)``).
-    """
-    if int(size) < 2:
-        raise ValueError(f"size must be >= 2, got {size!r}")
-    u = 2.0 * (np.arange(size) - size // 2) / size
-    y, x = np.meshgrid(u, u, indexing="ij")
-    return x, y
-
-
-def _ellipse_indicator(
-    x: np.ndarray,
-    y: np.ndarray,
-    a: float,
-    b: float,
-    x0: float,
-    y0: float,
-    phi_rad: float,
-    edge_sigma: float,
-) -> np.ndarray:
-    """Smooth (Gaussian-blurred edge) indicator of one ellipse, shape of ``x``."""
-    c, s = np.cos(phi_rad), np.sin(phi_rad)
-    dx, dy = x - x0, y - y0
-    u = c * dx + s * dy
-    v = -s * dx + c * dy
-    rho = np.sqrt((u / a) ** 2 + (v / b) ** 2)
-    # First-order signed distance to the boundary: (rho - 1) / |grad rho|.
-    grad = np.sqrt((u / a**2) ** 2 + (v / b**2) ** 2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dist = np.where(rho > 1e-12, (rho - 1.0) * rho / np.maximum(grad, 1e-300), -min(a, b))
-    if edge_sigma <= 0:
-        return (dist <= 0).astype(np.float64)
-    return 0.5 * erfc(dist / (np.sqrt(2.0) * edge_sigma))
-
-
-def _ellipse_table(slice_index: int) -> np.ndarray:
-    """Ellipse table of one slice: scaled to the support and varied per slice.
-
-    Slice ``s`` rotates the whole object by ``4 s`` degrees and shrinks the inner
-    structures by ``3 s`` percent, so slices are distinguishable.
-    """
-    table = _ELLIPSES.copy()
-    table[:, 1:5] *= SUPPORT_SCALE
-    rot = np.deg2rad(4.0 * slice_index)
-    shrink = 1.0 - 0.03 * slice_index
-    table[2:, 1:3] *= shrink
-    x0, y0 = table[:, 3].copy(), table[:, 4].copy()
-    table[:, 3] = np.cos(rot) * x0 - np.sin(rot) * y0
-    table[:, 4] = np.sin(rot) * x0 + np.cos(rot) * y0
-    table[:, 5] += np.rad2deg(rot)
-    return table
-
-
-def _texture(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Smooth texture in ``[-1, 1]``: a fixed sum of plane waves of 3-20 cycles/FOV."""
-    rng = np.random.default_rng(_TEXTURE_RNG_SEED)
-    freqs = rng.uniform(3.0, 20.0, _TEXTURE_WAVES)
-    angles = rng.uniform(0.0, np.pi, _TEXTURE_WAVES)
-    phases = rng.uniform(0.0, 2 * np.pi, _TEXTURE_WAVES)
-    weights = rng.uniform(0.5, 1.0, _TEXTURE_WAVES)
-    out = np.zeros_like(x)
-    # Normalised coordinates span 2 per FOV, so f cycles/FOV = pi f rad per unit.
-    for f, ang, ph, w in zip(freqs, angles, phases, weights):
-        out += w * np.cos(np.pi * f * (np.cos(ang) * x + np.sin(ang) * y) + ph)
-    return out / weights.sum()
-
-
-def phantom(
-    size: int,
-    slice_index: int = 0,
-    contrast_index: int = 0,
-    *,
-    complex_valued: bool = True,
-    edge_sigma_px: float = 1.0,
-    texture_amplitude: float = 0.15,
-) -> np.ndarray:
-    """The numerical phantom on a ``size x size`` grid.
-
-    Args:
-        size: grid size (the simulator uses the fine grid ``M = 2 N``).
-        slice_index: slice number; each slice is slightly rotated/scaled.
-        contrast_index: contrast number ``c``; region ``j`` is weighted by
-            ``exp(-c * 10 ms * R_j)`` with per-region rates of 5-40 /s.
-        complex_valued: add a smooth (quadratic + linear) phase of up to ~1.5 rad.
-        edge_sigma_px: standard deviation of the Gaussian edge blur, in pixels of
-            this grid (1 pixel of the fine grid keeps substantial energy beyond the
-            ``N``-grid Nyquist limit while avoiding pixel-level staircase edges).
-        texture_amplitude: relative amplitude of the smooth texture inside the head.
-
-    Returns:
-        Complex128 array of shape ``(size, size)`` indexed ``[y, x]``, pixel
-        ``r = 0`` at index ``size // 2``. Magnitudes are in ``[0, ~1.1]``.
-    """
-    size = int(size)
-    if slice_index < 0:
-        raise ValueError(f"slice_index must be >= 0, got {slice_index!r}")
-    if contrast_index < 0:
-        raise ValueError(f"contrast_index must be >= 0, got {contrast_index!r}")
-    x, y = grid_coordinates(size)
-    # Standard Shepp-Logan orientation: y axis points up (row index grows downwards).
-    yp = -y
-    if edge_sigma_px < 0:
-        raise ValueError(f"edge_sigma_px must be >= 0, got {edge_sigma_px!r}")
-    sigma = edge_sigma_px * 2.0 / size
-    table = _ellipse_table(slice_index)
-    mag = np.zeros((size, size))
-    rate = np.zeros((size, size))
-    inner = None
-    for j, (row, r) in enumerate(zip(table, _RATES)):
-        amp, a, b, x0, y0, phi = row
-        ind = _ellipse_indicator(x, yp, a, b, x0, y0, np.deg2rad(phi), sigma)
-        if j == 1:
-            inner = ind
-        mag += amp * ind
-        rate += r * ind
-    assert inner is not None
-    mag *= 1.0 + texture_amplitude * inner * _texture(x, y)
-    if contrast_index:
-        mag *= np.exp(-contrast_index * CONTRAST_ECHO_SPACING_S * np.clip(rate, 0.0, None))
-    mag = np.clip(mag, 0.0, None)
-    if not complex_valued:
-        return mag.astype(np.complex128)
-    phase = 0.5 * np.pi * (0.45 * x**2 - 0.3 * y**2 + 0.25 * x * y) + 0.3 * np.pi * y + 0.1 * np.pi * slice_index
-    return mag * np.exp(1j * phase)
-
-
-def object_support(size: int, slice_index: int = 0) -> np.ndarray:
-    """Boolean mask ``(size, size)`` of the phantom's support (outer ellipse, edge at 50%)."""
-    x, y = grid_coordinates(size)
-    table = _ellipse_table(slice_index)
-    _, a, b, x0, y0, phi = table[0]
-    return _ellipse_indicator(x, -y, a, b, x0, y0, np.deg2rad(phi), 0.0) > 0.5
-
-
-# --- 3D -----------------------------------------------------------------------------------
-
 #: Modified 3D Shepp-Logan ellipsoids (Kak & Slaney; Toft intensities): intensity, semi-axes
-#: (a, b, c), centre (x0, y0, z0), rotation about z in degrees.
+#: (a, b, c), centre (x0, y0, z0), rotation about z in degrees. The 2D phantom's ellipses are
+#: their (a, b) and (x0, y0): the modified Shepp-Logan (Toft) of the plane.
 _ELLIPSOIDS = np.array(
     [
         [1.00, 0.6900, 0.9200, 0.8100, 0.00, 0.0000, 0.00, 0.0],
@@ -208,89 +45,217 @@ _ELLIPSOIDS = np.array(
     ]
 )
 
+#: Additive relaxation rates (1/s) per ellipsoid, summed like the intensities:
+#: skull ring 40/s, brain 10/s, ventricles 5/s, small structures 20-25/s.
+_RATES = np.array([40.0, -30.0, -5.0, -5.0, 10.0, 15.0, 15.0, 15.0, 15.0, 15.0])
 
-def grid_coordinates_3d(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Normalised pixel-centre coordinates of a ``(nz, ny, nx)`` grid (FOV ``[-1, 1)`` per axis).
+#: Echo spacing between contrasts (seconds) used for the contrast weighting.
+CONTRAST_ECHO_SPACING_S = 0.010
 
-    Returns ``(x, y, z)``, each of shape ``(nz, ny, nx)``, value ``2 (i - n // 2) / n`` along its axis.
+#: The ellipsoid table is scaled by this factor so the support stays inside ~85% of the FOV.
+SUPPORT_SCALE = 0.9
+
+#: Texture plane waves (fixed, independent of any seed): frequency in cycles/FOV, direction, phase.
+_TEXTURE_RNG_SEED = 20240611
+_TEXTURE_WAVES = 14
+
+#: The phase's z terms (3D): ``0.5 pi * 0.2 z^2 + 0.2 pi z``.
+_PHASE_Z_QUADRATIC = 0.2
+_PHASE_Z_LINEAR = 0.2
+
+
+def grid_shape(shape: int | Sequence[int]) -> tuple[int, ...]:
+    """A grid's array shape ``([nz,] ny, nx)``; one ``size`` is the square 2D grid ``(size, size)``."""
+    if isinstance(shape, (int, np.integer)):
+        return (int(shape), int(shape))
+    return tuple(int(n) for n in shape)
+
+
+def grid_coordinates(shape: int | Sequence[int]) -> tuple[np.ndarray, ...]:
+    """Normalised pixel-centre coordinates of a grid (FOV ``[-1, 1)`` per axis).
+
+    Args:
+        shape: array shape ``(ny, nx)`` or ``(nz, ny, nx)``, or one size of a square 2D grid.
+
+    Returns:
+        ``(x, y)`` or ``(x, y, z)`` (axis order), each of the grid's shape, value
+        ``2 (i - n // 2) / n`` along its axis.
     """
-    axes = []
-    for n in shape:
-        if int(n) < 2:
-            raise ValueError(f"grid sizes must be >= 2, got {shape!r}")
-        axes.append(2.0 * (np.arange(int(n)) - int(n) // 2) / int(n))
-    z, y, x = np.meshgrid(*axes, indexing="ij")
-    return x, y, z
+    shape = grid_shape(shape)
+    if len(shape) not in (2, 3) or min(shape) < 2:
+        raise ValueError(f"grid sizes must be >= 2 along 2 or 3 axes, got {shape!r}")
+    axes = [2.0 * (np.arange(n) - n // 2) / n for n in shape]
+    return tuple(reversed(np.meshgrid(*axes, indexing="ij")))
 
 
-def _ellipsoid_indicator(
-    x: np.ndarray, y: np.ndarray, z: np.ndarray, row: np.ndarray, edge_sigma: float
+@dataclass(frozen=True)
+class _Ellipsoids:
+    """The phantom's ellipsoids (ellipses in 2D), on the normalised coordinates."""
+
+    amplitude: np.ndarray
+    """(k,) intensities."""
+    semi_axes: np.ndarray
+    """(k, dims) semi-axes along x, y[, z] before the rotation."""
+    centres: np.ndarray
+    """(k, dims) centres (x, y[, z])."""
+    angles_deg: np.ndarray
+    """(k,) rotations about z (in the x-y plane), degrees."""
+
+
+def _ellipsoids(dims: int, slice_index: int) -> _Ellipsoids:
+    """The ellipsoids of a ``dims``-dimensional phantom, scaled to the support and varied per slice.
+
+    Slice ``s`` rotates the whole object by ``4 s`` degrees and shrinks the inner
+    structures' in-plane semi-axes by ``3 s`` percent, so slices are distinguishable.
+    """
+    semi_axes = _ELLIPSOIDS[:, 1 : 1 + dims] * SUPPORT_SCALE
+    centres = _ELLIPSOIDS[:, 4 : 4 + dims] * SUPPORT_SCALE
+    angles = _ELLIPSOIDS[:, 7].copy()
+    rot = np.deg2rad(4.0 * slice_index)
+    shrink = 1.0 - 0.03 * slice_index
+    semi_axes[2:, :2] *= shrink
+    x0, y0 = centres[:, 0].copy(), centres[:, 1].copy()
+    centres[:, 0] = np.cos(rot) * x0 - np.sin(rot) * y0
+    centres[:, 1] = np.sin(rot) * x0 + np.cos(rot) * y0
+    angles += np.rad2deg(rot)
+    return _Ellipsoids(_ELLIPSOIDS[:, 0], semi_axes, centres, angles)
+
+
+def _sum(terms: Sequence[np.ndarray]) -> np.ndarray:
+    """``terms[0] + terms[1] + ...``, in that order."""
+    return functools.reduce(np.add, terms)
+
+
+def _indicator(
+    coords: Sequence[np.ndarray], semi_axes: np.ndarray, centre: np.ndarray, angle_deg: float, edge_sigma: float
 ) -> np.ndarray:
-    """Smooth (Gaussian-blurred edge) indicator of one ellipsoid of ``_ELLIPSOIDS``."""
-    _, a, b, c, x0, y0, z0, phi = row
-    cs, sn = np.cos(np.deg2rad(phi)), np.sin(np.deg2rad(phi))
-    dx, dy, dz = x - x0, y - y0, z - z0
-    u = cs * dx + sn * dy
-    v = -sn * dx + cs * dy
-    rho = np.sqrt((u / a) ** 2 + (v / b) ** 2 + (dz / c) ** 2)
-    grad = np.sqrt((u / a**2) ** 2 + (v / b**2) ** 2 + (dz / c**2) ** 2)
+    """Smooth (Gaussian-blurred edge) indicator of one ellipsoid (ellipse in 2D), shape of the
+    coordinates ``(x, y[, z])``; the rotation turns x and y."""
+    c, s = np.cos(np.deg2rad(angle_deg)), np.sin(np.deg2rad(angle_deg))
+    d = [coord - c0 for coord, c0 in zip(coords, centre)]
+    rotated = [c * d[0] + s * d[1], -s * d[0] + c * d[1], *d[2:]]
+    rho = np.sqrt(_sum([(r / a) ** 2 for r, a in zip(rotated, semi_axes)]))
+    # First-order signed distance to the boundary: (rho - 1) / |grad rho|.
+    grad = np.sqrt(_sum([(r / a**2) ** 2 for r, a in zip(rotated, semi_axes)]))
     with np.errstate(divide="ignore", invalid="ignore"):
-        dist = np.where(rho > 1e-12, (rho - 1.0) * rho / np.maximum(grad, 1e-300), -min(a, b, c))
+        dist = np.where(rho > 1e-12, (rho - 1.0) * rho / np.maximum(grad, 1e-300), -min(semi_axes))
     if edge_sigma <= 0:
         return (dist <= 0).astype(np.float64)
     return 0.5 * erfc(dist / (np.sqrt(2.0) * edge_sigma))
 
 
-def _texture_3d(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Smooth 3D texture in ``[-1, 1]``: a fixed sum of plane waves of 3-20 cycles/FOV."""
+def _directions_in_plane(rng: np.random.Generator) -> np.ndarray:
+    """Texture wave directions of the plane (x, y): uniform angles in [0, pi)."""
+    angles = rng.uniform(0.0, np.pi, _TEXTURE_WAVES)
+    return np.array([(np.cos(angle), np.sin(angle)) for angle in angles])
+
+
+def _directions_in_space(rng: np.random.Generator) -> np.ndarray:
+    """Texture wave directions of a volume: normalised Gaussian vectors (x, y, z)."""
+    directions = rng.standard_normal((_TEXTURE_WAVES, 3))
+    return directions / np.linalg.norm(directions, axis=1, keepdims=True)
+
+
+#: How the texture's wave directions are drawn, per dimensionality (the draws, and with them the
+#: recorded test data, differ: a circle's angles, a sphere's Gaussian vectors).
+_TEXTURE_DIRECTIONS: dict[int, Callable[[np.random.Generator], np.ndarray]] = {
+    2: _directions_in_plane,
+    3: _directions_in_space,
+}
+
+
+def _texture(coords: Sequence[np.ndarray]) -> np.ndarray:
+    """Smooth texture in ``[-1, 1]``: a fixed sum of plane waves of 3-20 cycles/FOV."""
     rng = np.random.default_rng(_TEXTURE_RNG_SEED)
     freqs = rng.uniform(3.0, 20.0, _TEXTURE_WAVES)
-    directions = rng.standard_normal((_TEXTURE_WAVES, 3))
-    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    directions = _TEXTURE_DIRECTIONS[len(coords)](rng)
     phases = rng.uniform(0.0, 2 * np.pi, _TEXTURE_WAVES)
     weights = rng.uniform(0.5, 1.0, _TEXTURE_WAVES)
-    out = np.zeros_like(x)
-    for f, d, ph, w in zip(freqs, directions, phases, weights):
-        out += w * np.cos(np.pi * f * (d[0] * x + d[1] * y + d[2] * z) + ph)
+    out = np.zeros_like(coords[0])
+    # Normalised coordinates span 2 per FOV, so f cycles/FOV = pi f rad per unit.
+    for f, direction, ph, w in zip(freqs, directions, phases, weights):
+        projection = _sum([component * coord for component, coord in zip(direction, coords)])
+        out += w * np.cos(np.pi * f * projection + ph)
     return out / weights.sum()
 
 
-def phantom_3d(
-    shape: tuple[int, int, int],
+def _phase(coords: Sequence[np.ndarray], slice_index: int) -> np.ndarray:
+    """The smooth phase (radians, up to ~1.5 rad): quadratic and linear in x and y (and z), plus
+    ``0.1 pi`` per slice."""
+    x, y, *z = coords
+    quadratic = 0.45 * x**2 - 0.3 * y**2 + 0.25 * x * y
+    for depth in z:
+        quadratic = quadratic + _PHASE_Z_QUADRATIC * depth**2
+    phase = 0.5 * np.pi * quadratic + 0.3 * np.pi * y
+    for depth in z:
+        phase = phase + _PHASE_Z_LINEAR * np.pi * depth
+    return phase + 0.1 * np.pi * slice_index
+
+
+def phantom(
+    shape: int | Sequence[int],
+    slice_index: int = 0,
+    contrast_index: int = 0,
     *,
+    complex_valued: bool = True,
     edge_sigma_px: float = 1.0,
     texture_amplitude: float = 0.15,
 ) -> np.ndarray:
-    """The 3D numerical phantom (modified 3D Shepp-Logan) on a ``(nz, ny, nx)`` grid.
+    """The numerical phantom on a 2D or 3D grid.
 
-    Smooth edges (Gaussian blur of ``edge_sigma_px`` pixels of the in-plane axis), a smooth
-    texture inside the head and a smooth phase of up to ~1.5 rad, as :func:`phantom`.
+    Args:
+        shape: array shape ``(ny, nx)`` or ``(nz, ny, nx)``, or one size of a square 2D grid (the
+            simulator uses the fine grid, ``2 N`` per axis).
+        slice_index: slice number; each slice is slightly rotated/scaled.
+        contrast_index: contrast number ``c``; region ``j`` is weighted by
+            ``exp(-c * 10 ms * R_j)`` with per-region rates of 5-40 /s.
+        complex_valued: add a smooth (quadratic + linear) phase of up to ~1.5 rad.
+        edge_sigma_px: standard deviation of the Gaussian edge blur, in pixels of
+            this grid's x axis (1 pixel of the fine grid keeps substantial energy beyond the
+            ``N``-grid Nyquist limit while avoiding pixel-level staircase edges).
+        texture_amplitude: relative amplitude of the smooth texture inside the head.
 
     Returns:
-        Complex128 array ``(nz, ny, nx)`` indexed ``[z, y, x]``, r = 0 at index ``n // 2``.
+        Complex128 array of the grid's shape indexed ``[y, x]`` (``[z, y, x]``), pixel
+        ``r = 0`` at index ``n // 2``. Magnitudes are in ``[0, ~1.1]``.
     """
-    x, y, z = grid_coordinates_3d(shape)
-    yp = -y
-    sigma = edge_sigma_px * 2.0 / int(shape[-1])
-    mag = np.zeros(x.shape)
+    shape = grid_shape(shape)
+    if slice_index < 0:
+        raise ValueError(f"slice_index must be >= 0, got {slice_index!r}")
+    if contrast_index < 0:
+        raise ValueError(f"contrast_index must be >= 0, got {contrast_index!r}")
+    if edge_sigma_px < 0:
+        raise ValueError(f"edge_sigma_px must be >= 0, got {edge_sigma_px!r}")
+    coords = grid_coordinates(shape)
+    # Standard Shepp-Logan orientation: y axis points up (row index grows downwards).
+    upright = (coords[0], -coords[1], *coords[2:])
+    sigma = edge_sigma_px * 2.0 / shape[-1]
+    shapes = _ellipsoids(len(shape), slice_index)
+    mag = np.zeros(shape)
+    rate = np.zeros(shape)
     inner = None
-    for j, row in enumerate(_ELLIPSOIDS):
-        scaled = row.copy()
-        scaled[1:7] *= SUPPORT_SCALE
-        ind = _ellipsoid_indicator(x, yp, z, scaled, sigma)
+    for j, (amplitude, semi_axes, centre, angle, r) in enumerate(
+        zip(shapes.amplitude, shapes.semi_axes, shapes.centres, shapes.angles_deg, _RATES)
+    ):
+        ind = _indicator(upright, semi_axes, centre, angle, sigma)
         if j == 1:
             inner = ind
-        mag += row[0] * ind
+        mag += amplitude * ind
+        if contrast_index:
+            rate += r * ind
     assert inner is not None
-    mag *= 1.0 + texture_amplitude * inner * _texture_3d(x, y, z)
+    mag *= 1.0 + texture_amplitude * inner * _texture(coords)
+    if contrast_index:
+        mag *= np.exp(-contrast_index * CONTRAST_ECHO_SPACING_S * np.clip(rate, 0.0, None))
     mag = np.clip(mag, 0.0, None)
-    phase = 0.5 * np.pi * (0.45 * x**2 - 0.3 * y**2 + 0.25 * x * y + 0.2 * z**2) + 0.3 * np.pi * y + 0.2 * np.pi * z
-    return mag * np.exp(1j * phase)
+    if not complex_valued:
+        return mag.astype(np.complex128)
+    return mag * np.exp(1j * _phase(coords, slice_index))
 
 
-def object_support_3d(shape: tuple[int, int, int]) -> np.ndarray:
-    """Boolean mask ``(nz, ny, nx)`` of the 3D phantom's support (outer ellipsoid, edge at 50%)."""
-    x, y, z = grid_coordinates_3d(shape)
-    scaled = _ELLIPSOIDS[0].copy()
-    scaled[1:7] *= SUPPORT_SCALE
-    return _ellipsoid_indicator(x, -y, z, scaled, 0.0) > 0.5
+def object_support(shape: int | Sequence[int], slice_index: int = 0) -> np.ndarray:
+    """Boolean mask of the grid's shape: the phantom's support (outer ellipsoid, edge at 50%)."""
+    coords = grid_coordinates(shape)
+    shapes = _ellipsoids(len(coords), slice_index)
+    upright = (coords[0], -coords[1], *coords[2:])
+    return _indicator(upright, shapes.semi_axes[0], shapes.centres[0], shapes.angles_deg[0], 0.0) > 0.5

@@ -150,6 +150,16 @@ class SimulationSpec:
         return self.trajectory in VOLUME_TRAJECTORIES
 
     @property
+    def dims(self) -> int:
+        """3 for a volume trajectory (gridded onto a 3D grid), else 2."""
+        return 3 if self.volumetric else 2
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        """Array shape of the gridding matrix: ``(N, N)``, or ``(nz, N, N)`` for a volume."""
+        return (self.nz, self.matrix, self.matrix)[3 - self.dims :]
+
+    @property
     def nz(self) -> int:
         """Encoded matrix z: N (kooshball), the partitions (stacks), 1 for a 2D scan."""
         if self.trajectory == "kooshball":

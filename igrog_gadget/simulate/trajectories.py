@@ -1,8 +1,8 @@
 """Non-Cartesian and Cartesian k-space trajectories in grid units.
 
-All trajectories are ``(kx, ky)`` pairs in grid units (cycles/FOV) of an
-``N x N`` matrix, k = 0 at grid index ``N // 2``; the gridded frequency range
-is ``[-N/2, N/2)``.
+All trajectories are ``(kx, ky)`` pairs (the 3D ones ``(kx, ky, kz)``) in grid
+units (cycles/FOV) of an ``N x N`` matrix (``N x N x nz``), k = 0 at grid index
+``N // 2``; the gridded frequency range is ``[-N/2, N/2)``.
 """
 
 from __future__ import annotations
@@ -76,24 +76,29 @@ def radial_golden_angle(
     return radius[None, :, None] * direction[:, None, :]
 
 
-def cartesian_lines(ky: np.ndarray, N: int, readout_oversampling: int = 2) -> np.ndarray:
-    """Fully sampled Cartesian readout lines (as a scanner records them).
+def cartesian_lines(phase_encodes: np.ndarray, N: int, readout_oversampling: int = 2) -> np.ndarray:
+    """Fully sampled Cartesian readout lines along kx (as a scanner records them), 2D or 3D.
 
-    Line ``l`` is at ``ky[l]``; it has ``readout_oversampling * N`` samples and
-    sample ``i`` is at ``kx = (i - N * readout_oversampling // 2) / readout_oversampling``
+    Line ``l`` is at ``phase_encodes[l]``: ``ky`` (a 1-D array: 2D lines), or ``(ky, kz)`` (an
+    ``(lines, 2)`` array: the lines of a 3D block). It has ``readout_oversampling * N`` samples
+    and sample ``i`` is at ``kx = (i - N * readout_oversampling // 2) / readout_oversampling``
     (``center_sample = N`` for 2x oversampling).
 
     Returns:
-        Float64 array of shape ``(lines, readout_oversampling * N, 2)`` = ``(kx, ky)``.
+        Float64 array ``(lines, readout_oversampling * N, 2)`` = ``(kx, ky)``, or ``(lines,
+        readout_oversampling * N, 3)`` = ``(kx, ky, kz)``.
     """
     N = _check_positive_int("N", N)
     readout_oversampling = _check_positive_int("readout_oversampling", readout_oversampling)
-    ky = np.asarray(ky, dtype=np.float64).reshape(-1)
+    steps = np.asarray(phase_encodes, dtype=np.float64)
+    steps = steps.reshape(-1, 1) if steps.ndim <= 1 else steps
+    if steps.ndim != 2 or steps.shape[1] not in (1, 2):
+        raise ValueError(f"phase_encodes must be (lines,) ky or (lines, 2) (ky, kz), got shape {np.shape(phase_encodes)}")
     n = readout_oversampling * N
     kx = (np.arange(n) - n // 2) / readout_oversampling
-    out = np.empty((ky.size, n, 2))
+    out = np.empty((steps.shape[0], n, 1 + steps.shape[1]))
     out[..., 0] = kx[None, :]
-    out[..., 1] = ky[:, None]
+    out[..., 1:] = steps[:, None, :]
     return out
 
 
@@ -293,18 +298,3 @@ def stack_of_spirals(
         out[p, :, :, 1] = s * planar[..., 0] + c * planar[..., 1]
         out[p, :, :, 2] = p - partitions // 2
     return out.reshape(-1, planar.shape[1], 3), dwell
-
-
-def cartesian_lines_3d(ky: np.ndarray, kz: np.ndarray, N: int, readout_oversampling: int = 2) -> np.ndarray:
-    """Cartesian readout lines along kx at the ``(ky[l], kz[l])`` positions (a 3D ACS block).
-
-    Sample ``i`` is at ``kx = (i - n // 2) / readout_oversampling`` (``n = readout_oversampling * N``).
-
-    Returns:
-        Float64 array ``(lines, readout_oversampling * N, 3)`` = ``(kx, ky, kz)``.
-    """
-    planar = cartesian_lines(ky, N, readout_oversampling)
-    kz = np.asarray(kz, dtype=np.float64).reshape(-1)
-    if kz.shape[0] != planar.shape[0]:
-        raise ValueError(f"ky and kz must have the same length, got {planar.shape[0]} and {kz.shape[0]}")
-    return np.concatenate([planar, np.broadcast_to(kz[:, None, None], (kz.size, planar.shape[1], 1))], axis=-1)

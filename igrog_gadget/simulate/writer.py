@@ -18,31 +18,26 @@ import ismrmrd
 import ismrmrd.xsd as xsd
 import numpy as np
 
+from igrog_gadget.numerics.dimensions import dimensions, volume_shape
 from igrog_gadget.numerics.fft import centred_fftn
 from igrog_gadget.io.acquisitions import AcquisitionSink
 
 from .acquire import (
     FINE_FACTOR,
     cartesian_kspace,
-    cartesian_kspace_3d,
     complex_noise,
     forward_b0,
-    forward_b0_3d,
-    ifft2c,
     noise_covariance,
     nufft_forward,
-    nufft_forward_3d,
     smooth_b0_map,
-    smooth_b0_map_3d,
 )
-from .coils import coil_sensitivities, coil_sensitivities_3d
-from .phantoms import CONTRAST_ECHO_SPACING_S, object_support, object_support_3d, phantom, phantom_3d
+from .coils import coil_sensitivities
+from .phantoms import CONTRAST_ECHO_SPACING_S, object_support, phantom
 from .spec import SimulationSpec, truth_path_for
 from .trajectories import (
     GOLDEN_ANGLE_DEG,
     GOLDEN_MEANS_3D,
     cartesian_lines,
-    cartesian_lines_3d,
     kooshball_golden_means,
     radial_golden_angle,
     spiral,
@@ -70,13 +65,13 @@ class _Design:
     """Trajectory design of one spec (all arrays in grid units)."""
 
     traj: np.ndarray
-    """(readouts, samples, 2) imaging trajectory, (kx, ky)."""
+    """(readouts, samples, dims) imaging trajectory, (kx, ky[, kz])."""
     sample_time_us: float
     center_sample: int
     acs_ky: np.ndarray
     """(acs,) integer ky of the ACS lines (empty without ACS)."""
     acs_traj: np.ndarray
-    """(acs, 2N, 2) Cartesian ACS sample positions."""
+    """(acs, 2N, dims) Cartesian ACS sample positions."""
     tr_ms: float
     te_ms: float
     acs_kz: np.ndarray | None = None
@@ -104,57 +99,59 @@ def _samples_per_spoke(spec: SimulationSpec) -> int:
     return int(spec.samples_per_spoke)
 
 
-def _design_3d(spec: SimulationSpec) -> _Design:
-    """Trajectory design of a 3D scan: traj (readouts, samples, 3); a 3D Cartesian ACS block of
-    ``acs`` x ``min(acs, nz)`` lines along kx at (ky, kz), ky fastest."""
-    N, nz = spec.matrix, spec.nz
-    if spec.trajectory == "kooshball":
+def _imaging_trajectory(spec: SimulationSpec) -> tuple[np.ndarray, float, int, float, float, np.ndarray | None]:
+    """(traj (readouts, samples, 2 or 3), dwell us, centre sample, TR ms, TE ms, each readout's
+    kspace_encode_step_2 (None: a 2D scan's readouts keep their plane's)) of ``spec``'s trajectory."""
+    N = spec.matrix
+    if spec.trajectory in ("radial", "kooshball"):
         dwell, center, tr_ms, te_ms = _spoke_timing(spec)
-        traj = kooshball_golden_means(spec.spokes, _samples_per_spoke(spec), N, readout_oversampling=2)
-        imaging_e2 = np.zeros(traj.shape[0], dtype=np.int64)
+        spokes = radial_golden_angle if spec.trajectory == "radial" else kooshball_golden_means
+        traj = spokes(spec.spokes, _samples_per_spoke(spec), N, readout_oversampling=2)
+        partitions = None if spec.trajectory == "radial" else np.zeros(traj.shape[0], dtype=np.int64)
+        return traj, dwell, center, tr_ms, te_ms, partitions
+    if spec.trajectory == "spiral":
+        traj, dwell = spiral(spec.interleaves, N, spec.readout_ms, spec.spiral_sample_time_us)
+        partitions = None
     else:
-        traj, dwell = stack_of_spirals(spec.interleaves, N, nz, spec.readout_ms, spec.spiral_sample_time_us)
-        center = 0
-        tr_ms = spec.readout_ms + 4.0
-        te_ms = 1.0
-        imaging_e2 = np.round(traj[:, 0, 2]).astype(np.int64) + nz // 2
-    if spec.acs:
-        acs_z = min(spec.acs, nz)
-        kz, ky = np.meshgrid(np.arange(acs_z) - acs_z // 2, np.arange(spec.acs) - spec.acs // 2, indexing="ij")
-        acs_ky, acs_kz = ky.reshape(-1).astype(np.int64), kz.reshape(-1).astype(np.int64)
-    else:
-        acs_ky = acs_kz = np.zeros(0, dtype=np.int64)
-    acs_traj = cartesian_lines_3d(acs_ky, acs_kz, N, ACS_READOUT_OVERSAMPLING)
-    return _Design(traj, dwell, center, acs_ky, acs_traj, tr_ms, te_ms, acs_kz, imaging_e2)
+        traj, dwell = stack_of_spirals(spec.interleaves, N, spec.nz, spec.readout_ms, spec.spiral_sample_time_us)
+        partitions = np.round(traj[:, 0, 2]).astype(np.int64) + spec.nz // 2
+    if traj.shape[1] > 65535:
+        raise ValueError(
+            f"SimulationSpec.readout_ms={spec.readout_ms} gives {traj.shape[1]} samples per readout "
+            "(ISMRMRD allows at most 65535)"
+        )
+    return traj, dwell, 0, spec.readout_ms + 4.0, 1.0, partitions
+
+
+def _acs_lines(spec: SimulationSpec) -> tuple[np.ndarray, ...]:
+    """Integer phase encodes (ky[, kz]) of the Cartesian ACS lines, each (lines,) int64: ``acs``
+    lines along ky (a 3D scan: x ``min(acs, nz)`` along kz, ky fastest); empty without ACS."""
+    extents = (spec.acs or 0, min(spec.acs or 0, spec.nz))[: spec.dims - 1]  # (y[, z])
+    grids = np.meshgrid(*(np.arange(n) - n // 2 for n in reversed(extents)), indexing="ij")  # ([kz,] ky)
+    return tuple(grid.reshape(-1).astype(np.int64) for grid in reversed(grids))
 
 
 def _design(spec: SimulationSpec) -> _Design:
-    N = spec.matrix
-    if spec.volumetric:
-        return _design_3d(spec)
-    if spec.trajectory == "radial":
-        dwell, center, tr_ms, te_ms = _spoke_timing(spec)
-        traj = radial_golden_angle(spec.spokes, _samples_per_spoke(spec), N, readout_oversampling=2)
-    else:
-        traj, dwell = spiral(spec.interleaves, N, spec.readout_ms, spec.spiral_sample_time_us)
-        if traj.shape[1] > 65535:
-            raise ValueError(
-                f"SimulationSpec.readout_ms={spec.readout_ms} gives {traj.shape[1]} samples per readout "
-                "(ISMRMRD allows at most 65535)"
-            )
-        center = 0
-        tr_ms = spec.readout_ms + 4.0
-        te_ms = 1.0
-    if spec.acs:
-        acs_ky = np.arange(spec.acs) - spec.acs // 2
-    else:
-        acs_ky = np.zeros(0, dtype=np.int64)
-    acs_traj = cartesian_lines(acs_ky, N, ACS_READOUT_OVERSAMPLING)
-    return _Design(traj, dwell, center, acs_ky.astype(np.int64), acs_traj, tr_ms, te_ms)
+    """Trajectory design of ``spec``: its imaging readouts and its Cartesian ACS lines (a 2D scan:
+    ``acs`` lines along kx at ky; a 3D scan: a block of ``acs`` x ``min(acs, nz)`` lines at (ky, kz))."""
+    traj, dwell, center, tr_ms, te_ms, imaging_e2 = _imaging_trajectory(spec)
+    steps = _acs_lines(spec)
+    acs_traj = cartesian_lines(np.stack(steps, axis=-1), spec.matrix, ACS_READOUT_OVERSAMPLING)
+    acs_kz = steps[1] if len(steps) > 1 else None
+    return _Design(traj, dwell, center, steps[0], acs_traj, tr_ms, te_ms, acs_kz, imaging_e2)
 
 
 def _limit(maximum: int, center: int = 0) -> Any:
     return xsd.limitType(minimum=0, maximum=int(maximum), center=int(center))
+
+
+def _fov_z_mm(spec: SimulationSpec, planes: int) -> float:
+    """The z extent (mm) of ``planes`` planes of the scan's z grid. Kept per kind of scan (the
+    header says so): a volume's voxels are isotropic (``fov_mm / N`` each), a 2D scan's planes are
+    ``slice_thickness_mm`` apart."""
+    if spec.volumetric:
+        return float(spec.fov_mm) * planes / spec.matrix
+    return float(spec.slice_thickness_mm) * planes
 
 
 def build_header(spec: SimulationSpec, design: _Design) -> str:
@@ -162,7 +159,7 @@ def build_header(spec: SimulationSpec, design: _Design) -> str:
     N = spec.matrix
     n_readouts, n_samples = design.traj.shape[:2]
     P = spec.nz
-    fov_z = float(spec.fov_mm) * P / N if spec.volumetric else float(spec.slice_thickness_mm) * P
+    fov_z = _fov_z_mm(spec, P)
     fov = xsd.fieldOfViewMm(x=float(spec.fov_mm), y=float(spec.fov_mm), z=fov_z)
     space = xsd.encodingSpaceType(matrixSize=xsd.matrixSizeType(x=N, y=N, z=P), fieldOfView_mm=fov)
     recon = xsd.encodingSpaceType(
@@ -231,7 +228,7 @@ def build_header(spec: SimulationSpec, design: _Design) -> str:
         userParameterLong=[xsd.userParameterLongType(name=n, value=int(v)) for n, v in longs],
         userParameterDouble=[xsd.userParameterDoubleType(name=n, value=float(v)) for n, v in doubles],
         comment=(
-            f"traj ({'kx, ky, kz' if spec.volumetric else 'kx, ky'}) in {spec.trajectory_units} units "
+            f"traj ({', '.join('k' + axis for axis in dimensions(spec.dims).axes)}) in {spec.trajectory_units} units "
             + ("(cycles/FOV, k=0 at grid index N//2)" if spec.trajectory_units == "grid" else "(k/N)")
         ),
     )
@@ -284,28 +281,41 @@ def build_header(spec: SimulationSpec, design: _Design) -> str:
 
 @dataclass
 class _Truth:
-    kspace: np.ndarray  # (slices, contrasts, coils, N, N) complex64
-    image: np.ndarray  # (slices, contrasts, N, N) complex64
-    maps: np.ndarray  # (coils, N, N) complex64
-    b0map: np.ndarray | None  # (N, N) float32; 3D: (nz, N, N)
-    mask: np.ndarray  # (N, N) bool
-    imaging: np.ndarray  # (slices, contrasts, coils, readouts, samples) complex128, noiseless
-    acs: np.ndarray  # (slices, contrasts, coils, acs, 2N) complex128, noiseless
+    kspace: np.ndarray
+    """(planes, contrasts, coils, *grid) complex64; grid (N, N), or (nz, N, N) for a volume."""
+    image: np.ndarray
+    """(planes, contrasts, *grid) complex64."""
+    maps: np.ndarray
+    """(coils, *grid) complex64."""
+    b0map: np.ndarray | None
+    """grid float32, or None."""
+    mask: np.ndarray
+    """grid bool."""
+    imaging: np.ndarray
+    """(planes, contrasts, coils, readouts, samples) complex128, noiseless."""
+    acs: np.ndarray
+    """(planes, contrasts, coils, acs, 2N) complex128, noiseless."""
+
+
+#: Coils per transform (None: all): a plane's fine grid is small, so every coil goes through one
+#: transform; a volume's is large, so one coil's fine-grid volume at a time (memory: a few volumes).
+_COILS_PER_TRANSFORM = {2: None, 3: 1}
 
 
 def _simulate_clean(spec: SimulationSpec, design: _Design) -> _Truth:
-    """Noiseless samples and Cartesian truth for every slice and contrast."""
-    if spec.volumetric:
-        return _simulate_clean_3d(spec, design)
-    N = spec.matrix
-    M = FINE_FACTOR * N
-    maps_fine = coil_sensitivities(spec.coils, M)
-    maps = coil_sensitivities(spec.coils, N)
-    b0_fine = smooth_b0_map(M, spec.b0_max_hz) if spec.b0_max_hz > 0 else None
-    b0 = smooth_b0_map(N, spec.b0_max_hz).astype(np.float32) if spec.b0_max_hz > 0 else None
+    """Noiseless samples and Cartesian truth for every plane (slice or partition; one for a
+    volume) and contrast, 2D or 3D (``spec.grid_shape``)."""
+    shape = spec.grid_shape
+    dims = len(shape)
+    fine = tuple(FINE_FACTOR * n for n in shape)
+    per_transform = _COILS_PER_TRANSFORM[dims] or spec.coils
+    batches = [range(first, min(first + per_transform, spec.coils)) for first in range(0, spec.coils, per_transform)]
+    maps_fine = coil_sensitivities(spec.coils, fine) if len(batches) == 1 else None  # else made per batch
+    b0_fine = smooth_b0_map(fine, spec.b0_max_hz) if spec.b0_max_hz > 0 else None
+    b0 = smooth_b0_map(shape, spec.b0_max_hz).astype(np.float32) if spec.b0_max_hz > 0 else None
 
     n_img = design.traj.shape[0] * design.traj.shape[1]
-    k_all = np.concatenate([design.traj.reshape(-1, 2), design.acs_traj.reshape(-1, 2)], axis=0)
+    k_all = np.concatenate([design.traj.reshape(-1, dims), design.acs_traj.reshape(-1, dims)], axis=0)
     if b0_fine is not None:
         t_img = np.tile(np.arange(design.traj.shape[1]) * design.sample_time_us, design.traj.shape[0])
         t_acs = np.tile(
@@ -314,59 +324,36 @@ def _simulate_clean(spec: SimulationSpec, design: _Design) -> _Truth:
         t_all = np.concatenate([t_img, t_acs]) * 1e-6
 
     S, C = spec.planes, spec.contrasts
-    kspace = np.empty((S, C, spec.coils, N, N), dtype=np.complex64)
-    image = np.empty((S, C, N, N), dtype=np.complex64)
+    kspace = np.empty((S, C, spec.coils) + shape, dtype=np.complex64)
+    image = np.empty((S, C) + shape, dtype=np.complex64)
     imaging = np.empty((S, C, spec.coils) + design.traj.shape[:2], dtype=np.complex128)
     acs = np.empty((S, C, spec.coils) + design.acs_traj.shape[:2], dtype=np.complex128)
     for s in range(S):
         for c in range(C):
-            obj = phantom(M, s, c) if spec.partitions == 1 else _partition_image(M, s, c, spec.partitions)
-            coil_obj = maps_fine * obj[None]
-            kspace[s, c] = cartesian_kspace(coil_obj, N)
-            image[s, c] = ifft2c(cartesian_kspace(obj, N))
-            if b0_fine is None:
-                samples = nufft_forward(coil_obj, k_all, N)
-            else:
-                samples = forward_b0(coil_obj, k_all, t_all, b0_fine, N)
-            imaging[s, c] = samples[:, :n_img].reshape((spec.coils,) + design.traj.shape[:2])
-            acs[s, c] = samples[:, n_img:].reshape((spec.coils,) + design.acs_traj.shape[:2])
-    mask = object_support(N, 0)
-    return _Truth(kspace, image, maps.astype(np.complex64), b0, mask, imaging, acs)
+            obj = _plane_object(spec, fine, s, c)
+            for batch in batches:
+                coils = slice(batch.start, batch.stop)
+                maps = maps_fine if maps_fine is not None else np.stack([coil_sensitivities(spec.coils, fine, i) for i in batch])
+                coil_obj = maps * obj[None]
+                kspace[s, c, coils] = cartesian_kspace(coil_obj, shape)
+                if b0_fine is None:
+                    samples = nufft_forward(coil_obj, k_all, shape)
+                else:
+                    samples = forward_b0(coil_obj, k_all, t_all, b0_fine, shape)
+                imaging[s, c, coils] = samples[:, :n_img].reshape((len(batch),) + design.traj.shape[:2])
+                acs[s, c, coils] = samples[:, n_img:].reshape((len(batch),) + design.acs_traj.shape[:2])
+                del coil_obj
+            image[s, c] = centred_fftn(cartesian_kspace(obj, shape), tuple(range(-dims, 0)), inverse=True)
+    maps = coil_sensitivities(spec.coils, shape).astype(np.complex64)
+    return _Truth(kspace, image, maps, b0, object_support(shape), imaging, acs)
 
 
-def _simulate_clean_3d(spec: SimulationSpec, design: _Design) -> _Truth:
-    """Noiseless samples and Cartesian truth of a 3D scan, one coil at a time (memory: a few
-    fine-grid volumes). Arrays carry the 2D layout's leading (planes, contrasts) axes of size 1:
-    kspace (1, 1, coils, nz, N, N), image (1, 1, nz, N, N), maps (coils, nz, N, N), mask (nz, N, N),
-    b0map (nz, N, N) (with ``b0_max_hz``: the samples carry its off-resonance, ``forward_b0_3d``)."""
-    N, nz = spec.matrix, spec.nz
-    shape = (nz, N, N)
-    fine = (FINE_FACTOR * nz, FINE_FACTOR * N, FINE_FACTOR * N)
-    obj = phantom_3d(fine)
-    k_all = np.concatenate([design.traj.reshape(-1, 3), design.acs_traj.reshape(-1, 3)], axis=0)
-    n_img = design.traj.shape[0] * design.traj.shape[1]
-    b0_fine = smooth_b0_map_3d(fine, spec.b0_max_hz) if spec.b0_max_hz > 0 else None
-    b0 = smooth_b0_map_3d(shape, spec.b0_max_hz).astype(np.float32) if spec.b0_max_hz > 0 else None
-    if b0_fine is not None:
-        t_img = np.tile(np.arange(design.traj.shape[1]) * design.sample_time_us, design.traj.shape[0])
-        t_acs = np.tile(np.arange(design.acs_traj.shape[1]) * float(spec.radial_sample_time_us), design.acs_traj.shape[0])
-        t_all = np.concatenate([t_img, t_acs]) * 1e-6
-    kspace = np.empty((1, 1, spec.coils) + shape, dtype=np.complex64)
-    imaging = np.empty((1, 1, spec.coils) + design.traj.shape[:2], dtype=np.complex128)
-    acs = np.empty((1, 1, spec.coils) + design.acs_traj.shape[:2], dtype=np.complex128)
-    for c in range(spec.coils):
-        coil_obj = coil_sensitivities_3d(spec.coils, fine, c) * obj
-        kspace[0, 0, c] = cartesian_kspace_3d(coil_obj, shape)
-        if b0_fine is None:
-            samples = nufft_forward_3d(coil_obj, k_all, shape)
-        else:
-            samples = forward_b0_3d(coil_obj, k_all, t_all, b0_fine, shape)
-        imaging[0, 0, c] = samples[:n_img].reshape(design.traj.shape[:2])
-        acs[0, 0, c] = samples[n_img:].reshape(design.acs_traj.shape[:2])
-        del coil_obj
-    image = centred_fftn(cartesian_kspace_3d(obj, shape), (0, 1, 2), inverse=True)[None, None].astype(np.complex64)
-    maps = coil_sensitivities_3d(spec.coils, shape).astype(np.complex64)
-    return _Truth(kspace, image, maps, b0, object_support_3d(shape), imaging, acs)
+def _plane_object(spec: SimulationSpec, fine: tuple[int, ...], plane: int, contrast: int) -> np.ndarray:
+    """The object of one plane and contrast on the fine grid: the phantom's slice ``plane`` (a
+    volume: the 3D phantom), or the kz plane ``plane`` of a stack-of-stars."""
+    if spec.volumetric or spec.partitions == 1:
+        return phantom(fine, plane, contrast)
+    return _partition_image(fine[-1], plane, contrast, spec.partitions)
 
 
 def _partition_image(size: int, partition: int, contrast: int, partitions: int) -> np.ndarray:
@@ -462,10 +449,9 @@ def _flag(*bits: int) -> int:
 def _write_images(
     dataset: ismrmrd.Dataset, spec: SimulationSpec, truth: _Truth, writer: _AcquisitionWriter
 ) -> None:
-    N, nz = spec.matrix, (spec.nz if spec.volumetric else 1)  # a 3D scan's images are volumes
-    fov_z = float(spec.fov_mm) * nz / N if spec.volumetric else float(spec.slice_thickness_mm)
-    fov = (float(spec.fov_mm), float(spec.fov_mm), fov_z)
-    axes = (-3, -2, -1) if spec.volumetric else (-2, -1)
+    N, nz = spec.matrix, volume_shape(spec.grid_shape)[0]  # a 3D scan's images are volumes
+    fov = (float(spec.fov_mm), float(spec.fov_mm), _fov_z_mm(spec, nz))
+    axes = tuple(range(-spec.dims, 0))
 
     def append(series: str, data: np.ndarray, image_type: int, index: int, slice_index: int, contrast: int) -> None:
         img = ismrmrd.Image.from_array(np.ascontiguousarray(data), transpose=False)

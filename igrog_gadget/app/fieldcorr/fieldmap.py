@@ -29,6 +29,7 @@ import numpy as np
 from igrog_gadget.core.frame import FrameInputs
 from igrog_gadget.config import FieldCorrectionConfig
 from igrog_gadget.errors import ConfigError, InputDataError
+from igrog_gadget.numerics.dimensions import dimensions, volume_shape
 
 logger = logging.getLogger(__name__)
 
@@ -59,15 +60,17 @@ def check_field_map(data: np.ndarray, frame: FrameInputs, name: str) -> np.ndarr
     """``data`` as a (ny, nx) float32 map in Hz (a 3D frame's: (nz, ny, nx)), checked against
     the frame's recon grid."""
     array = np.asarray(data)
-    grid = tuple(reversed(frame.matrix))  # ([nz,] ny, nx)
-    dims = len(grid)
-    axes = "nz x ny x nx" if dims == 3 else "ny x nx"
+    profile = dimensions(len(frame.matrix))
+    dims = profile.dims
+    grid = profile.grid_shape(frame.matrix)  # ([nz,] ny, nx)
+    axes = profile.array_label()
     size = " x ".join(str(n) for n in grid)
     squeezed = array.reshape(-1, *array.shape[-dims:]) if array.ndim >= dims else array
     if squeezed.ndim != dims + 1 or squeezed.shape[0] != 1:
         raise InputDataError(f"{name} has shape {array.shape}; expected one real channel of {size} ({axes}) in Hz")
     if squeezed.shape[1:] != grid:
-        what = f" (a {dims}D frame needs a {dims}D map)" if dims == 3 and squeezed.shape[1] == 1 else ""
+        flat = volume_shape(squeezed.shape[1:])[0] == 1 and volume_shape(grid)[0] > 1  # a plane where a volume belongs
+        what = f" (a {dims}D frame needs a {dims}D map)" if flat else ""
         raise InputDataError(
             f"{name} has matrix {' x '.join(str(n) for n in squeezed.shape[1:])} ({axes}) but the recon grid is {size}{what}; "
             "the B0 map must be on the recon grid"

@@ -69,6 +69,7 @@ from igrog_gadget.numerics.calibration import (
     largest_calibration_size,
     sparse_centre,
 )
+from igrog_gadget.numerics.dimensions import dimensions, volume_shape
 from igrog_gadget.numerics.fft import centred_fftn
 from igrog_gadget.numerics.nufft import nufft_forward
 
@@ -224,14 +225,15 @@ def _check_channels(array: np.ndarray, name: str, frame: FrameInputs) -> np.ndar
     """``array`` as (coils, my, mx) complex64 (a 3D frame's: (coils, mz, my, mx)), validated
     against the frame."""
     array = np.asarray(array)
-    dims = frame.dims
-    if dims == 2 and array.ndim == 4 and array.shape[1] == 1:
-        array = array[:, 0]
+    profile = dimensions(frame.dims)
+    dims = profile.dims
+    grid = profile.grid_shape(frame.matrix)  # ([nz,] ny, nx)
+    if array.ndim == 4 and array.shape[1] == 1 and volume_shape(grid)[0] == 1:
+        array = array[:, 0]  # a plane's images as ISMRMRD stores them: (coils, nz = 1, ny, nx)
     transform = frame.coil_transform
     if array.ndim == dims + 1 and transform is not None and array.shape[0] == transform.num_physical != frame.num_coils:
         array = transform.to_virtual(array)  # physical-coil images of a file, data in virtual coils
-    grid = tuple(reversed(frame.matrix))  # ([nz,] ny, nx)
-    axes = "nz x ny x nx" if dims == 3 else "ny x nx"
+    axes = profile.array_label()
     expected = f"(coils, {axes.replace(' x ', ', ')}) = ({', '.join(str(n) for n in (frame.num_coils, *grid))})"
     if array.ndim != dims + 1:
         what = f"; a {dims}D frame needs {dims}D images" if array.ndim in (3, 4) else ""
@@ -254,6 +256,15 @@ def _check_channels(array: np.ndarray, name: str, frame: FrameInputs) -> np.ndar
 
 #: Smallest side of the dense central cube 3D coil images are made from (see the module docstring).
 MIN_DENSE_SIZE_3D = 8
+
+
+def min_dense_size(frame: FrameInputs) -> int | None:
+    """The smallest dense centre ``frame``'s coil images may come from (``coil_images_from_data``'s
+    ``min_dense_size``). Kept per dimensionality (the sampling differs, see the module docstring):
+    a kooshball's dense ball grows only with the square root of its spokes, so a 3D frame's images
+    come from the largest dense cube down to ``MIN_DENSE_SIZE_3D``; a 2D frame's central
+    ``target_size`` square must be dense (None)."""
+    return MIN_DENSE_SIZE_3D if frame.dims == 3 else None
 
 
 def coil_images_from_data(
@@ -332,7 +343,7 @@ def _images_from_frame(frame: FrameInputs, config: ImageCalibrationConfig) -> tu
     """Coil images made from ``frame``'s centre: ``(images, noise std, dense side)``; the dense
     side is None where the targets may use all of the images' k-space (2D: the central
     ``target_size`` square must be dense; 3D: the largest dense cube, see the module docstring)."""
-    volume = frame.dims == 3
+    smallest = min_dense_size(frame)
     images, noise_std, dense = _coil_images(
         frame.flat_samples(),
         frame.flat_coords(),
@@ -340,9 +351,9 @@ def _images_from_frame(frame: FrameInputs, config: ImageCalibrationConfig) -> tu
         iterations=config.cg_iterations,
         min_coverage=config.min_coverage,
         dense_size=config.target_size or None,
-        min_dense_size=MIN_DENSE_SIZE_3D if volume else None,
+        min_dense_size=smallest,
     )
-    return images, noise_std, dense if volume and dense < images.shape[-1] else None
+    return images, noise_std, dense if smallest is not None and dense < images.shape[-1] else None
 
 
 def data_noise_in_image_units(frame: FrameInputs, images: np.ndarray, config: ImageCalibrationConfig) -> float | None:
@@ -362,7 +373,7 @@ def data_noise_in_image_units(frame: FrameInputs, images: np.ndarray, config: Im
             iterations=config.cg_iterations,
             min_coverage=config.min_coverage,
             dense_size=config.target_size or None,
-            min_dense_size=MIN_DENSE_SIZE_3D if frame.dims == 3 else None,
+            min_dense_size=min_dense_size(frame),
         )
     except CalibrationError as error:
         logger.info("no noise estimate for the calibration images: %s", error)
