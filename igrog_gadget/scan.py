@@ -3,11 +3,13 @@
 Nothing here imports ``ismrmrd``: the I/O layer (``igrog_gadget.io``) fills these
 containers and turns results back into ISMRMRD objects.
 
-Axis order used across the package:
+Axis order used across the package (2D and 3D differ only in the z axis: see
+``igrog_gadget.numerics.dimensions``):
 - k-space samples of one readout: ``(coils, samples)``
-- trajectories: ``(samples, 2)`` as ``(kx, ky)`` in grid units (cycles/FOV),
-  k = 0 at grid index ``N // 2``
-- Cartesian grids: ``(coils, ny, nx)``
+- trajectories: ``(samples, 2)`` as ``(kx, ky)``, or ``(samples, 3)`` as ``(kx, ky, kz)`` for a
+  scan gridded in 3D, in grid units (cycles/FOV), k = 0 at grid index ``N // 2``
+- header matrices and fields of view: ``(nx, ny, nz)`` (nz = 1 for a single 2D plane)
+- Cartesian grids: ``(coils, ny, nx)``, or ``(coils, nz, ny, nx)`` for a 3D frame
 """
 
 from __future__ import annotations
@@ -256,18 +258,19 @@ def image_channels(data: np.ndarray) -> np.ndarray:
 
 @dataclass
 class GriddedFrame:
-    """Gridded Cartesian k-space of one frame."""
+    """Gridded Cartesian k-space of one frame, 2D or 3D."""
 
     kspace: np.ndarray
-    """Shape (coils, ny, nx), complex64; k = 0 at (ny // 2, nx // 2); zero where no sample landed."""
+    """Shape (coils, ny, nx), or (coils, nz, ny, nx) for a 3D frame, complex64; k = 0 at index
+    n // 2 of every axis; zero where no sample landed."""
     hits: np.ndarray
-    """Shape (ny, nx), int32: number of samples averaged into each grid point."""
+    """Shape (ny, nx) (3D: (nz, ny, nx)), int32: number of samples averaged into each grid point."""
     frame_key: tuple[int, ...]
     """Counters of the frame (see ``FRAME_KEY_FIELDS``)."""
     template: Readout
     """A readout of the frame whose header fields (geometry, counters) the output copies."""
     mean_time_us: np.ndarray | None = None
-    """Shape (ny, nx), float32: mean acquisition time of the samples on each grid point (fieldcorr)."""
+    """Shape of ``hits``, float32: mean acquisition time of the samples on each grid point (fieldcorr)."""
     info: dict[str, Any] = field(default_factory=dict)
     """Facts of the run that produced it (variant, training/gridding seconds, calibration source)."""
     calibration: "CalibrationBlock | None" = None

@@ -66,7 +66,8 @@ class FrameInputs:
     calibration_lines: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     """Cartesian calibration readouts: ``(data (coils, samples), positions (samples, dims) grid units)``."""
     images: dict[str, np.ndarray] = field(default_factory=dict)
-    """Image-domain inputs by series name (e.g. "b0map": (ny, nx) Hz; "coil_images": (coils, ny, nx))."""
+    """Image-domain inputs by series name (e.g. "b0map": (ny, nx) Hz; "coil_images": (coils, ny, nx);
+    a 3D frame's with an nz axis before ny)."""
     calibration_key: tuple = ()
     """Identifies the calibration this frame shares with others (trained models are reused per key)."""
     frame_key: tuple = ()
@@ -153,6 +154,6 @@ def sample_geometry(frame: FrameInputs, gridding: GriddingConfig) -> SampleGeome
     consecutive readout samples, and in 3D ``gridding.neighbour_sources`` samples of other
     readouts near the target grid point (``add_neighbour_sources``)."""
     geometry = build_geometry(frame.traj, frame.matrix, gridding.num_sources, frame.lengths)
-    if frame.dims == 3:
+    if frame.dims == 3:  # kept: across a 3D readout's line the coils alone cannot shift in two directions
         geometry = add_neighbour_sources(geometry, frame.traj, gridding.neighbour_sources, gridding.neighbour_radius)
     return geometry

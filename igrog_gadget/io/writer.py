@@ -98,7 +98,7 @@ def write_cartesian_file(
     Args:
         path: target file; replaced atomically if it exists.
         header_xml: output XML header (see :func:`cartesian_output_header`); its first
-            encoding's encodedSpace (nx, ny) must match every frame's kspace.
+            encoding's encodedSpace (nx, ny) must match every frame's kspace (and nz a 3D frame's).
         frames: gridded frames, kspace (coils, ny, nx) or, 3D, (coils, nz, ny, nx) (one line per
             (ky, kz)); consumed lazily, one at a time.
         passthrough_acquisitions: ``ismrmrd.Acquisition`` or :class:`Readout` objects.
@@ -110,7 +110,7 @@ def write_cartesian_file(
         Number of acquisitions written (pass-through + Cartesian lines).
 
     Raises:
-        ValueError: a frame whose (ny, nx) differs from the header's encoded matrix.
+        ValueError: a frame whose (ny, nx) (3D: (nz, ny, nx)) differs from the header's encoded matrix.
         Whatever the frames iterable raises; in every case no file is left behind.
     """
     path = os.fspath(path)

@@ -296,6 +296,35 @@ def test_cartesian_acquisitions(radial_acquisitions):
     assert not np.any(acquisitions[0].data)
 
 
+def test_cartesian_acquisitions_of_a_3d_frame(radial_acquisitions):
+    """One line per (ky, kz), kz outer: encode step 1 and 2 are the line's, FIRST/LAST_IN_ENCODE_STEP1
+    on every partition's first/last ky, the slice and step-2 flags on the volume's first/last line."""
+    template = readout_from_acquisition(radial_acquisitions[6], scan_counter=6)
+    template.idx.update(kspace_encode_step_2=7)  # a 3D frame's own counter is replaced by the line's kz
+    rng = np.random.default_rng(4)
+    coils, nz, ny, nx = 2, 3, 4, 5
+    kspace = (rng.standard_normal((coils, nz, ny, nx)) + 1j * rng.standard_normal((coils, nz, ny, nx))).astype(np.complex64)
+    frame = GriddedFrame(kspace=kspace, hits=np.ones((nz, ny, nx), np.int32), frame_key=template.frame_key(), template=template)
+
+    acquisitions = cartesian_acquisitions(frame, first_scan_counter=10)
+
+    assert len(acquisitions) == nz * ny
+    flag = {name: 1 << (getattr(ismrmrd, f"ACQ_{name}") - 1) for name in (
+        "FIRST_IN_SLICE", "LAST_IN_SLICE", "LAST_IN_REPETITION", "FIRST_IN_ENCODE_STEP1", "LAST_IN_ENCODE_STEP1",
+        "FIRST_IN_ENCODE_STEP2", "LAST_IN_ENCODE_STEP2",
+    )}
+    for number, acq in enumerate(acquisitions):
+        kz, ky = divmod(number, ny)
+        np.testing.assert_array_equal(acq.data, kspace[:, kz, ky, :])
+        assert (acq.idx.kspace_encode_step_1, acq.idx.kspace_encode_step_2, acq.scan_counter) == (ky, kz, 10 + number)
+        expected = (flag["FIRST_IN_ENCODE_STEP1"] if ky == 0 else 0) | (flag["LAST_IN_ENCODE_STEP1"] if ky == ny - 1 else 0)
+        if (kz, ky) == (0, 0):
+            expected |= flag["FIRST_IN_SLICE"] | flag["FIRST_IN_ENCODE_STEP2"]
+        if (kz, ky) == (nz - 1, ny - 1):
+            expected |= flag["LAST_IN_SLICE"] | flag["LAST_IN_REPETITION"] | flag["LAST_IN_ENCODE_STEP2"]
+        assert acq.flags == expected, (kz, ky)
+
+
 def test_cartesian_acquisitions_without_source_header(radial_acquisitions):
     template = readout_from_acquisition(radial_acquisitions[3], scan_counter=3)
     template.source_header = None

@@ -138,3 +138,38 @@ def test_complex_noise_std() -> None:
 def test_k_beyond_fine_grid_rejected(coil_images: np.ndarray) -> None:
     with pytest.raises(ValueError, match="M/2"):
         nufft_forward(coil_images, np.array([[M / 2, 0.0]]), N)
+
+
+# --- the same forward model on a 3D grid --------------------------------------------------------
+SHAPE_3D = (6, 8, 10)  # (nz, ny, nx): anisotropic, so an axis mix-up shows
+FINE_3D = tuple(2 * n for n in SHAPE_3D)
+
+
+@pytest.fixture(scope="module")
+def volume_coil_images() -> np.ndarray:
+    return coil_sensitivities(5, FINE_3D) * phantom(FINE_3D)[None]
+
+
+def test_3d_nufft_and_b0_forward_match_brute_force(volume_coil_images: np.ndarray) -> None:
+    rng = np.random.default_rng(5)
+    k = rng.uniform(-0.5, 0.5, size=(40, 3)) * np.array(SHAPE_3D[::-1])  # (kx, ky, kz) within each axis
+    slow = direct_forward(volume_coil_images, k, SHAPE_3D)
+    fast = nufft_forward(volume_coil_images, k, SHAPE_3D)
+    assert fast.shape == (5, 40) and _rel(fast, slow) < 1e-6
+    t = np.round(rng.uniform(0.0, 5e-3, size=40), 6)
+    b0 = smooth_b0_map(FINE_3D, 40.0)
+    assert _rel(forward_b0(volume_coil_images, k, t, b0, SHAPE_3D), direct_forward(volume_coil_images, k, SHAPE_3D, t, b0)) < 1e-4
+
+
+def test_3d_cartesian_truth_equals_nufft_at_integer_k(volume_coil_images: np.ndarray) -> None:
+    kz, ky, kx = np.meshgrid(*(np.arange(n) - n // 2 for n in SHAPE_3D), indexing="ij")
+    k = np.stack([kx.ravel(), ky.ravel(), kz.ravel()], axis=-1).astype(float)
+    truth = cartesian_kspace(volume_coil_images, SHAPE_3D)
+    assert truth.shape == (5, *SHAPE_3D)
+    np.testing.assert_allclose(nufft_forward(volume_coil_images, k, SHAPE_3D).reshape(truth.shape), truth, atol=1e-7)
+
+
+def test_3d_b0_map_is_the_same_function_on_fine_and_coarse_grids() -> None:
+    b0 = smooth_b0_map(SHAPE_3D, 50.0)
+    assert b0.shape == SHAPE_3D and np.abs(b0).max() <= 50.0
+    np.testing.assert_allclose(smooth_b0_map(FINE_3D, 50.0)[::2, ::2, ::2], b0, atol=1e-9)

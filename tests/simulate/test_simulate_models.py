@@ -116,3 +116,23 @@ def test_spiral_rejects_too_coarse_dwell() -> None:
         spiral(16, 128, 8.0, sample_time_us=10.0)
     traj, dwell = spiral(16, 128, 8.0, sample_time_us=2.0)
     assert dwell == 2.0 and traj.shape[1] == 4000
+
+
+def test_3d_phantom_coils_and_support_on_an_anisotropic_grid() -> None:
+    shape = (12, 16, 20)  # (nz, ny, nx)
+    x, y, z = grid_coordinates(shape)
+    assert x.shape == shape and np.all(np.diff(x, axis=2) > 0) and np.all(np.diff(z, axis=0) > 0)
+    volume = phantom(shape)
+    assert volume.shape == shape and np.iscomplexobj(volume) and np.abs(volume).max() < 1.2
+    assert np.abs(volume[np.maximum(np.maximum(np.abs(x), np.abs(y)), np.abs(z)) > 0.95]).max() < 0.05  # blurred edge on a coarse grid
+    mask = object_support(shape)
+    assert mask.shape == shape and mask[6, 8, 10] and not mask[0, 0, 0]
+    for coils in (4, 8):  # one ring, then two rings at z = -0.5, +0.5
+        maps = coil_sensitivities(coils, shape)
+        assert maps.shape == (coils, *shape)
+        np.testing.assert_allclose(np.sum(np.abs(maps) ** 2, axis=0), 1.0, atol=1e-12)
+        np.testing.assert_array_equal(coil_sensitivities(coils, shape, coils - 1), maps[-1])
+    ring = np.abs(coil_sensitivities(8, shape))
+    assert ring[0, :6].sum() > ring[0, 6:].sum() and ring[1, 6:].sum() > ring[1, :6].sum()  # coil 0 low z, coil 1 high z
+    with pytest.raises(ValueError, match="grid sizes must be >= 2"):
+        grid_coordinates((1, 8, 8))
