@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.evaluation import benchmark_workdir, load_case, nrmse_on_sampled, simulate_once  # noqa: E402
 from benchmarks.run_benchmark import best_time, noise_floor  # noqa: E402
-from igrog_gadget.app.runner import VariantGridder  # noqa: E402
+from igrog_gadget.planning.gridder import FrameGridder  # noqa: E402
 from igrog_gadget.config import load_config  # noqa: E402
 from igrog_gadget.errors import IgrogError  # noqa: E402
 from igrog_gadget.simulate import SimulationSpec  # noqa: E402
@@ -109,7 +109,7 @@ def run_method(path: Path, label: str, variant: str, overrides: list[str], keep)
     elif isinstance(keep, str):
         frame.images = {keep: frame.images[keep]}
     row = {"case": path.stem, "method": label}
-    gridder = VariantGridder(config)
+    gridder = FrameGridder(config)
     started = time.perf_counter()
     try:
         result = gridder.grid(frame)
@@ -119,9 +119,10 @@ def run_method(path: Path, label: str, variant: str, overrides: list[str], keep)
     row["first_s"] = time.perf_counter() - started
     row["nrmse"] = nrmse_on_sampled(result.kspace, result.hits, case.truth)
     row["floor"] = noise_floor(result.hits, case.noise_std, case.truth)
-    row["calibration"] = result.info.get("calibration", "")
-    row["train_s"] = result.info.get("training_s", float("nan"))
-    row["grid_s"] = result.info.get("gridding_s", float("nan"))
+    training = result.report.training
+    row["calibration"] = training.calibration if training else ""
+    row["train_s"] = training.seconds if training else float("nan")
+    row["grid_s"] = result.report.gridding_s
     row["cached_s"] = best_time(lambda: gridder.grid(frame), 2)
     return row
 

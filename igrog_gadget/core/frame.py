@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,6 +13,9 @@ from igrog_gadget.errors import InputDataError
 from igrog_gadget.numerics.calibration import CalibrationBlock
 from igrog_gadget.numerics.coils import CoilTransform
 from igrog_gadget.numerics.geometry import SampleGeometry, add_neighbour_sources, build_geometry
+
+if TYPE_CHECKING:
+    from igrog_gadget.core.report import FieldCorrectionReport, FrameReport
 
 
 #: k (grid units) of the padding samples of readouts shorter than the frame's longest.
@@ -111,8 +114,10 @@ class GriddedKSpace:
     """Shape (ny, nx) (3D: (nz, ny, nx)), int32: samples averaged into each point."""
     mean_time_us: np.ndarray | None = None
     """Shape (ny, nx) (3D: (nz, ny, nx)), float32: mean sample time of the samples on each point (if times were given)."""
-    info: dict = field(default_factory=dict)
-    """Timings and facts of the run (training seconds, calibration source, ...)."""
+    field_correction: "FieldCorrectionReport | None" = None
+    """fieldcorr: the B0 map and how the field was removed (None for the other variants)."""
+    report: "FrameReport | None" = None
+    """How the frame was gridded (set by ``FrameGridder.grid``)."""
     calibration: CalibrationBlock | None = None
     """The frame's own calibration block in the output's coils (None: the variant has none)."""
 

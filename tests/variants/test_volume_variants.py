@@ -74,7 +74,7 @@ def test_image_based_grids_a_kooshball_from_its_3d_coil_images(koosh):
     ACS block alone, the kooshball's centre being too sparse for a larger joint block)."""
     image_based, case = grid("image_based", koosh, CLOSED_3D)
     basic, _ = grid("basic", koosh, CLOSED_3D)
-    assert image_based.info["calibration"] == "images (series:coil_images)"
+    assert image_based.report.training.calibration == "images (series:coil_images)"
     assert image_based.kspace.shape == (3, 16, 16, 16)
     assert np.array_equal(image_based.hits, basic.hits)
     # recorded: image_based 0.043, basic 0.086, nearest neighbour 0.229
@@ -86,7 +86,7 @@ def test_image_based_makes_3d_coil_images_from_the_data(koosh):
     """The kooshball's centre is dense only within an 8^3 cube (400 spokes): its images' k-space
     gives targets there (a margin of 0.5 grid units leaves room for the source reach)."""
     result, case = grid("image_based", koosh, ["training.fit_3d=closed_form", "calibration.edge_margin=0.5", "image_calibration.source=data"])
-    assert result.info["calibration"] == "images (data)"
+    assert result.report.training.calibration == "images (data)"
     # recorded: 0.046 against nearest neighbour's 0.229
     assert error(result, case) < 0.3 * nearest_neighbour_error(case)
 
@@ -96,7 +96,7 @@ def test_fieldcorr_grids_a_3d_stack_to_the_field_free_kspace(stack_b0, stack_bas
     0.286, 0.21x)."""
     fieldcorr, case = grid("fieldcorr", stack_b0, CLOSED_3D)
     basic, _ = stack_basic
-    assert fieldcorr.info["b0map"] == "series:b0map" and fieldcorr.kspace.shape == (4, 16, 24, 24)
+    assert fieldcorr.report.field_correction.b0map == "series:b0map" and fieldcorr.kspace.shape == (4, 16, 24, 24)
     assert error(fieldcorr, case) <= 0.35 * error(basic, case), (error(fieldcorr, case), error(basic, case))
 
 
@@ -105,7 +105,7 @@ def test_fieldcorr_kernel_mode_on_a_3d_stack(stack_b0, stack_basic):
     quick = ["training.max_steps_3d=100", "calibration.num_training_pairs_3d=4000", "calibration.edge_margin=2"]
     kernel, case = grid("fieldcorr", stack_b0, quick + ["fieldcorr.mode=kernel"])
     basic, _ = stack_basic
-    assert kernel.info["fieldcorr_mode"] == "kernel"
+    assert kernel.report.field_correction.mode == "kernel"
     assert error(kernel, case) <= 0.6 * error(basic, case), (error(kernel, case), error(basic, case))
 
 
