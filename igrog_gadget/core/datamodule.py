@@ -140,10 +140,11 @@ class GriddingDataModule(DataModule):
         return None
 
     @classmethod
-    def kernel_fingerprint(cls, trajectory: FrameTrajectory, config: IgrogConfig) -> str:
+    def kernel_fingerprint(cls, trajectory: FrameTrajectory, num_coils: int, config: IgrogConfig) -> str:
         """Identifies what the kernels of a frame depend on: frames with equal fingerprints
-        (and the same model) share kernels. Default: the trajectory, grid and coils."""
-        return trajectory.fingerprint()
+        (and the same model, of ``num_coils`` coils) share a plan. Default: the trajectory, grid
+        and coils."""
+        return trajectory.fingerprint(num_coils)
 
     @classmethod
     def trains_before_frame_ends(cls, frame: FrameInputs, config: IgrogConfig) -> bool:

@@ -144,7 +144,7 @@ class FrameGridder:
     def _coverage(self, trained: TrainedModel, frame: FrameInputs) -> tuple[SampleGeometry | None, str | None]:
         """The frame's geometry (None when its plan is cached or it is the training's own
         trajectory) and why the model does not cover its offsets (None: it does)."""
-        if frame.trajectory(trained.coil_transform.num_virtual).fingerprint() == trained.fingerprint:
+        if frame.trajectory.fingerprint(trained.coil_transform.num_virtual) == trained.fingerprint:
             return None, None
         if self.plans.get(self._plan_key(trained, frame)) is not None:
             return None, None  # checked when the plan was made
@@ -162,7 +162,7 @@ class FrameGridder:
 
     def _plan_key(self, trained: TrainedModel, frame: FrameInputs) -> tuple:
         """Key of ``frame``'s plan with ``trained`` in the plan cache."""
-        fingerprint = self.spec.datamodule.kernel_fingerprint(frame.trajectory(trained.coil_transform.num_virtual), self.config)
+        fingerprint = self.spec.datamodule.kernel_fingerprint(frame.trajectory, trained.coil_transform.num_virtual, self.config)
         return (frame.calibration_key, trained.version, fingerprint)
 
     def _apply(self, trained: TrainedModel, frame: FrameInputs, geometry: SampleGeometry | None, report: FrameReport) -> GriddedKSpace:

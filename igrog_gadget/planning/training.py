@@ -313,7 +313,7 @@ class TrainingService:
             model=model,
             coil_transform=prepared.coil_transform,
             offsets=datamodule.prepared_geometry.offsets,
-            fingerprint=frame.trajectory().fingerprint(),
+            fingerprint=frame.trajectory.fingerprint(frame.num_coils),
             version=version,
             frame_key=prepared.frame_key,
             partial=partial,

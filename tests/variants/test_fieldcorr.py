@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from variants_helpers import ACCURATE, COMPARE, FAST, copy_with, error, grid, recorded, truth
 
-from igrog_gadget.core.frame import FrameInputs
+from igrog_gadget.core.frame import FrameInputs, FrameTrajectory
 from igrog_gadget.app.fieldcorr.correction import correct_field
 from igrog_gadget.app.fieldcorr.fieldmap import field_map, sample_times_s
 from igrog_gadget.numerics.segmentation import frequency_histogram, segments_for_tolerance, time_segmentation
@@ -63,9 +63,7 @@ def frame(images: dict | None = None, matrix: int = 64, dwell_us: float = 5.0, r
     times = np.tile(np.arange(samples, dtype=np.float32) * dwell_us, (readouts, 1))
     return FrameInputs(
         samples=np.zeros((4, readouts, samples), np.complex64),
-        traj=np.zeros((readouts, samples, 2), np.float32),
-        matrix=(matrix, matrix),
-        sample_times_us=times,
+        trajectory=FrameTrajectory(np.zeros((readouts, samples, 2), np.float32), (matrix, matrix), sample_times_us=times),
         images=images or {},
     )
 
@@ -225,7 +223,8 @@ def test_kernel_mode_reuses_kernels_only_for_the_same_sample_times():
     again = gridder.grid(case.frame)
     assert again.report.path == "cached kernels"
     np.testing.assert_array_equal(again.kspace, first.kspace)
-    slower = gridder.grid(dataclasses.replace(case.frame, sample_times_us=case.frame.sample_times_us * 1.1))
+    slower_times = dataclasses.replace(case.frame.trajectory, sample_times_us=case.frame.sample_times_us * 1.1)
+    slower = gridder.grid(dataclasses.replace(case.frame, trajectory=slower_times))
     assert slower.report.path == "reused model" and gridder.trainings == 1
     # A later frame without a map is an error even when kernels are cached (hybrid mode).
     hybrid = FrameGridder(load_config("fieldcorr", overrides=FAST))

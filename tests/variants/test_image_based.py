@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from variants_helpers import ACCURATE, COMPARE, FAST, coil_images_of, copy_with, error, grid, recorded, truth
 
-from igrog_gadget.core.frame import FrameInputs
+from igrog_gadget.core.frame import FrameInputs, FrameTrajectory
 from igrog_gadget.app.image_based.sources import calibration_images, coil_images_from_data
 from igrog_gadget.cli import main
 from igrog_gadget.config import ImageCalibrationConfig, load_config
@@ -92,7 +92,7 @@ def frame_with(images: dict[str, np.ndarray], coils: int = 4, matrix: int = 64) 
     """A minimal frame for the image-source logic (no samples needed when images are given)."""
     traj = np.zeros((1, 8, 2), dtype=np.float32)
     return FrameInputs(
-        samples=np.zeros((coils, 1, 8), np.complex64), traj=traj, matrix=(matrix, matrix), images=images
+        samples=np.zeros((coils, 1, 8), np.complex64), trajectory=FrameTrajectory(traj, (matrix, matrix)), images=images
     )
 
 

@@ -8,7 +8,7 @@ import pytest
 from variants_helpers import error, grid
 
 from benchmarks.baselines3d import grid_nearest_neighbour_3d
-from igrog_gadget.core.frame import FrameInputs
+from igrog_gadget.core.frame import FrameInputs, FrameTrajectory
 from igrog_gadget.app.fieldcorr.fieldmap import field_map
 from igrog_gadget.app.image_based.sources import calibration_images
 from igrog_gadget.config import FieldCorrectionConfig, ImageCalibrationConfig
@@ -114,9 +114,11 @@ def volume_frame(images: dict) -> FrameInputs:
     rng = np.random.default_rng(0)
     return FrameInputs(
         samples=(rng.standard_normal((4, 8, 32)) + 0j).astype(np.complex64),
-        traj=rng.uniform(-6, 6, (8, 32, 3)).astype(np.float32),
-        matrix=(16, 16, 12),
-        sample_times_us=np.tile(np.arange(32, dtype=np.float32) * 5.0, (8, 1)),
+        trajectory=FrameTrajectory(
+            traj=rng.uniform(-6, 6, (8, 32, 3)).astype(np.float32),
+            matrix=(16, 16, 12),
+            sample_times_us=np.tile(np.arange(32, dtype=np.float32) * 5.0, (8, 1)),
+        ),
         images=images,
     )
 

@@ -119,9 +119,9 @@ class FieldCorrDataModule(ImageBasedDataModule):
         return {"time_scale_s": self.time_scale_s}
 
     @classmethod
-    def kernel_fingerprint(cls, trajectory: FrameTrajectory, config: IgrogConfig) -> str:
+    def kernel_fingerprint(cls, trajectory: FrameTrajectory, num_coils: int, config: IgrogConfig) -> str:
         """Kernel mode: the sample times too (the kernels depend on them)."""
-        fingerprint = super().kernel_fingerprint(trajectory, config)
+        fingerprint = super().kernel_fingerprint(trajectory, num_coils, config)
         if prepared(config.fieldcorr, "the [fieldcorr] section").mode != "kernel":
             return fingerprint
         times = trajectory.sample_times_us
