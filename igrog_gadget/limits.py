@@ -82,7 +82,7 @@ class ResourceLimits:
         Raises:
             ConfigError: naming the field, its value and the limit.
         """
-        for name, value, spec in config.settings():
+        for name, value, spec in config.configured_values():
             if not spec.limit:
                 continue
             limit = getattr(self, spec.limit)

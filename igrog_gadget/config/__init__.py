@@ -41,7 +41,7 @@ from igrog_gadget.config.choices import (
     TRAJECTORY_UNITS,
     SchedulerParam,
 )
-from igrog_gadget.config.igrog_config import IgrogConfig, Setting
+from igrog_gadget.config.igrog_config import ConfiguredValue, IgrogConfig
 from igrog_gadget.config.load import load_config
 from igrog_gadget.config.render import GENERATED_NOTE, check_standard_files, field_docs, render_standard_file
 from igrog_gadget.config.schema import (
@@ -91,6 +91,7 @@ __all__ = [
     "VARIANTS",
     "VARIANT_DEFAULTS",
     "CalibrationConfig",
+    "ConfiguredValue",
     "FieldCorrectionConfig",
     "FieldSpec",
     "GriddingConfig",
@@ -100,7 +101,6 @@ __all__ = [
     "OutputConfig",
     "ReconConfig",
     "SchedulerParam",
-    "Setting",
     "TrainingConfig",
     "apply_overrides",
     "check_standard_files",

@@ -25,7 +25,7 @@ from igrog_gadget.config.validate import validate_config
 from igrog_gadget.config.standard_files import VARIANT_DEFAULTS, VARIANTS, check_variant, standard_layout
 
 
-class Setting(NamedTuple):
+class ConfiguredValue(NamedTuple):
     """One value a configuration sets, with its declaration."""
 
     name: str
@@ -91,7 +91,7 @@ class IgrogConfig:
             if section is not None:
                 yield name, section
 
-    def settings(self) -> Iterator[Setting]:
+    def configured_values(self) -> Iterator[ConfiguredValue]:
         """Every value the variant uses (its standard file's fields), with its declaration; a
         ``volume`` table's entries one by one, the scheduler's parameters left out."""
         layout = standard_layout(self.variant)
@@ -104,9 +104,9 @@ class IgrogConfig:
                 if name == VOLUME:
                     for key, entry in value.items():
                         if key in fields:  # validate() refuses other keys
-                            yield Setting(f"{section_name}.{VOLUME}.{key}", entry, spec_of(fields[key]))
+                            yield ConfiguredValue(f"{section_name}.{VOLUME}.{key}", entry, spec_of(fields[key]))
                 elif not isinstance(value, dict):
-                    yield Setting(f"{section_name}.{name}", value, spec_of(fields[name]))
+                    yield ConfiguredValue(f"{section_name}.{name}", value, spec_of(fields[name]))
 
     def validate(self) -> "IgrogConfig":
         """Check every field (``validate.validate_config``); raise ConfigError naming the first bad one."""

@@ -45,7 +45,7 @@ def validate_config(config: IgrogConfig, defaults: IgrogConfig) -> None:
             _check_type(where, value, getattr(default_section, item.name))
             check_value(where, value, spec_of(item))
         if VOLUME in layout[section_name]:
-            _check_volume(section_name, section, default_section)
+            _check_volume(section_name, section, default_section, layout[section_name], config.variant)
     for name, reason in ignored_options(config):
         value = _value_at(config, name)
         if value != _value_at(defaults, name):
@@ -62,14 +62,17 @@ def _check_type(where: str, value: Any, example: Any) -> None:
         raise ConfigError(f"{where} must be {type(example).__name__}, got {value!r}")
 
 
-def _check_volume(section_name: str, section: Any, default_section: Any) -> None:
-    """A ``volume`` table: keys among the 3D settings, values allowed for their fields."""
+def _check_volume(section_name: str, section: Any, default_section: Any, used: tuple[str, ...], variant: str) -> None:
+    """A ``volume`` table: keys among the 3D settings of fields the variant uses, values allowed
+    for their fields."""
     per_dimension = per_dimension_fields(section)
     for key, value in getattr(section, VOLUME).items():
         item = per_dimension.get(key)
         if item is None:
             allowed = ", ".join(per_dimension)
             raise ConfigError(f"{section_name}.{VOLUME}.{key} is not a 3D setting; [{section_name}.{VOLUME}] takes: {allowed}")
+        if key not in used:
+            raise ConfigError(field_not_used(section_name, key, variant))
         where = f"{section_name}.{VOLUME}.{key}"
         _check_type(where, value, getattr(default_section, key))
         check_value(where, value, spec_of(item))
