@@ -18,7 +18,7 @@ Cases ``*_acs32`` / ``*_acs16`` have a 32 / 16-line Cartesian ACS, ``*_self`` no
 ``spiral_b0``: 16 interleaves of 9.6 ms, smooth B0 map of +60 / -33 Hz, ACS 32;
 ``spiral_nob0``: the same spiral without off-resonance (zero map).
 
-3D cases (one 3D frame each; closed-form kernels, ``training.fit_3d = closed_form``, the more
+3D cases (one 3D frame each; closed-form kernels, ``training.volume.fit = closed_form``, the more
 accurate fit at 32^3 and a fraction of the network's time):
 
 - ``koosh32_acs12`` / ``koosh32_self``: 32^3 golden-means kooshball, 8 coils, 1200 spokes, SNR 50,
@@ -71,13 +71,13 @@ FIELD_METHODS = [
 ]
 #: 3D cases: their spec fields replace all of COMMON's that differ; every method adds CLOSED_3D.
 COMMON_3D = dict(coils=8, snr=50.0, write_coil_images=True, write_sensitivity_maps=True)
-CLOSED_3D = ["training.fit_3d=closed_form", "calibration.edge_margin=2"]
+CLOSED_3D = ["training.volume.fit=closed_form", "calibration.edge_margin=2"]
 FIELD_METHODS_3D = [
     FIELD_METHODS[0],
     ("image_based series", "image_based", [], True),  # the images' calibration without the field's correction
     FIELD_METHODS[1],
     ("fieldcorr kernel", "fieldcorr",
-     ["fieldcorr.mode=kernel", "training.max_steps_3d=600", "calibration.num_training_pairs_3d=60000"], True),
+     ["fieldcorr.mode=kernel", "training.volume.max_steps=600", "calibration.volume.num_training_pairs=60000"], True),
     FIELD_METHODS[3],
 ]
 KOOSH_32 = dict(trajectory="kooshball", matrix=32, spokes=1200)

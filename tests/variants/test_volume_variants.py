@@ -19,7 +19,7 @@ from igrog_gadget.simulate import SimulationSpec, load_truth, simulate_to_file
 from igrog_gadget.config import load_config
 
 #: Closed-form kernels (no training) of a small 3D frame; targets 2 grid units inside the block.
-CLOSED_3D = ["training.fit_3d=closed_form", "calibration.edge_margin=2"]
+CLOSED_3D = ["training.volume.fit=closed_form", "calibration.edge_margin=2"]
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_image_based_grids_a_kooshball_from_its_3d_coil_images(koosh):
 def test_image_based_makes_3d_coil_images_from_the_data(koosh):
     """The kooshball's centre is dense only within an 8^3 cube (400 spokes): its images' k-space
     gives targets there (a margin of 0.5 grid units leaves room for the source reach)."""
-    result, case = grid("image_based", koosh, ["training.fit_3d=closed_form", "calibration.edge_margin=0.5", "image_calibration.source=data"])
+    result, case = grid("image_based", koosh, ["training.volume.fit=closed_form", "calibration.edge_margin=0.5", "image_calibration.source=data"])
     assert result.report.training.calibration == "images (data)"
     # recorded: 0.046 against nearest neighbour's 0.229
     assert error(result, case) < 0.3 * nearest_neighbour_error(case)
@@ -102,7 +102,7 @@ def test_fieldcorr_grids_a_3d_stack_to_the_field_free_kspace(stack_b0, stack_bas
 
 def test_fieldcorr_kernel_mode_on_a_3d_stack(stack_b0, stack_basic):
     """Time-dependent 3D kernels (a short training: recorded 0.11 against basic's 0.29)."""
-    quick = ["training.max_steps_3d=100", "calibration.num_training_pairs_3d=4000", "calibration.edge_margin=2"]
+    quick = ["training.volume.max_steps=100", "calibration.volume.num_training_pairs=4000", "calibration.edge_margin=2"]
     kernel, case = grid("fieldcorr", stack_b0, quick + ["fieldcorr.mode=kernel"])
     basic, _ = stack_basic
     assert kernel.report.field_correction.mode == "kernel"
