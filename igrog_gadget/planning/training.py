@@ -199,7 +199,7 @@ class TrainingService:
     def _training_queue(self, dims: int) -> TrainingQueue:
         """The queue the fits run on, made for the first training: its worker's torch thread
         count is ``training.cpu_threads`` for that training's dimensions (a 3D frame's:
-        ``cpu_threads_3d``), so it is fixed by the data, whatever runs when."""
+        ``training.volume.cpu_threads``), so it is fixed by the data, whatever runs when."""
         if self._queue is None:
             threads = self.config.for_dims(dims).training.cpu_threads
             self._queue = TrainingQueue(self.background, threads)
