@@ -8,7 +8,7 @@ Usage: python benchmarks/recon_benchmark.py [--cases radial200,radial64,radial32
 
 Each case is simulated with the project's simulator (128 x 128, 8 coils, image SNR 50, 32 ACS
 lines; ``radial402_256``: 256 x 256, 16 coils) and gridded by
-  iGROG    ``VariantGridder(load_config("basic", overrides=--set))``;
+  iGROG    ``FrameGridder(load_config("basic", overrides=--set))``;
   perfect  the truth plus complex Gaussian noise of std noise_std / sqrt(hits) on the points
            iGROG's hits > 0 (zero elsewhere, fixed seed): an unbiased gridder that averages
            the noise perfectly;
@@ -77,7 +77,7 @@ from benchmarks.cgsense import (  # noqa: E402
     pad_block,
 )
 from benchmarks.evaluation import Case, benchmark_workdir, grog_block, load_case, simulate_once  # noqa: E402
-from igrog_gadget.app.runner import VariantGridder  # noqa: E402
+from igrog_gadget.planning.gridder import FrameGridder  # noqa: E402
 from igrog_gadget.config import IgrogConfig, load_config  # noqa: E402
 from igrog_gadget.numerics.calibration import CalibrationBlock  # noqa: E402
 from igrog_gadget.numerics.fft import centred_fftn, rss_image  # noqa: E402
@@ -220,7 +220,7 @@ def run_case(name: str, path: Path, config: IgrogConfig, args: argparse.Namespac
 
     # --- gridders ---
     gridded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    gridder = VariantGridder(config)
+    gridder = FrameGridder(config)
     start = time.perf_counter()
     result = gridder.grid(frame)
     grid_call_s = time.perf_counter() - start
@@ -229,7 +229,7 @@ def run_case(name: str, path: Path, config: IgrogConfig, args: argparse.Namespac
     later_grid_s = time.perf_counter() - start
     gridder.close()
     gridded["igrog"] = (result.kspace, result.hits)
-    log(verbose, f"{name}: iGROG {grid_call_s:.2f} s ({result.info.get('training_s')} s fit)")
+    log(verbose, f"{name}: iGROG {grid_call_s:.2f} s ({result.report.training.seconds if result.report.training else float('nan'):.2f} s fit)")
 
     images = (
         product_images(name, case, result, config, object_mask, samples, coords, workdir, later_grid_s) if args.images else None
@@ -307,9 +307,9 @@ def run_case(name: str, path: Path, config: IgrogConfig, args: argparse.Namespac
         recons,
         bands,
         gain_low,
-        float(result.info.get("training_s", float("nan"))),
+        result.report.training.seconds if result.report.training else float("nan"),
         grid_call_s,
-        float(result.info.get("gridding_s", float("nan"))),
+        result.report.gridding_s,
         grog_s,
         factors,
         images,

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.baselines import ClassicGrog, grid_nearest_neighbour  # noqa: E402
 from benchmarks.evaluation import benchmark_workdir, grog_block, load_case, nrmse_on_sampled, simulate_once  # noqa: E402
-from igrog_gadget.app.runner import VariantGridder  # noqa: E402
+from igrog_gadget.planning.gridder import FrameGridder  # noqa: E402
 from igrog_gadget.config import load_config  # noqa: E402
 from igrog_gadget.numerics.nufft import nufft_adjoint  # noqa: E402
 from igrog_gadget.simulate import SimulationSpec  # noqa: E402
@@ -64,12 +64,13 @@ def run_case(name: str, path: Path, overrides: list[str], variant: str = "basic"
     result = grog.grid(samples, coords, frame.matrix)
     row["grog"] = nrmse_on_sampled(result.kspace, result.hits, case.truth)
 
-    gridder = VariantGridder(config)
+    gridder = FrameGridder(config)
     gridded = gridder.grid(frame)
     row["igrog"] = nrmse_on_sampled(gridded.kspace, gridded.hits, case.truth)
-    row["train_s"] = gridded.info.get("training_s", float("nan"))
-    row["steps"] = gridded.info.get("training_steps", 0)
-    row["grid_s"] = gridded.info.get("gridding_s", float("nan"))
+    training = gridded.report.training
+    row["train_s"] = training.seconds if training else float("nan")
+    row["steps"] = training.steps if training else 0
+    row["grid_s"] = gridded.report.gridding_s
     row["cached_s"] = best_time(lambda: gridder.grid(frame))
     row["adjoint_s"] = best_time(lambda: nufft_adjoint(samples, coords, (frame.matrix[1], frame.matrix[0])))
     row["noise_floor"] = noise_floor(gridded.hits, case.noise_std, case.truth)

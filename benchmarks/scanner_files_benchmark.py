@@ -90,14 +90,14 @@ def run_case(name: str, workdir: Path) -> dict:
     nn = grid_nearest_neighbour(case.frame.flat_samples(), case.frame.flat_coords(), case.frame.matrix)
     error = nrmse_on_sampled(report.frames[0].kspace, nn.hits, case.truth)
     nn_error = nrmse_on_sampled(nn.kspace, nn.hits, case.truth)
-    info = report.frames[0].info
+    frame_report = report.frames[0].report
     return {
         "case": name,
         "igrog NRMSE": f"{error:.4f}",
         "NN NRMSE": f"{nn_error:.4f}",
         "NN / igrog": f"{nn_error / error:.1f}",
-        "estimated": f"{info.get('estimated_nrmse', float('nan')):.4f}",
-        "calibration": info.get("calibration", ""),
+        "estimated": f"{frame_report.estimated_nrmse:.4f}",
+        "calibration": frame_report.training.calibration if frame_report.training else "",
         "replay s": f"{seconds:.1f}",
         "file": what,
     }

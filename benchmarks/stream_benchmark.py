@@ -144,12 +144,12 @@ def replay(path: Path, output: Path, overrides: list[str], device: str | None) -
     imaging = sum(1 for r in read_dataset(str(path)).readouts if r.is_imaging() and not r.is_noise())
     steady = None
     if len(frames) >= 3:
-        later = sum(f.info.get("total_s", 0.0) for f in frames[1:])
+        later = sum(f.report.total_s for f in frames[1:])
         steady = imaging / len(frames) * (len(frames) - 1) / later if later > 0 else None
     return Measurement(
         total_s=report.seconds,
         training_s=report.training_seconds,
-        first_output_s=frames[0].info.get("total_s") if frames else None,
+        first_output_s=frames[0].report.total_s if frames else None,
         steady_acq_per_s=steady,
         frames=len(frames),
     )

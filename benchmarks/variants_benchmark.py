@@ -18,7 +18,7 @@ Cases ``*_acs32`` / ``*_acs16`` have a 32 / 16-line Cartesian ACS, ``*_self`` no
 ``spiral_b0``: 16 interleaves of 9.6 ms, smooth B0 map of +60 / -33 Hz, ACS 32;
 ``spiral_nob0``: the same spiral without off-resonance (zero map).
 
-3D cases (one 3D frame each; closed-form kernels, ``training.fit_3d = closed_form``, the more
+3D cases (one 3D frame each; closed-form kernels, ``training.volume.fit = closed_form``, the more
 accurate fit at 32^3 and a fraction of the network's time):
 
 - ``koosh32_acs12`` / ``koosh32_self``: 32^3 golden-means kooshball, 8 coils, 1200 spokes, SNR 50,
@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.evaluation import benchmark_workdir, load_case, nrmse_on_sampled, simulate_once  # noqa: E402
 from benchmarks.run_benchmark import best_time, noise_floor  # noqa: E402
-from igrog_gadget.app.runner import VariantGridder  # noqa: E402
+from igrog_gadget.planning.gridder import FrameGridder  # noqa: E402
 from igrog_gadget.config import load_config  # noqa: E402
 from igrog_gadget.errors import IgrogError  # noqa: E402
 from igrog_gadget.simulate import SimulationSpec  # noqa: E402
@@ -71,13 +71,13 @@ FIELD_METHODS = [
 ]
 #: 3D cases: their spec fields replace all of COMMON's that differ; every method adds CLOSED_3D.
 COMMON_3D = dict(coils=8, snr=50.0, write_coil_images=True, write_sensitivity_maps=True)
-CLOSED_3D = ["training.fit_3d=closed_form", "calibration.edge_margin=2"]
+CLOSED_3D = ["training.volume.fit=closed_form", "calibration.edge_margin=2"]
 FIELD_METHODS_3D = [
     FIELD_METHODS[0],
     ("image_based series", "image_based", [], True),  # the images' calibration without the field's correction
     FIELD_METHODS[1],
     ("fieldcorr kernel", "fieldcorr",
-     ["fieldcorr.mode=kernel", "training.max_steps_3d=600", "calibration.num_training_pairs_3d=60000"], True),
+     ["fieldcorr.mode=kernel", "training.volume.max_steps=600", "calibration.volume.num_training_pairs=60000"], True),
     FIELD_METHODS[3],
 ]
 KOOSH_32 = dict(trajectory="kooshball", matrix=32, spokes=1200)
@@ -109,7 +109,7 @@ def run_method(path: Path, label: str, variant: str, overrides: list[str], keep)
     elif isinstance(keep, str):
         frame.images = {keep: frame.images[keep]}
     row = {"case": path.stem, "method": label}
-    gridder = VariantGridder(config)
+    gridder = FrameGridder(config)
     started = time.perf_counter()
     try:
         result = gridder.grid(frame)
@@ -119,9 +119,10 @@ def run_method(path: Path, label: str, variant: str, overrides: list[str], keep)
     row["first_s"] = time.perf_counter() - started
     row["nrmse"] = nrmse_on_sampled(result.kspace, result.hits, case.truth)
     row["floor"] = noise_floor(result.hits, case.noise_std, case.truth)
-    row["calibration"] = result.info.get("calibration", "")
-    row["train_s"] = result.info.get("training_s", float("nan"))
-    row["grid_s"] = result.info.get("gridding_s", float("nan"))
+    training = result.report.training
+    row["calibration"] = training.calibration if training else ""
+    row["train_s"] = training.seconds if training else float("nan")
+    row["grid_s"] = result.report.gridding_s
     row["cached_s"] = best_time(lambda: gridder.grid(frame), 2)
     return row
 

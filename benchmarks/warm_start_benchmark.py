@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.evaluation import Case, benchmark_workdir, load_case, nrmse_on_sampled, simulate_once  # noqa: E402
 from benchmarks.tables import print_rows  # noqa: E402
-from igrog_gadget.app.runner import VariantGridder  # noqa: E402
+from igrog_gadget.planning.gridder import FrameGridder  # noqa: E402
 from igrog_gadget.config import load_config  # noqa: E402
 from igrog_gadget.io.acquisitions import copy_acquisitions, each_acquisition  # noqa: E402
 from igrog_gadget.simulate import SimulationSpec  # noqa: E402
@@ -80,8 +80,8 @@ def other_slice(path: Path, workdir: Path, slice_index: int) -> Path:
 def grid_once(case: Case, overrides: list[str]) -> tuple[float, float, bool]:
     """(training seconds, NRMSE, warm-started) of one gridding of ``case``."""
     config = load_config("basic", overrides=overrides)
-    result = VariantGridder(config).grid(case.frame)
-    return float(result.info["training_s"]), nrmse_on_sampled(result.kspace, result.hits, case.truth), bool(result.info["warm_start"])
+    result = FrameGridder(config).grid(case.frame)
+    return float(result.report.training.seconds), nrmse_on_sampled(result.kspace, result.hits, case.truth), bool(result.report.training.warm_start)
 
 
 def run_protocol(name: str, workdir: Path) -> list[dict]:

@@ -40,5 +40,6 @@ class DataModule(abc.ABC):
         """Loader over the batches to run inference on."""
 
     @abc.abstractmethod
-    def postprocess(self, outputs: list[Any]) -> DataModule:
-        """Turn the model outputs over ``test_dataloader()`` into ``self.data``; return ``self``."""
+    def postprocess(self, outputs: Any) -> DataModule:
+        """Turn the model outputs over ``test_dataloader()`` (one entry per batch, in whatever
+        container the caller hands them: a list, a stream) into ``self.data``; return ``self``."""

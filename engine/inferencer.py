@@ -6,14 +6,11 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from igrog_engine.device import CPU, batch_size, move_to_device, resolve_device
-
-if TYPE_CHECKING:
-    from igrog_engine.datamodule import DataModule
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +106,3 @@ class Inferencer:
         if total is None:
             raise ValueError(f"validation loader {loader!r} yielded no batches")
         return float(total.item()) / count
-
-    def predict(self, model: torch.nn.Module, datamodule: DataModule) -> DataModule:
-        """Run ``model`` over ``datamodule.test_dataloader()`` and hand the outputs to ``postprocess``."""
-        return datamodule.postprocess(self.run(model, datamodule.test_dataloader()))

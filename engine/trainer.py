@@ -29,7 +29,6 @@ from typing import Any
 import torch
 
 from igrog_engine.callbacks import AbstractTrainingCallback, StepCounter, Validation, order_callbacks
-from igrog_engine.datamodule import DataModule
 from igrog_engine.device import move_to_device, resolve_device
 from igrog_engine.optim import (
     OPTIMIZERS,
@@ -235,9 +234,3 @@ class Trainer:
         if state.scheduler is not None and state.scheduler.interval == "step":
             state.scheduler.step()
         state.batch = None
-
-    def fit_datamodule(self, datamodule: DataModule) -> TrainingState:
-        """``fit(dm.train_dataloader(), dm.val_dataloader())``; call ``dm.preprocess()`` first."""
-        if not isinstance(datamodule, DataModule):
-            raise TypeError(f"datamodule must be a DataModule, got {type(datamodule).__name__}")
-        return self.fit(datamodule.train_dataloader(), datamodule.val_dataloader())

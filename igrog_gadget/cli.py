@@ -131,17 +131,17 @@ def _run_replay(args: argparse.Namespace) -> int:
     report = replay_file(
         input_path, output_path, config, show_progress=not args.quiet, png_path=args.png, dataset=dataset, with_images=args.images
     )
-    first = report.frames[0].info
+    first = report.frames[0].report
     for frame in report.frames:
-        if frame.info.get("path") == "trained":
+        if frame.report is not None and frame.report.training is not None:
             logger.info(
                 "frame %s: training %s, estimated gridding NRMSE %.3g",
-                frame.frame_key, frame.info.get("training_stop", "?"), frame.info.get("estimated_nrmse", float("nan")),
+                frame.frame_key, frame.report.training.stop, frame.report.estimated_nrmse,
             )
     logger.info(
         "wrote %s: %d frame(s), %d pass-through acquisition(s); training %.2f s, gridding %.2f s, total %.2f s (%s, %s)",
         output_path, len(report.frames), report.passthrough, report.training_seconds, report.gridding_seconds,
-        report.seconds, first.get("device", "?"), first.get("calibration", "?"),
+        report.seconds, first.device if first else "?", first.training.calibration if first and first.training else "?",
     )
     if args.png:
         logger.info("wrote %s", args.png)

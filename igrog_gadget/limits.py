@@ -19,7 +19,12 @@ from igrog_gadget.scan import ScanHeader
 
 @dataclass(frozen=True)
 class ResourceLimits:
-    """Upper bounds on a request (a file's header, a connection's header and configuration)."""
+    """Upper bounds on a request (a file's header, a connection's header and configuration).
+
+    The configuration fields a limit bounds say so in their own declaration
+    (``setting(..., limit="max_steps")`` in ``igrog_gadget/config/schema.py``; the reference,
+    docs/configuration.md, shows each field's limit), so a new field cannot be left out here.
+    """
 
     max_matrix: int = 1024
     """Largest output grid side in-plane (encodedSpace x or y times gridding.grid_oversampling)."""
@@ -34,21 +39,21 @@ class ResourceLimits:
     max_acquisitions: int = 1 << 23
     """Most acquisitions of one input file (8.4 million; their headers alone take 3 GiB)."""
     max_training_pairs: int = 2_000_000
-    """calibration.num_training_pairs, calibration.num_training_pairs_3d and training.refit_pairs."""
+    """Most training pairs of one fit (synthesised pairs, head-refit pairs; 2D and 3D)."""
     max_hidden_width: int = 4096
     max_hidden_layers: int = 16
     max_fourier_features: int = 4096
     max_steps: int = 100_000
-    """training.max_steps, training.max_steps_3d, training.warm_start_steps."""
+    """Most optimizer steps of one training (first or warm-started; 2D and 3D)."""
     max_epochs: int = 10_000
     max_batch_size: int = 1 << 20
-    """training.batch_size."""
+    """Most training pairs per optimizer step."""
     max_sources: int = 64
-    """gridding.num_sources (readout samples feeding one kernel) and gridding.neighbour_sources."""
+    """Most sources of one kind feeding a kernel (readout samples, neighbour samples)."""
     max_training_seconds: float = 600.0
-    """training.max_seconds."""
+    """Largest safety cap on a training's wall time."""
     max_cpu_threads: int = 64
-    """training.cpu_threads and cpu_threads_3d (torch threads of a training's worker)."""
+    """Most torch threads of a training's worker."""
     max_grid_oversampling: float = 4.0
     max_selfcal_grid: int = 512
     max_cg_iterations: int = 1000
@@ -70,71 +75,26 @@ class ResourceLimits:
 
     # --- checks -------------------------------------------------------------------------
     def check_config(self, config: IgrogConfig) -> None:
-        """Refuse a configuration that asks for more than the limits allow.
+        """Refuse a configuration that asks for more than the limits allow: every field the
+        variant uses whose declaration names a limit (``FieldSpec.limit``, the 3D settings of
+        ``[section.volume]`` included), and the calibration solve's grid.
 
         Raises:
             ConfigError: naming the field, its value and the limit.
         """
-        c, m, t, g = config.calibration, config.model, config.training, config.gridding
-        bounds = (
-            ("calibration.num_training_pairs", c.num_training_pairs, self.max_training_pairs, "max_training_pairs"),
-            ("calibration.num_training_pairs_3d", c.num_training_pairs_3d, self.max_training_pairs, "max_training_pairs"),
-            ("training.refit_pairs", t.refit_pairs, self.max_training_pairs, "max_training_pairs"),
-            ("model.hidden_width", m.hidden_width, self.max_hidden_width, "max_hidden_width"),
-            ("model.hidden_layers", m.hidden_layers, self.max_hidden_layers, "max_hidden_layers"),
-            ("model.fourier_features", m.fourier_features, self.max_fourier_features, "max_fourier_features"),
-            ("model.bottleneck", m.bottleneck, self.max_hidden_width, "max_hidden_width"),
-            ("training.max_steps", t.max_steps, self.max_steps, "max_steps"),
-            ("training.max_steps_3d", t.max_steps_3d, self.max_steps, "max_steps"),
-            ("training.warm_start_steps", t.warm_start_steps, self.max_steps, "max_steps"),
-            ("training.epochs", t.epochs, self.max_epochs, "max_epochs"),
-            ("training.batch_size", t.batch_size, self.max_batch_size, "max_batch_size"),
-            ("training.batch_size_3d", t.batch_size_3d, self.max_batch_size, "max_batch_size"),
-            ("gridding.num_sources", g.num_sources, self.max_sources, "max_sources"),
-            ("gridding.neighbour_sources", g.neighbour_sources, self.max_sources, "max_sources"),
-            ("gridding.virtual_coils", g.virtual_coils, self.max_coils, "max_coils"),
-            ("training.max_seconds", t.max_seconds, self.max_training_seconds, "max_training_seconds"),
-            ("training.cpu_threads", t.cpu_threads, self.max_cpu_threads, "max_cpu_threads"),
-            ("training.cpu_threads_3d", t.cpu_threads_3d, self.max_cpu_threads, "max_cpu_threads"),
-            ("gridding.grid_oversampling", g.grid_oversampling, self.max_grid_oversampling, "max_grid_oversampling"),
-            ("gridding.inference_batch_size", g.inference_batch_size, self.max_inference_batch, "max_inference_batch"),
-            ("gridding.cache_mb", g.cache_mb, self.max_cache_mb, "max_cache_mb"),
-            ("calibration.selfcal_grid", c.selfcal_grid, self.max_selfcal_grid, "max_selfcal_grid"),
-            ("calibration.selfcal_iterations", c.selfcal_iterations, self.max_cg_iterations, "max_cg_iterations"),
-            ("calibration.interpolation_padding", c.interpolation_padding, self.max_interpolation_padding,
-             "max_interpolation_padding"),
-        )
-        layout = standard_layout(config.variant)
-        for name, value, limit, limit_name in bounds:
-            section, field = name.split(".")
-            if field not in layout[section]:
-                continue  # a field the variant does not use (it keeps its default)
+        for name, value, spec in config.configured_values():
+            if not spec.limit:
+                continue
+            limit = getattr(self, spec.limit)
             if value > limit:
-                raise ConfigError(f"{name} = {_number(value)} exceeds the resource limit {limit_name} = {_number(limit)}")
+                raise ConfigError(f"{name} = {_number(value)} exceeds the resource limit {spec.limit} = {_number(limit)}")
+        c = config.calibration
+        layout = standard_layout(config.variant)
         if "selfcal_size" in layout["calibration"] and c.solve_grid(c.selfcal_size) > self.max_selfcal_grid:
             raise ConfigError(
                 f"calibration.selfcal_size = {c.selfcal_size} needs a calibration solve grid of "
                 f"{c.solve_grid(c.selfcal_size)} (twice the side), beyond the resource limit max_selfcal_grid = "
                 f"{self.max_selfcal_grid}"
-            )
-        image = config.image_calibration  # None in a variant without image calibration
-        if image is not None:
-            for name in ("lowres_size", "target_size"):
-                value = getattr(image, name, 0) or 0
-                if value > self.max_selfcal_grid:
-                    raise ConfigError(
-                        f"image_calibration.{name} = {value} exceeds the resource limit max_selfcal_grid = {self.max_selfcal_grid}"
-                    )
-            if image.cg_iterations > self.max_cg_iterations:
-                raise ConfigError(
-                    f"image_calibration.cg_iterations = {image.cg_iterations} exceeds the resource limit "
-                    f"max_cg_iterations = {self.max_cg_iterations}"
-                )
-        correction = config.fieldcorr
-        if correction is not None and correction.cg_iterations > self.max_cg_iterations:
-            raise ConfigError(
-                f"fieldcorr.cg_iterations = {correction.cg_iterations} exceeds the resource limit "
-                f"max_cg_iterations = {self.max_cg_iterations}"
             )
 
     def check_header(self, header: ScanHeader, config: IgrogConfig, source: str = "") -> None:

@@ -43,11 +43,11 @@ class ReplayReport:
 
     @property
     def training_seconds(self) -> float:
-        return sum(f.info.get("training_s", 0.0) for f in self.frames)
+        return sum(f.report.training.seconds for f in self.frames if f.report is not None and f.report.training is not None)
 
     @property
     def gridding_seconds(self) -> float:
-        return sum(f.info.get("gridding_s", 0.0) for f in self.frames)
+        return sum(f.report.gridding_s for f in self.frames if f.report is not None)
 
 
 def output_limits(frames: list[GriddedFrame]) -> dict[str, tuple[int, int, int]]:
@@ -204,29 +204,14 @@ def replay_file(
     return report
 
 
-#: Facts of each frame's run written to the output header (``igrog.frames``, JSON list).
-FRAME_FACTS = (
-    "path", "training_s", "gridding_s", "training_steps", "training_stop", "warm_start", "warm_start_model", "estimated_nrmse",
-    "calibration",
-    "trained_from", "retrained", "coils", "virtual_coils", "prewhitened", "compression_energy",
-)
-
-
 def frames_summary(frames: list[GriddedFrame]) -> str:
-    """JSON list, one entry per output frame: its counters and how it was gridded (``FRAME_FACTS``)."""
+    """JSON list, one entry per output frame: its counters and how it was gridded
+    (``FrameReport.header_facts``)."""
     entries = []
     for frame in frames:
         entry: dict = dict(zip(FRAME_KEY_FIELDS, (int(v) for v in frame.frame_key)))
-        for name in FRAME_FACTS:
-            value = frame.info.get(name)
-            if isinstance(value, (float, np.floating)):
-                value = None if not np.isfinite(value) else round(float(value), 6)
-            elif isinstance(value, (bool, np.bool_)):
-                value = bool(value)
-            elif isinstance(value, (int, np.integer)):
-                value = int(value)
-            if value is not None:
-                entry[name] = value
+        if frame.report is not None:
+            entry.update(frame.report.header_facts())
         entries.append(entry)
     return json.dumps(entries)
 
@@ -237,7 +222,7 @@ def coil_compression_parameters(frames: list[GriddedFrame]) -> dict[str, str]:
     with ``virtual = matrix @ physical``."""
     parameters: dict[str, str] = {}
     for frame in frames:
-        matrix = frame.info.get("coil_compression")
+        matrix = frame.report.coils.compression if frame.report is not None and frame.report.coils is not None else None
         if matrix is None:
             continue
         counters = dict(zip(FRAME_KEY_FIELDS, frame.frame_key))

@@ -24,6 +24,7 @@ from igrog_gadget.errors import InputDataError
 
 if TYPE_CHECKING:
     from igrog_gadget.numerics.calibration import CalibrationBlock
+    from igrog_gadget.core.report import FrameReport
 
 # ISMRMRD acquisition flag bit numbers (1-based, as in the ISMRMRD standard).
 FLAG_FIRST_IN_SLICE = 7
@@ -271,8 +272,8 @@ class GriddedFrame:
     """A readout of the frame whose header fields (geometry, counters) the output copies."""
     mean_time_us: np.ndarray | None = None
     """Shape of ``hits``, float32: mean acquisition time of the samples on each grid point (fieldcorr)."""
-    info: dict[str, Any] = field(default_factory=dict)
-    """Facts of the run that produced it (variant, training/gridding seconds, calibration source)."""
+    report: "FrameReport | None" = None
+    """How it was gridded (variant, path, training, coils, estimates, timings)."""
     calibration: "CalibrationBlock | None" = None
     """The frame's calibration block on the output grid, in the output's coils (None: the variant
     has none, e.g. fieldcorr), for the calibration pass-through and the coil maps."""

@@ -24,6 +24,7 @@ import h5py
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's package (a worktree's), whatever is installed
 DATA = ROOT / "tests" / "data"
 SAMPLE = ROOT / "igrog_gadget" / "data" / "sample_radial.h5"
 
@@ -45,11 +46,11 @@ CASES: dict[str, tuple[str, list[str] | None, list[str]]] = {
     "radial_acs_image_based": (str(DATA / "radial_acs.h5"), None, ["--variant", "image_based"]),
     "spiral_selfcal": ("spiral_selfcal.h5", ["--trajectory", "spiral", "--interleaves", "12", "--acs", "none", "--coils", "6", "--matrix", "64"], []),
     "stack_of_stars": ("sos.h5", ["--trajectory", "radial", "--matrix", "48", "--coils", "4", "--spokes", "48", "--partitions", "4"], []),
-    "kooshball": ("koosh.h5", KOOSHBALL, ["--set", "training.max_steps_3d=100"]),
-    "kooshball_closed_form": ("koosh.h5", KOOSHBALL, ["--set", "training.fit_3d=closed_form", "--set", "gridding.neighbour_sources=2"]),
+    "kooshball": ("koosh.h5", KOOSHBALL, ["--set", "training.volume.max_steps=100"]),
+    "kooshball_closed_form": ("koosh.h5", KOOSHBALL, ["--set", "training.volume.fit=closed_form", "--set", "gridding.neighbour_sources=2"]),
     "stack_of_spirals": (
         "sospiral.h5", ["--trajectory", "stack_of_spirals", "--matrix", "32", "--coils", "4", "--interleaves", "12", "--partitions", "16", "--acs", "16"],
-        ["--set", "training.max_steps_3d=100"],
+        ["--set", "training.volume.max_steps=100"],
     ),
     "compressed_virtual": (
         "many_coils.h5", ["--trajectory", "radial", "--matrix", "64", "--coils", "16", "--spokes", "64"],

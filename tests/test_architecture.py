@@ -186,3 +186,37 @@ def test_a_bad_input_is_refused_before_torch_loads(tmp_path):
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT, timeout=300)
     assert not (tmp_path / "out.h5").exists()
+
+
+#: The package's layers, lowest first: a module imports only from its own layer or lower ones.
+#: The iGROG core knows no variant, the variants know no planning, planning knows no stream, and
+#: only the front ends (replay, pipe, batch, gadget, simulator, command line) know the stream.
+LAYERS = (
+    ("errors", "environment", "config", "scan", "limits", "arch", "numerics"),
+    ("io", "recon"),
+    ("core",),
+    ("app",),
+    ("planning",),
+    ("stream",),
+    ("replay", "pipe", "batch", "gadget", "preview", "simulate", "cli", "__main__"),
+)
+
+
+def _layer(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[0] != "igrog_gadget" or len(parts) == 1:
+        return None
+    return next((rank for rank, names in enumerate(LAYERS) if parts[1] in names), -1)
+
+
+def test_every_package_has_a_layer_and_imports_only_downwards():
+    graph = _graph()
+    unplaced = sorted(m for m in graph if _layer(m) == -1)
+    assert unplaced == [], f"modules of no layer in LAYERS: {unplaced}"
+    upwards = sorted(
+        f"{a} -> {b}"
+        for a, names in graph.items()
+        for b in names
+        if _layer(a) is not None and _layer(b) is not None and _layer(b) > _layer(a)  # type: ignore[operator]
+    )
+    assert upwards == []

@@ -1,9 +1,11 @@
 """What the runner may use of a variant's datamodule, declared in one place.
 
-The runner drives a variant only through the engine contract (``preprocess`` →
-``train_dataloader`` / ``val_dataloader`` → trainer → ``test_dataloader`` → inferencer →
-``postprocess`` → ``data``) plus the members declared here; a variant's model factory reads
-only these members too (``num_coils``, ``whitening``, ``model_options``).
+The planning package drives a variant only through the engine contract plus the members
+declared here, along one path: a training is ``preprocess()`` → ``Trainer.fit_datamodule``
+(``train_dataloader`` / ``val_dataloader``); a plan is the model run over ``test_dataloader()``
+(``igrog_gadget.core.plan.make_plan``); gridding a frame is ``preprocess()`` →
+``postprocess(KernelChunks)`` → ``data`` (``GriddingPlan.apply``). A variant's model factory
+reads only these members too (``num_coils``, ``whitening``, ``model_options``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 
 from igrog_engine import DataModule
 from igrog_gadget.core.frame import FrameInputs, FrameTrajectory, GriddedKSpace
+from igrog_gadget.core.plan import KernelChunks
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import ConfigError
 from igrog_gadget.numerics.calibration import CalibrationBlock
@@ -47,12 +50,8 @@ class GriddingDataModule(DataModule):
     whitening: torch.Tensor | None = None
     """(coils*sources, coils*sources) complex64 source whitening the model is built with
     (after a training ``preprocess()``)."""
-    keep_kernels: bool = False
-    """Set by the runner before ``postprocess``: keep the applied kernels in ``kernels``."""
-    kernels: torch.Tensor | tuple[torch.Tensor, ...] | None = None
-    """After ``postprocess`` with ``keep_kernels``: the applied kernels, in the layout
-    ``postprocess`` accepts back (a tuple of chunks) for a later frame of the same trajectory."""
     data: GriddedKSpace | None = None
+    """After ``postprocess``: the gridded frame."""
     volumetric: bool = False
     """Whether the variant grids 3D frames (trajectory (kx, ky, kz) onto an (nx, ny, nz) grid)."""
 
@@ -90,6 +89,22 @@ class GriddingDataModule(DataModule):
         """Coordinates of each source offset: 2 for a 2D frame, 3 for a 3D one (the model's input)."""
         return self.frame.dims
 
+    def postprocess(self, outputs: KernelChunks) -> "GriddingDataModule":
+        """Grid the frame with its plan's kernels (``KernelChunks``: the model's outputs over
+        ``test_dataloader()``); the result is ``data``."""
+        raise NotImplementedError
+
+    def gridded(self) -> GriddedKSpace:
+        """The gridded frame (after ``postprocess``)."""
+        return prepared(self.data, "the gridded frame")
+
+    @property
+    def partial_frame_ok(self) -> bool:
+        """Whether a partial frame (calibration lines + first readouts) calibrated completely,
+        so that a model trained from it serves the whole frame (after a training ``preprocess()``).
+        Default: False (the whole frame is trained again)."""
+        return False
+
     @property
     def calibration_source(self) -> str:
         """Where the training pairs came from, in words (after a training ``preprocess()``)."""
@@ -125,10 +140,11 @@ class GriddingDataModule(DataModule):
         return None
 
     @classmethod
-    def kernel_fingerprint(cls, trajectory: FrameTrajectory, config: IgrogConfig) -> str:
+    def kernel_fingerprint(cls, trajectory: FrameTrajectory, num_coils: int, config: IgrogConfig) -> str:
         """Identifies what the kernels of a frame depend on: frames with equal fingerprints
-        (and the same model) share kernels. Default: the trajectory, grid and coils."""
-        return trajectory.fingerprint()
+        (and the same model, of ``num_coils`` coils) share a plan. Default: the trajectory, grid
+        and coils."""
+        return trajectory.fingerprint(num_coils)
 
     @classmethod
     def trains_before_frame_ends(cls, frame: FrameInputs, config: IgrogConfig) -> bool:

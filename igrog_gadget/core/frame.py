@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
-
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,6 +14,9 @@ from igrog_gadget.errors import InputDataError
 from igrog_gadget.numerics.calibration import CalibrationBlock
 from igrog_gadget.numerics.coils import CoilTransform
 from igrog_gadget.numerics.geometry import SampleGeometry, add_neighbour_sources, build_geometry
+
+if TYPE_CHECKING:
+    from igrog_gadget.core.report import FieldCorrectionReport, FrameReport
 
 
 #: k (grid units) of the padding samples of readouts shorter than the frame's longest.
@@ -26,32 +30,11 @@ MAX_SAMPLE_MAGNITUDE = 1.0e15
 MIN_SAMPLE_MAGNITUDE = 1.0e-20
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FrameTrajectory:
-    """What a frame's kernels depend on, without its samples: the trajectory, the grid, the coil
-    count (the model's, e.g. virtual coils) and the sample times (fingerprints, kernel reuse)."""
+    """Where a frame's samples lie on its grid, and when: all a gridding plan depends on besides
+    the model, without the samples. Hashable (by value): equal trajectories share plans."""
 
-    traj: np.ndarray
-    """Shape (readouts, samples, dims), float32, grid units (``FrameInputs.traj``)."""
-    matrix: tuple[int, ...]
-    num_coils: int
-    sample_times_us: np.ndarray | None = None
-    """Shape (readouts, samples), float32 (``FrameInputs.sample_times_us``)."""
-
-    def fingerprint(self) -> str:
-        """Hash of the trajectory, grid and coil count (what kernels depend on in every variant)."""
-        digest = hashlib.sha1()
-        digest.update(np.ascontiguousarray(self.traj, dtype=np.float32).tobytes())
-        digest.update(repr((self.matrix, self.num_coils, self.traj.shape)).encode())
-        return digest.hexdigest()
-
-
-@dataclass
-class FrameInputs:
-    """One frame (slice/contrast/repetition/...) ready for gridding."""
-
-    samples: np.ndarray
-    """Shape (coils, readouts, samples), complex64."""
     traj: np.ndarray
     """Shape (readouts, samples, dims), float32: (kx, ky) in grid units, k = 0 at index n//2; a
     3D frame (dims = 3) has (kx, ky, kz)."""
@@ -59,15 +42,51 @@ class FrameInputs:
     """(nx, ny) of the output grid; (nx, ny, nz) for a 3D frame."""
     lengths: np.ndarray | None = None
     """Shape (readouts,), int64: samples of each readout when the readouts differ in length
-    (None: all ``samples``). A shorter readout's row is padded with zero data at
-    ``PADDING_POSITION``, outside every grid and every calibration band."""
+    (None: all ``samples``). A shorter readout's row is padded at ``PADDING_POSITION``, outside
+    every grid and every calibration band (with zero data)."""
     sample_times_us: np.ndarray | None = None
     """Shape (readouts, samples), float32: time of each sample after the readout's first sample, microseconds."""
+
+    @property
+    def dims(self) -> int:
+        """2 for a 2D frame, 3 for a 3D one (trajectory columns)."""
+        return int(self.traj.shape[-1])
+
+    def fingerprint(self, num_coils: int) -> str:
+        """Hash of the trajectory, grid and a coil count (the model's, e.g. virtual coils): what
+        kernels depend on in every variant."""
+        digest = hashlib.sha1()
+        digest.update(np.ascontiguousarray(self.traj, dtype=np.float32).tobytes())
+        digest.update(repr((tuple(self.matrix), int(num_coils), self.traj.shape)).encode())
+        return digest.hexdigest()
+
+    @functools.cached_property
+    def _identity(self) -> bytes:
+        """Every value of the trajectory, hashed (equality and ``hash``)."""
+        digest = hashlib.sha1(self.fingerprint(0).encode())
+        for array in (self.lengths, self.sample_times_us):
+            digest.update(b"-" if array is None else np.ascontiguousarray(array).tobytes())
+        return digest.digest()
+
+    def __hash__(self) -> int:
+        return hash(self._identity)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FrameTrajectory) and self._identity == other._identity
+
+
+@dataclass
+class FrameInputs:
+    """One frame (slice/contrast/repetition/...) ready for gridding: its samples on their
+    ``FrameTrajectory``, plus its calibration inputs."""
+
+    samples: np.ndarray
+    """Shape (coils, readouts, samples), complex64 (zero at a shorter readout's padding)."""
+    trajectory: FrameTrajectory
     calibration_lines: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     """Cartesian calibration readouts: ``(data (coils, samples), positions (samples, dims) grid units)``."""
     images: dict[str, np.ndarray] = field(default_factory=dict)
-    """Image-domain inputs by series name (e.g. "b0map": (ny, nx) Hz; "coil_images": (coils, ny, nx);
-    a 3D frame's with an nz axis before ny)."""
+    """Image-domain inputs by series name (e.g. "b0map": ([nz,] ny, nx) Hz; "coil_images": (coils, [nz,] ny, nx))."""
     calibration_key: tuple = ()
     """Identifies the calibration this frame shares with others (trained models are reused per key)."""
     frame_key: tuple = ()
@@ -79,18 +98,33 @@ class FrameInputs:
     images of a file) to the frame's coils."""
 
     @property
+    def traj(self) -> np.ndarray:
+        """``trajectory.traj``: (readouts, samples, dims), grid units."""
+        return self.trajectory.traj
+
+    @property
+    def matrix(self) -> tuple[int, ...]:
+        """``trajectory.matrix``: (nx, ny[, nz])."""
+        return self.trajectory.matrix
+
+    @property
+    def lengths(self) -> np.ndarray | None:
+        """``trajectory.lengths``."""
+        return self.trajectory.lengths
+
+    @property
+    def sample_times_us(self) -> np.ndarray | None:
+        """``trajectory.sample_times_us``."""
+        return self.trajectory.sample_times_us
+
+    @property
     def num_coils(self) -> int:
         return int(self.samples.shape[0])
 
     @property
     def dims(self) -> int:
         """2 for a 2D frame, 3 for a 3D one (trajectory columns)."""
-        return int(self.traj.shape[-1])
-
-    def trajectory(self, num_coils: int | None = None) -> FrameTrajectory:
-        """The frame's trajectory, grid and sample times, with ``num_coils`` coils (default: its own)."""
-        coils = self.num_coils if num_coils is None else int(num_coils)
-        return FrameTrajectory(self.traj, tuple(self.matrix), coils, self.sample_times_us)
+        return self.trajectory.dims
 
     def flat_samples(self) -> np.ndarray:
         """Shape (coils, readouts * samples)."""
@@ -112,8 +146,10 @@ class GriddedKSpace:
     """Shape (ny, nx) (3D: (nz, ny, nx)), int32: samples averaged into each point."""
     mean_time_us: np.ndarray | None = None
     """Shape (ny, nx) (3D: (nz, ny, nx)), float32: mean sample time of the samples on each point (if times were given)."""
-    info: dict = field(default_factory=dict)
-    """Timings and facts of the run (training seconds, calibration source, ...)."""
+    field_correction: "FieldCorrectionReport | None" = None
+    """fieldcorr: the B0 map and how the field was removed (None for the other variants)."""
+    report: "FrameReport | None" = None
+    """How the frame was gridded (set by ``FrameGridder.grid``)."""
     calibration: CalibrationBlock | None = None
     """The frame's own calibration block in the output's coils (None: the variant has none)."""
 

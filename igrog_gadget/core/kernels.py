@@ -84,40 +84,30 @@ def apply_transposed_kernels(kernels_t: torch.Tensor, sources: torch.Tensor) -> 
 
 
 def grid_with_kernels(
-    samples: np.ndarray,
-    geometry: SampleGeometry,
-    kernels: torch.Tensor | Iterable[torch.Tensor],
-    device: torch.device,
-    keep: list[torch.Tensor] | None = None,
-    transposed: bool = False,
+    samples: np.ndarray, geometry: SampleGeometry, kernels: Iterable[torch.Tensor], device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Grid a frame with kernels, chunk by chunk (memory: one chunk of kernels at a time).
+    """Grid a frame with kernels, chunk by chunk (memory: the chunk being applied).
 
     Args:
         samples: shape (coils, total_samples), complex64.
         geometry: the frame's sample geometry (same trajectory the kernels were made for).
-        kernels: shape (n, coils, coils * sources), complex64, one per kept sample, or an
-            iterable of consecutive chunks of it (e.g. straight from the inferencer); with
-            ``transposed``, chunks of shape (m, coils * sources, coils) (a cache's layout).
-        keep: when given, every chunk is appended to it, transposed (to cache the kernels).
+        kernels: consecutive chunks, each of shape (m, coils * sources, coils), complex64 (the
+            transposed layout of ``igrog_gadget.core.plan.KernelChunks``), one kernel per kept sample.
     Returns:
         ``(kspace (coils, [nz,] ny, nx) complex64, hits ([nz,] ny, nx) int32)`` on ``device``.
     """
-    chunks = kernels.split(65536) if isinstance(kernels, torch.Tensor) else kernels  # else chunks in order
     samples_t = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.complex64)).to(device)
     source_index = torch.from_numpy(geometry.source_index).to(device)
     grid_index = torch.from_numpy(geometry.grid_index).to(device)
     sums = torch.zeros(math.prod(geometry.matrix), samples.shape[0], dtype=torch.complex64, device=device)
     start = 0
-    for chunk in chunks:
-        chunk_t = chunk.to(device) if transposed else chunk.to(device).transpose(1, 2).contiguous()
+    for chunk in kernels:
+        chunk_t = chunk.to(device)
         stop = start + chunk_t.shape[0]
         if stop > geometry.num_samples:
             raise ValueError(f"{stop} kernels for {geometry.num_samples} samples")
         values = apply_transposed_kernels(chunk_t, gather_sources(samples_t, source_index[start:stop]))
         sums.index_add_(0, grid_index[start:stop], values)
-        if keep is not None:
-            keep.append(chunk_t)
         start = stop
     if start != geometry.num_samples:
         raise ValueError(f"{start} kernels for {geometry.num_samples} samples")

@@ -62,14 +62,14 @@ def frame_image(
     meta["SeriesName"] = f"igrog_{picture.method}"
     if picture.note:
         meta["IgrogImageNote"] = picture.note
-    meta["IgrogVariant"] = str(frame.info.get("variant", ""))
-    estimate = frame.info.get("estimated_nrmse")
-    if estimate is not None and np.isfinite(estimate):
-        meta["IgrogEstimatedNRMSE"] = repr(round(float(estimate), 6))  # held-out-pair error estimate
-    if "training_stop" in frame.info:
-        meta["IgrogTraining"] = str(frame.info["training_stop"])
-    if frame.info.get("virtual_coils") not in (None, frame.info.get("coils")):
-        meta["IgrogVirtualCoils"] = str(int(frame.info["virtual_coils"]))
+    report = frame.report
+    meta["IgrogVariant"] = report.variant if report else ""
+    if report is not None and np.isfinite(report.estimated_nrmse):
+        meta["IgrogEstimatedNRMSE"] = repr(round(float(report.estimated_nrmse), 6))  # the per-frame error estimate
+    if report is not None and report.training is not None:
+        meta["IgrogTraining"] = report.training.stop
+    if report is not None and report.coils is not None and report.coils.virtual_coils != report.coils.coils:
+        meta["IgrogVirtualCoils"] = str(int(report.coils.virtual_coils))
     if dtype == "ushort":
         peak = float(magnitude.max())
         scale = USHORT_MAX / peak if peak > 0 else 1.0

@@ -9,7 +9,7 @@ A session runs three threads over one :class:`~igrog_gadget.gadget.protocol.Mess
   arrival order through :class:`~igrog_gadget.stream.pipeline.GriddingPipeline` -- the same
   pipeline ``igrog replay`` uses -- and sends what comes out, in order: gridded frames in the
   chosen output form, everything else exactly as it arrived;
-- the *trainer* (the training queue of :class:`~igrog_gadget.app.runner.VariantGridder`) trains
+- the *trainer* (the training queue of :class:`~igrog_gadget.planning.gridder.FrameGridder`) trains
   each calibration key's model as soon as its calibration data and first readouts are in, while
   the worker goes on ingesting; a frame that completes waits only for its own key's model.
 
@@ -111,7 +111,7 @@ class SessionReport:
     passthrough_out: int = 0
     trainings: int = 0
     frame_paths: list[str] = field(default_factory=list)
-    """``info["path"]`` of every frame: trained / reused model / cached kernels."""
+    """``FrameReport.path`` of every frame: trained / reused model / cached kernels."""
     frame_latencies_s: list[float] = field(default_factory=list)
     """Per frame sent: seconds from the arrival of the message that completed it (its last
     readout, or the CLOSE that ended the stream) to its sending."""
@@ -694,7 +694,8 @@ class GadgetSession:
         arrival = self._last_readout_arrival.pop(frame.frame_key, self._arrival)
         latency = sent - arrival if arrival is not None else float("nan")
         self.report.frames_out += 1
-        self.report.frame_paths.append(str(frame.info.get("path", "")))
+        report = frame.report
+        self.report.frame_paths.append(report.path.value if report else "")
         self.report.frame_latencies_s.append(latency)
         if self.report.first_frame_sent is None:
             self.report.first_frame_sent = sent
@@ -704,10 +705,10 @@ class GadgetSession:
             self.channel.peer,
             _frame_label(frame),
             latency,
-            frame.info.get("path", "?"),
-            float(frame.info.get("total_s", 0.0)),
-            float(frame.info.get("estimated_nrmse", float("nan"))),
-            f"; training {frame.info['training_stop']}" if "training_stop" in frame.info else "",
+            report.path.value if report else "?",
+            report.total_s if report else 0.0,
+            report.estimated_nrmse if report else float("nan"),
+            f"; training {report.training.stop}" if report and report.training else "",
         )
 
     # --- ending ---------------------------------------------------------------------------

@@ -235,6 +235,15 @@ class ReadoutBuffer:
         cal_key = calibration_key_of_frame(key)
         return CompletedFrame(key, readouts, self.calibration_for(cal_key), cal_key, bool(self.volumetric))
 
+    def hold_assembled(self, samples: int) -> None:
+        """Count ``samples`` of a completed frame that waits to be gridded among the buffered
+        ones (they still take memory); ``release_assembled`` once it is gridded."""
+        self.buffered_samples += samples
+
+    def release_assembled(self, samples: int) -> None:
+        """A completed frame counted by ``hold_assembled`` was gridded."""
+        self.buffered_samples -= samples
+
     def mark_volumetric(self) -> None:
         """Grid in 3D from now on: open frames are re-keyed without their partition (readouts
         that came before the first with a kz component, e.g. an in-plane first spoke)."""

@@ -9,7 +9,7 @@ import logging
 
 import numpy as np
 
-from igrog_gadget.core.frame import PADDING_POSITION, FrameInputs
+from igrog_gadget.core.frame import PADDING_POSITION, FrameInputs, FrameTrajectory
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import ConfigError, InputDataError
 from igrog_gadget.io.trajectory import (
@@ -169,12 +169,12 @@ def frame_inputs(
     dwell = np.array([r.sample_time_us for r in readouts], dtype=np.float32)
     sample_times = dwell[:, None] * np.arange(longest, dtype=np.float32)[None, :]
     calibration_lines = _placed_calibration_lines(completed, header, factor, source, oversampling, dims)
+    trajectory = FrameTrajectory(
+        traj=traj, matrix=matrix, lengths=None if lengths.min() == longest else lengths, sample_times_us=sample_times
+    )
     return FrameInputs(
         samples=samples,
-        traj=traj,
-        matrix=matrix,
-        lengths=None if lengths.min() == longest else lengths,
-        sample_times_us=sample_times,
+        trajectory=trajectory,
         calibration_lines=calibration_lines,
         images=dict(images or {}),
         calibration_key=completed.calibration_key,

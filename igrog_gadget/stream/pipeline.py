@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from igrog_gadget.core.frame import FrameInputs
-from igrog_gadget.app.runner import VariantGridder
+from igrog_gadget.planning.gridder import FrameGridder
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.errors import InputDataError
 from igrog_gadget.numerics.coils import NoiseCovariance
@@ -58,7 +58,7 @@ class GriddingPipeline:
         header: ScanHeader,
         config: IgrogConfig,
         source: str = "",
-        gridder: VariantGridder | None = None,
+        gridder: FrameGridder | None = None,
         array_coils: int | None = None,
         resource_limits: ResourceLimits | None = None,
         background_training: bool = False,
@@ -68,7 +68,7 @@ class GriddingPipeline:
         self.header = header
         self.config = config
         self.source = f"{source}: " if source else ""
-        self.gridder = gridder or VariantGridder(config, background_training=background_training)
+        self.gridder = gridder or FrameGridder(config, background_training=background_training)
         self.buffer = ReadoutBuffer(
             max_coils=header.num_coils,
             expected_coils=array_coils,
@@ -129,9 +129,9 @@ class GriddingPipeline:
         while self._waiting:
             head = self._waiting[0]
             if isinstance(head, _PendingFrame):
-                if self.defer_frames and not wait and not self.gridder.is_trained(head.inputs.calibration_key):
+                if self.defer_frames and not wait and not self.gridder.training.is_trained(head.inputs.calibration_key):
                     break
-                self.buffer.buffered_samples -= head.samples
+                self.buffer.release_assembled(head.samples)
                 outputs.append(self._grid(head))
             else:
                 outputs.append(head)
@@ -220,14 +220,14 @@ class GriddingPipeline:
         frame_key = self.buffer.frame_key_of(readout)
         key = calibration_key_of_frame(frame_key)
         readouts = self.buffer.frames.get(frame_key)
-        if early <= 0 or readouts is None or len(readouts) != early or self.gridder.has_training(key):
+        if early <= 0 or readouts is None or len(readouts) != early or self.gridder.training.has_training(key):
             return
         partial = CompletedFrame(frame_key, list(readouts), self.buffer.calibration_for(key), key, bool(self.buffer.volumetric))
         try:
             inputs = self._frame_inputs(partial)
             if not self.gridder.spec.datamodule.trains_before_frame_ends(inputs, self.config):
                 return
-            self.gridder.submit_training(inputs, partial=True)
+            self.gridder.training.submit(inputs, partial=True)
         except InputDataError as error:
             logger.info("%sno early training for frame %s (%s): it trains when complete", self.source, frame_key, error)
 
@@ -265,13 +265,13 @@ class GriddingPipeline:
         """A completed frame's inputs, as they are now (images and noise seen so far); its key's
         training is submitted now when it has none. Its samples count as buffered until gridded."""
         inputs = self._frame_inputs(completed)
-        if not self.gridder.has_training(inputs.calibration_key):
+        if not self.gridder.training.has_training(inputs.calibration_key):
             try:
-                self.gridder.submit_training(inputs)
+                self.gridder.training.submit(inputs)
             except InputDataError as error:
                 raise InputDataError(f"{self.source}frame {dict(zip(FRAME_KEY_FIELDS, completed.frame_key))}: {error}") from None
         samples = int(inputs.samples.size)
-        self.buffer.buffered_samples += samples
+        self.buffer.hold_assembled(samples)
         return _PendingFrame(inputs, completed.readouts[0], samples)
 
     def _grid(self, pending: _PendingFrame) -> GriddedFrame:
@@ -286,7 +286,7 @@ class GriddingPipeline:
             frame_key=inputs.frame_key,
             template=pending.template,
             mean_time_us=result.mean_time_us,
-            info=dict(result.info),
+            report=result.report,
             calibration=result.calibration,
         )
 

@@ -8,7 +8,7 @@ from app_helpers import ACCURATE, FAST, nrmse_on_sampled
 
 from benchmarks.baselines import ClassicGrog, grid_nearest_neighbour
 from benchmarks.evaluation import grog_block, load_case
-from igrog_gadget.app.runner import VariantGridder
+from igrog_gadget.planning.gridder import FrameGridder
 from igrog_gadget.config import load_config
 from igrog_gadget.simulate import SimulationSpec, simulate_to_file
 
@@ -21,8 +21,8 @@ def test_igrog_beats_nearest_neighbour_and_classic_grog(data_file, name, calibra
     config = load_config("basic", overrides=ACCURATE)
     case = load_case(name, data_file(name), config)
     frame = case.frame
-    result = VariantGridder(config).grid(frame)
-    assert result.info["calibration"] == calibration
+    result = FrameGridder(config).grid(frame)
+    assert result.report.training.calibration == calibration
 
     igrog = nrmse_on_sampled(result.kspace, result.hits, case.truth)
     nn = grid_nearest_neighbour(frame.flat_samples(), frame.flat_coords(), frame.matrix)
@@ -44,7 +44,7 @@ def test_grid_and_normalized_units_give_the_same_result(tmp_path):
         config = load_config("basic", overrides=overrides + [f"gridding.trajectory_units={units}"])
         case = load_case("units", path, config)
         assert np.abs(case.frame.traj).max() > 10, "positions are in grid units once resolved"
-        results.append(VariantGridder(config).grid(case.frame).kspace)
+        results.append(FrameGridder(config).grid(case.frame).kspace)
     np.testing.assert_allclose(results[1], results[0], rtol=1e-3, atol=1e-4 * np.abs(results[0]).max())
     np.testing.assert_array_equal(results[2], results[1])
 
@@ -52,8 +52,8 @@ def test_grid_and_normalized_units_give_the_same_result(tmp_path):
 def test_acs_only_calibration_also_beats_grog(data_file):
     config = load_config("basic", overrides=ACCURATE + ["calibration.source=acs"])
     case = load_case("radial_acs", data_file("radial_acs"), config)
-    result = VariantGridder(config).grid(case.frame)
-    assert result.info["calibration"] == "acs"
+    result = FrameGridder(config).grid(case.frame)
+    assert result.report.training.calibration == "acs"
     block = grog_block(case, config)
     assert block.shape == (24, 64), "24 ACS lines of the full readout"
     frame = case.frame
@@ -72,11 +72,11 @@ def test_wrong_explicit_units_are_an_error(data_file):
 def test_kernels_are_reused_for_a_new_frame_of_the_same_trajectory(data_file):
     config = load_config("basic", overrides=FAST)
     case = load_case("radial", data_file("radial_acs"), config)
-    gridder = VariantGridder(config)
+    gridder = FrameGridder(config)
     first = gridder.grid(case.frame)
     doubled = case.frame  # a new frame: the same trajectory, twice the data (calibration lines too)
     doubled.samples = 2 * doubled.samples
     doubled.calibration_lines = [(2 * data, positions) for data, positions in doubled.calibration_lines]
     second = gridder.grid(doubled)
-    assert second.info["path"] == "cached kernels" and gridder.trainings == 1
+    assert second.report.path == "cached kernels" and gridder.trainings == 1
     np.testing.assert_allclose(second.kspace, 2 * first.kspace, rtol=1e-4, atol=1e-6)

@@ -71,7 +71,7 @@ def test_separate_calibration_encoding_with_its_own_numbering_is_used(radial64, 
     edited = copy_dataset(radial64, tmp_path / "sep.h5", add_calibration_encoding, as_calibration_scan(1, True))
     config = load_config("basic", overrides=QUICK)
     report = replay_file(edited, tmp_path / "out.h5", config)
-    assert report.frames[0].info["calibration"] == reference.frames[0].info["calibration"] == EARLY_CALIBRATION
+    assert report.frames[0].report.training.calibration == reference.frames[0].report.training.calibration == EARLY_CALIBRATION
     error = error_of(report, radial64)
     assert error < 1.1 * error_of(reference, radial64)
     assert error < 0.5 * nn_error(radial64)
@@ -93,7 +93,7 @@ def test_misplaced_calibration_lines_are_not_used(
     with caplog.at_level(logging.WARNING):
         report = replay_file(edited, tmp_path / "out.h5", config)
     assert reason in caplog.text
-    assert report.frames[0].info["calibration"] == "self-calibration"
+    assert report.frames[0].report.training.calibration == "self-calibration"
     np.testing.assert_array_equal(report.frames[0].kspace, without_lines_reference.frames[0].kspace)
     assert error_of(report, radial64) < 0.5 * nn_error(radial64)
 
@@ -104,7 +104,7 @@ def test_calibration_lines_with_an_all_zero_trajectory_are_placed_by_their_count
     edited = copy_dataset(radial64, tmp_path / "zero.h5", keep_header, calibration_lines_with_zero_trajectory)
     config = load_config("basic", overrides=QUICK)
     report = replay_file(edited, tmp_path / "out.h5", config)
-    assert report.frames[0].info["calibration"] == EARLY_CALIBRATION
+    assert report.frames[0].report.training.calibration == EARLY_CALIBRATION
     np.testing.assert_array_equal(report.frames[0].kspace, reference.frames[0].kspace)
 
 
@@ -141,7 +141,7 @@ def test_undersampled_radial_without_acs_calibrates_at_low_resolution(tmp_path, 
     with caplog.at_level(logging.WARNING):
         report = replay_file(path, tmp_path / "out.h5", load_config("basic", overrides=QUICK))
     assert "low-resolution self-calibration block" in caplog.text
-    info = report.frames[0].info
+    estimate = report.frames[0].report.estimated_nrmse
     error = error_of(report, path)
     assert error < 0.4 * nn_error(path)
-    assert 0 < info["estimated_nrmse"] < 3 * error
+    assert 0 < estimate < 3 * error

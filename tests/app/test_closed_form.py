@@ -12,7 +12,7 @@ from app_helpers import ACCURATE, DATA
 from benchmarks.evaluation import load_case
 from igrog_gadget.core.centre import block_interior, fill_from_block, fill_margin
 from igrog_gadget.core.closed_form import BlockCorrelation, closed_form_kernels
-from igrog_gadget.app.runner import VariantGridder
+from igrog_gadget.planning.gridder import FrameGridder
 from igrog_gadget.config import load_config
 from igrog_gadget.errors import CalibrationError
 from igrog_gadget.numerics.calibration import CalibrationBlock, OffGridInterpolator
@@ -117,7 +117,7 @@ def radial_results():
     }.items():
         config = load_config("basic", overrides=overrides)
         case = load_case("radial", DATA / "radial_acs.h5", config)
-        results[name] = VariantGridder(config).grid(case.frame)
+        results[name] = FrameGridder(config).grid(case.frame)
     return case, results
 
 
@@ -136,8 +136,8 @@ def test_closed_form_is_accurate_and_unbiased_where_the_image_lives(radial_resul
     network_error, _ = band_error_and_gain(results["network"], case.truth, 0, 8)
     assert abs(closed_gain - 1) < 0.005, closed_gain
     assert closed_error < 0.5 * no_fill_error < 0.5 * network_error, (closed_error, no_fill_error, network_error)
-    assert results["closed"].info["training_steps"] == 0
-    assert results["closed"].info["training_stop"] == "closed form (no gradient steps)"
+    assert results["closed"].report.training.steps == 0
+    assert results["closed"].report.training.stop == "closed form (no gradient steps)"
     for low, high in ((8, 16), (16, 1e9)):  # no band worse than the network fit's
         closed, _ = band_error_and_gain(results["closed"], case.truth, low, high)
         network, _ = band_error_and_gain(results["network"], case.truth, low, high)
@@ -146,7 +146,7 @@ def test_closed_form_is_accurate_and_unbiased_where_the_image_lives(radial_resul
 
 def test_closed_form_gives_the_same_result_twice(radial_results):
     case, results = radial_results
-    again = VariantGridder(load_config("basic")).grid(case.frame)
+    again = FrameGridder(load_config("basic")).grid(case.frame)
     np.testing.assert_array_equal(again.kspace, results["closed"].kspace)
 
 

@@ -30,7 +30,7 @@ def run_pipeline(path: Path, overrides: list[str], background: bool = False) -> 
     outputs, trained_at = [], []
     for index, readout in enumerate(dataset.readouts):
         outputs += pipeline.process(readout)
-        if pipeline.gridder.has_training(calibration_key(readout)) and not readout.is_noise():
+        if pipeline.gridder.training.has_training(calibration_key(readout)) and not readout.is_noise():
             trained_at.append(index)
     outputs += pipeline.close()
     return [o for o in outputs if isinstance(o, GriddedFrame)], trained_at
@@ -59,9 +59,9 @@ def test_training_starts_at_the_first_readouts_and_grids_as_well_as_from_the_who
     imaging = [i for i, r in enumerate(readouts) if r.is_imaging()]
     assert trained_at[0] == imaging[63] < imaging[-1]  # at the 64th of 100 spokes, not at the frame's end
     (frame,) = frames
-    assert frame.info["trained_from"] == "first 64 readouts" and "retrained" not in frame.info
+    assert frame.report.training.trained_from == "first 64 readouts" and frame.report.retrained is None
     whole, whole_trained_at = run_pipeline(path, ["training.early_readouts=0"] + settled)
-    assert whole_trained_at[0] == imaging[-1] and whole[0].info["trained_from"] == "whole frame"
+    assert whole_trained_at[0] == imaging[-1] and whole[0].report.training.trained_from == "whole frame"
     assert error(frame, "radial_acs") <= 1.1 * error(whole[0], "radial_acs")
 
 
@@ -73,9 +73,9 @@ def test_background_training_gives_the_inline_result_bit_for_bit(fit, warm_start
     inline, _ = run_pipeline(DATA / "radial_multi.h5", overrides, background=False)
     background, _ = run_pipeline(DATA / "radial_multi.h5", overrides, background=True)
     assert [f.frame_key for f in inline] == [f.frame_key for f in background] and len(inline) == 4
-    trained = [f for f in inline if f.info["path"] == "trained"]
-    assert [f.info["trained_from"] for f in trained] == ["first 16 readouts"] * 2
-    assert [f.info["warm_start"] for f in trained] == warm_starts
+    trained = [f for f in inline if f.report.path == "trained"]
+    assert [f.report.training.trained_from for f in trained] == ["first 16 readouts"] * 2
+    assert [f.report.training.warm_start for f in trained] == warm_starts
     for a, b in zip(inline, background):
         np.testing.assert_array_equal(a.kspace, b.kspace)
         np.testing.assert_array_equal(a.hits, b.hits)
@@ -94,11 +94,11 @@ def test_a_frame_whose_first_spokes_span_a_few_degrees_is_retrained_from_the_who
     path = reordered(DATA / "radial_acs.h5", tmp_path / "linear_order.h5", by_angle)
     network = ["training.fit=network", "calibration.fill_centre=false"]  # the network's retraining is tested
     frames, _ = run_pipeline(path, network + ["training.early_readouts=32"])
-    assert "farther from those the model was trained on" in frames[0].info["retrained"]
-    assert frames[0].info["trained_from"] == "whole frame" and frames[0].info["warm_start"]
+    assert "farther from those the model was trained on" in frames[0].report.retrained
+    assert frames[0].report.training.trained_from == "whole frame" and frames[0].report.training.warm_start
     kept, _ = run_pipeline(path, network + ["training.early_readouts=32", "training.offset_coverage_max=0"])
     whole, _ = run_pipeline(path, network + ["training.early_readouts=0"])
-    assert "retrained" not in kept[0].info
+    assert kept[0].report.retrained is None
     assert error(frames[0], "radial_acs") <= 1.1 * error(whole[0], "radial_acs")
     assert error(kept[0], "radial_acs") > 1.5 * error(frames[0], "radial_acs")  # what the check prevents
 
@@ -113,8 +113,8 @@ def test_calibration_lines_after_the_first_readouts_retrain_from_the_whole_frame
 
     path = reordered(DATA / "radial_acs.h5", tmp_path / "late_lines.h5", lines_late)
     frames, _ = run_pipeline(path, ["training.early_readouts=32", "training.max_steps=20"])
-    assert "2 calibration lines arrived after its first readouts" in frames[0].info["retrained"]
-    assert frames[0].info["trained_from"] == "whole frame"
+    assert "2 calibration lines arrived after its first readouts" in frames[0].report.retrained
+    assert frames[0].report.training.trained_from == "whole frame"
 
 
 def test_self_calibration_waits_for_the_whole_frame():
@@ -122,7 +122,7 @@ def test_self_calibration_waits_for_the_whole_frame():
     frames, trained_at = run_pipeline(path, ["training.early_readouts=32", "training.max_steps=20"])
     readouts = read_dataset(str(path)).readouts
     assert trained_at[0] == max(i for i, r in enumerate(readouts) if r.is_imaging())
-    assert frames[0].info["trained_from"] == "whole frame"
+    assert frames[0].report.training.trained_from == "whole frame"
 
 
 @pytest.mark.parametrize(("order", "low", "high"), [("golden", 0.0, 3.0), ("linear", 3.0, np.inf)])

@@ -150,5 +150,5 @@ def test_calibration_and_imaging_acs_lines_calibrate(radial64, reference, tmp_pa
     assert changed == 24
     config = load_config("basic", overrides=QUICK)
     report = replay_file(edited, tmp_path / "out.h5", config)
-    assert report.frames[0].info["calibration"] == reference.frames[0].info["calibration"] == "joint"
+    assert report.frames[0].report.training.calibration == reference.frames[0].report.training.calibration == "joint"
     np.testing.assert_array_equal(report.frames[0].kspace, reference.frames[0].kspace)

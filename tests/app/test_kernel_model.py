@@ -31,20 +31,26 @@ def test_apply_kernels_is_the_per_sample_matrix_product():
     torch.testing.assert_close(apply_kernels(kernels, sources), expected)
 
 
-def test_kernel_cache_is_bounded_and_keeps_what_a_cyclic_series_reuses():
-    from igrog_gadget.app.kernel_cache import KernelCache
+def test_plan_cache_is_bounded_and_keeps_what_a_cyclic_series_reuses():
+    from igrog_gadget.core.plan import GriddingPlan, KernelChunks
+    from igrog_gadget.planning.plan_cache import PlanCache
 
-    chunk = (torch.zeros(10, 4, 2, dtype=torch.complex64),)  # 640 bytes
-    cache = KernelCache(max_bytes=1500)
-    cache.put(((0,), "a"), "slice0", chunk)
-    cache.put(((1,), "a"), "slice1", chunk)
+    def plan(name: str) -> GriddingPlan:  # 640 bytes of kernels; the name stands in for its geometry
+        return GriddingPlan(geometry=name, kernels=KernelChunks((torch.zeros(10, 4, 2, dtype=torch.complex64),), kept=True))
+
+    cache = PlanCache(max_bytes=1500)
+    cache.put(((0,), "a"), plan("slice0"))
+    cache.put(((1,), "a"), plan("slice1"))
     assert not cache.admits(640, ((2,), "a"))  # a third slice does not fit beside the two
-    cache.put(((2,), "a"), "slice2", chunk)
-    assert cache.get(((2,), "a")) is None and cache.get(((0,), "a"))[0] == "slice0"
-    cache.put(((1,), "b"), "slice1 new trajectory", chunk)  # replaces its own key's older set
-    assert cache.get(((1,), "a")) is None and cache.get(((1,), "b"))[0] == "slice1 new trajectory"
+    cache.put(((2,), "a"), plan("slice2"))
+    assert cache.get(((2,), "a")) is None and cache.get(((0,), "a")).geometry == "slice0"
+    cache.put(((1,), "b"), plan("slice1 new trajectory"))  # replaces its own key's older set
+    assert cache.get(((1,), "a")) is None and cache.get(((1,), "b")).geometry == "slice1 new trajectory"
     assert cache.nbytes <= 1500 and len(cache) == 2
     assert not cache.admits(2000)
+    streamed = GriddingPlan(geometry="streamed", kernels=KernelChunks(iter(()), kept=False))
+    cache.put(((3,), "a"), streamed)  # a streamed plan grids one frame: never kept
+    assert cache.get(((3,), "a")) is None
 
 
 def test_kernel_model_initialisation_comes_from_the_seed_not_the_global_rng():

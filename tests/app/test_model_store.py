@@ -14,8 +14,8 @@ from app_helpers import FAST, nrmse_on_sampled
 from benchmarks.evaluation import load_case
 from benchmarks.warm_start_benchmark import mixed_coils
 from igrog_gadget.core.frame import PADDING_POSITION
-from igrog_gadget.app.model_store import ModelStore, StoredModelKey, network_signature, trajectory_family
-from igrog_gadget.app.runner import VariantGridder
+from igrog_gadget.planning.model_store import ModelStore, StoredModelKey, network_signature, trajectory_family
+from igrog_gadget.planning.gridder import FrameGridder
 from igrog_gadget.config import load_config
 from igrog_gadget.errors import ConfigError
 from igrog_gadget.gadget.settings import GadgetSettings, PeerFiles
@@ -67,21 +67,21 @@ def test_a_second_scan_starts_from_the_first_scans_network(data_file, tmp_path):
     case = load_case("radial_acs", data_file("radial_acs"), load_config("basic"))
     store = tmp_path / "models"
     config = load_config("basic", overrides=[*NETWORK, f"training.warm_start_dir={store}"])
-    first = VariantGridder(config).grid(case.frame)
-    assert first.info["warm_start"] is False and first.info["warm_start_model"] is None
+    first = FrameGridder(config).grid(case.frame)
+    assert first.report.training.warm_start is False and first.report.training.warm_start_model is None
     (saved,) = store.glob("*.pt")
     snapshot = tmp_path / "snapshot"
     shutil.copytree(store, snapshot)
 
-    second = VariantGridder(config).grid(case.frame)  # the next scan of the protocol
-    assert second.info["warm_start"] is True and second.info["warm_start_model"] == saved.stem
-    assert second.info["training_steps"] == 20
-    short = VariantGridder(load_config("basic", overrides=[*NETWORK, "training.max_steps=20"])).grid(case.frame)
+    second = FrameGridder(config).grid(case.frame)  # the next scan of the protocol
+    assert second.report.training.warm_start is True and second.report.training.warm_start_model == saved.stem
+    assert second.report.training.steps == 20
+    short = FrameGridder(load_config("basic", overrides=[*NETWORK, "training.max_steps=20"])).grid(case.frame)
     errors = [nrmse_on_sampled(r.kspace, r.hits, case.truth) for r in (first, second, short)]
     assert errors[1] <= 1.1 * errors[0], errors  # 20 steps from the store: as good as a whole training
     assert errors[2] >= 1.3 * errors[1], errors  # 20 steps from scratch are not
 
-    again = VariantGridder(load_config("basic", overrides=[*NETWORK, f"training.warm_start_dir={snapshot}"])).grid(case.frame)
+    again = FrameGridder(load_config("basic", overrides=[*NETWORK, f"training.warm_start_dir={snapshot}"])).grid(case.frame)
     np.testing.assert_array_equal(again.kspace, second.kspace)  # the same store contents: the same bits
 
 
@@ -89,17 +89,17 @@ def test_a_stored_network_that_misses_the_new_scan_trains_every_step(data_file, 
     case = load_case("radial_acs", data_file("radial_acs"), load_config("basic"))
     store = tmp_path / "models"
     config = load_config("basic", overrides=[*NETWORK, f"training.warm_start_dir={store}"])
-    first = VariantGridder(config).grid(case.frame)
-    moved = VariantGridder(config).grid(mixed_coils(case).frame)  # the array placed differently
-    assert moved.info["warm_start"] is True
-    assert moved.info["training_steps"] == first.info["training_steps"] > 20  # not only a refinement
+    first = FrameGridder(config).grid(case.frame)
+    moved = FrameGridder(config).grid(mixed_coils(case).frame)  # the array placed differently
+    assert moved.report.training.warm_start is True
+    assert moved.report.training.steps == first.report.training.steps > 20  # not only a refinement
 
 
 def test_the_closed_form_neither_reads_nor_writes_the_store(data_file, tmp_path):
     case = load_case("radial_acs", data_file("radial_acs"), load_config("basic"))
     store = tmp_path / "models"
-    result = VariantGridder(load_config("basic", overrides=[f"training.warm_start_dir={store}"])).grid(case.frame)
-    assert result.info["kernel_fit"] == "closed_form" and not store.exists()
+    result = FrameGridder(load_config("basic", overrides=[f"training.warm_start_dir={store}"])).grid(case.frame)
+    assert result.report.training.fit == "closed_form" and not store.exists()
 
 
 def test_a_connection_may_not_set_the_store(tmp_path):

@@ -68,7 +68,7 @@ def test_a_threads_native_count_does_not_follow_another_threads_torch_pin():
 
     import torch
 
-    from igrog_gadget.app.training_queue import TrainingQueue
+    from igrog_gadget.planning.training_queue import TrainingQueue
     from igrog_gadget.environment import native_threads
 
     before = torch.get_num_threads()

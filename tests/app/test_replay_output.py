@@ -73,7 +73,7 @@ def test_several_slices_and_repetitions_train_once_per_slice(tmp_path, data_file
     slices = sorted({k[0] for k in keys})
     repetitions = sorted({k[4] for k in keys})
     assert (slices, repetitions, len(keys)) == ([0, 1], [0, 1], 4)
-    paths = [f.info["path"] for f in report.frames]
+    paths = [f.report.path for f in report.frames]
     assert paths.count("trained") == 2, f"one training per slice, got {paths}"
     assert paths.count("cached kernels") == 2
 

@@ -1,4 +1,4 @@
-"""VariantGridder: cancellation and CPU thread choice."""
+"""FrameGridder: cancellation and CPU thread choice."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from app_helpers import FAST
 
 from benchmarks.evaluation import load_case
-from igrog_gadget.app.runner import VariantGridder
+from igrog_gadget.planning.gridder import FrameGridder
 from igrog_gadget.config import load_config
 from igrog_gadget.errors import GriddingCancelled
 
@@ -18,7 +18,7 @@ from igrog_gadget.errors import GriddingCancelled
 def test_cancel_stops_training_promptly_and_refuses_new_work(data_file):
     config = load_config("basic", overrides=["training.fit=network", "training.max_seconds=60", "training.epochs=1000", "training.max_steps=100000"])
     case = load_case("radial", data_file("radial_acs"), config)
-    gridder = VariantGridder(config)
+    gridder = FrameGridder(config)
     timer = threading.Timer(1.0, gridder.cancel)
     timer.start()
     started = time.monotonic()
@@ -37,6 +37,6 @@ def test_training_leaves_the_thread_count_alone(data_file):
     config = load_config("basic", overrides=FAST + [f"gridding.cpu_threads={other}"])
     assert config.gridding.cpu_threads == other != before
     case = load_case("radial", data_file("radial_acs"), config)
-    result = VariantGridder(config).grid(case.frame)
+    result = FrameGridder(config).grid(case.frame)
     assert torch.get_num_threads() == before
-    assert "cpu_threads" not in result.info
+    assert result.report is not None and result.report.device == "cpu"

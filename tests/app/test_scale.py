@@ -60,12 +60,12 @@ def frame_errors(path: Path, source: Path) -> tuple[list[float], float]:
 
 def test_many_coils_are_gridded_in_prewhitened_virtual_coils_and_written_in_physical_coils(many_coils, many_coils_replay):
     out, report = many_coils_replay
-    info = report.frames[0].info
-    assert info["coils"] == 16 and 1 < info["virtual_coils"] < 16
-    assert info["prewhitened"] is True
+    coils = report.frames[0].report.coils
+    assert coils.coils == 16 and 1 < coils.virtual_coils < 16
+    assert coils.prewhitened is True
     frames, facts = read_output(out)
     assert all(kspace.shape[0] == 16 for kspace in frames.values())
-    assert facts[0]["virtual_coils"] == info["virtual_coils"] and facts[0]["prewhitened"] is True
+    assert facts[0]["virtual_coils"] == coils.virtual_coils and facts[0]["prewhitened"] is True
     errors, nn_error = frame_errors(out, many_coils)
     assert max(errors) < 0.6 * nn_error, (errors, nn_error)
 
@@ -131,8 +131,8 @@ def test_kernels_recomputed_when_the_cache_is_too_small_give_the_same_output(man
     out_cached, report = many_coils_replay
     out = tmp_path / "nocache.h5"
     uncached = replay_file(many_coils, out, load_config("basic", overrides=QUICK + ["gridding.cache_mb=0"]))
-    assert [f.info["path"] for f in uncached.frames] == ["trained", "reused model"]
-    assert [f.info["path"] for f in report.frames] == ["trained", "cached kernels"]
+    assert [f.report.path for f in uncached.frames] == ["trained", "reused model"]
+    assert [f.report.path for f in report.frames] == ["trained", "cached kernels"]
     first, _ = read_output(out_cached)
     second, _ = read_output(out)
     for key in first:
@@ -142,9 +142,9 @@ def test_kernels_recomputed_when_the_cache_is_too_small_give_the_same_output(man
 def test_safety_time_cap_is_reported(many_coils, tmp_path):
     out = tmp_path / "capped.h5"
     report = replay_file(many_coils, out, load_config("basic", overrides=QUICK + ["training.fit=network", "training.max_seconds=0.05"]))
-    info = report.frames[0].info
-    assert info["training_stop"].startswith("safety time cap")
-    assert info["training_steps"] < STEPS
+    training = report.frames[0].report.training
+    assert training.stop.startswith("safety time cap")
+    assert training.steps < STEPS
 
 
 def test_upstream_reduced_coils_are_gridded(tmp_path):
@@ -170,8 +170,8 @@ def test_image_based_compresses_its_coil_image_series_with_the_data(tmp_path):
     simulate_to_file(source, SimulationSpec(matrix=64, coils=16, spokes=100, acs=24, write_coil_images=True, seed=4))
     out = tmp_path / "images16_cart.h5"
     report = replay_file(source, out, load_config("image_based", overrides=QUICK))
-    info = report.frames[0].info
-    assert info["virtual_coils"] < 16 and info["calibration"].startswith("images (series")
+    frame_report = report.frames[0].report
+    assert frame_report.coils.virtual_coils < 16 and frame_report.training.calibration.startswith("images (series")
     errors, nn_error = frame_errors(out, source)
     assert errors[0] < 0.4 * nn_error, (errors, nn_error)
 
@@ -220,14 +220,14 @@ def test_stack_of_stars_partitions_warm_start_with_the_first_partitions_virtual_
     energy_rule = QUICK + ["training.fit=network", "calibration.fill_centre=false", "gridding.min_virtual_coils=1", "gridding.compression_energy=0.995"]
     counts_only = energy_rule + ["training.warm_start=false", "training.max_steps=5", "calibration.source=acs"]
     alone = replay_file(source, tmp_path / "alone.h5", load_config("basic", overrides=counts_only))
-    counts = [f.info["virtual_coils"] for f in alone.frames]
+    counts = [f.report.coils.virtual_coils for f in alone.frames]
     assert len(set(counts)) > 1, counts  # the case this test is about
     out = tmp_path / "warm.h5"
     report = replay_file(source, out, load_config("basic", overrides=energy_rule + ["training.warm_start_steps=40"]))
-    infos = [f.info for f in report.frames]
-    assert [i["virtual_coils"] for i in infos] == [counts[0]] * 4
-    assert [i["warm_start"] for i in infos] == [False, True, True, True]
-    assert [i["training_steps"] for i in infos] == [STEPS, 40, 40, 40]
+    reports = [f.report for f in report.frames]
+    assert [r.coils.virtual_coils for r in reports] == [counts[0]] * 4
+    assert [r.training.warm_start for r in reports] == [False, True, True, True]
+    assert [r.training.steps for r in reports] == [STEPS, 40, 40, 40]
     from igrog_gadget.io import read_dataset
 
     assert read_dataset(out).header.encoded_matrix[2] == 4

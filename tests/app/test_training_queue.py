@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from igrog_gadget.app.training_queue import TrainingQueue
+from igrog_gadget.planning.training_queue import TrainingQueue
 
 
 

@@ -19,8 +19,8 @@ N = 32
 #: Quick deterministic training of the small 3D case (a step count, few pairs, a small solve grid).
 QUICK_3D = [
     "training.max_seconds=120",
-    "training.max_steps_3d=400",
-    "calibration.num_training_pairs_3d=12000",
+    "training.volume.max_steps=400",
+    "calibration.volume.num_training_pairs=12000",
     "calibration.selfcal_grid=32",
     "calibration.edge_margin=2",
 ]
@@ -176,7 +176,7 @@ def test_stack_of_spirals_numbering_interleaves_per_partition_is_one_frame(tmp_p
         limits = f"<kspace_encoding_step_1>\n    <minimum>0</minimum>\n    <maximum>{interleaves * partitions - 1}</maximum>"
         assert limits in xml
         h5["dataset/xml"][0] = xml.replace(limits, f"<kspace_encoding_step_1>\n    <minimum>0</minimum>\n    <maximum>{interleaves - 1}</maximum>").encode()
-    config = load_config("basic", overrides=QUICK_3D + ["training.max_steps_3d=20", "calibration.num_training_pairs_3d=2000", "calibration.source=acs"])
+    config = load_config("basic", overrides=QUICK_3D + ["training.volume.max_steps=20", "calibration.volume.num_training_pairs=2000", "calibration.source=acs"])
     reference = replay_file(source, tmp_path / "reference.h5", config)
     report = replay_file(path, tmp_path / "out.h5", config)
     assert len(report.frames) == len(reference.frames) == 1

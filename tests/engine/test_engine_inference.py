@@ -251,9 +251,7 @@ def test_datamodule_life_cycle(make_model, loss_fn) -> None:
     dm = ToyDataModule().preprocess()
     assert dm.data is None
     model = make_model(nn.Linear(3, 1))
-    state = Trainer(model, loss_fn, TrainerConfig(epochs=2, device="cpu")).fit_datamodule(dm)
+    state = Trainer(model, loss_fn, TrainerConfig(epochs=2, device="cpu")).fit(dm.train_dataloader(), dm.val_dataloader())
     assert len(state.history["val_loss"]) == 2
-    assert Inferencer().predict(model, dm) is dm
+    assert dm.postprocess(Inferencer().run(model, dm.test_dataloader())) is dm
     assert dm.data.shape == (12, 1)
-    with pytest.raises(TypeError, match="list"):
-        Trainer(model, loss_fn, TrainerConfig(device="cpu")).fit_datamodule([])  # type: ignore[arg-type]

@@ -85,7 +85,7 @@ def test_active_mode_hands_a_3d_volume_to_gadgetron(tmp_path: Path):
     from igrog_gadget.replay import replay_file
     from igrog_gadget.simulate import SimulationSpec, simulate_to_file
 
-    volume = ["training.fit_3d=closed_form", "gridding.neighbour_sources=0", "calibration.edge_margin=2"]
+    volume = ["training.volume.fit=closed_form", "gridding.neighbour_sources=0", "calibration.edge_margin=2"]
     path = tmp_path / "koosh.h5"
     simulate_to_file(path, SimulationSpec(trajectory="kooshball", matrix=20, coils=4, spokes=700, acs=12, seed=9))
     import torch

@@ -12,6 +12,7 @@ import ismrmrd
 import numpy as np
 import pytest
 
+from igrog_gadget.core.report import FrameReport
 from igrog_gadget.gadget import protocol
 from igrog_gadget.recon.images import FrameImage
 from igrog_gadget.gadget.images import frame_image
@@ -54,7 +55,7 @@ def make_frame(coils: int = 3, ny: int = 8, nx: int = 10, slice_: int = 2, repet
     )
     key = (slice_, 0, 0, 0, repetition, 0, 0)
     return GriddedFrame(
-        kspace=kspace, hits=np.ones((ny, nx), np.int32), frame_key=key, template=template, info={"variant": "basic"}
+        kspace=kspace, hits=np.ones((ny, nx), np.int32), frame_key=key, template=template, report=FrameReport(variant="basic", device="cpu")
     )
 
 

@@ -27,7 +27,7 @@ from igrog_gadget.simulate import SimulationSpec, simulate_to_file
 
 N = 20
 #: A quick deterministic 3D fit: closed-form kernels that read their spoke alone.
-VOLUME = ["training.fit_3d=closed_form", "gridding.neighbour_sources=0", "calibration.edge_margin=2"]
+VOLUME = ["training.volume.fit=closed_form", "gridding.neighbour_sources=0", "calibration.edge_margin=2"]
 
 
 #: The recorded 3D scans: a kooshball (N^3) and a stack-of-spirals (N x N x 12 partitions).

@@ -10,7 +10,7 @@ import logging
 import pytest
 from gadget_helpers import FAST_OVERRIDES, data_file, stream_dataset
 
-from igrog_gadget.app.runner import VariantGridder
+from igrog_gadget.planning.gridder import FrameGridder
 from igrog_gadget.cli import EXIT_BAD_INPUT, EXIT_FAILURE, main
 from igrog_gadget.gadget import protocol
 
@@ -24,7 +24,7 @@ def _fail_with(error: Exception):
 
 @pytest.mark.parametrize("error", [RuntimeError("injected failure"), ValueError("too many values to unpack (expected 3)")])
 def test_the_cli_reports_a_bug_as_an_internal_error(monkeypatch, tmp_path, caplog, error):
-    monkeypatch.setattr(VariantGridder, "grid", _fail_with(error))
+    monkeypatch.setattr(FrameGridder, "grid", _fail_with(error))
     output = tmp_path / "out.h5"
     overrides = [item for override in FAST_OVERRIDES for item in ("--set", override)]
     with caplog.at_level(logging.ERROR):
@@ -43,7 +43,7 @@ def test_bad_input_stays_the_users_error(tmp_path, caplog):
 
 
 def test_the_gadget_sends_internal_error_and_frees_the_session(server, radial_acs, monkeypatch, caplog):
-    monkeypatch.setattr(VariantGridder, "grid", _fail_with(ValueError("too many values to unpack (expected 3)")))
+    monkeypatch.setattr(FrameGridder, "grid", _fail_with(ValueError("too many values to unpack (expected 3)")))
     with caplog.at_level(logging.ERROR):
         received = stream_dataset(server.port, radial_acs)
     (error,) = received.of(protocol.ERROR)
@@ -62,7 +62,7 @@ def test_the_gadget_sends_internal_error_and_frees_the_session(server, radial_ac
 def test_a_session_out_of_memory_says_so(server, radial_acs, monkeypatch, error):
     """numpy's MemoryError and torch's failed CPU allocation (a RuntimeError) are out of memory,
     not a bug: the peer is told that the scan needs more memory than the session may use."""
-    monkeypatch.setattr(VariantGridder, "grid", _fail_with(error))
+    monkeypatch.setattr(FrameGridder, "grid", _fail_with(error))
     received = stream_dataset(server.port, radial_acs)
     (message,) = received.of(protocol.ERROR)
     # this server runs sessions in its own process, without a per-session limit

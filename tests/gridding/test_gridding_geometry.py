@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from igrog_gadget.core.kernels import average_on_grid, gather_sources, grid_with_kernels
+from igrog_gadget.core.plan import KernelChunks
 from igrog_gadget.errors import CalibrationError, InputDataError
 from igrog_gadget.numerics.calibration import (
     OffGridInterpolator,
@@ -115,7 +116,7 @@ def test_identity_kernels_reduce_to_nearest_neighbour_averaging():
     position = (geometry.source_index == geometry.sample_index[:, None]).argmax(axis=1)
     for coil in range(2):
         kernels[torch.arange(geometry.num_samples), coil, coil * 3 + torch.from_numpy(position)] = 1
-    kspace, hits = (tensor.numpy() for tensor in grid_with_kernels(samples, geometry, kernels, torch.device("cpu")))
+    kspace, hits = (tensor.numpy() for tensor in grid_with_kernels(samples, geometry, KernelChunks.from_model_outputs(kernels.split(7)), torch.device("cpu")))
     expected = np.zeros((2, 256), np.complex64)
     counts = np.bincount(geometry.grid_index, minlength=256)
     for coil in range(2):

@@ -189,7 +189,7 @@ def test_sense_of_an_undersampled_kooshball(tmp_path):
 
     path = tmp_path / "koosh.h5"
     simulate_to_file(path, SimulationSpec(trajectory="kooshball", matrix=20, coils=4, spokes=60, acs=12, seed=11))
-    volume = ["training.fit_3d=closed_form", "gridding.neighbour_sources=0", "calibration.edge_margin=2"]
+    volume = ["training.volume.fit=closed_form", "gridding.neighbour_sources=0", "calibration.edge_margin=2"]
     (frame,) = replay_file(path, tmp_path / "out.h5", load_config("basic", overrides=volume)).frames
     assert frame.kspace.ndim == 4 and frame.calibration.dims == 3
     truth = np.load(path.with_name("koosh.truth.npz"))

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from variants_helpers import ACCURATE, COMPARE, FAST, copy_with, error, grid, recorded, truth
 
-from igrog_gadget.core.frame import FrameInputs
+from igrog_gadget.core.frame import FrameInputs, FrameTrajectory
 from igrog_gadget.app.fieldcorr.correction import correct_field
 from igrog_gadget.app.fieldcorr.fieldmap import field_map, sample_times_s
 from igrog_gadget.numerics.segmentation import frequency_histogram, segments_for_tolerance, time_segmentation
-from igrog_gadget.app.runner import VariantGridder
+from igrog_gadget.planning.gridder import FrameGridder
 from igrog_gadget.cli import main
 from igrog_gadget.config import FieldCorrectionConfig, load_config
 from igrog_gadget.errors import ConfigError, InputDataError
@@ -34,13 +34,13 @@ def spiral_b0_results():
 
 def test_default_mode_halves_the_error_of_basic(spiral_b0_results):
     case, basic, hybrid, _ = spiral_b0_results
-    assert hybrid.info["fieldcorr_mode"] == "hybrid" and hybrid.info["b0map"] == "series:b0map"
+    assert hybrid.report.field_correction.mode == "hybrid" and hybrid.report.field_correction.b0map == "series:b0map"
     assert error(hybrid, case) <= 0.5 * error(basic, case), (error(hybrid, case), error(basic, case))
 
 
 def test_kernel_mode_beats_basic_but_not_hybrid(spiral_b0_results):
     case, basic, hybrid, kernel = spiral_b0_results
-    assert kernel.info["fieldcorr_mode"] == "kernel"
+    assert kernel.report.field_correction.mode == "kernel"
     assert error(hybrid, case) < error(kernel, case) < 0.8 * error(basic, case)
 
 
@@ -49,7 +49,7 @@ def test_no_worse_than_basic_without_off_resonance(tmp_path):
     np.save(zeros, np.zeros((64, 64), np.float32))
     path = recorded("spiral_acs")
     fieldcorr, case = grid("fieldcorr", path, COMPARE + [f"fieldcorr.b0map_file={zeros}"])
-    assert fieldcorr.info["b0map"] == f"file:{zeros}"
+    assert fieldcorr.report.field_correction.b0map == f"file:{zeros}"
     # with no field, the kernels of its calibration images (made from the data) and nothing else
     image_based, _ = grid("image_based", path, COMPARE + ["image_calibration.source=data", "calibration.fill_centre=false"])
     assert error(fieldcorr, case) <= 1.001 * error(image_based, case), (error(fieldcorr, case), error(image_based, case))
@@ -63,9 +63,7 @@ def frame(images: dict | None = None, matrix: int = 64, dwell_us: float = 5.0, r
     times = np.tile(np.arange(samples, dtype=np.float32) * dwell_us, (readouts, 1))
     return FrameInputs(
         samples=np.zeros((4, readouts, samples), np.complex64),
-        traj=np.zeros((readouts, samples, 2), np.float32),
-        matrix=(matrix, matrix),
-        sample_times_us=times,
+        trajectory=FrameTrajectory(np.zeros((readouts, samples, 2), np.float32), (matrix, matrix), sample_times_us=times),
         images=images or {},
     )
 
@@ -220,15 +218,16 @@ def test_kernel_mode_reuses_kernels_only_for_the_same_sample_times():
     from benchmarks.evaluation import load_case
 
     case = load_case("spiral_b0", recorded("spiral_b0"), config)
-    gridder = VariantGridder(config)
+    gridder = FrameGridder(config)
     first = gridder.grid(case.frame)
     again = gridder.grid(case.frame)
-    assert again.info["path"] == "cached kernels"
+    assert again.report.path == "cached kernels"
     np.testing.assert_array_equal(again.kspace, first.kspace)
-    slower = gridder.grid(dataclasses.replace(case.frame, sample_times_us=case.frame.sample_times_us * 1.1))
-    assert slower.info["path"] == "reused model" and gridder.trainings == 1
+    slower_times = dataclasses.replace(case.frame.trajectory, sample_times_us=case.frame.sample_times_us * 1.1)
+    slower = gridder.grid(dataclasses.replace(case.frame, trajectory=slower_times))
+    assert slower.report.path == "reused model" and gridder.trainings == 1
     # A later frame without a map is an error even when kernels are cached (hybrid mode).
-    hybrid = VariantGridder(load_config("fieldcorr", overrides=FAST))
+    hybrid = FrameGridder(load_config("fieldcorr", overrides=FAST))
     hybrid.grid(case.frame)
     without_map = dataclasses.replace(case.frame, images={k: v for k, v in case.frame.images.items() if k != "b0map"})
     with pytest.raises(InputDataError, match="needs a B0 map"):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from variants_helpers import ACCURATE, COMPARE, FAST, coil_images_of, copy_with, error, grid, recorded, truth
 
-from igrog_gadget.core.frame import FrameInputs
+from igrog_gadget.core.frame import FrameInputs, FrameTrajectory
 from igrog_gadget.app.image_based.sources import calibration_images, coil_images_from_data
 from igrog_gadget.cli import main
 from igrog_gadget.config import ImageCalibrationConfig, load_config
@@ -46,7 +46,7 @@ def test_series_coil_images_match_basic_with_full_and_small_acs(radial_with_imag
     full, small = radial_with_images
     basic_full, case = grid("basic", full, COMPARE)
     image_full, _ = grid("image_based", full, COMPARE)
-    assert image_full.info["calibration"] == "images (series:coil_images)"
+    assert image_full.report.training.calibration == "images (series:coil_images)"
     assert error(image_full, case) <= 1.03 * error(basic_full, case), (error(image_full, case), error(basic_full, case))
 
     basic_small, small_case = grid("basic", small, COMPARE)
@@ -62,7 +62,7 @@ def test_images_made_from_the_data_match_basic_self_calibration():
     path = recorded("radial_selfcal")
     basic, case = grid("basic", path, COMPARE)
     image, _ = grid("image_based", path, COMPARE)
-    assert image.info["calibration"] == "images (data)"
+    assert image.report.training.calibration == "images (data)"
     assert error(image, case) <= 1.05 * error(basic, case), (error(image, case), error(basic, case))
 
 
@@ -84,7 +84,7 @@ def test_sensitivity_maps_with_reference_image(tmp_path):
     images = {"sensitivity_maps": t["sensitivity_maps"], "reference_image": t["image"][0, 0][None]}
     path = copy_with(tmp_path, "radial_acs", images=images, change=central_acs(16))
     result, case = grid("image_based", path, ACCURATE)
-    assert result.info["calibration"] == "images (series:sensitivity_maps+reference image)"
+    assert result.report.training.calibration == "images (series:sensitivity_maps+reference image)"
     assert error(result, case) < 0.07
 
 
@@ -92,7 +92,7 @@ def frame_with(images: dict[str, np.ndarray], coils: int = 4, matrix: int = 64) 
     """A minimal frame for the image-source logic (no samples needed when images are given)."""
     traj = np.zeros((1, 8, 2), dtype=np.float32)
     return FrameInputs(
-        samples=np.zeros((coils, 1, 8), np.complex64), traj=traj, matrix=(matrix, matrix), images=images
+        samples=np.zeros((coils, 1, 8), np.complex64), trajectory=FrameTrajectory(traj, (matrix, matrix)), images=images
     )
 
 

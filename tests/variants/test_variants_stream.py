@@ -83,7 +83,7 @@ def test_3d_stream_with_3d_image_series_equals_replay(server, tmp_path):
         trajectory="stack_of_spirals", matrix=16, coils=2, interleaves=4, partitions=12, acs=12, snr=50.0, seed=3,
         b0_max_hz=40.0, readout_ms=6.0, write_b0map=True, write_coil_images=True,
     ))
-    overrides = ["training.fit_3d=closed_form", "calibration.edge_margin=2"]
+    overrides = ["training.volume.fit=closed_form", "calibration.edge_margin=2"]
     output = tmp_path / "replay.h5"
     replay_file(path, output, load_config("fieldcorr", None, overrides))
     properties = [("variant", "fieldcorr"), ("output", "acquisitions")] + [("set", o) for o in overrides]

@@ -8,7 +8,7 @@ import pytest
 from variants_helpers import error, grid
 
 from benchmarks.baselines3d import grid_nearest_neighbour_3d
-from igrog_gadget.core.frame import FrameInputs
+from igrog_gadget.core.frame import FrameInputs, FrameTrajectory
 from igrog_gadget.app.fieldcorr.fieldmap import field_map
 from igrog_gadget.app.image_based.sources import calibration_images
 from igrog_gadget.config import FieldCorrectionConfig, ImageCalibrationConfig
@@ -19,7 +19,7 @@ from igrog_gadget.simulate import SimulationSpec, load_truth, simulate_to_file
 from igrog_gadget.config import load_config
 
 #: Closed-form kernels (no training) of a small 3D frame; targets 2 grid units inside the block.
-CLOSED_3D = ["training.fit_3d=closed_form", "calibration.edge_margin=2"]
+CLOSED_3D = ["training.volume.fit=closed_form", "calibration.edge_margin=2"]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_image_based_grids_a_kooshball_from_its_3d_coil_images(koosh):
     ACS block alone, the kooshball's centre being too sparse for a larger joint block)."""
     image_based, case = grid("image_based", koosh, CLOSED_3D)
     basic, _ = grid("basic", koosh, CLOSED_3D)
-    assert image_based.info["calibration"] == "images (series:coil_images)"
+    assert image_based.report.training.calibration == "images (series:coil_images)"
     assert image_based.kspace.shape == (3, 16, 16, 16)
     assert np.array_equal(image_based.hits, basic.hits)
     # recorded: image_based 0.043, basic 0.086, nearest neighbour 0.229
@@ -85,8 +85,8 @@ def test_image_based_grids_a_kooshball_from_its_3d_coil_images(koosh):
 def test_image_based_makes_3d_coil_images_from_the_data(koosh):
     """The kooshball's centre is dense only within an 8^3 cube (400 spokes): its images' k-space
     gives targets there (a margin of 0.5 grid units leaves room for the source reach)."""
-    result, case = grid("image_based", koosh, ["training.fit_3d=closed_form", "calibration.edge_margin=0.5", "image_calibration.source=data"])
-    assert result.info["calibration"] == "images (data)"
+    result, case = grid("image_based", koosh, ["training.volume.fit=closed_form", "calibration.edge_margin=0.5", "image_calibration.source=data"])
+    assert result.report.training.calibration == "images (data)"
     # recorded: 0.046 against nearest neighbour's 0.229
     assert error(result, case) < 0.3 * nearest_neighbour_error(case)
 
@@ -96,16 +96,16 @@ def test_fieldcorr_grids_a_3d_stack_to_the_field_free_kspace(stack_b0, stack_bas
     0.286, 0.21x)."""
     fieldcorr, case = grid("fieldcorr", stack_b0, CLOSED_3D)
     basic, _ = stack_basic
-    assert fieldcorr.info["b0map"] == "series:b0map" and fieldcorr.kspace.shape == (4, 16, 24, 24)
+    assert fieldcorr.report.field_correction.b0map == "series:b0map" and fieldcorr.kspace.shape == (4, 16, 24, 24)
     assert error(fieldcorr, case) <= 0.35 * error(basic, case), (error(fieldcorr, case), error(basic, case))
 
 
 def test_fieldcorr_kernel_mode_on_a_3d_stack(stack_b0, stack_basic):
     """Time-dependent 3D kernels (a short training: recorded 0.11 against basic's 0.29)."""
-    quick = ["training.max_steps_3d=100", "calibration.num_training_pairs_3d=4000", "calibration.edge_margin=2"]
+    quick = ["training.volume.max_steps=100", "calibration.volume.num_training_pairs=4000", "calibration.edge_margin=2"]
     kernel, case = grid("fieldcorr", stack_b0, quick + ["fieldcorr.mode=kernel"])
     basic, _ = stack_basic
-    assert kernel.info["fieldcorr_mode"] == "kernel"
+    assert kernel.report.field_correction.mode == "kernel"
     assert error(kernel, case) <= 0.6 * error(basic, case), (error(kernel, case), error(basic, case))
 
 
@@ -114,9 +114,11 @@ def volume_frame(images: dict) -> FrameInputs:
     rng = np.random.default_rng(0)
     return FrameInputs(
         samples=(rng.standard_normal((4, 8, 32)) + 0j).astype(np.complex64),
-        traj=rng.uniform(-6, 6, (8, 32, 3)).astype(np.float32),
-        matrix=(16, 16, 12),
-        sample_times_us=np.tile(np.arange(32, dtype=np.float32) * 5.0, (8, 1)),
+        trajectory=FrameTrajectory(
+            traj=rng.uniform(-6, 6, (8, 32, 3)).astype(np.float32),
+            matrix=(16, 16, 12),
+            sample_times_us=np.tile(np.arange(32, dtype=np.float32) * 5.0, (8, 1)),
+        ),
         images=images,
     )
 

@@ -10,7 +10,7 @@ import ismrmrd
 import numpy as np
 
 from benchmarks.evaluation import Case, load_case, nrmse_on_sampled
-from igrog_gadget.app.runner import VariantGridder
+from igrog_gadget.planning.gridder import FrameGridder
 from igrog_gadget.config import load_config
 from igrog_gadget.io.acquisitions import copy_acquisitions, each_acquisition
 from igrog_gadget.io.reader import open_dataset_readonly
@@ -104,7 +104,7 @@ def grid(variant: str, path: Path, overrides: list[str], frame_hook: Callable | 
     case = load_case(path.stem, path, config)
     if frame_hook is not None:
         frame_hook(case.frame)
-    return VariantGridder(config).grid(case.frame), case
+    return FrameGridder(config).grid(case.frame), case
 
 
 def error(result, case: Case) -> float:

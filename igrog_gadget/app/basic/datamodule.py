@@ -8,7 +8,7 @@ References:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from igrog_gadget.core.calibrate import calibration_block
 from igrog_gadget.core.datamodule import GriddingDataModule, prepared
 from igrog_gadget.core.frame import FrameInputs, GriddedKSpace, sample_geometry
 from igrog_gadget.core.kernels import grid_with_kernels, mean_time_on_grid
+from igrog_gadget.core.plan import KernelChunks
 from igrog_gadget.core.pairs import TrainingPairs, source_whitening, synthesize_pairs
 from igrog_gadget.config import IgrogConfig
 from igrog_gadget.numerics.calibration import CalibrationBlock, OffGridInterpolator
@@ -34,8 +35,8 @@ class BasicDataModule(GriddingDataModule):
     After ``preprocess()``: ``geometry`` (targets/sources of all samples) and, when
     ``with_training`` is true, ``pairs`` (synthesised training data) and ``whitening``
     (the source whitening matrix the model is built with). ``postprocess(kernels)``
-    grids the frame; ``data`` is then a ``GriddedKSpace`` and ``kernels`` (n, coils,
-    coils*sources) the kernels it used. 2D and 3D frames alike (``volumetric``).
+    grids the frame with a plan's ``KernelChunks``; ``data`` is then a ``GriddedKSpace``. 2D
+    and 3D frames alike (``volumetric``).
     """
 
     volumetric = True
@@ -49,7 +50,6 @@ class BasicDataModule(GriddingDataModule):
         self.pairs: TrainingPairs | None = None
         self.val_pairs: TrainingPairs | None = None
         self.whitening: torch.Tensor | None = None
-        self.kernels: torch.Tensor | tuple[torch.Tensor, ...] | None = None
         self.device = resolve_device(config.gridding.device)
         self.data: GriddedKSpace | None = None
 
@@ -91,8 +91,9 @@ class BasicDataModule(GriddingDataModule):
         dataset = TensorDictDataset(offsets=torch.from_numpy(geometry.offsets), hits=torch.from_numpy(hits))
         return batch_loader(dataset, self.config.gridding.inference_batch_size, False)
 
-    def postprocess(self, outputs: Iterable[torch.Tensor]) -> "BasicDataModule":
-        """Grid the frame with the kernel batches of the inferencer, consumed one at a time."""
+    def postprocess(self, outputs: KernelChunks) -> "BasicDataModule":
+        """Grid the frame with its plan's kernels (the model's outputs over ``test_dataloader()``,
+        kept or streamed: ``igrog_gadget.core.plan``), consumed one chunk at a time."""
         self.grid(outputs)
         return self
 
@@ -189,24 +190,13 @@ class BasicDataModule(GriddingDataModule):
         )
 
     # --- gridding ---------------------------------------------------------------
-    def apply_kernels(self, kernels: torch.Tensor | Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(kspace (coils, ny, nx), hits (ny, nx))`` tensors on the gridding device of the frame gridded with ``kernels``
-        ((n, coils, coils*sources), or consecutive chunks of it: a tuple of cached chunks or an
-        iterator from the inferencer). Kernels from an iterator are kept in ``kernels`` (a tuple
-        of transposed chunks, (m, coils*sources, coils): the cache's layout) when ``keep_kernels``."""
-        reused = isinstance(kernels, (torch.Tensor, tuple))  # already computed (a tuple: cached, transposed)
-        kept: list[torch.Tensor] | None = [] if self.keep_kernels and not reused else None
-        kspace, hits = grid_with_kernels(
-            self.frame.flat_samples(), self.prepared_geometry, kernels, self.device, kept, transposed=isinstance(kernels, tuple)
-        )
-        if isinstance(kernels, (torch.Tensor, tuple)):  # reused
-            self.kernels = kernels
-        else:
-            self.kernels = tuple(kept) if kept else None
-        return kspace, hits
+    def apply_kernels(self, kernels: KernelChunks) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(kspace (coils, [nz,] ny, nx), hits ([nz,] ny, nx))`` tensors on the gridding device:
+        the frame gridded with ``kernels``."""
+        return grid_with_kernels(self.frame.flat_samples(), self.prepared_geometry, kernels, self.device)
 
-    def grid(self, kernels: torch.Tensor | Iterable[torch.Tensor]) -> GriddedKSpace:
-        """Apply ``kernels`` (n, coils, coils*sources), or chunks of it, to the frame and average on the grid."""
+    def grid(self, kernels: KernelChunks) -> GriddedKSpace:
+        """Apply ``kernels`` to the frame and average on the grid."""
         kspace, hits = self.apply_kernels(kernels)
         mean_time = None
         if self.frame.sample_times_us is not None:

@@ -20,9 +20,9 @@ NUFFTs and FFTs.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
-from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -33,6 +33,8 @@ from igrog_gadget.core.datamodule import prepared
 from igrog_gadget.core.frame import FrameInputs, FrameTrajectory, GriddedKSpace
 from igrog_gadget.core.kernels import average_on_grid, mean_time_on_grid
 from igrog_gadget.core.pairs import TrainingPairs, target_range
+from igrog_gadget.core.plan import KernelChunks
+from igrog_gadget.core.report import FieldCorrectionReport
 from igrog_gadget.app.fieldcorr.correction import correct_field
 from igrog_gadget.app.fieldcorr.fieldmap import B0MAP_SERIES, field_map, sample_times_s
 from igrog_gadget.app.image_based.pairs import hits_at, image_kspace, image_pairs, sample_targets
@@ -117,9 +119,9 @@ class FieldCorrDataModule(ImageBasedDataModule):
         return {"time_scale_s": self.time_scale_s}
 
     @classmethod
-    def kernel_fingerprint(cls, trajectory: FrameTrajectory, config: IgrogConfig) -> str:
+    def kernel_fingerprint(cls, trajectory: FrameTrajectory, num_coils: int, config: IgrogConfig) -> str:
         """Kernel mode: the sample times too (the kernels depend on them)."""
-        fingerprint = super().kernel_fingerprint(trajectory, config)
+        fingerprint = super().kernel_fingerprint(trajectory, num_coils, config)
         if prepared(config.fieldcorr, "the [fieldcorr] section").mode != "kernel":
             return fingerprint
         times = trajectory.sample_times_us
@@ -240,21 +242,20 @@ class FieldCorrDataModule(ImageBasedDataModule):
         return out
 
     # --- gridding ---------------------------------------------------------------
-    def grid(self, kernels: torch.Tensor | Iterable[torch.Tensor]) -> GriddedKSpace:
-        """Grid with ``kernels`` (a tensor or chunks); in hybrid mode remove the field on the Cartesian side."""
+    def grid(self, kernels: KernelChunks) -> GriddedKSpace:
+        """Grid with ``kernels``; in hybrid mode remove the field on the Cartesian side."""
         self.load_field_inputs()  # the frame may be new (cached kernels)
         kspace, hits = self.apply_kernels(kernels)
         times = effective_times(self.prepared_times, self.prepared_geometry)
         mean_time = mean_time_on_grid(self.prepared_times.reshape(-1) * 1e6, self.prepared_geometry)
-        info: dict = {"b0map": self.field_source, "fieldcorr_mode": self.mode}
+        field = FieldCorrectionReport(b0map=self.field_source, mode=self.mode)
         if self.mode == "hybrid":
             segmentation, weights = self.segment_weights(times)
             kspace = correct_field(
                 kspace, hits, self.prepared_field, segmentation.tau_s, weights, self.field_config.cg_iterations, self.device
             )
-            info["time_segments"] = segmentation.num_segments
-            info["segmentation_error"] = segmentation.max_error
-        self.data = GriddedKSpace(kspace=kspace.cpu().numpy(), hits=hits.cpu().numpy(), mean_time_us=mean_time, info=info)
+            field = dataclasses.replace(field, time_segments=segmentation.num_segments, segmentation_error=segmentation.max_error)
+        self.data = GriddedKSpace(kspace=kspace.cpu().numpy(), hits=hits.cpu().numpy(), mean_time_us=mean_time, field_correction=field)
         return self.data
 
     def segment_weights(self, times: np.ndarray):

@@ -8,7 +8,7 @@ of an ACS block. Where the images come from: ``igrog_gadget.app.image_based.sour
 
 2D and 3D frames alike: a 3D frame (kooshball, 3D stack of spirals, cones) calibrates from 3D
 coil images (coils, mz, my, mx), its pairs by a 3D NUFFT and FFT; the kernels are fitted as
-``basic`` fits a 3D frame's (``training.fit_3d``).
+``basic`` fits a 3D frame's (``training.volume.fit``).
 
 References:
     Abraham, Nishimura, Cao, Liao, Setsompop, "Implicit Representation of GRAPPA Kernels

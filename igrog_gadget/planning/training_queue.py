@@ -1,7 +1,7 @@
 """Kernel trainings run one at a time, in the order they were submitted, on one worker thread.
 
 A job's inputs (and the model it warm-starts from) are fixed when it is submitted (see
-``VariantGridder``), and every job runs on the same worker thread with the same torch thread
+``TrainingService``), and every job runs on the same worker thread with the same torch thread
 count, so running the jobs in the background (streaming: training overlaps the scan) or
 waiting for each (replay) gives the same models, bit for bit.
 """
