@@ -30,43 +30,19 @@ from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any
 
-import ismrmrd
-
 from igrog_gadget.errors import ConfigError, GriddingCancelled, IgrogError
 from igrog_gadget.gadget import protocol
-from igrog_gadget.gadget.images import ImagesOutput
+from igrog_gadget.gadget.handshake import Handshake, handshake_properties
 from igrog_gadget.gadget.protocol import Message, MessageChannel, PeerClosedError, ProtocolError, WireBytes
-from igrog_gadget.gadget.recondata import encode_frame, frame_in_recon_fov
-from igrog_gadget.io.acquisitions_output import AcquisitionsOutput
-from igrog_gadget.io.output_geometry import OutputGeometry
-from igrog_gadget.io.calibration_lines import CalibrationLedger
-from igrog_gadget.gadget.settings import (
-    Dialect,
-    GadgetSettings,
-    parse_json_text,
-    properties_from_json,
-    properties_from_xml,
-)
-from igrog_gadget.io import (
-    acquisition_from_readout,
-    image_from_item,
-    image_item_from_image,
-    image_series_name,
-    parse_header,
-    readout_from_header_and_arrays,
-)
+from igrog_gadget.gadget.session_output import SessionOutput
+from igrog_gadget.gadget.settings import Dialect, GadgetSettings, parse_json_text, properties_from_json
+from igrog_gadget.io import image_item_from_image, image_series_name, parse_header, readout_from_header_and_arrays
 from igrog_gadget.limits import ResourceLimits
-from igrog_gadget.scan import GriddedFrame, ImageItem, Readout, ScanHeader
+from igrog_gadget.scan import ScanHeader
 from igrog_gadget.stream.pipeline import GriddingPipeline
 
 logger = logging.getLogger(__name__)
 
-#: Meta attributes that name an incoming image's series (first found wins).
-
-#: CONFIG_FILE names the gadget understands (besides these, ``igrog_<variant>`` and ``<variant>``).
-#: Config names that mean the server's own settings (``igrog serve`` options): Siemens OpenRecon
-#: always sends ``openrecon``.
-GENERIC_CONFIG_NAMES = ("", "igrog", "igrog_gadget", "default", "openrecon")
 
 
 class SessionSlots:
@@ -134,15 +110,6 @@ class SessionReport:
         if self.last_calibration_arrival is None or self.first_frame_sent is None:
             return None
         return self.first_frame_sent - self.last_calibration_arrival
-
-
-@dataclass
-class Handshake:
-    """What the peer sent before its data."""
-
-    config_name: str | None = None
-    config_text: str | None = None
-    header_xml: str = ""
 
 
 @dataclass
@@ -258,19 +225,10 @@ class GadgetSession:
         self.output = ""
         self._inbox = _Inbox(max_buffered_bytes)
         self._reader: threading.Thread | None = None
-        self._images: ImagesOutput | None = None
-        """What frames become in ``output=images`` (coil maps cached per calibration key)."""
-        self._calibration = CalibrationLedger(False)
-        """Calibration keys whose blocks were passed on in ``output=recondata`` (``[output] calibration``)."""
-        self._acquisitions = AcquisitionsOutput(calibration=False, weights=False)
-        """What frames become in ``output=acquisitions``; counts the acquisitions sent."""
-        self._last_calibration: float | None = None
-        self._arrival: float | None = None
-        self._last_readout_arrival: dict[tuple, float] = {}
-        """Per frame key: arrival of its latest imaging readout (for the frame's latency)."""
+        self._sender: SessionOutput | None = None
+        """Encodes and sends the outputs (made with the pipeline)."""
         self._raw_waiting: dict[int, WireBytes] = {}
         """Raw messages of pass-through items the pipeline holds behind a training frame (by id)."""
-        """perf_counter() arrival of the message being handled (the one that completes frames)."""
         self._error_reported = False
 
     # --- entry point ----------------------------------------------------------------------
@@ -427,7 +385,7 @@ class GadgetSession:
         """Check the configuration and header (bad settings are reported now, not when the first
         data arrive; a JSON TEXT may add more later) and take a session slot; returns the
         configuration's properties."""
-        properties = self._handshake_properties(handshake)
+        properties = handshake_properties(handshake, self._unknown_config_name)
         config = self.defaults.merged(properties, "configuration").igrog_config()
         self.resource_limits.check_config(config)
         self.header = parse_header(handshake.header_xml)
@@ -470,34 +428,11 @@ class GadgetSession:
         handshake.header_xml = second.value
         return handshake
 
-    def _handshake_properties(self, handshake: Handshake) -> list[tuple[str, str]]:
-        origin = "configuration"
-        if handshake.config_name is not None:
-            return self._properties_from_config_name(handshake.config_name)
-        text = (handshake.config_text or "").strip()
-        if text.startswith("<"):
-            return properties_from_xml(text, origin)
-        data = parse_json_text(text)
-        if data is not None:
-            return properties_from_json(data, origin)
-        if text and len(text.split()) == 1:
-            return self._properties_from_config_name(text)
-        if not text:
-            return []
-        raise ConfigError(f"{origin}: neither a <configuration> XML, a JSON object nor a config name: {text[:80]!r}")
-
-    def _properties_from_config_name(self, name: str) -> list[tuple[str, str]]:
+    def _unknown_config_name(self, name: str) -> None:
+        """A configuration name the gadget does not know: logged (and told to an MRD client); the
+        session runs with the server's settings."""
         from igrog_gadget.config import VARIANTS
 
-        stem = name.strip()
-        for suffix in (".xml", ".toml", ".json"):
-            if stem.endswith(suffix):
-                stem = stem[: -len(suffix)]
-        if stem in GENERIC_CONFIG_NAMES:
-            return []
-        variant = stem[len("igrog_") :] if stem.startswith("igrog_") else stem
-        if variant in VARIANTS:
-            return [("variant", variant)]
         logger.warning(
             "%s: unknown config name %r; using the server's settings (names the gadget knows: igrog, igrog_<variant>, "
             "<variant> with variant one of %s)",
@@ -511,7 +446,6 @@ class GadgetSession:
                     protocol.TEXT, f"WARNING  iGROG gadget: unknown config {name!r}; using the server's settings", True
                 )
             )
-        return []
 
     def _start_pipeline(self, properties: list[tuple[str, str]]) -> None:
         settings = self.defaults.merged(properties, "configuration")
@@ -525,17 +459,16 @@ class GadgetSession:
         self.resource_limits.check_config(config)
         self.settings = settings
         self.output = output
-        self._calibration = CalibrationLedger(config.output.calibration)
         self.report.variant = config.variant
         self.report.output = output
         assert self.header is not None
-        self._acquisitions = AcquisitionsOutput(config.output.calibration, config.output.weights)
         try:
             self.pipeline = GriddingPipeline(
                 self.header, config, resource_limits=self.resource_limits, background_training=True
             )
         except ValueError as error:  # e.g. device=cuda without CUDA
             raise ConfigError(str(error)) from None
+        self._sender = SessionOutput(self.channel, self.report, self.header, settings, config, output, self.pipeline.gridder.device)
         logger.info(
             "%s: gridding %s %s data (matrix %s) with variant %s on %s; output %s",
             self.channel.peer,
@@ -597,9 +530,9 @@ class GadgetSession:
     # --- processing -----------------------------------------------------------------------
     def _handle(self, message: Message, arrival: float) -> bool:
         """Process one message; True when the session is complete."""
-        pipeline = self.pipeline
-        assert pipeline is not None
-        self._arrival = arrival
+        pipeline, sender = self.pipeline, self._sender
+        assert pipeline is not None and sender is not None
+        sender.note_arrival(arrival)
         mid = message.mid
         if mid == protocol.ACQUISITION:
             wire = message.value
@@ -611,10 +544,7 @@ class GadgetSession:
                 self.report.acquisitions_in,
             )
             self.report.acquisitions_in += 1
-            if readout.is_calibration() and self.report.first_frame_sent is None:
-                self._last_calibration = arrival
-            if readout.is_imaging():
-                self._last_readout_arrival[readout.frame_key()] = arrival
+            sender.note_arrival(arrival, readout)
             self._emit(pipeline.process(readout), readout, message)
             return False
         if mid == protocol.IMAGE:
@@ -637,79 +567,18 @@ class GadgetSession:
         raise SessionError(f"unexpected {message.name} message in the data stream")
 
     def _emit(self, outputs: list[Any], item: Any, message: Message | None) -> None:
-        """Serialise every output completely, then send them in order."""
+        """Send every output in order; a pass-through item the pipeline holds behind a frame still
+        training keeps its raw message until it leaves."""
         if self._inbox.error is not None:  # the peer went away while this item was processed
             raise self._inbox.error
+        assert self._sender is not None
         for out in outputs:
-            payloads: list[WireBytes]
             raw = message.raw if message is not None and item is not None and out is item else self._raw_waiting.pop(id(out), None)
-            if raw is not None:
-                payloads = [raw]  # exactly as it arrived
-                self.report.passthrough_out += 1
-                if isinstance(out, Readout):
-                    self._acquisitions.count_passed_through()
-            elif isinstance(out, _PassThrough):
-                payloads = [out.message.raw]
-                self.report.passthrough_out += 1
-            elif isinstance(out, GriddedFrame):
-                payloads = self._encode_frame(out)
-            elif isinstance(out, Readout):
-                payloads = [protocol.encode_acquisition(acquisition_from_readout(out))]
-                self._acquisitions.count_passed_through()
-                self.report.passthrough_out += 1
-            elif isinstance(out, ImageItem):
-                payloads = [protocol.encode_image(image_from_item(out))]
-                self.report.passthrough_out += 1
-            else:
-                raise SessionError(f"the pipeline returned an item the gadget cannot send: {type(out).__name__}")
-            self.channel.send(*payloads)
-            self.report.messages_out += len(payloads)
-            if isinstance(out, GriddedFrame):
-                self._frame_sent(out)
+            if raw is None and isinstance(out, _PassThrough):
+                raw = out.message.raw
+            self._sender.send(out, raw)
         if message is not None and item is not None and self.pipeline is not None and self.pipeline.holds(item):
             self._raw_waiting[id(item)] = message.raw  # it leaves later, behind a frame still training
-
-    def _encode_frame(self, frame: GriddedFrame) -> list[WireBytes]:
-        assert self.header is not None and self.settings is not None and self.pipeline is not None
-        config = self.pipeline.config
-        geometry = OutputGeometry.of_frames(self.header, config.gridding.grid_oversampling, frame.kspace.shape[1:])
-        if self.output == "acquisitions":  # the full grid, exactly as replay writes it
-            return [
-                protocol.encode_acquisition(item) if isinstance(item, ismrmrd.Acquisition) else protocol.encode_image(item)
-                for item in self._acquisitions.items(frame, geometry)
-            ]
-        if self.output == "recondata":  # oversampling beyond the reconSpace FOV removed
-            cropped, fov = frame_in_recon_fov(frame, geometry)
-            reference = self._calibration.due(cropped)
-            first_scan_counter = self._acquisitions.acquisitions_sent
-            return [encode_frame(cropped, fov, first_scan_counter, reference=reference, density=config.output.weights)]
-        if self._images is None:
-            self._images = ImagesOutput(
-                config.recon, self.pipeline.gridder.device, self.settings.image_series_index, self.settings.image_dtype
-            )
-        return [protocol.encode_image(self._images.image(frame, geometry))]
-
-    def _frame_sent(self, frame: GriddedFrame) -> None:
-        sent = time.perf_counter()
-        arrival = self._last_readout_arrival.pop(frame.frame_key, self._arrival)
-        latency = sent - arrival if arrival is not None else float("nan")
-        self.report.frames_out += 1
-        report = frame.report
-        self.report.frame_paths.append(report.path.value if report else "")
-        self.report.frame_latencies_s.append(latency)
-        if self.report.first_frame_sent is None:
-            self.report.first_frame_sent = sent
-            self.report.last_calibration_arrival = self._last_calibration
-        logger.info(
-            "%s: sent frame %s %.2f s after its last readout arrived (%s, %.2f s, estimated gridding NRMSE %.3g%s)",
-            self.channel.peer,
-            _frame_label(frame),
-            latency,
-            report.path.value if report else "?",
-            report.total_s if report else 0.0,
-            report.estimated_nrmse if report else float("nan"),
-            f"; training {report.training.stop}" if report and report.training else "",
-        )
 
     # --- ending ---------------------------------------------------------------------------
     def _send_close(self) -> None:
@@ -748,13 +617,6 @@ def _is_allocation_failure(error: BaseException) -> bool:
     text = str(error)
     markers = ("can't allocate memory", "can't start new thread")
     return isinstance(error, RuntimeError) and (any(m in text for m in markers) or "out of memory" in text.lower())
-
-
-def _frame_label(frame: GriddedFrame) -> str:
-    from igrog_gadget.scan import FRAME_KEY_FIELDS
-
-    values = dict(zip(FRAME_KEY_FIELDS, frame.frame_key))
-    return ", ".join(f"{k}={v}" for k, v in values.items() if k in ("slice", "repetition", "contrast") or v)
 
 
 __all__ = ["Dialect", "GadgetSession", "Handshake", "SessionError", "SessionReport"]
