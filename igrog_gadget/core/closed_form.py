@@ -35,6 +35,7 @@ import math
 from typing import TYPE_CHECKING
 
 import numpy as np
+import scipy.sparse
 import torch
 from torch import nn
 
@@ -61,6 +62,11 @@ SHARED_DIFFERENCE_TOLERANCE = 1e-4
 #: Smallest ridge, relative to the mean source power: keeps ``Q`` positive definite where the
 #: calibration gives no noise estimate (an ACS block alone) or thousands of samples share a point.
 MIN_RELATIVE_LOADING = 1e-6
+#: ``ShiftTable`` (2D): table points per grid unit of shift. Cubic Lagrange interpolation between
+#: them: largest error 7e-6 of ``R``'s peak at 16 (embedded sample's block, 100 000 random shifts,
+#: against finufft at 1e-12), below finufft's 5.6e-5 at the 1e-4 tolerance ``P`` used and its
+#: 8.4e-6 at the 1e-5 of single-precision ``Q``.
+TABLE_POINTS_PER_UNIT = 16
 #: Grid units the shifts of ``BlockCorrelation`` are rounded to (far below finufft's precision).
 SHIFT_QUANTUM = 2.0**-30
 #: finufft precision of the correlations: ``Q`` in double and single precision (whose positive
@@ -95,6 +101,8 @@ class BlockCorrelation:
         )
         """Shape (coils * coils, [az,] ay, ax), complex128: ``m_c conj(m_d)`` over the padded image grid."""
         self._products_single = self.products.astype(np.complex64)
+        self._table: ShiftTable | None = None
+        """Made at the first single-precision evaluation in 2D (``_evaluate``)."""
         self.at_zero = self(np.zeros((1, self.dims)), precise=True)[0]
         """``R(0)`` (coils, coils), complex128: the block's mean coil covariance."""
         self.power = float(np.real(np.trace(self.at_zero))) / coils
@@ -125,14 +133,78 @@ class BlockCorrelation:
         return self._evaluate(shifts[first], False, _EPS_TARGETS)[inverse]
 
     def _evaluate(self, shifts: np.ndarray, precise: bool, eps: float) -> np.ndarray:
-        """``R(shifts)`` at finufft tolerance ``eps``, in double precision when ``precise``."""
+        """``R(shifts)``: in double precision at finufft tolerance ``eps`` when ``precise``; else
+        in single precision, from the 2D ``ShiftTable`` (one set of interpolation weights per
+        shift for every coil pair) or, in 3D, finufft at ``eps``."""
         if shifts.shape[0] == 0:
             return np.zeros((0, self.coils, self.coils), dtype=np.complex128 if precise else np.complex64)
+        if not precise and self.dims == 2:
+            reach = float(np.max(np.abs(shifts)))
+            if self._table is None or not self._table.covers(reach):
+                self._table = ShiftTable(self.products, reach, TABLE_POINTS_PER_UNIT)
+            return self._table(shifts).reshape(-1, self.coils, self.coils)
         dtype = np.float64 if precise else np.float32
         points = finufft_points(shifts, self.grid, dtype)
         data = self.products if precise else self._products_single
         values = dimensions(self.dims).nufft_type2()(*points, data, eps=eps, isign=-1, **finufft_options())
         return np.ascontiguousarray(values.T).reshape(-1, self.coils, self.coils)
+
+
+class ShiftTable:
+    """``R(shift)`` of every coil pair on a fine 2D grid of shifts around 0, interpolated.
+
+    The table holds ``R`` at shifts ``-reach .. reach`` grid units in steps of ``1 / points_per_unit``
+    on both axes (one separable DFT of the block's image products: ``R(d) = sum_r p(r) e^{-2 pi i
+    d r / G}``). A shift's value is the cubic (4-point) Lagrange interpolation of its 4 x 4
+    neighbouring table points, the same 16 weights for every coil pair: one sparse matrix
+    product ``W @ table`` evaluates all pairs at all shifts (finufft would interpolate each pair on
+    its own). ``R`` is band-limited to half a cycle per grid unit (the image products live on the
+    field of view), so the interpolation error is about ``(pi h)^4 / 43`` relative, ``h`` the step.
+    scipy's sparse product runs on one thread: the values do not depend on thread counts.
+    """
+
+    def __init__(self, products: np.ndarray, reach: float, points_per_unit: int) -> None:
+        """``products``: (pairs, ay, ax) complex, the block's image products (``BlockCorrelation.products``);
+        ``reach``: largest |shift| component (grid units) to evaluate."""
+        pairs, *grid = products.shape
+        self.points_per_unit = int(points_per_unit)
+        self.reach = int(math.ceil(reach)) + 1  # room for the 4-point stencil
+        shifts = np.arange(-self.reach * self.points_per_unit, self.reach * self.points_per_unit + 1) / self.points_per_unit
+        self.size = shifts.size
+        # e^{-2 pi i d k / n} for the modes k = -n/2 .. n/2 - 1 of each axis (finufft's order)
+        ey, ex = (np.exp(-2j * np.pi * np.outer(shifts, np.arange(n) - n // 2) / n) for n in grid)
+        # two matrix products: over x (pairs * ay, ax) @ (ax, shift x), then over y
+        table = (products.reshape(-1, grid[1]) @ np.ascontiguousarray(ex.T)).reshape(pairs, grid[0], self.size)
+        table = np.ascontiguousarray(table.transpose(0, 2, 1)).reshape(-1, grid[0]) @ np.ascontiguousarray(ey.T)
+        table = table.reshape(pairs, self.size, self.size).transpose(0, 2, 1)  # (pairs, shift y, shift x)
+        values = table.reshape(pairs, -1).T.astype(np.complex64)  # (shift y * size + shift x, pairs)
+        self.table = np.ascontiguousarray(values).view(np.float32)
+        """Shape (size * size, 2 * pairs), float32: real and imaginary parts of ``R``."""
+
+    def covers(self, reach: float) -> bool:
+        """Whether shifts up to ``reach`` (largest |component|) lie inside the table's stencil range."""
+        return reach <= self.reach - 1
+
+    def __call__(self, shifts: np.ndarray) -> np.ndarray:
+        """``R(shifts)``: shifts (m, 2) grid units (x, y) → (m, pairs) complex64."""
+        m = shifts.shape[0]
+        position = (np.asarray(shifts, dtype=np.float64) + self.reach) * self.points_per_unit
+        base = np.floor(position).astype(np.int64)
+        fraction = position - base
+        wx, wy = _lagrange4(fraction[:, 0]), _lagrange4(fraction[:, 1])  # (m, 4) each
+        taps = np.arange(-1, 3)
+        rows = (base[:, 1, None] + taps)[:, :, None] * self.size + (base[:, 0, None] + taps)[:, None, :]  # (m, 4, 4)
+        weights = (wy[:, :, None] * wx[:, None, :]).astype(np.float32)
+        matrix = scipy.sparse.csr_matrix(
+            (weights.reshape(-1), rows.reshape(-1), np.arange(0, 16 * m + 1, 16)), shape=(m, self.table.shape[0])
+        )
+        return np.ascontiguousarray(matrix @ self.table).view(np.complex64)
+
+
+def _lagrange4(fraction: np.ndarray) -> np.ndarray:
+    """Cubic Lagrange weights of the nodes -1, 0, 1, 2 at ``fraction`` in [0, 1): (m,) → (m, 4)."""
+    u = fraction
+    return np.stack([-u * (u - 1) * (u - 2) / 6, (u + 1) * (u - 1) * (u - 2) / 2, -(u + 1) * u * (u - 2) / 2, (u + 1) * u * (u - 1) / 6], -1)
 
 
 def central_part(block: CalibrationBlock, max_points: int) -> CalibrationBlock:
