@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from igrog_gadget.numerics.calibration import CalibrationBlock
+from igrog_gadget.numerics.geometry import SampleGeometry
 
 
 def block_interior(block: CalibrationBlock, margin: float, matrix_shape: tuple[int, ...]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
@@ -45,6 +46,22 @@ def fill_margin(block: CalibrationBlock, edge_margin: float) -> float:
     if block.source == "self-calibration":
         return max(edge_margin, min(block.shape) / 4)
     return edge_margin
+
+
+def filled_region(block: CalibrationBlock, edge_margin: float, geometry: SampleGeometry) -> tuple[slice, ...]:
+    """The grid slices ``([z,] y, x)`` whose sampled points ``fill_from_block`` sets from ``block``."""
+    return block_interior(block, fill_margin(block, edge_margin), tuple(reversed(geometry.matrix)))[0]
+
+
+def samples_in_region(geometry: SampleGeometry, region: tuple[slice, ...]) -> np.ndarray:
+    """Shape (samples,) bool: the samples whose grid point lies in ``region`` (``filled_region``):
+    their gridded values are replaced, so they need no kernel."""
+    shape = tuple(reversed(geometry.matrix))
+    indices = np.unravel_index(geometry.grid_index, shape)  # ([z,] y, x) per sample
+    inside = np.ones(geometry.grid_index.shape[0], dtype=bool)
+    for index, span in zip(indices, region):
+        inside &= (index >= span.start) & (index < span.stop)
+    return inside
 
 
 def fill_from_block(kspace: np.ndarray, hits: np.ndarray, block: CalibrationBlock, edge_margin: float) -> np.ndarray:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from igrog_engine import DataModule
 from igrog_gadget.core.frame import FrameInputs, FrameTrajectory, GriddedKSpace
@@ -88,6 +90,11 @@ class GriddingDataModule(DataModule):
     def offset_dims(self) -> int:
         """Coordinates of each source offset: 2 for a 2D frame, 3 for a 3D one (the model's input)."""
         return self.frame.dims
+
+    def test_dataloader(self, rows: np.ndarray | None = None) -> DataLoader:
+        """Batches of the model's inputs for the frame's samples (offsets, ...), of the samples
+        ``rows`` only when given (a plan that skips samples: ``igrog_gadget.core.plan``)."""
+        raise NotImplementedError
 
     def postprocess(self, outputs: KernelChunks) -> "GriddingDataModule":
         """Grid the frame with its plan's kernels (``KernelChunks``: the model's outputs over

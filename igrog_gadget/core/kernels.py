@@ -84,7 +84,8 @@ def apply_transposed_kernels(kernels_t: torch.Tensor, sources: torch.Tensor) -> 
 
 
 def grid_with_kernels(
-    samples: np.ndarray, geometry: SampleGeometry, kernels: Iterable[torch.Tensor], device: torch.device
+    samples: np.ndarray, geometry: SampleGeometry, kernels: Iterable[torch.Tensor], device: torch.device,
+    rows: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Grid a frame with kernels, chunk by chunk (memory: the chunk being applied).
 
@@ -92,23 +93,31 @@ def grid_with_kernels(
         samples: shape (coils, total_samples), complex64.
         geometry: the frame's sample geometry (same trajectory the kernels were made for).
         kernels: consecutive chunks, each of shape (m, coils * sources, coils), complex64 (the
-            transposed layout of ``igrog_gadget.core.plan.KernelChunks``), one kernel per kept sample.
+            transposed layout of ``igrog_gadget.core.plan.KernelChunks``), one kernel per sample
+            of the geometry, or per sample of ``rows``.
+        rows: shape (k,), int64: the samples the kernels are for (None: all); the others add
+            nothing, but count in their grid point's hits.
     Returns:
         ``(kspace (coils, [nz,] ny, nx) complex64, hits ([nz,] ny, nx) int32)`` on ``device``.
     """
     samples_t = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.complex64)).to(device)
-    source_index = torch.from_numpy(geometry.source_index).to(device)
     grid_index = torch.from_numpy(geometry.grid_index).to(device)
+    kernel_sources, kernel_targets = geometry.source_index, geometry.grid_index
+    if rows is not None:
+        kernel_sources, kernel_targets = kernel_sources[rows], kernel_targets[rows]
+    source_index = torch.from_numpy(np.ascontiguousarray(kernel_sources)).to(device)
+    target_index = torch.from_numpy(np.ascontiguousarray(kernel_targets)).to(device)
+    count = source_index.shape[0]
     sums = torch.zeros(math.prod(geometry.matrix), samples.shape[0], dtype=torch.complex64, device=device)
     start = 0
     for chunk in kernels:
         chunk_t = chunk.to(device)
         stop = start + chunk_t.shape[0]
-        if stop > geometry.num_samples:
-            raise ValueError(f"{stop} kernels for {geometry.num_samples} samples")
+        if stop > count:
+            raise ValueError(f"{stop} kernels for {count} samples")
         values = apply_transposed_kernels(chunk_t, gather_sources(samples_t, source_index[start:stop]))
-        sums.index_add_(0, grid_index[start:stop], values)
+        sums.index_add_(0, target_index[start:stop], values)
         start = stop
-    if start != geometry.num_samples:
-        raise ValueError(f"{start} kernels for {geometry.num_samples} samples")
+    if start != count:
+        raise ValueError(f"{start} kernels for {count} samples")
     return sums_to_mean(sums, grid_index, geometry.matrix)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from igrog_engine import Inferencer
@@ -33,19 +34,23 @@ class KernelChunks:
     number of times; streamed ones once (``StreamedKernelsUsed`` otherwise).
     """
 
-    def __init__(self, chunks: Iterable[torch.Tensor], kept: bool) -> None:
+    def __init__(self, chunks: Iterable[torch.Tensor], kept: bool, rows: np.ndarray | None = None) -> None:
         self._chunks = chunks
         self.kept = kept
+        self.rows = rows
+        """Shape (m,), int64, increasing: the samples (geometry rows) the kernels are for, in
+        order; None: every sample of the geometry. The other samples add nothing to the grid
+        (their grid points are filled otherwise: ``GriddingPlan``)."""
         self._used = False
 
     @classmethod
-    def from_model_outputs(cls, outputs: Iterable[torch.Tensor]) -> "KernelChunks":
+    def from_model_outputs(cls, outputs: Iterable[torch.Tensor], rows: np.ndarray | None = None) -> "KernelChunks":
         """Streamed chunks from the model's outputs (n, coils, coils * sources), transposed as they come."""
-        return cls((chunk.transpose(1, 2).contiguous() for chunk in outputs), kept=False)
+        return cls((chunk.transpose(1, 2).contiguous() for chunk in outputs), kept=False, rows=rows)
 
     def keep(self) -> "KernelChunks":
         """Kept chunks: every chunk made now (streamed chunks are used up)."""
-        return self if self.kept else KernelChunks(tuple(self), kept=True)
+        return self if self.kept else KernelChunks(tuple(self), kept=True, rows=self.rows)
 
     @property
     def chunks(self) -> tuple[torch.Tensor, ...]:
@@ -73,12 +78,18 @@ class StreamedKernelsUsed(RuntimeError):
 
 @dataclass(frozen=True)
 class GriddingPlan:
-    """Sample geometry + kernels of one trajectory with one model version."""
+    """Sample geometry + kernels of one trajectory with one model version.
+
+    Samples whose grid point the frame's own calibration block fills (``calibration.fill_centre``)
+    need no kernel: a plan made with ``skip`` has kernels for the other samples only
+    (``kernels.rows``); the skipped samples still count in each point's hits."""
 
     geometry: SampleGeometry
     """Targets, sources and offsets of the trajectory's samples."""
     kernels: KernelChunks
-    """One kernel per kept sample of ``geometry``, in order."""
+    """One kernel per sample of ``geometry`` (or of ``kernels.rows``), in order."""
+    skipped: tuple[slice, ...] | None = None
+    """The grid region ([z,] y, x slices) whose samples have no kernel (None: none skipped)."""
 
     @property
     def reusable(self) -> bool:
@@ -93,8 +104,18 @@ class GriddingPlan:
         return datamodule.gridded()
 
 
-def make_plan(model: torch.nn.Module, datamodule: "GriddingDataModule", inferencer: Inferencer, keep: bool) -> GriddingPlan:
+def make_plan(
+    model: torch.nn.Module,
+    datamodule: "GriddingDataModule",
+    inferencer: Inferencer,
+    keep: bool,
+    skip: np.ndarray | None = None,
+    skipped: tuple[slice, ...] | None = None,
+) -> GriddingPlan:
     """The plan of ``datamodule``'s trajectory (preprocessed) with ``model``: its kernels kept
-    (computed now) when ``keep``, else streamed while the frame is gridded."""
-    kernels = KernelChunks.from_model_outputs(inferencer.iterate(model, datamodule.test_dataloader()))
-    return GriddingPlan(geometry=datamodule.prepared_geometry, kernels=kernels.keep() if keep else kernels)
+    (computed now) when ``keep``, else streamed while the frame is gridded. ``skip``: shape
+    (samples,) bool, samples that need no kernel (None: none), those of the grid region ``skipped``."""
+    rows = None if skip is None or not skip.any() else np.flatnonzero(~skip)
+    outputs = inferencer.iterate(model, datamodule.test_dataloader(rows))
+    kernels = KernelChunks.from_model_outputs(outputs, rows)
+    return GriddingPlan(geometry=datamodule.prepared_geometry, kernels=kernels.keep() if keep else kernels, skipped=skipped)

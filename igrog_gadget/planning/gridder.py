@@ -25,7 +25,7 @@ import numpy as np
 from igrog_engine import Inferencer, resolve_device
 from igrog_gadget.app.registry import get_variant
 from igrog_gadget.config import IgrogConfig
-from igrog_gadget.core.centre import fill_from_block
+from igrog_gadget.core.centre import fill_from_block, filled_region, samples_in_region
 from igrog_gadget.core.coverage import offset_distance_ratio
 from igrog_gadget.core.datamodule import GriddingDataModule
 from igrog_gadget.core.error_estimate import CENTRE_RADIUS, estimated_nrmse, radius_from_centre
@@ -173,17 +173,18 @@ class FrameGridder:
         plan_key = self._plan_key(trained, frame)
         started = time.perf_counter()
         plan = self.plans.get(plan_key)
-        if plan is not None:
-            datamodule = self._gridding_datamodule(virtual, plan.geometry)
+        datamodule = self._gridding_datamodule(virtual, plan.geometry if plan is not None else geometry)
+        centre, calibration = self._frame_blocks(frame, datamodule, trained)
+        fill = None if centre is None else filled_region(centre, self.config.calibration.edge_margin, datamodule.prepared_geometry)
+        if plan is not None and plan.skipped == fill:
             if report.path is not GriddingPath.TRAINED:
                 report.path = GriddingPath.CACHED_KERNELS
         else:
-            datamodule = self._gridding_datamodule(virtual, geometry)
-            plan = self._make_plan(trained, datamodule, plan_key)
+            plan = self._make_plan(trained, datamodule, plan_key, fill)
         result = plan.apply(datamodule)
         report.field_correction = result.field_correction
         output = self._output_coils(result, trained.coil_transform, report)
-        centre, output.calibration = self._frame_blocks(frame, datamodule, trained)
+        output.calibration = calibration
         filled = None
         if centre is not None:
             filled = fill_from_block(output.kspace, output.hits, centre, self.config.calibration.edge_margin)
@@ -199,12 +200,17 @@ class FrameGridder:
         datamodule.preprocess()
         return datamodule
 
-    def _make_plan(self, trained: TrainedModel, datamodule: GriddingDataModule, plan_key: tuple) -> GriddingPlan:
-        """The plan of ``datamodule``'s trajectory with ``trained``: kept in the cache when it
-        admits the kernels' bytes, else streamed (made while the frame is gridded)."""
+    def _make_plan(
+        self, trained: TrainedModel, datamodule: GriddingDataModule, plan_key: tuple, fill: tuple[slice, ...] | None
+    ) -> GriddingPlan:
+        """The plan of ``datamodule``'s trajectory with ``trained``, without kernels for the samples
+        whose grid points the frame's calibration block fills (``fill``, grid slices): kept in the
+        cache when it admits the kernels' bytes, else streamed (made while the frame is gridded)."""
         geometry = datamodule.prepared_geometry
-        size = kernel_bytes(geometry.num_samples, datamodule.num_coils, geometry.source_index.shape[1])
-        plan = make_plan(trained.model, datamodule, self.inferencer, keep=self.plans.admits(size, plan_key))
+        skip = None if fill is None else samples_in_region(geometry, fill)
+        kernels = geometry.num_samples - (0 if skip is None else int(skip.sum()))
+        size = kernel_bytes(kernels, datamodule.num_coils, geometry.source_index.shape[1])
+        plan = make_plan(trained.model, datamodule, self.inferencer, keep=self.plans.admits(size, plan_key), skip=skip, skipped=fill)
         self.plans.put(plan_key, plan)
         return plan
 

@@ -192,3 +192,42 @@ def test_error_estimate_is_the_noise_of_averaged_samples_plus_the_misfit():
     centre = estimated_nrmse(gridded, hits, sigma, 0.1, filled, region=filled)
     centre_noise = np.linalg.norm(noise[:, filled]) / np.linalg.norm(truth[:, filled])
     assert abs(centre / centre_noise - 1) < 0.1, (centre, centre_noise)
+
+
+@pytest.mark.parametrize("name", ["spiral_acs", "radial_acs"])
+def test_a_plan_skips_the_samples_whose_points_the_centre_fill_replaces(name):
+    """Samples landing inside the block interior that ``fill_from_block`` replaces get no kernel
+    (``make_plan(skip=...)``): every other grid point is gridded as with every kernel (a spiral's
+    per-sample solves bit for bit; a radial spoke's shared factorisation averages its ridge over
+    fewer samples: within 1 %), the hits are unchanged, and the skipped points are left for the fill."""
+    from igrog_engine import Inferencer
+    from igrog_gadget.app.registry import get_variant
+    from igrog_gadget.core.centre import filled_region, samples_in_region
+    from igrog_gadget.core.plan import make_plan
+
+    config = load_config("basic")
+    case = load_case(name, DATA / f"{name}.h5", config)
+    spec = get_variant("basic")
+    training = spec.datamodule(case.frame, config, with_training=True)
+    training.preprocess()
+    model = spec.model(training, config)
+    grids = {}
+    for skip in (False, True):
+        datamodule = spec.datamodule(case.frame, config, with_training=False)
+        datamodule.preprocess()
+        geometry = datamodule.prepared_geometry
+        region = filled_region(datamodule.centre_block(), config.calibration.edge_margin, geometry)
+        mask = samples_in_region(geometry, region) if skip else None
+        plan = make_plan(model, datamodule, Inferencer("cpu"), keep=True, skip=mask, skipped=region if skip else None)
+        grids[skip] = plan.apply(datamodule)
+        if skip:
+            assert 0.05 < mask.mean() < 0.5 and plan.kernels.rows.shape[0] == geometry.num_samples - mask.sum()
+    inside = np.zeros(grids[True].hits.shape, bool)
+    inside[region] = True
+    np.testing.assert_array_equal(grids[True].hits, grids[False].hits)
+    assert np.all(grids[True].kspace[:, inside & (grids[True].hits > 0)] == 0)
+    kept, full = grids[True].kspace[:, ~inside], grids[False].kspace[:, ~inside]
+    if name.startswith("spiral"):
+        np.testing.assert_array_equal(kept, full)
+    else:
+        assert np.linalg.norm(kept - full) < 0.01 * np.linalg.norm(full)

@@ -84,11 +84,15 @@ class BasicDataModule(GriddingDataModule):
             return None
         return batch_loader(self.pair_dataset(self.val_pairs), self.config.training.batch_size, False)
 
-    def test_dataloader(self) -> DataLoader:
-        """Offsets (n, sources, dims) and ``hits`` (n,): samples landing on each one's grid point."""
+    def test_dataloader(self, rows: np.ndarray | None = None) -> DataLoader:
+        """Offsets (n, sources, dims) and ``hits`` (n,): samples landing on each one's grid point;
+        of the samples ``rows`` only when given."""
         geometry = self.prepared_geometry
         hits = np.bincount(geometry.grid_index)[geometry.grid_index].astype(np.float32)
-        dataset = TensorDictDataset(offsets=torch.from_numpy(geometry.offsets), hits=torch.from_numpy(hits))
+        offsets = geometry.offsets
+        if rows is not None:
+            offsets, hits = offsets[rows], hits[rows]
+        dataset = TensorDictDataset(offsets=torch.from_numpy(np.ascontiguousarray(offsets)), hits=torch.from_numpy(hits))
         return batch_loader(dataset, self.config.gridding.inference_batch_size, False)
 
     def postprocess(self, outputs: KernelChunks) -> "BasicDataModule":
@@ -193,7 +197,7 @@ class BasicDataModule(GriddingDataModule):
     def apply_kernels(self, kernels: KernelChunks) -> tuple[torch.Tensor, torch.Tensor]:
         """``(kspace (coils, [nz,] ny, nx), hits ([nz,] ny, nx))`` tensors on the gridding device:
         the frame gridded with ``kernels``."""
-        return grid_with_kernels(self.frame.flat_samples(), self.prepared_geometry, kernels, self.device)
+        return grid_with_kernels(self.frame.flat_samples(), self.prepared_geometry, kernels, self.device, kernels.rows)
 
     def grid(self, kernels: KernelChunks) -> GriddedKSpace:
         """Apply ``kernels`` to the frame and average on the grid."""

@@ -143,11 +143,14 @@ class FieldCorrDataModule(ImageBasedDataModule):
         )
         return self
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self, rows: np.ndarray | None = None) -> DataLoader:
         if self.mode != "kernel":
-            return super().test_dataloader()
+            return super().test_dataloader(rows)
         times = effective_times(self.prepared_times, self.prepared_geometry).astype(np.float32)
-        dataset = TensorDictDataset(offsets=torch.from_numpy(self.prepared_geometry.offsets), times=torch.from_numpy(times))
+        offsets = self.prepared_geometry.offsets
+        if rows is not None:
+            offsets, times = offsets[rows], times[rows]
+        dataset = TensorDictDataset(offsets=torch.from_numpy(np.ascontiguousarray(offsets)), times=torch.from_numpy(times))
         return batch_loader(dataset, self.config.gridding.inference_batch_size, False)
 
     def pair_dataset(self, pairs: TrainingPairs) -> TensorDictDataset:
