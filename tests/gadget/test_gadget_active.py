@@ -87,7 +87,7 @@ def test_active_mode_hands_a_3d_volume_to_gadgetron(tmp_path: Path):
 
     volume = ["training.fit_3d=closed_form", "gridding.neighbour_sources=0", "calibration.edge_margin=2"]
     path = tmp_path / "koosh.h5"
-    simulate_to_file(path, SimulationSpec(trajectory="kooshball", matrix=20, coils=4, spokes=700, acs=12, seed=9))
+    simulate_to_file(path, SimulationSpec(trajectory="kooshball", matrix=16, coils=4, spokes=400, acs=12, seed=9))
     import torch
 
     from igrog_gadget.environment import set_thread_counts
@@ -103,5 +103,5 @@ def test_active_mode_hands_a_3d_volume_to_gadgetron(tmp_path: Path):
     assert received.closed and returncode == 0, log[-3000:]
     (message,) = received.of(protocol.RECONDATA)
     buffer = decode_recon_data(message.value).bits[0].data
-    assert buffer.data.shape == (20, 20, 20, 4, 1, 1, 1)
+    assert buffer.data.shape == (16, 16, 16, 4, 1, 1, 1)
     np.testing.assert_array_equal(buffer.data[..., 0, 0, 0].transpose(3, 2, 1, 0), frame.kspace)
