@@ -4,6 +4,7 @@ reported while the others finish, a killed worker retried, a rerun that skips wh
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import signal
 import subprocess
@@ -15,10 +16,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
-pytest.importorskip("distributed")
-
-from app_helpers import ROOT, plain_environment  # noqa: E402
+from app_helpers import ROOT, plain_environment
 
 from igrog_gadget.batch import (
     configuration_record,
@@ -28,6 +26,9 @@ from igrog_gadget.batch import (
 from igrog_gadget.cli import main
 from igrog_gadget.config import load_config
 from igrog_gadget.simulate import SimulationSpec, simulate_to_file
+
+#: distributed is imported by the batch command when it runs (not by a pytest worker at collection).
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("distributed") is None, reason="distributed is not installed")
 
 QUICK = ["training.max_steps=60", "calibration.num_training_pairs=4000", "training.plateau_patience=0"]
 

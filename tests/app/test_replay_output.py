@@ -66,9 +66,16 @@ def test_points_no_sample_reached_are_zero(radial_acs_replay):
     assert frame.hits[0, 0] == 0, "the corners lie outside the radial disc"
 
 
-def test_several_slices_and_repetitions_train_once_per_slice(tmp_path, data_file):
-    output = tmp_path / "multi.h5"
-    report = replay_file(data_file("radial_multi"), output, load_config("basic", overrides=FAST))
+@pytest.fixture(scope="module")
+def radial_multi_replay(tmp_path_factory):
+    """radial_multi.h5 (2 slices x 2 repetitions) replayed once with FAST: (output file, report),
+    looked at by several tests."""
+    output = tmp_path_factory.mktemp("replay_output") / "multi.h5"
+    return output, replay_file(DATA / "radial_multi.h5", output, load_config("basic", overrides=FAST))
+
+
+def test_several_slices_and_repetitions_train_once_per_slice(radial_multi_replay):
+    output, report = radial_multi_replay
     keys = [f.frame_key for f in report.frames]
     slices = sorted({k[0] for k in keys})
     repetitions = sorted({k[4] for k in keys})
@@ -92,11 +99,10 @@ def test_several_slices_and_repetitions_train_once_per_slice(tmp_path, data_file
     assert z[0] != z[1]
 
 
-def test_each_frame_carries_its_weights_as_an_image_series(tmp_path, data_file):
+def test_each_frame_carries_its_weights_as_an_image_series(radial_multi_replay):
     """``igrog_weights``: per frame, the samples averaged into each grid point, with its counters
     and slice geometry, read back from the file."""
-    output = tmp_path / "multi.h5"
-    report = replay_file(data_file("radial_multi"), output, load_config("basic", overrides=FAST))
+    output, report = radial_multi_replay
     dataset = ismrmrd.Dataset(str(output), "dataset", create_if_needed=False)
     try:
         images = [dataset.read_image("igrog_weights", i) for i in range(dataset.number_of_images("igrog_weights"))]
