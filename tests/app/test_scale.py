@@ -191,7 +191,7 @@ def test_acquisitions_of_another_coil_count_are_passed_through(tmp_path):
     import ismrmrd
 
     source = tmp_path / "array.h5"
-    simulate_to_file(source, SimulationSpec(matrix=64, coils=6, spokes=100, acs=24, seed=6))
+    simulate_to_file(source, SimulationSpec(matrix=32, coils=6, spokes=48, acs=16, seed=6))
     mixed = tmp_path / "mixed.h5"
     inserted = 0
 
