@@ -40,17 +40,26 @@ SCANS = {
 }
 
 
+@pytest.fixture(scope="module")
+def recorded_scans() -> dict:
+    """The scans ``volume_scan`` made, by name: pytest sets a parametrized module fixture up again
+    when the order of the tests interleaves its parameters with another's (here the servers')."""
+    return {}
+
+
 @pytest.fixture(scope="module", params=list(SCANS))
-def volume_scan(request, tmp_path_factory):
-    """(the recorded file as read, replay's frame: k-space (coils, nz, ny, nx))."""
-    spec = SCANS[request.param]
-    path = tmp_path_factory.mktemp("volume") / f"{request.param}.h5"
-    simulate_to_file(path, spec)
-    report = replay_file(path, path.with_name("replay.h5"), load_config("basic", overrides=VOLUME))
-    (frame,) = report.frames
-    nz = spec.partitions if spec.trajectory == "stack_of_spirals" else N
-    assert frame.kspace.shape == (4, nz, N, N)
-    return read_dataset(path), frame
+def volume_scan(request, recorded_scans, tmp_path_factory):
+    """(the recorded file as read, replay's frame: k-space (coils, nz, ny, nx)), made once per scan."""
+    if request.param not in recorded_scans:
+        spec = SCANS[request.param]
+        path = tmp_path_factory.mktemp("volume") / f"{request.param}.h5"
+        simulate_to_file(path, spec)
+        report = replay_file(path, path.with_name("replay.h5"), load_config("basic", overrides=VOLUME))
+        (frame,) = report.frames
+        nz = spec.partitions if spec.trajectory == "stack_of_spirals" else N
+        assert frame.kspace.shape == (4, nz, N, N)
+        recorded_scans[request.param] = (read_dataset(path), frame)
+    return recorded_scans[request.param]
 
 
 @pytest.fixture(scope="module", params=[Dialect.GADGETRON, Dialect.MRD], ids=["gadgetron", "mrd"])
