@@ -4,6 +4,7 @@ reported while the others finish, a killed worker retried, a rerun that skips wh
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import signal
 import subprocess
@@ -15,10 +16,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
-pytest.importorskip("distributed")
-
-from app_helpers import ROOT, plain_environment  # noqa: E402
+from app_helpers import ROOT, plain_environment
 
 from igrog_gadget.batch import (
     configuration_record,
@@ -28,6 +26,9 @@ from igrog_gadget.batch import (
 from igrog_gadget.cli import main
 from igrog_gadget.config import load_config
 from igrog_gadget.simulate import SimulationSpec, simulate_to_file
+
+#: distributed is imported by the batch command when it runs (not by a pytest worker at collection).
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("distributed") is None, reason="distributed is not installed")
 
 QUICK = ["training.max_steps=60", "calibration.num_training_pairs=4000", "training.plateau_patience=0"]
 
@@ -123,19 +124,36 @@ def test_batch_equals_single_replays_survives_a_killed_worker_reports_the_corrup
     assert not output_is_current(out / "scan0_cartesian.h5", record)
 
 
+def descendants(pid: int) -> list[int]:
+    """Every descendant of ``pid`` (Linux /proc): the cluster's worker processes and their replay
+    children are this process's, so the machine's other processes need not be looked at."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        children = []
+        for task in Path(f"/proc/{parent}/task").glob("*"):  # a child belongs to the thread that made it
+            try:
+                children += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:  # ended meanwhile
+                continue
+        found += children
+        todo += children
+    return found
+
+
 def replay_children() -> list[tuple[int, int, str]]:
-    """(pid, parent pid, command line) of running ``igrog_gadget -q replay`` processes (Linux /proc)."""
+    """(pid, parent pid, command line) of running ``igrog_gadget -q replay`` processes this
+    process started (directly or through the cluster's workers; Linux /proc)."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid in descendants(os.getpid()):
+        entry = Path(f"/proc/{pid}")
         try:
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
             parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             continue
         if "igrog_gadget -q replay" in command:
-            found.append((int(entry.name), parent, command))
+            found.append((pid, parent, command))
     return found
 
 

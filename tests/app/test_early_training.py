@@ -69,7 +69,7 @@ def test_training_starts_at_the_first_readouts_and_grids_as_well_as_from_the_who
 def test_background_training_gives_the_inline_result_bit_for_bit(fit, warm_starts):
     # 2 slices x 2 repetitions: slice 1 trains early (16 of 32 spokes) while its spokes stream,
     # warm-started from slice 0 (a network); repetitions reuse the kernels
-    overrides = [f"training.fit={fit}", "training.early_readouts=16", "training.max_steps=40", "training.warm_start_steps=20"]
+    overrides = [f"training.fit={fit}", "training.early_readouts=16", "training.max_steps=20", "training.warm_start_steps=10"]
     inline, _ = run_pipeline(DATA / "radial_multi.h5", overrides, background=False)
     background, _ = run_pipeline(DATA / "radial_multi.h5", overrides, background=True)
     assert [f.frame_key for f in inline] == [f.frame_key for f in background] and len(inline) == 4
@@ -92,7 +92,9 @@ def test_a_frame_whose_first_spokes_span_a_few_degrees_is_retrained_from_the_who
         return others + [imaging[i] for i in np.argsort(angle, kind="stable")]
 
     path = reordered(DATA / "radial_acs.h5", tmp_path / "linear_order.h5", by_angle)
-    network = ["training.fit=network", "calibration.fill_centre=false"]  # the network's retraining is tested
+    # the network's retraining is tested; 2 epochs of FAST's 4 keep the margins (measured over 3
+    # seeds: frames/whole 0.68-0.71 against 0.76-0.79 with 4, kept/frames 2.0-2.4 against 1.9-2.0)
+    network = ["training.fit=network", "calibration.fill_centre=false", "training.epochs=2"]
     frames, _ = run_pipeline(path, network + ["training.early_readouts=32"])
     assert "farther from those the model was trained on" in frames[0].report.retrained
     assert frames[0].report.training.trained_from == "whole frame" and frames[0].report.training.warm_start

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from app_helpers import FAST, nrmse_on_sampled
+from app_helpers import DATA, FAST, nrmse_on_sampled
 
 from benchmarks.evaluation import load_case
 from benchmarks.warm_start_benchmark import mixed_coils
@@ -63,11 +64,27 @@ def test_store_round_trip_and_what_it_refuses(tmp_path, caplog):
     assert ModelStore(blocked).save(key, state, 0.04) is None  # logged, never raised
 
 
-def test_a_second_scan_starts_from_the_first_scans_network(data_file, tmp_path):
-    case = load_case("radial_acs", data_file("radial_acs"), load_config("basic"))
+@pytest.fixture(scope="module")
+def first_scan(tmp_path_factory):
+    """A first scan (radial_acs) gridded with an empty store: (case, its result, the store it left),
+    the start of the tests below (each copies the store)."""
+    case = load_case("radial_acs", DATA / "radial_acs.h5", load_config("basic"))
+    store = tmp_path_factory.mktemp("first_scan") / "models"
+    first = FrameGridder(load_config("basic", overrides=[*NETWORK, f"training.warm_start_dir={store}"])).grid(case.frame)
+    return case, first, store
+
+
+def store_of_the_first_scan(first_scan, tmp_path) -> Path:
+    """A copy of the store the first scan left, for this test to use."""
     store = tmp_path / "models"
+    shutil.copytree(first_scan[2], store)
+    return store
+
+
+def test_a_second_scan_starts_from_the_first_scans_network(first_scan, tmp_path):
+    case, first, _ = first_scan
+    store = store_of_the_first_scan(first_scan, tmp_path)
     config = load_config("basic", overrides=[*NETWORK, f"training.warm_start_dir={store}"])
-    first = FrameGridder(config).grid(case.frame)
     assert first.report.training.warm_start is False and first.report.training.warm_start_model is None
     (saved,) = store.glob("*.pt")
     snapshot = tmp_path / "snapshot"
@@ -85,11 +102,10 @@ def test_a_second_scan_starts_from_the_first_scans_network(data_file, tmp_path):
     np.testing.assert_array_equal(again.kspace, second.kspace)  # the same store contents: the same bits
 
 
-def test_a_stored_network_that_misses_the_new_scan_trains_every_step(data_file, tmp_path):
-    case = load_case("radial_acs", data_file("radial_acs"), load_config("basic"))
-    store = tmp_path / "models"
+def test_a_stored_network_that_misses_the_new_scan_trains_every_step(first_scan, tmp_path):
+    case, first, _ = first_scan
+    store = store_of_the_first_scan(first_scan, tmp_path)
     config = load_config("basic", overrides=[*NETWORK, f"training.warm_start_dir={store}"])
-    first = FrameGridder(config).grid(case.frame)
     moved = FrameGridder(config).grid(mixed_coils(case).frame)  # the array placed differently
     assert moved.report.training.warm_start is True
     assert moved.report.training.steps == first.report.training.steps > 20  # not only a refinement

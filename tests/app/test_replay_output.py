@@ -66,9 +66,23 @@ def test_points_no_sample_reached_are_zero(radial_acs_replay):
     assert frame.hits[0, 0] == 0, "the corners lie outside the radial disc"
 
 
-def test_several_slices_and_repetitions_train_once_per_slice(tmp_path, data_file):
-    output = tmp_path / "multi.h5"
-    report = replay_file(data_file("radial_multi"), output, load_config("basic", overrides=FAST))
+@pytest.fixture(scope="module")
+def radial_multi_replay(tmp_path_factory):
+    """radial_multi.h5 (2 slices x 2 repetitions) replayed once with FAST: (output file, report),
+    looked at by several tests."""
+    output = tmp_path_factory.mktemp("replay_output") / "multi.h5"
+    return output, replay_file(DATA / "radial_multi.h5", output, load_config("basic", overrides=FAST))
+
+
+@pytest.fixture(scope="module")
+def radial_multi_output(radial_multi_replay):
+    """The output of ``radial_multi_replay`` as ismrmrd reads it: (header, acquisitions), read once
+    (ismrmrd reads an acquisition in about 5 ms)."""
+    return read_output(radial_multi_replay[0])
+
+
+def test_several_slices_and_repetitions_train_once_per_slice(radial_multi_replay, radial_multi_output):
+    output, report = radial_multi_replay
     keys = [f.frame_key for f in report.frames]
     slices = sorted({k[0] for k in keys})
     repetitions = sorted({k[4] for k in keys})
@@ -77,7 +91,7 @@ def test_several_slices_and_repetitions_train_once_per_slice(tmp_path, data_file
     assert paths.count("trained") == 2, f"one training per slice, got {paths}"
     assert paths.count("cached kernels") == 2
 
-    header, acquisitions = read_output(output)
+    header, acquisitions = radial_multi_output
     lines = [
         a for a in acquisitions
         if not (a.isFlagSet(ismrmrd.ACQ_IS_NOISE_MEASUREMENT) or a.isFlagSet(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION))
@@ -92,17 +106,16 @@ def test_several_slices_and_repetitions_train_once_per_slice(tmp_path, data_file
     assert z[0] != z[1]
 
 
-def test_each_frame_carries_its_weights_as_an_image_series(tmp_path, data_file):
+def test_each_frame_carries_its_weights_as_an_image_series(radial_multi_replay, radial_multi_output):
     """``igrog_weights``: per frame, the samples averaged into each grid point, with its counters
     and slice geometry, read back from the file."""
-    output = tmp_path / "multi.h5"
-    report = replay_file(data_file("radial_multi"), output, load_config("basic", overrides=FAST))
+    output, report = radial_multi_replay
     dataset = ismrmrd.Dataset(str(output), "dataset", create_if_needed=False)
     try:
         images = [dataset.read_image("igrog_weights", i) for i in range(dataset.number_of_images("igrog_weights"))]
     finally:
         dataset.close()
-    _, acquisitions = read_output(output)
+    _, acquisitions = radial_multi_output
     assert len(images) == len(report.frames) == 4
     for number, (image, frame) in enumerate(zip(images, report.frames), start=1):
         head = image.getHead()

@@ -101,15 +101,23 @@ def test_virtual_coil_output_carries_the_compression_matrix(many_coils, many_coi
     assert np.linalg.norm(projected - virtual[key]) < 1e-3 * np.linalg.norm(virtual[key])
 
 
-def test_same_input_same_output_under_load(tmp_path):
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    """32 matrix, 8 coils with correlated noise, noise scans: a small file for what does not
+    depend on the size."""
+    path = tmp_path_factory.mktemp("scale_small") / "small.h5"
+    simulate_to_file(
+        path, SimulationSpec(matrix=32, coils=8, spokes=48, acs=16, noise_scans=4, noise_correlation=0.3, seed=5)
+    )
+    return path
+
+
+def test_same_input_same_output_under_load(small, tmp_path):
     """Bit-identical k-space next to two busy CPU loops (training ends on its step count).
 
     A small file with correlated noise and noise scans (whitening, coil compression, training,
     gridding): what the load could change is the same at any size."""
-    source = tmp_path / "small.h5"
-    simulate_to_file(
-        source, SimulationSpec(matrix=32, coils=8, spokes=48, acs=16, noise_scans=4, noise_correlation=0.3, seed=5)
-    )
+    source = small
     config = load_config("basic", overrides=QUICK + ["training.max_steps=60"])
     quiet, loaded = tmp_path / "quiet.h5", tmp_path / "loaded.h5"
     replay_file(source, quiet, config)
@@ -139,9 +147,10 @@ def test_kernels_recomputed_when_the_cache_is_too_small_give_the_same_output(man
         np.testing.assert_allclose(first[key], second[key], atol=1e-5 * np.abs(first[key]).max())
 
 
-def test_safety_time_cap_is_reported(many_coils, tmp_path):
+def test_safety_time_cap_is_reported(small, tmp_path):
+    """The cap stops the network's training after a few of its 100 steps (7 to 9 on the 2-core host)."""
     out = tmp_path / "capped.h5"
-    report = replay_file(many_coils, out, load_config("basic", overrides=QUICK + ["training.fit=network", "training.max_seconds=0.05"]))
+    report = replay_file(small, out, load_config("basic", overrides=QUICK + ["training.fit=network", "training.max_seconds=0.05"]))
     training = report.frames[0].report.training
     assert training.stop.startswith("safety time cap")
     assert training.steps < STEPS
@@ -182,7 +191,7 @@ def test_acquisitions_of_another_coil_count_are_passed_through(tmp_path):
     import ismrmrd
 
     source = tmp_path / "array.h5"
-    simulate_to_file(source, SimulationSpec(matrix=64, coils=6, spokes=100, acs=24, seed=6))
+    simulate_to_file(source, SimulationSpec(matrix=32, coils=6, spokes=48, acs=16, seed=6))
     mixed = tmp_path / "mixed.h5"
     inserted = 0
 
@@ -215,7 +224,7 @@ def test_stack_of_stars_partitions_warm_start_with_the_first_partitions_virtual_
     model it warm-starts from, every later partition warm-starts, and the output states its
     partitions (encodedSpace z)."""
     source = tmp_path / "sos16.h5"
-    simulate_to_file(source, SimulationSpec(matrix=48, coils=16, spokes=64, acs=24, partitions=4, seed=4))
+    simulate_to_file(source, SimulationSpec(matrix=48, coils=16, spokes=48, acs=24, partitions=4, seed=4))
     # the network's warm start is what this is about (the centre fill's calibration solves are not)
     energy_rule = QUICK + ["training.fit=network", "calibration.fill_centre=false", "gridding.min_virtual_coils=1", "gridding.compression_energy=0.995"]
     counts_only = energy_rule + ["training.warm_start=false", "training.max_steps=5", "calibration.source=acs"]

@@ -6,7 +6,6 @@ import dataclasses
 import logging
 import threading
 import time
-from pathlib import Path
 
 import h5py
 import ismrmrd
@@ -137,11 +136,24 @@ def test_four_concurrent_streams_in_all_output_modes(server, radial_acs, spiral_
 # --------------------------------------------------------------------------------------------
 # The stream equals replay
 # --------------------------------------------------------------------------------------------
-def test_streamed_acquisitions_equal_replay(server, radial_acs, tmp_path: Path):
-    output = tmp_path / "replay.h5"
-    replay_file(data_file("radial_acs.h5"), output, load_config("basic", None, DETERMINISTIC_OVERRIDES))
-    properties = [("output", "acquisitions")] + [("set", o) for o in DETERMINISTIC_OVERRIDES]
-    received, report = stream_with_report(server, radial_acs, properties)
+@pytest.fixture(scope="module")
+def deterministic_replay(tmp_path_factory):
+    """radial_acs.h5 replayed with the deterministic settings: (output file, report), looked at by
+    several tests."""
+    output = tmp_path_factory.mktemp("replay") / "replay.h5"
+    return output, replay_file(data_file("radial_acs.h5"), output, load_config("basic", None, DETERMINISTIC_OVERRIDES))
+
+
+@pytest.fixture(scope="module")
+def deterministic_acquisitions(server, radial_acs):
+    """radial_acs streamed with output=acquisitions and the deterministic settings: (received, the
+    server's report), looked at by several tests."""
+    return stream_with_report(server, radial_acs, [("output", "acquisitions")] + [("set", o) for o in DETERMINISTIC_OVERRIDES])
+
+
+def test_streamed_acquisitions_equal_replay(deterministic_replay, deterministic_acquisitions):
+    output, _ = deterministic_replay
+    received, report = deterministic_acquisitions
     assert report.error is None
     streamed = [m.value for m in received.messages if m.mid == protocol.ACQUISITION]
     with h5py.File(output, "r") as h5:
@@ -265,7 +277,7 @@ def test_mrd_dialect_errors_come_back_as_text(mrd_server, radial_acs):
 # --------------------------------------------------------------------------------------------
 # Readout oversampling is removed from recon data (the image is the recon FOV)
 # --------------------------------------------------------------------------------------------
-def test_recondata_covers_the_recon_fov(server, radial_acs):
+def test_recondata_covers_the_recon_fov(server, radial_acs, deterministic_acquisitions):
     header = ismrmrd.xsd.CreateFromDocument(radial_acs.header_xml)
     recon_space = header.encoding[0].reconSpace
     recon_space.fieldOfView_mm.x = recon_space.fieldOfView_mm.x / 2  # as with 2x readout oversampling
@@ -273,7 +285,7 @@ def test_recondata_covers_the_recon_fov(server, radial_acs):
     oversampled = dataclasses.replace(radial_acs, header_xml=ismrmrd.xsd.ToXML(header))
     deterministic = [("set", o) for o in DETERMINISTIC_OVERRIDES]
 
-    full, _ = stream_with_report(server, radial_acs, [("output", "acquisitions")] + deterministic)
+    full, _ = deterministic_acquisitions  # the same stream without oversampling
     lines = gridded_lines(full)
     kspace = np.stack([line.data for line in lines], axis=1)  # (coils, ny, nx)
     expected = rss_image(kspace)[:, 16:48]  # [y, x]: the central half along x
@@ -380,11 +392,10 @@ def test_images_of_an_undersampled_stream_are_sense_images(server, radial_multi)
         assert sense_error < 0.5 * rss_error, (index, sense_error, rss_error)
 
 
-def test_streams_carry_the_calibration_block_and_the_weights_of_replay(server, radial_acs, tmp_path: Path):
+def test_streams_carry_the_calibration_block_and_the_weights_of_replay(server, radial_acs, deterministic_replay, deterministic_acquisitions):
     """recondata: the reference buffer holds replay's calibration block, the density replay's
     hits; acquisitions: the igrog_weights image after the frame's lines equals replay's."""
-    output = tmp_path / "replay.h5"
-    report = replay_file(data_file("radial_acs.h5"), output, load_config("basic", None, DETERMINISTIC_OVERRIDES))
+    output, report = deterministic_replay
     (frame,) = report.frames
     block = frame.calibration
     deterministic = [("set", o) for o in DETERMINISTIC_OVERRIDES]
@@ -403,7 +414,7 @@ def test_streams_carry_the_calibration_block_and_the_weights_of_replay(server, r
     assert not rows[:, :, :x_first].any() and not rows[:, :, x_last + 1 :].any()
     assert [int(h.idx.kspace_encode_step_1) for h in reference.headers[:, 0, 0, 0, 0]] == list(range(block.ky0 + 32, block.ky0 + 32 + ay))
 
-    received, _ = stream_with_report(server, radial_acs, [("output", "acquisitions")] + deterministic)
+    received, _ = deterministic_acquisitions
     assert [m.mid for m in received.messages][-2:] == [protocol.IMAGE, protocol.CLOSE]
     weights = received.messages[-2].value
     assert weights.meta["SeriesName"] == "igrog_weights"
@@ -429,12 +440,15 @@ def _mrd_images(mrd_server, dataset, config_name: str, messages=None):
         return client.wait_closed(120)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def plain_mrd_image(mrd_server, radial_acs):
-    """The MRD server's image of radial_acs streamed plainly (config name ``igrog``)."""
+    """The MRD server's image of radial_acs streamed plainly (config name ``igrog``), streamed once
+    for the tests that compare with it."""
     received = _mrd_images(mrd_server, radial_acs, "igrog")
     assert [m.mid for m in received.messages] == [protocol.ACQUISITION, protocol.IMAGE, protocol.CLOSE]
-    return received.messages[1].value.data
+    image = received.messages[1].value.data
+    image.setflags(write=False)  # shared: read only
+    return image
 
 
 def test_openrecon_config_name_means_the_servers_settings(mrd_server, radial_acs, plain_mrd_image, caplog):

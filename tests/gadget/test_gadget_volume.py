@@ -25,31 +25,41 @@ from igrog_gadget.recon.images import FrameImager
 from igrog_gadget.replay import replay_file
 from igrog_gadget.simulate import SimulationSpec, simulate_to_file
 
-N = 20
+N = 16
 #: A quick deterministic 3D fit: closed-form kernels that read their spoke alone.
 VOLUME = ["training.volume.fit=closed_form", "gridding.neighbour_sources=0", "calibration.edge_margin=2"]
 
 
-#: The recorded 3D scans: a kooshball (N^3) and a stack-of-spirals (N x N x 12 partitions).
+#: The recorded 3D scans: a kooshball (N^3) and a stack-of-spirals (N x N x 12 partitions), as
+#: small as a 12^3 ACS block allows (what is checked is equality with replay, not accuracy).
 SCANS = {
-    "kooshball": SimulationSpec(trajectory="kooshball", matrix=N, coils=4, spokes=700, acs=12, seed=7),
+    "kooshball": SimulationSpec(trajectory="kooshball", matrix=N, coils=4, spokes=400, acs=12, seed=7),
     "stack_of_spirals": SimulationSpec(
         trajectory="stack_of_spirals", matrix=N, coils=4, interleaves=8, partitions=12, acs=12, seed=8
     ),
 }
 
 
+@pytest.fixture(scope="module")
+def recorded_scans() -> dict:
+    """The scans ``volume_scan`` made, by name: pytest sets a parametrized module fixture up again
+    when the order of the tests interleaves its parameters with another's (here the servers')."""
+    return {}
+
+
 @pytest.fixture(scope="module", params=list(SCANS))
-def volume_scan(request, tmp_path_factory):
-    """(the recorded file as read, replay's frame: k-space (coils, nz, ny, nx))."""
-    spec = SCANS[request.param]
-    path = tmp_path_factory.mktemp("volume") / f"{request.param}.h5"
-    simulate_to_file(path, spec)
-    report = replay_file(path, path.with_name("replay.h5"), load_config("basic", overrides=VOLUME))
-    (frame,) = report.frames
-    nz = spec.partitions if spec.trajectory == "stack_of_spirals" else N
-    assert frame.kspace.shape == (4, nz, N, N)
-    return read_dataset(path), frame
+def volume_scan(request, recorded_scans, tmp_path_factory):
+    """(the recorded file as read, replay's frame: k-space (coils, nz, ny, nx)), made once per scan."""
+    if request.param not in recorded_scans:
+        spec = SCANS[request.param]
+        path = tmp_path_factory.mktemp("volume") / f"{request.param}.h5"
+        simulate_to_file(path, spec)
+        report = replay_file(path, path.with_name("replay.h5"), load_config("basic", overrides=VOLUME))
+        (frame,) = report.frames
+        nz = spec.partitions if spec.trajectory == "stack_of_spirals" else N
+        assert frame.kspace.shape == (4, nz, N, N)
+        recorded_scans[request.param] = (read_dataset(path), frame)
+    return recorded_scans[request.param]
 
 
 @pytest.fixture(scope="module", params=[Dialect.GADGETRON, Dialect.MRD], ids=["gadgetron", "mrd"])

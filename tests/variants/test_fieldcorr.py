@@ -214,7 +214,8 @@ def test_cartesian_correction_recovers_the_field_free_kspace():
 
 
 def test_kernel_mode_reuses_kernels_only_for_the_same_sample_times():
-    config = load_config("fieldcorr", overrides=FAST + ["fieldcorr.mode=kernel"])
+    # one epoch: what is checked is the path of each frame and equal bits, not the accuracy
+    config = load_config("fieldcorr", overrides=FAST + ["fieldcorr.mode=kernel", "training.epochs=1"])
     from benchmarks.evaluation import load_case
 
     case = load_case("spiral_b0", recorded("spiral_b0"), config)
