@@ -167,9 +167,11 @@ class BasicDataModule(GriddingDataModule):
             normalize=False,
         )
 
-    def make_training_pairs(self, block: CalibrationBlock) -> TrainingPairs:
-        """Pairs at the trajectory's own offsets, interpolated from ``block``."""
+    def make_training_pairs(self, block: CalibrationBlock, noise_std: float | None = None) -> TrainingPairs:
+        """Pairs at the trajectory's own offsets, interpolated from ``block``, their sources
+        augmented with ``calibration.noise_augmentation`` x ``noise_std`` (default: the block's)."""
         cal = self.config.calibration
+        noise = (block.noise_std or 0.0) if noise_std is None else noise_std
         rng = np.random.default_rng(self.config.training.seed)
         return synthesize_pairs(
             block,
@@ -180,7 +182,7 @@ class BasicDataModule(GriddingDataModule):
             cal.offset_jitter,
             rng,
             normalize=cal.normalize_pairs,
-            source_noise_std=cal.noise_augmentation * (block.noise_std or 0.0),
+            source_noise_std=cal.noise_augmentation * noise,
         )
 
     def pair_dataset(self, pairs: TrainingPairs) -> TensorDictDataset:

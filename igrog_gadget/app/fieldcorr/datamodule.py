@@ -160,10 +160,10 @@ class FieldCorrDataModule(ImageBasedDataModule):
         return dataset
 
     # --- training pairs ----------------------------------------------------------
-    def make_training_pairs(self, block: CalibrationBlock) -> TrainingPairs:
+    def make_training_pairs(self, block: CalibrationBlock, noise_std: float | None = None) -> TrainingPairs:
         """hybrid: field-free pairs (as image_based); kernel: B0-aware sources, field-free targets."""
         if self.mode != "kernel":
-            return super().make_training_pairs(block)
+            return super().make_training_pairs(block, noise_std)
         return self._time_pairs(block)
 
     def _time_pairs(self, block: CalibrationBlock) -> TrainingPairs:

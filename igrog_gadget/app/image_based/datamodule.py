@@ -26,7 +26,7 @@ from igrog_gadget.app.basic.datamodule import BasicDataModule
 from igrog_gadget.core.calibrate import calibration_block
 from igrog_gadget.core.datamodule import prepared
 from igrog_gadget.core.frame import FrameInputs
-from igrog_gadget.core.pairs import TrainingPairs, synthesize_pairs
+from igrog_gadget.core.pairs import TrainingPairs
 from igrog_gadget.core.virtual_coils import COIL_IMAGE_SERIES
 from igrog_gadget.app.image_based.pairs import image_kspace, trajectory_pairs
 from igrog_gadget.app.image_based.sources import CalibrationImages, calibration_images
@@ -131,7 +131,7 @@ class ImageBasedDataModule(BasicDataModule):
         images = self.prepared_images.images
         return lambda positions: nufft_forward(images, positions)
 
-    def make_training_pairs(self, block: CalibrationBlock) -> TrainingPairs:
+    def make_training_pairs(self, block: CalibrationBlock, noise_std: float | None = None) -> TrainingPairs:
         """Pairs from the coil images, at the trajectory's own samples or at random targets.
 
         ``trajectory``: ``trajectory_pairs`` with noise ``trajectory_noise`` x the data's noise.
@@ -142,7 +142,7 @@ class ImageBasedDataModule(BasicDataModule):
         cal, ic = self.config.calibration, self.image_config
         rng = np.random.default_rng(self.config.training.seed)
         images = self.prepared_images.images
-        noise = self.prepared_images.noise_std or 0.0
+        noise = (self.prepared_images.noise_std or 0.0) if noise_std is None else noise_std
         if self.pair_positions() == "trajectory":
             return trajectory_pairs(
                 images,
@@ -155,14 +155,4 @@ class ImageBasedDataModule(BasicDataModule):
                 rng,
                 normalize=cal.normalize_pairs,
             )
-        return synthesize_pairs(
-            block,
-            self.off_grid_values(block),
-            self.prepared_geometry.offsets,
-            cal.num_training_pairs,
-            cal.edge_margin,
-            cal.offset_jitter,
-            rng,
-            normalize=cal.normalize_pairs,
-            source_noise_std=cal.noise_augmentation * noise,
-        )
+        return super().make_training_pairs(block, noise)
