@@ -7,11 +7,29 @@ and a test's in-process and subprocess results see the same thread count."""
 
 import os
 
+import pytest
+
 from igrog_gadget.environment import configure_process
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 configure_process()
+
+
+@pytest.fixture(autouse=True)
+def native_threads_as_found():
+    """A test that runs the command in this process (``cli.main``) fixes the process's native
+    thread counts from ``gridding.cpu_threads`` (0: every processor): they are put back after it,
+    so that the tests after it in this worker run with the worker's count (one under xdist, see
+    above), not with the two threads a CLI test left behind."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        from igrog_gadget.environment import set_thread_counts
+
+        set_thread_counts(before)
 
 
 #: Modules that take longest on 2 cores (sleep-bound or training-heavy), scheduled first so that
