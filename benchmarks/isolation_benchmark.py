@@ -32,11 +32,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "gadget"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 import numpy as np  # noqa: E402
 
-from gadget_helpers import descendants  # noqa: E402
+from process_helpers import descendants  # noqa: E402
 from igrog_gadget.cli import SAMPLE_FILE  # noqa: E402
 from igrog_gadget.gadget import protocol  # noqa: E402
 from igrog_gadget.gadget.client import StreamClient, configuration_xml, dataset_messages  # noqa: E402

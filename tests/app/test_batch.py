@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from app_helpers import ROOT, plain_environment
 
+from process_helpers import descendants
 from igrog_gadget.batch import (
     configuration_record,
     output_is_current,
@@ -122,23 +123,6 @@ def test_batch_equals_single_replays_survives_a_killed_worker_reports_the_corrup
     assert output_is_current(out / "scan0_cartesian.h5", record)
     record = configuration_record(load_config("basic", overrides=[*QUICK, threads, "training.max_steps=61"]).to_toml())
     assert not output_is_current(out / "scan0_cartesian.h5", record)
-
-
-def descendants(pid: int) -> list[int]:
-    """Every descendant of ``pid`` (Linux /proc): the cluster's worker processes and their replay
-    children are this process's, so the machine's other processes need not be looked at."""
-    found, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        children = []
-        for task in Path(f"/proc/{parent}/task").glob("*"):  # a child belongs to the thread that made it
-            try:
-                children += [int(c) for c in (task / "children").read_text().split()]
-            except OSError:  # ended meanwhile
-                continue
-        found += children
-        todo += children
-    return found
 
 
 def replay_children() -> list[tuple[int, int, str]]:

@@ -126,22 +126,6 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-def descendants(pid: int) -> list[int]:
-    """Every descendant of ``pid``: a server's worker processes and their fork server (Linux /proc)."""
-    found, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        children = []
-        for task in Path(f"/proc/{parent}/task").glob("*"):  # a child belongs to the thread that made it
-            try:
-                children += [int(c) for c in (task / "children").read_text().split()]
-            except OSError:  # ended meanwhile
-                continue
-        found += children
-        todo += children
-    return found
-
-
 def is_calibration_line(acquisition) -> bool:
     """Whether a received acquisition is a passed-on calibration line (``[output] calibration``)."""
     return bool(int(acquisition.head.flags) & (1 << 19))  # ACQ_IS_PARALLEL_CALIBRATION = 20

@@ -13,7 +13,8 @@ from pathlib import Path
 import ismrmrd
 import pytest
 
-from gadget_helpers import FAST_OVERRIDES, descendants, process_cpu_seconds, send_all, start_server_process
+from gadget_helpers import FAST_OVERRIDES, process_cpu_seconds, send_all, start_server_process
+from process_helpers import descendants
 from igrog_gadget.gadget import protocol
 from igrog_gadget.gadget.client import StreamClient, configuration_xml, dataset_messages
 
