@@ -47,8 +47,8 @@ class Case:
     noise_std: float
 
 
-def load_case(name: str, path: str | Path, config: IgrogConfig) -> Case:
-    """First frame of an ISMRMRD file written by ``igrog simulate`` and its truth."""
+def first_frame(path: str | Path, config: IgrogConfig) -> FrameInputs:
+    """The first frame of an ISMRMRD file, as the product assembles it."""
     dataset = read_dataset(path)
     buffer = ReadoutBuffer(max_coils=dataset.header.num_coils)
     completed = []
@@ -62,7 +62,12 @@ def load_case(name: str, path: str | Path, config: IgrogConfig) -> Case:
     for item in dataset.images:
         images.setdefault(item.series, []).append(item.channels())
     images = {k: np.concatenate(v) for k, v in images.items()}
-    frame = frame_inputs(completed[0], dataset.header, config, images)
+    return frame_inputs(completed[0], dataset.header, config, images)
+
+
+def load_case(name: str, path: str | Path, config: IgrogConfig) -> Case:
+    """First frame of an ISMRMRD file written by ``igrog simulate`` and its truth."""
+    frame = first_frame(path, config)
     truth_file = np.load(Path(path).with_name(Path(path).stem + ".truth.npz"))
     truth = truth_file["kspace"][0, 0]
     return Case(name, frame, truth, float(truth_file["noise_std"]))

@@ -31,6 +31,8 @@ References:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 from typing import TYPE_CHECKING
 
@@ -39,6 +41,7 @@ import scipy.sparse
 import torch
 from torch import nn
 
+from igrog_gadget.environment import thread_count_scope
 from igrog_gadget.errors import CalibrationError, ConfigError
 from igrog_gadget.numerics.calibration import CalibrationBlock
 from igrog_gadget.numerics.dimensions import dimensions
@@ -115,6 +118,8 @@ class BlockCorrelation:
         1e-8 relative when ``precise``, else complex64 at 1e-5 (finufft, on the CPU)."""
         if shifts.shape[0] == 0:
             return np.zeros((0, self.coils, self.coils), dtype=np.complex128 if precise else np.complex64)
+        if self._tabulated(precise):  # a few multiply-adds per value: cheaper than finding the repeats
+            return self._evaluate(np.asarray(shifts, dtype=np.float64), precise, _EPS_Q_SINGLE)
         # equal shifts recur (the same two samples in the windows of neighbouring samples, a readout's
         # source spacing seen from each of its targets): once each. Quantised to SHIFT_QUANTUM
         # first, so that a difference computed from two targets' offsets matches to the bit.
@@ -124,13 +129,20 @@ class BlockCorrelation:
 
     def at_targets(self, shifts: np.ndarray) -> np.ndarray:
         """``R(shifts)`` for ``P``: shifts (m, dims) grid units (a sample's sources seen from its
-        target) → (m, coils, coils), complex64 at 1e-4. Equal shifts are evaluated once: the
-        samples that share a grid point share most of their sources (consecutive readout
-        samples), so about a third of a radial or spiral frame's shifts recur exactly. finufft
-        interpolates each point on its own, so the values are those of evaluating every shift."""
+        target) → (m, coils, coils), complex64 at 1e-4. Where finufft evaluates them (3D), equal
+        shifts are evaluated once: the samples that share a grid point share most of their
+        sources (consecutive readout samples), so about a third of a radial or spiral frame's
+        shifts recur exactly. finufft interpolates each point on its own, so the values are those
+        of evaluating every shift."""
         shifts = np.asarray(shifts, dtype=np.float64)
+        if self._tabulated(precise=False):
+            return self._evaluate(shifts, False, _EPS_TARGETS)
         first, inverse = _distinct_rows(shifts)
         return self._evaluate(shifts[first], False, _EPS_TARGETS)[inverse]
+
+    def _tabulated(self, precise: bool) -> bool:
+        """Whether single-precision values come from the 2D ``ShiftTable``."""
+        return not precise and self.dims == 2
 
     def _evaluate(self, shifts: np.ndarray, precise: bool, eps: float) -> np.ndarray:
         """``R(shifts)``: in double precision at finufft tolerance ``eps`` when ``precise``; else
@@ -138,7 +150,7 @@ class BlockCorrelation:
         shift for every coil pair) or, in 3D, finufft at ``eps``."""
         if shifts.shape[0] == 0:
             return np.zeros((0, self.coils, self.coils), dtype=np.complex128 if precise else np.complex64)
-        if not precise and self.dims == 2:
+        if self._tabulated(precise):
             reach = float(np.max(np.abs(shifts)))
             if self._table is None or not self._table.covers(reach):
                 self._table = ShiftTable(self.products, reach, TABLE_POINTS_PER_UNIT)
@@ -281,7 +293,7 @@ def _solve_span(correlation: BlockCorrelation, offsets: np.ndarray, loading: np.
         if shared:
             out[rows] = _per_group_product(p, inverse, group[rows])
             continue
-        q = _assemble_source_correlation(torch.from_numpy(r_pairs[rows]), correlation.at_zero, ridge[rows], torch.complex64, device)
+        q = _assemble_source_correlation(r_pairs[rows], correlation.at_zero, ridge[rows], torch.complex64, device)
         factor, info = torch.linalg.cholesky_ex(q)
         out[rows] = torch.cholesky_solve(p.conj().transpose(1, 2), factor).conj().transpose(1, 2)
         failed = torch.nonzero(info > 0).reshape(-1)
@@ -318,31 +330,45 @@ def _source_correlation(
     coils = correlation.coils
     r_pairs = correlation(differences.reshape(-1, dims), precise=precise).reshape(m, pairs, coils, coils)
     dtype = torch.complex128 if precise else torch.complex64
-    return _assemble_source_correlation(torch.from_numpy(r_pairs), correlation.at_zero, ridge, dtype, device)
+    return _assemble_source_correlation(r_pairs, correlation.at_zero, ridge, dtype, device)
 
 
 def _assemble_source_correlation(
-    r_pairs: torch.Tensor, at_zero: np.ndarray, ridge: np.ndarray, dtype: torch.dtype, device: torch.device
+    r_pairs: np.ndarray, at_zero: np.ndarray, ridge: np.ndarray, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
     """``Q + ridge I`` from ``R(o_j - o_l)`` of each sample's source pairs ``j < l``
     (``np.triu_indices`` order), r_pairs (m, pairs, coils, coils), and ``R(0)`` (coils, coils):
     (m, coils * S, coils * S) of ``dtype``, entry ``[(d, j), (e, l)]`` at ``d * S + j``, ``e * S + l``."""
     m, pairs, coils, _ = r_pairs.shape
     num_sources = int(round((1 + math.sqrt(1 + 8 * pairs)) / 2))
-    upper = np.triu_indices(num_sources, 1)
-    r_zero = torch.from_numpy(at_zero).to(r_pairs.dtype).expand(m, 1, coils, coils)
-    # entries: R(0), R(o_j - o_l) for j < l, and R(o_l - o_j) = R(o_j - o_l)^H
-    entries = torch.cat([r_zero, r_pairs, r_pairs.conj().transpose(-1, -2)], dim=1).to(device=device, dtype=dtype)
-    index = np.zeros((num_sources, num_sources), dtype=np.int64)
-    index[upper] = 1 + np.arange(pairs)
-    index[upper[1], upper[0]] = 1 + pairs + np.arange(pairs)
-    # blocks in source order, [i, j, l] = entries[i, index[j, l]] (coils x coils each), then the
-    # layout [(d, j), (e, l)]: q[i, d, j, e, l] = blocks[i, j, l, d, e]
-    blocks = entries.index_select(1, torch.from_numpy(index.reshape(-1)).to(device))
-    q = blocks.view(m, num_sources, num_sources, coils, coils).permute(0, 3, 1, 4, 2)
-    q = q.reshape(m, coils * num_sources, coils * num_sources)
+    numpy_dtype = np.complex128 if dtype == torch.complex128 else np.complex64
+    r_pairs = r_pairs.astype(numpy_dtype, copy=False)
+    r_zero = np.broadcast_to(at_zero.astype(numpy_dtype), (m, 1, coils, coils))
+    # entries: R(0), R(o_j - o_l) for j < l, and their conjugates: R(o_l - o_j) = R(o_j - o_l)^H
+    # is the conjugate read transposed. numpy's take gathers along a row several times faster
+    # than torch's index_select.
+    entries = np.concatenate([r_zero, r_pairs, r_pairs.conj()], axis=1).reshape(m, -1)
+    q = np.take(entries, _source_correlation_index(num_sources, coils), axis=1)
+    q = torch.from_numpy(q).to(device).view(m, coils * num_sources, coils * num_sources)
     q.diagonal(dim1=-2, dim2=-1).add_(torch.from_numpy(ridge).to(device=device, dtype=q.real.dtype)[:, None])
     return q
+
+
+@functools.lru_cache(maxsize=16)
+def _source_correlation_index(num_sources: int, coils: int) -> np.ndarray:
+    """Where ``_assemble_source_correlation`` reads each entry of ``Q``: shape
+    ((coils * S) ** 2,), int64, into the flattened ``(1 + 2 * pairs, coils, coils)`` entries
+    (``R(0)``, ``R(o_j - o_l)`` for j < l, their conjugates), for ``Q[(d, j), (e, l)]`` at
+    ``(d * S + j) * coils * S + e * S + l``."""
+    pairs = num_sources * (num_sources - 1) // 2
+    block = np.zeros((num_sources, num_sources), dtype=np.int64)
+    upper = np.triu_indices(num_sources, 1)
+    block[upper] = 1 + np.arange(pairs)
+    block[upper[1], upper[0]] = 1 + pairs + np.arange(pairs)
+    d, j, e, l = np.meshgrid(*(np.arange(n) for n in (coils, num_sources, coils, num_sources)), indexing="ij")
+    lower = j > l  # R(o_j - o_l) = R(o_l - o_j)^H: the conjugate at the transposed place
+    row, column = np.where(lower, e, d), np.where(lower, d, e)
+    return ((block[j, l] * coils + row) * coils + column).reshape(-1)
 
 
 def _shared_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -381,12 +407,14 @@ class ClosedFormKernelModel(nn.Module):
     model's device (the correlations are evaluated by finufft on the CPU, the solves there).
     """
 
-    def __init__(self, block: CalibrationBlock, noise_variance: float, loading: float) -> None:
+    def __init__(self, block: CalibrationBlock, noise_variance: float, loading: float, cpu_threads: int = 0) -> None:
         """``noise_variance``: the data's noise variance per sample (data units squared);
-        ``loading``: multiple of it the ridge takes (``calibration.closed_form_noise`` squared)."""
+        ``loading``: multiple of it the ridge takes (``calibration.closed_form_noise`` squared);
+        ``cpu_threads``: threads the solves run with on the calling thread (0: its own count)."""
         super().__init__()
         self.correlation = BlockCorrelation(block)
         self.ridge = float(noise_variance) * float(loading)
+        self.cpu_threads = int(cpu_threads)
         self._device_marker: torch.Tensor
         self.register_buffer("_device_marker", torch.zeros(0))  # follows .to(device): where the solves run
 
@@ -394,14 +422,20 @@ class ClosedFormKernelModel(nn.Module):
         offsets = batch["offsets"].detach().cpu().numpy()
         hits = batch.get("hits")
         averaged = np.ones(offsets.shape[0]) if hits is None else np.maximum(hits.detach().cpu().numpy().astype(np.float64), 1.0)
-        return closed_form_kernels(self.correlation, offsets, self.ridge / averaged, self._device_marker.device)
+        with thread_count_scope(self.cpu_threads) if self.cpu_threads > 0 else contextlib.nullcontext():
+            return closed_form_kernels(self.correlation, offsets, self.ridge / averaged, self._device_marker.device)
 
 
 def closed_form_model(datamodule: "GriddingDataModule", config: "IgrogConfig") -> nn.Module:
     """``ClosedFormKernelModel`` of the datamodule's calibration block, its ridge the noise of
-    ``calibration.closed_form_noise`` times the data's noise std."""
+    ``calibration.closed_form_noise`` times the data's noise std. The solves are the fit: they
+    run with the fit's threads (``training.cpu_threads`` of the frame's dimensions; a 2D frame's
+    40 x 40 factorisations are LAPACK calls one matrix at a time, which a second thread only
+    slows: a 128², 16-interleaf spiral's first key 0.22x the network's CPU on one thread, 0.26-0.32x
+    on two of a 2-core CPU)."""
     block = datamodule.calibration_block()
     if block is None:
         raise ConfigError(f"variant {config.variant!r} has no calibration block to solve kernels from: set training.fit = network")
     loading = config.calibration.closed_form_noise**2
-    return ClosedFormKernelModel(block, datamodule.noise_std**2, loading)
+    threads = config.for_dims(datamodule.frame.dims).training.cpu_threads
+    return ClosedFormKernelModel(block, datamodule.noise_std**2, loading, threads)
