@@ -348,8 +348,8 @@ def _assemble_source_correlation(
     # is the conjugate read transposed. numpy's take gathers along a row several times faster
     # than torch's index_select.
     entries = np.concatenate([r_zero, r_pairs, r_pairs.conj()], axis=1).reshape(m, -1)
-    q = np.take(entries, _source_correlation_index(num_sources, coils), axis=1)
-    q = torch.from_numpy(q).to(device).view(m, coils * num_sources, coils * num_sources)
+    gathered = np.take(entries, _source_correlation_index(num_sources, coils), axis=1)
+    q = torch.from_numpy(gathered).to(device).view(m, coils * num_sources, coils * num_sources)
     q.diagonal(dim1=-2, dim2=-1).add_(torch.from_numpy(ridge).to(device=device, dtype=q.real.dtype)[:, None])
     return q
 
