@@ -34,6 +34,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,7 +43,7 @@ import scipy.sparse
 import torch
 from torch import nn
 
-from igrog_gadget.environment import thread_count_scope
+from igrog_gadget.environment import native_threads, thread_count_scope
 from igrog_gadget.errors import CalibrationError, ConfigError
 from igrog_gadget.numerics.calibration import CalibrationBlock
 from igrog_gadget.numerics.dimensions import dimensions
@@ -140,6 +142,16 @@ class BlockCorrelation:
         first, inverse = _distinct_rows(shifts)
         return self._evaluate(shifts[first], False, _EPS_TARGETS)[inverse]
 
+    def tabulate(self, reach: float) -> bool:
+        """Make the 2D ``ShiftTable`` cover shifts up to ``reach`` grid units (largest |component|)
+        now, so that single-precision evaluations of such shifts only read it (from any thread);
+        False in 3D (finufft evaluates)."""
+        if self.dims != 2:
+            return False
+        if self._table is None or not self._table.covers(reach):
+            self._table = ShiftTable(self.products, reach, TABLE_POINTS_PER_UNIT)
+        return True
+
     def _tabulated(self, precise: bool) -> bool:
         """Whether single-precision values come from the 2D ``ShiftTable``."""
         return not precise and self.dims == 2
@@ -151,9 +163,8 @@ class BlockCorrelation:
         if shifts.shape[0] == 0:
             return np.zeros((0, self.coils, self.coils), dtype=np.complex128 if precise else np.complex64)
         if self._tabulated(precise):
-            reach = float(np.max(np.abs(shifts)))
-            if self._table is None or not self._table.covers(reach):
-                self._table = ShiftTable(self.products, reach, TABLE_POINTS_PER_UNIT)
+            self.tabulate(float(np.max(np.abs(shifts))))
+            assert self._table is not None
             return self._table(shifts).reshape(-1, self.coils, self.coils)
         dtype = np.float64 if precise else np.float32
         points = finufft_points(shifts, self.grid, dtype)
@@ -260,8 +271,10 @@ def closed_form_kernels(
 
 def _solve_span(correlation: BlockCorrelation, offsets: np.ndarray, loading: np.ndarray, out: torch.Tensor) -> None:
     """``closed_form_kernels`` of a span of samples into ``out`` (b, coils, coils * S): offsets
-    (b, S, dims) float64, loading (b,). The span's correlations are evaluated together (each
-    finufft call transforms the whole product grid once), the solves run in chunks of ``SOLVE_CHUNK``.
+    (b, S, dims) float64, loading (b,). The solves run in chunks of ``SOLVE_CHUNK`` samples
+    (``_run_chunks``: several at once on the CPU). In 2D each chunk reads its correlations from
+    the block's ``ShiftTable``; in 3D finufft evaluates the span's together first (each call
+    transforms the whole product grid once).
 
     Samples with equal source differences (a radial spoke's) share one ``Q``, made and inverted in
     double precision. Otherwise (a spiral) each sample has its own, made and factored in single
@@ -276,32 +289,68 @@ def _solve_span(correlation: BlockCorrelation, offsets: np.ndarray, loading: np.
     ridge = np.maximum(loading, MIN_RELATIVE_LOADING * correlation.power)
     first, group = _shared_rows(differences.reshape(b, -1))
     shared = len(first) * 4 <= b  # equal differences (e.g. radial spokes): one inverse per group
-    r_targets = correlation.at_targets((-offsets).reshape(-1, dims)).reshape(b, num_sources, coils, coils)
     if shared:
         # each group's Q from its first member's own differences (rounded values would not be the
         # differences of one set of positions, and Q could lose its positive definiteness)
         group_ridge = np.bincount(group, weights=ridge, minlength=len(first)) / np.bincount(group, minlength=len(first))
         q = _source_correlation(correlation, differences[first], group_ridge, precise=True, device=device)
         inverse = torch.cholesky_inverse(_cholesky(q)).to(torch.complex64)
-    else:
-        r_pairs = correlation(differences.reshape(-1, dims), precise=False).reshape(b, len(upper[0]), coils, coils)
-    for start in range(0, b, SOLVE_CHUNK):
+    tabulated = correlation.tabulate(max(float(np.max(np.abs(offsets))), float(np.max(np.abs(differences), initial=0.0))))
+    if not tabulated:  # finufft, on this thread (its FFT plans are made one at a time)
+        r_targets = correlation.at_targets((-offsets).reshape(-1, dims)).reshape(b, num_sources, coils, coils)
+        if not shared:
+            r_pairs = correlation(differences.reshape(-1, dims), precise=False).reshape(b, len(upper[0]), coils, coils)
+
+    def targets_of(rows: slice | np.ndarray) -> torch.Tensor:
+        """``P`` of the samples ``rows``: (m, coils, coils * S), ``P[c, (d, j)] = R_cd(-o_j)``."""
+        if tabulated:
+            r = correlation.at_targets((-offsets[rows]).reshape(-1, dims)).reshape(-1, num_sources, coils, coils)
+        else:
+            r = r_targets[rows]
+        return torch.from_numpy(np.ascontiguousarray(r.transpose(0, 2, 3, 1)).reshape(-1, coils, coils * num_sources)).to(device)
+
+    def solve_chunk(start: int) -> np.ndarray:
+        """The chunk at ``start`` solved into ``out``; the rows whose single-precision ``Q`` did not factor."""
         rows = slice(start, min(start + SOLVE_CHUNK, b))
-        # P[c, (d, j)] = R_cd(-o_j)
-        p = torch.from_numpy(np.ascontiguousarray(r_targets[rows].transpose(0, 2, 3, 1)).reshape(-1, coils, coils * num_sources))
-        p = p.to(device)
+        p = targets_of(rows)
         if shared:
             out[rows] = _per_group_product(p, inverse, group[rows])
-            continue
-        q = _assemble_source_correlation(r_pairs[rows], correlation.at_zero, ridge[rows], torch.complex64, device)
+            return np.zeros(0, dtype=np.int64)
+        if tabulated:
+            pairs = correlation(differences[rows].reshape(-1, dims), precise=False).reshape(-1, len(upper[0]), coils, coils)
+        else:
+            pairs = r_pairs[rows]
+        q = _assemble_source_correlation(pairs, correlation.at_zero, ridge[rows], torch.complex64, device)
         factor, info = torch.linalg.cholesky_ex(q)
         out[rows] = torch.cholesky_solve(p.conj().transpose(1, 2), factor).conj().transpose(1, 2)
-        failed = torch.nonzero(info > 0).reshape(-1)
-        if failed.numel():
-            again = start + failed.cpu().numpy()
-            q = _source_correlation(correlation, differences[again], ridge[again], precise=True, device=device)
-            solved = torch.cholesky_solve(p[failed].to(q.dtype).conj().transpose(1, 2), _cholesky(q)).conj().transpose(1, 2)
-            out[torch.from_numpy(again).to(device)] = solved.to(torch.complex64)
+        return start + torch.nonzero(info > 0).reshape(-1).cpu().numpy()
+
+    failed = np.concatenate(_run_chunks(solve_chunk, range(0, b, SOLVE_CHUNK), device))
+    if failed.size:  # in double precision (finufft: on this thread)
+        q = _source_correlation(correlation, differences[failed], ridge[failed], precise=True, device=device)
+        p = targets_of(failed).to(q.dtype)
+        solved = torch.cholesky_solve(p.conj().transpose(1, 2), _cholesky(q)).conj().transpose(1, 2)
+        out[torch.from_numpy(failed).to(device)] = solved.to(torch.complex64)
+
+
+def _run_chunks(solve: Callable[[int], np.ndarray], starts: range, device: torch.device) -> list[np.ndarray]:
+    """``[solve(start) for start in starts]``: on the CPU in as many threads as the calling thread
+    may use (``native_threads``), each with one torch thread (a chunk's work is thousands of small
+    LAPACK factorisations and sparse products, one matrix at a time: a second torch thread
+    inside a chunk only adds wake-ups). Each chunk writes its own rows and is computed the same
+    way whichever thread runs it, so the result does not depend on the thread count."""
+    workers = min(native_threads(), len(starts))
+    if device.type != "cpu" or workers <= 1:
+        with thread_count_scope(1) if device.type == "cpu" else contextlib.nullcontext():
+            return [solve(start) for start in starts]
+    inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
+
+    def one_thread(start: int) -> np.ndarray:  # autograd modes and thread counts are per thread
+        with thread_count_scope(1), torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            return solve(start)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="igrog-solve") as pool:
+        return list(pool.map(one_thread, starts))  # re-raises a chunk's error
 
 
 def _per_group_product(p: torch.Tensor, inverse: torch.Tensor, group: np.ndarray) -> torch.Tensor:
@@ -407,14 +456,12 @@ class ClosedFormKernelModel(nn.Module):
     model's device (the correlations are evaluated by finufft on the CPU, the solves there).
     """
 
-    def __init__(self, block: CalibrationBlock, noise_variance: float, loading: float, cpu_threads: int = 0) -> None:
+    def __init__(self, block: CalibrationBlock, noise_variance: float, loading: float) -> None:
         """``noise_variance``: the data's noise variance per sample (data units squared);
-        ``loading``: multiple of it the ridge takes (``calibration.closed_form_noise`` squared);
-        ``cpu_threads``: threads the solves run with on the calling thread (0: its own count)."""
+        ``loading``: multiple of it the ridge takes (``calibration.closed_form_noise`` squared)."""
         super().__init__()
         self.correlation = BlockCorrelation(block)
         self.ridge = float(noise_variance) * float(loading)
-        self.cpu_threads = int(cpu_threads)
         self._device_marker: torch.Tensor
         self.register_buffer("_device_marker", torch.zeros(0))  # follows .to(device): where the solves run
 
@@ -422,20 +469,14 @@ class ClosedFormKernelModel(nn.Module):
         offsets = batch["offsets"].detach().cpu().numpy()
         hits = batch.get("hits")
         averaged = np.ones(offsets.shape[0]) if hits is None else np.maximum(hits.detach().cpu().numpy().astype(np.float64), 1.0)
-        with thread_count_scope(self.cpu_threads) if self.cpu_threads > 0 else contextlib.nullcontext():
-            return closed_form_kernels(self.correlation, offsets, self.ridge / averaged, self._device_marker.device)
+        return closed_form_kernels(self.correlation, offsets, self.ridge / averaged, self._device_marker.device)
 
 
 def closed_form_model(datamodule: "GriddingDataModule", config: "IgrogConfig") -> nn.Module:
     """``ClosedFormKernelModel`` of the datamodule's calibration block, its ridge the noise of
-    ``calibration.closed_form_noise`` times the data's noise std. The solves are the fit: they
-    run with the fit's threads (``training.cpu_threads`` of the frame's dimensions; a 2D frame's
-    40 x 40 factorisations are LAPACK calls one matrix at a time, which a second thread only
-    slows: a 128², 16-interleaf spiral's first key 0.22x the network's CPU on one thread, 0.26-0.32x
-    on two of a 2-core CPU)."""
+    ``calibration.closed_form_noise`` times the data's noise std."""
     block = datamodule.calibration_block()
     if block is None:
         raise ConfigError(f"variant {config.variant!r} has no calibration block to solve kernels from: set training.fit = network")
     loading = config.calibration.closed_form_noise**2
-    threads = config.for_dims(datamodule.frame.dims).training.cpu_threads
-    return ClosedFormKernelModel(block, datamodule.noise_std**2, loading, threads)
+    return ClosedFormKernelModel(block, datamodule.noise_std**2, loading)

@@ -11,7 +11,8 @@ from app_helpers import ACCURATE, DATA
 
 from benchmarks.evaluation import load_case
 from igrog_gadget.core.centre import block_interior, fill_from_block, fill_margin
-from igrog_gadget.core.closed_form import BlockCorrelation, ShiftTable, closed_form_kernels
+from igrog_gadget.core.closed_form import SOLVE_CHUNK, BlockCorrelation, ShiftTable, closed_form_kernels
+from igrog_gadget.environment import thread_count_scope
 from igrog_gadget.planning.gridder import FrameGridder
 from igrog_gadget.config import load_config
 from igrog_gadget.errors import CalibrationError
@@ -94,6 +95,26 @@ def test_shared_and_separate_solves_agree():
     shared = closed_form_kernels(correlation, offsets, ridge, torch.device("cpu"))
     separate = torch.cat([closed_form_kernels(correlation, offsets[i : i + 1], ridge[i : i + 1], torch.device("cpu")) for i in range(64)])
     np.testing.assert_allclose(shared.numpy(), separate.numpy(), rtol=0, atol=1e-4 * float(separate.abs().max()))
+
+
+def test_separate_solves_do_not_depend_on_the_thread_count():
+    """A spiral's samples are solved in chunks, several at once on the CPU: one thread or two
+    give the same kernels bit for bit (and the chunks' rows land in place: the same kernels as
+    each sample solved alone, to single precision)."""
+    block = random_block(coils=3, side=12, seed=4)
+    rng = np.random.default_rng(8)
+    count = 2 * SOLVE_CHUNK + 300  # three chunks
+    offsets = rng.uniform(-1.2, 1.2, (count, 3, 2))
+    ridge = np.full(count, 0.02 * float(np.mean(np.abs(block.kspace) ** 2)))
+    solved = {}
+    for threads in (1, 2):
+        with thread_count_scope(threads):
+            solved[threads] = closed_form_kernels(BlockCorrelation(block), offsets, ridge, torch.device("cpu")).numpy()
+    assert np.array_equal(solved[1], solved[2])
+    correlation = BlockCorrelation(block)
+    for i in (0, SOLVE_CHUNK + 7, count - 1):
+        alone = closed_form_kernels(correlation, offsets[i : i + 1], ridge[i : i + 1], torch.device("cpu")).numpy()[0]
+        np.testing.assert_allclose(solved[1][i], alone, rtol=0, atol=1e-4 * np.abs(alone).max())
 
 
 def test_zero_block_is_a_calibration_error():
