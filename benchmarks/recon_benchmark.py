@@ -54,6 +54,7 @@ maps x5 below) is written to the work directory.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -77,6 +78,7 @@ from benchmarks.cgsense import (  # noqa: E402
     pad_block,
 )
 from benchmarks.evaluation import Case, benchmark_workdir, grog_block, load_case, simulate_once  # noqa: E402
+from igrog_gadget.core.frame import FrameInputs  # noqa: E402
 from igrog_gadget.planning.gridder import FrameGridder  # noqa: E402
 from igrog_gadget.config import IgrogConfig, load_config  # noqa: E402
 from igrog_gadget.numerics.calibration import CalibrationBlock  # noqa: E402
@@ -144,6 +146,21 @@ class CaseResult:
     grog_s: float
     lambdas: list[float]
     images: ProductImages | None = None
+    attribution: "Attribution | None" = None
+
+
+@dataclass
+class Attribution:
+    """Where iGROG's image error over the perfect gridder's comes from (``--attribute``)."""
+
+    swapped_in: list[float]
+    """Per band: image error of the perfect k-space with iGROG's values in that band, / perfect's."""
+    swapped_out: list[float]
+    """Per band: image error of iGROG's k-space with the perfect values in that band, / perfect's."""
+    noise_kspace: tuple[float, float]
+    """|k| >= 16, noise only: k-space energy relative to the truth's there, (iGROG, perfect)."""
+    noise_image: tuple[float, float]
+    """The same noise-only k-spaces reconstructed at iGROG's best lambda: image error, (iGROG, perfect)."""
 
 
 def log(verbose: bool, *parts: object) -> None:
@@ -227,6 +244,7 @@ def run_case(name: str, path: Path, config: IgrogConfig, args: argparse.Namespac
     start = time.perf_counter()
     gridder.grid(frame)  # a later frame of the same trajectory: kernels cached
     later_grid_s = time.perf_counter() - start
+    noise_only = gridder.grid(noise_only_frame(frame, case.noise_std)).kspace if args.attribute else None
     gridder.close()
     gridded["igrog"] = (result.kspace, result.hits)
     log(verbose, f"{name}: iGROG {grid_call_s:.2f} s ({result.report.training.seconds if result.report.training else float('nan'):.2f} s fit)")
@@ -297,6 +315,15 @@ def run_case(name: str, path: Path, config: IgrogConfig, args: argparse.Namespac
 
     # --- k-space bands ---
     radius = k_radius((nx, ny))
+    attribution = None
+    if args.attribute:
+        assert noise_only is not None
+        op = CartesianSense(maps, mask, result.hits if args.weight_hits else None)
+        attribution = attribute(
+            op, gridded["igrog"][0], gridded["perfect"][0], noise_only, case, result.hits, radius, recons, support, target_norm,
+            lambda k: sweep(op.normal, lambda: op.adjoint(k), (ny, nx), factors, args.iterations, score).error,
+            args.iterations,
+        )
     bands = {
         method: [band_metrics(k, h, truth, (radius >= lo) & (radius < hi)) for lo, hi in BANDS]
         for method, (k, h) in gridded.items()
@@ -313,6 +340,7 @@ def run_case(name: str, path: Path, config: IgrogConfig, args: argparse.Namespac
         grog_s,
         factors,
         images,
+        attribution,
     )
 
 
@@ -409,6 +437,65 @@ def print_image_table(rows: list[CaseResult]) -> None:
     print("montages: " + ", ".join(r.images.montage for r in rows if r.images is not None))
 
 
+def noise_only_frame(frame: FrameInputs, noise_std: float, seed: int = 7) -> FrameInputs:
+    """``frame`` with its samples and calibration lines replaced by complex Gaussian noise of the
+    data's std (same trajectory, same calibration key: gridded with the same plan)."""
+    rng = np.random.default_rng(seed)
+
+    def noise(shape: tuple[int, ...]) -> np.ndarray:
+        return ((rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) * noise_std / np.sqrt(2)).astype(np.complex64)
+
+    samples = noise(frame.samples.shape) * (frame.samples != 0)
+    lines = [(noise(data.shape), positions) for data, positions in frame.calibration_lines]
+    return dataclasses.replace(frame, samples=samples, calibration_lines=lines)
+
+
+def attribute(
+    op: CartesianSense, igrog: np.ndarray, perfect: np.ndarray, noise_only: np.ndarray, case: Case, hits: np.ndarray,
+    radius: np.ndarray, recons: dict[str, Recon], support: np.ndarray, target_norm: float,
+    best_error: Callable[[np.ndarray], float], iterations: int,
+) -> Attribution:
+    """``Attribution`` of one case: each |k| band's share of iGROG's image error (values swapped
+    between iGROG's and the perfect gridder's k-space, each hybrid at its best lambda), and the
+    noise alone beyond |k| = 16 (iGROG's plan applied to noise-only samples, against the perfect
+    gridder's noise of the same std over each point's hits), reconstructed at iGROG's lambda."""
+    perfect_error = recons["perfect"].error
+    swapped_in, swapped_out = [], []
+    for lo, hi in BANDS:
+        band = (radius >= lo) & (radius < hi)
+        swapped_in.append(best_error(np.where(band, igrog, perfect)) / perfect_error)
+        swapped_out.append(best_error(np.where(band, perfect, igrog)) / perfect_error)
+    outer = (hits > 0) & (radius >= 16)
+    rng = np.random.default_rng(11)
+    white = (rng.standard_normal(case.truth.shape) + 1j * rng.standard_normal(case.truth.shape)) / np.sqrt(2)
+    noises = (np.where(outer, noise_only, 0), np.where(outer, white * case.noise_std / np.sqrt(np.maximum(hits, 1)), 0))
+    truth_energy = float(np.linalg.norm(case.truth[:, outer]))
+    kspace = tuple(float(np.linalg.norm(n)) / truth_energy for n in noises)
+    lam = recons["igrog"].lam
+    images = tuple(
+        float(np.linalg.norm(conjugate_gradient(op.normal, op.adjoint(n.astype(np.complex64)), lam, iterations)[support])) / target_norm
+        for n in noises
+    )
+    return Attribution(swapped_in, swapped_out, (kspace[0], kspace[1]), (images[0], images[1]))
+
+
+def print_attribution(rows: list[CaseResult]) -> None:
+    """The ``--attribute`` table."""
+    print("Where iGROG's image error comes from: the perfect k-space with iGROG's values in one band (in),")
+    print("iGROG's with the perfect values in one band (out), image error / perfect's, each at its best lambda;")
+    print("noise alone at |k| >= 16: k-space energy / truth's there and image error, iGROG's plan vs perfect averaging")
+    bands = [f"[{lo:g},{hi:g})" if np.isfinite(hi) else f"[{lo:g},inf)" for lo, hi in BANDS]
+    header = f"{'case':<14} " + " ".join(f"{b:>15}" for b in bands) + f" {'noise k iG/perf':>17} {'noise image iG/perf':>20}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        a = r.attribution
+        if a is None:
+            continue
+        cells = " ".join(f"{i:7.3f}/{o:7.3f}" for i, o in zip(a.swapped_in, a.swapped_out))
+        print(f"{r.name:<14} {cells} {a.noise_kspace[0]:8.4f}/{a.noise_kspace[1]:.4f} {a.noise_image[0]:10.4f}/{a.noise_image[1]:.4f}")
+
+
 def print_tables(rows: list[CaseResult], verbose: bool) -> None:
     def err(r: CaseResult, method: str) -> str:
         recon = r.recons[method]
@@ -467,6 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check-bart", action="store_true", help="compare our Cartesian CG-SENSE with bart pics once")
     parser.add_argument("--images-only", action="store_true", help="only the table of the product's images")
     parser.add_argument("--no-images", dest="images", action="store_false", help="without the table of the product's images")
+    parser.add_argument("--attribute", action="store_true", help="where iGROG's image error comes from: per |k| band, and its noise alone")
     parser.add_argument("--verbose", "-v", action="store_true", help="progress on stderr and a details table")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -485,6 +573,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.images_only:
         print_tables(rows, args.verbose)
         print()
+        if args.attribute:
+            print_attribution(rows)
+            print()
     if args.images:
         print_image_table(rows)
     return 0

@@ -99,7 +99,8 @@ class GriddingConfig:
         0,
         """CPU threads of a replay's native libraries (torch, numpy's BLAS, finufft; 0 = the processors the
         process may run on), fixed from here, never from OMP_NUM_THREADS and the like, so results depend
-        only on the input and the configuration, never on load or environment.
+        only on the input and the configuration, never on load or environment. The closed-form solves run
+        in that many threads of one torch thread each (chunks of samples; a spiral's kernels do not depend on the count).
         ``igrog serve`` sets its threads once for the whole process (``--cpu-threads``) and ignores this.""",
         minimum=0,
     )
