@@ -55,7 +55,11 @@ CASES: dict[str, dict | None] = {
     "koosh32": dict(trajectory="kooshball", matrix=32, spokes=1200, acs=12),
     "koosh64": dict(trajectory="kooshball", matrix=64, spokes=4000, acs=16),
 }
-VARIANT_EXTRAS: dict[str, dict] = {"basic": {}, "image_based": {}, "fieldcorr": dict(b0_max_hz=40.0)}
+VARIANT_EXTRAS: dict[str, dict] = {
+    "basic": {},
+    "image_based": dict(write_coil_images=True),
+    "fieldcorr": dict(b0_max_hz=40.0, write_b0map=True),
+}
 FITS: dict[str, list[str]] = {
     "network": ["training.fit=network", "training.volume.fit=network", "calibration.fill_centre=false"],
     "closed_form": ["training.fit=closed_form", "training.volume.fit=closed_form"],
