@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 _process_threads: int | None = None
 """The count ``set_thread_counts`` fixed for the process (None: never called, e.g. a library user)."""
@@ -62,27 +60,6 @@ def pin_native_threads(count: int) -> None:
     """Fix the calling thread's native thread count (``native_threads``), e.g. a training worker's
     ``training.cpu_threads``; the process's count stays for every other thread."""
     _thread_local.native = int(count)
-
-
-@contextmanager
-def thread_count_scope(count: int) -> Iterator[None]:
-    """Within the block, the calling thread's torch intra-op threads and native libraries'
-    (``native_threads``) number ``count``; the previous counts after it. Other threads keep
-    theirs (torch's OpenMP count is per thread; a thread started meanwhile starts with ``count``)."""
-    import torch
-
-    previous_torch = torch.get_num_threads()
-    previous_pin = getattr(_thread_local, "native", None)
-    torch.set_num_threads(count)
-    pin_native_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous_torch)
-        if previous_pin is None:
-            del _thread_local.native
-        else:
-            _thread_local.native = previous_pin
 
 
 def native_threads() -> int:

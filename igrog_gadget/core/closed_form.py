@@ -31,7 +31,6 @@ References:
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 from collections.abc import Callable
@@ -43,7 +42,7 @@ import scipy.sparse
 import torch
 from torch import nn
 
-from igrog_gadget.environment import native_threads, thread_count_scope
+from igrog_gadget.environment import native_threads, pin_native_threads
 from igrog_gadget.errors import CalibrationError, ConfigError
 from igrog_gadget.numerics.calibration import CalibrationBlock
 from igrog_gadget.numerics.dimensions import dimensions
@@ -338,19 +337,26 @@ def _run_chunks(solve: Callable[[int], np.ndarray], starts: range, device: torch
     may use (``native_threads``), each with one torch thread (a chunk's work is thousands of small
     LAPACK factorisations and sparse products, one matrix at a time: a second torch thread
     inside a chunk only adds wake-ups). Each chunk writes its own rows and is computed the same
-    way whichever thread runs it, so the result does not depend on the thread count."""
+    way whichever thread runs it and with whatever torch thread count (per-matrix factorisations,
+    element-wise copies), so the result does not depend on the thread count."""
     workers = min(native_threads(), len(starts))
     if device.type != "cpu" or workers <= 1:
-        with thread_count_scope(1) if device.type == "cpu" else contextlib.nullcontext():
-            return [solve(start) for start in starts]
+        return [solve(start) for start in starts]
     inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
+    own = torch.get_num_threads()
 
-    def one_thread(start: int) -> np.ndarray:  # autograd modes and thread counts are per thread
-        with thread_count_scope(1), torch.inference_mode(inference), torch.set_grad_enabled(grad):
+    def one_thread(start: int) -> np.ndarray:  # autograd modes and torch's thread count are per thread
+        torch.set_num_threads(1)
+        pin_native_threads(1)
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
             return solve(start)
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="igrog-solve") as pool:
-        return list(pool.map(one_thread, starts))  # re-raises a chunk's error
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="igrog-solve") as pool:
+            return list(pool.map(one_thread, starts))  # re-raises a chunk's error
+    finally:
+        # torch.set_num_threads also sets the count threads start with: back to this thread's
+        torch.set_num_threads(own)
 
 
 def _per_group_product(p: torch.Tensor, inverse: torch.Tensor, group: np.ndarray) -> torch.Tensor:

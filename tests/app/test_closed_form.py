@@ -4,6 +4,8 @@ pairs, against the truth of recorded files, and for determinism."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,7 @@ from app_helpers import ACCURATE, DATA
 from benchmarks.evaluation import load_case
 from igrog_gadget.core.centre import block_interior, fill_from_block, fill_margin
 from igrog_gadget.core.closed_form import SOLVE_CHUNK, BlockCorrelation, ShiftTable, closed_form_kernels
-from igrog_gadget.environment import thread_count_scope
+from igrog_gadget.environment import pin_native_threads
 from igrog_gadget.planning.gridder import FrameGridder
 from igrog_gadget.config import load_config
 from igrog_gadget.errors import CalibrationError
@@ -106,10 +108,24 @@ def test_separate_solves_do_not_depend_on_the_thread_count():
     count = 2 * SOLVE_CHUNK + 300  # three chunks
     offsets = rng.uniform(-1.2, 1.2, (count, 3, 2))
     ridge = np.full(count, 0.02 * float(np.mean(np.abs(block.kspace) ** 2)))
+
+    def solve_on_a_thread_of(threads: int) -> tuple[np.ndarray, int]:
+        """The kernels solved by a thread of ``threads`` torch and native threads (its own
+        thread-local counts), and its torch count after the solve."""
+        torch.set_num_threads(threads)
+        pin_native_threads(threads)
+        kernels = closed_form_kernels(BlockCorrelation(block), offsets, ridge, torch.device("cpu")).numpy()
+        return kernels, torch.get_num_threads()
+
+    own = torch.get_num_threads()
     solved = {}
-    for threads in (1, 2):
-        with thread_count_scope(threads):
-            solved[threads] = closed_form_kernels(BlockCorrelation(block), offsets, ridge, torch.device("cpu")).numpy()
+    try:
+        for threads in (1, 2):
+            with ThreadPoolExecutor(max_workers=1) as caller:
+                solved[threads], after = caller.submit(solve_on_a_thread_of, threads).result()
+            assert after == threads  # the solve threads' counts are their own
+    finally:
+        torch.set_num_threads(own)  # the count new threads start with
     assert np.array_equal(solved[1], solved[2])
     correlation = BlockCorrelation(block)
     for i in (0, SOLVE_CHUNK + 7, count - 1):
