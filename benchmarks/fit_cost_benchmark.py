@@ -18,7 +18,7 @@ pairwise ratios, with their range).
 network, 1200 steps in 2D, 2400 in 3D) and ``calibration.fill_centre = false``, its default
 before the closed form; ``closed_form`` is ``training.fit = closed_form`` (3D: ``training.volume.fit``) with
 the centre fill. Cases (simulated once per ``--workdir``): ``sample`` the embedded sample
-(128², 8 coils, 201 spokes + ACS); ``radial200``, ``spiral16``, ``spiral8`` 128² x 8 coils at
+(128², 8 coils, 200 spokes + 32 ACS lines); ``radial200``, ``spiral16``, ``spiral8`` 128² x 8 coils at
 SNR 50; ``radial300_192`` 192² x 16 coils (the paced stream's slice); ``koosh32`` 32³ x 8 coils,
 1200 spokes; ``koosh64`` 64³ x 8 coils, 4000 spokes (slow).
 """
@@ -158,12 +158,12 @@ def main(argv: list[str] | None = None) -> int:
             ratios = [r["cpu_s"] / b["cpu_s"] for r, b in zip(runs[fit], base)]
             rows.append({
                 "case": name, "fit": fit,
-                "CPU s": statistics.median(r["cpu_s"] for r in runs[fit]),
-                "wall s": statistics.median(r["wall_s"] for r in runs[fit]),
-                "training s": statistics.median(r["training_s"] for r in runs[fit]),
+                "CPU s": f"{statistics.median(r['cpu_s'] for r in runs[fit]):.2f}",
+                "wall s": f"{statistics.median(r['wall_s'] for r in runs[fit]):.2f}",
+                "training s": f"{statistics.median(r['training_s'] for r in runs[fit]):.2f}",
                 "steps": runs[fit][0]["steps"],
-                "NRMSE": runs[fit][0]["nrmse"],
-                f"CPU / {fits[0]}": statistics.median(ratios),
+                "NRMSE": f"{runs[fit][0]['nrmse']:.4f}",
+                f"CPU / {fits[0]}": f"{statistics.median(ratios):.3f}",
                 "range": f"{min(ratios):.2f}-{max(ratios):.2f}",
             })
     print(f"First key: FrameGridder.grid of the first frame, fresh process each, variant {args.variant}, "
