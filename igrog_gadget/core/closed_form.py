@@ -55,6 +55,11 @@ if TYPE_CHECKING:  # the datamodule imports the model's callers, not this module
 
 #: Samples whose ``Q`` is assembled and factored at once (memory: 16 * (coils * sources)^2 bytes each).
 SOLVE_CHUNK = 2048
+#: Bytes the chunks solved at once may hold in matrices (``_run_chunks``: each holds about three
+#: of ``Q``'s size: its entries, ``Q`` and its factor), so that many cores do not multiply a
+#: scan's memory: 128² spiral, 8 coils: 6 chunks at once; 10 virtual coils: 4; 3D with 4
+#: neighbour sources: 2.
+SOLVE_MEMORY = 512 * 2**20
 #: Largest calibration block (points) the correlation is computed from: its central part beyond
 #: (2D: 64 x 64, 3D: 16^3; the product grid is twice that per side, per coil pair).
 CORRELATION_MAX_POINTS = 4096
@@ -324,7 +329,8 @@ def _solve_span(correlation: BlockCorrelation, offsets: np.ndarray, loading: np.
         out[rows] = torch.cholesky_solve(p.conj().transpose(1, 2), factor).conj().transpose(1, 2)
         return start + torch.nonzero(info > 0).reshape(-1).cpu().numpy()
 
-    failed = np.concatenate(_run_chunks(solve_chunk, range(0, b, SOLVE_CHUNK), device))
+    chunk_bytes = 3 * SOLVE_CHUNK * (coils * num_sources) ** 2 * 8
+    failed = np.concatenate(_run_chunks(solve_chunk, range(0, b, SOLVE_CHUNK), device, max(1, SOLVE_MEMORY // chunk_bytes)))
     if failed.size:  # in double precision (finufft: on this thread)
         q = _source_correlation(correlation, differences[failed], ridge[failed], precise=True, device=device)
         p = targets_of(failed).to(q.dtype)
@@ -332,14 +338,17 @@ def _solve_span(correlation: BlockCorrelation, offsets: np.ndarray, loading: np.
         out[torch.from_numpy(failed).to(device)] = solved.to(torch.complex64)
 
 
-def _run_chunks(solve: Callable[[int], np.ndarray], starts: range, device: torch.device) -> list[np.ndarray]:
+def _run_chunks(
+    solve: Callable[[int], np.ndarray], starts: range, device: torch.device, max_workers: int
+) -> list[np.ndarray]:
     """``[solve(start) for start in starts]``: on the CPU in as many threads as the calling thread
-    may use (``native_threads``), each with one torch thread (a chunk's work is thousands of small
-    LAPACK factorisations and sparse products, one matrix at a time: a second torch thread
-    inside a chunk only adds wake-ups). Each chunk writes its own rows and is computed the same
+    may use (``native_threads``), at most ``max_workers`` (the chunks that fit ``SOLVE_MEMORY``),
+    each with one torch thread (a chunk's work is thousands of small LAPACK factorisations and
+    sparse products, one matrix at a time: a second torch thread inside a chunk only adds
+    wake-ups). Each chunk writes its own rows and is computed the same
     way whichever thread runs it and with whatever torch thread count (per-matrix factorisations,
     element-wise copies), so the result does not depend on the thread count."""
-    workers = min(native_threads(), len(starts))
+    workers = min(native_threads(), len(starts), max_workers)
     if device.type != "cpu" or workers <= 1:
         return [solve(start) for start in starts]
     inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
