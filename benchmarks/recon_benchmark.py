@@ -78,6 +78,7 @@ from benchmarks.cgsense import (  # noqa: E402
     pad_block,
 )
 from benchmarks.evaluation import Case, benchmark_workdir, grog_block, load_case, simulate_once  # noqa: E402
+from igrog_gadget.core.error_estimate import CENTRE_RADIUS  # noqa: E402
 from igrog_gadget.core.frame import FrameInputs  # noqa: E402
 from igrog_gadget.planning.gridder import FrameGridder  # noqa: E402
 from igrog_gadget.config import IgrogConfig, load_config  # noqa: E402
@@ -147,6 +148,9 @@ class CaseResult:
     lambdas: list[float]
     images: ProductImages | None = None
     attribution: "Attribution | None" = None
+    estimates: tuple[float, float, float, float] = (float("nan"),) * 4
+    """iGROG's own error estimates against the measured k-space NRMSE: (estimated, measured) over
+    the sampled points, then (estimated, measured) over those at |k| < ``CENTRE_RADIUS``."""
 
 
 @dataclass
@@ -341,6 +345,12 @@ def run_case(name: str, path: Path, config: IgrogConfig, args: argparse.Namespac
         factors,
         images,
         attribution,
+        (
+            nan_if_none(result.report.estimated_nrmse),
+            band_metrics(*gridded["igrog"], truth, radius >= 0)[0],
+            nan_if_none(result.report.estimated_centre_nrmse),
+            band_metrics(*gridded["igrog"], truth, radius < CENTRE_RADIUS)[0],
+        ),
     )
 
 
@@ -437,6 +447,11 @@ def print_image_table(rows: list[CaseResult]) -> None:
     print("montages: " + ", ".join(r.images.montage for r in rows if r.images is not None))
 
 
+def nan_if_none(value: float | None) -> float:
+    """``value``, nan for None (an estimate the fit does not make)."""
+    return float("nan") if value is None else float(value)
+
+
 def noise_only_frame(frame: FrameInputs, noise_std: float, seed: int = 7) -> FrameInputs:
     """``frame`` with its samples and calibration lines replaced by complex Gaussian noise of the
     data's std (same trajectory, same calibration key: gridded with the same plan)."""
@@ -528,6 +543,15 @@ def print_tables(rows: list[CaseResult], verbose: bool) -> None:
         for (lo, hi), (ie, ig), (pe, pg) in zip(BANDS, r.bands["igrog"], r.bands["perfect"]):
             band = f"[{lo:g},{hi:g})" if np.isfinite(hi) else f"[{lo:g},inf)"
             print(f"{r.name:<14} {band:<9} {ie:9.4f} {pe:10.4f} {ie / pe:6.2f} {ig:8.4f} {pg:9.4f}")
+    print()
+    print("iGROG's own error estimate (report.estimated_nrmse, no truth) against the measured k-space NRMSE;")
+    print(f"all sampled points and those at |k| < {CENTRE_RADIUS:g}")
+    header = f"{'case':<14} {'estimate':>9} {'measured':>9} {'est/meas':>8} {'centre est':>10} {'centre meas':>11} {'est/meas':>8}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        est, meas, c_est, c_meas = r.estimates
+        print(f"{r.name:<14} {est:9.4f} {meas:9.4f} {est / meas:8.2f} {c_est:10.4f} {c_meas:11.4f} {c_est / c_meas:8.2f}")
     if verbose:
         print()
         print("Details: best lambda factor per method; per-band NRMSE/gain of GROG and NN; times (s)")
