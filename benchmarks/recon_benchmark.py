@@ -4,7 +4,7 @@ GROG and nearest neighbour against NUFFT CG-SENSE of the samples.
 Usage: python benchmarks/recon_benchmark.py [--cases radial200,radial64,radial32,spiral16,spiral8,radial402_256]
            [--set section.field=value ...] [--workdir DIR] [--iterations 30] [--lambdas 0,1e-4,...]
            [--maps block|truth] [--weight-hits] [--nufft-direct] [--check-bart] [--verbose]
-           [--images-only] [--no-images]
+           [--images-only] [--no-images] [--attribute]
 
 Each case is simulated with the project's simulator (128 x 128, 8 coils, image SNR 50, 32 ACS
 lines; ``radial402_256``: 256 x 256, 16 coils) and gridded by
@@ -49,6 +49,13 @@ product's seconds for the image of the first frame of a key (ESPIRiT maps + CG),
 image), against the ``bart pics -t`` process of the same frame (``later/NUFFT``: the whole later
 frame over it). A PNG montage per case (truth RSS, NUFFT pics, iGROG + SENSE, today's RSS; their error
 maps x5 below) is written to the work directory.
+
+Also printed: iGROG's own error estimate (the frame report's ``estimated_nrmse`` and
+``estimated_centre_nrmse``, made without the truth) against the measured k-space NRMSE. With
+``--attribute``: each |k| band's share of iGROG's image error (values swapped between iGROG's
+and the perfect gridder's k-space, each hybrid at its best lambda) and iGROG's noise alone
+beyond |k| = 16 (its plan applied to noise-only samples) against the perfect gridder's, as
+k-space energy and as image error at iGROG's lambda.
 """
 
 from __future__ import annotations
