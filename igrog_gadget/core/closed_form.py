@@ -468,7 +468,8 @@ class ClosedFormKernelModel(nn.Module):
     Input: ``batch["offsets"]`` (batch, sources, dims) grid units; ``batch["hits"]`` (batch,):
     samples averaged into each target grid point (absent: 1, e.g. training pairs). Output:
     kernels (batch, coils, coils * sources), complex64, for raw (unwhitened) sources, on the
-    model's device (the correlations are evaluated by finufft on the CPU, the solves there).
+    model's device (the correlations are evaluated on the CPU, from the 2D shift table or by
+    finufft in 3D; the solves run there).
     """
 
     def __init__(self, block: CalibrationBlock, noise_variance: float, loading: float) -> None:
