@@ -87,6 +87,7 @@ from benchmarks.cgsense import (  # noqa: E402
 from benchmarks.evaluation import Case, benchmark_workdir, grog_block, load_case, simulate_once  # noqa: E402
 from igrog_gadget.core.error_estimate import CENTRE_RADIUS  # noqa: E402
 from igrog_gadget.core.frame import FrameInputs  # noqa: E402
+from igrog_gadget.core.pairs import complex_noise  # noqa: E402
 from igrog_gadget.planning.gridder import FrameGridder  # noqa: E402
 from igrog_gadget.config import IgrogConfig, load_config  # noqa: E402
 from igrog_gadget.numerics.calibration import CalibrationBlock  # noqa: E402
@@ -186,6 +187,11 @@ def k_radius(matrix: tuple[int, int]) -> np.ndarray:
     return np.hypot(kx, ky)
 
 
+def band_label(lo: float, hi: float) -> str:
+    """``[lo,hi)`` of a |k| band, as the tables print it."""
+    return f"[{lo:g},{hi:g})" if np.isfinite(hi) else f"[{lo:g},inf)"
+
+
 def band_metrics(kspace: np.ndarray, hits: np.ndarray, truth: np.ndarray, select: np.ndarray) -> tuple[float, float]:
     """(NRMSE, least-squares gain Re<t, g> / <t, t>) over points with hits > 0 in ``select``."""
     mask = (hits > 0) & select
@@ -230,7 +236,7 @@ def sensitivity_maps(case: Case, block: CalibrationBlock, mode: str, workdir: Pa
     rng = np.random.default_rng(7)
     centre = np.zeros_like(case.truth)
     sy, sx = slice(ny // 2 - 16, ny // 2 + 16), slice(nx // 2 - 16, nx // 2 + 16)
-    noise = (rng.standard_normal(centre[:, sy, sx].shape) + 1j * rng.standard_normal(centre[:, sy, sx].shape))
+    noise = complex_noise(rng, centre[:, sy, sx].shape)
     centre[:, sy, sx] = case.truth[:, sy, sx] + noise * case.noise_std / np.sqrt(2)
     return espirit_maps(centre, 32, workdir)
 
@@ -268,7 +274,7 @@ def run_case(name: str, path: Path, config: IgrogConfig, args: argparse.Namespac
 
     mask = result.hits > 0
     rng = np.random.default_rng(12345)
-    noise = (rng.standard_normal(truth.shape) + 1j * rng.standard_normal(truth.shape)) / np.sqrt(2)
+    noise = complex_noise(rng, truth.shape) / np.sqrt(2)
     std = np.where(mask, case.noise_std / np.sqrt(np.maximum(result.hits, 1)), 0.0)
     gridded["perfect"] = ((truth + noise * std).astype(np.complex64) * mask, result.hits)
 
@@ -465,7 +471,7 @@ def noise_only_frame(frame: FrameInputs, noise_std: float, seed: int = 7) -> Fra
     rng = np.random.default_rng(seed)
 
     def noise(shape: tuple[int, ...]) -> np.ndarray:
-        return ((rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) * noise_std / np.sqrt(2)).astype(np.complex64)
+        return (complex_noise(rng, shape) * noise_std / np.sqrt(2)).astype(np.complex64)
 
     samples = noise(frame.samples.shape) * (frame.samples != 0)
     lines = [(noise(data.shape), positions) for data, positions in frame.calibration_lines]
@@ -489,7 +495,7 @@ def attribute(
         swapped_out.append(best_error(np.where(band, perfect, igrog)) / perfect_error)
     outer = (hits > 0) & (radius >= 16)
     rng = np.random.default_rng(11)
-    white = (rng.standard_normal(case.truth.shape) + 1j * rng.standard_normal(case.truth.shape)) / np.sqrt(2)
+    white = complex_noise(rng, case.truth.shape) / np.sqrt(2)
     noises = (np.where(outer, noise_only, 0), np.where(outer, white * case.noise_std / np.sqrt(np.maximum(hits, 1)), 0))
     truth_energy = float(np.linalg.norm(case.truth[:, outer]))
     kspace = tuple(float(np.linalg.norm(n)) / truth_energy for n in noises)
@@ -506,8 +512,7 @@ def print_attribution(rows: list[CaseResult]) -> None:
     print("Where iGROG's image error comes from: the perfect k-space with iGROG's values in one band (in),")
     print("iGROG's with the perfect values in one band (out), image error / perfect's, each at its best lambda;")
     print("noise alone at |k| >= 16: k-space energy / truth's there and image error, iGROG's plan vs perfect averaging")
-    bands = [f"[{lo:g},{hi:g})" if np.isfinite(hi) else f"[{lo:g},inf)" for lo, hi in BANDS]
-    header = f"{'case':<14} " + " ".join(f"{b:>15}" for b in bands) + f" {'noise k iG/perf':>17} {'noise image iG/perf':>20}"
+    header = f"{'case':<14} " + " ".join(f"{band_label(lo, hi):>15}" for lo, hi in BANDS) + f" {'noise k iG/perf':>17} {'noise image iG/perf':>20}"
     print(header)
     print("-" * len(header))
     for r in rows:
@@ -548,8 +553,7 @@ def print_tables(rows: list[CaseResult], verbose: bool) -> None:
     print("-" * len(header))
     for r in rows:
         for (lo, hi), (ie, ig), (pe, pg) in zip(BANDS, r.bands["igrog"], r.bands["perfect"]):
-            band = f"[{lo:g},{hi:g})" if np.isfinite(hi) else f"[{lo:g},inf)"
-            print(f"{r.name:<14} {band:<9} {ie:9.4f} {pe:10.4f} {ie / pe:6.2f} {ig:8.4f} {pg:9.4f}")
+            print(f"{r.name:<14} {band_label(lo, hi):<9} {ie:9.4f} {pe:10.4f} {ie / pe:6.2f} {ig:8.4f} {pg:9.4f}")
     print()
     print("iGROG's own error estimate (report.estimated_nrmse, no truth) against the measured k-space NRMSE;")
     print(f"all sampled points and those at |k| < {CENTRE_RADIUS:g}")
