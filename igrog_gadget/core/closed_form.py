@@ -260,25 +260,31 @@ def closed_form_kernels(
         loading: shape (n,), data units squared: ridge ``lambda`` of each sample.
         device: where the solves run.
     Returns:
-        shape (n, coils, coils * sources), complex64 on ``device``.
+        shape (n, coils, coils * sources), complex64 on ``device``: the transpose of a contiguous
+        (n, coils * sources, coils) tensor, the layout ``igrog_gadget.core.plan.KernelChunks``
+        keeps (its ``contiguous()`` of the transpose then copies nothing).
     """
     n, num_sources, dims = offsets.shape
     coils = correlation.coils
-    kernels = torch.empty((n, coils, coils * num_sources), dtype=torch.complex64, device=device)
+    stored = torch.empty((n, coils * num_sources, coils), dtype=torch.complex64, device=device)
     shifts_per_sample = num_sources * (num_sources + 1) // 2  # targets and source differences
     span = max(SOLVE_CHUNK, EVALUATION_VALUES // (coils * coils * shifts_per_sample))
     for start in range(0, n, span):
         stop = min(start + span, n)
-        _solve_span(correlation, offsets[start:stop].astype(np.float64), loading[start:stop], kernels[start:stop])
-    return kernels
+        _solve_span(correlation, offsets[start:stop].astype(np.float64), loading[start:stop], stored[start:stop])
+    return stored.transpose(1, 2)
 
 
 def _solve_span(correlation: BlockCorrelation, offsets: np.ndarray, loading: np.ndarray, out: torch.Tensor) -> None:
-    """``closed_form_kernels`` of a span of samples into ``out`` (b, coils, coils * S): offsets
-    (b, S, dims) float64, loading (b,). The solves run in chunks of ``SOLVE_CHUNK`` samples
-    (``_run_chunks``: several at once on the CPU). In 2D each chunk reads its correlations from
-    the block's ``ShiftTable``; in 3D finufft evaluates the span's together first (each call
-    transforms the whole product grid once).
+    """``closed_form_kernels`` of a span of samples into ``out`` (b, coils * S, coils), the
+    kernels transposed: offsets (b, S, dims) float64, loading (b,). The solves run in chunks of
+    ``SOLVE_CHUNK`` samples (``_run_chunks``: several at once on the CPU). In 2D each chunk reads
+    its correlations from the block's ``ShiftTable``; in 3D finufft evaluates the span's together
+    first (each call transforms the whole product grid once).
+
+    Inside, sources are ordered source-major (index ``j * coils + d``): ``R(o_j)`` of a sample's
+    sources, as evaluated (rows ``j``, each a coils x coils block), is then ``P^H`` as it stands
+    (``_targets_conjugated``), with no transposition. ``Q`` is assembled in the same order.
 
     Samples with equal source differences (a radial spoke's) share one ``Q``, made and inverted in
     double precision. Otherwise (a spiral) each sample has its own, made and factored in single
@@ -301,24 +307,24 @@ def _solve_span(correlation: BlockCorrelation, offsets: np.ndarray, loading: np.
         inverse = torch.cholesky_inverse(_cholesky(q)).to(torch.complex64)
     tabulated = correlation.tabulate(max(float(np.max(np.abs(offsets))), float(np.max(np.abs(differences), initial=0.0))))
     if not tabulated:  # finufft, on this thread (its FFT plans are made one at a time)
-        r_targets = correlation.at_targets((-offsets).reshape(-1, dims)).reshape(b, num_sources, coils, coils)
+        r_targets = correlation.at_targets(offsets.reshape(-1, dims))
         if not shared:
             r_pairs = correlation(differences.reshape(-1, dims), precise=False).reshape(b, len(upper[0]), coils, coils)
 
     def targets_of(rows: slice | np.ndarray) -> torch.Tensor:
-        """``P`` of the samples ``rows``: (m, coils, coils * S), ``P[c, (d, j)] = R_cd(-o_j)``."""
+        """``P^H`` of the samples ``rows``, source-major (``_targets_conjugated``)."""
         if tabulated:
-            r = correlation.at_targets((-offsets[rows]).reshape(-1, dims)).reshape(-1, num_sources, coils, coils)
+            r = correlation.at_targets(offsets[rows].reshape(-1, dims))
         else:
-            r = r_targets[rows]
-        return torch.from_numpy(np.ascontiguousarray(r.transpose(0, 2, 3, 1)).reshape(-1, coils, coils * num_sources)).to(device)
+            r = r_targets.reshape(b, -1)[rows]
+        return _targets_conjugated(r, num_sources, coils).to(device)
 
     def solve_chunk(start: int) -> np.ndarray:
         """The chunk at ``start`` solved into ``out``; the rows whose single-precision ``Q`` did not factor."""
         rows = slice(start, min(start + SOLVE_CHUNK, b))
-        p = targets_of(rows)
+        p_conjugated = targets_of(rows)
         if shared:
-            out[rows] = _per_group_product(p, inverse, group[rows])
+            _store_solution(_shared_solutions(p_conjugated, inverse, group[rows]), out[rows])
             return np.zeros(0, dtype=np.int64)
         if tabulated:
             pairs = correlation(differences[rows].reshape(-1, dims), precise=False).reshape(-1, len(upper[0]), coils, coils)
@@ -326,16 +332,46 @@ def _solve_span(correlation: BlockCorrelation, offsets: np.ndarray, loading: np.
             pairs = r_pairs[rows]
         q = _assemble_source_correlation(pairs, correlation.at_zero, ridge[rows], torch.complex64, device)
         factor, info = torch.linalg.cholesky_ex(q)
-        out[rows] = torch.cholesky_solve(p.conj().transpose(1, 2), factor).conj().transpose(1, 2)
+        _store_solution(torch.cholesky_solve(p_conjugated, factor), out[rows])
         return start + torch.nonzero(info > 0).reshape(-1).cpu().numpy()
 
     chunk_bytes = 3 * SOLVE_CHUNK * (coils * num_sources) ** 2 * 8
     failed = np.concatenate(_run_chunks(solve_chunk, range(0, b, SOLVE_CHUNK), device, max(1, SOLVE_MEMORY // chunk_bytes)))
     if failed.size:  # in double precision (finufft: on this thread)
         q = _source_correlation(correlation, differences[failed], ridge[failed], precise=True, device=device)
-        p = targets_of(failed).to(q.dtype)
-        solved = torch.cholesky_solve(p.conj().transpose(1, 2), _cholesky(q)).conj().transpose(1, 2)
-        out[torch.from_numpy(failed).to(device)] = solved.to(torch.complex64)
+        solved = torch.cholesky_solve(targets_of(failed).to(q.dtype), _cholesky(q))
+        stored = torch.empty((failed.size, *out.shape[1:]), dtype=solved.dtype, device=device)
+        _store_solution(solved, stored)
+        out[torch.from_numpy(failed).to(device)] = stored.to(torch.complex64)
+
+
+def _targets_conjugated(r_sources: np.ndarray, num_sources: int, coils: int) -> torch.Tensor:
+    """``P^H`` of samples, source-major, from ``R`` at their source offsets ``o_j`` (not negated):
+    r_sources (m * S, coils, coils) or (m, S * coils * coils) → (m, S * coils, coils), entry
+    ``[(j, d), c] = conj(P[c, (d, j)]) = conj(R_cd(-o_j)) = R_dc(o_j)``, a view (no copy)."""
+    return torch.from_numpy(np.ascontiguousarray(r_sources)).view(-1, num_sources * coils, coils)
+
+
+def _store_solution(solution: torch.Tensor, out: torch.Tensor) -> None:
+    """Kernels into ``out`` (m, coils * S, coils), the stored (transposed) layout, from ``Q^-1 P^H``
+    (``K^H``) source-major, solution (m, S * coils, coils): ``out[(d, j), c] = K[c, (d, j)] =
+    conj(solution[(j, d), c])``."""
+    m, rows, coils = solution.shape
+    num_sources = rows // coils
+    out.view(m, coils, num_sources, coils).copy_(solution.view(m, num_sources, coils, coils).transpose(1, 2).conj())
+
+
+def _shared_solutions(p_conjugated: torch.Tensor, inverse: torch.Tensor, group: np.ndarray) -> torch.Tensor:
+    """``Q^-1 P^H`` of samples whose ``Q^-1`` is their group's: p_conjugated (m, S * coils, coils)
+    source-major (``_targets_conjugated``), inverse (groups, S * coils, S * coils) source-major
+    → (m, S * coils, coils). One batched product per run of consecutive samples of one group (a
+    spoke's samples are consecutive)."""
+    m = p_conjugated.shape[0]
+    solution = torch.empty_like(p_conjugated)
+    breaks = np.flatnonzero(np.diff(group)) + 1
+    for start, stop in zip(np.concatenate([[0], breaks]), np.concatenate([breaks, [m]])):
+        torch.matmul(inverse[int(group[start])], p_conjugated[start:stop], out=solution[start:stop])
+    return solution
 
 
 def _run_chunks(
@@ -368,28 +404,12 @@ def _run_chunks(
         torch.set_num_threads(own)
 
 
-def _per_group_product(p: torch.Tensor, inverse: torch.Tensor, group: np.ndarray) -> torch.Tensor:
-    """``p[i] @ inverse[group[i]]``: p (b, coils, m), inverse (groups, m, m) → (b, coils, m); one
-    matrix product per group (no per-sample copy of its inverse)."""
-    order = np.argsort(group, kind="stable")
-    counts = np.bincount(group, minlength=inverse.shape[0])
-    index = torch.from_numpy(order).to(p.device)
-    out = torch.empty_like(p)
-    start = 0
-    for number, count in enumerate(counts):
-        if count:
-            rows = index[start : start + count]
-            out[rows] = (p[rows].reshape(-1, p.shape[-1]) @ inverse[number]).reshape(count, p.shape[1], -1)
-            start += count
-    return out
-
-
 def _source_correlation(
     correlation: BlockCorrelation, differences: np.ndarray, ridge: np.ndarray, precise: bool, device: torch.device
 ) -> torch.Tensor:
     """``Q + ridge I`` of samples whose sources differ by ``differences`` (m, pairs, dims)
-    (pairs ``j < l`` in ``np.triu_indices`` order): (m, coils * S, coils * S), complex128 when
-    ``precise``, else complex64 (see ``_assemble_source_correlation``)."""
+    (pairs ``j < l`` in ``np.triu_indices`` order): (m, S * coils, S * coils), source-major,
+    complex128 when ``precise``, else complex64 (see ``_assemble_source_correlation``)."""
     m, pairs, dims = differences.shape
     coils = correlation.coils
     r_pairs = correlation(differences.reshape(-1, dims), precise=precise).reshape(m, pairs, coils, coils)
@@ -402,7 +422,8 @@ def _assemble_source_correlation(
 ) -> torch.Tensor:
     """``Q + ridge I`` from ``R(o_j - o_l)`` of each sample's source pairs ``j < l``
     (``np.triu_indices`` order), r_pairs (m, pairs, coils, coils), and ``R(0)`` (coils, coils):
-    (m, coils * S, coils * S) of ``dtype``, entry ``[(d, j), (e, l)]`` at ``d * S + j``, ``e * S + l``."""
+    (m, S * coils, S * coils) of ``dtype``, source-major: entry ``Q[(d, j), (e, l)]`` at row
+    ``j * coils + d``, column ``l * coils + e`` (the order ``_solve_span`` solves in)."""
     m, pairs, coils, _ = r_pairs.shape
     num_sources = int(round((1 + math.sqrt(1 + 8 * pairs)) / 2))
     numpy_dtype = np.complex128 if dtype == torch.complex128 else np.complex64
@@ -423,13 +444,13 @@ def _source_correlation_index(num_sources: int, coils: int) -> np.ndarray:
     """Where ``_assemble_source_correlation`` reads each entry of ``Q``: shape
     ((coils * S) ** 2,), int64, into the flattened ``(1 + 2 * pairs, coils, coils)`` entries
     (``R(0)``, ``R(o_j - o_l)`` for j < l, their conjugates), for ``Q[(d, j), (e, l)]`` at
-    ``(d * S + j) * coils * S + e * S + l``."""
+    ``(j * coils + d) * S * coils + l * coils + e`` (source-major)."""
     pairs = num_sources * (num_sources - 1) // 2
     block = np.zeros((num_sources, num_sources), dtype=np.int64)
     upper = np.triu_indices(num_sources, 1)
     block[upper] = 1 + np.arange(pairs)
     block[upper[1], upper[0]] = 1 + pairs + np.arange(pairs)
-    d, j, e, l = np.meshgrid(*(np.arange(n) for n in (coils, num_sources, coils, num_sources)), indexing="ij")
+    j, d, l, e = np.meshgrid(*(np.arange(n) for n in (num_sources, coils, num_sources, coils)), indexing="ij")
     lower = j > l  # R(o_j - o_l) = R(o_l - o_j)^H: the conjugate at the transposed place
     row, column = np.where(lower, e, d), np.where(lower, d, e)
     return ((block[j, l] * coils + row) * coils + column).reshape(-1)

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -251,11 +252,21 @@ class FrameGridder:
                 return trained.centre, trained.centre  # the training's own frame: its block is this frame's
             source = datamodule
         else:
-            source = self.spec.datamodule(frame, self.config, with_training=False)
+            source = self.spec.datamodule(frame, self._physical_config(trained), with_training=False)
         centre = source.centre_block()
         if centre is not None or not self._passes_block_on():
             return centre, centre
         return None, source.frame_kspace_block()
+
+    def _physical_config(self, trained: TrainedModel) -> IgrogConfig:
+        """The configuration a frame's physical-coil block is fitted with: the calibration lines,
+        once the training found them to agree with the samples (a ``joint`` block: the same lines
+        and encoding in virtual coils), are not checked a second time (that check is a second
+        calibration solve, without them)."""
+        if trained.report.calibration != "joint" or self.config.calibration.acs_noise_ratio_max <= 0:
+            return self.config
+        calibration = dataclasses.replace(self.config.calibration, acs_noise_ratio_max=0.0)
+        return dataclasses.replace(self.config, calibration=calibration)
 
     def _output_coils(self, result: GriddedKSpace, transform: CoilTransform, report: FrameReport) -> GriddedKSpace:
         """The gridded k-space in the coils the configuration asks for (new object)."""
