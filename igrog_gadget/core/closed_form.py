@@ -20,8 +20,9 @@ loss weighted by the block's energy (where the image's energy is), and without t
 ``lambda`` is the ridge a source noise of variance ``loading * noise_variance / hits`` adds: the
 noise of the samples a kernel reads, divided by the samples averaged into its grid point (a
 point many samples reach averages their kernels' noise gain down; a lone sample far out in
-k-space does not). Samples whose source differences ``o_j - o_l`` agree (every sample of a
-radial spoke: its samples are evenly spaced) share one factorisation of ``Q``.
+k-space does not; ``hits`` rounded to powers of sqrt(2)). Samples whose source differences
+``o_j - o_l`` agree (every sample of a radial spoke: its samples are evenly spaced) share one
+eigendecomposition of ``Q``, and those of them with one ridge one ``(Q + lambda I)^-1``.
 
 References:
     Griswold et al., "Generalized autocalibrating partially parallel acquisitions (GRAPPA)",
@@ -31,14 +32,18 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse
+import scipy.sparse.csgraph
+import scipy.spatial
 import torch
 from torch import nn
 
@@ -269,15 +274,115 @@ def closed_form_kernels(
     stored = torch.empty((n, coils * num_sources, coils), dtype=torch.complex64, device=device)
     shifts_per_sample = num_sources * (num_sources + 1) // 2  # targets and source differences
     span = max(SOLVE_CHUNK, EVALUATION_VALUES // (coils * coils * shifts_per_sample))
+    ridge = np.maximum(loading, MIN_RELATIVE_LOADING * correlation.power)
+    shared = _shared_solve(correlation, offsets, span, device)
     for start in range(0, n, span):
         stop = min(start + span, n)
-        _solve_span(correlation, offsets[start:stop].astype(np.float64), loading[start:stop], stored[start:stop])
+        span_shared = None if shared is None else dataclasses.replace(shared, group=shared.group[start:stop])
+        _solve_span(correlation, offsets[start:stop].astype(np.float64), ridge[start:stop], stored[start:stop], span_shared)
     return stored.transpose(1, 2)
 
 
-def _solve_span(correlation: BlockCorrelation, offsets: np.ndarray, loading: np.ndarray, out: torch.Tensor) -> None:
+def _source_differences(offsets: np.ndarray) -> np.ndarray:
+    """``o_j - o_l`` of each sample's source pairs ``j < l`` (``np.triu_indices`` order): offsets
+    (b, S, dims) → (b, pairs, dims) float64."""
+    upper = np.triu_indices(offsets.shape[1], 1)
+    offsets = offsets.astype(np.float64, copy=False)
+    return offsets[:, upper[0]] - offsets[:, upper[1]]
+
+
+@dataclass(frozen=True)
+class SharedSolve:
+    """The eigendecomposition ``Q = V diag(values) V^H`` shared by samples with equal source
+    differences (``_shared_solve``), so that each sample's ``(Q + lambda_i I)^-1`` =
+    ``V diag(1 / (values + lambda_i)) V^H`` takes its own ridge."""
+
+    adjoint: torch.Tensor
+    """Shape (groups, S * coils, S * coils), complex64: ``V^H``, columns source-major."""
+    coil_major: torch.Tensor
+    """Shape (groups, coils * S, S * coils), complex64: ``V`` with its rows coil-major."""
+    values: torch.Tensor
+    """Shape (groups, S * coils), float32: the eigenvalues, at least 0."""
+    group: np.ndarray
+    """Shape (n,), int64: each sample's group."""
+
+
+def _shared_solve(
+    correlation: BlockCorrelation, offsets: np.ndarray, span: int, device: torch.device
+) -> SharedSolve | None:
+    """The ``SharedSolve`` of samples with equal source differences (every sample of a radial
+    spoke: its samples are evenly spaced), when there are at most a quarter as many distinct ones
+    as samples; None otherwise (each sample solves its own ``Q``).
+
+    The groups are found span by span (``span`` samples at a time, ``_shared_groups``), and every
+    group's ``Q`` is made and decomposed at once, in double precision: one finufft evaluation
+    (each transforms the whole product grid). A group's ``Q`` comes from its first member's own
+    differences (rounded values would not be the differences of one set of positions). Its
+    samples' ridges differ (each is divided by its grid point's hits: many near the centre, one
+    or two far out), hence a decomposition rather than one inverse."""
+    grouping = _shared_groups(offsets, span)
+    if grouping is None:
+        return None
+    representatives, group = grouping
+    q = _source_correlation(correlation, representatives, np.zeros(len(representatives)), precise=True, device=device)
+    values, vectors = torch.linalg.eigh(q)  # source-major rows and columns
+    groups, size, _ = vectors.shape
+    coils = correlation.coils
+    coil_major = vectors.view(groups, size // coils, coils, size).transpose(1, 2).reshape(groups, size, size)
+    return SharedSolve(
+        adjoint=vectors.mH.to(torch.complex64).contiguous(),
+        coil_major=coil_major.to(torch.complex64),
+        values=values.clamp(min=0).to(torch.float32),
+        group=group,
+    )
+
+
+def _shared_groups(offsets: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Samples whose source differences agree within ``SHARED_DIFFERENCE_TOLERANCE``:
+    ``(representatives (groups, pairs, dims): each group's first member's differences, group (n,)
+    int64)``, or None when there are more groups than a quarter of the samples.
+
+    Trajectories are stored in single precision, so the differences of one spoke's samples jitter
+    by about 1e-5 grid units: rounding them to the tolerance splits a spoke wherever a rounding
+    boundary falls inside that jitter. The rounded rows are therefore only a first grouping;
+    groups whose representatives lie within the tolerance of each other (largest component) are
+    then joined (a k-d tree's pairs, their connected components)."""
+    n = offsets.shape[0]
+    group = np.empty(n, dtype=np.int64)
+    known: dict[bytes, int] = {}
+    representatives: list[np.ndarray] = []
+    for start in range(0, n, span):
+        differences = _source_differences(offsets[start : start + span])
+        rounded = np.round(differences.reshape(differences.shape[0], -1) / SHARED_DIFFERENCE_TOLERANCE).astype(np.int64)
+        first, local = _distinct_rows(rounded)
+        numbers = np.empty(len(first), dtype=np.int64)
+        for index, row in enumerate(first):
+            numbers[index] = known.setdefault(rounded[row].tobytes(), len(known))
+            if numbers[index] == len(representatives):
+                representatives.append(differences[row])
+        group[start : start + span] = numbers[local]
+        if len(known) * 4 > n:
+            return None
+    if not representatives:
+        return None
+    stacked = np.stack(representatives)
+    near = scipy.spatial.cKDTree(stacked.reshape(len(stacked), -1)).query_pairs(
+        SHARED_DIFFERENCE_TOLERANCE, p=np.inf, output_type="ndarray"
+    )
+    links = scipy.sparse.coo_matrix((np.ones(len(near)), (near[:, 0], near[:, 1])), shape=(len(stacked),) * 2)
+    count, component = scipy.sparse.csgraph.connected_components(links, directed=False)
+    if count * 4 > n:
+        return None
+    _, first_of_component = np.unique(component, return_index=True)  # components numbered 0 .. count - 1
+    return stacked[first_of_component], component[group].astype(np.int64)
+
+
+def _solve_span(
+    correlation: BlockCorrelation, offsets: np.ndarray, ridge: np.ndarray, out: torch.Tensor,
+    shared: SharedSolve | None,
+) -> None:
     """``closed_form_kernels`` of a span of samples into ``out`` (b, coils * S, coils), the
-    kernels transposed: offsets (b, S, dims) float64, loading (b,). The solves run in chunks of
+    kernels transposed: offsets (b, S, dims) float64, ridge (b,). The solves run in chunks of
     ``SOLVE_CHUNK`` samples (``_run_chunks``: several at once on the CPU). In 2D each chunk reads
     its correlations from the block's ``ShiftTable``; in 3D finufft evaluates the span's together
     first (each call transforms the whole product grid once).
@@ -286,30 +391,21 @@ def _solve_span(correlation: BlockCorrelation, offsets: np.ndarray, loading: np.
     sources, as evaluated (rows ``j``, each a coils x coils block), is then ``P^H`` as it stands
     (``_targets_conjugated``), with no transposition. ``Q`` is assembled in the same order.
 
-    Samples with equal source differences (a radial spoke's) share one ``Q``, made and inverted in
-    double precision. Otherwise (a spiral) each sample has its own, made and factored in single
-    precision (twice as fast); a sample whose single-precision ``Q`` does not factor is solved
-    again in double precision.
+    ``shared``: the decompositions of the samples' groups (``_shared_solve``, ``group`` (b,)). Else
+    each sample has its own ``Q`` (a spiral), made and factored in single precision (twice as
+    fast); a sample whose single-precision ``Q`` does not factor is solved again in double
+    precision.
     """
     b, num_sources, dims = offsets.shape
     coils = correlation.coils
     device = out.device
-    upper = np.triu_indices(num_sources, 1)
-    differences = offsets[:, upper[0]] - offsets[:, upper[1]]  # (b, pairs, dims)
-    ridge = np.maximum(loading, MIN_RELATIVE_LOADING * correlation.power)
-    first, group = _shared_rows(differences.reshape(b, -1))
-    shared = len(first) * 4 <= b  # equal differences (e.g. radial spokes): one inverse per group
-    if shared:
-        # each group's Q from its first member's own differences (rounded values would not be the
-        # differences of one set of positions, and Q could lose its positive definiteness)
-        group_ridge = np.bincount(group, weights=ridge, minlength=len(first)) / np.bincount(group, minlength=len(first))
-        q = _source_correlation(correlation, differences[first], group_ridge, precise=True, device=device)
-        inverse = torch.cholesky_inverse(_cholesky(q)).to(torch.complex64)
+    differences = _source_differences(offsets)  # (b, pairs, dims)
+    pairs_per_sample = differences.shape[1]
     tabulated = correlation.tabulate(max(float(np.max(np.abs(offsets))), float(np.max(np.abs(differences), initial=0.0))))
     if not tabulated:  # finufft, on this thread (its FFT plans are made one at a time)
         r_targets = correlation.at_targets(offsets.reshape(-1, dims))
-        if not shared:
-            r_pairs = correlation(differences.reshape(-1, dims), precise=False).reshape(b, len(upper[0]), coils, coils)
+        if shared is None:
+            r_pairs = correlation(differences.reshape(-1, dims), precise=False).reshape(b, pairs_per_sample, coils, coils)
 
     def targets_of(rows: slice | np.ndarray) -> torch.Tensor:
         """``P^H`` of the samples ``rows``, source-major (``_targets_conjugated``)."""
@@ -322,12 +418,15 @@ def _solve_span(correlation: BlockCorrelation, offsets: np.ndarray, loading: np.
     def solve_chunk(start: int) -> np.ndarray:
         """The chunk at ``start`` solved into ``out``; the rows whose single-precision ``Q`` did not factor."""
         rows = slice(start, min(start + SOLVE_CHUNK, b))
-        p_conjugated = targets_of(rows)
-        if shared:
-            _store_solution(_shared_solutions(p_conjugated, inverse, group[rows]), out[rows])
+        if shared is not None:  # in (group, ridge) order, put in place after
+            order = np.lexsort((ridge[rows], shared.group[rows]))
+            solved = torch.empty_like(out[rows])
+            _store_shared_solutions(targets_of(start + order), shared, shared.group[rows][order], ridge[rows][order], solved)
+            torch.index_select(solved, 0, torch.from_numpy(np.argsort(order)).to(device), out=out[rows])
             return np.zeros(0, dtype=np.int64)
+        p_conjugated = targets_of(rows)
         if tabulated:
-            pairs = correlation(differences[rows].reshape(-1, dims), precise=False).reshape(-1, len(upper[0]), coils, coils)
+            pairs = correlation(differences[rows].reshape(-1, dims), precise=False).reshape(-1, pairs_per_sample, coils, coils)
         else:
             pairs = r_pairs[rows]
         q = _assemble_source_correlation(pairs, correlation.at_zero, ridge[rows], torch.complex64, device)
@@ -361,17 +460,27 @@ def _store_solution(solution: torch.Tensor, out: torch.Tensor) -> None:
     out.view(m, coils, num_sources, coils).copy_(solution.view(m, num_sources, coils, coils).transpose(1, 2).conj())
 
 
-def _shared_solutions(p_conjugated: torch.Tensor, inverse: torch.Tensor, group: np.ndarray) -> torch.Tensor:
-    """``Q^-1 P^H`` of samples whose ``Q^-1`` is their group's: p_conjugated (m, S * coils, coils)
-    source-major (``_targets_conjugated``), inverse (groups, S * coils, S * coils) source-major
-    → (m, S * coils, coils). One batched product per run of consecutive samples of one group (a
-    spoke's samples are consecutive)."""
+def _store_shared_solutions(
+    p_conjugated: torch.Tensor, shared: SharedSolve, group: np.ndarray, ridge: np.ndarray, out: torch.Tensor
+) -> None:
+    """Kernels of samples that share their group's decomposition, into ``out`` (m, coils * S,
+    coils) in the stored layout: p_conjugated (m, S * coils, coils) source-major
+    (``_targets_conjugated``), group (m,), ridge (m,), the samples in ``(group, ridge)`` order
+    (the model's ridges take few values: ``ClosedFormKernelModel.averaged``).
+
+    Each run of samples with one group and ridge takes ``M = V diag(1 / (values + ridge)) V^H``
+    with ``V``'s rows coil-major (the runs' ``M`` made together): ``M P^H`` is ``K^H`` with
+    coil-major rows, the conjugate of the stored layout. One product per run, written in place."""
     m = p_conjugated.shape[0]
-    solution = torch.empty_like(p_conjugated)
-    breaks = np.flatnonzero(np.diff(group)) + 1
-    for start, stop in zip(np.concatenate([[0], breaks]), np.concatenate([breaks, [m]])):
-        torch.matmul(inverse[int(group[start])], p_conjugated[start:stop], out=solution[start:stop])
-    return solution
+    breaks = np.flatnonzero((np.diff(group) != 0) | (np.diff(ridge) != 0)) + 1
+    starts, stops = np.concatenate([[0], breaks]), np.concatenate([breaks, [m]])
+    numbers = torch.from_numpy(group[starts]).to(p_conjugated.device)
+    levels = torch.from_numpy(ridge[starts].astype(np.float32)).to(p_conjugated.device)
+    weights = 1.0 / (shared.values[numbers] + levels[:, None])  # (runs, S * coils)
+    solves = torch.matmul(shared.coil_major[numbers] * weights[:, None, :], shared.adjoint[numbers])  # (runs, coils * S, S * coils)
+    for run, (start, stop) in enumerate(zip(starts, stops)):
+        torch.matmul(solves[run], p_conjugated[start:stop], out=out[start:stop])
+    out.conj_physical_()
 
 
 def _run_chunks(
@@ -456,13 +565,6 @@ def _source_correlation_index(num_sources: int, coils: int) -> np.ndarray:
     return ((block[j, l] * coils + row) * coils + column).reshape(-1)
 
 
-def _shared_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows (b, m) float equal within ``SHARED_DIFFERENCE_TOLERANCE``: ``(first (u,), group (b,))``
-    with ``first`` the index of each distinct row's first occurrence and ``group`` each row's
-    distinct row (``rows[first[group]]`` ~ ``rows``)."""
-    return _distinct_rows(np.round(rows / SHARED_DIFFERENCE_TOLERANCE).astype(np.int64))
-
-
 def _distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exactly equal rows of ``rows`` (b, m): ``(first (u,), inverse (b,))``, the index of each
     distinct row's first occurrence and each row's distinct row (one sort of the rows as bytes)."""
@@ -505,8 +607,18 @@ class ClosedFormKernelModel(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         offsets = batch["offsets"].detach().cpu().numpy()
         hits = batch.get("hits")
-        averaged = np.ones(offsets.shape[0]) if hits is None else np.maximum(hits.detach().cpu().numpy().astype(np.float64), 1.0)
+        averaged = np.ones(offsets.shape[0]) if hits is None else self.averaged(hits.detach().cpu().numpy())
         return closed_form_kernels(self.correlation, offsets, self.ridge / averaged, self._device_marker.device)
+
+    @staticmethod
+    def averaged(hits: np.ndarray) -> np.ndarray:
+        """The samples a kernel's grid point averages, as its ridge counts them: ``hits`` (n,)
+        rounded to powers of sqrt(2) (its logarithm to half octaves; at least 1), (n,) float64.
+        A radial spoke's samples then take few ridges, and the runs of one spoke and one ridge
+        share one solve (``_store_shared_solutions``). k-space NRMSE against the exact counts
+        (128² radial, 64 and 200 spokes; 192² x 16 coils, 300 spokes): the same to 3 digits."""
+        counts = np.maximum(np.asarray(hits, dtype=np.float64), 1.0)
+        return np.exp2(np.round(2.0 * np.log2(counts)) / 2.0)
 
 
 def closed_form_model(datamodule: "GriddingDataModule", config: "IgrogConfig") -> nn.Module:
