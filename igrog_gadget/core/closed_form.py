@@ -33,7 +33,6 @@ References:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -355,6 +354,8 @@ def _shared_groups(offsets: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarr
         differences = _source_differences(offsets[start : start + span])
         rounded = np.round(differences.reshape(differences.shape[0], -1) / SHARED_DIFFERENCE_TOLERANCE).astype(np.int64)
         first, local = _distinct_rows(rounded)
+        if (len(known) + len(first)) * 4 > n and len(first) * 4 > len(rounded):  # (a spiral: all distinct)
+            return None
         numbers = np.empty(len(first), dtype=np.int64)
         for index, row in enumerate(first):
             numbers[index] = known.setdefault(rounded[row].tobytes(), len(known))
@@ -532,37 +533,24 @@ def _assemble_source_correlation(
     """``Q + ridge I`` from ``R(o_j - o_l)`` of each sample's source pairs ``j < l``
     (``np.triu_indices`` order), r_pairs (m, pairs, coils, coils), and ``R(0)`` (coils, coils):
     (m, S * coils, S * coils) of ``dtype``, source-major: entry ``Q[(d, j), (e, l)]`` at row
-    ``j * coils + d``, column ``l * coils + e`` (the order ``_solve_span`` solves in)."""
+    ``j * coils + d``, column ``l * coils + e`` (the order ``_solve_span`` solves in).
+
+    Source-major, ``Q`` is an S x S grid of coils x coils blocks: ``R(0)`` on the diagonal,
+    ``R(o_j - o_l)`` above it and, below, the same transposed and conjugated
+    (``R(o_l - o_j) = R(o_j - o_l)^H``): one copy per block, for every sample at once."""
     m, pairs, coils, _ = r_pairs.shape
     num_sources = int(round((1 + math.sqrt(1 + 8 * pairs)) / 2))
-    numpy_dtype = np.complex128 if dtype == torch.complex128 else np.complex64
-    r_pairs = r_pairs.astype(numpy_dtype, copy=False)
-    r_zero = np.broadcast_to(at_zero.astype(numpy_dtype), (m, 1, coils, coils))
-    # entries: R(0), R(o_j - o_l) for j < l, and their conjugates: R(o_l - o_j) = R(o_j - o_l)^H
-    # is the conjugate read transposed. numpy's take gathers along a row several times faster
-    # than torch's index_select.
-    entries = np.concatenate([r_zero, r_pairs, r_pairs.conj()], axis=1).reshape(m, -1)
-    gathered = np.take(entries, _source_correlation_index(num_sources, coils), axis=1)
-    q = torch.from_numpy(gathered).to(device).view(m, coils * num_sources, coils * num_sources)
+    r = torch.from_numpy(np.ascontiguousarray(r_pairs)).to(device=device, dtype=dtype)
+    q = torch.empty((m, num_sources, coils, num_sources, coils), dtype=dtype, device=device)
+    zero = torch.from_numpy(np.ascontiguousarray(at_zero)).to(device=device, dtype=dtype)
+    for source in range(num_sources):
+        q[:, source, :, source, :] = zero
+    for pair, (j, l) in enumerate(zip(*np.triu_indices(num_sources, 1))):
+        q[:, j, :, l, :] = r[:, pair]
+        q[:, l, :, j, :] = r[:, pair].transpose(-1, -2).conj()
+    q = q.view(m, num_sources * coils, num_sources * coils)
     q.diagonal(dim1=-2, dim2=-1).add_(torch.from_numpy(ridge).to(device=device, dtype=q.real.dtype)[:, None])
     return q
-
-
-@functools.lru_cache(maxsize=16)
-def _source_correlation_index(num_sources: int, coils: int) -> np.ndarray:
-    """Where ``_assemble_source_correlation`` reads each entry of ``Q``: shape
-    ((coils * S) ** 2,), int64, into the flattened ``(1 + 2 * pairs, coils, coils)`` entries
-    (``R(0)``, ``R(o_j - o_l)`` for j < l, their conjugates), for ``Q[(d, j), (e, l)]`` at
-    ``(j * coils + d) * S * coils + l * coils + e`` (source-major)."""
-    pairs = num_sources * (num_sources - 1) // 2
-    block = np.zeros((num_sources, num_sources), dtype=np.int64)
-    upper = np.triu_indices(num_sources, 1)
-    block[upper] = 1 + np.arange(pairs)
-    block[upper[1], upper[0]] = 1 + pairs + np.arange(pairs)
-    j, d, l, e = np.meshgrid(*(np.arange(n) for n in (num_sources, coils, num_sources, coils)), indexing="ij")
-    lower = j > l  # R(o_j - o_l) = R(o_l - o_j)^H: the conjugate at the transposed place
-    row, column = np.where(lower, e, d), np.where(lower, d, e)
-    return ((block[j, l] * coils + row) * coils + column).reshape(-1)
 
 
 def _distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
