@@ -226,7 +226,9 @@ class CentreFit:
     """Shape (coils, grid, grid) (3D: (coils, grid, grid, grid)), complex: the image whose
     k-space fits the samples in the band."""
     noise_std: float
-    """Complex noise std of one sample estimated from the fit residual."""
+    """Complex noise std of one sample estimated from the fit residual (all coils)."""
+    coil_noise_std: np.ndarray
+    """Shape (coils,): the same estimate for each coil."""
     num_samples: int
     """Samples within the band ``|k| < grid / 2`` that were fitted."""
 
@@ -278,8 +280,9 @@ def fit_centre(
     # densely sampled; fewer for undersampled data, whose residual would else count as noise).
     cells = np.unique(_row_keys(np.floor(used_coords + 0.5).astype(np.int64))).shape[0]
     dof = max(used.shape[1] - min(cells, grid**dims), 1)
-    noise_std = float(np.sqrt(np.sum(np.abs(residual_samples) ** 2) / (used.shape[0] * dof)))
-    return CentreFit(image=x, noise_std=noise_std, num_samples=int(used.shape[1]))
+    coil_power = np.sum(np.abs(residual_samples) ** 2, axis=1) / dof
+    noise_std = float(np.sqrt(np.mean(coil_power)))
+    return CentreFit(image=x, noise_std=noise_std, coil_noise_std=np.sqrt(coil_power), num_samples=int(used.shape[1]))
 
 
 def largest_calibration_size(coords: np.ndarray, size: int, min_size: int, min_coverage: float) -> tuple[int, float]:

@@ -23,6 +23,7 @@ from benchmarks.writer_edits import (
     without_calibration_lines,
 )
 from igrog_gadget.config import load_config
+from igrog_gadget.core.calibrate import ACS_CHECK_COILS
 from igrog_gadget.errors import InputDataError
 from igrog_gadget.replay import replay_file
 from igrog_gadget.simulate import SimulationSpec, simulate_to_file
@@ -96,6 +97,22 @@ def test_misplaced_calibration_lines_are_not_used(
     assert report.frames[0].report.training.calibration == "self-calibration"
     np.testing.assert_array_equal(report.frames[0].kspace, without_lines_reference.frames[0].kspace)
     assert error_of(report, radial64) < 0.5 * nn_error(radial64)
+
+
+def test_misplaced_lines_are_found_in_the_strongest_coils_of_many(tmp_path, caplog):
+    """With 12 coils the check fits the samples alone in the 4 strongest (ACS_CHECK_COILS): lines
+    cut and read as encoding 0 are still refused, and agreeing lines still used."""
+    path = tmp_path / "radial64x12.h5"
+    simulate_to_file(path, SimulationSpec(matrix=64, coils=12, spokes=64, acs=32, seed=12))
+    assert ACS_CHECK_COILS < 12
+    config = load_config("basic", overrides=QUICK)
+    good = replay_file(path, tmp_path / "good.h5", config)
+    assert good.frames[0].report.training.calibration == EARLY_CALIBRATION
+    edited = copy_dataset(path, tmp_path / "bad.h5", add_calibration_encoding, as_calibration_scan(0, False))
+    with caplog.at_level(logging.WARNING):
+        bad = replay_file(edited, tmp_path / "bad_out.h5", config)
+    assert "disagree with the non-Cartesian samples" in caplog.text
+    assert bad.frames[0].report.training.calibration == "self-calibration"
 
 
 def test_calibration_lines_with_an_all_zero_trajectory_are_placed_by_their_counters(radial64, reference, tmp_path):
