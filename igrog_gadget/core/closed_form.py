@@ -41,8 +41,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse
-import scipy.sparse.csgraph
-import scipy.spatial
 import torch
 from torch import nn
 
@@ -345,7 +343,7 @@ def _shared_groups(offsets: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarr
     by about 1e-5 grid units: rounding them to the tolerance splits a spoke wherever a rounding
     boundary falls inside that jitter. The rounded rows are therefore only a first grouping;
     groups whose representatives lie within the tolerance of each other (largest component) are
-    then joined (a k-d tree's pairs, their connected components)."""
+    then joined (``_near_components``)."""
     n = offsets.shape[0]
     group = np.empty(n, dtype=np.int64)
     known: dict[bytes, int] = {}
@@ -367,15 +365,42 @@ def _shared_groups(offsets: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarr
     if not representatives:
         return None
     stacked = np.stack(representatives)
-    near = scipy.spatial.cKDTree(stacked.reshape(len(stacked), -1)).query_pairs(
-        SHARED_DIFFERENCE_TOLERANCE, p=np.inf, output_type="ndarray"
-    )
-    links = scipy.sparse.coo_matrix((np.ones(len(near)), (near[:, 0], near[:, 1])), shape=(len(stacked),) * 2)
-    count, component = scipy.sparse.csgraph.connected_components(links, directed=False)
+    component = _near_components(stacked.reshape(len(stacked), -1), SHARED_DIFFERENCE_TOLERANCE)
+    count = int(component.max()) + 1
     if count * 4 > n:
         return None
     _, first_of_component = np.unique(component, return_index=True)  # components numbered 0 .. count - 1
-    return stacked[first_of_component], component[group].astype(np.int64)
+    return stacked[first_of_component], component[group]
+
+
+def _near_components(rows: np.ndarray, tolerance: float) -> np.ndarray:
+    """Rows (g, m) joined where they agree within ``tolerance`` (largest component difference),
+    and joined rows' rows in turn: each row's component, (g,) int64, numbered 0, 1, ... in the
+    order of each component's first row.
+
+    Rows that agree have sums within ``m * tolerance``: in the order of their sums each row is
+    compared with the few that follow within that reach (union-find over the agreeing pairs)."""
+    count, width = rows.shape
+    parent = np.arange(count)
+
+    def root(index: int) -> int:
+        while parent[index] != index:
+            parent[index] = parent[parent[index]]
+            index = int(parent[index])
+        return index
+
+    sums = rows.sum(axis=1)
+    order = np.argsort(sums, kind="stable")
+    ends = np.searchsorted(sums[order], sums[order] + width * tolerance, side="right")
+    for position, index in enumerate(order):
+        others = order[position + 1 : ends[position]]
+        for other in others[np.max(np.abs(rows[others] - rows[index]), axis=1, initial=0.0) <= tolerance]:
+            parent[root(int(other))] = root(int(index))
+    roots = np.array([root(index) for index in range(count)], dtype=np.int64)
+    _, first, inverse = np.unique(roots, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return rank[inverse.reshape(-1)]
 
 
 def _solve_span(
