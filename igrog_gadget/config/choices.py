@@ -19,7 +19,7 @@ ACTIVATIONS: dict[str, str] = {"relu": "ReLU", "gelu": "GELU", "silu": "SiLU", "
 #: A subset of ``engine.optim.OPTIMIZERS`` (the engine is torch-bound; a test keeps them in step).
 OPTIMIZERS = ("adam", "adamw", "sgd")
 FIELDCORR_MODES = ("hybrid", "kernel")
-KERNEL_FITS = ("closed_form", "network")
+KERNEL_FITS = ("closed_form", "network", "auto")
 IMAGE_SOURCES = ("auto", "series", "file", "data")
 PAIR_POSITIONS = ("auto", "trajectory", "random")
 IMAGE_METHODS = ("auto", "sense", "rss")

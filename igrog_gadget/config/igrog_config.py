@@ -77,9 +77,21 @@ class IgrogConfig:
         changed = {name: for_dims(section, dims) for name, section in self.sections() if hasattr(section, VOLUME)}
         return dataclasses.replace(self, **changed)
 
+    def with_fit_for(self, samples: int, coils: int, sources: int) -> "IgrogConfig":
+        """This configuration with ``training.fit = auto`` made what it means for a frame of
+        ``samples`` samples in ``coils`` (virtual) coils, ``sources`` sources per kernel:
+        closed_form while ``samples * (coils * sources)^3 / 1e9`` stays within
+        ``training.closed_form_max_work``, else network. Itself for any other fit."""
+        if self.training.fit != "auto":
+            return self
+        work = samples * float(coils * sources) ** 3 / 1e9
+        fit = "closed_form" if work <= self.training.closed_form_max_work else "network"
+        return dataclasses.replace(self, training=dataclasses.replace(self.training, fit=fit))
+
     def kernel_fit(self) -> str:
-        """How kernels are fitted: ``training.fit`` (take ``for_dims`` first for a 3D frame's),
-        except network for fieldcorr.mode = kernel (time-dependent kernels have no closed form)."""
+        """How kernels are fitted: ``training.fit`` (take ``for_dims`` first for a 3D frame's, and
+        ``with_fit_for`` for auto's), except network for fieldcorr.mode = kernel (time-dependent
+        kernels have no closed form)."""
         if self.fieldcorr is not None and self.fieldcorr.mode == "kernel":
             return "network"
         return self.training.fit

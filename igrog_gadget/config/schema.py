@@ -310,15 +310,24 @@ class TrainingConfig:
         "closed_form",
         """How kernels are fitted to the calibration: closed_form (each sample's least-squares kernel,
         solved from the calibration block's autocorrelation: no gradient steps, the loss weighted by
-        the block's energy) or network (the kernel MLP trained by gradient steps on synthesised pairs;
-        fieldcorr.mode = kernel always trains it: time-dependent kernels have no closed form).""",
+        the block's energy), network (the kernel MLP trained by gradient steps on synthesised pairs;
+        fieldcorr.mode = kernel always trains it: time-dependent kernels have no closed form) or auto
+        (the closed form while a frame's solves stay within closed_form_max_work, else the network).""",
         choices=KERNEL_FITS,
-        volume_default="network",
-        volume_doc="""the closed form with gridding.neighbour_sources = 0 shares one solve per spoke: 64^3
-        kooshball (4000 spokes, 8 coils) NRMSE 0.057 in 42 s against the network's 0.041 in 88 s, 32^3
-        (1200 spokes) 0.055 in 10 s against 0.084 in 67 s (whole replays, 2 cores); with neighbour
-        sources every sample solves its own (coils * (5 + n))^2 system (n = 2: 0.046 in 94 s at 64^3, 0.039 in
-        17 s at 32^3).""",
+        volume_default="auto",
+        volume_doc="""the closed form costs per sample, each solving its own (coils * (5 + n))^2 system with n
+        = gridding.neighbour_sources, the network per training: 32^3 kooshball (1200 spokes, 8 coils, n
+        = 4) closed form NRMSE 0.034 in 29 s against the network's 0.084 in 66 s, which grids the corners
+        beyond the sphere worse than nearest neighbour; 64^3 (4000 spokes) 0.041 in 138 s against 0.041
+        in 97 s (whole replays, 2 cores).""",
+    )
+    closed_form_max_work: float = setting(
+        100.0,
+        """fit = auto: the closed form while a frame's samples x (coils x sources per kernel)^3 / 1e9 (the
+        multiply-adds of its factorisations, in billions; virtual coils) stay within this, else the
+        network, whose cost does not grow with the samples. 8 coils, 9 sources: 32^3 kooshball (1200
+        spokes) 29, 64^3 (4000 spokes) 191; the two fits cost the same near 110 on a 2-core CPU.""",
+        minimum=0.0,
     )
     warm_start: bool = setting(
         True, "A new calibration key (slice, partition, contrast) starts from the last trained model of the same shape."

@@ -151,7 +151,7 @@ class FrameGridder:
             return None, None  # checked when the plan was made
         geometry = sample_geometry(frame, self.config.gridding)
         limit = self.config.training.offset_coverage_max
-        if limit <= 0 or self.config.for_dims(frame.dims).kernel_fit() == "closed_form":
+        if limit <= 0 or trained.fit == "closed_form":
             return geometry, None  # closed-form kernels are solved for the frame's own offsets
         ratio = offset_distance_ratio(trained.offsets, geometry.offsets)
         if ratio > limit:

@@ -227,6 +227,8 @@ class TrainingService:
         transform = frame_coil_transform(inputs, self.config.gridding, self._inherited_virtual_coils(inputs, earlier))
         frame = to_virtual_coils(inputs, transform)
         config = self.config.for_dims(frame.dims)  # a 3D frame trains with the 3D settings
+        per_kernel = config.gridding.num_sources + (config.gridding.neighbour_sources if frame.dims == 3 else 0)
+        config = config.with_fit_for(int(np.count_nonzero(frame.samples[0])), frame.num_coils, per_kernel)  # (fit = auto)
         datamodule: GriddingDataModule = self.spec.datamodule(frame, config, with_training=True)
         datamodule.preprocess()
         return _PreparedTraining(

@@ -416,7 +416,7 @@ def test_a_variant_can_have_its_own_defaults(monkeypatch, tmp_path):
 # --- 3D settings: [section.volume] --------------------------------------------------------------
 #: Today's effective settings of a 2D and a 3D frame (the measured 3D defaults).
 SETTINGS_2D = {"max_steps": 1200, "batch_size": 256, "learning_rate": 5e-3, "fit": "closed_form", "cpu_threads": 1}
-SETTINGS_3D = {"max_steps": 2400, "batch_size": 1024, "learning_rate": 3e-3, "fit": "network", "cpu_threads": 0}
+SETTINGS_3D = {"max_steps": 2400, "batch_size": 1024, "learning_rate": 3e-3, "fit": "auto", "cpu_threads": 0}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -432,6 +432,22 @@ def test_for_dims_gives_the_2d_and_3d_settings(variant):
     assert volume.gridding == config.gridding and volume.training.epochs == config.training.epochs
     assert "\n[training.volume]\nbatch_size = 1024\nmax_steps = 2400\n" in config.to_toml()
     assert "\n[calibration.volume]\nnum_training_pairs = 300000\n" in config.to_toml()
+
+
+def test_auto_fit_is_the_closed_form_while_the_frames_solves_stay_within_their_limit():
+    """training.fit = auto (the 3D default): closed_form while samples x (coils x sources)^3 / 1e9
+    stays within training.closed_form_max_work, else network; any other fit stays as it is."""
+    volume = load_config("basic").for_dims(3)
+    limit = volume.training.closed_form_max_work
+    sources = volume.gridding.num_sources + volume.gridding.neighbour_sources
+    per_sample = (8 * sources) ** 3 / 1e9
+    assert volume.with_fit_for(int(limit / per_sample), 8, sources).kernel_fit() == "closed_form"
+    assert volume.with_fit_for(int(limit / per_sample) + 2, 8, sources).kernel_fit() == "network"
+    assert volume.with_fit_for(1200 * 64, 8, sources).kernel_fit() == "closed_form"  # 32^3 kooshball
+    assert volume.with_fit_for(4000 * 128, 8, sources).kernel_fit() == "network"  # 64^3 kooshball
+    fixed = load_config("basic", overrides=["training.volume.fit=network"]).for_dims(3)
+    assert fixed.with_fit_for(10, 8, sources) is fixed
+    assert load_config("basic").with_fit_for(10**9, 32, 5).kernel_fit() == "closed_form"  # 2D: closed_form
 
 
 def test_3d_settings_from_a_file_and_overrides(tmp_path):
@@ -454,7 +470,7 @@ def test_3d_settings_from_a_file_and_overrides(tmp_path):
         (["training.volume.epochs=5"], r"training\.volume\.epochs is not a 3D setting; \[training\.volume\] takes: "
                                        r"batch_size, max_steps, fit, learning_rate, cpu_threads"),
         (["training.volume.max_stepz=5"], r"training\.volume\.max_stepz is not a 3D setting"),
-        (["training.volume.fit=nosuch"], r"training\.volume\.fit must be one of closed_form, network; got 'nosuch'"),
+        (["training.volume.fit=nosuch"], r"training\.volume\.fit must be one of closed_form, network, auto; got 'nosuch'"),
         (["training.volume.max_steps=0"], r"training\.volume\.max_steps must be >= 1, got 0"),
         (["training.volume.learning_rate=0"], r"training\.volume\.learning_rate must be > 0, got 0\.0"),
         (["training.volume.max_steps=many"], r"training\.volume\.max_steps: cannot read 'many' as int"),
