@@ -184,19 +184,22 @@ def _joint_block(frame: FrameInputs, config: CalibrationConfig) -> tuple[Calibra
     joint = fit_centre(samples, coords, grid, config.selfcal_iterations)
     if config.acs_noise_ratio_max > 0:
         if dims == 3:  # one solve less: the lines' own residual in the joint fit against the fit's
+            joint_std = joint.noise_std
             alone_std = _line_residual_std(joint, lines, grid)
-            ratio = alone_std / max(joint.noise_std, 1e-30)
+            ratio = alone_std / max(joint_std, 1e-30)
         else:  # the samples alone, in their strongest coils (the lines' misfit shows there most)
-            coils = strongest_coils(frame.flat_samples(), ACS_CHECK_COILS)
-            alone_std = fit_centre(frame.flat_samples()[coils], frame.flat_coords(), grid, config.selfcal_iterations).noise_std
-            ratio = float(np.sqrt(np.mean(joint.coil_noise_std[coils] ** 2))) / max(alone_std, 1e-30)
+            frame_samples = frame.flat_samples()
+            coils = strongest_coils(frame_samples, ACS_CHECK_COILS)
+            joint_std = float(np.sqrt(np.mean(joint.coil_noise_std[coils] ** 2)))
+            alone_std = fit_centre(frame_samples[coils], frame.flat_coords(), grid, config.selfcal_iterations).noise_std
+            ratio = joint_std / max(alone_std, 1e-30)
         if ratio > config.acs_noise_ratio_max:
             logger.warning(
                 "the %d calibration lines disagree with the non-Cartesian samples: fitted with them the "
                 "calibration's noise estimate is %.3g, without them %.3g (%.1fx, limit %.3gx); the lines are "
                 "not used (check their encoding_space_ref, kspace_encode_step_1 numbering, FOV and readout "
                 "oversampling against the header)",
-                len(lines), ratio * alone_std, alone_std, ratio, config.acs_noise_ratio_max,
+                len(lines), joint_std, alone_std, ratio, config.acs_noise_ratio_max,
             )
             return None, (
                 f"they disagree with the non-Cartesian samples: fitted with them the noise estimate is {ratio:.1f}x "
