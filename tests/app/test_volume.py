@@ -70,15 +70,22 @@ def test_kooshball_is_gridded_onto_its_3d_grid_one_line_per_ky_kz(kooshball_repl
     assert report.frames[0].kspace.shape == (4, N, N, N)
 
 
-def test_kooshball_accuracy_beats_nearest_neighbour(kooshball, kooshball_replay):
-    output, _ = kooshball_replay
-    _, _, volume = read_volume(output)
+@pytest.fixture(scope="module")
+def kooshball_truth_and_nearest_neighbour(kooshball):
+    """``(truth (coils, N, N, N), nearest neighbour's k-space (coils, N, N, N), its hits (N, N, N))``."""
     truth = load_truth(kooshball)["kspace"][0, 0]
     dataset = read_dataset(kooshball)
     spokes = [r for r in dataset.readouts if r.is_imaging()]
     samples = np.concatenate([r.data for r in spokes], axis=1)
     coords = np.concatenate([r.traj[:, :3] for r in spokes], axis=0)
     nn, hits = grid_nearest_neighbour_3d(samples, coords, (N, N, N))
+    return truth, nn, hits
+
+
+def test_kooshball_accuracy_beats_nearest_neighbour(kooshball_truth_and_nearest_neighbour, kooshball_replay):
+    output, _ = kooshball_replay
+    _, _, volume = read_volume(output)
+    truth, nn, hits = kooshball_truth_and_nearest_neighbour
     mask = hits > 0
     assert np.array_equal(np.any(volume != 0, axis=0), mask)  # coverage as nearest neighbour's
 
@@ -89,19 +96,16 @@ def test_kooshball_accuracy_beats_nearest_neighbour(kooshball, kooshball_replay)
     assert nrmse(volume) < 0.5 * nrmse(nn)
 
 
-def test_a_small_kooshball_takes_the_closed_form_and_no_shell_is_worse_than_nearest_neighbour(kooshball, kooshball_replay):
+def test_a_small_kooshball_takes_the_closed_form_and_no_shell_is_worse_than_nearest_neighbour(
+    kooshball_truth_and_nearest_neighbour, kooshball_replay
+):
     """training.volume.fit = auto: a 32^3 x 4-coil kooshball is within the closed form's work
     limit. No shell of |k| is gridded worse than nearest neighbour, the grid's corners beyond the
     kooshball's sphere (noise only) included, where the network's kernels lost to it."""
     output, report = kooshball_replay
     assert report.frames[0].report.training.fit == "closed_form"
     _, _, volume = read_volume(output)
-    truth = load_truth(kooshball)["kspace"][0, 0]
-    dataset = read_dataset(kooshball)
-    spokes = [r for r in dataset.readouts if r.is_imaging()]
-    samples = np.concatenate([r.data for r in spokes], axis=1)
-    coords = np.concatenate([r.traj[:, :3] for r in spokes], axis=0)
-    nn, hits = grid_nearest_neighbour_3d(samples, coords, (N, N, N))
+    truth, nn, hits = kooshball_truth_and_nearest_neighbour
     axis = np.arange(N) - N // 2
     radius = np.sqrt(axis[:, None, None] ** 2 + axis[None, :, None] ** 2 + axis[None, None, :] ** 2) / (N / 2)
     for low, high in ((0, 0.5), (0.5, 1.0), (1.0, np.inf)):
