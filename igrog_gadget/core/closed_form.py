@@ -55,12 +55,18 @@ if TYPE_CHECKING:  # the datamodule imports the model's callers, not this module
     from igrog_gadget.core.datamodule import GriddingDataModule
     from igrog_gadget.config import IgrogConfig
 
-#: Samples whose ``Q`` is assembled and factored at once (memory: 16 * (coils * sources)^2 bytes each).
+#: Samples whose ``Q`` is assembled and factored at once on a GPU (memory: 8 * (coils * sources)^2
+#: bytes each in single precision), and at most on the CPU (``solve_chunk_samples``).
 SOLVE_CHUNK = 2048
+#: On the CPU, the single-precision ``Q`` of a chunk fits this many bytes: a chunk's matrices stay in
+#: the cache between their assembly, factorisation and solve, and its buffers are reused rather than
+#: mapped anew (128² spiral, 8 coils, 5 sources: 512 samples a chunk, 0.9x the CPU time of 2048 and
+#: 0.65x the peak memory; 256 and 128 measured the same as 512).
+CPU_SOLVE_CHUNK_BYTES = 8 * 2**20
 #: Bytes the chunks solved at once may hold in matrices (``_run_chunks``: each holds about three
 #: of ``Q``'s size: its entries, ``Q`` and its factor), so that many cores do not multiply a
-#: scan's memory: 128² spiral, 8 coils: 6 chunks at once; 10 virtual coils: 4; 3D with 4
-#: neighbour sources: 2.
+#: scan's memory: binds only where a chunk's 64 samples exceed ``CPU_SOLVE_CHUNK_BYTES`` (``Q``
+#: larger than 128 x 128: 21 such chunks at once at 128).
 SOLVE_MEMORY = 512 * 2**20
 #: Largest calibration block (points) the correlation is computed from: its central part beyond
 #: (2D: 64 x 64, 3D: 16^3; the product grid is twice that per side, per coil pair).
@@ -280,6 +286,16 @@ def closed_form_kernels(
     return stored.transpose(1, 2)
 
 
+def solve_chunk_samples(matrix_size: int, device: torch.device) -> int:
+    """Samples solved together in one chunk (``_solve_span``) when each ``Q`` is ``matrix_size``
+    square (coils * sources): ``SOLVE_CHUNK`` on a GPU; on the CPU as many as fit
+    ``CPU_SOLVE_CHUNK_BYTES`` in single precision, a multiple of 64 from 64 to ``SOLVE_CHUNK``."""
+    if device.type != "cpu":
+        return SOLVE_CHUNK
+    fitting = CPU_SOLVE_CHUNK_BYTES // (8 * matrix_size * matrix_size)
+    return int(min(SOLVE_CHUNK, max(64, fitting // 64 * 64)))
+
+
 def _source_differences(offsets: np.ndarray) -> np.ndarray:
     """``o_j - o_l`` of each sample's source pairs ``j < l`` (``np.triu_indices`` order): offsets
     (b, S, dims) → (b, pairs, dims) float64."""
@@ -322,7 +338,7 @@ def _shared_solve(
         return None
     representatives, group = grouping
     q = _source_correlation(correlation, representatives, np.zeros(len(representatives)), precise=True, device=device)
-    values, vectors = torch.linalg.eigh(q)  # source-major rows and columns
+    values, vectors = torch.linalg.eigh(q, UPLO="U")  # source-major rows and columns
     groups, size, _ = vectors.shape
     coils = correlation.coils
     coil_major = vectors.view(groups, size // coils, coils, size).transpose(1, 2).reshape(groups, size, size)
@@ -409,7 +425,7 @@ def _solve_span(
 ) -> None:
     """``closed_form_kernels`` of a span of samples into ``out`` (b, coils * S, coils), the
     kernels transposed: offsets (b, S, dims) float64, ridge (b,). The solves run in chunks of
-    ``SOLVE_CHUNK`` samples (``_run_chunks``: several at once on the CPU). In 2D each chunk reads
+    ``solve_chunk_samples`` samples (``_run_chunks``: several at once on the CPU). In 2D each chunk reads
     its correlations from the block's ``ShiftTable``; in 3D finufft evaluates the span's together
     first (each call transforms the whole product grid once).
 
@@ -427,6 +443,7 @@ def _solve_span(
     device = out.device
     differences = _source_differences(offsets)  # (b, pairs, dims)
     pairs_per_sample = differences.shape[1]
+    chunk = solve_chunk_samples(coils * num_sources, device)
     tabulated = correlation.tabulate(max(float(np.max(np.abs(offsets))), float(np.max(np.abs(differences), initial=0.0))))
     if not tabulated:  # finufft, on this thread (its FFT plans are made one at a time)
         r_targets = correlation.at_targets(offsets.reshape(-1, dims))
@@ -443,7 +460,7 @@ def _solve_span(
 
     def solve_chunk(start: int) -> np.ndarray:
         """The chunk at ``start`` solved into ``out``; the rows whose single-precision ``Q`` did not factor."""
-        rows = slice(start, min(start + SOLVE_CHUNK, b))
+        rows = slice(start, min(start + chunk, b))
         if shared is not None:  # in (group, ridge) order, put in place after
             order = np.lexsort((ridge[rows], shared.group[rows]))
             solved = torch.empty_like(out[rows])
@@ -456,15 +473,15 @@ def _solve_span(
         else:
             pairs = r_pairs[rows]
         q = _assemble_source_correlation(pairs, correlation.at_zero, ridge[rows], torch.complex64, device)
-        factor, info = torch.linalg.cholesky_ex(q)
-        _store_solution(torch.cholesky_solve(p_conjugated, factor), out[rows])
+        factor, info = torch.linalg.cholesky_ex(q, upper=True)
+        _store_solution(torch.cholesky_solve(p_conjugated, factor, upper=True), out[rows])
         return start + torch.nonzero(info > 0).reshape(-1).cpu().numpy()
 
-    chunk_bytes = 3 * SOLVE_CHUNK * (coils * num_sources) ** 2 * 8
-    failed = np.concatenate(_run_chunks(solve_chunk, range(0, b, SOLVE_CHUNK), device, max(1, SOLVE_MEMORY // chunk_bytes)))
+    chunk_bytes = 3 * chunk * (coils * num_sources) ** 2 * 8
+    failed = np.concatenate(_run_chunks(solve_chunk, range(0, b, chunk), device, max(1, SOLVE_MEMORY // chunk_bytes)))
     if failed.size:  # in double precision (finufft: on this thread)
         q = _source_correlation(correlation, differences[failed], ridge[failed], precise=True, device=device)
-        solved = torch.cholesky_solve(targets_of(failed).to(q.dtype), _cholesky(q))
+        solved = torch.cholesky_solve(targets_of(failed).to(q.dtype), _cholesky(q), upper=True)
         stored = torch.empty((failed.size, *out.shape[1:]), dtype=solved.dtype, device=device)
         _store_solution(solved, stored)
         out[torch.from_numpy(failed).to(device)] = stored.to(torch.complex64)
@@ -542,9 +559,9 @@ def _run_chunks(
 def _source_correlation(
     correlation: BlockCorrelation, differences: np.ndarray, ridge: np.ndarray, precise: bool, device: torch.device
 ) -> torch.Tensor:
-    """``Q + ridge I`` of samples whose sources differ by ``differences`` (m, pairs, dims)
-    (pairs ``j < l`` in ``np.triu_indices`` order): (m, S * coils, S * coils), source-major,
-    complex128 when ``precise``, else complex64 (see ``_assemble_source_correlation``)."""
+    """The upper triangle of ``Q + ridge I`` of samples whose sources differ by ``differences``
+    (m, pairs, dims) (pairs ``j < l`` in ``np.triu_indices`` order): (m, S * coils, S * coils),
+    source-major, complex128 when ``precise``, else complex64 (see ``_assemble_source_correlation``)."""
     m, pairs, dims = differences.shape
     coils = correlation.coils
     r_pairs = correlation(differences.reshape(-1, dims), precise=precise).reshape(m, pairs, coils, coils)
@@ -555,14 +572,16 @@ def _source_correlation(
 def _assemble_source_correlation(
     r_pairs: np.ndarray, at_zero: np.ndarray, ridge: np.ndarray, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
-    """``Q + ridge I`` from ``R(o_j - o_l)`` of each sample's source pairs ``j < l``
-    (``np.triu_indices`` order), r_pairs (m, pairs, coils, coils), and ``R(0)`` (coils, coils):
-    (m, S * coils, S * coils) of ``dtype``, source-major: entry ``Q[(d, j), (e, l)]`` at row
-    ``j * coils + d``, column ``l * coils + e`` (the order ``_solve_span`` solves in).
+    """The upper triangle of ``Q + ridge I`` from ``R(o_j - o_l)`` of each sample's source pairs
+    ``j < l`` (``np.triu_indices`` order), r_pairs (m, pairs, coils, coils), and ``R(0)`` (coils,
+    coils): (m, S * coils, S * coils) of ``dtype``, source-major: entry ``Q[(d, j), (e, l)]`` at
+    row ``j * coils + d``, column ``l * coils + e`` (the order ``_solve_span`` solves in).
 
-    Source-major, ``Q`` is an S x S grid of coils x coils blocks: ``R(0)`` on the diagonal,
-    ``R(o_j - o_l)`` above it and, below, the same transposed and conjugated
-    (``R(o_l - o_j) = R(o_j - o_l)^H``): one copy per block, for every sample at once."""
+    Source-major, ``Q`` is an S x S grid of coils x coils blocks: ``R(0)`` on the diagonal and
+    ``R(o_j - o_l)`` above it, one plain copy per block for every sample at once. Below the
+    diagonal blocks the entries are left unset: ``Q`` is Hermitian, and its readers
+    (``torch.linalg.cholesky_ex(upper=True)``, ``torch.linalg.eigh(UPLO="U")``) read its upper
+    triangle only."""
     m, pairs, coils, _ = r_pairs.shape
     num_sources = int(round((1 + math.sqrt(1 + 8 * pairs)) / 2))
     r = torch.from_numpy(np.ascontiguousarray(r_pairs)).to(device=device, dtype=dtype)
@@ -572,7 +591,6 @@ def _assemble_source_correlation(
         q[:, source, :, source, :] = zero
     for pair, (j, l) in enumerate(zip(*np.triu_indices(num_sources, 1))):
         q[:, j, :, l, :] = r[:, pair]
-        q[:, l, :, j, :] = r[:, pair].transpose(-1, -2).conj()
     q = q.view(m, num_sources * coils, num_sources * coils)
     q.diagonal(dim1=-2, dim2=-1).add_(torch.from_numpy(ridge).to(device=device, dtype=q.real.dtype)[:, None])
     return q
@@ -588,8 +606,9 @@ def _distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _cholesky(matrices: torch.Tensor) -> torch.Tensor:
-    """Lower Cholesky factors of Hermitian positive definite (m, n, n) matrices."""
-    factor, info = torch.linalg.cholesky_ex(matrices)
+    """Upper Cholesky factors ``U`` (``A = U^H U``) of Hermitian positive definite (m, n, n)
+    matrices ``A``, of which only the upper triangle is read."""
+    factor, info = torch.linalg.cholesky_ex(matrices, upper=True)
     if bool((info > 0).any()):
         raise CalibrationError(
             "the calibration block's source correlation is not positive definite: it cannot calibrate kernels "

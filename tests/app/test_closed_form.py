@@ -14,7 +14,7 @@ from app_helpers import ACCURATE, DATA
 from benchmarks.evaluation import load_case
 from igrog_gadget.core.centre import block_interior, fill_from_block, fill_margin
 from igrog_gadget.core.closed_form import (
-    SOLVE_CHUNK,
+    solve_chunk_samples,
     BlockCorrelation,
     ClosedFormKernelModel,
     ShiftTable,
@@ -170,10 +170,12 @@ def test_separate_solves_do_not_depend_on_the_thread_count():
     """A spiral's samples are solved in chunks, several at once on the CPU: one thread or two
     give the same kernels bit for bit (and the chunks' rows land in place: the same kernels as
     each sample solved alone, to single precision)."""
-    block = random_block(coils=3, side=12, seed=4)
+    block = random_block(coils=8, side=12, seed=4)
     rng = np.random.default_rng(8)
-    count = 2 * SOLVE_CHUNK + 300  # three chunks
-    offsets = rng.uniform(-1.2, 1.2, (count, 3, 2))
+    chunk = solve_chunk_samples(8 * 5, torch.device("cpu"))  # 8 coils, 5 sources
+    assert chunk < 2048  # the CPU's chunks are sized to its cache
+    count = 2 * chunk + 300  # three chunks
+    offsets = rng.uniform(-1.2, 1.2, (count, 5, 2))
     ridge = np.full(count, 0.02 * float(np.mean(np.abs(block.kspace) ** 2)))
 
     def solve_on_a_thread_of(threads: int) -> tuple[np.ndarray, int]:
@@ -195,7 +197,7 @@ def test_separate_solves_do_not_depend_on_the_thread_count():
         torch.set_num_threads(own)  # the count new threads start with
     assert np.array_equal(solved[1], solved[2])
     correlation = BlockCorrelation(block)
-    for i in (0, SOLVE_CHUNK + 7, count - 1):
+    for i in (0, chunk + 7, count - 1):
         alone = closed_form_kernels(correlation, offsets[i : i + 1], ridge[i : i + 1], torch.device("cpu")).numpy()[0]
         np.testing.assert_allclose(solved[1][i], alone, rtol=0, atol=1e-4 * np.abs(alone).max())
 
