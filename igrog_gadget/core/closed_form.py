@@ -88,16 +88,19 @@ SHARED_DIFFERENCE_TOLERANCE = 1e-4
 MIN_RELATIVE_LOADING = 1e-3
 #: ``ShiftTable`` (2D): table points per grid unit of shift. Cubic Lagrange interpolation between
 #: them: largest error 7e-6 of ``R``'s peak at 16 (embedded sample's block, 100 000 random shifts,
-#: against finufft at 1e-12), below finufft's 5.6e-5 at the 1e-4 tolerance ``P`` used and its
-#: 8.4e-6 at the 1e-5 of single-precision ``Q``.
+#: against finufft at 1e-12), below finufft's 5.6e-5 at a tolerance of 1e-4 and 8.4e-6 at 1e-5.
 TABLE_POINTS_PER_UNIT = 16
 #: Grid units the shifts of ``BlockCorrelation`` are rounded to (far below finufft's precision).
 SHIFT_QUANTUM = 2.0**-30
-#: finufft precision of the correlations: ``Q`` in double and single precision (whose positive
-#: definiteness the solve needs), and ``P`` (1e-4 against 1e-5: k-space NRMSE the same to its 4th
-#: digit on radial, spiral and kooshball, 1.4x (2D) to 1.7x (3D) fewer interpolation taps).
+#: finufft precision of the correlations: ``Q`` in double precision, and in single precision
+#: (3D; 2D reads the ``ShiftTable``) and ``P`` at 1e-4. 1e-4 against 1e-5: k-space NRMSE the same
+#: to its 4th digit on radial, spiral and kooshball (``P``), and on a 32³ kooshball, a 3D stack of
+#: spirals and a 16³ kooshball calibrated from its ACS (``Q``, basic, image_based, fieldcorr);
+#: kernels as far from the double-precision solve (the ridge floor, ``MIN_RELATIVE_LOADING``, lies
+#: ten times above the error and keeps ``Q`` positive definite); 1.4x (2D) to 1.7x (3D) fewer
+#: interpolation taps (32³ kooshball: 35 → 30 CPU-s, 24 → 18 s).
 _EPS_Q = 1e-8
-_EPS_Q_SINGLE = 1e-5
+_EPS_Q_SINGLE = 1e-4
 _EPS_TARGETS = 1e-4
 
 
@@ -136,7 +139,7 @@ class BlockCorrelation:
 
     def __call__(self, shifts: np.ndarray, precise: bool) -> np.ndarray:
         """``R(shifts)`` for ``Q``: shifts (m, dims) grid units → (m, coils, coils), complex128 at
-        1e-8 relative when ``precise``, else complex64 at 1e-5 (finufft, on the CPU)."""
+        1e-8 relative when ``precise``, else complex64 at 1e-4 (2D: the ``ShiftTable``; 3D: finufft, on the CPU)."""
         if shifts.shape[0] == 0:
             return np.zeros((0, self.coils, self.coils), dtype=np.complex128 if precise else np.complex64)
         if self._tabulated(precise):  # a few multiply-adds per value: cheaper than finding the repeats
