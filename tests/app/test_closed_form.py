@@ -14,12 +14,12 @@ from app_helpers import ACCURATE, DATA
 from benchmarks.evaluation import load_case
 from igrog_gadget.core.centre import block_interior, fill_from_block, fill_margin
 from igrog_gadget.core.closed_form import (
-    solve_chunk_samples,
     BlockCorrelation,
     ClosedFormKernelModel,
     ShiftTable,
     _shared_groups,
     closed_form_kernels,
+    solve_chunk_samples,
 )
 from igrog_gadget.environment import pin_native_threads
 from igrog_gadget.planning.gridder import FrameGridder
