@@ -90,6 +90,11 @@ def without_calibration_lines(acq: ismrmrd.Acquisition, matrix: int) -> ismrmrd.
     return None if acq.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION) else acq
 
 
+def without_noise_scans(acq: ismrmrd.Acquisition, matrix: int) -> ismrmrd.Acquisition | None:
+    """Drops the noise scans (a file whose writer keeps none)."""
+    return None if acq.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT) else acq
+
+
 def shorten_even_spokes(cut: int) -> AcquisitionEdit:
     """Spokes of even e1 lose their first ``cut`` samples (an asymmetric echo on half the spokes)."""
 

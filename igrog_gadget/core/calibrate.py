@@ -23,6 +23,7 @@ all lie in one kz plane (a 2D ACS) cannot calibrate a 3D grid and are refused.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -30,6 +31,7 @@ import numpy as np
 from igrog_gadget.core.frame import FrameInputs
 from igrog_gadget.config import CalibrationConfig
 from igrog_gadget.errors import CalibrationError
+from igrog_gadget.numerics.coils import noise_std_of
 from igrog_gadget.numerics.nufft import nufft_forward
 from igrog_gadget.numerics.calibration import (
     CalibrationBlock,
@@ -55,12 +57,23 @@ def calibration_block(frame: FrameInputs, config: CalibrationConfig, grid_oversa
     """The k-space calibration block of ``frame`` per ``config.source`` (auto | acs | self | joint).
 
     ``grid_oversampling`` (gridding.grid_oversampling) is only named in messages: it spaces the
-    calibration lines that many grid points apart.
+    calibration lines that many grid points apart. A block with no noise estimate of its own (the
+    ACS lines alone) takes the noise scans' level when the frame has them (``noise_covariance``).
 
     Raises:
         CalibrationError: no ACS when ``acs`` is asked for, or neither ACS nor a dense centre
             (when the frame has calibration lines that could not be used, the message says why).
     """
+    block = _source_block(frame, config, grid_oversampling)
+    if block.noise_std is None and frame.noise_covariance is not None:
+        noise_std = noise_std_of(frame.noise_covariance)
+        logger.info("the %s block has no noise estimate of its own: the noise scans' level %.3g is used", block.source, noise_std)
+        block = dataclasses.replace(block, noise_std=noise_std)
+    return block
+
+
+def _source_block(frame: FrameInputs, config: CalibrationConfig, grid_oversampling: float) -> CalibrationBlock:
+    """``calibration_block`` as ``config.source`` makes it (the ACS lines' block has no noise estimate)."""
     lines = frame.calibration_lines
     if frame.dims == 3 and lines:
         check_volume_lines(lines)

@@ -92,7 +92,9 @@ class FrameInputs:
     frame_key: tuple = ()
     """The frame's counters (``igrog_gadget.scan.FRAME_KEY_FIELDS``)."""
     noise_covariance: np.ndarray | None = None
-    """Shape (coils, coils), complex128: coil noise covariance from the noise scans, when present."""
+    """Shape (coils, coils), complex128: the noise covariance of one sample in the frame's coils
+    (virtual coils once compressed), from the noise scans scaled to the readouts' dwell time,
+    when present."""
     coil_transform: "CoilTransform | None" = None
     """Set when the frame was compressed to virtual coils: maps physical-coil inputs (e.g. coil
     images of a file) to the frame's coils."""

@@ -71,6 +71,6 @@ def to_virtual_coils(frame: FrameInputs, transform: CoilTransform) -> FrameInput
         samples=transform.to_virtual(frame.samples),
         calibration_lines=[(transform.to_virtual(data), positions) for data, positions in frame.calibration_lines],
         images=images,
-        noise_covariance=None,
+        noise_covariance=None if frame.noise_covariance is None else transform.covariance_to_virtual(frame.noise_covariance),
         coil_transform=transform,
     )

@@ -61,6 +61,12 @@ class CoilTransform:
         """(virtual, ...) → (physical, ...), complex64."""
         return _mix(self.expand, data)
 
+    def covariance_to_virtual(self, covariance: np.ndarray) -> np.ndarray:
+        """The noise covariance of the virtual coils: ``compress @ covariance @ compress^H``,
+        (physical, physical) → (virtual, virtual), complex128."""
+        compress = self.compress.astype(np.complex128)
+        return compress @ np.asarray(covariance, dtype=np.complex128) @ compress.conj().T
+
 
 def _mix(matrix: np.ndarray, data: np.ndarray) -> np.ndarray:
     flat = np.asarray(data, dtype=np.complex64).reshape(data.shape[0], -1)
@@ -74,25 +80,42 @@ class NoiseCovariance:
     sum_outer: np.ndarray | None = None
     """Shape (coils, coils), complex128: sum of ``n n^H`` over noise samples."""
     count: int = 0
+    dwell_us: float = 0.0
+    """The noise readouts' dwell time (``sample_time_us``); 0 when unknown or when they differ."""
 
-    def add(self, noise: np.ndarray) -> None:
-        """Accumulate one noise readout, shape (coils, samples); other coil counts start over."""
+    def add(self, noise: np.ndarray, dwell_us: float = 0.0) -> None:
+        """Accumulate one noise readout, shape (coils, samples), sampled every ``dwell_us`` (0:
+        unknown); other coil counts start over."""
         noise = np.asarray(noise)
         outer = np.zeros((noise.shape[0], noise.shape[0]), dtype=np.complex128)
         for start in range(0, noise.shape[1], 1024):  # in chunks: a huge readout costs no extra copy of itself
             chunk = noise[:, start : start + 1024].astype(np.complex128)
             outer += chunk @ chunk.conj().T
         if self.sum_outer is None or self.sum_outer.shape != outer.shape:
-            self.sum_outer, self.count = outer, 0
+            self.sum_outer, self.count, self.dwell_us = outer, 0, float(dwell_us)
         else:
             self.sum_outer = self.sum_outer + outer
+            if float(dwell_us) != self.dwell_us:
+                self.dwell_us = 0.0
         self.count += noise.shape[1]
 
-    def covariance(self, coils: int) -> np.ndarray | None:
-        """Covariance (coils, coils) when noise of that coil count was seen, else None."""
+    def covariance(self, coils: int, dwell_us: float = 0.0) -> np.ndarray | None:
+        """Covariance (coils, coils) of one sample taken every ``dwell_us`` when noise of that coil
+        count was seen, else None. White receiver noise has a variance proportional to the
+        sampling bandwidth, ``1 / dwell``: the noise scans' covariance is scaled by their dwell
+        over ``dwell_us`` when both are known (noise scans are often sampled at another bandwidth
+        than the imaging readouts), as it stands otherwise."""
         if self.sum_outer is None or self.sum_outer.shape[0] != coils or self.count < 2 * coils:
             return None
-        return self.sum_outer / self.count
+        covariance = self.sum_outer / self.count
+        if self.dwell_us > 0 and dwell_us > 0:
+            covariance = covariance * (self.dwell_us / float(dwell_us))
+        return covariance
+
+
+def noise_std_of(covariance: np.ndarray) -> float:
+    """Complex noise std of one sample, the coils' mean: ``sqrt(trace(covariance) / coils)``."""
+    return float(np.sqrt(max(float(np.real(np.trace(covariance))), 0.0) / covariance.shape[0]))
 
 
 def noise_prewhitener(covariance: np.ndarray) -> np.ndarray:
@@ -104,7 +127,7 @@ def noise_prewhitener(covariance: np.ndarray) -> np.ndarray:
     Raises:
         InputDataError: the covariance is not positive definite (dead or duplicated channels).
     """
-    scale = float(np.sqrt(max(np.real(np.trace(covariance)), 0.0) / covariance.shape[0]))
+    scale = noise_std_of(covariance)
     if not np.isfinite(scale) or scale <= 0 or not np.all(np.isfinite(covariance)):
         raise InputDataError(
             "the noise scans hold no usable noise (zero or non-finite); "

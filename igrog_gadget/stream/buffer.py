@@ -69,6 +69,12 @@ class CompletedFrame:
     volumetric: bool = False
     """Whether the frame is gridded in 3D (see ``ReadoutBuffer.volumetric``)."""
 
+    @property
+    def dwell_us(self) -> float:
+        """The imaging readouts' dwell time (median ``sample_time_us``); 0 when unknown."""
+        dwells = [readout.sample_time_us for readout in self.readouts if readout.sample_time_us > 0]
+        return float(np.median(dwells)) if dwells else 0.0
+
 
 @dataclass
 class _FrameSteps:

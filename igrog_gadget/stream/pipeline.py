@@ -142,7 +142,7 @@ class GriddingPipeline:
         """What ``item`` puts into the waiting line: itself, nothing, or the frames it completed."""
         if isinstance(item, Readout):
             if item.is_noise():
-                self.noise.add(item.data)
+                self.noise.add(item.data, item.sample_time_us)
             if not (item.is_calibration() or item.is_imaging()):
                 return [item]
             try:
@@ -258,7 +258,7 @@ class GriddingPipeline:
     def _frame_inputs(self, completed: CompletedFrame) -> FrameInputs:
         """``FrameInputs`` of buffered readouts, with the image inputs and noise covariance seen so far."""
         inputs = frame_inputs(completed, self.header, self.config, self.images_for(completed), self.source)
-        inputs.noise_covariance = self.noise.covariance(inputs.num_coils)
+        inputs.noise_covariance = self.noise.covariance(inputs.num_coils, completed.dwell_us)
         return inputs
 
     def _pending(self, completed: CompletedFrame) -> _PendingFrame:

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from igrog_gadget.errors import InputDataError
-from igrog_gadget.numerics.coils import CoilTransform, NoiseCovariance, compression_transform, noise_prewhitener
+from igrog_gadget.numerics.coils import (
+    CoilTransform,
+    NoiseCovariance,
+    compression_transform,
+    noise_prewhitener,
+    noise_std_of,
+)
 
 
 def correlated_noise(coils: int, samples: int, rho: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -25,6 +31,39 @@ def test_noise_covariance_accumulates_readouts_exactly():
         running.add(part)
     np.testing.assert_allclose(running.covariance(6), noise @ noise.conj().T / 3000, rtol=1e-10)
     assert running.covariance(5) is None  # another coil count: no prewhitening
+
+
+def test_noise_scans_at_another_dwell_are_scaled_to_the_readouts():
+    """White noise's variance goes with the sampling bandwidth: noise scans at 5 us per sample
+    give the covariance of readouts at 2.5 us twice their own (of readouts at 10 us, half); an
+    unknown dwell on either side, or noise scans of different dwells, leave it as measured."""
+    rng = np.random.default_rng(3)
+    noise, _ = correlated_noise(4, 4000, 0.3, rng)
+    measured = noise @ noise.conj().T / 4000
+    running = NoiseCovariance()
+    running.add(noise[:, :2000], dwell_us=5.0)
+    running.add(noise[:, 2000:], dwell_us=5.0)
+    np.testing.assert_allclose(running.covariance(4, dwell_us=2.5), 2 * measured, rtol=1e-10)
+    np.testing.assert_allclose(running.covariance(4, dwell_us=10.0), 0.5 * measured, rtol=1e-10)
+    np.testing.assert_allclose(running.covariance(4), measured, rtol=1e-10)
+    running.add(noise[:, :10], dwell_us=2.0)  # a third scan at another dwell: no single one to scale from
+    assert running.dwell_us == 0.0
+    unknown = NoiseCovariance()
+    unknown.add(noise)
+    np.testing.assert_allclose(unknown.covariance(4, dwell_us=2.5), measured, rtol=1e-10)
+
+
+def test_the_noise_covariance_follows_the_data_into_virtual_coils():
+    """``covariance_to_virtual``: the covariance of the compressed noise, prewhitening included."""
+    rng = np.random.default_rng(4)
+    noise, covariance = correlated_noise(8, 200000, 0.5, rng)
+    signal = rng.standard_normal((8, 3)) @ (rng.standard_normal((3, 5000)) + 1j * rng.standard_normal((3, 5000)))
+    transform = compression_transform(signal.astype(np.complex64), 3, 0.99, noise_prewhitener(covariance))
+    compressed = transform.to_virtual(noise).astype(np.complex128)
+    np.testing.assert_allclose(
+        transform.covariance_to_virtual(covariance), compressed @ compressed.conj().T / noise.shape[1], atol=0.02
+    )
+    assert noise_std_of(transform.covariance_to_virtual(covariance)) == pytest.approx(noise_std_of(covariance), rel=0.01)
 
 
 def test_prewhitener_decorrelates_noise_and_keeps_its_level():
