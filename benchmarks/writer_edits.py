@@ -95,6 +95,17 @@ def without_noise_scans(acq: ismrmrd.Acquisition, matrix: int) -> ismrmrd.Acquis
     return None if acq.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT) else acq
 
 
+def noise_scans_scaled(factor: float) -> AcquisitionEdit:
+    """Noise scans whose samples are ``factor`` times the receiver's (a writer that scales them)."""
+
+    def change(acq: ismrmrd.Acquisition, matrix: int) -> ismrmrd.Acquisition:
+        if acq.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT):
+            acq.data[:] = acq.data * factor
+        return acq
+
+    return change
+
+
 def shorten_even_spokes(cut: int) -> AcquisitionEdit:
     """Spokes of even e1 lose their first ``cut`` samples (an asymmetric echo on half the spokes)."""
 

@@ -19,6 +19,7 @@ from benchmarks.writer_edits import (
     calibration_lines_with_zero_trajectory,
     copy_dataset,
     keep_header,
+    noise_scans_scaled,
     shorten_even_spokes,
     without_calibration_lines,
     without_noise_scans,
@@ -85,7 +86,7 @@ def test_a_calibration_encoding_alone_calibrates_as_well_as_the_samples(tmp_path
     noise estimate of its own: it takes the noise scans' level (recorded: 0.027, better than the
     samples alone, 0.030); a file without noise scans leaves the closed form's ridge at its floor
     (``MIN_RELATIVE_LOADING``: 0.032; 0.079 with the floor at 1e-6, where the block's
-    single-precision solves were ill-conditioned)."""
+    single-precision solves were ill-conditioned), and so do noise scans far too strong for it."""
     source = tmp_path / "radial32.h5"
     simulate_to_file(source, SimulationSpec(matrix=128, coils=8, spokes=32, acs=32, seed=3))
     edited = copy_dataset(source, tmp_path / "separate.h5", add_calibration_encoding, as_calibration_scan(1, True))
@@ -99,6 +100,13 @@ def test_a_calibration_encoding_alone_calibrates_as_well_as_the_samples(tmp_path
         alone_without_noise = replay_file(quiet, tmp_path / "separate_no_noise_out.h5", load_config("basic"))
     assert "noise scans' level" not in caplog.text
     samples = replay_file(without, tmp_path / "none_out.h5", load_config("basic"))
+    # noise scans 100 times too strong (noise power 30x the block's mean) are refused: the floor's result
+    loud = copy_dataset(edited, tmp_path / "separate_loud_noise.h5", keep_header, noise_scans_scaled(100.0))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="igrog_gadget.core.calibrate"):
+        alone_loud_noise = replay_file(loud, tmp_path / "separate_loud_noise_out.h5", load_config("basic"))
+    assert "the noise scans' level" in caplog.text and "is not used for the acs block" in caplog.text
+    np.testing.assert_array_equal(alone_loud_noise.frames[0].kspace, alone_without_noise.frames[0].kspace)
     assert alone.frames[0].report.training.calibration == alone_without_noise.frames[0].report.training.calibration == "acs"
     assert samples.frames[0].report.training.calibration == "self-calibration"
     errors = error_of(alone, source), error_of(alone_without_noise, source), error_of(samples, source)
