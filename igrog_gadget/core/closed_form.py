@@ -78,7 +78,7 @@ EVALUATION_VALUES = 2**24
 SHARED_DIFFERENCE_TOLERANCE = 1e-4
 #: Smallest ridge, relative to the mean source power: bounds ``Q``'s condition number where the
 #: calibration gives no noise estimate (an ACS block alone) or many samples share a point, so that
-#: kernels solved from single-precision correlations (``_EPS_Q_SINGLE``) are the least-squares
+#: kernels solved from single-precision correlations (``_EPS_SINGLE``) are the least-squares
 #: kernels they stand for. A 3D stack of spirals calibrated from its 16 x 16 ACS block alone (9
 #: sources, 4 coils): at 1e-6, cond(Q) ~ 5e5 and kernels 3-17 % off the double-precision solve,
 #: their k-space error 0.30 or 0.12 depending on rounding alone; at 1e-3, cond ~ 1.5e4, 0.3-3 %
@@ -93,15 +93,14 @@ TABLE_POINTS_PER_UNIT = 16
 #: Grid units the shifts of ``BlockCorrelation`` are rounded to (far below finufft's precision).
 SHIFT_QUANTUM = 2.0**-30
 #: finufft precision of the correlations: ``Q`` in double precision, and in single precision
-#: (3D; 2D reads the ``ShiftTable``) and ``P`` at 1e-4. 1e-4 against 1e-5: k-space NRMSE the same
+#: (3D; 2D reads the ``ShiftTable``) with ``P`` at 1e-4. 1e-4 against 1e-5: k-space NRMSE the same
 #: to its 4th digit on radial, spiral and kooshball (``P``), and on a 32³ kooshball, a 3D stack of
 #: spirals and a 16³ kooshball calibrated from its ACS (``Q``, basic, image_based, fieldcorr);
 #: kernels as far from the double-precision solve (the ridge floor, ``MIN_RELATIVE_LOADING``, lies
 #: ten times above the error and keeps ``Q`` positive definite); 1.4x (2D) to 1.7x (3D) fewer
 #: interpolation taps (32³ kooshball: 35 → 30 CPU-s, 24 → 18 s).
 _EPS_Q = 1e-8
-_EPS_Q_SINGLE = 1e-4
-_EPS_TARGETS = 1e-4
+_EPS_SINGLE = 1e-4
 
 
 class BlockCorrelation:
@@ -143,13 +142,13 @@ class BlockCorrelation:
         if shifts.shape[0] == 0:
             return np.zeros((0, self.coils, self.coils), dtype=np.complex128 if precise else np.complex64)
         if self._tabulated(precise):  # a few multiply-adds per value: cheaper than finding the repeats
-            return self._evaluate(np.asarray(shifts, dtype=np.float64), precise, _EPS_Q_SINGLE)
+            return self._evaluate(np.asarray(shifts, dtype=np.float64), precise, _EPS_SINGLE)
         # equal shifts recur (the same two samples in the windows of neighbouring samples, a readout's
         # source spacing seen from each of its targets): once each. Quantised to SHIFT_QUANTUM
         # first, so that a difference computed from two targets' offsets matches to the bit.
         shifts = np.round(np.asarray(shifts, dtype=np.float64) / SHIFT_QUANTUM) * SHIFT_QUANTUM
         first, inverse = _distinct_rows(shifts)
-        return self._evaluate(shifts[first], precise, _EPS_Q if precise else _EPS_Q_SINGLE)[inverse]
+        return self._evaluate(shifts[first], precise, _EPS_Q if precise else _EPS_SINGLE)[inverse]
 
     def at_targets(self, shifts: np.ndarray) -> np.ndarray:
         """``R(shifts)`` for ``P``: shifts (m, dims) grid units (a sample's sources seen from its
@@ -160,9 +159,9 @@ class BlockCorrelation:
         of evaluating every shift."""
         shifts = np.asarray(shifts, dtype=np.float64)
         if self._tabulated(precise=False):
-            return self._evaluate(shifts, False, _EPS_TARGETS)
+            return self._evaluate(shifts, False, _EPS_SINGLE)
         first, inverse = _distinct_rows(shifts)
-        return self._evaluate(shifts[first], False, _EPS_TARGETS)[inverse]
+        return self._evaluate(shifts[first], False, _EPS_SINGLE)[inverse]
 
     def tabulate(self, reach: float) -> bool:
         """Make the 2D ``ShiftTable`` cover shifts up to ``reach`` grid units (largest |component|)
