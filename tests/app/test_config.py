@@ -444,6 +444,7 @@ def test_auto_fit_is_the_closed_form_while_the_frames_solves_stay_within_their_l
     assert volume.with_fit_for(int(limit / per_sample), 8, sources).kernel_fit() == "closed_form"
     assert volume.with_fit_for(int(limit / per_sample) + 2, 8, sources).kernel_fit() == "network"
     assert volume.with_fit_for(1200 * 64, 8, sources).kernel_fit() == "closed_form"  # 32^3 kooshball
+    assert volume.with_fit_for(4800 * 64, 8, sources).kernel_fit() == "closed_form"  # 32^3, 4800 spokes
     assert volume.with_fit_for(4000 * 128, 8, sources).kernel_fit() == "network"  # 64^3 kooshball
     fixed = load_config("basic", overrides=["training.volume.fit=network"]).for_dims(3)
     assert fixed.with_fit_for(10, 8, sources) is fixed
