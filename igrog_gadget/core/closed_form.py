@@ -491,9 +491,9 @@ def _solve_span(
     if failed.size:  # in double precision (finufft: on this thread)
         q = _source_correlation(correlation, differences[failed], ridge[failed], precise=True, device=device)
         solved = torch.cholesky_solve(targets_of(failed).to(q.dtype), _cholesky(q), upper=True)
-        stored = torch.empty((failed.size, *out.shape[1:]), dtype=solved.dtype, device=device)
-        _store_solution(solved, stored)
-        out[torch.from_numpy(failed).to(device)] = stored.to(torch.complex64)
+        stored = torch.empty((failed.size, *out.shape[1:]), dtype=out.dtype, device=device)
+        _store_solution(solved, stored)  # (copy_ rounds to out's single precision)
+        out[torch.from_numpy(failed).to(device)] = stored
 
 
 def _targets_conjugated(r_sources: np.ndarray, num_sources: int, coils: int) -> torch.Tensor:
