@@ -101,17 +101,6 @@ SHIFT_QUANTUM = 2.0**-30
 #: interpolation taps (32³ kooshball: 35 → 30 CPU-s, 24 → 18 s).
 _EPS_Q = 1e-8
 _EPS_SINGLE = 1e-4
-#: finufft precision of the single-precision correlations (3D) of a span of samples whose ridges
-#: are all at least ``COARSE_RIDGE`` of the mean source power: the correlations' error, at most
-#: about this much of ``R``'s peak (the source power), then stays below a quarter of every ridge,
-#: so each ``Q + lambda I`` keeps its eigenvalues and its kernel. finufft's kernel is then 4
-#: points wide instead of 5 (64 interpolation taps per 3D value instead of 125). 32³ kooshball
-#: (ridges 4.3e-3 to 0.1 of the power): correlation evaluation 12 → 7 CPU-s of a 32 CPU-s first
-#: key, kernels 0.16-0.97 % from the double-precision solve (0.02-0.28 % at 1e-4), k-space NRMSE
-#: the same to its 4th digit. Blocks at the ridge floor (an ACS block alone, ``MIN_RELATIVE_LOADING``)
-#: keep ``_EPS_SINGLE``: there 1e-3 moved kernels 2-14 %.
-_EPS_COARSE = 1e-3
-COARSE_RIDGE = 4 * _EPS_COARSE
 
 
 class BlockCorrelation:
@@ -147,33 +136,32 @@ class BlockCorrelation:
         if not (math.isfinite(self.power) and self.power > 0):
             raise CalibrationError(f"the calibration block has power {self.power:g}: it cannot calibrate kernels")
 
-    def __call__(self, shifts: np.ndarray, precise: bool, eps_single: float = _EPS_SINGLE) -> np.ndarray:
+    def __call__(self, shifts: np.ndarray, precise: bool) -> np.ndarray:
         """``R(shifts)`` for ``Q``: shifts (m, dims) grid units → (m, coils, coils), complex128 at
-        1e-8 relative when ``precise``, else complex64 (2D: the ``ShiftTable``; 3D: finufft at
-        ``eps_single``, on the CPU)."""
+        1e-8 relative when ``precise``, else complex64 at 1e-4 (2D: the ``ShiftTable``; 3D: finufft, on the CPU)."""
         if shifts.shape[0] == 0:
             return np.zeros((0, self.coils, self.coils), dtype=np.complex128 if precise else np.complex64)
         if self._tabulated(precise):  # a few multiply-adds per value: cheaper than finding the repeats
-            return self._evaluate(np.asarray(shifts, dtype=np.float64), precise, eps_single)
+            return self._evaluate(np.asarray(shifts, dtype=np.float64), precise, _EPS_SINGLE)
         # equal shifts recur (the same two samples in the windows of neighbouring samples, a readout's
         # source spacing seen from each of its targets): once each. Quantised to SHIFT_QUANTUM
         # first, so that a difference computed from two targets' offsets matches to the bit.
         shifts = np.round(np.asarray(shifts, dtype=np.float64) / SHIFT_QUANTUM) * SHIFT_QUANTUM
         first, inverse = _distinct_rows(shifts)
-        return self._evaluate(shifts[first], precise, _EPS_Q if precise else eps_single)[inverse]
+        return self._evaluate(shifts[first], precise, _EPS_Q if precise else _EPS_SINGLE)[inverse]
 
-    def at_targets(self, shifts: np.ndarray, eps_single: float = _EPS_SINGLE) -> np.ndarray:
+    def at_targets(self, shifts: np.ndarray) -> np.ndarray:
         """``R(shifts)`` for ``P``: shifts (m, dims) grid units (a sample's sources seen from its
-        target) → (m, coils, coils), complex64 (3D: finufft at ``eps_single``). Where finufft
-        evaluates them (3D), equal shifts are evaluated once: the samples that share a grid point share most of their
+        target) → (m, coils, coils), complex64 at 1e-4. Where finufft evaluates them (3D), equal
+        shifts are evaluated once: the samples that share a grid point share most of their
         sources (consecutive readout samples), so about a third of a radial or spiral frame's
         shifts recur exactly. finufft interpolates each point on its own, so the values are those
         of evaluating every shift."""
         shifts = np.asarray(shifts, dtype=np.float64)
         if self._tabulated(precise=False):
-            return self._evaluate(shifts, False, eps_single)
+            return self._evaluate(shifts, False, _EPS_SINGLE)
         first, inverse = _distinct_rows(shifts)
-        return self._evaluate(shifts[first], False, eps_single)[inverse]
+        return self._evaluate(shifts[first], False, _EPS_SINGLE)[inverse]
 
     def tabulate(self, reach: float) -> bool:
         """Make the 2D ``ShiftTable`` cover shifts up to ``reach`` grid units (largest |component|)
@@ -448,8 +436,7 @@ def _solve_span(
     kernels transposed: offsets (b, S, dims) float64, ridge (b,). The solves run in chunks of
     ``solve_chunk_samples`` samples (``_run_chunks``: several at once on the CPU). In 2D each chunk reads
     its correlations from the block's ``ShiftTable``; in 3D finufft evaluates the span's together
-    first (each call transforms the whole product grid once), at ``_EPS_COARSE`` when every ridge
-    of the span is at least ``COARSE_RIDGE`` of the source power, else at ``_EPS_SINGLE``.
+    first (each call transforms the whole product grid once).
 
     Inside, sources are ordered source-major (index ``j * coils + d``): ``R(o_j)`` of a sample's
     sources, as evaluated (rows ``j``, each a coils x coils block), is then ``P^H`` as it stands
@@ -468,10 +455,9 @@ def _solve_span(
     chunk = solve_chunk_samples(coils * num_sources, device)
     tabulated = correlation.tabulate(max(float(np.max(np.abs(offsets))), float(np.max(np.abs(differences), initial=0.0))))
     if not tabulated:  # finufft, on this thread (its FFT plans are made one at a time)
-        eps = _EPS_COARSE if float(np.min(ridge)) >= COARSE_RIDGE * correlation.power else _EPS_SINGLE
-        r_targets = correlation.at_targets(offsets.reshape(-1, dims), eps)
+        r_targets = correlation.at_targets(offsets.reshape(-1, dims))
         if shared is None:
-            r_pairs = correlation(differences.reshape(-1, dims), False, eps).reshape(b, pairs_per_sample, coils, coils)
+            r_pairs = correlation(differences.reshape(-1, dims), precise=False).reshape(b, pairs_per_sample, coils, coils)
 
     def targets_of(rows: slice | np.ndarray) -> torch.Tensor:
         """``P^H`` of the samples ``rows``, source-major (``_targets_conjugated``)."""

@@ -14,8 +14,6 @@ from app_helpers import ACCURATE, DATA
 from benchmarks.evaluation import load_case
 from igrog_gadget.core.centre import block_interior, fill_from_block, fill_margin
 from igrog_gadget.core.closed_form import (
-    COARSE_RIDGE,
-    MIN_RELATIVE_LOADING,
     BlockCorrelation,
     ClosedFormKernelModel,
     ShiftTable,
@@ -28,7 +26,6 @@ from igrog_gadget.planning.gridder import FrameGridder
 from igrog_gadget.config import load_config
 from igrog_gadget.errors import CalibrationError
 from igrog_gadget.numerics.calibration import CalibrationBlock, OffGridInterpolator
-from igrog_gadget.numerics.fft import centred_fftn
 
 
 def random_block(coils: int = 3, side: int = 12, seed: int = 0) -> CalibrationBlock:
@@ -156,48 +153,17 @@ def test_shared_solves_take_each_samples_own_ridge():
 
 
 def double_precision_kernel(correlation: BlockCorrelation, offsets: np.ndarray, ridge: float) -> np.ndarray:
-    """``P (Q + ridge I)^-1`` of one sample, offsets (S, dims), every ``R`` by finufft at 1e-12 and
+    """``P (Q + ridge I)^-1`` of one sample, offsets (S, 2), every ``R`` by finufft at 1e-12 and
     the solve in double precision: (coils, coils * S), coil-major sources."""
-    coils, count, dims = correlation.coils, offsets.shape[0], offsets.shape[1]
-    offsets = np.asarray(offsets, dtype=np.float64)
-    shifts = np.concatenate([-offsets, (offsets[:, None] - offsets[None]).reshape(-1, dims)])  # targets, then (j, l)
-    exact = correlation._evaluate(shifts, precise=True, eps=1e-12)  # (S + S * S, coils, coils), one call
-    p = exact[:count].transpose(1, 2, 0).reshape(coils, coils * count)
-    q = exact[count:].reshape(count, count, coils, coils).transpose(2, 0, 3, 1)
+    coils, count = correlation.coils, offsets.shape[0]
+    exact = lambda shifts: correlation._evaluate(np.asarray(shifts, dtype=np.float64).reshape(-1, 2), precise=True, eps=1e-12)
+    p = np.concatenate([exact(-offsets[j])[0][:, :, None] for j in range(count)], axis=2).reshape(coils, coils * count)
+    q = np.zeros((coils, count, coils, count), dtype=np.complex128)
+    for j in range(count):
+        for l in range(count):
+            q[:, j, :, l] = exact(offsets[j] - offsets[l])[0]
     q = q.reshape(coils * count, coils * count) + ridge * np.eye(coils * count)
     return p @ np.linalg.inv(q)
-
-
-def smooth_block_3d(coils: int = 4, side: int = 12, seed: int = 0) -> CalibrationBlock:
-    """A 3D block of a smooth object (Gaussian) seen by smooth coils, with a little noise: its
-    ``Q`` is ill-conditioned at small ridges, as a real centre's is."""
-    rng = np.random.default_rng(seed)
-    r = (np.arange(side) - side / 2) / side
-    z, y, x = np.meshgrid(r, r, r, indexing="ij")
-    image = np.exp(-(x**2 + y**2 + z**2) / 0.05)
-    maps = [
-        np.exp(2j * np.pi * (rng.uniform(-1, 1) * x + rng.uniform(-1, 1) * y + rng.uniform(-1, 1) * z)) * (1 + 0.5 * rng.uniform(-1, 1) * x)
-        for _ in range(coils)
-    ]
-    kspace = centred_fftn(np.stack([m * image for m in maps]), (-3, -2, -1))
-    kspace = kspace + 1e-3 * np.abs(kspace).max() * (rng.standard_normal(kspace.shape) + 1j * rng.standard_normal(kspace.shape))
-    return CalibrationBlock.at(kspace.astype(np.complex64), (-side // 2,) * 3, "joint", None)
-
-
-@pytest.mark.parametrize("relative_ridge, tolerance", [(MIN_RELATIVE_LOADING, 5e-3), (1.25 * COARSE_RIDGE, 1.5e-2)])
-def test_3d_correlations_are_as_precise_as_the_ridges_need(relative_ridge, tolerance):
-    """In 3D finufft evaluates the single-precision correlations: at its coarse tolerance where every
-    ridge of the samples is large enough to absorb its error, else at the fine one. At the ridge
-    floor (an ACS block alone) the coarse tolerance would move these kernels 1.6 % from the
-    double-precision solve; the fine one keeps them within 0.25 %; at larger ridges the coarse
-    one keeps them within 0.8 %."""
-    correlation = BlockCorrelation(smooth_block_3d())
-    offsets = np.random.default_rng(1).uniform(-1.5, 1.5, (40, 9, 3))  # every sample its own Q
-    ridge = np.full(40, relative_ridge * correlation.power)
-    kernels = closed_form_kernels(correlation, offsets, ridge, torch.device("cpu")).numpy()
-    for i in range(0, 40, 5):
-        expected = double_precision_kernel(correlation, offsets[i], ridge[i])
-        np.testing.assert_allclose(kernels[i], expected, rtol=0, atol=tolerance * np.abs(expected).max())
 
 
 def test_separate_solves_do_not_depend_on_the_thread_count():
