@@ -26,6 +26,7 @@ import finufft
 import numpy as np
 
 from igrog_gadget.numerics.fft import centred_fft2, centred_fftn, centred_ifft2
+from igrog_gadget.numerics.nufft import UPSAMPLING
 from igrog_gadget.numerics.segmentation import TimeSegmentation, segments_for_tolerance
 
 from .phantoms import grid_coordinates, grid_shape
@@ -81,7 +82,7 @@ def _scale(matrix: tuple[int, ...], fine: tuple[int, ...]) -> float:
 
 def _nufft_plan(fine: tuple[int, ...], k: np.ndarray, n_trans: int, eps: float) -> finufft.Plan:
     """Type-2 plan for ``n_trans`` fine-grid images with the points of ``k`` set."""
-    plan = finufft.Plan(2, fine, n_trans=n_trans, eps=eps, isign=-1, dtype="complex128")
+    plan = finufft.Plan(2, fine, n_trans=n_trans, eps=eps, isign=-1, dtype="complex128", upsampfac=UPSAMPLING)
     # finufft: the first coordinate pairs with the first mode axis ([z,] y), the last with x.
     dims = len(fine)
     plan.setpts(*(np.ascontiguousarray(2.0 * np.pi * k[:, dims - 1 - axis] / M) for axis, M in enumerate(fine)))
