@@ -143,8 +143,12 @@ class FrameGridder:
         return None
 
     def _coverage(self, trained: TrainedModel, frame: FrameInputs) -> tuple[SampleGeometry | None, str | None]:
-        """The frame's geometry (None when its plan is cached or it is the training's own
-        trajectory) and why the model does not cover its offsets (None: it does)."""
+        """The frame's geometry (the training's own, handed over once, for its trajectory; None
+        when its plan is cached or it is the training's trajectory) and why the model does not
+        cover its offsets (None: it does)."""
+        if trained.geometry is not None and trained.trajectory == frame.trajectory:
+            geometry, trained.geometry = trained.geometry, None  # its plan keeps it from now on
+            return geometry, None
         if frame.trajectory.fingerprint(trained.coil_transform.num_virtual) == trained.fingerprint:
             return None, None
         if self.plans.get(self._plan_key(trained, frame)) is not None:
