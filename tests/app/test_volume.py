@@ -115,6 +115,32 @@ def test_a_small_kooshball_takes_the_closed_form_and_no_shell_is_worse_than_near
         assert error < np.linalg.norm((nn - truth)[:, shell]), (low, high)
 
 
+def test_a_3d_frames_geometry_is_built_once_for_its_training_and_gridding(tmp_path, monkeypatch):
+    """The training of a whole 3D frame hands its geometry (targets, sources and the neighbour
+    sources that cost most) to that frame's gridding; a later frame of the same trajectory grids
+    with the cached plan's."""
+    import igrog_gadget.app.basic.datamodule as basic_datamodule
+    from benchmarks.evaluation import first_frame
+    from igrog_gadget.planning.gridder import FrameGridder
+
+    path = tmp_path / "small_koosh.h5"
+    simulate_to_file(path, SimulationSpec(trajectory="kooshball", matrix=16, coils=3, spokes=300, acs=12, snr=50.0, seed=4))
+    config = load_config("basic", overrides=["training.volume.fit=closed_form", "calibration.edge_margin=2"])
+    frame = first_frame(path, config)
+    builds = []
+    build = basic_datamodule.sample_geometry
+    monkeypatch.setattr(basic_datamodule, "sample_geometry", lambda *args: builds.append(1) or build(*args))
+    gridder = FrameGridder(config)
+    try:
+        first = gridder.grid(frame)
+        assert len(builds) == 1
+        again = gridder.grid(frame)
+        assert len(builds) == 1
+    finally:
+        gridder.close()
+    np.testing.assert_array_equal(first.kspace, again.kspace)
+
+
 def test_two_column_trajectories_in_a_3d_grid_are_refused(tmp_path):
     path = tmp_path / "sos2d.h5"
     simulate_to_file(path, SimulationSpec(trajectory="radial", matrix=16, coils=2, spokes=24, partitions=4, acs=None, snr=None))
