@@ -160,8 +160,9 @@ def test_importing_the_library_changes_nothing_of_the_process():
         "from igrog_gadget.environment import configure_process\n"
         "configure_process()\n"
         "assert os.environ['HDF5_USE_FILE_LOCKING'] == 'FALSE' and os.environ['OMP_WAIT_POLICY'] == 'PASSIVE'\n"
+        "assert os.environ['OPENBLAS_THREAD_TIMEOUT'] == '4'\n"
     )
-    settings = ("HDF5_USE_FILE_LOCKING", "OMP_WAIT_POLICY")
+    settings = ("HDF5_USE_FILE_LOCKING", "OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")
     environment = {k: v for k, v in __import__("os").environ.items() if k not in settings}
     subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT, env=environment, timeout=300)
 
