@@ -226,10 +226,14 @@ def test_error_text_has_no_printf_conversions():
 # --------------------------------------------------------------------------------------------
 # Broken peers: each ends promptly with a named error, never a busy loop
 # --------------------------------------------------------------------------------------------
-def _send_paced(peer: socket.socket, message: bytes, bytes_per_second: float, chunk: int) -> None:
-    """Send ``message`` in ``chunk``-byte pieces at about ``bytes_per_second``."""
+def _send_paced(
+    peer: socket.socket, message: bytes, bytes_per_second: float, chunk: int, stop: threading.Event | None = None
+) -> None:
+    """Send ``message`` in ``chunk``-byte pieces at about ``bytes_per_second`` (until ``stop`` is set)."""
     started = time.monotonic()
     for offset in range(0, len(message), chunk):
+        if stop is not None and stop.is_set():
+            return
         peer.sendall(message[offset : offset + chunk])
         ahead = (offset + chunk) / bytes_per_second - (time.monotonic() - started)
         if ahead > 0:
@@ -257,14 +261,17 @@ def test_the_deadline_grows_with_the_announced_size():
     sender.join()
     assert message.value == text and time.monotonic() - started > limits.message_deadline_s
 
+    stop = threading.Event()
     trickle = threading.Thread(
-        target=_send_paced, args=(peer, protocol.encode_text_message(protocol.HEADER, "y" * 400), 20.0, 1), daemon=True
+        target=_send_paced, args=(peer, protocol.encode_text_message(protocol.HEADER, "y" * 400), 20.0, 1, stop), daemon=True
     )
     started = time.monotonic()
     trickle.start()
     with pytest.raises(PeerTimeoutError, match=r"message deadline of 0\.5 s \(0\.5 s \+ 406 bytes"):
         channel.read_message()
     assert time.monotonic() - started < 1.5
+    stop.set()
+    trickle.join(10)  # before its socket closes under it
     channel.close()
     peer.close()
 
@@ -403,5 +410,6 @@ def test_reading_and_sending_from_two_threads_never_fails():
     while threads[0].is_alive():
         channel.send(outgoing)
     channel.close()
+    threads[2].join(10)  # the drain sees the end of the stream before its socket closes
     peer.close()
     assert results == ["data from the peer"] * count, results[-1]
