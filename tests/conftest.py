@@ -1,9 +1,9 @@
 """Settings of the test process, as the entry points make them (``configure_process``), before
 torch is first imported: OpenMP's and OpenBLAS's threads wait passively (the suite runs beside
-server threads and subprocesses; busy-waiting threads would steal their cores). Under pytest-xdist (``-n 2``,
-the README's test command) each worker and the processes it starts use one thread
-(``OMP_NUM_THREADS=1`` unless set): two workers then share two cores without oversubscription,
-and a test's in-process and subprocess results see the same thread count."""
+server threads and subprocesses; busy-waiting threads would steal their cores). Under
+pytest-xdist (``-n 2``, the README's test command) each worker and the processes it starts use
+one thread (``OMP_NUM_THREADS=1`` unless set): two workers then share two cores without
+oversubscription, and a test's in-process and subprocess results see the same thread count."""
 
 import os
 

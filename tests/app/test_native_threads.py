@@ -113,6 +113,7 @@ def test_finufft_values_do_not_depend_on_the_thread_count():
     kspace = (rng.standard_normal((3, 10, 10, 10)) + 1j * rng.standard_normal((3, 10, 10, 10))).astype(np.complex64)
     correlation = BlockCorrelation(CalibrationBlock.at(kspace, (-5, -5, -5), "joint", None))
     shifts = rng.uniform(-3, 3, (50000, 3))
+
     def evaluate(threads: int) -> np.ndarray:  # the pin is the calling thread's: one thread each
         pin_native_threads(threads)
         return correlation(shifts, precise=False)
