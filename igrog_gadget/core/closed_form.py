@@ -145,10 +145,17 @@ class BlockCorrelation:
             return self._evaluate(np.asarray(shifts, dtype=np.float64), precise, _EPS_SINGLE)
         # equal shifts recur (the same two samples in the windows of neighbouring samples, a readout's
         # source spacing seen from each of its targets): once each. Quantised to SHIFT_QUANTUM
-        # first, so that a difference computed from two targets' offsets matches to the bit.
+        # first, so that a difference computed from two targets' offsets matches to the bit. A shift
+        # and its negative share one evaluation too: R(-delta) = R(delta)^H (32³ kooshball: of 2.0
+        # million shifts, 0.96 million distinct, 0.57 million up to sign).
         shifts = np.round(np.asarray(shifts, dtype=np.float64) / SHIFT_QUANTUM) * SHIFT_QUANTUM
+        negated = _in_negative_half(shifts)
+        shifts[negated] *= -1
+        shifts += 0.0  # -0.0 → 0.0: equal shifts are equal bytes
         first, inverse = _distinct_rows(shifts)
-        return self._evaluate(shifts[first], precise, _EPS_Q if precise else _EPS_SINGLE)[inverse]
+        values = self._evaluate(shifts[first], precise, _EPS_Q if precise else _EPS_SINGLE)[inverse]
+        values[negated] = values[negated].transpose(0, 2, 1).conj()
+        return values
 
     def at_targets(self, shifts: np.ndarray) -> np.ndarray:
         """``R(shifts)`` for ``P``: shifts (m, dims) grid units (a sample's sources seen from its
@@ -603,6 +610,16 @@ def _assemble_source_correlation(
     q = q.view(m, num_sources * coils, num_sources * coils)
     q.diagonal(dim1=-2, dim2=-1).add_(torch.from_numpy(ridge).to(device=device, dtype=q.real.dtype)[:, None])
     return q
+
+
+def _in_negative_half(shifts: np.ndarray) -> np.ndarray:
+    """Shifts (m, dims) whose first non-zero component is negative: (m,) bool (0 is in neither half)."""
+    negative = np.zeros(shifts.shape[0], dtype=bool)
+    undecided = np.ones(shifts.shape[0], dtype=bool)
+    for axis in range(shifts.shape[1]):
+        negative |= undecided & (shifts[:, axis] < 0)
+        undecided &= shifts[:, axis] == 0
+    return negative
 
 
 def _distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

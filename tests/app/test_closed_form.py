@@ -166,6 +166,29 @@ def double_precision_kernel(correlation: BlockCorrelation, offsets: np.ndarray, 
     return p @ np.linalg.inv(q)
 
 
+@pytest.mark.parametrize("precise", [True, False])
+def test_a_shift_and_its_negative_share_one_evaluation(precise, monkeypatch):
+    """``R(-delta) = R(delta)^H``: outside the 2D table (3D, and every double-precision value) a
+    shift and its negative are evaluated once; each value equals its own direct evaluation, for
+    shifts whose first non-zero component is negative, zero components and the zero shift too."""
+    rng = np.random.default_rng(6)
+    kspace = (rng.standard_normal((3, 8, 8, 8)) + 1j * rng.standard_normal((3, 8, 8, 8))).astype(np.complex64)
+    correlation = BlockCorrelation(CalibrationBlock.at(kspace, (-4, -4, -4), "joint", None))
+    positive = rng.uniform(-2, 2, (100, 3))
+    edges = np.array([[0.0, -1.5, 0.25], [0.0, 1.5, -0.25], [0.0, 0.0, -0.75], [0.0, 0.0, 0.75], [0.0, 0.0, 0.0], [-0.0, 0.0, 0.0]])
+    shifts = np.concatenate([positive, -positive[:60], edges])
+    evaluated = []
+    evaluate = correlation._evaluate
+    monkeypatch.setattr(correlation, "_evaluate", lambda rows, *rest: evaluated.append(len(rows)) or evaluate(rows, *rest))
+    values = correlation(shifts, precise=precise)
+    assert evaluated == [100 + 2 + 1]  # the random shifts, two pairs of edges, the zero shift
+    monkeypatch.undo()
+    direct = correlation._evaluate(shifts, precise=True, eps=1e-12)
+    peak = np.abs(direct).max()
+    assert values.dtype == (np.complex128 if precise else np.complex64)
+    np.testing.assert_allclose(values, direct, rtol=0, atol=(1e-7 if precise else 2e-4) * peak)
+
+
 def test_separate_solves_do_not_depend_on_the_thread_count():
     """A spiral's samples are solved in chunks, several at once on the CPU: one thread or two
     give the same kernels bit for bit (and the chunks' rows land in place: the same kernels as
