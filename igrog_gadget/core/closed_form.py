@@ -143,32 +143,35 @@ class BlockCorrelation:
             return np.zeros((0, self.coils, self.coils), dtype=np.complex128 if precise else np.complex64)
         if self._tabulated(precise):  # a few multiply-adds per value: cheaper than finding the repeats
             return self._evaluate(np.asarray(shifts, dtype=np.float64), precise, _EPS_SINGLE)
-        # equal shifts recur (the same two samples in the windows of neighbouring samples, a readout's
-        # source spacing seen from each of its targets): once each. Quantised to SHIFT_QUANTUM
-        # first, so that a difference computed from two targets' offsets matches to the bit. A shift
-        # and its negative share one evaluation too: R(-delta) = R(delta)^H (32³ kooshball: of 2.0
-        # million shifts, 0.96 million distinct, 0.57 million up to sign).
+        return self._evaluate_distinct(shifts, precise, _EPS_Q if precise else _EPS_SINGLE)
+
+    def at_targets(self, shifts: np.ndarray) -> np.ndarray:
+        """``R(shifts)`` for ``P``: shifts (m, dims) grid units (a sample's sources seen from its
+        target) → (m, coils, coils), complex64 at 1e-4. Where finufft evaluates them (3D), each
+        distinct shift once (``_evaluate_distinct``): the samples that share a grid point share
+        most of their sources (consecutive readout samples)."""
+        shifts = np.asarray(shifts, dtype=np.float64)
+        if self._tabulated(precise=False):
+            return self._evaluate(shifts, False, _EPS_SINGLE)
+        return self._evaluate_distinct(shifts, False, _EPS_SINGLE)
+
+    def _evaluate_distinct(self, shifts: np.ndarray, precise: bool, eps: float) -> np.ndarray:
+        """``_evaluate`` of each distinct shift up to its sign, once: shifts (m, dims) → (m, coils,
+        coils). Equal shifts recur (the same two samples in the windows of neighbouring samples, a
+        readout's source spacing seen from each of its targets); they are quantised to
+        ``SHIFT_QUANTUM`` first, so that a difference computed from two targets' offsets matches
+        to the bit. A shift and its negative share one evaluation, ``R(-delta) = R(delta)^H``
+        (32³ kooshball: of 2.0 million shifts of ``Q``, 0.96 million distinct, 0.57 million up to
+        sign; of 0.49 million of ``P``, 0.32 and 0.18 million). finufft interpolates each point
+        on its own, so a value does not depend on which others are evaluated with it."""
         shifts = np.round(np.asarray(shifts, dtype=np.float64) / SHIFT_QUANTUM) * SHIFT_QUANTUM
         negated = _in_negative_half(shifts)
         shifts[negated] *= -1
         shifts += 0.0  # -0.0 → 0.0: equal shifts are equal bytes
         first, inverse = _distinct_rows(shifts)
-        values = self._evaluate(shifts[first], precise, _EPS_Q if precise else _EPS_SINGLE)[inverse]
+        values = self._evaluate(shifts[first], precise, eps)[inverse]
         values[negated] = values[negated].transpose(0, 2, 1).conj()
         return values
-
-    def at_targets(self, shifts: np.ndarray) -> np.ndarray:
-        """``R(shifts)`` for ``P``: shifts (m, dims) grid units (a sample's sources seen from its
-        target) → (m, coils, coils), complex64 at 1e-4. Where finufft evaluates them (3D), equal
-        shifts are evaluated once: the samples that share a grid point share most of their
-        sources (consecutive readout samples), so about a third of a radial or spiral frame's
-        shifts recur exactly. finufft interpolates each point on its own, so the values are those
-        of evaluating every shift."""
-        shifts = np.asarray(shifts, dtype=np.float64)
-        if self._tabulated(precise=False):
-            return self._evaluate(shifts, False, _EPS_SINGLE)
-        first, inverse = _distinct_rows(shifts)
-        return self._evaluate(shifts[first], False, _EPS_SINGLE)[inverse]
 
     def tabulate(self, reach: float) -> bool:
         """Make the 2D ``ShiftTable`` cover shifts up to ``reach`` grid units (largest |component|)

@@ -166,11 +166,13 @@ def double_precision_kernel(correlation: BlockCorrelation, offsets: np.ndarray, 
     return p @ np.linalg.inv(q)
 
 
-@pytest.mark.parametrize("precise", [True, False])
-def test_a_shift_and_its_negative_share_one_evaluation(precise, monkeypatch):
+@pytest.mark.parametrize("use", ["Q precise", "Q single", "P"])
+def test_a_shift_and_its_negative_share_one_evaluation(use, monkeypatch):
     """``R(-delta) = R(delta)^H``: outside the 2D table (3D, and every double-precision value) a
-    shift and its negative are evaluated once; each value equals its own direct evaluation, for
-    shifts whose first non-zero component is negative, zero components and the zero shift too."""
+    shift and its negative are evaluated once, for ``Q`` and ``P``; each value equals its own
+    direct evaluation, for shifts whose first non-zero component is negative, zero components
+    and the zero shift too."""
+    precise = use == "Q precise"
     rng = np.random.default_rng(6)
     kspace = (rng.standard_normal((3, 8, 8, 8)) + 1j * rng.standard_normal((3, 8, 8, 8))).astype(np.complex64)
     correlation = BlockCorrelation(CalibrationBlock.at(kspace, (-4, -4, -4), "joint", None))
@@ -180,7 +182,7 @@ def test_a_shift_and_its_negative_share_one_evaluation(precise, monkeypatch):
     evaluated = []
     evaluate = correlation._evaluate
     monkeypatch.setattr(correlation, "_evaluate", lambda rows, *rest: evaluated.append(len(rows)) or evaluate(rows, *rest))
-    values = correlation(shifts, precise=precise)
+    values = correlation.at_targets(shifts) if use == "P" else correlation(shifts, precise=precise)
     assert evaluated == [100 + 2 + 1]  # the random shifts, two pairs of edges, the zero shift
     monkeypatch.undo()
     direct = correlation._evaluate(shifts, precise=True, eps=1e-12)
