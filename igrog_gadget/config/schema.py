@@ -318,8 +318,8 @@ class TrainingConfig:
         volume_doc="""the closed form costs per sample, each solving its own (coils * (5 + n))^2 system with n
         = gridding.neighbour_sources, the network per training: 32^3 kooshball (1200 spokes, 8 coils, n
         = 4) closed form NRMSE 0.034 in 29 s against the network's 0.084 in 66 s, which grids the corners
-        beyond the sphere worse than nearest neighbour; 64^3 (4000 spokes) 0.041 in 138 s against 0.041
-        in 97 s (whole replays, 2 cores).""",
+        beyond the sphere worse than nearest neighbour; 64^3 (4000 spokes) 0.041 in 100 s against 0.041
+        in 92 s (whole replays, 2 cores).""",
     )
     closed_form_max_work: float = setting(
         150.0,
@@ -327,7 +327,7 @@ class TrainingConfig:
         multiply-adds of its factorisations, in billions; virtual coils) stay within this, else the
         network, whose cost does not grow with the samples. 8 coils, 9 sources (whole replays, 2 cores):
         32^3 kooshball of 1200 spokes 29; of 4800 spokes 115, the closed form NRMSE 0.033 in 83 s against
-        the network's 0.048 in 90 s; 64^3 (4000 spokes) 191, 0.041 in 145 s against 0.041 in 97 s.""",
+        the network's 0.048 in 90 s; 64^3 (4000 spokes) 191, 0.041 in 100 s against 0.041 in 92 s.""",
         minimum=0.0,
     )
     warm_start: bool = setting(
