@@ -157,20 +157,25 @@ class CartesianSense:
     """``A = M F S`` for gridded k-space: M the mask of gridded points (unweighted), or with
     ``weights`` (ny, nx) the weighted data term ``||W^(1/2) (F S x - y)||^2`` (e.g. W = hits).
     The product's operator (``igrog_gadget.recon.sense.CartesianSense``, in torch) on numpy
-    arrays in the centred order, complex128."""
+    arrays in the centred order, computed in ``dtype``: complex128 for the accuracy sweeps,
+    complex64 as the product computes it (``FrameImager``) for the times; images come back
+    complex128 for the CG's sums."""
 
-    def __init__(self, maps: np.ndarray, mask: np.ndarray, weights: np.ndarray | None = None) -> None:
+    def __init__(
+        self, maps: np.ndarray, mask: np.ndarray, weights: np.ndarray | None = None, dtype: type = np.complex128
+    ) -> None:
         import torch
 
         from igrog_gadget.recon.sense import CartesianSense as ProductSense
 
         self._torch = torch
+        self._dtype = dtype
         data_weights = mask.astype(np.float64) if weights is None else np.where(mask, weights, 0).astype(np.float64)
-        self._operator = ProductSense(torch.as_tensor(maps.astype(np.complex128)), torch.as_tensor(data_weights))
+        self._operator = ProductSense(torch.as_tensor(maps.astype(dtype)), torch.as_tensor(data_weights))
 
     def _apply(self, method: Callable, array: np.ndarray) -> np.ndarray:
-        tensor = self._operator.to_origin_first(self._torch.as_tensor(np.asarray(array, np.complex128)))
-        return self._operator.to_centred(method(tensor)).numpy()
+        tensor = self._operator.to_origin_first(self._torch.as_tensor(np.asarray(array, self._dtype)))
+        return self._operator.to_centred(method(tensor)).numpy().astype(np.complex128, copy=False)
 
     def adjoint(self, kspace: np.ndarray) -> np.ndarray:
         """``S^H F^H M y``: (coils, ny, nx) → (ny, nx)."""
@@ -184,24 +189,27 @@ class CartesianSense:
 class NufftSense:
     """``A = N S`` for the non-Cartesian samples: N the NUFFT at ``coords`` (n, 2). ``toeplitz``:
     ``N^H N`` applied as its Toeplitz embedding (``igrog_gadget.numerics.toeplitz``: two FFTs of
-    the doubled grid, the same operator to ~1e-7) instead of a type-2 and a type-1 NUFFT."""
+    the doubled grid in complex64, the same operator to ~1e-7) instead of a type-2 and a type-1
+    NUFFT. The maps are applied in ``dtype`` (complex128 for the accuracy sweeps, complex64 for
+    the times, as ``CartesianSense``); images come back complex128."""
 
-    def __init__(self, maps: np.ndarray, coords: np.ndarray, toeplitz: bool = True) -> None:
-        self.maps = maps.astype(np.complex128)
+    def __init__(self, maps: np.ndarray, coords: np.ndarray, toeplitz: bool = True, dtype: type = np.complex128) -> None:
+        self.maps: np.ndarray = maps.astype(dtype)
         self.coords = np.asarray(coords, np.float64)
         self.shape = maps.shape[1:]
         self._toeplitz = ToeplitzNormal(self.coords, np.ones(len(self.coords)), self.shape) if toeplitz else None
 
     def adjoint(self, samples: np.ndarray) -> np.ndarray:
         """``S^H N^H y``: (coils, n) → (ny, nx)."""
-        return np.sum(np.conj(self.maps) * nufft_adjoint(samples, self.coords, self.shape), axis=0)
+        return np.sum(np.conj(self.maps) * nufft_adjoint(samples, self.coords, self.shape), axis=0).astype(np.complex128, copy=False)
 
     def normal(self, image: np.ndarray) -> np.ndarray:
         """``S^H N^H N S x``."""
         if self._toeplitz is not None:
-            return np.sum(np.conj(self.maps) * self._toeplitz(self.maps * image), axis=0)
+            coil_images = self._toeplitz(self.maps * image.astype(self.maps.dtype, copy=False))
+            return np.sum(np.conj(self.maps) * coil_images, axis=0).astype(np.complex128, copy=False)
         samples = nufft_forward(self.maps * image, self.coords)
-        return np.sum(np.conj(self.maps) * nufft_adjoint(samples, self.coords, self.shape), axis=0)
+        return np.sum(np.conj(self.maps) * nufft_adjoint(samples, self.coords, self.shape), axis=0).astype(np.complex128, copy=False)
 
 
 def max_eigenvalue(normal: Operator, shape: tuple[int, ...], iterations: int = 20, seed: int = 0) -> float:

@@ -40,7 +40,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse
 import torch
 from torch import nn
 
@@ -210,11 +209,13 @@ class ShiftTable:
     The table holds ``R`` at shifts ``-reach .. reach`` grid units in steps of ``1 / points_per_unit``
     on both axes (one separable DFT of the block's image products: ``R(d) = sum_r p(r) e^{-2 pi i
     d r / G}``). A shift's value is the cubic (4-point) Lagrange interpolation of its 4 x 4
-    neighbouring table points, the same 16 weights for every coil pair: one sparse matrix
-    product ``W @ table`` evaluates all pairs at all shifts (finufft would interpolate each pair on
-    its own). ``R`` is band-limited to half a cycle per grid unit (the image products live on the
+    neighbouring table points, the same 16 weights for every coil pair: one weighted sum of 16
+    table rows per shift evaluates all pairs at once (finufft would interpolate each pair on its
+    own). ``R`` is band-limited to half a cycle per grid unit (the image products live on the
     field of view), so the interpolation error is about ``(pi h)^4 / 43`` relative, ``h`` the step.
-    scipy's sparse product runs on one thread: the values do not depend on thread counts.
+    The sums are torch's ``embedding_bag``: each shift's 16 rows added in order, whatever the
+    thread count (the values do not depend on it), without the GIL (the solve threads interpolate
+    in parallel; scipy's sparse product, 3-4x slower on one thread, held it).
     """
 
     def __init__(self, products: np.ndarray, reach: float, points_per_unit: int) -> None:
@@ -232,8 +233,8 @@ class ShiftTable:
         table = np.ascontiguousarray(table.transpose(0, 2, 1)).reshape(-1, grid[0]) @ np.ascontiguousarray(ey.T)
         table = table.reshape(pairs, self.size, self.size).transpose(0, 2, 1)  # (pairs, shift y, shift x)
         values = table.reshape(pairs, -1).T.astype(np.complex64)  # (shift y * size + shift x, pairs)
-        self.table = np.ascontiguousarray(values).view(np.float32)
-        """Shape (size * size, 2 * pairs), float32: real and imaginary parts of ``R``."""
+        self.table = torch.from_numpy(np.ascontiguousarray(values).view(np.float32))
+        """Shape (size * size, 2 * pairs), float32 on the CPU: real and imaginary parts of ``R``."""
 
     def covers(self, reach: float) -> bool:
         """Whether shifts up to ``reach`` (largest |component|) lie inside the table's stencil range."""
@@ -249,10 +250,12 @@ class ShiftTable:
         taps = np.arange(-1, 3)
         rows = (base[:, 1, None] + taps)[:, :, None] * self.size + (base[:, 0, None] + taps)[:, None, :]  # (m, 4, 4)
         weights = (wy[:, :, None] * wx[:, None, :]).astype(np.float32)
-        matrix = scipy.sparse.csr_matrix(
-            (weights.reshape(-1), rows.reshape(-1), np.arange(0, 16 * m + 1, 16)), shape=(m, self.table.shape[0])
-        )
-        return np.ascontiguousarray(matrix @ self.table).view(np.complex64)
+        with torch.no_grad():
+            values = torch.nn.functional.embedding_bag(
+                torch.from_numpy(rows.reshape(m, 16)), self.table, per_sample_weights=torch.from_numpy(weights.reshape(m, 16)),
+                mode="sum",
+            )
+        return values.numpy().view(np.complex64)
 
 
 def _lagrange4(fraction: np.ndarray) -> np.ndarray:
