@@ -2,7 +2,9 @@
 
 Two parts, added in quadrature:
 - the noise: each grid point holds the mean of ``hits`` samples of complex noise std ``sigma``
-  (estimated by the calibration fit), so its noise power is ``coils * sigma^2 / hits``;
+  (estimated by the calibration fit), so its noise power is ``coils * sigma^2 / hits``; where
+  kernels in fewer virtual coils made a point of a physical-coil output, only the share of the
+  noise those coils keep (``CoilTransform.kept_noise_share``: about virtual / physical);
 - the kernels' misfit: their error on held-out noise-free pairs of the calibration (energy
   weighted, as the k-space error is), where no calibration value replaced the gridded one.
 
@@ -28,7 +30,8 @@ def radius_from_centre(shape: tuple[int, ...]) -> np.ndarray:
 
 
 def estimated_nrmse(
-    kspace: np.ndarray, hits: np.ndarray, noise_std: float, misfit: float, filled: np.ndarray | None, region: np.ndarray | None = None
+    kspace: np.ndarray, hits: np.ndarray, noise_std: float, misfit: float, filled: np.ndarray | None, region: np.ndarray | None = None,
+    kept_noise: float = 1.0,
 ) -> float:
     """Estimated NRMSE of the gridded k-space over its sampled points (within ``region``).
 
@@ -39,6 +42,7 @@ def estimated_nrmse(
         misfit: the kernels' relative error on noise-free held-out pairs (nan: unknown, taken as 0).
         filled: ([nz,] ny, nx) bool: points that took a calibration value (no kernel misfit), or None.
         region: ([nz,] ny, nx) bool: the points to cover (None: all).
+        kept_noise: share of the coils' noise power in the points the kernels made (not ``filled``).
     Returns:
         The estimate; nan when the region holds no sampled point or no signal above the noise.
     """
@@ -47,11 +51,11 @@ def estimated_nrmse(
         return math.nan
     coils = kspace.shape[0]
     power = np.sum(np.abs(kspace[:, sampled]) ** 2, axis=0)  # per point, over coils
-    noise = coils * noise_std**2 / hits[sampled]
+    kernel_points = ~filled[sampled] if filled is not None else np.ones(power.shape, bool)
+    noise = coils * noise_std**2 / hits[sampled] * np.where(kernel_points, kept_noise, 1.0)
     signal = np.maximum(power - noise, 0.0)
     total = float(signal.sum())
     if total <= 0:
         return math.nan
-    kernel_points = ~filled[sampled] if filled is not None else np.ones(signal.shape, bool)
     misfit_power = (0.0 if not math.isfinite(misfit) else misfit**2) * float(signal[kernel_points].sum())
     return math.sqrt((float(noise.sum()) + misfit_power) / total)

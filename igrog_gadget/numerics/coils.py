@@ -68,6 +68,23 @@ class CoilTransform:
         return compress @ np.asarray(covariance, dtype=np.complex128) @ compress.conj().T
 
 
+    def kept_noise_share(self, covariance: np.ndarray | None = None) -> float:
+        """Share of the physical coils' noise power that passes through the virtual coils and back
+        (``expand @ compress``, the physical output of data gridded in virtual coils):
+        ``trace(P C P^H) / trace(C)`` for the noise covariance ``C`` (physical, physical), white
+        noise when None; 1 for the identity. White noise in 16 coils kept in 10 orthonormal
+        virtual coils keeps 10 / 16 of its power."""
+        if self.is_identity:
+            return 1.0
+        coils = self.num_physical
+        noise = np.eye(coils) if covariance is None else np.asarray(covariance, dtype=np.complex128)
+        projection = self.expand.astype(np.complex128) @ self.compress.astype(np.complex128)
+        total = float(np.real(np.trace(noise)))
+        if total <= 0:
+            return 1.0
+        return float(np.real(np.trace(projection @ noise @ projection.conj().T))) / total
+
+
 def _mix(matrix: np.ndarray, data: np.ndarray) -> np.ndarray:
     flat = np.asarray(data, dtype=np.complex64).reshape(data.shape[0], -1)
     return (matrix @ flat).reshape(matrix.shape[0], *data.shape[1:]).astype(np.complex64, copy=False)

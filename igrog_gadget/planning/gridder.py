@@ -195,7 +195,7 @@ class FrameGridder:
             filled = fill_from_block(output.kspace, output.hits, centre, self.config.calibration.edge_margin)
             report.centre = f"{centre.source} block {' x '.join(str(n) for n in centre.shape)}"
         report.gridding_s = time.perf_counter() - started
-        self._estimate(trained, output, filled, centre, report)
+        self._estimate(trained, output, filled, centre, report, frame.noise_covariance)
         return output
 
     def _gridding_datamodule(self, frame: FrameInputs, geometry: SampleGeometry | None) -> GriddingDataModule:
@@ -221,10 +221,12 @@ class FrameGridder:
 
     def _estimate(
         self, trained: TrainedModel, output: GriddedKSpace, filled: np.ndarray | None, centre: CalibrationBlock | None,
-        report: FrameReport,
+        report: FrameReport, noise_covariance: np.ndarray | None,
     ) -> None:
         """``report.estimated_nrmse`` (and the centre's): with the closed-form fit the frame's
-        noise (the calibration fit's noise std over each point's hits) and the kernels' misfit
+        noise (the calibration fit's noise std over each point's hits; in a physical-coil output
+        of virtual-coil kernels the share of it the virtual coils keep, for the frame's noise
+        covariance ``noise_covariance`` (physical coils; None: white)) and the kernels' misfit
         on noise-free held-out pairs (``error_estimate``); with the network, its error on
         held-out training pairs (noise-augmented, each pair normalised)."""
         noise_std = centre.noise_std if centre is not None else trained.noise_std
@@ -232,8 +234,13 @@ class FrameGridder:
             report.estimated_nrmse = trained.estimate
             return
         centre_region = radius_from_centre(output.hits.shape) < CENTRE_RADIUS
-        report.estimated_nrmse = estimated_nrmse(output.kspace, output.hits, noise_std, trained.estimate, filled)
-        report.estimated_centre_nrmse = estimated_nrmse(output.kspace, output.hits, noise_std, trained.estimate, filled, centre_region)
+        kept = 1.0
+        if output.kspace.shape[0] == trained.coil_transform.num_physical:  # physical output (or no compression)
+            kept = trained.coil_transform.kept_noise_share(noise_covariance)
+        report.estimated_nrmse = estimated_nrmse(output.kspace, output.hits, noise_std, trained.estimate, filled, kept_noise=kept)
+        report.estimated_centre_nrmse = estimated_nrmse(
+            output.kspace, output.hits, noise_std, trained.estimate, filled, centre_region, kept_noise=kept
+        )
         report.estimated_kernel_misfit = trained.estimate
 
     def _passes_block_on(self) -> bool:

@@ -323,6 +323,12 @@ def test_error_estimate_is_the_noise_of_averaged_samples_plus_the_misfit():
     centre = estimated_nrmse(gridded, hits, sigma, 0.1, filled, region=filled)
     centre_noise = np.linalg.norm(noise[:, filled]) / np.linalg.norm(truth[:, filled])
     assert abs(centre / centre_noise - 1) < 0.1, (centre, centre_noise)
+    # kernels in fewer virtual coils keep a share of the noise power outside the filled centre
+    kept = np.where(filled, 1.0, np.sqrt(0.4))
+    shared = estimated_nrmse(truth + noise * kept, hits, sigma, 0.0, filled, kept_noise=0.4)
+    measured_shared = np.linalg.norm(noise * kept) / np.linalg.norm(truth)
+    assert abs(shared / measured_shared - 1) < 0.05, (shared, measured_shared)
+    assert estimated_nrmse(truth + noise * kept, hits, sigma, 0.0, filled) > 1.3 * measured_shared
 
 
 @pytest.mark.parametrize("name", ["spiral_acs", "radial_acs"])
