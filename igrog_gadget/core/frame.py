@@ -150,6 +150,9 @@ class GriddedKSpace:
     """Shape (ny, nx) (3D: (nz, ny, nx)), float32: mean sample time of the samples on each point (if times were given)."""
     field_correction: "FieldCorrectionReport | None" = None
     """fieldcorr: the B0 map and how the field was removed (None for the other variants)."""
+    noise_gain: np.ndarray | None = None
+    """Shape like ``hits``, float32: the mean noise gain ``||K||_F^2 / coils`` of the kernels that
+    made each point (1: a kernel that copies one sample; 0 where nothing landed), None when unknown."""
     report: "FrameReport | None" = None
     """How the frame was gridded (set by ``FrameGridder.grid``)."""
     calibration: CalibrationBlock | None = None

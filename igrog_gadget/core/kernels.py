@@ -86,8 +86,14 @@ def apply_transposed_kernels(kernels_t: torch.Tensor, sources: torch.Tensor) -> 
 def grid_with_kernels(
     samples: np.ndarray, geometry: SampleGeometry, kernels: Iterable[torch.Tensor], device: torch.device,
     rows: np.ndarray | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Grid a frame with kernels, chunk by chunk (memory: the chunk being applied).
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Grid a frame with kernels, chunk by chunk (memory: the chunk being applied), and the
+    kernels' noise gain on each point.
+
+    A kernel's noise gain is ``||K||_F^2 / coils``: the noise power it passes from white sources
+    of unit variance, per target coil (1 for a kernel that copies one sample; a ridge shrinks it
+    below 1). Each point's is the mean over the samples landing there; a sample without a
+    kernel (not in ``rows``) counts 1.
 
     Args:
         samples: shape (coils, total_samples), complex64.
@@ -98,7 +104,8 @@ def grid_with_kernels(
         rows: shape (k,), int64: the samples the kernels are for (None: all); the others add
             nothing, but count in their grid point's hits.
     Returns:
-        ``(kspace (coils, [nz,] ny, nx) complex64, hits ([nz,] ny, nx) int32)`` on ``device``.
+        ``(kspace (coils, [nz,] ny, nx) complex64, hits ([nz,] ny, nx) int32, noise_gain ([nz,] ny,
+        nx) float32, 0 where nothing landed)`` on ``device``.
     """
     samples_t = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.complex64)).to(device)
     grid_index = torch.from_numpy(geometry.grid_index).to(device)
@@ -108,7 +115,12 @@ def grid_with_kernels(
     source_index = torch.from_numpy(np.ascontiguousarray(kernel_sources)).to(device)
     target_index = torch.from_numpy(np.ascontiguousarray(kernel_targets)).to(device)
     count = source_index.shape[0]
-    sums = torch.zeros(math.prod(geometry.matrix), samples.shape[0], dtype=torch.complex64, device=device)
+    coils = samples.shape[0]
+    points = math.prod(geometry.matrix)
+    sums = torch.zeros(points, coils, dtype=torch.complex64, device=device)
+    # samples without a kernel count 1: their points' gains start at their count
+    gain_sums = torch.bincount(grid_index, minlength=points).to(torch.float32)
+    gain_sums.index_add_(0, target_index, torch.full((count,), -1.0, device=device))
     start = 0
     for chunk in kernels:
         chunk_t = chunk.to(device)
@@ -117,7 +129,10 @@ def grid_with_kernels(
             raise ValueError(f"{stop} kernels for {count} samples")
         values = apply_transposed_kernels(chunk_t, gather_sources(samples_t, source_index[start:stop]))
         sums.index_add_(0, target_index[start:stop], values)
+        gain_sums.index_add_(0, target_index[start:stop], chunk_t.abs().square().sum(dim=(1, 2)) / coils)
         start = stop
     if start != count:
         raise ValueError(f"{start} kernels for {count} samples")
-    return sums_to_mean(sums, grid_index, geometry.matrix)
+    kspace, hits = sums_to_mean(sums, grid_index, geometry.matrix)
+    noise_gain = gain_sums.reshape(hits.shape) / hits.clamp(min=1).to(torch.float32)
+    return kspace, hits, noise_gain

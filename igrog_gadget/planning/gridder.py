@@ -224,7 +224,8 @@ class FrameGridder:
         report: FrameReport, noise_covariance: np.ndarray | None,
     ) -> None:
         """``report.estimated_nrmse`` (and the centre's): with the closed-form fit the frame's
-        noise (the calibration fit's noise std over each point's hits; in a physical-coil output
+        noise (the calibration fit's noise std over each point's hits, times its kernels' noise
+        gain; in a physical-coil output
         of virtual-coil kernels the share of it the virtual coils keep, for the frame's noise
         covariance ``noise_covariance`` (physical coils; None: white)) and the kernels' misfit
         on noise-free held-out pairs (``error_estimate``); with the network, its error on
@@ -237,9 +238,10 @@ class FrameGridder:
         kept = 1.0
         if output.kspace.shape[0] == trained.coil_transform.num_physical:  # physical output (or no compression)
             kept = trained.coil_transform.kept_noise_share(noise_covariance)
-        report.estimated_nrmse = estimated_nrmse(output.kspace, output.hits, noise_std, trained.estimate, filled, kept_noise=kept)
+        gain = output.noise_gain
+        report.estimated_nrmse = estimated_nrmse(output.kspace, output.hits, noise_std, trained.estimate, filled, kept_noise=kept, noise_gain=gain)
         report.estimated_centre_nrmse = estimated_nrmse(
-            output.kspace, output.hits, noise_std, trained.estimate, filled, centre_region, kept_noise=kept
+            output.kspace, output.hits, noise_std, trained.estimate, filled, centre_region, kept_noise=kept, noise_gain=gain
         )
         report.estimated_kernel_misfit = trained.estimate
 
@@ -294,4 +296,7 @@ class FrameGridder:
             compression_energy=None if transform.is_identity else transform.kept_energy,
             compression=compression,
         )
-        return GriddedKSpace(kspace=kspace, hits=result.hits, mean_time_us=result.mean_time_us, field_correction=result.field_correction)
+        return GriddedKSpace(
+            kspace=kspace, hits=result.hits, mean_time_us=result.mean_time_us, field_correction=result.field_correction,
+            noise_gain=result.noise_gain,
+        )

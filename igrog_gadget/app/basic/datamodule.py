@@ -196,18 +196,20 @@ class BasicDataModule(GriddingDataModule):
         )
 
     # --- gridding ---------------------------------------------------------------
-    def apply_kernels(self, kernels: KernelChunks) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(kspace (coils, [nz,] ny, nx), hits ([nz,] ny, nx))`` tensors on the gridding device:
-        the frame gridded with ``kernels``."""
+    def apply_kernels(self, kernels: KernelChunks) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(kspace (coils, [nz,] ny, nx), hits ([nz,] ny, nx), noise_gain ([nz,] ny, nx))`` tensors
+        on the gridding device: the frame gridded with ``kernels`` (``grid_with_kernels``)."""
         return grid_with_kernels(self.frame.flat_samples(), self.prepared_geometry, kernels, self.device, kernels.rows)
 
     def grid(self, kernels: KernelChunks) -> GriddedKSpace:
         """Apply ``kernels`` to the frame and average on the grid."""
-        kspace, hits = self.apply_kernels(kernels)
+        kspace, hits, noise_gain = self.apply_kernels(kernels)
         mean_time = None
         if self.frame.sample_times_us is not None:
             mean_time = mean_time_on_grid(self.frame.sample_times_us.reshape(-1), self.prepared_geometry)
-        self.data = GriddedKSpace(kspace=kspace.cpu().numpy(), hits=hits.cpu().numpy(), mean_time_us=mean_time)
+        self.data = GriddedKSpace(
+            kspace=kspace.cpu().numpy(), hits=hits.cpu().numpy(), mean_time_us=mean_time, noise_gain=noise_gain.cpu().numpy()
+        )
         return self.data
 
 

@@ -248,7 +248,7 @@ class FieldCorrDataModule(ImageBasedDataModule):
     def grid(self, kernels: KernelChunks) -> GriddedKSpace:
         """Grid with ``kernels``; in hybrid mode remove the field on the Cartesian side."""
         self.load_field_inputs()  # the frame may be new (cached kernels)
-        kspace, hits = self.apply_kernels(kernels)
+        kspace, hits, noise_gain = self.apply_kernels(kernels)
         times = effective_times(self.prepared_times, self.prepared_geometry)
         mean_time = mean_time_on_grid(self.prepared_times.reshape(-1) * 1e6, self.prepared_geometry)
         field = FieldCorrectionReport(b0map=self.field_source, mode=self.mode)
@@ -258,7 +258,10 @@ class FieldCorrDataModule(ImageBasedDataModule):
                 kspace, hits, self.prepared_field, segmentation.tau_s, weights, self.field_config.cg_iterations, self.device
             )
             field = dataclasses.replace(field, time_segments=segmentation.num_segments, segmentation_error=segmentation.max_error)
-        self.data = GriddedKSpace(kspace=kspace.cpu().numpy(), hits=hits.cpu().numpy(), mean_time_us=mean_time, field_correction=field)
+        self.data = GriddedKSpace(
+            kspace=kspace.cpu().numpy(), hits=hits.cpu().numpy(), mean_time_us=mean_time, field_correction=field,
+            noise_gain=noise_gain.cpu().numpy(),
+        )
         return self.data
 
     def segment_weights(self, times: np.ndarray):
