@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from igrog_engine import Inferencer
+from igrog_gadget.core.kernels import kernel_noise_gains
 from igrog_gadget.numerics.geometry import SampleGeometry
 
 if TYPE_CHECKING:  # the datamodule module imports this one's types
@@ -42,6 +43,7 @@ class KernelChunks:
         order; None: every sample of the geometry. The other samples add nothing to the grid
         (their grid points are filled otherwise: ``GriddingPlan``)."""
         self._used = False
+        self._gains: tuple[torch.Tensor, ...] | None = None  # kept chunks' noise gains, once computed
 
     @classmethod
     def from_model_outputs(cls, outputs: Iterable[torch.Tensor], rows: np.ndarray | None = None) -> "KernelChunks":
@@ -63,6 +65,16 @@ class KernelChunks:
     def nbytes(self) -> int:
         """Bytes of the kept chunks (0 for streamed ones: they are never all held)."""
         return sum(chunk.element_size() * chunk.numel() for chunk in self.chunks) if self.kept else 0
+
+    def with_noise_gains(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The chunks with their kernels' noise gains (m,) (``kernel_noise_gains``), for
+        ``grid_with_kernels``: computed once for kept chunks (a later frame of the trajectory reuses
+        them), as they come for streamed ones."""
+        if not self.kept:
+            return ((chunk, kernel_noise_gains(chunk)) for chunk in self)
+        if self._gains is None:
+            self._gains = tuple(kernel_noise_gains(chunk) for chunk in self._chunks)
+        return zip(self._chunks, self._gains)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         if not self.kept:

@@ -116,7 +116,7 @@ def test_identity_kernels_reduce_to_nearest_neighbour_averaging():
     position = (geometry.source_index == geometry.sample_index[:, None]).argmax(axis=1)
     for coil in range(2):
         kernels[torch.arange(geometry.num_samples), coil, coil * 3 + torch.from_numpy(position)] = 1
-    kspace, hits, _ = (tensor.numpy() for tensor in grid_with_kernels(samples, geometry, KernelChunks.from_model_outputs(kernels.split(7)), torch.device("cpu")))
+    kspace, hits, _ = (tensor.numpy() for tensor in grid_with_kernels(samples, geometry, KernelChunks.from_model_outputs(kernels.split(7)).with_noise_gains(), torch.device("cpu")))
     expected = np.zeros((2, 256), np.complex64)
     counts = np.bincount(geometry.grid_index, minlength=256)
     for coil in range(2):
@@ -128,12 +128,12 @@ def test_identity_kernels_reduce_to_nearest_neighbour_averaging():
     # landed; a sample without a kernel (not in rows) counts 1
     cpu = torch.device("cpu")
     halved = 0.5 * kernels
-    _, _, gain = grid_with_kernels(samples, geometry, KernelChunks.from_model_outputs(halved.split(7)), cpu)
+    _, _, gain = grid_with_kernels(samples, geometry, KernelChunks.from_model_outputs(halved.split(7)).keep().with_noise_gains(), cpu)
     np.testing.assert_allclose(gain.numpy()[hits > 0], 0.25, rtol=1e-6)
     assert (gain.numpy()[hits == 0] == 0).all()
     rows = np.arange(0, geometry.num_samples, 2)
     _, _, mixed = grid_with_kernels(
-        samples, geometry, KernelChunks.from_model_outputs(halved[torch.from_numpy(rows)].split(7), rows), cpu, rows
+        samples, geometry, KernelChunks.from_model_outputs(halved[torch.from_numpy(rows)].split(7), rows).with_noise_gains(), cpu, rows
     )
     with_kernel = np.bincount(geometry.grid_index[rows], minlength=256).reshape(hits.shape)
     expected_gain = np.where(hits > 0, (0.25 * with_kernel + (hits - with_kernel)) / np.maximum(hits, 1), 0)

@@ -199,7 +199,7 @@ class BasicDataModule(GriddingDataModule):
     def apply_kernels(self, kernels: KernelChunks) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(kspace (coils, [nz,] ny, nx), hits ([nz,] ny, nx), noise_gain ([nz,] ny, nx))`` tensors
         on the gridding device: the frame gridded with ``kernels`` (``grid_with_kernels``)."""
-        return grid_with_kernels(self.frame.flat_samples(), self.prepared_geometry, kernels, self.device, kernels.rows)
+        return grid_with_kernels(self.frame.flat_samples(), self.prepared_geometry, kernels.with_noise_gains(), self.device, kernels.rows)
 
     def grid(self, kernels: KernelChunks) -> GriddedKSpace:
         """Apply ``kernels`` to the frame and average on the grid."""
