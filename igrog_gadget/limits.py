@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from igrog_gadget.config import IgrogConfig, standard_layout
+from igrog_gadget.config.schema import GROWN_BLOCK_MAX_SIDE
 from igrog_gadget.errors import ConfigError, InputDataError
 from igrog_gadget.scan import ScanHeader
 
@@ -96,6 +97,13 @@ class ResourceLimits:
                 f"{c.solve_grid(c.selfcal_size)} (twice the side), beyond the resource limit max_selfcal_grid = "
                 f"{self.max_selfcal_grid}"
             )
+        if "max_block_fraction" in layout["calibration"] and c.max_block_fraction > 0:
+            if c.solve_grid(GROWN_BLOCK_MAX_SIDE) > self.max_selfcal_grid:
+                raise ConfigError(
+                    f"calibration.max_block_fraction = {_number(c.max_block_fraction)} lets a 2D calibration block grow to "
+                    f"{GROWN_BLOCK_MAX_SIDE} (a solve grid of {c.solve_grid(GROWN_BLOCK_MAX_SIDE)}), beyond the resource "
+                    f"limit max_selfcal_grid = {self.max_selfcal_grid}; set calibration.max_block_fraction = 0 or raise the limit"
+                )
 
     def check_header(self, header: ScanHeader, config: IgrogConfig, source: str = "") -> None:
         """Refuse a scan whose grid, partitions or coils exceed the limits (before any data).

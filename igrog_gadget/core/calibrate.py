@@ -30,6 +30,7 @@ import numpy as np
 
 from igrog_gadget.core.frame import FrameInputs
 from igrog_gadget.config import CalibrationConfig
+from igrog_gadget.config.schema import GROWN_BLOCK_MAX_SIDE
 from igrog_gadget.errors import CalibrationError
 from igrog_gadget.numerics.coils import noise_std_of
 from igrog_gadget.numerics.nufft import nufft_forward
@@ -107,12 +108,15 @@ def _source_block(frame: FrameInputs, config: CalibrationConfig, grid_oversampli
         block, unused = _joint_block(frame, config)
         if block is not None:
             return block
+    size = config.selfcal_size
+    if frame.dims == 2:
+        size = plane_block_side(frame.flat_coords(), frame.matrix, size, config)
     try:
         return self_calibrate(
             frame.flat_samples(),
             frame.flat_coords(),
-            size=config.selfcal_size,
-            grid=config.solve_grid(config.selfcal_size),
+            size=size,
+            grid=config.solve_grid(size),
             iterations=config.selfcal_iterations,
             min_coverage=config.selfcal_min_coverage,
             min_size=config.selfcal_min_size,
@@ -146,6 +150,18 @@ def check_volume_lines(lines: list[tuple[np.ndarray, np.ndarray]]) -> None:
             "a 2D ACS cannot calibrate a 3D grid; acquire a 3D ACS block (lines along kx at several ky and kz) or "
             "leave the calibration lines out to self-calibrate from the densely sampled centre"
         )
+
+
+def plane_block_side(coords: np.ndarray, matrix: tuple[int, ...], size: int, config: CalibrationConfig) -> int:
+    """Side of a 2D joint or self-calibration block: the largest even side from
+    ``calibration.max_block_fraction`` of the smallest matrix side (at most ``GROWN_BLOCK_MAX_SIDE``)
+    down to ``size`` whose centre disc the samples (coords (n, 2), grid units) fill to
+    ``selfcal_min_coverage``; ``size`` when none does or the fraction allows no larger block."""
+    top = min(int(config.max_block_fraction * min(matrix[:2])) // 2 * 2, GROWN_BLOCK_MAX_SIDE)
+    if top <= size:
+        return size
+    side, _ = largest_calibration_size(coords, top, size, config.selfcal_min_coverage)
+    return side if side > 0 else size
 
 
 def _volume_joint_size(
@@ -206,6 +222,8 @@ def _joint_block(frame: FrameInputs, config: CalibrationConfig) -> tuple[Calibra
         if size == 0 and acs is not None:  # (0 only when there is an ACS block to fall back on)
             logger.info("joint calibration not possible (the centre around the ACS is sparse); using the ACS block %s", acs.shape)
             return acs, None
+    else:
+        size = plane_block_side(coords, frame.matrix, size, config)
     grid = config.solve_grid(size)
     joint = fit_centre(samples, coords, grid, config.selfcal_iterations)
     if config.acs_noise_ratio_max > 0:

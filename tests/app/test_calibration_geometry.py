@@ -197,3 +197,34 @@ def test_undersampled_radial_without_acs_calibrates_at_low_resolution(tmp_path, 
     error = error_of(report, path)
     assert error < 0.4 * nn_error(path)
     assert 0 < estimate < 3 * error
+
+
+def radial_coords(spokes: int, matrix: int) -> np.ndarray:
+    """Sample positions (spokes * 2 * matrix, 2) of a full radial trajectory, grid units."""
+    angles = np.arange(spokes) * np.pi / spokes
+    radii = np.arange(-matrix, matrix) / 2
+    return np.stack([np.outer(np.cos(angles), radii).ravel(), np.outer(np.sin(angles), radii).ravel()], axis=1)
+
+
+def test_a_2d_block_grows_with_the_matrix_as_far_as_the_centre_is_dense():
+    """``plane_block_side``: from selfcal_size up to ``max_block_fraction`` of the matrix side
+    where the samples fill the centre: a 256 radial at Nyquist (402 spokes) grows its block to 48,
+    at 64 spokes less far, at 24 spokes not at all; a 128 matrix keeps 32 (a fraction of 3/16 gives
+    24), and 0 turns the growth off. The limit on the calibration solve covers it."""
+    from igrog_gadget.core.calibrate import plane_block_side
+    from igrog_gadget.errors import ConfigError
+    from igrog_gadget.limits import ResourceLimits
+
+    config = load_config("basic").calibration
+    assert plane_block_side(radial_coords(402, 256), (256, 256), 32, config) == 48
+    assert plane_block_side(radial_coords(402, 256), (256, 320), 32, config) == 48  # the smaller side
+    assert 32 < plane_block_side(radial_coords(64, 256), (256, 256), 32, config) < 48  # as far as it is dense
+    assert plane_block_side(radial_coords(24, 256), (256, 256), 32, config) == 32  # not dense at 32 either
+    assert plane_block_side(radial_coords(201, 128), (128, 128), 32, config) == 32
+    larger = load_config("basic", overrides=["calibration.max_block_fraction=0.5"]).calibration
+    assert plane_block_side(radial_coords(804, 512), (512, 512), 32, larger) == 128  # GROWN_BLOCK_MAX_SIDE
+    off = load_config("basic", overrides=["calibration.max_block_fraction=0"]).calibration
+    assert plane_block_side(radial_coords(402, 256), (256, 256), 32, off) == 32
+    with pytest.raises(ConfigError, match=r"max_block_fraction = 0\.1875 lets a 2D calibration block grow to 128 .*max_selfcal_grid = 128"):
+        ResourceLimits(max_selfcal_grid=128).check_config(load_config("basic"))
+    ResourceLimits(max_selfcal_grid=128).check_config(load_config("basic", overrides=["calibration.max_block_fraction=0"]))
