@@ -133,9 +133,12 @@ def grid_with_kernels(
     count = source_index.shape[0]
     points = math.prod(geometry.matrix)
     sums = torch.zeros(points, samples.shape[0], dtype=torch.complex64, device=device)
-    # samples without a kernel count 1: their points' gains start at their count
-    gain_sums = torch.bincount(grid_index, minlength=points).to(torch.float32)
-    gain_sums.index_add_(0, target_index, torch.full((count,), -1.0, device=device))
+    gain_sums = torch.zeros(points, dtype=torch.float32, device=device)
+    if rows is not None:  # a sample without a kernel counts 1
+        without = np.ones(geometry.num_samples, dtype=bool)
+        without[rows] = False
+        others = torch.from_numpy(geometry.grid_index[without]).to(device)
+        gain_sums.index_add_(0, others, torch.ones(others.shape[0], dtype=torch.float32, device=device))
     start = 0
     for chunk, gains in kernels:
         chunk_t = chunk.to(device)

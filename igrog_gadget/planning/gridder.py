@@ -225,9 +225,9 @@ class FrameGridder:
     ) -> None:
         """``report.estimated_nrmse`` (and the centre's): with the closed-form fit the frame's
         noise (the calibration fit's noise std over each point's hits, times its kernels' noise
-        gain; in a physical-coil output
-        of virtual-coil kernels the share of it the virtual coils keep, for the frame's noise
-        covariance ``noise_covariance`` (physical coils; None: white)) and the kernels' misfit
+        gain; in a physical-coil output of virtual-coil kernels, the share of it the virtual coils
+        keep, for the frame's noise covariance ``noise_covariance`` (physical coils; None:
+        white)) and the kernels' misfit
         on noise-free held-out pairs (``error_estimate``); with the network, its error on
         held-out training pairs (noise-augmented, each pair normalised)."""
         noise_std = centre.noise_std if centre is not None else trained.noise_std
@@ -235,8 +235,8 @@ class FrameGridder:
             report.estimated_nrmse = trained.estimate
             return
         centre_region = radius_from_centre(output.hits.shape) < CENTRE_RADIUS
-        kept = 1.0
-        if output.kspace.shape[0] == trained.coil_transform.num_physical:  # physical output (or no compression)
+        kept = 1.0  # (1 for the identity transform too: kept_noise_share)
+        if self.config.gridding.output_coils == "physical":  # as _output_coils expands the kernels' output
             kept = trained.coil_transform.kept_noise_share(noise_covariance)
         gain = output.noise_gain
         report.estimated_nrmse = estimated_nrmse(output.kspace, output.hits, noise_std, trained.estimate, filled, kept_noise=kept, noise_gain=gain)
