@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from igrog_gadget.config import IgrogConfig, standard_layout
-from igrog_gadget.config.schema import GROWN_BLOCK_MAX_SIDE
 from igrog_gadget.errors import ConfigError, InputDataError
 from igrog_gadget.scan import ScanHeader
 
@@ -98,11 +97,12 @@ class ResourceLimits:
                 f"{self.max_selfcal_grid}"
             )
         if "max_block_fraction" in layout["calibration"] and c.max_block_fraction > 0:
-            if c.solve_grid(GROWN_BLOCK_MAX_SIDE) > self.max_selfcal_grid:
+            if c.solve_grid(c.max_block_side) > self.max_selfcal_grid:
                 raise ConfigError(
                     f"calibration.max_block_fraction = {_number(c.max_block_fraction)} lets a 2D calibration block grow to "
-                    f"{GROWN_BLOCK_MAX_SIDE} (a solve grid of {c.solve_grid(GROWN_BLOCK_MAX_SIDE)}), beyond the resource "
-                    f"limit max_selfcal_grid = {self.max_selfcal_grid}; set calibration.max_block_fraction = 0 or raise the limit"
+                    f"max_block_side = {c.max_block_side} (a solve grid of {c.solve_grid(c.max_block_side)}), beyond the "
+                    f"resource limit max_selfcal_grid = {self.max_selfcal_grid}; lower calibration.max_block_side, set "
+                    "calibration.max_block_fraction = 0 or raise the limit"
                 )
 
     def check_header(self, header: ScanHeader, config: IgrogConfig, source: str = "") -> None:

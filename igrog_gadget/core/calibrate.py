@@ -30,7 +30,6 @@ import numpy as np
 
 from igrog_gadget.core.frame import FrameInputs
 from igrog_gadget.config import CalibrationConfig
-from igrog_gadget.config.schema import GROWN_BLOCK_MAX_SIDE
 from igrog_gadget.errors import CalibrationError
 from igrog_gadget.numerics.coils import noise_std_of
 from igrog_gadget.numerics.nufft import nufft_forward
@@ -154,10 +153,10 @@ def check_volume_lines(lines: list[tuple[np.ndarray, np.ndarray]]) -> None:
 
 def plane_block_side(coords: np.ndarray, matrix: tuple[int, ...], size: int, config: CalibrationConfig) -> int:
     """Side of a 2D joint or self-calibration block: the largest even side from
-    ``calibration.max_block_fraction`` of the smallest matrix side (at most ``GROWN_BLOCK_MAX_SIDE``)
-    down to ``size`` whose centre disc the samples (coords (n, 2), grid units) fill to
+    ``calibration.max_block_fraction`` of the smallest matrix side (at most
+    ``calibration.max_block_side``) down to ``size`` whose centre disc the samples (coords (n, 2), grid units) fill to
     ``selfcal_min_coverage``; ``size`` when none does or the fraction allows no larger block."""
-    top = min(int(config.max_block_fraction * min(matrix[:2])) // 2 * 2, GROWN_BLOCK_MAX_SIDE)
+    top = min(int(config.max_block_fraction * min(matrix[:2])), config.max_block_side) // 2 * 2
     if top <= size:
         return size
     side, _ = largest_calibration_size(coords, top, size, config.selfcal_min_coverage)

@@ -207,10 +207,11 @@ def radial_coords(spokes: int, matrix: int) -> np.ndarray:
 
 
 def test_a_2d_block_grows_with_the_matrix_as_far_as_the_centre_is_dense():
-    """``plane_block_side``: from selfcal_size up to ``max_block_fraction`` of the matrix side
-    where the samples fill the centre: a 256 radial at Nyquist (402 spokes) grows its block to 48,
-    at 64 spokes less far, at 24 spokes not at all; a 128 matrix keeps 32 (a fraction of 3/16 gives
-    24), and 0 turns the growth off. The limit on the calibration solve covers it."""
+    """``plane_block_side``: from selfcal_size up to ``max_block_fraction`` of the matrix side, at
+    most ``max_block_side``, where the samples fill the centre: a 256 radial at Nyquist (402
+    spokes) grows its block to 48, at 64 spokes less far, at 24 spokes not at all; a 128 matrix at
+    Nyquist to 48 too, a 96 matrix to 36 (the fraction), and 0 turns the growth off. The limit on
+    the calibration solve covers the largest side."""
     from igrog_gadget.core.calibrate import plane_block_side
     from igrog_gadget.errors import ConfigError
     from igrog_gadget.limits import ResourceLimits
@@ -220,11 +221,13 @@ def test_a_2d_block_grows_with_the_matrix_as_far_as_the_centre_is_dense():
     assert plane_block_side(radial_coords(402, 256), (256, 320), 32, config) == 48  # the smaller side
     assert 32 < plane_block_side(radial_coords(64, 256), (256, 256), 32, config) < 48  # as far as it is dense
     assert plane_block_side(radial_coords(24, 256), (256, 256), 32, config) == 32  # not dense at 32 either
-    assert plane_block_side(radial_coords(201, 128), (128, 128), 32, config) == 32
-    larger = load_config("basic", overrides=["calibration.max_block_fraction=0.5"]).calibration
-    assert plane_block_side(radial_coords(804, 512), (512, 512), 32, larger) == 128  # GROWN_BLOCK_MAX_SIDE
+    assert plane_block_side(radial_coords(201, 128), (128, 128), 32, config) == 48
+    assert plane_block_side(radial_coords(151, 96), (96, 96), 32, config) == 36  # 0.375 x 96
+    larger = load_config("basic", overrides=["calibration.max_block_fraction=0.5", "calibration.max_block_side=128"]).calibration
+    assert plane_block_side(radial_coords(804, 512), (512, 512), 32, larger) == 128
     off = load_config("basic", overrides=["calibration.max_block_fraction=0"]).calibration
     assert plane_block_side(radial_coords(402, 256), (256, 256), 32, off) == 32
-    with pytest.raises(ConfigError, match=r"max_block_fraction = 0\.1875 lets a 2D calibration block grow to 128 .*max_selfcal_grid = 128"):
-        ResourceLimits(max_selfcal_grid=128).check_config(load_config("basic"))
-    ResourceLimits(max_selfcal_grid=128).check_config(load_config("basic", overrides=["calibration.max_block_fraction=0"]))
+    with pytest.raises(ConfigError, match=r"max_block_fraction = 0\.375 lets a 2D calibration block grow to max_block_side = 48 .*max_selfcal_grid = 64"):
+        ResourceLimits(max_selfcal_grid=64).check_config(load_config("basic"))
+    ResourceLimits(max_selfcal_grid=64).check_config(load_config("basic", overrides=["calibration.max_block_fraction=0"]))
+    ResourceLimits(max_selfcal_grid=64).check_config(load_config("basic", overrides=["calibration.max_block_side=32"]))
