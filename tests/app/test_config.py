@@ -337,7 +337,7 @@ def test_every_lower_bound_of_the_table_is_enforced_and_named(variant, name, spe
 
 @pytest.mark.parametrize(("variant", "name", "spec"), list(_declared(lambda spec: spec.maximum is not None)))
 def test_every_upper_bound_of_the_table_is_enforced_and_named(variant, name, spec):
-    bad = spec.maximum if spec.maximum_excluded else spec.maximum + 0.5
+    bad = spec.maximum if spec.maximum_excluded else spec.maximum + (1 if isinstance(spec.maximum, int) else 0.5)
     with pytest.raises(ConfigError, match=rf"^{name} must be in [\[(][0-9.]+, {spec.maximum:g}[\])], got {bad!r}$"):
         load_config(variant, overrides=[f"{name}={bad}"])
 
