@@ -249,8 +249,8 @@ class CalibrationConfig:
         f"""2D: the largest side max_block_fraction grows a calibration block to (at most
         {GROWN_BLOCK_MAX_SIDE}; its solve grid is twice that). Larger blocks cost more than they give:
         128^2, 8-interleaf spiral, image error x the perfect gridder's 1.13 with a 48 block, 1.36 with 64;
-        192^2 x 16 coils, 300 spokes: k-space NRMSE 0.0323 / 0.0294 with a 36 / 48 block for 6 % more
-        CPU in the first key, 0.0279 with 72 for 60 % more.""",
+        192^2 x 16 coils, 300 spokes: k-space NRMSE 0.0323 / 0.0294 with a 36 / 48 block for 6-21 %
+        more CPU in the first key's grid call (the whole process 1.09x), 0.0279 with 72 for 60 % more.""",
         minimum=2,
         maximum=GROWN_BLOCK_MAX_SIDE,
     )

@@ -154,8 +154,9 @@ def check_volume_lines(lines: list[tuple[np.ndarray, np.ndarray]]) -> None:
 def plane_block_side(coords: np.ndarray, matrix: tuple[int, ...], size: int, config: CalibrationConfig) -> int:
     """Side of a 2D joint or self-calibration block: the largest even side from
     ``calibration.max_block_fraction`` of the smallest matrix side (at most
-    ``calibration.max_block_side``) down to ``size`` whose centre disc the samples (coords (n, 2), grid units) fill to
-    ``selfcal_min_coverage``; ``size`` when none does or the fraction allows no larger block."""
+    ``calibration.max_block_side``) down to ``size`` whose centre disc the samples (coords (n, 2),
+    grid units) fill to ``selfcal_min_coverage``; ``size`` when none does or the fraction allows
+    no larger block."""
     top = min(int(config.max_block_fraction * min(matrix[:2])), config.max_block_side) // 2 * 2
     if top <= size:
         return size
