@@ -68,6 +68,25 @@ class CoilTransform:
         return compress @ np.asarray(covariance, dtype=np.complex128) @ compress.conj().T
 
 
+    def complement(self) -> "CoilTransform":
+        """The channels the compression discards: ``physical - virtual`` channels whose
+        ``expand @ compress`` is ``I - self.expand @ self.compress``, so that physical data are
+        their virtual part expanded plus their complement part expanded. A frame whose virtual
+        part is fitted already needs only the complement's channels fitted to have all of it
+        (``igrog_gadget.planning.gridder``). Its channels are orthonormal combinations of the
+        physical coils (``compress`` has orthonormal rows), not prewhitened; ``kept_energy`` is the
+        share of the calibration energy they hold."""
+        coils = self.num_physical
+        rest = np.eye(coils) - self.expand.astype(np.complex128) @ self.compress.astype(np.complex128)
+        left, singular, right = np.linalg.svd(rest)
+        count = coils - self.num_virtual  # the rank of I - expand @ compress (compress @ expand = I)
+        return CoilTransform(
+            compress=right[:count].astype(np.complex64),
+            expand=(left[:, :count] * singular[:count]).astype(np.complex64),
+            prewhitened=False,
+            kept_energy=max(0.0, 1.0 - self.kept_energy),
+        )
+
     def kept_noise_share(self, covariance: np.ndarray | None = None) -> float:
         """Share of the physical coils' noise power that passes through the virtual coils and back
         (``expand @ compress``, the physical output of data gridded in virtual coils):

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
 
@@ -265,11 +266,48 @@ class FrameGridder:
                 return trained.centre, trained.centre  # the training's own frame: its block is this frame's
             source = datamodule
         else:
+            trained_centre = self._physical_centre_of_training_frame(frame, datamodule, trained)
+            if trained_centre is not None:
+                return trained_centre, trained_centre
             source = self.spec.datamodule(frame, self._physical_config(trained), with_training=False)
         centre = source.centre_block()
         if centre is not None or not self._passes_block_on():
             return centre, centre
         return None, source.frame_kspace_block()
+
+    def _physical_centre_of_training_frame(
+        self, frame: FrameInputs, datamodule: GriddingDataModule, trained: TrainedModel
+    ) -> CalibrationBlock | None:
+        """The physical-coil centre block of the frame ``trained`` was trained on (``frame``
+        physical, ``datamodule`` its virtual-coil gridding): the training's virtual-coil centre
+        expanded, plus a centre fitted now to the channels the compression discards
+        (``CoilTransform.complement``: physical - virtual channels, where a fit of all physical
+        coils would solve for every one; the calibration solve's cost goes with the channel
+        count). Its noise std is that of the two fits' residuals expanded, per physical coil.
+
+        None, for the physical fit of all coils, for any other frame, or where the frame's
+        calibration lines were not used by the training (a fit of the discarded channels would
+        check them again, against other data)."""
+        virtual = trained.centre
+        if virtual is None or trained.centre_data != frame_data_digest(datamodule.frame):
+            return None
+        if frame.calibration_lines and trained.report.calibration != "joint":
+            return None
+        transform = trained.coil_transform
+        kspace = transform.to_physical(virtual.kspace)
+        noise_power = float(np.sum(np.abs(transform.expand) ** 2)) * (virtual.noise_std or 0.0) ** 2
+        known_noise = virtual.noise_std is not None
+        complement = transform.complement()
+        if complement.num_virtual > 0:
+            rest_frame = to_virtual_coils(frame, complement)
+            rest = self.spec.datamodule(rest_frame, self._physical_config(trained), with_training=False).centre_block()
+            if rest is None or rest.shape != virtual.shape or rest.origin != virtual.origin or rest.source != virtual.source:
+                return None
+            kspace = kspace + complement.to_physical(rest.kspace)
+            noise_power += float(np.sum(np.abs(complement.expand) ** 2)) * (rest.noise_std or 0.0) ** 2
+            known_noise = known_noise and rest.noise_std is not None
+        noise_std = math.sqrt(noise_power / transform.num_physical) if known_noise else None
+        return dataclasses.replace(virtual, kspace=kspace, noise_std=noise_std)
 
     def _physical_config(self, trained: TrainedModel) -> IgrogConfig:
         """The configuration a frame's physical-coil block is fitted with: the calibration lines,

@@ -87,6 +87,35 @@ def test_error_estimate_and_training_end_are_reported(many_coils, many_coils_rep
     assert all(1 / 1.25 < ratio < 1.25 for ratio in ratios), ratios
 
 
+def test_the_training_frames_physical_centre_is_the_fit_of_all_physical_coils(many_coils, monkeypatch):
+    """The first frame's physical-coil centre is its training's virtual-coil centre plus a fit of
+    only the channels compression discards (``CoilTransform.complement``): the same k-space and
+    noise estimate as a calibration fit of all 16 physical coils, which other frames make."""
+    from igrog_gadget.planning.gridder import FrameGridder
+
+    config = load_config("basic")
+    frame = load_case("case", many_coils, config).frame
+
+    def grid(gridder_class: type[FrameGridder]):
+        gridder = gridder_class(config)
+        try:
+            return gridder.grid(frame)
+        finally:
+            gridder.close()
+
+    class FittingAllCoils(FrameGridder):
+        def _physical_centre_of_training_frame(self, frame, datamodule, trained):
+            return None
+
+    combined, alone = grid(FrameGridder), grid(FittingAllCoils)
+    assert combined.report.coils.virtual_coils < 16 and combined.report.centre == alone.report.centre
+    # the two calibration solves stop where their conjugate gradients converge: the same values to
+    # a small part of one sample's noise (here 0.04 of it at most; the fits' noise std: 0.0046)
+    noise_std = alone.calibration.noise_std if alone.calibration is not None else None
+    assert noise_std and np.abs(combined.kspace - alone.kspace).max() < 0.2 * noise_std
+    assert combined.report.estimated_nrmse == pytest.approx(alone.report.estimated_nrmse, rel=0.02)
+
+
 def test_virtual_coil_output_carries_the_compression_matrix(many_coils, many_coils_replay, tmp_path):
     physical_out, report = many_coils_replay
     out = tmp_path / "virtual.h5"

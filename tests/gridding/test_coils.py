@@ -134,3 +134,24 @@ def test_kept_noise_share_is_the_noise_power_that_passes_through_the_virtual_coi
     if not prewhiten:
         assert transform.kept_noise_share() == pytest.approx(3 / 8, rel=1e-5)
     assert CoilTransform.identity(8).kept_noise_share(covariance) == 1.0
+
+
+@pytest.mark.parametrize("prewhiten", [False, True])
+def test_the_complement_holds_what_the_virtual_coils_discard(prewhiten):
+    """``complement``: physical - virtual orthonormal channels that, expanded, give back exactly
+    the part of the data the virtual coils do not (``I - expand @ compress``), for a plain and a
+    prewhitened (oblique) compression; none for a compression that keeps every channel."""
+    rng = np.random.default_rng(7)
+    _, covariance = correlated_noise(8, 1000, 0.5 if prewhiten else 0.0, rng)
+    data = rng.standard_normal((8, 4000)) + 1j * rng.standard_normal((8, 4000))
+    transform = compression_transform(data.astype(np.complex64), 3, 0.99, noise_prewhitener(covariance) if prewhiten else None)
+    complement = transform.complement()
+    assert (complement.num_virtual, complement.num_physical) == (5, 8)
+    compress = complement.compress.astype(np.complex128)
+    np.testing.assert_allclose(compress @ compress.conj().T, np.eye(5), atol=1e-5)
+    rebuilt = transform.to_physical(transform.to_virtual(data)) + complement.to_physical(complement.to_virtual(data))
+    np.testing.assert_allclose(rebuilt, data, atol=1e-4 * np.abs(data).max())
+    if prewhiten:  # the kept part alone is not the data
+        assert np.abs(transform.to_physical(transform.to_virtual(data)) - data).max() > 0.1
+    assert transform.complement().kept_energy == pytest.approx(1 - transform.kept_energy)
+    assert compression_transform(data.astype(np.complex64), 8, 0.99, noise_prewhitener(covariance)).complement().num_virtual == 0
