@@ -67,7 +67,6 @@ class CoilTransform:
         compress = self.compress.astype(np.complex128)
         return compress @ np.asarray(covariance, dtype=np.complex128) @ compress.conj().T
 
-
     def complement(self) -> "CoilTransform":
         """The channels the compression discards: ``physical - virtual`` channels whose
         ``expand @ compress`` is ``I - self.expand @ self.compress``, so that physical data are
