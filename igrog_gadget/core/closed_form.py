@@ -358,9 +358,8 @@ def _shared_solve(
     double precision; 192² x 16 coils, 300 spokes, 0.0293676 → 0.0293667, the grid call's CPU
     0.86-1.09x (4 alternating pairs) and 0.86x in another run. A group's ``Q`` comes from its
     first member's own differences (rounded values would not be the differences of one set of
-    positions). Its
-    samples' ridges differ (each is divided by its grid point's hits: many near the centre, one
-    or two far out), hence a decomposition rather than one inverse."""
+    positions). Its samples' ridges differ (each is divided by its grid point's hits: many near
+    the centre, one or two far out), hence a decomposition rather than one inverse."""
     grouping = _shared_groups(offsets, span)
     if grouping is None:
         return None

@@ -67,6 +67,11 @@ class CoilTransform:
         compress = self.compress.astype(np.complex128)
         return compress @ np.asarray(covariance, dtype=np.complex128) @ compress.conj().T
 
+    def kept_projection(self) -> np.ndarray:
+        """``expand @ compress`` (physical, physical), complex128: what a physical-coil signal
+        keeps after compressing and expanding (a projection, oblique when prewhitened)."""
+        return self.expand.astype(np.complex128) @ self.compress.astype(np.complex128)
+
     def complement(self) -> "CoilTransform":
         """The channels the compression discards: ``physical - virtual`` channels whose
         ``expand @ compress`` is ``I - self.expand @ self.compress``, so that physical data are
@@ -76,7 +81,7 @@ class CoilTransform:
         physical coils (``compress`` has orthonormal rows), not prewhitened; ``kept_energy`` is the
         share of the calibration energy they hold."""
         coils = self.num_physical
-        rest = np.eye(coils) - self.expand.astype(np.complex128) @ self.compress.astype(np.complex128)
+        rest = np.eye(coils) - self.kept_projection()
         left, singular, right = np.linalg.svd(rest)
         count = coils - self.num_virtual  # the rank of I - expand @ compress (compress @ expand = I)
         return CoilTransform(
@@ -96,7 +101,7 @@ class CoilTransform:
             return 1.0
         coils = self.num_physical
         noise = np.eye(coils) if covariance is None else np.asarray(covariance, dtype=np.complex128)
-        projection = self.expand.astype(np.complex128) @ self.compress.astype(np.complex128)
+        projection = self.kept_projection()
         total = float(np.real(np.trace(noise)))
         if total <= 0:
             return 1.0

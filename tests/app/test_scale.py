@@ -87,7 +87,7 @@ def test_error_estimate_and_training_end_are_reported(many_coils, many_coils_rep
     assert all(1 / 1.25 < ratio < 1.25 for ratio in ratios), ratios
 
 
-def test_the_training_frames_physical_centre_is_the_fit_of_all_physical_coils(many_coils, monkeypatch):
+def test_the_training_frames_physical_centre_is_the_fit_of_all_physical_coils(many_coils):
     """The first frame's physical-coil centre is its training's virtual-coil centre plus a fit of
     only the channels compression discards (``CoilTransform.complement``): the same k-space and
     noise estimate as a calibration fit of all 16 physical coils, which other frames make."""
